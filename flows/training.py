@@ -1,0 +1,84 @@
+"""Training flow: ingest → validate → train → evaluate → register (+ promotion policy).
+
+Wiring only: every task wraps one function from `maas`; the logic lives there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from maas import stages
+from maas.config import load_params
+from maas.registry import start_pipeline_run
+from maas.validation import DataValidationError
+
+ingest = task(stages.ingest, name="ingest", cache_policy=NO_CACHE, retries=1)
+start_run = task(
+    start_pipeline_run,
+    name="start_pipeline_run",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=3,
+)
+validate = task(stages.validate, name="validate", cache_policy=NO_CACHE)
+train = task(stages.train, name="train", cache_policy=NO_CACHE)
+evaluate = task(stages.evaluate, name="evaluate", cache_policy=NO_CACHE)
+register = task(
+    stages.register, name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5
+)
+
+
+@flow(name="training", log_prints=True)
+def training(
+    params_file: str = "params.yaml", overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Run the whole pipeline once; returns the registered version and the evaluation."""
+    params = load_params(params_file, overrides or [])
+    ingest(params.data)
+    tracking = start_run(params.registry, params.model_dump(mode="json"), params.digest())
+    try:
+        validated = validate(params.data, params.validation, tracking)
+        trained = train(params.data, params.features, params.model, params.train, tracking)
+        metrics = evaluate(
+            params.data, params.train, params.evaluate, params.promotion, params.registry, tracking
+        )
+        registered = register(
+            params.data, params.train, params.evaluate, params.registry, tracking, params.digest()
+        )
+    except DataValidationError as error:
+        create_markdown_artifact(
+            f"**Validation blocked the run**\n\n```\n{error}\n```",
+            key="validation-report",
+            description="blocking failures",
+        )
+        tracking.finish("FAILED")
+        raise
+    except BaseException:
+        tracking.finish("FAILED")
+        raise
+    tracking.finish("FINISHED")
+    create_markdown_artifact(validated.markdown, key="validation-report", description="validation")
+    create_markdown_artifact(
+        stages.summary_markdown(validated, trained, metrics, registered),
+        key="training-summary",
+        description="metrics vs baselines vs champion",
+    )
+    return {
+        "registered": registered,
+        "metrics": metrics,
+        "validation": validated.status,
+        "training": {
+            "best_epoch": trained.best_epoch,
+            "epochs": trained.epochs_run,
+            "device": trained.device,
+            "samples_per_second": trained.samples_per_second,
+        },
+    }
+
+
+if __name__ == "__main__":
+    training()

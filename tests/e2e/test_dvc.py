@@ -1,0 +1,58 @@
+"""`dvc repro` runs the same stages in a fresh repo, and a new month reruns them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import copy_months
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def sh(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(ROOT / "src", repo / "src")  # stage deps
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["max_epochs"] = 1
+    params["evaluate"]["baselines"] = ["prior", "logistic_regression"]
+    params["promotion"]["must_beat"] = ["prior"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    copy_months(real_months, repo / "data" / "raw", ["2013-10", "2013-11"])
+    sh("dvc", "add", "-q", "data/raw", cwd=repo)
+
+    sh("dvc", "repro", cwd=repo)
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert metrics["test_partitions"] == ["2013-11"] and metrics["champion"] is None
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
+    assert "roc_auc" in json.dumps(shown)
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo)
+
+    # A user drops December in: the pipeline reruns and December becomes the test month.
+    copy_months(real_months, repo / "data" / "raw", ["2013-12"])
+    assert "modified" in sh("dvc", "status", cwd=repo)
+    sh("dvc", "repro", cwd=repo)
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert metrics["test_partitions"] == ["2013-12"]
+    assert "nfiles: 3" in (repo / "data" / "raw.dvc").read_text()

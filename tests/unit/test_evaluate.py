@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maas.config import PromotionParams
+from maas.evaluate import compute_metrics, decide_gate, fit_baselines, write_plots
+
+BASELINES = {"prior": {"roc_auc": 0.5}, "logistic_regression": {"roc_auc": 0.70}}
+POLICY = PromotionParams(min_roc_auc=0.65, must_beat=["prior", "logistic_regression"],
+                         max_regression=0.005, require_validation=True, auto_promote=True)  # fmt: skip
+
+
+def gate(auc: float, champion: float | None = None, validation: str = "passed", **policy):
+    champ = None if champion is None else {"version": "3", "roc_auc": champion}
+    return decide_gate({"roc_auc": auc}, BASELINES, champ, validation,
+                       POLICY.model_copy(update=policy))  # fmt: skip
+
+
+def test_metrics_on_known_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    m = compute_metrics(y, np.array([0.1, 0.4, 0.35, 0.8]))
+    assert m["roc_auc"] == pytest.approx(0.75)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["brier"] == pytest.approx(np.mean((np.array([0.1, 0.4, 0.35, 0.8]) - y) ** 2))
+    with pytest.raises(ValueError, match="both"):
+        compute_metrics(np.array([1, 1]), np.array([0.2, 0.3]))
+
+
+def test_first_passing_model_becomes_champion() -> None:
+    decision = gate(0.72)
+    assert decision.passed and decision.promoted
+    assert "no champion yet" in decision.reasons
+
+
+def test_floor_and_baselines_block() -> None:
+    assert not gate(0.60).passed
+    decision = gate(0.69)
+    assert not decision.passed and not decision.promoted
+    assert any("logistic_regression" in r for r in decision.reasons)
+
+
+def test_regression_vs_champion_beyond_tolerance_fails() -> None:
+    decision = gate(0.71, champion=0.72)
+    assert not decision.passed
+    assert any("regresses vs champion v3" in r for r in decision.reasons)
+
+
+def test_small_regression_passes_but_is_not_promoted() -> None:
+    decision = gate(0.718, champion=0.72)
+    assert decision.passed and not decision.promoted
+
+
+def test_equal_to_champion_is_not_promoted() -> None:
+    decision = gate(0.72, champion=0.72)
+    assert decision.passed and not decision.promoted
+
+
+def test_beating_champion_promotes_unless_auto_promote_is_off() -> None:
+    assert gate(0.73, champion=0.72).promoted
+    off = gate(0.73, champion=0.72, auto_promote=False)
+    assert off.passed and not off.promoted
+
+
+def test_failed_validation_never_passes() -> None:
+    assert not gate(0.8, validation="failed").passed
+    assert gate(0.8, validation="passed_with_warnings").passed
+
+
+def test_baselines_learn_a_real_signal() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    cat = rng.integers(0, 4, (n, 2))
+    num = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(2 * num[:, 0] + (cat[:, 0] == 2))))).astype(int)
+    probs = fit_baselines(["prior", "logistic_regression", "hist_gradient_boosting"],
+                          cat[:1500], num[:1500], y[:1500], cat[1500:], num[1500:], seed=0)  # fmt: skip
+    aucs = {k: compute_metrics(y[1500:], p)["roc_auc"] for k, p in probs.items()}
+    assert aucs["prior"] == 0.5
+    assert aucs["logistic_regression"] > 0.75 and aucs["hist_gradient_boosting"] > 0.75
+    with pytest.raises(ValueError, match="unknown baseline"):
+        fit_baselines(["xgboost"], cat, num, y, cat, num, seed=0)
+
+
+def test_plots_are_written(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    written = write_plots(y, np.clip(y * 0.3 + rng.random(500) * 0.7, 0, 1), tmp_path)
+    assert {p.name for p in written} == {"roc.csv", "precision_recall.csv", "calibration.csv",
+                                         "curves.png"}  # fmt: skip
+    assert (tmp_path / "roc.csv").read_text().startswith("fpr,tpr")
+
+
+def test_baseline_tolerance_is_explicit_and_never_applies_to_the_prior() -> None:
+    within = gate(0.698, baseline_tolerance=0.005)
+    assert within.passed
+    assert any("within 0.005 of baseline logistic_regression" in r for r in within.reasons)
+    assert not gate(0.69, baseline_tolerance=0.005).passed
+    no_signal = decide_gate({"roc_auc": 0.5}, {"prior": {"roc_auc": 0.5}}, None, "passed",
+                            POLICY.model_copy(update={"must_beat": ["prior"], "min_roc_auc": 0,
+                                                      "baseline_tolerance": 0.1}))  # fmt: skip
+    assert not no_signal.passed

@@ -1,0 +1,132 @@
+"""Registry behaviour on a real, temporary MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from maas.config import RegistryParams
+from maas.export import export_onnx, save_weights
+from maas.features import fit_preprocessor
+from maas.inference import (
+    MODEL_CONFIG_FILE,
+    ONNX_FILE,
+    PREPROCESSING_FILE,
+    WEIGHTS_FILE,
+    ArtifactIntegrityError,
+)
+from maas.model import TabularNet, build_model_config
+from maas.registry import (
+    CHAMPION,
+    RegistryError,
+    connect,
+    download_serving_artifacts,
+    get_alias_version,
+    get_version,
+    list_versions,
+    logged_model_id,
+    promote,
+    register_version,
+    set_alias,
+    start_pipeline_run,
+)
+from maas.stages import serving_requirements
+from tests.conftest import make_flights
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, params):
+    root = tmp_path_factory.mktemp("registry")
+    registry = RegistryParams(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+                              artifact_root=root / "artifacts", experiment="unit",
+                              model_name="unit-model")  # fmt: skip
+    models = root / "models"
+    models.mkdir()
+    frame = make_flights(200)
+    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    cat, num = pre.transform(frame)
+    config = build_model_config(pre.cardinalities, num.shape[1], [8], 0.0, 4)
+    torch.manual_seed(0)
+    model = TabularNet(config).eval()
+    export_onnx(model, models / ONNX_FILE, cat, num)
+    pre.save(models / PREPROCESSING_FILE)
+    config.save(models / MODEL_CONFIG_FILE)
+    save_weights(model, models / WEIGHTS_FILE)
+    example = frame[pre.input_columns].head(3)
+    client = connect(registry)
+
+    def new_version(tags: dict[str, str]):
+        tracking = start_pipeline_run(registry, {"p": 1}, "digest")
+        version = register_version(client, registry, tracking.run_id, models, tags, example,
+                                   serving_requirements())  # fmt: skip
+        tracking.finish("FINISHED")
+        return version
+
+    return registry, client, new_version, frame
+
+
+def test_version_carries_lineage_tags_and_digests(store) -> None:
+    registry, client, new_version, _ = store
+    version = new_version({"git_commit": "abc", "gate_passed": "true", "test_roc_auc": "0.71"})
+    tags = get_version(client, registry.model_name, version.version).tags
+    assert tags["git_commit"] == "abc"
+    assert {f"sha256.{n}" for n in (ONNX_FILE, PREPROCESSING_FILE, MODEL_CONFIG_FILE)} <= set(tags)
+    assert version.run_id
+
+
+def test_pyfunc_predicts_from_raw_records(store) -> None:
+    import mlflow
+
+    registry, _, new_version, frame = store
+    version = new_version({})
+    model = mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{version.version}")
+    out = model.predict(frame.head(5))
+    assert list(out.columns) == ["delay_probability", "delayed"] and len(out) == 5
+    without_weather = frame.head(2).drop(columns=["temp", "wind_gust"])
+    assert len(model.predict(without_weather)) == 2  # optional weather fields may be absent
+
+
+def test_aliases_promote_and_status(store) -> None:
+    registry, client, new_version, _ = store
+    first, second = new_version({"gate_passed": "true"}), new_version({"gate_passed": "false"})
+    set_alias(client, registry.model_name, CHAMPION, first.version)
+    promote(client, registry.model_name, second.version, reason="test")
+    champion = get_alias_version(client, registry.model_name, CHAMPION)
+    assert str(champion.version) == str(second.version)
+    assert champion.tags["previous_champion"] == str(first.version)
+    rows = {r.version: r for r in list_versions(client, registry.model_name)}
+    assert rows[str(second.version)].aliases == [CHAMPION]
+    assert CHAMPION not in rows[str(first.version)].aliases
+    with pytest.raises(RegistryError, match="no version '999'"):
+        promote(client, registry.model_name, "999")
+
+
+def test_download_verifies_digests_and_detects_tampering(store, tmp_path: Path) -> None:
+    registry, client, new_version, _ = store
+    version = new_version({})
+    folder = download_serving_artifacts(client, version, tmp_path / "ok")
+    assert (folder / ONNX_FILE).is_file()
+    # Tamper with the stored artifact itself, as an attacker with store access would.
+    location = client.get_logged_model(logged_model_id(version)).artifact_location
+    stored = Path(location.removeprefix("file://")) / "artifacts" / PREPROCESSING_FILE
+    data = json.loads(stored.read_text())
+    data["numeric"]["distance"]["std"] *= 2
+    stored.write_text(json.dumps(data))
+    with pytest.raises(ArtifactIntegrityError, match="preprocessing.json"):
+        download_serving_artifacts(client, version, tmp_path / "bad")
+
+
+def test_unreachable_server_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    params = RegistryParams(tracking_uri="http://127.0.0.1:9")
+    with pytest.raises(RegistryError, match="127.0.0.1:9.*not reachable"):
+        connect(params, retries=2, backoff_s=0.01)
+
+
+def test_no_champion_is_none(store) -> None:
+    registry, client, *_ = store
+    assert get_alias_version(client, registry.model_name, "nobody") is None

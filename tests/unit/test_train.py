@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from maas.features import fit_preprocessor
+from maas.model import build_model_config
+from maas.train import TensorSet, TrainingError, fit, load_checkpoint, select_device, train_one_epoch
+from maas.model import TabularNet
+from tests.conftest import make_flights
+
+
+def tensors(params, n: int, seed: int, pre=None):
+    frame = make_flights(n, seed=seed)
+    pre = pre or fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    cat, num = pre.transform(frame)
+    return pre, TensorSet.from_numpy(cat, num, frame["label"] if "label" in frame else
+                                     (frame["arr_delay"] >= 15).to_numpy())  # fmt: skip
+
+
+@pytest.fixture()
+def data(small_params):
+    pre, train = tensors(small_params, 600, 0)
+    _, val = tensors(small_params, 200, 1, pre)
+    config = build_model_config(pre.cardinalities, train.numeric.shape[1], [16], 0.0, 4)
+    return config, train, val
+
+
+def test_a_few_steps_lower_the_loss(data) -> None:
+    config, train, _ = data
+    torch.manual_seed(0)
+    model = TabularNet(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    losses = [train_one_epoch(model, optimizer, train, 64, torch.Generator().manual_seed(e))
+              for e in range(8)]  # fmt: skip
+    assert losses[-1] < losses[0] * 0.95
+
+
+def test_fit_is_seeded_and_reproducible(data, small_params) -> None:
+    config, train, val = data
+    params = small_params.train.model_copy(update={"max_epochs": 2})
+    a = fit(config, params, train, val)
+    b = fit(config, params, train, val)
+
+    def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in h.items() if k != "samples_per_second"} for h in history]
+
+    assert without_timing(a.history) == without_timing(b.history)
+    for key, tensor in a.model.state_dict().items():
+        torch.testing.assert_close(tensor, b.model.state_dict()[key])
+
+
+def test_killed_run_resumes_from_checkpoint_to_the_same_model(data, small_params, tmp_path) -> None:
+    config, train, val = data
+    params = small_params.train.model_copy(update={"max_epochs": 4, "patience": 10})
+    uninterrupted = fit(config, params, train, val)
+
+    ckpt = tmp_path / "ckpt.pt"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(metrics: dict[str, float]) -> None:
+        if metrics["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(config, params, train, val, checkpoint_path=ckpt, on_epoch_end=kill_after_two)
+    assert load_checkpoint(ckpt)["epoch"] == 1  # killed before epoch 2's checkpoint was written
+    resumed = fit(config, params, train, val, checkpoint_path=ckpt)
+    assert resumed.resumed_from_epoch == 1
+    assert len(resumed.history) == 4
+    for key, tensor in uninterrupted.model.state_dict().items():
+        torch.testing.assert_close(tensor, resumed.model.state_dict()[key])
+
+
+def test_checkpoint_loading_refuses_pickled_code(tmp_path: Path) -> None:
+    """A hostile checkpoint must not run code: torch.load(weights_only=True) rejects it."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 1, "model": Exploit()}, path)
+    assert load_checkpoint(path) is None
+    assert not marker.exists()
+
+
+def test_forcing_cuda_without_a_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(TrainingError, match="no CUDA device"):
+        select_device("cuda")
+    assert select_device("auto").type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_trains_on_cuda_with_bf16(data, small_params) -> None:
+    config, train, val = data
+    result = fit(config, small_params.train.model_copy(update={"device": "cuda"}), train, val)
+    assert result.device.startswith("cuda")
+    assert next(result.model.parameters()).device.type == "cpu"  # returned ready to export
