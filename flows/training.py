@@ -5,6 +5,8 @@ Wiring only: every task wraps one function from `maas`; the logic lives there.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, task
@@ -32,23 +34,32 @@ register = task(
 )
 
 
+def timed(timings: dict[str, float], name: str, call: Callable[..., Any], *args: Any) -> Any:
+    started = time.perf_counter()
+    try:
+        return call(*args)
+    finally:
+        timings[name] = round(time.perf_counter() - started, 2)
+
+
 @flow(name="training", log_prints=True)
 def training(
     params_file: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     """Run the whole pipeline once; returns the registered version and the evaluation."""
     params = load_params(params_file, overrides or [])
-    ingest(params.data)
-    tracking = start_run(params.registry, params.model_dump(mode="json"), params.digest())
+    t: dict[str, float] = {}
+    timed(t, "ingest", ingest, params.data)
+    tracking = timed(t, "start_run", start_run, params.registry, params.model_dump(mode="json"),
+                     params.digest())  # fmt: skip
     try:
-        validated = validate(params.data, params.validation, tracking)
-        trained = train(params.data, params.features, params.model, params.train, tracking)
-        metrics = evaluate(
-            params.data, params.train, params.evaluate, params.promotion, params.registry, tracking
-        )
-        registered = register(
-            params.data, params.train, params.evaluate, params.registry, tracking, params.digest()
-        )
+        validated = timed(t, "validate", validate, params.data, params.validation, tracking)
+        trained = timed(t, "train", train, params.data, params.features, params.model,
+                        params.train, tracking)  # fmt: skip
+        metrics = timed(t, "evaluate", evaluate, params.data, params.train, params.evaluate,
+                        params.promotion, params.registry, tracking)  # fmt: skip
+        registered = timed(t, "register", register, params.data, params.train, params.evaluate,
+                           params.registry, tracking, params.digest())  # fmt: skip
     except DataValidationError as error:
         create_markdown_artifact(
             f"**Validation blocked the run**\n\n```\n{error}\n```",
@@ -68,6 +79,7 @@ def training(
         description="metrics vs baselines vs champion",
     )
     return {
+        "timings": t,
         "registered": registered,
         "metrics": metrics,
         "validation": validated.status,

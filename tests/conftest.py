@@ -29,19 +29,37 @@ def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) 
     risk = -2.0 + 0.08 * (dep // 100) + 2.5 * precip
     delayed = rng.random(n) < 1 / (1 + np.exp(-risk))
     arr_delay = np.where(delayed, rng.integers(15, 200, n), rng.integers(-30, 14, n)).astype(float)
-    frame = pd.DataFrame({
-        "year": np.full(n, year), "month": np.full(n, month), "day": rng.integers(1, 28, n),
-        "dep_time": dep.astype(float), "sched_dep_time": dep, "dep_delay": rng.normal(5, 10, n),
-        "arr_time": ((dep + 200) % 2400).astype(float), "sched_arr_time": (dep + 200) % 2400,
-        "arr_delay": arr_delay, "carrier": rng.choice(CARRIERS, n), "flight": np.arange(n) + 1,
-        "tailnum": [f"N{i:05d}" for i in range(n)], "origin": rng.choice(ORIGINS, n),
-        "dest": rng.choice(DESTS, n), "air_time": rng.normal(120, 30, n),
-        "distance": rng.integers(100, 2500, n), "hour": dep // 100, "minute": dep % 100,
-        "temp": rng.normal(50, 15, n), "dewp": rng.normal(35, 10, n),
-        "humid": rng.uniform(20, 100, n), "wind_dir": rng.uniform(0, 360, n),
-        "wind_speed": rng.uniform(0, 25, n), "wind_gust": np.where(rng.random(n) < 0.8, np.nan, 30.0),
-        "precip": precip, "pressure": rng.normal(1015, 8, n), "visib": rng.uniform(1, 10, n),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "year": np.full(n, year),
+            "month": np.full(n, month),
+            "day": rng.integers(1, 28, n),
+            "dep_time": dep.astype(float),
+            "sched_dep_time": dep,
+            "dep_delay": rng.normal(5, 10, n),
+            "arr_time": ((dep + 200) % 2400).astype(float),
+            "sched_arr_time": (dep + 200) % 2400,
+            "arr_delay": arr_delay,
+            "carrier": rng.choice(CARRIERS, n),
+            "flight": np.arange(n) + 1,
+            "tailnum": [f"N{i:05d}" for i in range(n)],
+            "origin": rng.choice(ORIGINS, n),
+            "dest": rng.choice(DESTS, n),
+            "air_time": rng.normal(120, 30, n),
+            "distance": rng.integers(100, 2500, n),
+            "hour": dep // 100,
+            "minute": dep % 100,
+            "temp": rng.normal(50, 15, n),
+            "dewp": rng.normal(35, 10, n),
+            "humid": rng.uniform(20, 100, n),
+            "wind_dir": rng.uniform(0, 360, n),
+            "wind_speed": rng.uniform(0, 25, n),
+            "wind_gust": np.where(rng.random(n) < 0.8, np.nan, 30.0),
+            "precip": precip,
+            "pressure": rng.normal(1015, 8, n),
+            "visib": rng.uniform(1, 10, n),
+        }
+    )
     for column in ("carrier", "origin", "dest", "tailnum"):
         frame[column] = frame[column].astype("str")
     return frame
@@ -55,9 +73,16 @@ def params() -> Params:
 @pytest.fixture(scope="session")
 def small_params() -> Params:
     """The repo's params with bands sized for a few hundred synthetic rows."""
-    return load_params(ROOT / "params.yaml", [
-        "validation.row_count.min=100", "validation.row_count.max=100000",
-        "validation.label_rate.min=0.05", "validation.label_rate.max=0.95",
-        "features.min_frequency=1",
-        "train.max_epochs=3", "train.batch_size=64", "train.device=cpu",
-    ])  # fmt: skip
+    return load_params(
+        ROOT / "params.yaml",
+        [
+            "validation.row_count.min=100",
+            "validation.row_count.max=100000",
+            "validation.label_rate.min=0.05",
+            "validation.label_rate.max=0.95",
+            "features.min_frequency=1",
+            "train.max_epochs=3",
+            "train.batch_size=64",
+            "train.device=cpu",
+        ],
+    )

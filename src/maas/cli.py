@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,8 +39,12 @@ def _setup_environment() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "alembic", "mlflow", "httpx", "urllib3"):
+    for noisy in ("great_expectations", "alembic", "mlflow", "httpx", "urllib3", "onnxscript",
+                  "onnx_ir", "matplotlib", "torch.onnx"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The signature is declared on purpose (long times/distance, optional double weather).
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
 
 
 def _load(params_file: Path, overrides: list[str] | None) -> Params:
@@ -99,9 +104,13 @@ def print_outcome(result: dict[str, Any]) -> None:
     out.print(
         f"Validation: {result['validation']}; training: best epoch "
         f"{result['training']['best_epoch']}/{result['training']['epochs']} on "
-        f"{result['training']['device']} ({result['training']['samples_per_second']:,.0f} samples/s)"
+        f"{result['training']['device']} "
+        f"({result['training']['samples_per_second']:,.0f} samples/s)"
     )
     out.print(table)
+    timings = result.get("timings", {})
+    if timings:
+        out.print("Stage wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     gate = metrics["gate"]
     verdict = "PASSED" if gate["passed"] else "FAILED"
     promoted = "promoted to champion" if gate["promoted"] else "not promoted"

@@ -123,7 +123,8 @@ class Preprocessor:
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
         if data.get("format_version") != FORMAT_VERSION:
             raise FeatureError(
-                f"preprocessing format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
+                f"preprocessing format_version {data.get('format_version')!r} "
+                f"is not {FORMAT_VERSION}"
             )
         return cls(
             categorical={k: [str(v) for v in vocab] for k, vocab in data["categorical"].items()},

@@ -45,7 +45,8 @@ def verify_digests(folder: Path, expected: Mapping[str, str]) -> dict[str, str]:
         got = sha256_file(path)
         if got != want:
             raise ArtifactIntegrityError(
-                f"{name} sha256 {got} does not match the registered {want}: the artifact was modified"
+                f"{name} sha256 {got} does not match the registered {want}: "
+                "the artifact was modified"
             )
         verified[name] = got
     return verified

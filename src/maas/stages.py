@@ -466,7 +466,8 @@ def summary_markdown(
     names = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy")
     lines = [
         f"# {registered['name']} version {registered['version']}",
-        f"aliases: {', '.join(registered['aliases']) or 'none'}; MLflow run `{registered['run_id']}`",
+        f"aliases: {', '.join(registered['aliases']) or 'none'}; "
+        f"MLflow run `{registered['run_id']}`",
         "",
         validated.markdown,
         "",

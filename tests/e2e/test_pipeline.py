@@ -67,14 +67,21 @@ def test_first_run_registers_a_champion_with_full_lineage(first_run, project, cl
     for name in ("model.onnx", "preprocessing.json", "model_config.json"):
         assert len(tags[f"sha256.{name}"]) == 64
     assert 0.6 < float(tags["test_roc_auc"]) < 1
-    assert {"baseline_logistic_regression_roc_auc", "baseline_hist_gradient_boosting_roc_auc"} <= set(tags)
+    assert {
+        "baseline_logistic_regression_roc_auc",
+        "baseline_hist_gradient_boosting_roc_auc",
+    } <= set(tags)
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert set(metrics["test"]) == {"roc_auc", "pr_auc", "log_loss", "brier", "accuracy"}
     assert set(metrics["baselines"]) == {"prior", "logistic_regression", "hist_gradient_boosting"}
     assert metrics["champion"] is None
-    assert metrics["gate"] == {"passed": True, "promoted": True, "reasons": metrics["gate"]["reasons"]}
+    assert metrics["gate"] == {
+        "passed": True,
+        "promoted": True,
+        "reasons": metrics["gate"]["reasons"],
+    }
 
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
@@ -105,8 +112,11 @@ def test_second_run_compares_with_champion_and_keeps_one(second_run, client) -> 
     tags = client.get_model_version(MODEL, "2").tags
     assert tags["compared_champion"] == "1"
     champion = client.get_model_version_by_alias(MODEL, "champion")
-    holders = [str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")
-               if "champion" in client.get_model_version(MODEL, v.version).aliases]  # fmt: skip
+    holders = [
+        str(v.version)
+        for v in client.search_model_versions(f"name='{MODEL}'")
+        if "champion" in client.get_model_version(MODEL, v.version).aliases
+    ]
     assert holders == [str(champion.version)]
     # Same data, same seed: the same model, so it does not beat the champion.
     assert str(champion.version) == "1"
@@ -118,10 +128,14 @@ def corrupt_run(project, tmp_path: Path, corrupt) -> tuple[Path, list[str]]:
     raw = copy_months(root / "raw", tmp_path / "raw")
     frame = pd.read_parquet(raw / "2013-11.parquet")
     corrupt(frame).to_parquet(raw / "2013-11.parquet", index=False)
-    return raw, [o for o in overrides if not o.startswith("data.raw_dir=")] + [f"data.raw_dir={raw}"]
+    return raw, [o for o in overrides if not o.startswith("data.raw_dir=")] + [
+        f"data.raw_dir={raw}"
+    ]
 
 
-def test_missing_column_stops_the_run_and_registers_nothing(second_run, project, client, tmp_path) -> None:
+def test_missing_column_stops_the_run_and_registers_nothing(
+    second_run, project, client, tmp_path
+) -> None:
     from flows.training import training
 
     before = len(client.search_model_versions(f"name='{MODEL}'"))
@@ -132,8 +146,11 @@ def test_missing_column_stops_the_run_and_registers_nothing(second_run, project,
     assert "expect_column_to_exist column=dest" in message and "2013-11" in message
     assert len(client.search_model_versions(f"name='{MODEL}'")) == before
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    failed = client.search_runs([client.get_experiment_by_name("maas-flight-delay").experiment_id],
-                                order_by=["attributes.start_time DESC"], max_results=1)[0]  # fmt: skip
+    failed = client.search_runs(
+        [client.get_experiment_by_name("maas-flight-delay").experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["validation_status"] == "failed"
 

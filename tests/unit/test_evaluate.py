@@ -7,14 +7,20 @@ from maas.config import PromotionParams
 from maas.evaluate import compute_metrics, decide_gate, fit_baselines, write_plots
 
 BASELINES = {"prior": {"roc_auc": 0.5}, "logistic_regression": {"roc_auc": 0.70}}
-POLICY = PromotionParams(min_roc_auc=0.65, must_beat=["prior", "logistic_regression"],
-                         max_regression=0.005, require_validation=True, auto_promote=True)  # fmt: skip
+POLICY = PromotionParams(
+    min_roc_auc=0.65,
+    must_beat=["prior", "logistic_regression"],
+    max_regression=0.005,
+    require_validation=True,
+    auto_promote=True,
+)
 
 
 def gate(auc: float, champion: float | None = None, validation: str = "passed", **policy):
     champ = None if champion is None else {"version": "3", "roc_auc": champion}
-    return decide_gate({"roc_auc": auc}, BASELINES, champ, validation,
-                       POLICY.model_copy(update=policy))  # fmt: skip
+    return decide_gate(
+        {"roc_auc": auc}, BASELINES, champ, validation, POLICY.model_copy(update=policy)
+    )
 
 
 def test_metrics_on_known_values() -> None:
@@ -73,8 +79,15 @@ def test_baselines_learn_a_real_signal() -> None:
     cat = rng.integers(0, 4, (n, 2))
     num = rng.normal(size=(n, 3)).astype(np.float32)
     y = (rng.random(n) < 1 / (1 + np.exp(-(2 * num[:, 0] + (cat[:, 0] == 2))))).astype(int)
-    probs = fit_baselines(["prior", "logistic_regression", "hist_gradient_boosting"],
-                          cat[:1500], num[:1500], y[:1500], cat[1500:], num[1500:], seed=0)  # fmt: skip
+    probs = fit_baselines(
+        ["prior", "logistic_regression", "hist_gradient_boosting"],
+        cat[:1500],
+        num[:1500],
+        y[:1500],
+        cat[1500:],
+        num[1500:],
+        seed=0,
+    )
     aucs = {k: compute_metrics(y[1500:], p)["roc_auc"] for k, p in probs.items()}
     assert aucs["prior"] == 0.5
     assert aucs["logistic_regression"] > 0.75 and aucs["hist_gradient_boosting"] > 0.75
@@ -86,8 +99,12 @@ def test_plots_are_written(tmp_path) -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 500)
     written = write_plots(y, np.clip(y * 0.3 + rng.random(500) * 0.7, 0, 1), tmp_path)
-    assert {p.name for p in written} == {"roc.csv", "precision_recall.csv", "calibration.csv",
-                                         "curves.png"}  # fmt: skip
+    assert {p.name for p in written} == {
+        "roc.csv",
+        "precision_recall.csv",
+        "calibration.csv",
+        "curves.png",
+    }
     assert (tmp_path / "roc.csv").read_text().startswith("fpr,tpr")
 
 
@@ -96,7 +113,13 @@ def test_baseline_tolerance_is_explicit_and_never_applies_to_the_prior() -> None
     assert within.passed
     assert any("within 0.005 of baseline logistic_regression" in r for r in within.reasons)
     assert not gate(0.69, baseline_tolerance=0.005).passed
-    no_signal = decide_gate({"roc_auc": 0.5}, {"prior": {"roc_auc": 0.5}}, None, "passed",
-                            POLICY.model_copy(update={"must_beat": ["prior"], "min_roc_auc": 0,
-                                                      "baseline_tolerance": 0.1}))  # fmt: skip
+    no_signal = decide_gate(
+        {"roc_auc": 0.5},
+        {"prior": {"roc_auc": 0.5}},
+        None,
+        "passed",
+        POLICY.model_copy(
+            update={"must_beat": ["prior"], "min_roc_auc": 0, "baseline_tolerance": 0.1}
+        ),
+    )
     assert not no_signal.passed

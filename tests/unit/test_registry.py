@@ -40,9 +40,12 @@ from tests.conftest import make_flights
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, params):
     root = tmp_path_factory.mktemp("registry")
-    registry = RegistryParams(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                              artifact_root=root / "artifacts", experiment="unit",
-                              model_name="unit-model")  # fmt: skip
+    registry = RegistryParams(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "artifacts",
+        experiment="unit",
+        model_name="unit-model",
+    )
     models = root / "models"
     models.mkdir()
     frame = make_flights(200)
@@ -60,8 +63,9 @@ def store(tmp_path_factory, params):
 
     def new_version(tags: dict[str, str]):
         tracking = start_pipeline_run(registry, {"p": 1}, "digest")
-        version = register_version(client, registry, tracking.run_id, models, tags, example,
-                                   serving_requirements())  # fmt: skip
+        version = register_version(
+            client, registry, tracking.run_id, models, tags, example, serving_requirements()
+        )
         tracking.finish("FINISHED")
         return version
 

@@ -7,9 +7,15 @@ import pytest
 import torch
 
 from maas.features import fit_preprocessor
-from maas.model import build_model_config
-from maas.train import TensorSet, TrainingError, fit, load_checkpoint, select_device, train_one_epoch
-from maas.model import TabularNet
+from maas.model import TabularNet, build_model_config
+from maas.train import (
+    TensorSet,
+    TrainingError,
+    fit,
+    load_checkpoint,
+    select_device,
+    train_one_epoch,
+)
 from tests.conftest import make_flights
 
 
@@ -17,8 +23,9 @@ def tensors(params, n: int, seed: int, pre=None):
     frame = make_flights(n, seed=seed)
     pre = pre or fit_preprocessor(frame, params.features.categorical, params.features.numeric)
     cat, num = pre.transform(frame)
-    return pre, TensorSet.from_numpy(cat, num, frame["label"] if "label" in frame else
-                                     (frame["arr_delay"] >= 15).to_numpy())  # fmt: skip
+    return pre, TensorSet.from_numpy(
+        cat, num, frame["label"] if "label" in frame else (frame["arr_delay"] >= 15).to_numpy()
+    )
 
 
 @pytest.fixture()
@@ -34,8 +41,10 @@ def test_a_few_steps_lower_the_loss(data) -> None:
     torch.manual_seed(0)
     model = TabularNet(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    losses = [train_one_epoch(model, optimizer, train, 64, torch.Generator().manual_seed(e))
-              for e in range(8)]  # fmt: skip
+    losses = [
+        train_one_epoch(model, optimizer, train, 64, torch.Generator().manual_seed(e))
+        for e in range(8)
+    ]
     assert losses[-1] < losses[0] * 0.95
 
 

@@ -95,19 +95,24 @@ CASES: list[tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str | None, str]]
     (bad_dest_code, "expect_column_values_to_match_regex", "dest", "block"),
     (month_out_of_range, "expect_column_values_to_be_between", "distance", "block"),
     (null_carrier, "expect_column_values_to_not_be_null", "carrier", "block"),
-    (duplicated_flight, "expect_compound_columns_to_be_unique",
-     "year,month,day,carrier,flight,origin", "block"),
+    (
+        duplicated_flight,
+        "expect_compound_columns_to_be_unique",
+        "year,month,day,carrier,flight,origin",
+        "block",
+    ),
     (wrong_month, "expect_column_values_to_be_in_set", "_partition_month", "block"),
     (impossible_date, "expect_column_values_to_not_be_null", "_flight_date", "block"),
     (all_delayed, "expect_column_mean_to_be_between", "_delayed", "block"),
     (too_few_rows, "expect_table_row_count_to_be_between", None, "block"),
     (wind_sensor_error, "expect_column_values_to_be_between", "wind_speed", "warn"),
     (bulk_wind_corruption, "expect_column_values_to_be_between", "wind_speed", "block"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("corrupt", "expectation", "column", "severity"), CASES,
-                         ids=[c[0].__name__ for c in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("corrupt", "expectation", "column", "severity"), CASES, ids=[c[0].__name__ for c in CASES]
+)
 def test_each_rule_catches_its_defect(small_params, corrupt, expectation, column, severity) -> None:
     report = run(corrupt(make_flights(300)), small_params)
     assert (expectation, column, severity) in failed(report)
