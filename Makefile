@@ -37,6 +37,7 @@ run: install .dvc
 ## make test: install dev extras and run the whole suite (unit + e2e)
 test: dev
 	$(BIN)/ruff check src flows tests
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 unit: dev

@@ -18,19 +18,15 @@ from maas.config import load_params
 from maas.registry import start_pipeline_run
 from maas.validation import DataValidationError
 
-ingest = task(stages.ingest, name="ingest", cache_policy=NO_CACHE, retries=1)
+ingest = task(name="ingest", cache_policy=NO_CACHE, retries=1)(stages.ingest)
 start_run = task(
-    start_pipeline_run,
-    name="start_pipeline_run",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=3,
-)
-validate = task(stages.validate, name="validate", cache_policy=NO_CACHE)
-train = task(stages.train, name="train", cache_policy=NO_CACHE)
-evaluate = task(stages.evaluate, name="evaluate", cache_policy=NO_CACHE)
-register = task(
-    stages.register, name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5
+    name="start_pipeline_run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3
+)(start_pipeline_run)
+validate = task(name="validate", cache_policy=NO_CACHE)(stages.validate)
+train = task(name="train", cache_policy=NO_CACHE)(stages.train)
+evaluate = task(name="evaluate", cache_policy=NO_CACHE)(stages.evaluate)
+register = task(name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)(
+    stages.register
 )
 
 
@@ -50,16 +46,36 @@ def training(
     params = load_params(params_file, overrides or [])
     t: dict[str, float] = {}
     timed(t, "ingest", ingest, params.data)
-    tracking = timed(t, "start_run", start_run, params.registry, params.model_dump(mode="json"),
-                     params.digest())  # fmt: skip
+    tracking = timed(
+        t, "start_run", start_run, params.registry, params.model_dump(mode="json"), params.digest()
+    )
     try:
         validated = timed(t, "validate", validate, params.data, params.validation, tracking)
-        trained = timed(t, "train", train, params.data, params.features, params.model,
-                        params.train, tracking)  # fmt: skip
-        metrics = timed(t, "evaluate", evaluate, params.data, params.train, params.evaluate,
-                        params.promotion, params.registry, tracking)  # fmt: skip
-        registered = timed(t, "register", register, params.data, params.train, params.evaluate,
-                           params.registry, tracking, params.digest())  # fmt: skip
+        trained = timed(
+            t, "train", train, params.data, params.features, params.model, params.train, tracking
+        )
+        metrics = timed(
+            t,
+            "evaluate",
+            evaluate,
+            params.data,
+            params.train,
+            params.evaluate,
+            params.promotion,
+            params.registry,
+            tracking,
+        )
+        registered = timed(
+            t,
+            "register",
+            register,
+            params.data,
+            params.train,
+            params.evaluate,
+            params.registry,
+            tracking,
+            params.digest(),
+        )
     except DataValidationError as error:
         create_markdown_artifact(
             f"**Validation blocked the run**\n\n```\n{error}\n```",

@@ -211,7 +211,9 @@ def input_signature(example: Any) -> Any:
     from mlflow.types import ColSpec, DataType, Schema
 
     inferred = infer_signature(example).inputs.inputs
-    columns = [ColSpec(c.type, c.name, required=c.type != DataType.double) for c in inferred]
+    columns: list[Any] = [
+        ColSpec(c.type, c.name, required=c.type != DataType.double) for c in inferred
+    ]
     return ModelSignature(inputs=Schema(columns))
 
 

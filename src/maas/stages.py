@@ -77,7 +77,6 @@ class ValidateResult:
     test_partitions: dict[str, str]
     report_dir: str
     markdown: str
-    blocking: list[str]
 
 
 def validate(
@@ -88,7 +87,7 @@ def validate(
     Raises:
         DataValidationError: a blocking expectation failed (nothing is written to processed_dir).
     """
-    from maas.validation import validate_partitions
+    from maas.validation import raise_for_blocking, validate_partitions
 
     threshold = data.label_threshold_minutes
     train_parts, test_parts = split_partitions(
@@ -99,26 +98,12 @@ def validate(
         (data.processed_dir / name).unlink(missing_ok=True)
     frames = [(p, read_partition(p)) for p in train_parts + test_parts]
     report = validate_partitions(frames, validation, threshold, validation.reports_dir)
-    lineage = {
-        "train_partitions": {p.name: file_sha256(p.path) for p in train_parts},
-        "test_partitions": {p.name: file_sha256(p.path) for p in test_parts},
-        "validation_status": report.status,
-    }
-    result = ValidateResult(
-        status=report.status,
-        train_partitions=lineage["train_partitions"],  # type: ignore[arg-type]
-        test_partitions=lineage["test_partitions"],  # type: ignore[arg-type]
-        report_dir=str(validation.reports_dir),
-        markdown=report.to_markdown(),
-        blocking=[o.describe() for o in report.blocking],
-    )
+    train_hashes = {p.name: file_sha256(p.path) for p in train_parts}
+    test_hashes = {p.name: file_sha256(p.path) for p in test_parts}
     if tracking is not None:
         tracking.log_artifacts(validation.reports_dir, "validation")
         tracking.set_tags({"validation_status": report.status})
-    if report.blocking:
-        from maas.validation import DataValidationError
-
-        raise DataValidationError(report.blocking, validation.reports_dir)
+    raise_for_blocking(report, validation.reports_dir)
     data.processed_dir.mkdir(parents=True, exist_ok=True)
     by_name = {p.name: frame for p, frame in frames}
     for parts, filename in ((train_parts, TRAIN_FILE), (test_parts, TEST_FILE)):
@@ -127,9 +112,20 @@ def validate(
         )
         window = add_label(window, threshold, data.unlabeled)
         window.to_parquet(data.processed_dir / filename, index=False)
+    lineage = {
+        "train_partitions": train_hashes,
+        "test_partitions": test_hashes,
+        "validation_status": report.status,
+    }
     (data.processed_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=1))
     log.info("validate: %s (%d warnings)", report.status, len(report.warnings))
-    return result
+    return ValidateResult(
+        status=report.status,
+        train_partitions=train_hashes,
+        test_partitions=test_hashes,
+        report_dir=str(validation.reports_dir),
+        markdown=report.to_markdown(),
+    )
 
 
 def read_lineage(data: DataParams) -> dict[str, Any]:

@@ -143,16 +143,16 @@ def build_expectations(params: ValidationParams) -> list[Any]:
                 meta=meta(rule.severity),
             )
         )
-    for rule in params.not_null:
+    for null_rule in params.not_null:
         items.append(
             gxe.ExpectColumnValuesToNotBeNull(
-                column=rule.column, mostly=rule.mostly, meta=meta(rule.severity)
+                column=null_rule.column, mostly=null_rule.mostly, meta=meta(null_rule.severity)
             )
         )
     items.append(
         gxe.ExpectTableRowCountToBeBetween(
-            min_value=params.row_count.min,
-            max_value=params.row_count.max,
+            min_value=int(params.row_count.min),
+            max_value=int(params.row_count.max),
             meta=meta(params.row_count.severity),
         )
     )
