@@ -182,3 +182,17 @@ def test_status_and_manual_promotion(second_run, project, client) -> None:
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
     result = runner.invoke(app, ["promote", "42", "--params", PARAMS, *sets])
     assert result.exit_code == 1 and "no version '42'" in result.output
+
+
+def test_prefect_artifacts_summarise_the_run(first_run) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        keys = ArtifactFilterKey(any_=["training-summary", "validation-report"])
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
+    by_key = {a.key: a for a in artifacts}
+    assert set(by_key) == {"training-summary", "validation-report"}
+    summary = str(by_key["training-summary"].data)
+    assert "flight-delay version" in summary and "hist_gradient_boosting" in summary
+    assert "Gate: passed" in summary
