@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test install dev unit e2e repro lint typecheck status clean
+.PHONY: run test install dev unit e2e repro lint typecheck status package serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ run: install .dvc
 
 ## make test: install dev extras and run the whole suite (unit + e2e)
 test: dev
-	$(BIN)/ruff check src flows tests
+	$(BIN)/ruff check src flows tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -51,6 +51,14 @@ repro: install .dvc
 	$(BIN)/maas ingest
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	$(BIN)/dvc metrics show
+
+## make package: the champion as a validated container image (needs podman, buildah or docker)
+package: install
+	$(BIN)/maas package champion
+
+## make serve: the champion's service on http://127.0.0.1:3000 without a container
+serve: install
+	$(BIN)/maas serve champion
 
 lint: dev
 	$(BIN)/ruff check src flows tests

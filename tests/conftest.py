@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# BentoML reads its home once, at import: every test uses a private model/bento store.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="maas-test-bentoml-")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 CARRIERS = ["9E", "AA", "B6", "DL", "EV", "UA"]
 ORIGINS = ["EWR", "JFK", "LGA"]
@@ -86,3 +90,25 @@ def small_params() -> Params:
             "train.device=cpu",
         ],
     )
+
+
+def write_tiny_model(folder: Path, params: Params, frame: pd.DataFrame) -> Path:
+    """An untrained (seeded) model's serving files + weights, as the train stage writes them."""
+    import torch
+
+    from maas.export import export_onnx, save_weights
+    from maas.features import fit_preprocessor
+    from maas.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE, WEIGHTS_FILE
+    from maas.model import TabularNet, build_model_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    cat, num = pre.transform(frame)
+    config = build_model_config(pre.cardinalities, num.shape[1], [8], 0.0, 4)
+    torch.manual_seed(0)
+    model = TabularNet(config).eval()
+    export_onnx(model, folder / ONNX_FILE, cat, num)
+    pre.save(folder / PREPROCESSING_FILE)
+    config.save(folder / MODEL_CONFIG_FILE)
+    save_weights(model, folder / WEIGHTS_FILE)
+    return folder

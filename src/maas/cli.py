@@ -38,8 +38,17 @@ def _setup_environment() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "alembic", "mlflow", "httpx", "urllib3", "onnxscript",
-                  "onnx_ir", "matplotlib", "torch.onnx"):  # fmt: skip
+    for noisy in (
+        "great_expectations",
+        "alembic",
+        "mlflow",
+        "httpx",
+        "urllib3",
+        "onnxscript",
+        "onnx_ir",
+        "matplotlib",
+        "torch.onnx",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The signature is declared on purpose (long times/distance, optional double weather).
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
@@ -277,6 +286,119 @@ def promote(
     except RegistryError as error:
         raise _fail(error) from None
     out.print(f"{params.registry.model_name}: champion -> v{target.version}")
+
+
+@app.command()
+def package(
+    ref: Annotated[str, typer.Argument(help="Version number or alias.")] = "champion",
+    backend: Annotated[
+        str | None, typer.Option(help="docker | podman | buildah (default: packaging.backend).")
+    ] = None,
+    require_image: Annotated[
+        bool, typer.Option(help="Exit non-zero when no image could be built.")
+    ] = False,
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Package a version: verified BentoML model → Bento → OCI image → infra-validation."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.containers import ContainerError
+    from maas.inference import ArtifactIntegrityError
+    from maas.packaging import PackagingError, package_version
+    from maas.registry import RegistryError, connect
+
+    try:
+        result = package_version(
+            connect(params.registry),
+            params.registry,
+            params.packaging,
+            params.serving,
+            ref,
+            backend=backend,
+        )
+    except (RegistryError, PackagingError, ArtifactIntegrityError, ContainerError) as error:
+        raise _fail(error) from None
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        out.print(f"{result.model} v{result.version}: bento {result.bento_tag}")
+        if result.image:
+            size = (result.image_size_bytes or 0) / 1e6
+            out.print(
+                f"image {result.image} ({result.image_id[:12] if result.image_id else '?'}, "
+                f"{size:.0f} MB, user {result.image_user or 'root'}) built with {result.backend}"
+            )
+            out.print(f"infra-validation: {result.infra_validation} {result.latency_ms}")
+        if result.reused:
+            out.print(f"reused: {', '.join(result.reused)}")
+        if result.note:
+            out.print(result.note)
+        out.print("timings (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
+    if result.image is None and require_image:
+        raise typer.Exit(1)
+    if result.image is not None and not result.infra_validation.startswith("passed"):
+        raise typer.Exit(1)
+
+
+@app.command("base-image")
+def base_image(
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
+    runtime: Annotated[str, typer.Option(help="podman or docker (imports the image).")] = "",
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+) -> None:
+    """Make the offline base image (debootstrap + Python + uv) named by packaging.base_image."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas import containers
+
+    tool = runtime or next(
+        (name for name in ("podman", "docker") if containers.backend_problem(name) is None), ""
+    )
+    if not tool:
+        raise _fail(containers.ContainerError("neither podman nor docker works here"))
+    try:
+        info = containers.build_base_image(
+            tool,
+            params.packaging.base_image,
+            containers.cache_home() / "base",
+            suite=params.packaging.base_image_suite,
+            mirror=params.packaging.base_image_mirror,
+            rebuild=rebuild,
+        )
+    except containers.ContainerError as error:
+        raise _fail(error) from None
+    out.print(f"{info.name} {info.id[:12]} {info.size_bytes / 1e6:.0f} MB")
+
+
+@app.command()
+def serve(
+    ref: Annotated[str, typer.Argument(help="Version number or alias.")] = "champion",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+) -> None:
+    """Serve a version locally with BentoML (no container), for development."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.inference import ArtifactIntegrityError
+    from maas.packaging import PackagingError, create_bento_model, resolve_version, serve_command
+    from maas.registry import RegistryError, connect
+
+    try:
+        client = connect(params.registry)
+        version = resolve_version(client, params.registry, ref)
+        tag = create_bento_model(client, params.registry, version)
+    except (RegistryError, PackagingError, ArtifactIntegrityError) as error:
+        raise _fail(error) from None
+    out.print(
+        f"serving {params.registry.model_name} v{version.version} ({tag}) on http://{host}:{port}"
+    )
+    command = serve_command(tag, host, port, params.serving, params.packaging)
+    os.execv(command[0], command)
 
 
 def main() -> None:

@@ -152,6 +152,30 @@ class RegistryParams(_Strict):
     model_name: str = Field("flight-delay", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class ServingParams(_Strict):
+    max_records: int = Field(1000, ge=1, le=100_000)
+    workers: int = Field(1, ge=1, le=64)
+
+
+class InfraValidationParams(_Strict):
+    sample_rows: int = Field(200, ge=1)
+    tolerance: float = Field(1e-5, gt=0)
+    latency_requests: int = Field(200, ge=10)
+    ready_timeout_s: float = Field(120, gt=0)
+
+
+class PackagingParams(_Strict):
+    backend: Literal["auto", "docker", "podman", "buildah"] = "auto"
+    image_prefix: str = Field("maas", pattern=r"^[a-z0-9][a-z0-9._/-]*$")
+    base_image: str = "localhost/maas-base:bookworm"
+    base_image_suite: str = "bookworm"
+    base_image_mirror: str | None = None
+    ca_bundle: Path | None = Path("/etc/ssl/certs/ca-certificates.crt")
+    build_options: dict[str, str | list[str]] = {}
+    network: Literal["host", "bridge"] = "host"
+    infra_validation: InfraValidationParams
+
+
 class Params(_Strict):
     data: DataParams
     validation: ValidationParams
@@ -161,6 +185,8 @@ class Params(_Strict):
     evaluate: EvaluateParams
     promotion: PromotionParams
     registry: RegistryParams
+    serving: ServingParams
+    packaging: PackagingParams
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -26,6 +26,14 @@ DERIVED_COLUMNS = {
 }
 
 
+# The fields of one flight record as clients send it (the service's request schema): what is
+# known at scheduling time, plus the origin's weather (optional, may be null).
+RECORD_FIELDS = ("month", "day", "sched_dep_time", "sched_arr_time", "carrier", "origin",
+                 "dest", "distance")  # fmt: skip
+WEATHER_FIELDS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
+                  "pressure", "visib")  # fmt: skip
+
+
 class FeatureError(ValueError):
     """Input cannot be featurized; the message names the column."""
 
@@ -44,12 +52,23 @@ class Preprocessor:
     categorical: dict[str, list[str]]  # column -> vocabulary; index = position + 1
     numeric: dict[str, NumericStats]
     format_version: int = FORMAT_VERSION
-    _lookup: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    _lookup: dict[str, tuple[np.ndarray, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
+        # Lookup tables built once: scoring one record must not rebuild them (~µs budget).
         for name, vocab in self.categorical.items():
-            order = np.argsort(np.asarray(vocab, dtype=str), kind="stable")
-            self._lookup[name] = order
+            array = np.asarray(vocab, dtype=str)
+            order = np.argsort(array, kind="stable")
+            self._lookup[name] = (array[order], (order + 1).astype(np.int64))
+        stats = list(self.numeric.values())
+        self._lookup["__numeric__"] = (
+            np.array([s.mean for s in stats], dtype=np.float64),
+            np.array([s.std for s in stats], dtype=np.float64),
+            np.array([-np.inf if s.min is None else s.min for s in stats], dtype=np.float64),
+            np.array([np.inf if s.max is None else s.max for s in stats], dtype=np.float64),
+        )
 
     @property
     def cardinalities(self) -> list[int]:
@@ -72,15 +91,13 @@ class Preprocessor:
         return names
 
     def encode_categorical(self, name: str, values: np.ndarray) -> np.ndarray:
-        vocab = np.asarray(self.categorical[name], dtype=str)
+        sorted_vocab, codes = self._lookup[name]
         strings = as_category_strings(values)
-        if len(vocab) == 0:
+        if len(sorted_vocab) == 0:
             return np.zeros(len(strings), dtype=np.int64)
-        order = self._lookup[name]
-        sorted_vocab = vocab[order]
-        position = np.clip(np.searchsorted(sorted_vocab, strings), 0, len(vocab) - 1)
+        position = np.minimum(np.searchsorted(sorted_vocab, strings), len(sorted_vocab) - 1)
         found = sorted_vocab[position] == strings
-        return np.where(found, order[position] + 1, UNKNOWN_INDEX).astype(np.int64)
+        return np.where(found, codes[position], UNKNOWN_INDEX)
 
     def transform(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Raw columns -> (int64 codes [N, C], float32 numeric [N, 2F])."""
@@ -89,23 +106,16 @@ class Preprocessor:
         codes = [self.encode_categorical(name, derived[name]) for name in self.categorical]
         n_rows = _row_count(derived)
         cat = np.stack(codes, axis=1) if codes else np.zeros((n_rows, 0), dtype=np.int64)
-        scaled, missing = [], []
-        for name, stats in self.numeric.items():
-            values = as_float(derived[name], name)
-            bad = np.isnan(values)
-            if stats.min is not None:
-                bad |= values < stats.min
-            if stats.max is not None:
-                bad |= values > stats.max
-            filled = np.where(bad, stats.mean, values)
-            scaled.append((filled - stats.mean) / stats.std)
-            missing.append(bad.astype(np.float64))
-        num = (
-            np.stack(scaled + missing, axis=1).astype(np.float32)
-            if scaled
-            else np.zeros((n_rows, 0), dtype=np.float32)
-        )
-        return cat, num
+        if not self.numeric:
+            return cat, np.zeros((n_rows, 0), dtype=np.float32)
+        means, stds, lows, highs = self._lookup["__numeric__"]
+        values = np.empty((n_rows, len(self.numeric)), dtype=np.float64)
+        for index, name in enumerate(self.numeric):
+            values[:, index] = as_float(derived[name], name)
+        # Missing or physically impossible (outside [min, max]) -> mean + missing indicator.
+        bad = np.isnan(values) | (values < lows) | (values > highs)
+        scaled = (np.where(bad, means, values) - means) / stds
+        return cat, np.concatenate([scaled, bad], axis=1).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,8 @@ class FlightDelayModel(PythonModel):
         self.threshold = float(config.get("threshold", 0.5))
         self.model = OnnxModel.load(folder, expected_digests=config.get("sha256"))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # model_input is left unannotated: MLflow reads the hint as a schema and warns on `Any`.
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

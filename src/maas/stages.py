@@ -38,7 +38,7 @@ from maas.data import (
     split_latest,
     split_partitions,
 )
-from maas.features import Preprocessor, fit_preprocessor
+from maas.features import RECORD_FIELDS, WEATHER_FIELDS, Preprocessor, fit_preprocessor
 from maas.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE, WEIGHTS_FILE, OnnxModel
 from maas.registry import RunTracking
 
@@ -349,10 +349,18 @@ def evaluate(
     return metrics
 
 
-def input_example(data: DataParams, preprocessor: Preprocessor, rows: int = 3) -> pd.DataFrame:
-    """A few raw test records holding the columns a request carries."""
-    test = read_window(data, TEST_FILE)
-    return test[preprocessor.input_columns].head(rows).reset_index(drop=True)
+def input_example(data: DataParams, preprocessor: Preprocessor, rows: int = 200) -> pd.DataFrame:
+    """A seeded sample of raw test records: the fields a request carries, in that order.
+
+    Stored with the MLflow model; packaging replays it against the container image and
+    requires the same predictions as the pyfunc (infra-validation)."""
+    fields = [*RECORD_FIELDS, *WEATHER_FIELDS]
+    missing = [name for name in preprocessor.input_columns if name not in fields]
+    if missing:  # a feature built from a column clients never send would be unservable
+        raise ValueError(f"features need columns outside the request schema: {missing}")
+    test = read_window(data, TEST_FILE)[fields]
+    sample = test.sample(n=min(rows, len(test)), random_state=0).sort_index()
+    return sample.reset_index(drop=True)
 
 
 def serving_requirements() -> list[str]:

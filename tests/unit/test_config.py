@@ -40,8 +40,23 @@ def test_bad_value_names_the_key() -> None:
 
 def test_unknown_section_is_rejected() -> None:
     raw = raw_params()
-    raw["serving"] = {}
-    with pytest.raises(ConfigError, match="serving"):
+    raw["deployment"] = {}
+    with pytest.raises(ConfigError, match="deployment"):
+        parse_params(raw)
+
+
+def test_packaging_and_serving_values_are_checked() -> None:
+    raw = raw_params()
+    raw["packaging"]["backend"] = "kaniko"
+    with pytest.raises(ConfigError, match=r"packaging\.backend"):
+        parse_params(raw)
+    raw = raw_params()
+    raw["packaging"]["infra_validation"]["tolerance"] = 0
+    with pytest.raises(ConfigError, match=r"packaging\.infra_validation\.tolerance"):
+        parse_params(raw)
+    raw = raw_params()
+    raw["serving"]["max_records"] = 0
+    with pytest.raises(ConfigError, match=r"serving\.max_records"):
         parse_params(raw)
 
 

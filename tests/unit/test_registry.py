@@ -6,19 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from maas.config import RegistryParams
-from maas.export import export_onnx, save_weights
-from maas.features import fit_preprocessor
+from maas.features import RECORD_FIELDS, WEATHER_FIELDS
 from maas.inference import (
     MODEL_CONFIG_FILE,
     ONNX_FILE,
     PREPROCESSING_FILE,
-    WEIGHTS_FILE,
     ArtifactIntegrityError,
 )
-from maas.model import TabularNet, build_model_config
 from maas.registry import (
     CHAMPION,
     RegistryError,
@@ -34,7 +30,7 @@ from maas.registry import (
     start_pipeline_run,
 )
 from maas.stages import serving_requirements
-from tests.conftest import make_flights
+from tests.conftest import make_flights, write_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +42,9 @@ def store(tmp_path_factory, params):
         experiment="unit",
         model_name="unit-model",
     )
-    models = root / "models"
-    models.mkdir()
     frame = make_flights(200)
-    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
-    cat, num = pre.transform(frame)
-    config = build_model_config(pre.cardinalities, num.shape[1], [8], 0.0, 4)
-    torch.manual_seed(0)
-    model = TabularNet(config).eval()
-    export_onnx(model, models / ONNX_FILE, cat, num)
-    pre.save(models / PREPROCESSING_FILE)
-    config.save(models / MODEL_CONFIG_FILE)
-    save_weights(model, models / WEIGHTS_FILE)
-    example = frame[pre.input_columns].head(3)
+    models = write_tiny_model(root / "models", params, frame)
+    example = frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(3)
     client = connect(registry)
 
     def new_version(tags: dict[str, str]):

@@ -1,0 +1,275 @@
+"""A version trained by the real pipeline becomes a real, validated container image."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from maas import containers
+from maas.cli import app
+from maas.config import load_params
+from maas.features import RECORD_FIELDS, WEATHER_FIELDS
+from maas.packaging import free_port, package_version, wait_ready
+from maas.registry import connect, logged_model_id
+from tests.conftest import ROOT
+from tests.e2e.conftest import copy_months, overrides_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PARAMS = str(ROOT / "params.yaml")
+MODEL = "delay-pkg"  # its own BentoML model names, apart from the unit tests'
+
+os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("containers.conf")))
+
+
+def _backend_or_skip() -> str:
+    backend, reasons = containers.select_backend("auto")
+    runtime = containers.runtime_for(backend) if backend else None
+    if runtime is None:
+        if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":
+            pytest.fail(f"no container backend, but MAAS_REQUIRE_CONTAINERS=1: {reasons}")
+        pytest.skip(f"no container backend here: {reasons}")
+    return runtime
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, real_months, prefect_api):
+    """October-November train, December tests; one registered champion (version 1)."""
+    from flows.training import training
+
+    root = tmp_path_factory.mktemp("packaging")
+    raw = copy_months(real_months, root / "raw")
+    overrides = [*overrides_for(root, raw), f"registry.model_name={MODEL}"]
+    training(params_file=PARAMS, overrides=overrides)
+    return root, overrides, load_params(PARAMS, overrides)
+
+
+@pytest.fixture(scope="module")
+def packaged(project):
+    runtime = _backend_or_skip()
+    _, _, params = project
+    result = package_version(
+        connect(params.registry),
+        params.registry,
+        params.packaging,
+        params.serving,
+        "champion",
+        bentofile=ROOT / "bentofile.yaml",
+    )
+    yield result, runtime
+    if result.image:
+        subprocess.run([runtime, "rmi", "--force", result.image], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint(packaged):
+    """The packaged image running on a free port, as a deployment would run it."""
+    result, runtime = packaged
+    port = free_port()
+    container = containers.run_container(runtime, result.image, f"maas-e2e-{port}", port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_ready(base_url, 120), containers.container_logs(runtime, container)
+        yield base_url
+    finally:
+        containers.remove_container(runtime, container)
+
+
+def december_records(project, rows: int) -> pd.DataFrame:
+    root, _, _ = project
+    frame = pd.read_parquet(root / "raw" / "2013-12.parquet")
+    return frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].sample(n=rows, random_state=1)
+
+
+def test_package_builds_a_validated_non_root_image_and_tags_the_version(project, packaged):
+    _, _, params = project
+    result, runtime = packaged
+    assert result.image == f"maas-{MODEL}:v1" and result.version == "1"
+    assert result.infra_validation == "passed"
+    assert result.image_user == "bentoml"  # not root
+    assert {"p50", "p99", "cold_start_to_ready"} <= set(result.latency_ms)
+    info = containers.inspect_image(runtime, result.image)
+    assert info is not None and info.id == result.image_id
+    tags = MlflowClient(params.registry.tracking_uri).get_model_version(MODEL, "1").tags
+    assert tags["bento_tag"] == result.bento_tag and tags["image"] == result.image
+    assert tags["image_id"] == result.image_id
+    assert int(tags["image_size_bytes"]) == result.image_size_bytes
+    assert tags["infra_validation"] == "passed" and tags["packaged_at"].endswith("Z")
+
+
+def test_image_holds_only_what_serving_needs(packaged):
+    import bentoml
+
+    result, runtime = packaged
+    dockerfile = Path(bentoml.bentos.get(result.bento_tag).path, "env/docker/Dockerfile")
+    text = dockerfile.read_text()
+    assert "apt-get" not in text  # the base image already has Python: no apt layer
+    assert "USER bentoml" in text
+    probe = (
+        "import importlib.util as u; "
+        "print([m for m in ('torch','mlflow','prefect','great_expectations','dvc','pandas')"
+        " if u.find_spec(m)])"
+    )
+    out = subprocess.run(
+        [runtime, "run", "--rm", "--entrypoint", "/app/.venv/bin/python", result.image, "-c",
+         probe],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "[]"
+
+
+def test_container_predicts_like_the_pyfunc_on_december(project, endpoint):
+    import mlflow
+
+    _, _, params = project
+    records = december_records(project, 300)
+    payload = {"flights": json.loads(records.to_json(orient="records"))}
+    response = httpx.post(f"{endpoint}/predict", json=payload, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "1" and len(body["predictions"]) == 300
+    mlflow.set_tracking_uri(params.registry.tracking_uri)
+    expected = mlflow.pyfunc.load_model(f"models:/{MODEL}/1").predict(records)
+    got = pd.Series([p["delay_probability"] for p in body["predictions"]])
+    assert (got - expected["delay_probability"].to_numpy()).abs().max() <= 1e-5
+    assert [p["delayed"] for p in body["predictions"]] == list(expected["delayed"])
+
+
+def test_metadata_and_health(endpoint):
+    meta = httpx.post(f"{endpoint}/metadata", json={}, timeout=10).json()
+    assert meta["model_name"] == MODEL and meta["model_version"] == "1"
+    assert set(meta["test_partitions"]) == {"2013-12"}
+    assert set(meta["sha256"]) == {"model.onnx", "preprocessing.json", "model_config.json"}
+    assert {"roc_auc", "pr_auc"} <= set(meta["test_metrics"])
+    assert httpx.get(f"{endpoint}/readyz", timeout=5).status_code == 200
+    assert httpx.get(f"{endpoint}/livez", timeout=5).status_code == 200
+
+
+GOOD = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200, "carrier": "AA",
+        "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ({"flights": [{k: v for k, v in GOOD.items() if k != "dest"}]}, "dest"),
+        ({"flights": [{**GOOD, "month": "December"}]}, "month"),
+        ({"flights": [{**GOOD, "distance": -5}]}, "distance"),
+        ({"flights": [{**GOOD, "wind_speed": 1048}]}, "wind_speed"),
+        ({"flights": []}, "flights"),
+        ({"flights": [GOOD] * 1001}, "flights"),
+        ({"flights": {"not": "a list"}}, "flights"),
+        ({"planes": [GOOD]}, "flights"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field(endpoint, body, names):
+    response = httpx.post(f"{endpoint}/predict", json=body, timeout=10)
+    assert 400 <= response.status_code < 500, response.text
+    assert names in response.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"flights": [{"month": 1, "day": 1, "sched_dep_time": 900, "sched_arr_time": 1200, '
+        b'"carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475, "temp": NaN}]}',
+        b'{"flights": [{"month": 1, "day": 1, "sched_dep_time": 900, "sched_arr_time": 1200, '
+        b'"carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": Infinity}]}',
+        b"this is not json",
+        b'{"flights": [',
+    ],
+)
+def test_non_json_and_non_finite_numbers_get_a_4xx(endpoint, raw):
+    response = httpx.post(
+        f"{endpoint}/predict", content=raw, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_unknown_categories_get_a_prediction_and_the_service_keeps_answering(endpoint):
+    body = {"flights": [{**GOOD, "carrier": "ZZ", "origin": "BOS", "dest": "NOPE"}, GOOD]}
+    response = httpx.post(f"{endpoint}/predict", json=body, timeout=10)
+    assert response.status_code == 200
+    probs = [p["delay_probability"] for p in response.json()["predictions"]]
+    assert all(0 < p < 1 for p in probs)
+
+
+def test_packaging_again_reuses_the_bento_image_and_validation(project, packaged):
+    _, _, params = project
+    first, _ = packaged
+    again = package_version(
+        connect(params.registry),
+        params.registry,
+        params.packaging,
+        params.serving,
+        "1",
+        bentofile=ROOT / "bentofile.yaml",
+    )
+    assert again.reused == ["bento", "image", "infra_validation"]
+    assert (again.bento_tag, again.image_id) == (first.bento_tag, first.image_id)
+
+
+def test_maas_serve_answers_locally(project):
+    root, overrides, _ = project
+    port = free_port()
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "maas.cli", "serve", "1", "--port", str(port), "-p", PARAMS, *sets],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=root,
+    )
+    try:
+        assert wait_ready(f"http://127.0.0.1:{port}", 90, alive=lambda: server.poll() is None)
+        response = httpx.post(f"http://127.0.0.1:{port}/predict", json={"flights": [GOOD]})
+        assert response.status_code == 200 and response.json()["model_version"] == "1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_without_a_container_backend_only_the_bento_is_built(project, monkeypatch, tmp_path):
+    root, overrides, params = project
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no docker/podman/buildah
+    monkeypatch.chdir(ROOT)
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    result = CliRunner().invoke(app, ["package", "1", "-p", PARAMS, *sets])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "no image built" in said and "podman is not installed" in said
+    result = CliRunner().invoke(app, ["package", "1", "--require-image", "-p", PARAMS, *sets])
+    assert result.exit_code == 1
+
+
+def test_a_tampered_artifact_is_refused(project, packaged, tmp_path):
+    """Last: it removes the version's BentoML model so the download is verified again."""
+    import bentoml
+
+    root, overrides, params = project
+    client = connect(params.registry)
+    version = client.get_model_version(MODEL, "1")
+    bentoml.models.delete(f"{MODEL}:v1")
+    location = client.get_logged_model(logged_model_id(version)).artifact_location
+    stored = Path(location.removeprefix("file://")) / "artifacts" / "model.onnx"
+    backup = tmp_path / "model.onnx"
+    shutil.copy(stored, backup)
+    stored.write_bytes(stored.read_bytes()[:-1] + b"\x00")
+    try:
+        sets = [arg for item in overrides for arg in ("--set", item)]
+        result = CliRunner().invoke(app, ["package", "1", "-p", PARAMS, *sets])
+        assert result.exit_code == 1
+        said = " ".join(result.output.split())
+        assert "model.onnx" in said and "modified" in said
+        with pytest.raises(bentoml.exceptions.NotFound):
+            bentoml.models.get(f"{MODEL}:v1")  # nothing half-made was kept
+    finally:
+        shutil.copy(backup, stored)

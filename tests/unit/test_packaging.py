@@ -1,0 +1,79 @@
+"""Packaging decisions that need no container: backends, build options, names, mirrors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from maas import containers
+from maas.packaging import bento_version, build_options, image_name, service_args
+from tests.conftest import ROOT
+
+
+def test_no_container_tool_means_no_backend_and_says_why(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    backend, reasons = containers.select_backend("auto")
+    assert backend is None
+    assert reasons == [f"{name} is not installed" for name in containers.BACKENDS]
+    assert containers.select_backend("podman") == (None, ["podman is not installed"])
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None or Path("/var/run/docker.sock").exists(),
+    reason="needs a docker CLI without a running daemon (as on this machine kind)",
+)
+def test_docker_cli_without_daemon_is_not_a_backend() -> None:
+    problem = containers.backend_problem("docker")
+    assert problem is not None and problem.startswith("`docker info` failed")
+
+
+def test_runtime_for_buildah_is_podman(monkeypatch, tmp_path: Path) -> None:
+    assert containers.runtime_for("docker") == "docker"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert containers.runtime_for("buildah") is None  # buildah builds; something must run it
+
+
+def test_ca_bundle_is_mounted_only_when_present(params, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("cert")
+    packaging = params.packaging.model_copy(
+        update={"ca_bundle": bundle, "build_options": {"volume": "/a:/b", "network": "host"}}
+    )
+    options = build_options(packaging)
+    assert options["volume"] == ["/a:/b", f"{bundle}:{containers.CA_BUNDLE_IN_IMAGE}:ro"]
+    assert options["network"] == "host"
+    absent = packaging.model_copy(update={"ca_bundle": tmp_path / "none.pem", "build_options": {}})
+    assert build_options(absent) == {}
+    assert build_options(packaging.model_copy(update={"ca_bundle": None})) == {
+        "volume": ["/a:/b"],
+        "network": "host",
+    }
+
+
+def test_bento_version_is_a_digest_of_its_inputs(params) -> None:
+    args = service_args("flight-delay:v3", params.packaging, params.serving)
+    bentofile = ROOT / "bentofile.yaml"
+    digests = {"model.onnx": "a" * 64}
+    first = bento_version("3", bentofile, args, digests)
+    assert first == bento_version("3", bentofile, args, digests)  # same inputs: reused
+    assert first.startswith("v3-")
+    other = service_args("flight-delay:v3", params.packaging, params.serving.model_copy(
+        update={"max_records": 10}))  # fmt: skip
+    assert bento_version("3", bentofile, other, digests) != first
+    assert bento_version("3", bentofile, args, {"model.onnx": "b" * 64}) != first
+    assert image_name(params.packaging, "Flight-Delay", "3") == "maas-flight-delay:v3"
+
+
+def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
+    )
+    assert containers.apt_mirror([deb822]) == "http://mirror.example/debian"
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("deb [arch=amd64] http://other.example/debian bookworm main\n")
+    assert containers.apt_mirror([tmp_path / "missing", one_line]) == "http://other.example/debian"
+    assert containers.apt_mirror([]) == containers.DEFAULT_MIRROR

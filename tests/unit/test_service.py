@@ -1,0 +1,158 @@
+"""The BentoML service class, instantiated directly on a real BentoML model store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from maas.config import RegistryParams
+from maas.features import RECORD_FIELDS, WEATHER_FIELDS
+from maas.inference import ONNX_FILE, ArtifactIntegrityError
+from maas.packaging import create_bento_model
+from maas.registry import connect, register_version, start_pipeline_run
+from maas.service import Flight, FlightDelayService, Flights
+from maas.stages import serving_requirements
+from tests.conftest import make_flights, write_tiny_model
+
+MODEL = "flight-delay"  # the service's default Bento argument is flight-delay:latest
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory, params):
+    """A registered version whose serving files are a BentoML model in the test store."""
+    root = tmp_path_factory.mktemp("service")
+    registry = RegistryParams(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "artifacts",
+        experiment="service",
+        model_name=MODEL,
+    )
+    frame = make_flights(300, month=12, seed=3)
+    models = write_tiny_model(root / "models", params, frame)
+    records = frame[[*RECORD_FIELDS, *WEATHER_FIELDS]]
+    client = connect(registry)
+    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
+    version = register_version(
+        client,
+        registry,
+        tracking.run_id,
+        models,
+        {"git_commit": "abc123", "test_roc_auc": "0.7", "test_partitions": '{"2013-12": "x"}'},
+        records.head(20),
+        serving_requirements(),
+    )
+    tag = create_bento_model(client, registry, version)
+    return registry, client, version, tag, records
+
+
+def predict(service: FlightDelayService, rows: list[dict]) -> dict:
+    flights = TypeAdapter(Flights).validate_python(rows)
+    return asyncio.run(service.predict(flights)).model_dump()
+
+
+def records_of(frame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
+
+
+def test_service_predicts_like_the_registered_pyfunc(packaged) -> None:
+    import mlflow
+
+    registry, _, version, _, records = packaged
+    service = FlightDelayService()
+    rows = records_of(records.head(50))
+    body = predict(service, rows)
+    assert body["model_version"] == str(version.version)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version.version}")
+    expected = pyfunc.predict(records.head(50))
+    got = np.array([p["delay_probability"] for p in body["predictions"]])
+    assert np.max(np.abs(got - expected["delay_probability"].to_numpy())) <= 1e-6
+    assert [p["delayed"] for p in body["predictions"]] == list(expected["delayed"])
+
+
+def test_unknown_categories_and_missing_weather_get_defined_predictions(packaged) -> None:
+    *_, records = packaged
+    service = FlightDelayService()
+    base = {k: v for k, v in records_of(records.head(1))[0].items() if k in RECORD_FIELDS}
+    unknown = {**base, "carrier": "ZZ", "dest": "XYZ"}
+    nulls = {**base, **dict.fromkeys(WEATHER_FIELDS)}
+    body = predict(service, [base, unknown, nulls])
+    probs = [p["delay_probability"] for p in body["predictions"]]
+    assert all(0 < p < 1 and math.isfinite(p) for p in probs)
+    assert probs[0] == probs[2]  # absent weather fields and explicit nulls are the same thing
+
+
+def test_metadata_reports_lineage_and_verified_digests(packaged) -> None:
+    _, _, version, _, _ = packaged
+    meta = asyncio.run(FlightDelayService().metadata())
+    assert meta["model_name"] == MODEL and meta["model_version"] == str(version.version)
+    assert meta["run_id"] == version.run_id and meta["git_commit"] == "abc123"
+    assert meta["test_partitions"] == {"2013-12": "x"}
+    assert meta["sha256"][ONNX_FILE] == version.tags[f"sha256.{ONNX_FILE}"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"month": 13}, "month"),
+        ({"carrier": ""}, "carrier"),
+        ({"distance": "far"}, "distance"),
+        ({"temp": float("nan")}, "temp"),
+        ({"wind_speed": float("inf")}, "wind_speed"),
+        ({"humid": 140}, "humid"),
+    ],
+)
+def test_schema_rejects_bad_values_naming_the_field(change: dict, field: str) -> None:
+    record = {"month": 1, "day": 2, "sched_dep_time": 900, "sched_arr_time": 1200,
+              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+    with pytest.raises(ValidationError, match=field):
+        TypeAdapter(Flights).validate_python([{**record, **change}])
+    missing = {k: v for k, v in record.items() if k != "dest"}
+    with pytest.raises(ValidationError, match="dest"):
+        TypeAdapter(Flights).validate_python([missing])
+
+
+def test_schema_bounds_the_list_length() -> None:
+    from maas.service import ARGS
+
+    record = {"month": 1, "day": 2, "sched_dep_time": 900, "sched_arr_time": 1200,
+              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+    with pytest.raises(ValidationError, match="at least 1"):
+        TypeAdapter(Flights).validate_python([])
+    with pytest.raises(ValidationError, match=f"at most {ARGS.max_records}"):
+        TypeAdapter(Flights).validate_python([record] * (ARGS.max_records + 1))
+
+
+def test_request_schema_is_the_record_schema_of_training() -> None:
+    assert tuple(Flight.model_fields) == (*RECORD_FIELDS, *WEATHER_FIELDS)
+
+
+def test_tampered_model_file_stops_the_service(packaged) -> None:
+    import bentoml
+
+    _, _, _, tag, _ = packaged
+    onnx = Path(bentoml.models.get(tag).path) / ONNX_FILE
+    original = onnx.read_bytes()
+    try:
+        onnx.write_bytes(original + b"\0")
+        with pytest.raises(ArtifactIntegrityError, match=r"model\.onnx"):
+            FlightDelayService()
+    finally:
+        onnx.write_bytes(original)
+
+
+def test_serving_imports_no_training_libraries() -> None:
+    code = (
+        "import sys, maas.service; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'mlflow', 'prefect', 'great_expectations', 'dvc', 'pandas', 'sklearn'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
