@@ -26,6 +26,7 @@ console = Console(stderr=True)
 out = Console()
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", "-S", help="Override a parameter: section.key=value.")
 ]
@@ -223,7 +224,7 @@ def stage_evaluate(
 def status(
     params_file: ParamsOption = Path("params.yaml"),
     overrides: SetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List registered versions with aliases, gate result and test metrics."""
     _setup_environment()
@@ -299,7 +300,7 @@ def package(
     ] = False,
     params_file: ParamsOption = Path("params.yaml"),
     overrides: SetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Package a version: verified BentoML model → Bento → OCI image → infra-validation."""
     _setup_environment()

@@ -247,8 +247,8 @@ def free_port() -> int:
 
 def sample_records(frame: Any, rows: int) -> list[dict[str, Any]]:
     """Test rows as JSON records (NaN → null, numpy → Python)."""
-    records = json.loads(frame.head(rows).to_json(orient="records"))
-    return [{k: v for k, v in record.items()} for record in records]
+    records: list[dict[str, Any]] = json.loads(frame.head(rows).to_json(orient="records"))
+    return records
 
 
 def expected_predictions(model_uri: str, rows: int) -> tuple[list[dict[str, Any]], list[float]]:
