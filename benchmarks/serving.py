@@ -81,6 +81,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--output", type=Path, default=ROOT / "reports/benchmarks/serving.json")
+    parser.add_argument("--bulk", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--bentoml-config", default="", help="BENTOML_CONFIG_OPTIONS for our server (variants)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -94,6 +98,7 @@ def main() -> None:
             [sys.executable, "-m", "bentoml", "serve", "maas.service:FlightDelayService",
              "--port", str(ours_port), "--arg", f"model_tag={args.model_tag}"],
             cwd=ROOT / "src", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "BENTOML_CONFIG_OPTIONS": args.bentoml_config},
         ),
         subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "benchmarks.fastapi_baseline:app", "--port",
@@ -112,7 +117,8 @@ def main() -> None:
         one = json.dumps({"flights": [RECORD]})
         bulk = json.dumps({"flights": [RECORD] * 1000})
         cases = [(f"1 record, c={c}", one, int(c)) for c in args.concurrency.split(",")]
-        cases.append(("1000 records, c=4", bulk, 4))
+        if args.bulk:
+            cases.append(("1000 records, c=4", bulk, 4))
         header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx")
         print("{:<20} {:<13} {:>8} {:>8} {:>8} {:>8}".format(*header))
         for name, body, connections in cases:

@@ -155,6 +155,8 @@ class RegistryParams(_Strict):
 class ServingParams(_Strict):
     max_records: int = Field(1000, ge=1, le=100_000)
     workers: int = Field(1, ge=1, le=64)
+    tracing: bool = False
+    metrics: bool = True
 
 
 class InfraValidationParams(_Strict):

@@ -131,6 +131,8 @@ def service_args(
         "base_image": packaging.base_image,
         "max_records": str(serving.max_records),
         "workers": str(serving.workers),
+        "tracing": str(serving.tracing).lower(),
+        "metrics": str(serving.metrics).lower(),
     }
 
 

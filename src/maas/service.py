@@ -11,6 +11,7 @@ stored in the Bento, and the container serves with exactly those.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +32,10 @@ class ServiceArgs(BaseModel):
     base_image: str = "localhost/maas-base:bookworm"  # FROM of the container image
     max_records: int = Field(1000, ge=1)  # flights per request; more is a 400
     workers: int = Field(1, ge=1)
+    # OpenTelemetry on the API routes. Off by default: with no exporter configured BentoML
+    # samples nothing, yet its middleware cost ~40% of requests/s (benchmarks/serving.py).
+    tracing: bool = False
+    metrics: bool = True  # Prometheus /metrics
 
 
 ARGS = bentoml.use_arguments(ServiceArgs)
@@ -105,11 +110,16 @@ def to_response(version: str, probs: np.ndarray) -> PredictResponse:
 IMAGE = bentoml.images.Image(base_image=ARGS.base_image, distro="maas-prebuilt")
 
 
+API_ROUTES = ["/predict", "/metadata"]
+
+
 @bentoml.service(
     image=IMAGE,
     workers=ARGS.workers,
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},
+    tracing={} if ARGS.tracing else {"excluded_urls": API_ROUTES},
+    metrics={"enabled": ARGS.metrics},
 )
 class FlightDelayService:
     bento_model = bentoml.models.BentoModel(ARGS.model_tag)
@@ -121,6 +131,9 @@ class FlightDelayService:
         self.version = str(self.info["model_version"])
         # Warm-up: /readyz turns ready only once a real prediction has run.
         self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
+        # Everything loaded so far lives as long as the process: keep it out of the garbage
+        # collector's full passes, which otherwise pause requests (p99).
+        gc.freeze()
 
     def score(self, flights: list[Flight]) -> np.ndarray:
         # Weather readings the schema accepts but outside the bounds the model was trained
