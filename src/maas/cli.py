@@ -235,10 +235,22 @@ def status(
         rows = list_versions(connect(params.registry), params.registry.model_name)
     except RegistryError as error:
         raise _fail(error) from None
+    from maas.deploy import LocalTarget
+
+    deployed = LocalTarget(params.deploy.state_dir, params.deploy.address, "").current()
+    champion = next((r.version for r in rows if "champion" in r.aliases), None)
+    serving = deployed.version if deployed else None
     if as_json:
         out.print_json(
             json.dumps(
-                {"model": params.registry.model_name, "versions": [r.to_dict() for r in rows]}
+                {
+                    "model": params.registry.model_name,
+                    "versions": [r.to_dict() for r in rows],
+                    "deployed": {"version": serving, "endpoint": params.deploy.address}
+                    if deployed
+                    else None,
+                    "in_sync": serving == champion,
+                }
             )
         )
         return
@@ -266,6 +278,12 @@ def status(
             r.run_id[:12],
         )
     out.print(table)
+    if deployed is not None or champion is not None:
+        state = "in sync" if serving == champion else "MISMATCH: the controller has not converged"
+        out.print(
+            f"serving at {params.deploy.address}: v{serving or '-'}; champion: "
+            f"v{champion or '-'} ({state})"
+        )
 
 
 @app.command()
@@ -400,6 +418,63 @@ def serve(
     )
     command = serve_command(tag, host, port, params.serving, params.packaging)
     os.execv(command[0], command)
+
+
+@app.command()
+def watch(
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between passes (default deploy.*).")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="One reconcile pass, then exit.")] = False,
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+) -> None:
+    """The promotion controller: keep the `champion` version serving at deploy.address."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from flows.promotion import promotion
+
+    from maas.containers import ContainerError
+    from maas.controller import watch as watch_loop
+
+    def promote(version: str) -> Any:
+        return promotion(version=version, params_file=str(params_file), overrides=overrides or [])
+
+    out.print(f"watching {params.registry.model_name}@champion -> {params.deploy.address}")
+    try:
+        watch_loop(params, promote, interval or params.deploy.reconcile_interval_s, once=once)
+    except ContainerError as error:
+        raise _fail(error) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def rollback(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None) -> None:
+    """Move `champion` back to the version deployed before the current one."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.controller import audit, previous_deployed_version
+    from maas.deploy import LocalTarget
+    from maas.registry import RegistryError, connect
+    from maas.registry import promote as promote_version
+
+    current = LocalTarget(params.deploy.state_dir, params.deploy.address, "").current()
+    target = previous_deployed_version(params, current.version if current else None)
+    if target is None:
+        raise _fail(RuntimeError("no earlier deployed version in the audit trail to roll back to"))
+    try:
+        promote_version(
+            connect(params.registry), params.registry.model_name, target, reason="maas rollback"
+        )
+    except RegistryError as error:
+        raise _fail(error) from None
+    audit(params, "rollback", target, actor="maas rollback",
+          previous=current.version if current else None)  # fmt: skip
+    out.print(
+        f"{params.registry.model_name}: champion -> v{target} (was serving "
+        f"v{current.version if current else '?'}); the controller redeploys its image"
+    )
 
 
 def main() -> None:

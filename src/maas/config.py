@@ -178,6 +178,14 @@ class PackagingParams(_Strict):
     infra_validation: InfraValidationParams
 
 
+class DeployParams(_Strict):
+    target: Literal["local"] = "local"
+    address: str = Field("127.0.0.1:3000", pattern=r"^[^:]*:\d+$")
+    state_dir: Path = Path(".maas/deploy")
+    audit_log: Path = Path(".maas/audit.jsonl")
+    reconcile_interval_s: float = Field(10, gt=0)
+
+
 class Params(_Strict):
     data: DataParams
     validation: ValidationParams
@@ -189,6 +197,7 @@ class Params(_Strict):
     registry: RegistryParams
     serving: ServingParams
     packaging: PackagingParams
+    deploy: DeployParams
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -193,7 +194,7 @@ def _uv_wheel(cache_dir: Path) -> Path:
     if not found:
         _run(
             [
-                "python3" if shutil.which("python3") else "python",
+                sys.executable,
                 "-m",
                 "pip",
                 "download",

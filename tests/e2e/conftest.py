@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from maas.data import ingest_partitions
+from tests.conftest import ROOT
 
 MONTHS = ["2013-10", "2013-11", "2013-12"]
+TRAINED_MODEL = "delay-pkg"  # its own BentoML model names, apart from the unit tests'
+PARAMS = str(ROOT / "params.yaml")
+# Sandbox settings podman needs on these machines (test set-up, never a product default).
+os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("containers.conf")))
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +59,35 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
         f"registry.tracking_uri=sqlite:///{root / 'mlflow.db'}",
         f"registry.artifact_root={root / 'mlartifacts'}",
     ]
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, real_months, prefect_api):
+    """October-November train, December tests; one registered champion (version 1)."""
+    from flows.training import training
+
+    from maas.config import load_params
+
+    root = tmp_path_factory.mktemp("trained")
+    raw = copy_months(real_months, root / "raw")
+    overrides = [
+        *overrides_for(root, raw),
+        f"registry.model_name={TRAINED_MODEL}",
+        f"deploy.state_dir={root / 'deploy'}",
+        f"deploy.audit_log={root / 'audit.jsonl'}",
+    ]
+    training(params_file=PARAMS, overrides=overrides)
+    return root, overrides, load_params(PARAMS, overrides)
+
+
+def container_runtime_or_skip() -> str:
+    """The CLI that runs images here; skips without one unless CI requires containers."""
+    from maas import containers
+
+    backend, reasons = containers.select_backend("auto")
+    runtime = containers.runtime_for(backend) if backend else None
+    if runtime is None:
+        if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":
+            pytest.fail(f"no container backend, but MAAS_REQUIRE_CONTAINERS=1: {reasons}")
+        pytest.skip(f"no container backend here: {reasons}")
+    return runtime

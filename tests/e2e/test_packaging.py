@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,45 +16,25 @@ from typer.testing import CliRunner
 
 from maas import containers
 from maas.cli import app
-from maas.config import load_params
 from maas.features import RECORD_FIELDS, WEATHER_FIELDS
 from maas.packaging import free_port, package_version, wait_ready
 from maas.registry import connect, logged_model_id
 from tests.conftest import ROOT
-from tests.e2e.conftest import copy_months, overrides_for
+from tests.e2e.conftest import TRAINED_MODEL, container_runtime_or_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARAMS = str(ROOT / "params.yaml")
-MODEL = "delay-pkg"  # its own BentoML model names, apart from the unit tests'
-
-os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("containers.conf")))
-
-
-def _backend_or_skip() -> str:
-    backend, reasons = containers.select_backend("auto")
-    runtime = containers.runtime_for(backend) if backend else None
-    if runtime is None:
-        if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":
-            pytest.fail(f"no container backend, but MAAS_REQUIRE_CONTAINERS=1: {reasons}")
-        pytest.skip(f"no container backend here: {reasons}")
-    return runtime
+MODEL = TRAINED_MODEL
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, real_months, prefect_api):
-    """October-November train, December tests; one registered champion (version 1)."""
-    from flows.training import training
-
-    root = tmp_path_factory.mktemp("packaging")
-    raw = copy_months(real_months, root / "raw")
-    overrides = [*overrides_for(root, raw), f"registry.model_name={MODEL}"]
-    training(params_file=PARAMS, overrides=overrides)
-    return root, overrides, load_params(PARAMS, overrides)
+def project(trained_project):
+    return trained_project
 
 
 @pytest.fixture(scope="module")
 def packaged(project):
-    runtime = _backend_or_skip()
+    runtime = container_runtime_or_skip()
     _, _, params = project
     result = package_version(
         connect(params.registry),

@@ -1,0 +1,43 @@
+"""Promotion flow: a version → package (reusing its image) → deploy → tags back.
+
+Wiring only: the controller (`maas watch`) runs it when `champion` points at a version that
+is not the one serving; every step is a function in `maas`.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from maas.config import load_params
+from maas.controller import deploy_version, record_deployment
+from maas.deploy import DeployError, Deployment
+from maas.packaging import package_version
+from maas.registry import connect
+
+package = task(name="package_version", cache_policy=NO_CACHE)(package_version)
+record = task(name="record_deployment", cache_policy=NO_CACHE, retries=2)(record_deployment)
+
+
+deploy = task(name="deploy_version", cache_policy=NO_CACHE)(deploy_version)
+
+
+@flow(name="promotion", log_prints=True)
+def promotion(
+    version: str, params_file: str = "params.yaml", overrides: list[str] | None = None
+) -> Deployment:
+    params = load_params(params_file, overrides or [])
+    client = connect(params.registry)
+    packaged = package(client, params.registry, params.packaging, params.serving, version)
+    if packaged.image is None or packaged.infra_validation != "passed":
+        raise DeployError(f"v{version} has no validated image: {packaged.infra_validation}")
+    deployment = deploy(params, version, packaged.image)
+    record(params, client, deployment)
+    create_markdown_artifact(
+        f"**{params.registry.model_name} v{version}** serves at {deployment.endpoint}\n\n"
+        f"image `{packaged.image}` ({packaged.image_id}), reused: {packaged.reused or 'nothing'}",
+        key="promotion",
+        description="what serves now",
+    )
+    return deployment

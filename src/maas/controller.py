@@ -1,0 +1,191 @@
+"""The promotion controller: the version at `champion` becomes the running service.
+
+Level-triggered: each pass compares the desired version (the alias) with the deployed one
+(the target's state) and converges, so a missed event or a restart never leaves the wrong
+version running. Policy is enforced here too: a version that failed data validation, the
+gate or infra-validation is refused unless it carries a `deploy_override` tag with a reason.
+Every decision is appended to an audit trail (JSON lines) and mirrored on the version's tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maas.config import Params
+from maas.deploy import Deployment, LocalTarget
+
+log = logging.getLogger(__name__)
+
+OVERRIDE_TAG = "deploy_override"
+RETRY_AFTER_S = 300  # a failed deploy of the same champion is retried after this long
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str  # in_sync | no_champion | deployed | refused | failed | waiting
+    version: str | None
+    detail: str = ""
+
+
+def make_target(params: Params) -> LocalTarget:
+    from maas import containers
+
+    backend, reasons = containers.select_backend(params.packaging.backend)
+    runtime = containers.runtime_for(backend) if backend else None
+    if runtime is None:
+        raise containers.ContainerError(f"no container runtime to deploy with: {reasons}")
+    return LocalTarget(
+        params.deploy.state_dir,
+        params.deploy.address,
+        runtime,
+        network=params.packaging.network,
+        ready_timeout_s=params.packaging.infra_validation.ready_timeout_s,
+    )
+
+
+def audit(params: Params, event: str, version: str | None, **details: Any) -> dict[str, Any]:
+    """Append one event to the audit trail (`deploy.audit_log`, JSON lines)."""
+    record = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "event": event,
+        "model": params.registry.model_name,
+        "version": version,
+        "actor": details.pop("actor", "controller"),
+        **details,
+    }
+    path = params.deploy.audit_log
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return record
+
+
+def read_audit(params: Params) -> list[dict[str, Any]]:
+    path = params.deploy.audit_log
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def policy_problem(tags: dict[str, str]) -> str | None:
+    """Why this version must not serve, or None. An override tag (its value: the reason) wins."""
+    problems = []
+    if tags.get("validation_status") == "failed":
+        problems.append("its data validation failed")
+    if tags.get("gate_passed") != "true":
+        reasons = "; ".join(json.loads(tags.get("gate_reasons") or "[]"))
+        problems.append(f"it did not pass the gate ({reasons or 'no gate result'})")
+    if tags.get("infra_validation", "").startswith("failed"):
+        problems.append(f"its image failed infra-validation ({tags['infra_validation']})")
+    if problems and tags.get(OVERRIDE_TAG):
+        return None
+    return "; ".join(problems) or None
+
+
+@contextlib.contextmanager
+def controller_lock(folder: Path) -> Iterator[None]:
+    """One converging pass at a time, across processes: two controllers build nothing twice."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "controller.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+Promote = Callable[[str], Deployment]  # version -> deployed (the Prefect promotion flow)
+
+
+def reconcile_once(params: Params, client: Any, target: LocalTarget, promote: Promote) -> Outcome:
+    """Converge the deployed version to `champion` once; never raises for a bad version."""
+    from maas.registry import CHAMPION, get_alias_version
+
+    with controller_lock(params.deploy.state_dir):
+        desired = get_alias_version(client, params.registry.model_name, CHAMPION)
+        actual = target.current()
+        if desired is None:
+            return Outcome("no_champion", None)
+        version = str(desired.version)
+        if actual is not None and actual.version == version:
+            return Outcome("in_sync", version, actual.endpoint)
+        tags = dict(desired.tags)
+        problem = policy_problem(tags)
+        if problem is not None:
+            if tags.get("deploy_status") != "refused":  # audit a refusal once, not each pass
+                reason = f"v{version} not deployed: {problem}; add tag {OVERRIDE_TAG}=<reason>"
+                _tag(client, params, version, {"deploy_status": "refused", "deploy_reason": reason})
+                audit(params, "refused", version, reason=reason)
+            return Outcome("refused", version, problem)
+        if tags.get("deploy_status") == "failed" and _recent(tags.get("deploy_attempted_at")):
+            return Outcome("waiting", version, tags.get("deploy_reason", ""))
+        if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
+            audit(params, "override", version, reason=tags[OVERRIDE_TAG])
+        try:
+            deployment = promote(version)
+        except Exception as error:  # the previous version keeps serving
+            reason = f"{type(error).__name__}: {error}"[:1000]
+            failed = {"deploy_status": "failed", "deploy_reason": reason,
+                      "deploy_attempted_at": str(int(time.time()))}  # fmt: skip
+            _tag(client, params, version, failed)
+            audit(params, "failed", version, reason=reason,
+                  still_serving=actual.version if actual else None)  # fmt: skip
+            return Outcome("failed", version, reason)
+        audit(params, "deployed", version, image=deployment.image, endpoint=deployment.endpoint,
+              previous=actual.version if actual else None)  # fmt: skip
+        return Outcome("deployed", version, deployment.endpoint)
+
+
+def deploy_version(params: Params, version: str, image: str) -> Deployment:
+    """Run `image` as the service of `version` on the configured target."""
+    return make_target(params).deploy(params.registry.model_name, version, image)
+
+
+def record_deployment(params: Params, client: Any, deployment: Deployment) -> None:
+    """Tags back on the version: what serves it, where, since when."""
+    _tag(client, params, deployment.version, {
+        "deploy_status": "deployed", "endpoint": deployment.endpoint,
+        "deployed_at": deployment.deployed_at, "deploy_target": "local", "deploy_reason": "",
+    })  # fmt: skip
+
+
+def _tag(client: Any, params: Params, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(params.registry.model_name, version, key, value)
+
+
+def _recent(timestamp: str | None) -> bool:
+    return bool(timestamp) and time.time() - float(timestamp or 0) < RETRY_AFTER_S
+
+
+def previous_deployed_version(params: Params, current: str | None) -> str | None:
+    """The version that served before the current one (from the audit trail)."""
+    deployed = [e["version"] for e in read_audit(params) if e["event"] == "deployed"]
+    for version in reversed(deployed):
+        if version != current:
+            return str(version)
+    return None
+
+
+def watch(params: Params, promote: Promote, interval_s: float, once: bool = False) -> None:
+    """Reconcile now and then every `interval_s` seconds (Ctrl-C stops)."""
+    from maas.registry import connect
+
+    target = make_target(params)
+    while True:
+        try:
+            outcome = reconcile_once(params, connect(params.registry), target, promote)
+            log.info("reconcile: %s v%s %s", outcome.action, outcome.version, outcome.detail)
+        except Exception as error:  # registry unreachable: keep serving, try again later
+            log.warning("reconcile failed: %s", error)
+        if once:
+            return
+        time.sleep(interval_s)
