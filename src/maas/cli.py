@@ -36,6 +36,8 @@ def _setup_environment() -> None:
     """Offline-friendly defaults; explicit user settings always win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "maas")
+    # maas loggers also run outside flows (the webhook receiver): no warning for that
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -62,6 +64,16 @@ def _load(params_file: Path, overrides: list[str] | None) -> Params:
     except ConfigError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
+
+
+def _stop_on_sigterm() -> None:
+    """Long-running commands stop on SIGTERM as on Ctrl-C (children and files cleaned up)."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _fail(error: Exception, code: int = 1) -> typer.Exit:
@@ -441,6 +453,7 @@ def watch(
         return promotion(version=version, params_file=str(params_file), overrides=overrides or [])
 
     out.print(f"watching {params.registry.model_name}@champion -> {params.deploy.address}")
+    _stop_on_sigterm()
     try:
         watch_loop(params, promote, interval or params.deploy.reconcile_interval_s, once=once)
     except ContainerError as error:
@@ -475,6 +488,43 @@ def rollback(params_file: ParamsOption = Path("params.yaml"), overrides: SetOpti
         f"{params.registry.model_name}: champion -> v{target} (was serving "
         f"v{current.version if current else '?'}); the controller redeploys its image"
     )
+
+
+@app.command()
+def ui(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None) -> None:
+    """The MLflow tracking server + UI on the project's store, with the controller's webhook."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.tracking_server import (
+        TrackingServerError,
+        register_webhook,
+        start_server,
+        wait_healthy,
+    )
+
+    url = f"http://{params.deploy.ui_address}"
+    log_file = params.deploy.state_dir / "mlflow-server.log"
+    _stop_on_sigterm()
+    try:
+        process = start_server(params, log_file)
+    except TrackingServerError as error:
+        raise _fail(error) from None
+    try:
+        wait_healthy(url, process)
+        hook = register_webhook(url, params)
+    except TrackingServerError as error:
+        process.terminate()
+        raise _fail(RuntimeError(f"{error} (log: {log_file})")) from None
+    out.print(f"MLflow UI: {url}  (model {params.registry.model_name}; log {log_file})")
+    out.print(
+        f"webhook {hook.name} -> {hook.url} on alias events; run `maas watch` so a version "
+        "given the alias `champion` in the UI becomes the running service"
+    )
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def main() -> None:

@@ -184,6 +184,9 @@ class DeployParams(_Strict):
     state_dir: Path = Path(".maas/deploy")
     audit_log: Path = Path(".maas/audit.jsonl")
     reconcile_interval_s: float = Field(10, gt=0)
+    webhook_listen: str | None = Field("127.0.0.1:3100", pattern=r"^[^:]*:\d+$")
+    webhook_secret_file: Path = Path(".maas/webhook.secret")
+    ui_address: str = Field("127.0.0.1:5000", pattern=r"^[^:]*:\d+$")
 
 
 class Params(_Strict):

@@ -137,6 +137,12 @@ def run_container(
     return _run([*command, image], timeout=120).strip()
 
 
+def list_containers(runtime: str, name_prefix: str) -> list[str]:
+    """Names of containers (running or not) whose name starts with `name_prefix`."""
+    out = _run([runtime, "ps", "--all", "--format", "{{.Names}}"], check=False)
+    return [name for name in out.split() if name.startswith(name_prefix)]
+
+
 def container_logs(runtime: str, container: str, lines: int = 30) -> str:
     done = subprocess.run(
         [runtime, "logs", "--tail", str(lines), container],

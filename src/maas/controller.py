@@ -110,6 +110,9 @@ def reconcile_once(params: Params, client: Any, target: LocalTarget, promote: Pr
     from maas.registry import CHAMPION, get_alias_version
 
     with controller_lock(params.deploy.state_dir):
+        orphans = target.remove_orphans(params.registry.model_name)
+        if orphans:
+            log.info("removed containers left by an interrupted deploy: %s", orphans)
         desired = get_alias_version(client, params.registry.model_name, CHAMPION)
         actual = target.current()
         if desired is None:
@@ -176,16 +179,34 @@ def previous_deployed_version(params: Params, current: str | None) -> str | None
 
 
 def watch(params: Params, promote: Promote, interval_s: float, once: bool = False) -> None:
-    """Reconcile now and then every `interval_s` seconds (Ctrl-C stops)."""
+    """Reconcile now, on every MLflow alias webhook, and every `interval_s` (Ctrl-C stops)."""
+    import threading
+
     from maas.registry import connect
 
     target = make_target(params)
-    while True:
-        try:
-            outcome = reconcile_once(params, connect(params.registry), target, promote)
-            log.info("reconcile: %s v%s %s", outcome.action, outcome.version, outcome.detail)
-        except Exception as error:  # registry unreachable: keep serving, try again later
-            log.warning("reconcile failed: %s", error)
-        if once:
-            return
-        time.sleep(interval_s)
+    wake = threading.Event()
+    server = None
+    if params.deploy.webhook_listen and not once:
+        from maas.webhooks import load_or_create_secret, serve_webhooks
+
+        secret = load_or_create_secret(params.deploy.webhook_secret_file)
+        server = serve_webhooks(
+            params.deploy.webhook_listen, secret, params.registry.model_name,
+            lambda _event: wake.set(),
+        )  # fmt: skip
+        log.info("webhooks: POST http://%s/webhook", params.deploy.webhook_listen)
+    try:
+        while True:
+            wake.clear()
+            try:
+                outcome = reconcile_once(params, connect(params.registry), target, promote)
+                log.info("reconcile: %s v%s %s", outcome.action, outcome.version, outcome.detail)
+            except Exception as error:  # registry unreachable: keep serving, try again later
+                log.warning("reconcile failed: %s", error)
+            if once:
+                return
+            wake.wait(interval_s)
+    finally:
+        if server is not None:
+            server.shutdown()

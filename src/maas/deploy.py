@@ -10,6 +10,7 @@ Deployment (readiness probe on /readyz) and a Service for the image.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -101,8 +102,9 @@ class LocalTarget:
 
         self.ensure_proxy()
         port = free_port()
-        name = f"maas-serve-{model.lower()}-v{version}-{port}"
-        container = containers.run_container(self.runtime, image, name, port, network=self.network)
+        name = f"{self.prefix(model)}v{version}-{port}"
+        containers.run_container(self.runtime, image, name, port, network=self.network)
+        container = name  # names, not ids: orphans are found by name prefix
         base_url = f"http://127.0.0.1:{port}"
         try:
             alive = lambda: containers.container_running(self.runtime, container)  # noqa: E731
@@ -138,12 +140,33 @@ class LocalTarget:
         partial.write_text(json.dumps(asdict(deployment), indent=1))
         os.replace(partial, self.state_file)  # atomic: the proxy never reads half a file
 
+    def prefix(self, model: str) -> str:
+        """Container names of this target: scoped by its state folder, so two projects on one
+        machine (or a test beside a user's deployment) never remove each other's containers."""
+        scope = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
+        return f"maas-serve-{model.lower()}-{scope}-"
+
+    def remove_orphans(self, model: str) -> list[str]:
+        """Remove this model's containers that do not serve: left by a controller killed
+        between a switch and the old container's removal, or during a failed start."""
+        current = self.current()
+        keep = current.container if current else None
+        orphans = [
+            name
+            for name in containers.list_containers(self.runtime, self.prefix(model))
+            if name != keep
+        ]
+        for name in orphans:
+            containers.remove_container(self.runtime, name)
+        return orphans
+
     def stop(self) -> None:
         """Remove the serving container and the forwarder (tests, `maas undeploy`)."""
         current = self.current()
         if current is not None:
             containers.remove_container(self.runtime, current.container)
             self.state_file.unlink(missing_ok=True)
+            self.remove_orphans(current.model)
         pid_file = self.state_dir / "proxy.pid"
         if pid_file.is_file():
             with contextlib.suppress(ProcessLookupError, ValueError):

@@ -6,6 +6,7 @@ the stable address the whole time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,7 +42,13 @@ def setup(trained_project):
 
     runtime = container_runtime_or_skip()
     root, overrides, _ = trained_project
-    overrides = [*overrides, f"deploy.address=127.0.0.1:{free_port()}"]
+    overrides = [
+        *overrides,
+        f"deploy.address=127.0.0.1:{free_port()}",
+        f"deploy.webhook_listen=127.0.0.1:{free_port()}",
+        f"deploy.ui_address=127.0.0.1:{free_port()}",
+        f"deploy.webhook_secret_file={root / 'webhook.secret'}",
+    ]
     training(params_file=PARAMS, overrides=overrides)
     training(params_file=PARAMS, overrides=[*overrides, "promotion.min_roc_auc=0.99"])
     params = load_params(PARAMS, overrides)
@@ -52,20 +59,34 @@ def setup(trained_project):
     target.stop()
 
 
-class Controller:
-    """`maas watch --interval 1` in its own process."""
+class Process:
+    """A `maas` command in its own process (`maas watch`, `maas ui`)."""
 
-    def __init__(self, root, overrides) -> None:
+    def __init__(self, root, overrides, *args: str) -> None:
         sets = [arg for item in overrides for arg in ("--set", item)]
-        self.log = (root / "controller.log").open("ab")
+        self.log = (root / f"{args[0]}.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "maas.cli", "watch", "--interval", "1", "-p", PARAMS, *sets],
-            stdout=self.log, stderr=self.log, cwd=os.getcwd(),
+            [sys.executable, "-m", "maas.cli", *args, "-p", PARAMS, *sets],
+            stdout=self.log, stderr=self.log, cwd=os.getcwd(), start_new_session=True,
         )  # fmt: skip
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
+        """SIGKILL to the process and its children (its temporary Prefect server): a crash."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def Controller(root, overrides, interval: str = "1") -> Process:
+    return Process(root, overrides, "watch", "--interval", interval)
 
 
 def serving_version(endpoint: str) -> str | None:
@@ -158,10 +179,70 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         latency = wait_for_version(endpoint, "2")
         print(f"restart -> v2 serving: {latency:.1f}s")
     finally:
-        controller.kill()
+        controller.stop()
 
     events = [(e["event"], e["version"]) for e in read_audit(params)]
     assert ("deployed", "1") in events and ("deployed", "2") in events
     assert ("rollback", "1") in events and ("refused", "3") in events
     body = json.loads(cli(overrides, "status", "--json").stdout)
     assert body["deployed"]["version"] == "2" and body["in_sync"] is True
+
+
+def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setup):
+    """The UI's REST call moves the alias; only the webhook (no interval) can react in time."""
+    from maas.webhooks import load_or_create_secret, sign
+
+    root, overrides, params, client = setup
+    endpoint = f"http://{params.deploy.address}"
+    ui_url = f"http://{params.deploy.ui_address}"
+    ui = Process(root, overrides, "ui")
+    controller = Controller(root, overrides, interval="600")
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # the UI server answers once its webhook is registered
+            assert time.monotonic() < deadline, (root / "ui.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{ui_url}/health", timeout=2).status_code == 200:
+                    hooks = MlflowClient(ui_url, registry_uri=ui_url).list_webhooks()
+                    if any(hook.name == "maas-controller" for hook in hooks):
+                        break
+            except Exception:  # not up yet
+                pass
+            time.sleep(1)
+        current = client.get_model_version_by_alias(MODEL, "champion").version
+        wait_for_version(endpoint, str(current))  # the controller's first pass
+        other = "1" if str(current) == "2" else "2"
+
+        started = time.monotonic()
+        response = httpx.post(
+            f"{ui_url}/api/2.0/mlflow/registered-models/alias",
+            json={"name": MODEL, "alias": "champion", "version": other},
+            timeout=10,
+        )  # exactly the request the MLflow UI sends when a person sets the alias
+        assert response.status_code == 200, response.text
+        latency = wait_for_version(endpoint, other, timeout=120)
+        print(f"UI promotion of v{other} -> serving via webhook: {latency:.1f}s "
+              f"(total {time.monotonic() - started:.1f}s)")  # fmt: skip
+
+        hook = f"http://{params.deploy.webhook_listen}/webhook"
+        data = {"name": MODEL, "alias": "champion", "version": "3"}
+        body = json.dumps({"entity": "model_version_alias", "action": "created", "data": data})
+        now = str(int(time.time()))
+
+        def signed_with(secret: str, delivery: str) -> dict[str, str]:
+            signature = sign(secret, delivery, now, body.encode())
+            return {"X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": now,
+                    "X-MLflow-Signature": signature}  # fmt: skip
+
+        forged = httpx.post(hook, content=body, headers=signed_with("wrong-secret", "forged-1"))
+        assert forged.status_code == 401 and "bad signature" in forged.text
+        secret = load_or_create_secret(params.deploy.webhook_secret_file)
+        signed = signed_with(secret, "real-1")
+        assert httpx.post(hook, content=body, headers=signed).status_code == 202
+        replay = httpx.post(hook, content=body, headers=signed)
+        assert replay.status_code == 401 and "replayed" in replay.text
+        time.sleep(2)
+        assert serving_version(endpoint) == other  # a delivery only wakes; champion decides
+    finally:
+        controller.stop()
+        ui.stop()

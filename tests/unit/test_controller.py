@@ -81,46 +81,50 @@ def test_backend_follows_the_state_file_and_survives_torn_writes(tmp_path: Path)
     assert backend.port() == 4002
 
 
-def test_forwarder_switches_new_connections_and_says_503_without_backend(tmp_path) -> None:
-    async def scenario() -> list[bytes]:
-        async def answer(text: bytes):
+def test_forwarder_routes_each_request_and_says_503_without_backend(tmp_path) -> None:
+    """One keep-alive client connection across a switch: each request reaches the backend
+    named at that moment; nothing fails."""
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        async def backend(text: bytes):
             async def handle(reader, writer):
-                await reader.read(100)
-                writer.write(text)
-                await writer.drain()
-                writer.close()
+                while await reader.readuntil(b"\r\n\r\n"):
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(text)
+                                 + text)  # fmt: skip
+                    await writer.drain()
 
             server = await asyncio.start_server(handle, "127.0.0.1", 0)
             return server, server.sockets[0].getsockname()[1]
 
-        one, port_one = await answer(b"one")
-        two, port_two = await answer(b"two")
+        (one, port_one), (two, port_two) = await backend(b"one"), await backend(b"two")
         state = tmp_path / "local.json"
         listen = free_port()
         proxy = asyncio.create_task(serve("127.0.0.1", listen, Backend(state)))
         await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listen)
 
-        async def ask() -> bytes:
-            reader, writer = await asyncio.open_connection("127.0.0.1", listen)
-            writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        async def ask() -> tuple[int, bytes]:
+            writer.write(b"GET /x HTTP/1.1\r\nHost: maas\r\n\r\n")
             await writer.drain()
-            data = await reader.read(1000)
-            writer.close()
-            return data
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            return int(head.split()[1]), await reader.readexactly(length)
 
         answers = [await ask()]
         state.write_text(json.dumps({"port": port_one}))
         answers.append(await ask())
+        answers.append(await ask())
         state.write_text(json.dumps({"port": port_two, "version": "2"}))
         answers.append(await ask())
+        writer.close()
         proxy.cancel()
         one.close()
         two.close()
         return answers
 
     answers = asyncio.run(scenario())
-    assert answers[0].startswith(b"HTTP/1.1 503") and b"no model is deployed" in answers[0]
-    assert answers[1:] == [b"one", b"two"]
+    assert answers[0][0] == 503 and b"no model is deployed" in answers[0][1]
+    assert answers[1:] == [(200, b"one"), (200, b"one"), (200, b"two")]
 
 
 def test_kubernetes_manifests_probe_readyz(tmp_path: Path) -> None:
@@ -140,3 +144,13 @@ def test_deploy_address_must_have_a_port(address: str, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"deploy\.address"):
         load_params(ROOT / "params.yaml", [f"deploy.address={address}"])
+
+
+def test_container_names_are_scoped_by_the_state_folder(tmp_path: Path) -> None:
+    from maas.deploy import LocalTarget
+
+    first = LocalTarget(tmp_path / "a", "127.0.0.1:3000", "podman")
+    second = LocalTarget(tmp_path / "b", "127.0.0.1:3001", "podman")
+    assert first.prefix("Flight-Delay").startswith("maas-serve-flight-delay-")
+    assert first.prefix("Flight-Delay") != second.prefix("Flight-Delay")
+    assert first.prefix("x") == LocalTarget(tmp_path / "a", "127.0.0.1:3000", "").prefix("x")

@@ -1,0 +1,114 @@
+"""`maas ui`: the MLflow tracking server + UI on the project's store, wired to the controller.
+
+MLflow fires webhooks only from its server's REST handlers (a client writing to SQLite fires
+nothing; the UI goes through the server). A local receiver needs http and private addresses
+allowed, and the server needs a stable Fernet key to store webhook secrets encrypted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from maas.config import Params
+from maas.webhooks import ALIAS_EVENTS, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_NAME = "maas-controller"
+
+
+class TrackingServerError(RuntimeError):
+    """The MLflow server did not start or the webhook could not be registered."""
+
+
+def fernet_key(path: Path) -> str:
+    """A Fernet key kept under .maas/ (0600): the same key across restarts and workers."""
+    if os.environ.get("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"):
+        return os.environ["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"]
+    if path.is_file():
+        return path.read_text().strip()
+    from cryptography.fernet import Fernet
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def server_environment(params: Params) -> dict[str, str]:
+    key_file = params.deploy.webhook_secret_file.with_name("webhook.fernet")
+    return {
+        **os.environ,
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",  # the controller listens on http
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",  # ... on this machine
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": fernet_key(key_file),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "2",  # a new webhook fires within seconds, not a minute
+    }
+
+
+def start_server(params: Params, log_file: Path) -> subprocess.Popen[bytes]:
+    """`mlflow server` on the store the pipeline writes to, bound to deploy.ui_address."""
+    from maas.registry import resolve_tracking_uri
+
+    store = resolve_tracking_uri(params.registry)
+    if store.startswith("http"):
+        raise TrackingServerError(
+            f"registry.tracking_uri is already a server ({store}): open its UI there and point "
+            "its webhook at the controller"
+        )
+    host, _, port = params.deploy.ui_address.rpartition(":")
+    params.registry.artifact_root.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = log_file.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+         "--artifacts-destination", str(params.registry.artifact_root.resolve()),
+         "--host", host, "--port", port, "--workers", "1"],
+        env=server_environment(params), stdout=handle, stderr=handle,
+    )  # fmt: skip
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TrackingServerError(f"mlflow server exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TrackingServerError(f"mlflow server at {url} not healthy within {timeout_s:.0f}s")
+
+
+def register_webhook(server_url: str, params: Params) -> Any:
+    """Create or update the `maas-controller` webhook for alias events (idempotent)."""
+    from mlflow import MlflowClient
+
+    if not params.deploy.webhook_listen:
+        raise TrackingServerError("deploy.webhook_listen is null: no controller to notify")
+    client = MlflowClient(tracking_uri=server_url, registry_uri=server_url)
+    secret = load_or_create_secret(params.deploy.webhook_secret_file)
+    url = f"http://{params.deploy.webhook_listen}/webhook"
+    events: Any = list(ALIAS_EVENTS)  # WebhookEventStr literals
+    existing = [w for w in client.list_webhooks() if w.name == WEBHOOK_NAME]
+    if existing:
+        return client.update_webhook(
+            existing[0].webhook_id, url=url, events=events, secret=secret,
+            status="ACTIVE",
+        )  # fmt: skip
+    return client.create_webhook(
+        WEBHOOK_NAME, url, events=events, secret=secret,
+        description="maas promotion controller: champion moved -> deploy",
+    )  # fmt: skip
