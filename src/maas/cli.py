@@ -78,6 +78,14 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _track_raw_data(raw_dir: Path, dvc_add: bool) -> None:
+    """`dvc add` the raw data folder after it changed (when this is a DVC project)."""
+    if dvc_add and Path(".dvc").is_dir():
+        from maas.dvc import track_raw_data
+
+        track_raw_data(raw_dir)
+
+
 def _fail(error: Exception, code: int = 1) -> typer.Exit:
     console.print(f"[red]error:[/red] {error}")
     return typer.Exit(code)
@@ -167,10 +175,7 @@ def ingest(
         f"{len(result.written)} partition(s) written; {len(result.partitions)} in "
         f"{params.data.raw_dir}: {', '.join(result.partitions)}"
     )
-    if dvc_add and Path(".dvc").is_dir():
-        from maas.dvc import track_raw_data
-
-        track_raw_data(params.data.raw_dir)
+    _track_raw_data(params.data.raw_dir, dvc_add)
 
 
 @data_app.command("add-month")
@@ -191,10 +196,7 @@ def data_add_month(
     except DataError as error:
         raise _fail(error) from None
     out.print(f"added {path}: the next run trains on the months before it and tests on it")
-    if dvc_add and Path(".dvc").is_dir():
-        from maas.dvc import track_raw_data
-
-        track_raw_data(params.data.raw_dir)
+    _track_raw_data(params.data.raw_dir, dvc_add)
 
 
 @stage_app.command("validate")
@@ -273,9 +275,9 @@ def status(
         rows = list_versions(connect(params.registry), params.registry.model_name)
     except RegistryError as error:
         raise _fail(error) from None
-    from maas.deploy import LocalTarget
+    from maas.deploy import read_deployment
 
-    deployed = LocalTarget(params.deploy.state_dir, params.deploy.address, "").current()
+    deployed = read_deployment(params.deploy.state_dir)
     champion = next((r.version for r in rows if "champion" in r.aliases), None)
     serving = deployed.version if deployed else None
     if as_json:
@@ -494,11 +496,11 @@ def rollback(params_file: ParamsOption = Path("params.yaml"), overrides: SetOpti
     _setup_environment()
     params = _load(params_file, overrides)
     from maas.controller import audit, previous_deployed_version
-    from maas.deploy import LocalTarget
+    from maas.deploy import read_deployment
     from maas.registry import RegistryError, connect
     from maas.registry import promote as promote_version
 
-    current = LocalTarget(params.deploy.state_dir, params.deploy.address, "").current()
+    current = read_deployment(params.deploy.state_dir)
     target = previous_deployed_version(params, current.version if current else None)
     if target is None:
         raise _fail(RuntimeError("no earlier deployed version in the audit trail to roll back to"))

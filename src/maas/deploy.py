@@ -43,6 +43,17 @@ class Deployment:
     deployed_at: str
 
 
+STATE_FILE = "local.json"
+
+
+def read_deployment(state_dir: Path) -> Deployment | None:
+    """What the local target serves, from its state file (None before the first deploy)."""
+    try:
+        return Deployment(**json.loads((state_dir / STATE_FILE).read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
 def _answers(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -68,14 +79,11 @@ class LocalTarget:
         self.host, self.port = host or "127.0.0.1", int(port)
         self.runtime, self.network = runtime, network
         self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
-        self.state_file = state_dir / "local.json"
+        self.state_file = state_dir / STATE_FILE
         self.endpoint = f"http://{self.host}:{self.port}"
 
     def current(self) -> Deployment | None:
-        try:
-            return Deployment(**json.loads(self.state_file.read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
-            return None
+        return read_deployment(self.state_dir)
 
     def ensure_proxy(self) -> None:
         """Start the stable address's forwarder unless it already runs."""

@@ -32,8 +32,6 @@ BENTOFILE = Path("bentofile.yaml")
 SERVICE_FILES = ("maas/__init__.py", "maas/service.py", "maas/inference.py", "maas/features.py")
 LINEAGE_TAGS = ("git_commit", "train_partitions", "test_partitions", "validation_status",
                 "gate_passed", "params_digest")  # fmt: skip
-PACKAGE_TAGS = ("bento_tag", "image", "image_id", "image_size_bytes", "infra_validation",
-                "packaged_at")  # fmt: skip
 
 
 class PackagingError(RuntimeError):
@@ -256,14 +254,13 @@ def sample_records(frame: Any, rows: int) -> list[dict[str, Any]]:
 def expected_predictions(model_uri: str, rows: int) -> tuple[list[dict[str, Any]], list[float]]:
     """The version's stored test sample and the MLflow pyfunc's delay probabilities for it."""
     import mlflow
+    import pandas as pd
 
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     example = pyfunc.input_example
     if example is None or len(example) == 0:
         raise PackagingError(f"{model_uri} has no input example to validate the image with")
     records = sample_records(example, rows)
-    import pandas as pd
-
     probs = pyfunc.predict(pd.DataFrame(records))["delay_probability"]
     return records, [float(p) for p in probs]
 

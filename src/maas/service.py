@@ -82,7 +82,7 @@ class PredictResponse(BaseModel):
 FIELDS = list(Flight.model_fields)
 Flights = Annotated[list[Flight], Field(min_length=1, max_length=ARGS.max_records)]
 
-# The built-in health check a packaged image is validated with; sent at start-up too.
+# Scored once at start-up: /readyz turns ready only after a real prediction ran.
 WARMUP_FLIGHT = Flight(month=1, day=1, sched_dep_time=800, sched_arr_time=1100, carrier="AA",
                        origin="JFK", dest="LAX", distance=2475)  # fmt: skip
 
