@@ -1,17 +1,20 @@
 """Promotion flow: a version → package (reusing its image) → deploy → tags back.
 
-Wiring only: the controller (`maas watch`) runs it when `champion` points at a version that
-is not the one serving; every step is a function in `maas`.
+Wiring only: the controller (`maas watch`, or the `reconcile` flow that `maas schedule` runs
+on an interval) runs it when `champion` points at a version that is not the one serving;
+every step is a function in `maas`.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from maas.config import load_params
-from maas.controller import deploy_version, record_deployment
+from maas.controller import deploy_version, make_target, reconcile_once, record_deployment
 from maas.deploy import DeployError, Deployment
 from maas.packaging import package_version
 from maas.registry import connect
@@ -41,3 +44,20 @@ def promotion(
         description="what serves now",
     )
     return deployment
+
+
+@flow(name="reconcile", log_prints=True)
+def reconcile(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    """One controller pass as a flow run (`maas schedule` runs it on an interval): champion
+    differs from what serves → the promotion flow as a subflow."""
+    params = load_params(params_file, overrides or [])
+
+    def promote(version: str) -> Deployment:
+        return promotion(version=version, params_file=params_file, overrides=overrides)
+
+    # wait=False: while another pass converges (a long build), this run ends as `busy`
+    # instead of queueing behind it; the next scheduled run looks again.
+    target = make_target(params)
+    outcome = reconcile_once(params, connect(params.registry), target, promote, wait=False)
+    print(f"reconcile: {outcome.action} v{outcome.version} {outcome.detail}")
+    return asdict(outcome)

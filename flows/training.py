@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from maas import stages
 from maas.config import load_params
+from maas.controller import audit
 from maas.registry import start_pipeline_run
 from maas.validation import DataValidationError
 
@@ -88,6 +89,9 @@ def training(
         tracking.finish("FAILED")
         raise
     tracking.finish("FINISHED")
+    if "champion" in registered["aliases"]:
+        audit(params, "promoted", registered["version"], tracking.client(), actor="gate",
+              reason="passed the promotion gate", run_id=registered["run_id"])  # fmt: skip
     create_markdown_artifact(validated.markdown, key="validation-report", description="validation")
     create_markdown_artifact(
         stages.summary_markdown(validated, trained, metrics, registered),

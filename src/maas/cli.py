@@ -265,19 +265,24 @@ def status(
     params_file: ParamsOption = Path("params.yaml"),
     overrides: SetOption = None,
     as_json: JsonOption = False,
+    events: Annotated[int, typer.Option(help="Audit trail events to show (0: none).")] = 10,
 ) -> None:
-    """List registered versions with aliases, gate result and test metrics."""
+    """Versions with aliases, gate result and test metrics; what serves; the audit trail."""
     _setup_environment()
     params = _load(params_file, overrides)
+    from maas.controller import read_audit, read_mlflow_audit
+    from maas.deploy import read_deployment
     from maas.registry import RegistryError, connect, list_versions
 
     try:
-        rows = list_versions(connect(params.registry), params.registry.model_name)
+        client = connect(params.registry)
+        rows = list_versions(client, params.registry.model_name)
+        trail = read_mlflow_audit(client, params, events) if events else []
     except RegistryError as error:
         raise _fail(error) from None
-    from maas.deploy import read_deployment
-
-    deployed = read_deployment(params.deploy.state_dir)
+    if events and not trail:  # nothing mirrored (yet): the local file
+        trail = read_audit(params)[-events:]
+    deployed = read_deployment(params.deploy.state_dir, params.deploy.target)
     champion = next((r.version for r in rows if "champion" in r.aliases), None)
     serving = deployed.version if deployed else None
     if as_json:
@@ -286,10 +291,17 @@ def status(
                 {
                     "model": params.registry.model_name,
                     "versions": [r.to_dict() for r in rows],
-                    "deployed": {"version": serving, "endpoint": params.deploy.address}
+                    "deployed": {
+                        "version": serving,
+                        "endpoint": deployed.endpoint,
+                        "target": params.deploy.target,
+                        "image": deployed.image,
+                        "deployed_at": deployed.deployed_at,
+                    }
                     if deployed
                     else None,
                     "in_sync": serving == champion,
+                    "audit": trail,
                 }
             )
         )
@@ -320,10 +332,24 @@ def status(
     out.print(table)
     if deployed is not None or champion is not None:
         state = "in sync" if serving == champion else "MISMATCH: the controller has not converged"
+        where = deployed.endpoint if deployed else params.deploy.address
         out.print(
-            f"serving at {params.deploy.address}: v{serving or '-'}; champion: "
+            f"serving ({params.deploy.target}) at {where}: v{serving or '-'}; champion: "
             f"v{champion or '-'} ({state})"
         )
+    if trail:
+        audit_table = Table(title="audit trail (newest last)")
+        for column in ("when", "event", "version", "who", "why"):
+            audit_table.add_column(column)
+        for event in trail:
+            why = event.get("reason") or (
+                f"previous v{event['previous']}" if event.get("previous") else ""
+            )
+            audit_table.add_row(
+                event.get("ts", ""), event.get("event", ""), str(event.get("version") or "-"),
+                event.get("actor", ""), str(why)[:120],
+            )  # fmt: skip
+        out.print(audit_table)
 
 
 @app.command()
@@ -332,19 +358,25 @@ def promote(
     params_file: ParamsOption = Path("params.yaml"),
     overrides: SetOption = None,
 ) -> None:
-    """Move the `champion` alias to VERSION by hand."""
+    """Move the `champion` alias to VERSION by hand (the controller deploys it)."""
     _setup_environment()
     params = _load(params_file, overrides)
-    from maas.registry import RegistryError, connect
+    from maas.controller import audit, person
+    from maas.registry import RegistryError, connect, get_alias_version
     from maas.registry import promote as promote_version
 
+    name = params.registry.model_name
     try:
-        target = promote_version(
-            connect(params.registry), params.registry.model_name, version, reason="maas promote"
-        )
+        client = connect(params.registry)
+        previous = get_alias_version(client, name, "champion")
+        target = promote_version(client, name, version, reason="maas promote")
+        if target.tags.get("deploy_status") == "failed":  # asked again: retry now, not later
+            client.delete_model_version_tag(name, target.version, "deploy_attempted_at")
     except RegistryError as error:
         raise _fail(error) from None
-    out.print(f"{params.registry.model_name}: champion -> v{target.version}")
+    audit(params, "promoted", str(target.version), client, actor=person(),
+          reason="maas promote", previous=previous.version if previous else None)  # fmt: skip
+    out.print(f"{name}: champion -> v{target.version}")
 
 
 @app.command()
@@ -495,22 +527,21 @@ def rollback(params_file: ParamsOption = Path("params.yaml"), overrides: SetOpti
     """Move `champion` back to the version deployed before the current one."""
     _setup_environment()
     params = _load(params_file, overrides)
-    from maas.controller import audit, previous_deployed_version
+    from maas.controller import audit, person, previous_deployed_version
     from maas.deploy import read_deployment
     from maas.registry import RegistryError, connect
     from maas.registry import promote as promote_version
 
-    current = read_deployment(params.deploy.state_dir)
+    current = read_deployment(params.deploy.state_dir, params.deploy.target)
     target = previous_deployed_version(params, current.version if current else None)
     if target is None:
         raise _fail(RuntimeError("no earlier deployed version in the audit trail to roll back to"))
     try:
-        promote_version(
-            connect(params.registry), params.registry.model_name, target, reason="maas rollback"
-        )
+        client = connect(params.registry)
+        promote_version(client, params.registry.model_name, target, reason="maas rollback")
     except RegistryError as error:
         raise _fail(error) from None
-    audit(params, "rollback", target, actor="maas rollback",
+    audit(params, "rollback", target, client, actor=person(), reason="maas rollback",
           previous=current.version if current else None)  # fmt: skip
     out.print(
         f"{params.registry.model_name}: champion -> v{target} (was serving "
@@ -519,7 +550,63 @@ def rollback(params_file: ParamsOption = Path("params.yaml"), overrides: SetOpti
 
 
 @app.command()
-def ui(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None) -> None:
+def schedule(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None) -> None:
+    """Serve the Prefect deployments: training on schedule.training_cron (nightly), the
+    controller's reconcile every schedule.reconcile_interval_s. Runs until Ctrl-C."""
+    _setup_environment()
+    params = _load(params_file, overrides)
+    from maas.schedule import (
+        RECONCILE_DEPLOYMENT,
+        TRAINING_DEPLOYMENT,
+        ScheduleError,
+        ensure_server,
+        serve_deployments,
+        stop_server,
+    )
+
+    _stop_on_sigterm()
+    log_file = params.deploy.state_dir / "prefect-server.log"
+    try:
+        api_url, server = ensure_server(params, log_file)  # before Prefect is imported
+    except ScheduleError as error:
+        raise _fail(error) from None
+    started = "started here, log " + str(log_file) if server else "already running"
+    out.print(f"Prefect API {api_url} ({started}); UI {api_url.removesuffix('/api')}")
+    out.print(
+        f"training/{TRAINING_DEPLOYMENT}: cron '{params.schedule.training_cron}' "
+        f"({params.schedule.timezone}); reconcile/{RECONCILE_DEPLOYMENT}: every "
+        f"{params.schedule.reconcile_interval_s:g}s. Run one now: "
+        f"prefect deployment run training/{TRAINING_DEPLOYMENT}"
+    )
+    try:
+        serve_deployments(params, params_file, list(overrides or []))
+    except KeyboardInterrupt:
+        pass
+    except ValueError as error:  # a cron expression Prefect does not accept
+        raise _fail(error) from None
+    finally:
+        stop_server(server)
+
+
+@app.command()
+def ui(
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Team mode: e.g. postgresql://user@host:5432/mlflow (default: the "
+            "project's store)."
+        ),
+    ] = None,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the server keeps artifacts: a folder or s3://bucket/path "
+            "(default: registry.artifact_root)."
+        ),
+    ] = None,
+) -> None:
     """The MLflow tracking server + UI on the project's store, with the controller's webhook."""
     _setup_environment()
     params = _load(params_file, overrides)
@@ -534,7 +621,7 @@ def ui(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = N
     log_file = params.deploy.state_dir / "mlflow-server.log"
     _stop_on_sigterm()
     try:
-        process = start_server(params, log_file)
+        process = start_server(params, log_file, backend_store_uri, artifacts_destination)
     except TrackingServerError as error:
         raise _fail(error) from None
     try:

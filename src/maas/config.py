@@ -179,7 +179,7 @@ class PackagingParams(_Strict):
 
 
 class DeployParams(_Strict):
-    target: Literal["local"] = "local"
+    target: Literal["local", "kubernetes"] = "local"
     address: str = Field("127.0.0.1:3000", pattern=r"^[^:]*:\d+$")
     state_dir: Path = Path(".maas/deploy")
     audit_log: Path = Path(".maas/audit.jsonl")
@@ -187,6 +187,15 @@ class DeployParams(_Strict):
     webhook_listen: str | None = Field("127.0.0.1:3100", pattern=r"^[^:]*:\d+$")
     webhook_secret_file: Path = Path(".maas/webhook.secret")
     ui_address: str = Field("127.0.0.1:5000", pattern=r"^[^:]*:\d+$")
+    kubernetes_dir: Path = Path(".maas/deploy/kubernetes")
+    kubernetes_replicas: int = Field(2, ge=1)
+
+
+class ScheduleParams(_Strict):
+    training_cron: str = "0 2 * * *"  # checked by Prefect's Cron when `maas schedule` starts
+    timezone: str = "UTC"
+    reconcile_interval_s: float = Field(60, gt=0)
+    prefect_address: str = Field("127.0.0.1:4200", pattern=r"^[^:]*:\d+$")
 
 
 class Params(_Strict):
@@ -201,6 +210,7 @@ class Params(_Strict):
     serving: ServingParams
     packaging: PackagingParams
     deploy: DeployParams
+    schedule: ScheduleParams
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

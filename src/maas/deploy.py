@@ -4,7 +4,7 @@
 `maas.proxy`). A new version starts beside the old one on a free port, must be ready and
 answer with its version, then the stable address switches to it and the old one is removed;
 if anything fails before the switch, the old one keeps serving. `kubernetes`: renders a
-Deployment (readiness probe on /readyz) and a Service for the image.
+Deployment (readiness probe on /readyz) and a Service for the image into a folder.
 """
 
 from __future__ import annotations
@@ -44,14 +44,23 @@ class Deployment:
 
 
 STATE_FILE = "local.json"
+STATE_FILES = {"local": STATE_FILE, "kubernetes": "kubernetes.json"}
 
 
-def read_deployment(state_dir: Path) -> Deployment | None:
-    """What the local target serves, from its state file (None before the first deploy)."""
+def read_deployment(state_dir: Path, target: str = "local") -> Deployment | None:
+    """What a target serves, from its state file (None before the first deploy)."""
     try:
-        return Deployment(**json.loads((state_dir / STATE_FILE).read_text()))
+        return Deployment(**json.loads((state_dir / STATE_FILES[target]).read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
+
+
+def write_state(path: Path, deployment: Deployment) -> None:
+    """Atomically: a reader (the forwarder, `maas status`) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(asdict(deployment), indent=1))
+    os.replace(partial, path)
 
 
 def _answers(host: str, port: int) -> bool:
@@ -143,10 +152,7 @@ class LocalTarget:
         return deployment
 
     def _write_state(self, deployment: Deployment) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.state_file.with_suffix(".partial")
-        partial.write_text(json.dumps(asdict(deployment), indent=1))
-        os.replace(partial, self.state_file)  # atomic: the proxy never reads half a file
+        write_state(self.state_file, deployment)
 
     def prefix(self, model: str) -> str:
         """Container names of this target: scoped by its state folder, so two projects on one
@@ -192,7 +198,43 @@ def _served_version(base_url: str) -> str | None:
     return str(version) if version is not None else None
 
 
-def render_kubernetes(model: str, version: str, image: str, folder: Path, port: int = 3000) -> Path:
+class KubernetesTarget:
+    """Renders the image's Deployment + Service into a folder, for `kubectl apply -f` or a
+    GitOps repository (Argo CD, Flux). The rolling update (maxUnavailable 0, readiness on
+    /readyz) keeps the old pods serving until new ones are ready. Nothing runs here: the
+    image was infra-validated by packaging; the cluster pulls it from the registry it is
+    pushed to."""
+
+    name = "kubernetes"
+
+    def __init__(self, state_dir: Path, folder: Path, replicas: int = 2) -> None:
+        self.state_dir, self.folder, self.replicas = state_dir, folder, replicas
+        self.state_file = state_dir / STATE_FILES["kubernetes"]
+
+    def current(self) -> Deployment | None:
+        return read_deployment(self.state_dir, "kubernetes")
+
+    def deploy(self, model: str, version: str, image: str) -> Deployment:
+        path = render_kubernetes(model, version, image, self.folder, replicas=self.replicas)
+        deployment = Deployment(
+            model=model, version=version, image=image, container=f"maas-{model.lower()}",
+            port=3000, endpoint=path.resolve().as_uri(),
+            deployed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )  # fmt: skip
+        write_state(self.state_file, deployment)
+        log.info("%s v%s rendered to %s: kubectl apply -f %s", model, version, path, path)
+        return deployment
+
+    def remove_orphans(self, model: str) -> list[str]:
+        return []  # one manifest per model, rewritten in place
+
+    def stop(self) -> None:
+        self.state_file.unlink(missing_ok=True)
+
+
+def render_kubernetes(
+    model: str, version: str, image: str, folder: Path, port: int = 3000, replicas: int = 2
+) -> Path:
     """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image."""
     import yaml
 
@@ -203,7 +245,7 @@ def render_kubernetes(model: str, version: str, image: str, folder: Path, port: 
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
         "spec": {
-            "replicas": 2,
+            "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
             "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
@@ -232,5 +274,7 @@ def render_kubernetes(model: str, version: str, image: str, folder: Path, port: 
     }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump_all([deployment, service], sort_keys=False))
+    partial = path.with_suffix(".partial")
+    partial.write_text(yaml.safe_dump_all([deployment, service], sort_keys=False))
+    os.replace(partial, path)
     return path

@@ -68,8 +68,9 @@ def connect(params: RegistryParams, retries: int = 3, backoff_s: float = 1.0) ->
     raise RegistryError(f"MLflow tracking store {uri} is not reachable: {last_error}")
 
 
-def ensure_experiment(client: Any, params: RegistryParams) -> str:
-    experiment = client.get_experiment_by_name(params.experiment)
+def ensure_experiment(client: Any, params: RegistryParams, name: str | None = None) -> str:
+    name = name or params.experiment
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
     location = None
@@ -77,9 +78,9 @@ def ensure_experiment(client: Any, params: RegistryParams) -> str:
         params.artifact_root.mkdir(parents=True, exist_ok=True)
         location = params.artifact_root.resolve().as_uri()
     try:
-        return str(client.create_experiment(params.experiment, artifact_location=location))
+        return str(client.create_experiment(name, artifact_location=location))
     except Exception:  # created meanwhile by a concurrent run
-        experiment = client.get_experiment_by_name(params.experiment)
+        experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
         return str(experiment.experiment_id)

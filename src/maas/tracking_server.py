@@ -54,23 +54,32 @@ def server_environment(params: Params) -> dict[str, str]:
     }
 
 
-def start_server(params: Params, log_file: Path) -> subprocess.Popen[bytes]:
-    """`mlflow server` on the store the pipeline writes to, bound to deploy.ui_address."""
+def start_server(
+    params: Params,
+    log_file: Path,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """`mlflow server` on the store the pipeline writes to (or `backend_store_uri`: team mode,
+    e.g. PostgreSQL), bound to deploy.ui_address, proxying artifacts to `artifacts_destination`
+    (default registry.artifact_root; an s3:// URI for a shared bucket)."""
     from maas.registry import resolve_tracking_uri
 
-    store = resolve_tracking_uri(params.registry)
+    store = backend_store_uri or resolve_tracking_uri(params.registry)
     if store.startswith("http"):
         raise TrackingServerError(
-            f"registry.tracking_uri is already a server ({store}): open its UI there and point "
-            "its webhook at the controller"
+            f"the tracking URI is already a server ({store}): open its UI there, or start one "
+            "on a database with --backend-store-uri"
         )
     host, _, port = params.deploy.ui_address.rpartition(":")
-    params.registry.artifact_root.mkdir(parents=True, exist_ok=True)
+    if artifacts_destination is None:
+        params.registry.artifact_root.mkdir(parents=True, exist_ok=True)
+        artifacts_destination = str(params.registry.artifact_root.resolve())
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handle = log_file.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
-         "--artifacts-destination", str(params.registry.artifact_root.resolve()),
+         "--artifacts-destination", artifacts_destination,
          "--host", host, "--port", port, "--workers", "1"],
         env=server_environment(params), stdout=handle, stderr=handle,
     )  # fmt: skip

@@ -6,12 +6,7 @@ the stable address the whole time.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,12 +20,19 @@ from maas.cli import app
 from maas.controller import read_audit
 from maas.deploy import LocalTarget
 from maas.packaging import free_port
-from tests.e2e.conftest import PARAMS, TRAINED_MODEL, container_runtime_or_skip
+from tests.e2e.conftest import (
+    FLIGHT,
+    PARAMS,
+    TRAINED_MODEL,
+    Controller,
+    Process,
+    container_runtime_or_skip,
+    serving_version,
+    wait_for_version,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = TRAINED_MODEL
-FLIGHT = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200,
-          "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,53 +59,6 @@ def setup(trained_project):
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
     yield root, overrides, params, client
     target.stop()
-
-
-class Process:
-    """A `maas` command in its own process (`maas watch`, `maas ui`)."""
-
-    def __init__(self, root, overrides, *args: str) -> None:
-        sets = [arg for item in overrides for arg in ("--set", item)]
-        self.log = (root / f"{args[0]}.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "maas.cli", *args, "-p", PARAMS, *sets],
-            stdout=self.log, stderr=self.log, cwd=os.getcwd(), start_new_session=True,
-        )  # fmt: skip
-
-    def kill(self) -> None:
-        """SIGKILL to the process and its children (its temporary Prefect server): a crash."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-
-def Controller(root, overrides, interval: str = "1") -> Process:
-    return Process(root, overrides, "watch", "--interval", interval)
-
-
-def serving_version(endpoint: str) -> str | None:
-    try:
-        response = httpx.post(f"{endpoint}/predict", json={"flights": [FLIGHT]}, timeout=5)
-    except httpx.HTTPError:
-        return None
-    return response.json().get("model_version") if response.status_code == 200 else None
-
-
-def wait_for_version(endpoint: str, version: str, timeout: float = 240) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if serving_version(endpoint) == version:
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise AssertionError(f"v{version} did not serve at {endpoint} within {timeout}s")
 
 
 def cli(overrides, *args: str):
@@ -246,3 +201,57 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
     finally:
         controller.stop()
         ui.stop()
+
+
+def test_two_controllers_racing_deploy_a_new_version_once(setup):
+    """Two `maas watch` on one project: the lock lets one build and deploy; the other finds
+    the service in sync. Then the kubernetes target renders the same image's manifests."""
+    import yaml
+    from flows.training import training
+
+    from maas import containers
+    from maas.controller import read_mlflow_audit
+
+    root, overrides, params, client = setup
+    endpoint = f"http://{params.deploy.address}"
+    training(params_file=PARAMS, overrides=[*overrides, "promotion.auto_promote=false"])
+    new = max(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
+    current = client.get_model_version_by_alias(MODEL, "champion").version
+    no_webhook = [*overrides, "deploy.webhook_listen=null"]  # two receivers cannot share a port
+    first = Controller(root, no_webhook, name="watch-a")
+    second = Controller(root, no_webhook, name="watch-b")
+    try:
+        wait_for_version(endpoint, str(current))
+        promote(overrides, str(new))
+        latency = wait_for_version(endpoint, str(new))
+        print(f"two controllers: promote v{new} -> serving {latency:.1f}s")
+        time.sleep(4)  # both controllers make further passes
+    finally:
+        first.stop()
+        second.stop()
+    deployed = [
+        e for e in read_audit(params) if e["event"] == "deployed" and e["version"] == str(new)
+    ]
+    assert len(deployed) == 1, deployed
+    logs = [(root / f"{name}.log").read_text() for name in ("watch-a", "watch-b")]
+    assert all(f"in_sync v{new}" in log for log in logs), [log[-1500:] for log in logs]
+    assert sum(f"deployed v{new}" in log for log in logs) == 1
+    runtime = container_runtime_or_skip()
+    target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
+    assert len(containers.list_containers(runtime, target.prefix(MODEL))) == 1
+    mirrored = read_mlflow_audit(client, params, limit=50)
+    assert any(e["event"] == "deployed" and e["version"] == str(new) for e in mirrored)
+    assert any(e["event"] == "promoted" and e["actor"] != "gate" for e in mirrored)
+
+    # The kubernetes target: the same validated image, as a Deployment + Service.
+    image = client.get_model_version(MODEL, str(new)).tags["image"]
+    k8s = [*overrides, "deploy.target=kubernetes", f"deploy.state_dir={root / 'k8s-state'}",
+           f"deploy.kubernetes_dir={root / 'k8s'}"]  # fmt: skip
+    cli(k8s, "watch", "--once")
+    documents = list(yaml.safe_load_all((root / "k8s" / f"maas-{MODEL}.yaml").read_text()))
+    container = documents[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == image
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert documents[1]["kind"] == "Service"
+    body = json.loads(cli(k8s, "status", "--json").stdout)
+    assert body["deployed"]["target"] == "kubernetes" and body["deployed"]["version"] == str(new)

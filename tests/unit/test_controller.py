@@ -13,6 +13,7 @@ import yaml
 from maas.config import load_params
 from maas.controller import (
     OVERRIDE_TAG,
+    LockBusy,
     audit,
     controller_lock,
     policy_problem,
@@ -67,6 +68,9 @@ def test_controller_lock_serializes_passes(tmp_path: Path) -> None:
         order.append("first done")
     thread.join(5)
     assert order == ["first done", "second"]
+    busy = pytest.raises(LockBusy, match="controller.lock")
+    with controller_lock(tmp_path), busy, controller_lock(tmp_path, wait=False):
+        pass  # a scheduled pass does not queue behind a running one
 
 
 def test_backend_follows_the_state_file_and_survives_torn_writes(tmp_path: Path) -> None:
@@ -154,3 +158,49 @@ def test_container_names_are_scoped_by_the_state_folder(tmp_path: Path) -> None:
     assert first.prefix("Flight-Delay").startswith("maas-serve-flight-delay-")
     assert first.prefix("Flight-Delay") != second.prefix("Flight-Delay")
     assert first.prefix("x") == LocalTarget(tmp_path / "a", "127.0.0.1:3000", "").prefix("x")
+
+
+def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> None:
+    """Real SQLite registry and the real kubernetes target; the promotion flow is replaced by
+    a call that fails once and then renders the manifests."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from maas.controller import make_target, read_mlflow_audit, reconcile_once
+
+    params = load_params(ROOT / "params.yaml", [
+        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"registry.artifact_root={tmp_path / 'artifacts'}",
+        f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
+        "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
+    ])  # fmt: skip
+    client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
+    name = params.registry.model_name
+    client.create_registered_model(name)
+    client.create_model_version(name, str(tmp_path), tags=PASSED)
+    client.set_registered_model_alias(name, "champion", "1")
+    target = make_target(params)
+    calls: list[str] = []
+
+    def promote(version: str):
+        calls.append(version)
+        if len(calls) == 1:
+            raise RuntimeError("image build failed")
+        return target.deploy(name, version, f"maas-{name}:v{version}")
+
+    assert reconcile_once(params, client, target, promote).action == "failed"
+    tags = client.get_model_version(name, "1").tags
+    assert tags["deploy_status"] == "failed" and "image build failed" in tags["deploy_reason"]
+    assert float(tags["deploy_attempted_at"]) <= time.time()
+    assert reconcile_once(params, client, target, promote).action == "waiting"
+    assert calls == ["1"]  # not retried on every pass
+    outcome = reconcile_once(params, client, target, promote, retry=frozenset({"1"}))
+    assert outcome.action == "deployed" and calls == ["1", "1"]
+    assert reconcile_once(params, client, target, promote).action == "in_sync"
+    manifest = tmp_path / "k8s" / f"maas-{name}.yaml"
+    assert f"maas-{name}:v1" in manifest.read_text()
+    assert outcome.detail == manifest.resolve().as_uri()
+    mirrored = [(e["event"], e["version"]) for e in read_mlflow_audit(client, params)]
+    assert mirrored == [("failed", "1"), ("deployed", "1")]
+    assert [(e["event"], e["version"]) for e in read_audit(params)] == mirrored

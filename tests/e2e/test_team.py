@@ -1,0 +1,203 @@
+"""Team mode, as real processes: MLflow on PostgreSQL, a Prefect server, `maas schedule`.
+
+A Prefect server (its database on PostgreSQL too) and `maas ui --backend-store-uri
+postgresql://…` run as a team would run them; `maas schedule` serves the training and
+reconcile deployments against them. A month arrives (`maas data add-month`), a run of the
+training deployment picks it up and registers a version through the tracking server (rows in
+PostgreSQL), the gate makes it champion, and the *scheduled* reconcile deploys it to the
+stable address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from typer.testing import CliRunner
+
+from maas.cli import app
+from maas.deploy import LocalTarget
+from maas.packaging import free_port
+from tests.e2e.conftest import (
+    PARAMS,
+    Process,
+    container_runtime_or_skip,
+    copy_months,
+    overrides_for,
+    wait_for_version,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MODEL = "delay-team"
+POSTGRES = "host=127.0.0.1 port=5432 user=postgres connect_timeout=5"
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str):
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(f"{POSTGRES} dbname=postgres", autocommit=True)
+    except psycopg.OperationalError as error:
+        if os.environ.get("MAAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required here: {error}")
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: {error}")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def wait_until(check, timeout: float, what: str, logs=()) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        for process in logs:
+            code = process.process.poll()
+            assert code is None, f"{process.log_path.name} exited ({code}):\n{process.tail()}"
+        with contextlib.suppress(httpx.HTTPError, MlflowException):  # not up yet
+            if check():
+                return time.monotonic() - started
+        time.sleep(1)
+    raise AssertionError(f"{what} not within {timeout:.0f}s\n" + "\n".join(p.tail() for p in logs))
+
+
+def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
+    runtime = container_runtime_or_skip()
+    root = tmp_path
+    raw = copy_months(real_months, root / "raw", ["2013-10", "2013-11"])
+    ui_address, address, prefect_port = f"127.0.0.1:{free_port()}", free_port(), free_port()
+    ui_url, api = f"http://{ui_address}", f"http://127.0.0.1:{prefect_port}/api"
+    overrides = [line for line in overrides_for(root, raw) if not line.startswith("registry.")] + [
+        f"registry.model_name={MODEL}",
+        f"registry.experiment={MODEL}",
+        f"deploy.state_dir={root / 'deploy'}",
+        f"deploy.audit_log={root / 'audit.jsonl'}",
+        f"deploy.address=127.0.0.1:{address}",
+        f"deploy.webhook_listen=127.0.0.1:{free_port()}",
+        f"deploy.ui_address={ui_address}",
+        f"deploy.webhook_secret_file={root / 'webhook.secret'}",
+        "schedule.reconcile_interval_s=5",
+    ]
+    endpoint = f"http://127.0.0.1:{address}"
+    # Everyone on the team: the tracking server and the Prefect server by URL.
+    team_env = {**os.environ, "MLFLOW_TRACKING_URI": ui_url, "PREFECT_API_URL": api,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+    team_env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+    processes: list[Process] = []
+    with postgres_database("maas_mlflow") as mlflow_db, postgres_database("maas_prefect") as pf_db:
+        server_env = {
+            **os.environ,
+            "PREFECT_HOME": str(root / "prefect-home"),
+            "PREFECT_API_DATABASE_CONNECTION_URL":
+                f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pf_db}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }  # fmt: skip
+        server_env.pop("PREFECT_API_URL", None)
+        from maas.schedule import prefect_executable
+
+        prefect = Process(root, [], "prefect-server", env=server_env, command=[
+            prefect_executable(), "server", "start", "--host", "127.0.0.1",
+            "--port", str(prefect_port)])  # fmt: skip
+        processes.append(prefect)
+        store = f"postgresql://postgres@127.0.0.1:5432/{mlflow_db}"
+        artifacts = str(root / "team-artifacts")
+        ui = Process(root, overrides, "ui", "--backend-store-uri", store,
+                     "--artifacts-destination", artifacts, env=team_env)  # fmt: skip
+        processes.append(ui)
+        try:
+            wait_until(lambda: httpx.get(f"{api}/health").status_code == 200, 180,
+                       "the Prefect server", processes)  # fmt: skip
+            wait_until(lambda: httpx.get(f"{ui_url}/health").status_code == 200, 180,
+                       "the MLflow server on PostgreSQL", processes)  # fmt: skip
+            wait_until(lambda: any(h.name == "maas-controller" for h in
+                                   MlflowClient(ui_url, registry_uri=ui_url).list_webhooks()),
+                       60, "the webhook registration", processes)  # fmt: skip
+            schedule = Process(root, overrides, "schedule", env=team_env)
+            processes.append(schedule)
+
+            def deployment(flow: str, name: str) -> dict:
+                response = httpx.get(f"{api}/deployments/name/{flow}/{name}")
+                response.raise_for_status()
+                return response.json()
+
+            wait_until(lambda: deployment("training", "nightly") and deployment(
+                "reconcile", "controller"), 180, "the deployments", processes)  # fmt: skip
+            nightly = deployment("training", "nightly")
+            assert [s["schedule"].get("cron") for s in nightly["schedules"]] == ["0 2 * * *"]
+            reconcile = deployment("reconcile", "controller")
+            assert [s["schedule"].get("interval") for s in reconcile["schedules"]] == [5.0]
+
+            # A month arrives; the next run of the training deployment tests on it.
+            sets = [arg for item in overrides for arg in ("--set", item)]
+            added = CliRunner().invoke(app, ["data", "add-month", "--no-dvc-add", "-p", PARAMS,
+                                             *sets])  # fmt: skip
+            assert added.exit_code == 0, added.output
+            started = time.monotonic()
+            run = httpx.post(f"{api}/deployments/{nightly['id']}/create_flow_run", json={})
+            run.raise_for_status()
+
+            def training_state() -> str:
+                state = httpx.get(f"{api}/flow_runs/{run.json()['id']}").json()["state"]["type"]
+                assert state not in {"FAILED", "CRASHED", "CANCELLED"}, state
+                return str(state)
+
+            took = wait_until(lambda: training_state() == "COMPLETED", 600,
+                              "the training run", processes)  # fmt: skip
+            print(f"team mode: training deployment run {took:.1f}s")
+            client = MlflowClient(ui_url, registry_uri=ui_url)
+            version = client.get_model_version_by_alias(MODEL, "champion")
+            assert version.version == "1"
+            assert list(json.loads(version.tags["test_partitions"])) == ["2013-12"]
+
+            # The rows live in PostgreSQL, written through the tracking server.
+            import psycopg
+
+            with psycopg.connect(f"{POSTGRES} dbname={mlflow_db}") as connection, \
+                    connection.cursor() as cursor:  # fmt: skip
+                cursor.execute("SELECT count(*) FROM model_versions WHERE name = %s", (MODEL,))
+                assert cursor.fetchone()[0] == 1
+
+            # The scheduled reconcile (no `maas watch` running) deploys the champion.
+            latency = wait_for_version(endpoint, "1", timeout=300)
+            print(f"team mode: champion v1 serving {latency:.1f}s after the training run; "
+                  f"{time.monotonic() - started:.1f}s from the run's start")  # fmt: skip
+            runs = httpx.post(f"{api}/flow_runs/filter", json={
+                "deployments": {"id": {"any_": [reconcile["id"]]}}}).json()  # fmt: skip
+            assert any(r["auto_scheduled"] and r["state_type"] == "COMPLETED" for r in runs)
+
+            status = subprocess.run(
+                [sys.executable, "-m", "maas.cli", "status", "--json", "-p", PARAMS, *sets],
+                env=team_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )  # another team member's `maas status`, through the tracking server
+            assert status.returncode == 0, status.stderr
+            body = json.loads(status.stdout)
+            assert body["in_sync"] is True and body["deployed"]["version"] == "1"
+            events = {(e["event"], e["actor"]) for e in body["audit"]}
+            assert ("promoted", "gate") in events and ("deployed", "controller") in events
+        finally:
+            for process in reversed(processes):
+                process.stop()
+            with contextlib.suppress(Exception):
+                from maas.config import load_params
+
+                params = load_params(PARAMS, overrides)
+                LocalTarget(params.deploy.state_dir, params.deploy.address, runtime).stop()

@@ -1,0 +1,40 @@
+"""`maas schedule`: the deployments it serves, built from params.yaml (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maas.config import load_params
+from maas.schedule import RECONCILE_DEPLOYMENT, TRAINING_DEPLOYMENT, ScheduleError, ensure_server
+from tests.conftest import ROOT
+
+
+def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> None:
+    from maas.schedule import deployments
+
+    overrides = ["schedule.training_cron=30 3 * * 1", "schedule.reconcile_interval_s=45"]
+    params = load_params(ROOT / "params.yaml", overrides)
+    training, reconcile = deployments(params, ROOT / "params.yaml", overrides)
+    assert (training.name, reconcile.name) == (TRAINING_DEPLOYMENT, RECONCILE_DEPLOYMENT)
+    assert training.schedules[0].schedule.cron == "30 3 * * 1"
+    assert training.schedules[0].schedule.timezone == "UTC"
+    assert reconcile.schedules[0].schedule.interval.total_seconds() == 45
+    for deployment in (training, reconcile):  # runs see the same parameters, by absolute path
+        assert deployment.parameters == {
+            "params_file": str((ROOT / "params.yaml").resolve()), "overrides": overrides
+        }  # fmt: skip
+
+
+def test_the_default_is_nightly() -> None:
+    assert load_params(ROOT / "params.yaml").schedule.training_cron == "0 2 * * *"
+
+
+def test_an_unreachable_prefect_api_is_named(monkeypatch, tmp_path: Path) -> None:
+    from maas.packaging import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    with pytest.raises(ScheduleError, match=f"PREFECT_API_URL={url} does not answer"):
+        ensure_server(load_params(ROOT / "params.yaml"), tmp_path / "log")
