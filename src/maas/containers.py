@@ -7,6 +7,7 @@ imported, so the controller and the CLI can use it without loading BentoML.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -124,8 +125,12 @@ def run_container(
     port: int,
     env: dict[str, str] | None = None,
     network: str = "host",
+    pass_env: list[str] | None = None,
 ) -> str:
-    """Start `image` detached, answering on 127.0.0.1:`port`; returns the container id."""
+    """Start `image` detached, answering on 127.0.0.1:`port`; returns the container id.
+
+    `pass_env`: variable names handed over from this process's environment (`--env NAME`),
+    so secret values never appear on a command line."""
     _run([runtime, "rm", "--force", "--ignore", name], check=False)
     command = [runtime, "run", "--detach", "--init", "--name", name]
     if network == "host":
@@ -134,6 +139,8 @@ def run_container(
         command += ["--publish", f"127.0.0.1:{port}:3000"]
     for key, value in (env or {}).items():
         command += ["--env", f"{key}={value}"]
+    for key in pass_env or []:
+        command += ["--env", key]
     return _run([*command, image], timeout=120).strip()
 
 
@@ -161,6 +168,28 @@ def container_running(runtime: str, container: str) -> bool:
         timeout=30,
     )
     return done.returncode == 0 and done.stdout.strip() == "true"
+
+
+def container_rss_bytes(runtime: str, container: str) -> int:
+    """Resident memory of all processes of a running container, read from the host's /proc
+    (the container's cgroup figure also counts page cache; this is what the service holds)."""
+    pid = int(_run([runtime, "inspect", "--format", "{{.State.Pid}}", container]).strip())
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
 
 
 def remove_container(runtime: str, container: str) -> None:

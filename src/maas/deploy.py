@@ -26,6 +26,7 @@ from typing import Any
 from maas import containers
 
 log = logging.getLogger(__name__)
+TOKEN_ENV = "MAAS_API_TOKEN"  # the service's bearer token (maas.service.TOKEN_ENV)
 
 
 class DeployError(RuntimeError):
@@ -120,7 +121,10 @@ class LocalTarget:
         self.ensure_proxy()
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
-        containers.run_container(self.runtime, image, name, port, network=self.network)
+        secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
+        containers.run_container(
+            self.runtime, image, name, port, network=self.network, pass_env=secrets
+        )
         container = name  # names, not ids: orphans are found by name prefix
         base_url = f"http://127.0.0.1:{port}"
         try:
@@ -188,10 +192,16 @@ class LocalTarget:
             pid_file.unlink(missing_ok=True)
 
 
+def auth_headers() -> dict[str, str]:
+    """The bearer token the services were started with, if any ($MAAS_API_TOKEN)."""
+    token = os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _served_version(base_url: str) -> str | None:
     import httpx
 
-    response = httpx.post(f"{base_url}/metadata", json={}, timeout=10)
+    response = httpx.post(f"{base_url}/metadata", json={}, headers=auth_headers(), timeout=10)
     if response.status_code != 200:
         return None
     version: Any = response.json().get("model_version")

@@ -12,13 +12,15 @@ stored in the Bento, and the container serves with exactly those.
 from __future__ import annotations
 
 import gc
+import hmac
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from maas.inference import OnnxModel
 
@@ -41,19 +43,33 @@ class ServiceArgs(BaseModel):
 ARGS = bentoml.use_arguments(ServiceArgs)
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's `integer` admits 1665.0; `true`, `"1665"` and 1665.5 are not integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # anything else goes to strict int validation, which names the field
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 def _number(low: float, high: float) -> Any:
     return Field(None, ge=low, le=high, allow_inf_nan=False)
 
 
 class Flight(BaseModel):
-    """A scheduled flight: what is known before departure (weather fields may be null)."""
+    """A scheduled flight: what is known before departure (weather fields may be null).
 
-    model_config = ConfigDict(extra="ignore")
+    Strict types: `false`, `"12"` or `12.5` are not a month (lax pydantic would coerce them;
+    schemathesis found `"visib": false` scored as 0); 12.0 is (JSON Schema's integer), and
+    integers are fine for float fields."""
 
-    month: int = Field(ge=1, le=12)
-    day: int = Field(ge=1, le=31)
-    sched_dep_time: int = Field(ge=0, le=2359)
-    sched_arr_time: int = Field(ge=0, le=2359)
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    month: WholeNumber = Field(ge=1, le=12)
+    day: WholeNumber = Field(ge=1, le=31)
+    sched_dep_time: WholeNumber = Field(ge=0, le=2359)
+    sched_arr_time: WholeNumber = Field(ge=0, le=2359)
     carrier: str = Field(min_length=1, max_length=8)
     origin: str = Field(min_length=1, max_length=8)
     dest: str = Field(min_length=1, max_length=8)
@@ -111,6 +127,132 @@ IMAGE = bentoml.images.Image(base_image=ARGS.base_image, distro="maas-prebuilt")
 
 
 API_ROUTES = ["/predict", "/metadata"]
+TOKEN_ENV = "MAAS_API_TOKEN"
+
+
+class ApiGuard:
+    """ASGI middleware in front of the BentoML app (one layer, a few comparisons a request):
+
+    - Bearer auth: with $MAAS_API_TOKEN set where the service starts (`podman run -e
+      MAAS_API_TOKEN`), /predict and /metadata need `Authorization: Bearer <token>`; the
+      token is never in the image, the Bento or a tag. Health probes (/livez, /readyz) and
+      /metrics stay open for orchestrators and scrapers.
+    - A multipart body to an API route gets 415 (BentoML answered 500 when the boundary was
+      missing: found by schemathesis).
+    - Bodies are bounded: a declared Content-Length over `max_body` gets 413 before anything
+      is read; a chunked body is counted as it arrives and cut off with 413 at the limit, so
+      a huge request costs at most `max_body` bytes of memory.
+    - /docs.json tells the truth: OpenAPI 3.1 (pydantic's schemas are JSON Schema 2020-12:
+      numeric `exclusiveMinimum`, `type: null`), and the 400 body's `detail` is pydantic's
+      list of errors naming each field, not the string BentoML 1.4 declares.
+    """
+
+    def __init__(self, app: Any, token: str | None = None, max_body: int = 4 << 20) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"].rstrip("/")
+        if path in API_ROUTES:
+            headers = dict(scope["headers"])
+            if self.expected is not None and not hmac.compare_digest(
+                headers.get(b"authorization", b""), self.expected
+            ):
+                challenge = [(b"www-authenticate", b'Bearer realm="maas"')]
+                return await _reply(send, 401, "missing or invalid bearer token", challenge)
+            if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
+                return await _reply(send, 415, "send the request as application/json")
+            declared = headers.get(b"content-length")
+            if declared is not None:
+                if not declared.isdigit() or int(declared) > self.max_body:
+                    return await _reply(send, 413, f"body over {self.max_body} bytes")
+                return await self.app(scope, receive, send)
+            return await self._counting(scope, receive, send)  # chunked: count as it arrives
+        return await self._other(path, scope, receive, send)
+
+    async def _counting(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen = 0
+        refused = False
+
+        async def counted_receive() -> dict[str, Any]:
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body and not refused:
+                refused = True
+                await _reply(send, 413, f"body over {self.max_body} bytes")
+                return {"type": "http.disconnect"}
+            return dict(message)
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if not refused:  # after our 413, whatever the app answers is dropped
+                await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _other(self, path: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if path == "/docs.json" and scope.get("method") == "GET":
+            return await self.app(scope, receive, _patching_openapi(send))
+        return await self.app(scope, receive, send)
+
+
+async def _reply(
+    send: Any, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *(extra or [])]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _patching_openapi(send: Any) -> Any:
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def capture(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            body = patch_openapi(body)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return capture
+
+
+ERROR_DETAIL = {
+    "title": "Error Detail",
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+}
+
+
+def patch_openapi(body: bytes) -> bytes:
+    spec = json.loads(body)
+    spec["openapi"] = "3.1.0"
+    for item in spec.get("paths", {}).values():  # a body with required fields is required
+        request = item.get("post", {}).get("requestBody", {})
+        schema = request.get("content", {}).get("application/json", {}).get("schema", {})
+        if schema.get("required"):
+            request["required"] = True
+    for name, schema in spec.get("components", {}).get("schemas", {}).items():
+        if name in {"InvalidArgument", "NotFound", "InternalServerError"}:
+            schema.get("properties", {})["detail"] = ERROR_DETAIL
+    return json.dumps(spec).encode()
 
 
 @bentoml.service(
@@ -161,3 +303,10 @@ class FlightDelayService:
             "test_metrics": meta.get("test_metrics", {}),
             "sha256": meta["sha256"],
         }
+
+
+_service: Any = FlightDelayService  # a bentoml Service object (typed as the class)
+# A full request of max_records flights with every field is ~0.35 KB a flight: 2 KB a flight
+# plus 64 KB leaves room for formatting, and still bounds what one request can cost.
+MAX_BODY = 64 * 1024 + ARGS.max_records * 2048
+_service.add_asgi_middleware(ApiGuard, token=os.environ.get(TOKEN_ENV) or None, max_body=MAX_BODY)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -252,3 +256,134 @@ def test_a_tampered_artifact_is_refused(project, packaged, tmp_path):
             bentoml.models.get(f"{MODEL}:v1")  # nothing half-made was kept
     finally:
         shutil.copy(backup, stored)
+
+
+def _container_of(endpoint: str) -> str:
+    return f"maas-e2e-{endpoint.rsplit(':', 1)[1]}"  # the endpoint fixture's name
+
+
+def test_schemathesis_fuzz_finds_no_server_error_and_no_schema_violation(endpoint):
+    """Property-based requests from the service's own OpenAPI document (all checks:
+    no 5xx, responses match their schema, invalid data rejected, valid data accepted)."""
+    command = [str(Path(sys.executable).with_name("schemathesis")), "run",
+               f"{endpoint}/docs.json", "--checks", "all", "--max-examples", "300",
+               "--workers", "1", "--seed", "1"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    summary = done.stdout[-2500:]
+    print(next((line.strip() for line in summary.splitlines() if "generated" in line), summary))
+    assert done.returncode == 0, summary
+    assert "generated" in summary and "failure" not in summary.split("SUMMARY")[-1].lower()
+
+
+def test_hostile_requests_get_4xx_memory_stays_bounded_and_others_keep_answering(
+    packaged, endpoint
+):
+    _, runtime = packaged
+    container = _container_of(endpoint)
+    url = f"{endpoint}/predict"
+    flight = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200,
+              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+    json_headers = {"content-type": "application/json"}
+    port = int(endpoint.rsplit(":", 1)[1])
+
+    class Status:
+        def __init__(self, code: int) -> None:
+            self.status_code = code
+
+    def raw_status(request: bytes) -> Status:  # what httpx will not send: a lying header
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            return Status(int(sock.recv(1024).split(b" ", 2)[1]))
+
+    def chunked_body():
+        yield b'{"flights":['
+        for _ in range(20_000):
+            yield json.dumps(flight).encode() + b","
+        yield json.dumps(flight).encode() + b"]}"
+
+    hostile = {
+        "deeply nested": (lambda: httpx.post(url, headers=json_headers,
+                          content=b'{"flights":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), 400),
+        "100k-record list": (lambda: httpx.post(url, json={"flights": [flight] * 100_000}), 413),
+        "chunked 3 MB body": (lambda: httpx.post(url, headers=json_headers,
+                              content=chunked_body()), 413),
+        "1 MB string": (lambda: httpx.post(url, json={"flights": [
+            {**flight, "carrier": "A" * 1_000_000}]}), 400),
+        "1001 records": (lambda: httpx.post(url, json={"flights": [flight] * 1001}), 400),
+        "multipart": (lambda: httpx.post(url, files={"f": b"x"}), 415),
+        "declared 1 GB": (lambda: raw_status(b"POST /predict HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\n"
+                          b"Content-Length: 1073741824\r\n\r\n{"), 413),
+    }  # fmt: skip
+    assert httpx.post(url, json={"flights": [flight]}).status_code == 200  # warm
+    before = containers.container_rss_bytes(runtime, container)
+    for _ in range(3):
+        for name, (send, expected) in hostile.items():
+            try:
+                status = send().status_code
+            except httpx.RemoteProtocolError:  # the 413 arrived before the body was sent
+                status = 413
+            assert status == expected, name
+    # Slow clients hold connections open, trickling bytes; everyone else is still served.
+    slow = []
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"flights\": [")  # fmt: skip
+        slow.append(sock)
+    started = time.monotonic()
+    with httpx.Client(timeout=5) as client:
+        answered = [client.post(url, json={"flights": [flight]}).status_code for _ in range(50)]
+    took = time.monotonic() - started
+    for sock in slow:
+        sock.close()
+    after = containers.container_rss_bytes(runtime, container)
+    print(f"hostile requests: RSS {before / 1e6:.0f} -> {after / 1e6:.0f} MB; 50 requests "
+          f"beside 20 slow clients in {took:.2f}s")  # fmt: skip
+    assert answered == [200] * 50 and took < 10
+    assert after - before < 64e6, (before, after)
+
+
+def test_bearer_token_from_the_environment_guards_the_api(packaged, monkeypatch):
+    result, runtime = packaged
+    token = f"tok-{secrets.token_hex(16)}"
+    monkeypatch.setenv("MAAS_API_TOKEN", token)
+    port = free_port()
+    name = f"maas-e2e-auth-{port}"
+    containers.run_container(runtime, result.image, name, port, pass_env=["MAAS_API_TOKEN"])
+    base = f"http://127.0.0.1:{port}"
+    body = {
+        "flights": [
+            {
+                "month": 12,
+                "day": 3,
+                "sched_dep_time": 900,
+                "sched_arr_time": 1200,
+                "carrier": "AA",
+                "origin": "JFK",
+                "dest": "LAX",
+                "distance": 2475,
+            }
+        ]
+    }
+    try:
+        assert wait_ready(base, 120), containers.container_logs(runtime, name)  # probes open
+        missing = httpx.post(f"{base}/predict", json=body)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith(
+            "Bearer")  # fmt: skip
+        wrong = httpx.post(f"{base}/predict", json=body, headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{base}/predict", json=body, headers=auth).status_code == 200
+        assert httpx.post(f"{base}/metadata", json={}, headers=auth).status_code == 200
+        assert httpx.post(f"{base}/metadata", json={}).status_code == 401
+        # The token is in no log, image layer or image configuration.
+        logs = containers.container_logs(runtime, name, lines=10_000)
+        image = subprocess.run([runtime, "image", "inspect", result.image],
+                               capture_output=True, text=True).stdout  # fmt: skip
+        history = subprocess.run([runtime, "history", "--no-trunc", result.image],
+                                 capture_output=True, text=True).stdout  # fmt: skip
+        assert token not in logs + image + history
+    finally:
+        containers.remove_container(runtime, name)

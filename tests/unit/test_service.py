@@ -107,6 +107,11 @@ def test_metadata_reports_lineage_and_verified_digests(packaged) -> None:
         ({"temp": float("nan")}, "temp"),
         ({"wind_speed": float("inf")}, "wind_speed"),
         ({"humid": 140}, "humid"),
+        ({"visib": False}, "visib"),  # found by schemathesis: lax pydantic scored it as 0
+        ({"month": "12"}, "month"),
+        ({"day": 2.5}, "day"),
+        ({"carrier": 7}, "carrier"),
+        ({"distance": True}, "distance"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(change: dict, field: str) -> None:
@@ -117,6 +122,14 @@ def test_schema_rejects_bad_values_naming_the_field(change: dict, field: str) ->
     missing = {k: v for k, v in record.items() if k != "dest"}
     with pytest.raises(ValidationError, match="dest"):
         TypeAdapter(Flights).validate_python([missing])
+
+
+def test_whole_floats_are_integers_as_in_json_schema() -> None:
+    record = {"month": 1.0, "day": 2, "sched_dep_time": 900.0, "sched_arr_time": 1200,
+              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+    flight = TypeAdapter(Flights).validate_python([record])[0]
+    assert (flight.month, flight.sched_dep_time) == (1, 900)
+    assert isinstance(flight.month, int) and flight.distance == 2475
 
 
 def test_schema_bounds_the_list_length() -> None:
@@ -156,3 +169,73 @@ def test_serving_imports_no_training_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bearer_auth_guards_the_api_routes_only() -> None:
+    from maas.service import ApiGuard
+
+    async def app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guarded = ApiGuard(app, token="s3cret")
+
+    def call(path: str, authorization: bytes | None = None, guard=guarded, **extra) -> int:
+        headers = [(b"authorization", authorization)] if authorization is not None else []
+        headers += [(k.replace("_", "-").encode(), v) for k, v in extra.items()]
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "headers": headers, "method": "POST"}
+        asyncio.run(guard(scope, None, send))
+        return int(sent[0]["status"])
+
+    assert call("/predict") == 401
+    assert call("/predict", b"Bearer wrong") == 401
+    assert call("/metadata", b"bearer s3cret") == 401  # exact scheme and token
+    assert call("/predict", b"Bearer s3cret") == 200
+    assert call("/metadata/", b"Bearer s3cret") == 200
+    for open_path in ("/readyz", "/livez", "/metrics"):
+        assert call(open_path) == 200
+    open_guard = ApiGuard(app)  # no token configured: no auth
+    assert call("/predict", guard=open_guard) == 200
+    assert call("/predict", guard=open_guard, content_type=b"multipart/form-data") == 415
+
+
+def test_bodies_over_the_limit_get_413_declared_or_chunked() -> None:
+    from maas.service import ApiGuard
+
+    async def app(scope, receive, send) -> None:  # reads the whole body, like BentoML
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RuntimeError("client went away")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = ApiGuard(app, max_body=100)
+
+    def call(headers: list, chunks: list[bytes]) -> list[int]:
+        sent: list[dict] = []
+        queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                 for i, c in enumerate(chunks)]  # fmt: skip
+
+        async def receive() -> dict:
+            return queue.pop(0)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/predict", "headers": headers, "method": "POST"}
+        asyncio.run(guard(scope, receive, send))
+        return [m["status"] for m in sent if m["type"] == "http.response.start"]
+
+    assert call([(b"content-length", b"50")], [b"x" * 50]) == [200]
+    assert call([(b"content-length", b"101")], [b"x" * 101]) == [413]
+    assert call([(b"content-length", b"-1")], [b""]) == [413]
+    assert call([], [b"x" * 60, b"x" * 30]) == [200]  # chunked, under the limit
+    assert call([], [b"x" * 60, b"x" * 60, b"x" * 60]) == [413]  # cut off; app's answer dropped
