@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test install dev unit e2e repro lint typecheck status package serve clean
+.PHONY: run test install dev unit e2e repro lint typecheck status package serve clean soak audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,3 +72,11 @@ status: install
 
 clean:
 	rm -rf $(VENV) .maas data/processed models reports/validation reports/metrics.json reports/plots
+
+## make soak: the champion's image under 200 req/s for 10 minutes (errors, p99, memory growth)
+soak: install
+	$(BIN)/python benchmarks/soak.py --ref champion --seconds 600 --rate 200
+
+## make audit: pip-audit over the installed (locked) dependencies
+audit: dev
+	$(BIN)/pip-audit --progress-spinner off --strict

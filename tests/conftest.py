@@ -53,6 +53,7 @@ def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) 
             "distance": rng.integers(100, 2500, n),
             "hour": dep // 100,
             "minute": dep % 100,
+            "time_hour": [f"{year}-{month:02d}-01T{h:02d}:00:00Z" for h in (dep // 100) % 24],
             "temp": rng.normal(50, 15, n),
             "dewp": rng.normal(35, 10, n),
             "humid": rng.uniform(20, 100, n),
@@ -64,7 +65,7 @@ def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) 
             "visib": rng.uniform(1, 10, n),
         }
     )
-    for column in ("carrier", "origin", "dest", "tailnum"):
+    for column in ("carrier", "origin", "dest", "tailnum", "time_hour"):
         frame[column] = frame[column].astype("str")
     return frame
 

@@ -77,6 +77,7 @@ class ValidationParams(_Strict):
     label_rate: BandRule
     unique_key: list[str] = []
     partition_dates: Severity = "block"
+    extra_columns: Severity = "warn"  # columns not declared in `columns` (ignored by training)
 
 
 class NumericBounds(_Strict):

@@ -74,7 +74,9 @@ def ensure_experiment(client: Any, params: RegistryParams, name: str | None = No
     if experiment is not None:
         return str(experiment.experiment_id)
     location = None
-    if client.tracking_uri.startswith("sqlite:"):
+    if not client.tracking_uri.startswith(("http:", "https:", "databricks")):
+        # a database store (SQLite, PostgreSQL, MySQL) keeps artifacts in artifact_root;
+        # a tracking server decides for itself (its --artifacts-destination)
         params.artifact_root.mkdir(parents=True, exist_ok=True)
         location = params.artifact_root.resolve().as_uri()
     try:

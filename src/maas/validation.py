@@ -125,6 +125,13 @@ def build_expectations(params: ValidationParams) -> list[Any]:
                 column=column, type_list=TYPE_LISTS[kind], meta=meta("block")
             )
         )
+    items.append(
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[*params.columns, PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN],
+            exact_match=True,
+            meta=meta(params.extra_columns),
+        )
+    )
     for column, values in params.domains.items():
         items.append(
             gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values, meta=meta("block"))

@@ -387,3 +387,19 @@ def test_bearer_token_from_the_environment_guards_the_api(packaged, monkeypatch)
         assert token not in logs + image + history
     finally:
         containers.remove_container(runtime, name)
+
+
+def test_soak_script_holds_rate_without_errors(packaged, tmp_path):
+    """`make soak` runs 10 minutes; here 20 s, to keep the script itself working."""
+    result, _ = packaged
+    report = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--image", result.image,
+         "--seconds", "20", "--rate", "100", "--warmup", "5", "--max-growth", "0.25",
+         "--json", str(report)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    print(done.stdout.strip())
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    body = json.loads(report.read_text())
+    assert body["failures"] == {} and body["ok"] == body["sent"] >= 1900

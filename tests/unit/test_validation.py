@@ -133,3 +133,11 @@ def test_real_sensor_error_is_a_warning_not_a_block(small_params) -> None:
     warning = next(o for o in report.warnings if o.column == "wind_speed")
     assert warning.unexpected_count == 1
     assert not report.blocking
+
+
+def test_extra_columns_warn_and_name_the_column(small_params) -> None:
+    report = run(make_flights(300).assign(source_system="feed-b"), small_params)
+    assert report.status == "passed_with_warnings"
+    (warning,) = report.warnings
+    assert warning.expectation == "expect_table_columns_to_match_set"
+    assert "source_system" in warning.describe()

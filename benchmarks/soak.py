@@ -1,0 +1,137 @@
+"""Soak: a packaged service under a steady request rate for a long time (`make soak`).
+
+Starts the image in a container (podman/docker), sends single-record `/predict` requests at
+a fixed rate from one asyncio client for `--seconds`, samples the container's resident
+memory (all its processes, from the host's /proc) every 10 s, and fails (exit 1) on any
+non-2xx answer or connection error, or when resident memory grew by more than
+`--max-growth` (default 10%) between the end of the warm-up and the end of the run.
+
+    python benchmarks/soak.py --image localhost/maas-flight-delay:v3 [--seconds 600 --rate 200]
+    python benchmarks/soak.py --ref champion        # packages the champion first (maas package)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = {"month": 12, "day": 5, "sched_dep_time": 830, "sched_arr_time": 1130, "carrier": "AA",
+          "origin": "JFK", "dest": "LAX", "distance": 2475, "temp": 40.1, "dewp": 30.0,
+          "humid": 60.0, "wind_dir": 200, "wind_speed": 10.4, "wind_gust": None, "precip": 0,
+          "pressure": 1012.3, "visib": 10}  # fmt: skip
+
+
+async def drive(url: str, seconds: float, rate: float, warmup: float, sample) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    samples: list[tuple[float, int]] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+
+        async def one() -> None:
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, json={"flights": [RECORD]})
+                key = None if response.is_success else f"http {response.status_code}"
+            except httpx.HTTPError as error:
+                key = type(error).__name__
+            if key is None:
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures[key] = failures.get(key, 0) + 1
+
+        begin = time.perf_counter()
+        tasks: set[asyncio.Task] = set()
+        sent, next_sample = 0, begin + warmup
+        while (now := time.perf_counter()) - begin < seconds:
+            due = int((now - begin) * rate)
+            while sent < due:
+                task = asyncio.create_task(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            if now >= next_sample:
+                samples.append((round(now - begin, 1), sample()))
+                next_sample += 10
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        samples.append((round(time.perf_counter() - begin, 1), sample()))
+    ok = len(latencies)
+    latencies = sorted(latencies) or [float("nan")]
+    p99 = latencies[max(int(len(latencies) * 0.99) - 1, 0)]
+    return {"sent": sent, "ok": ok, "failures": failures, "samples": samples,
+            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * p99}  # fmt: skip
+
+
+def package(ref: str, params_file: str) -> str:
+    sys.path.insert(0, str(ROOT / "src"))
+    from maas.config import load_params
+    from maas.packaging import package_version
+    from maas.registry import connect
+
+    params = load_params(params_file)
+    result = package_version(connect(params.registry), params.registry, params.packaging,
+                             params.serving, ref)  # fmt: skip
+    if result.image is None:
+        raise SystemExit(f"no image: {result.note}")
+    return result.image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", help="image to soak (default: package --ref)")
+    parser.add_argument("--ref", default="champion", help="version or alias to package")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=200, help="requests per second")
+    parser.add_argument("--warmup", type=float, default=30, help="seconds before the baseline")
+    parser.add_argument("--max-growth", type=float, default=0.10)
+    parser.add_argument("--json", type=Path, default=ROOT / "reports" / "soak.json")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from maas import containers
+    from maas.packaging import free_port, wait_ready
+
+    image = args.image or package(args.ref, args.params)
+    backend, reasons = containers.select_backend("auto")
+    runtime = containers.runtime_for(backend) if backend else None
+    if runtime is None:
+        raise SystemExit(f"no container runtime: {reasons}")
+    port = free_port()
+    name = f"maas-soak-{port}"
+    containers.run_container(runtime, image, name, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        if not wait_ready(base, 120):
+            raise SystemExit(containers.container_logs(runtime, name))
+        rss = lambda: containers.container_rss_bytes(runtime, name)  # noqa: E731
+        warmup = min(args.warmup, args.seconds / 3)
+        result = asyncio.run(drive(f"{base}/predict", args.seconds, args.rate, warmup, rss))
+    finally:
+        containers.remove_container(runtime, name)
+    baseline, final = result["samples"][0][1], result["samples"][-1][1]
+    growth = (final - baseline) / baseline
+    report = {"image": image, "seconds": args.seconds, "rate": args.rate, **result,
+              "rss_baseline_mb": round(baseline / 1e6, 1), "rss_final_mb": round(final / 1e6, 1),
+              "rss_growth": round(growth, 4)}  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    print(f"soak {image}: {result['ok']:,} ok of {result['sent']:,} sent in {args.seconds:.0f}s "
+          f"at {args.rate:g}/s; failures {result['failures'] or 'none'}; p50 "
+          f"{result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms; RSS {baseline / 1e6:.0f} -> "
+          f"{final / 1e6:.0f} MB ({growth:+.1%}); report {args.json}")  # fmt: skip
+    if result["failures"] or result["ok"] != result["sent"] or growth > args.max_growth:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The bad-data corpus through the real pipeline: a clear stop (or a documented warning),
+nothing registered on a blocking failure, the champion unchanged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from maas.data import DataError
+from maas.validation import DataValidationError
+from tests.e2e.conftest import PARAMS, copy_months, overrides_for
+from tests.e2e.corruptions import CORRUPTIONS, Corruption
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MODEL = "delay-bad-data"
+
+
+@pytest.fixture(scope="module")
+def champion_project(tmp_path_factory, real_months, prefect_api):
+    """Its own registry with a champion (v1) trained on the clean months."""
+    from flows.training import training
+
+    root = tmp_path_factory.mktemp("bad-data")
+    clean = copy_months(real_months, root / "clean")
+    overrides = [*overrides_for(root, clean), f"registry.model_name={MODEL}"]
+    training(params_file=PARAMS, overrides=overrides)
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    return root, clean, client
+
+
+def registry_state(client: MlflowClient) -> tuple[int, str]:
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    return len(versions), str(client.get_model_version_by_alias(MODEL, "champion").version)
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS, ids=[c.name for c in CORRUPTIONS])
+def test_corrupted_partition(corruption: Corruption, champion_project, tmp_path):
+    from flows.training import training
+
+    root, clean, client = champion_project
+    raw = tmp_path / "raw"
+    shutil.copytree(clean, raw)
+    corruption.apply(raw)
+    overrides = [*overrides_for(root, raw), f"registry.model_name={MODEL}"]
+    before = registry_state(client)
+    started = time.perf_counter()
+    if corruption.outcome == "warn":
+        result = training(params_file=PARAMS, overrides=overrides)
+        assert result["validation"] == "passed_with_warnings"
+        version = client.get_model_version(MODEL, result["registered"]["version"])
+        assert version.tags["validation_status"] == "passed_with_warnings"
+        summary = json.loads((root / "reports" / "validation" / "summary.json").read_text())
+        named = [w for w in summary["warnings"] if w["expectation"] == corruption.expectation
+                 and w["partition"] == "2013-12"]  # fmt: skip
+        assert named, summary["warnings"]
+        if corruption.column:
+            assert any(w["column"] == corruption.column for w in named), named
+        assert registry_state(client)[0] == before[0] + 1
+        return
+    with pytest.raises((DataValidationError, DataError)) as raised:
+        training(params_file=PARAMS, overrides=overrides)
+    message = str(raised.value)
+    print(f"{corruption.name}: stopped in {time.perf_counter() - started:.1f}s: "
+          f"{message.splitlines()[1 if len(message.splitlines()) > 1 else 0][:160]}")  # fmt: skip
+    assert corruption.expectation in message, message
+    if corruption.column:
+        assert f"column={corruption.column}" in message or corruption.column in message, message
+    if corruption.outcome == "block":
+        assert isinstance(raised.value, DataValidationError)
+        assert "[block]" in message
+    assert registry_state(client) == before  # nothing registered, champion unchanged

@@ -1,0 +1,89 @@
+"""Eight pipeline runs registering at once, as separate processes, against the embedded SQLite
+store and against PostgreSQL: distinct versions, no errors, exactly one champion.
+
+Each process opens its own MLflow run and runs the real `register` stage (the step where
+runs race: version numbers, aliases, tags) on the outputs of one real validate/train/
+evaluate (eight whole trainings at once would take minutes on two cores and race nothing more).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.e2e.conftest import PARAMS
+from tests.e2e.test_team import postgres_database
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+RUNS = 8
+MODEL = "delay-concurrent"
+
+REGISTER = textwrap.dedent(
+    """
+    import sys
+    from maas import stages
+    from maas.config import load_params
+    from maas.registry import start_pipeline_run
+
+    params = load_params(sys.argv[1], sys.argv[2:])
+    tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
+    registered = stages.register(params.data, params.train, params.evaluate, params.registry,
+                                 tracking, params.digest())
+    tracking.finish("FINISHED")
+    print("REGISTERED", registered["version"], ",".join(registered["aliases"]))
+    """
+)
+
+
+def register_at_once(overrides: list[str]) -> list[str]:
+    command = [sys.executable, "-c", REGISTER, PARAMS, *overrides]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    processes = [subprocess.Popen(command, **pipes) for _ in range(RUNS)]
+    versions = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+        versions += [line.split()[1] for line in out.splitlines() if line.startswith("REGISTERED")]
+    return versions
+
+
+def check_registry(uri: str, versions: list[str]) -> None:
+    assert sorted(versions, key=int) == [str(n) for n in range(1, RUNS + 1)]  # distinct
+    client = MlflowClient(uri, registry_uri=uri)
+    registered = client.search_model_versions(f"name='{MODEL}'")
+    assert len(registered) == RUNS and all(v.status == "READY" for v in registered)
+    champions = [v for v in registered if "champion" in v.aliases]
+    assert len(champions) == 1  # exactly one
+    for version in registered:  # every version carries its whole lineage
+        assert {"train_partitions", "test_partitions", "gate_passed"} <= set(version.tags)
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_project):
+    """The trained project's validated data, model and metrics; a registry of our own."""
+    root, overrides, _ = trained_project
+    return root, [o for o in overrides if not o.startswith("registry.")]
+
+
+def test_eight_runs_register_at_once_on_sqlite(evaluated, tmp_path):
+    root, overrides = evaluated
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sets = [*overrides, f"registry.tracking_uri={uri}", f"registry.model_name={MODEL}",
+            f"registry.artifact_root={tmp_path / 'artifacts'}"]  # fmt: skip
+    check_registry(uri, register_at_once(sets))
+
+
+def test_eight_runs_register_at_once_on_postgresql(evaluated, tmp_path):
+    root, overrides = evaluated
+    with postgres_database("maas_concurrent") as database:
+        uri = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        sets = [*overrides, f"registry.tracking_uri={uri}", f"registry.model_name={MODEL}",
+                f"registry.artifact_root={tmp_path / 'artifacts'}"]  # fmt: skip
+        # the first connection creates the schema; racing eight schema creations is not
+        # what this test is about
+        MlflowClient(uri).search_experiments()
+        check_registry(uri, register_at_once(sets))
