@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,16 +58,36 @@ def connect(params: RegistryParams, retries: int = 3, backoff_s: float = 1.0) ->
     uri = resolve_tracking_uri(params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     last_error: Exception | None = None
     for attempt in range(retries):
         try:
-            client.search_experiments(max_results=1)
+            with _schema_lock(uri):  # the stores create/migrate the schema on first use
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
             return client
         except Exception as error:  # unreachable server, locked DB, bad URI
             last_error = error
             time.sleep(backoff_s * 2**attempt)
     raise RegistryError(f"MLflow tracking store {uri} is not reachable: {last_error}")
+
+
+@contextlib.contextmanager
+def _schema_lock(uri: str) -> Iterator[None]:
+    """Processes opening a SQLite store at once take turns at the first connection: MLflow
+    creates and migrates the schema then, and two migrations racing on one file fail
+    (`CircularDependencyError` in alembic, seen with eight concurrent runs)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_experiment(client: Any, params: RegistryParams, name: str | None = None) -> str:
@@ -255,8 +277,22 @@ def get_version(client: Any, name: str, version: str) -> Any:
         raise RegistryError(f"model {name!r} has no version {version!r}") from None
 
 
-def set_alias(client: Any, name: str, alias: str, version: str) -> None:
-    client.set_registered_model_alias(name, alias, str(version))
+def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 5) -> None:
+    """Point `alias` at `version`. MLflow's SQL store reads, then inserts or updates: two
+    runs setting the same alias at once make one fail on the unique key (seen with eight
+    concurrent registrations on SQLite); the retry finds the row and updates it."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(name, alias, str(version))
+            return
+        except MlflowException as error:
+            if "UNIQUE constraint" not in str(error) and "duplicate key" not in str(error):
+                raise
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def promote(client: Any, name: str, version: str, reason: str = "manual") -> Any:
