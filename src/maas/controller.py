@@ -13,10 +13,12 @@ version's tags.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import getpass
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -74,7 +76,7 @@ def person() -> str:
     try:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except (KeyError, OSError):  # no passwd entry for the uid (containers)
-        return f"uid-{__import__('os').getuid()}@{socket.gethostname()}"
+        return f"uid-{os.getuid()}@{socket.gethostname()}"
 
 
 def audit_experiment(params: Params) -> str:
@@ -96,19 +98,45 @@ def audit(
         "actor": details.pop("actor", "controller"),
         **details,
     }
-    path = params.deploy.audit_log
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_line(params.deploy.audit_log, json.dumps(record))
     if client is not None:
         try:
             _mirror_to_mlflow(client, params, record)
         except Exception as error:  # the local line is written; the registry may be down
-            log.warning("audit event not mirrored into MLflow (%s); kept in %s", error, path)
+            log.warning("audit event not mirrored into MLflow (%s); kept in %s", error,
+                        params.deploy.audit_log)  # fmt: skip
     return record
 
 
 AUDIT_TAG = "maas.audit."
+
+
+class AuditError(OSError):
+    """The local audit trail cannot be written (disk full, read-only); nothing half-written."""
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one whole line or nothing: on a short or failed write (disk full) the file is
+    cut back to its previous length, so the trail never holds half a record."""
+    data = (line + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise AuditError(f"cannot write the audit trail {path}: {error.strerror}") from error
+    try:
+        size = os.fstat(descriptor).st_size
+        try:
+            if os.write(descriptor, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(descriptor)
+        except OSError as error:
+            os.ftruncate(descriptor, size)
+            raise AuditError(
+                f"cannot append to the audit trail {path}: {error.strerror} (nothing written)"
+            ) from error
+    finally:
+        os.close(descriptor)
 
 
 def _mirror_to_mlflow(client: Any, params: Params, record: dict[str, Any]) -> None:

@@ -57,11 +57,22 @@ def read_deployment(state_dir: Path, target: str = "local") -> Deployment | None
 
 
 def write_state(path: Path, deployment: Deployment) -> None:
-    """Atomically: a reader (the forwarder, `maas status`) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomically: a reader (the forwarder, `maas status`) never sees half a file, and a
+    failed write (disk full, read-only) leaves the previous state as it was."""
     partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(asdict(deployment), indent=1))
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("w") as handle:
+            handle.write(json.dumps(asdict(deployment), indent=1))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise DeployError(
+            f"cannot write the deploy state {path}: {error.strerror} (the previous state stands)"
+        ) from error
 
 
 def _answers(host: str, port: int) -> bool:
@@ -148,7 +159,11 @@ class LocalTarget:
             endpoint=self.endpoint,
             deployed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        self._write_state(deployment)  # the switch: new connections now reach `container`
+        try:
+            self._write_state(deployment)  # the switch: new connections now reach `container`
+        except DeployError:
+            containers.remove_container(self.runtime, container)  # the old one keeps serving
+            raise
         if previous is not None and previous.container != container:
             time.sleep(self.drain_s)  # requests already on the old container finish
             containers.remove_container(self.runtime, previous.container)

@@ -255,3 +255,43 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     assert documents[1]["kind"] == "Service"
     body = json.loads(cli(k8s, "status", "--json").stdout)
     assert body["deployed"]["target"] == "kubernetes" and body["deployed"]["version"] == str(new)
+
+
+def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_at_once(setup):
+    """The image of a new version cannot be built (its base image does not exist): the
+    version is tagged failed with the reason, the current one keeps answering; once fixed,
+    `maas promote` again deploys it at once (not after the 5-minute back-off)."""
+    from flows.training import training
+
+    root, overrides, params, client = setup
+    endpoint = f"http://{params.deploy.address}"
+    training(params_file=PARAMS, overrides=[*overrides, "promotion.auto_promote=false"])
+    new = str(max(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'")))
+    current = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    broken = [*overrides, "packaging.base_image=localhost/maas-missing-base:none"]
+    controller = Controller(root, broken, name="watch-broken")
+    try:
+        wait_for_version(endpoint, current)
+        promote(overrides, new)
+        deadline = time.monotonic() + 240
+        while client.get_model_version(MODEL, new).tags.get("deploy_status") != "failed":
+            assert time.monotonic() < deadline, (root / "watch-broken.log").read_text()[-3000:]
+            assert serving_version(endpoint) == current  # the old version answers throughout
+            time.sleep(1)
+    finally:
+        controller.stop()
+    tags = client.get_model_version(MODEL, new).tags
+    print(f"failed build recorded: {tags['deploy_reason'][:200]}")
+    assert "maas-missing-base" in tags["deploy_reason"]
+    assert serving_version(endpoint) == current
+    assert ("failed", new) in [(e["event"], e["version"]) for e in read_audit(params)]
+
+    controller = Controller(root, overrides, name="watch-fixed")
+    try:
+        time.sleep(8)  # the fixed controller's first passes: still backing off
+        assert serving_version(endpoint) == current
+        promote(overrides, new)  # asked again: retried at once
+        latency = wait_for_version(endpoint, new, timeout=180)
+        print(f"promote again after a failed build -> v{new} serving: {latency:.1f}s")
+    finally:
+        controller.stop()
