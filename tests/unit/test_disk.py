@@ -7,7 +7,6 @@ runs as root — elsewhere these skip, saying why).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import subprocess
@@ -93,7 +92,7 @@ def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, sm
         client = connect(registry)
         tracking = start_pipeline_run(registry, {"p": 1}, "digest")
         filler = fill(disk, leave=16 * 1024)
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - MLflow or OS, both say it
+        with pytest.raises(Exception) as raised:  # MLflow or the OS: both name the cause
             register_version(client, registry, tracking.run_id, models, {"k": "v"},
                              frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
                              serving_requirements())  # fmt: skip
@@ -106,4 +105,3 @@ def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, sm
         assert all(status == "READY" for _, status in rows), rows  # none half-registered
         print(f"full disk: {type(raised.value).__name__}: {str(raised.value)[:160]}; "
               f"versions after: {rows}")  # fmt: skip
-        json.dumps(rows)
