@@ -223,7 +223,8 @@ def build_image(
 
 
 def ensure_base_image(runtime: str, packaging: PackagingParams) -> None:
-    """The maas base image is made here when missing; any other base image is the user's."""
+    """The maas base image is made here when missing; any other base image is the user's:
+    pulled when missing, and named in the error when that fails (before any build starts)."""
     if containers.inspect_image(runtime, packaging.base_image) is not None:
         return
     if packaging.base_image.startswith("localhost/maas-base"):
@@ -233,6 +234,15 @@ def ensure_base_image(runtime: str, packaging: PackagingParams) -> None:
             containers.cache_home() / "base",
             suite=packaging.base_image_suite,
             mirror=packaging.base_image_mirror,
+        )
+        return
+    pulled = subprocess.run([runtime, "pull", packaging.base_image], capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    if pulled.returncode != 0:
+        reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise PackagingError(
+            f"base image {packaging.base_image} (packaging.base_image) is not here and "
+            f"`{runtime} pull` failed: {reason}"
         )
 
 

@@ -268,10 +268,15 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     training(params_file=PARAMS, overrides=[*overrides, "promotion.auto_promote=false"])
     new = str(max(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'")))
     current = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    controller = Controller(root, overrides, name="watch-good")  # the champion serves
+    try:
+        wait_for_version(endpoint, current)
+    finally:
+        controller.stop()
     broken = [*overrides, "packaging.base_image=localhost/maas-missing-base:none"]
     controller = Controller(root, broken, name="watch-broken")
     try:
-        wait_for_version(endpoint, current)
+        time.sleep(3)  # its first pass: in sync, nothing to build
         promote(overrides, new)
         deadline = time.monotonic() + 240
         while client.get_model_version(MODEL, new).tags.get("deploy_status") != "failed":
