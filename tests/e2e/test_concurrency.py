@@ -88,3 +88,78 @@ def test_eight_runs_register_at_once_on_postgresql(evaluated, tmp_path):
         # what this test is about
         MlflowClient(uri).search_experiments()
         check_registry(uri, register_at_once(sets))
+
+
+DIES_BEFORE_REGISTER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from maas import stages
+    from maas.cli import _setup_environment
+    from maas.config import load_params
+    from maas.registry import RegistryError, start_pipeline_run
+
+    _setup_environment()  # what `maas run` sets: MLflow's HTTP retries capped
+    params = load_params(sys.argv[2], sys.argv[3:])
+    tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
+    os.killpg(int(sys.argv[1]), signal.SIGKILL)  # the tracking server crashes mid-run
+    started = time.monotonic()
+    try:
+        stages.register(params.data, params.train, params.evaluate, params.registry,
+                        tracking, params.digest())
+    except RegistryError as error:
+        print(f"FAILED AFTER {time.monotonic() - started:.1f}s: {error}")
+    """
+)
+
+
+def test_tracking_server_dying_before_registration_leaves_nothing_half_written(evaluated, tmp_path):
+    """`mlflow server` is SIGKILLed between the run's start and its registration: the
+    register step retries with backoff, then fails naming the store; after a restart the
+    registry holds no version."""
+    import os
+    import time
+
+    import httpx
+
+    from maas.packaging import free_port
+
+    root, overrides = evaluated
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+
+    def server() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+             "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise AssertionError("mlflow server did not start")
+
+    process = server()
+    sets = [*overrides, f"registry.tracking_uri={url}", f"registry.model_name={MODEL}-crash"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_BEFORE_REGISTER, str(process.pid), PARAMS, *sets],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    process.wait(timeout=30)
+    print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:])
+    assert "FAILED AFTER" in done.stdout and "is not reachable" in done.stdout, done.stderr[-3000:]
+    took = float(done.stdout.split("FAILED AFTER ")[1].split("s:")[0])
+    assert took < 120  # a clear failure in bounded time, not MLflow's minutes of retries
+    process = server()  # back up: nothing was registered
+    try:
+        client = MlflowClient(url, registry_uri=url)
+        assert client.search_model_versions(f"name='{MODEL}-crash'") == []
+    finally:
+        os.killpg(process.pid, 9)
+        process.wait(timeout=30)
