@@ -225,7 +225,11 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
         promote(overrides, str(new))
         latency = wait_for_version(endpoint, str(new))
         print(f"two controllers: promote v{new} -> serving {latency:.1f}s")
-        time.sleep(4)  # both controllers make further passes
+        deadline = time.monotonic() + 90  # both make further passes (the deployer once done)
+        while not all(f"in_sync v{new}" in (root / f"{name}.log").read_text()
+                      for name in ("watch-a", "watch-b")):  # fmt: skip
+            assert time.monotonic() < deadline, "a controller made no pass after the deploy"
+            time.sleep(1)
     finally:
         first.stop()
         second.stop()
