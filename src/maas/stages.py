@@ -168,17 +168,24 @@ def training_fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train(
-    data: DataParams,
-    features: FeatureParams,
-    model: ModelParams,
-    train: TrainParams,
-    tracking: RunTracking | None = None,
-) -> TrainSummary:
-    """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir."""
-    from maas.export import export_onnx, save_weights
+@dataclass(frozen=True)
+class PreparedTraining:
+    """The training window split in time, preprocessing fitted on it, and the tensors `fit`
+    takes (shared by the train stage and benchmarks/training.py)."""
+
+    fit_rows: pd.DataFrame
+    val_rows: pd.DataFrame
+    preprocessor: Preprocessor
+    config: Any  # maas.model.ModelConfig (torch stays out of this module's imports)
+    train: Any  # maas.train.TensorSet
+    validation: Any
+
+
+def prepare_training(
+    data: DataParams, features: FeatureParams, model: ModelParams, train: TrainParams
+) -> PreparedTraining:
     from maas.model import build_model_config
-    from maas.train import TensorSet, fit
+    from maas.train import TensorSet
 
     window = read_window(data, TRAIN_FILE)
     fit_part, val_part = split_latest(window, train.validation_fraction)
@@ -194,10 +201,38 @@ def train(
         model.dropout,
         model.embedding_dim_max,
     )
+    return PreparedTraining(
+        fit_part,
+        val_part,
+        preprocessor,
+        config,
+        TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
+        TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
+    )
+
+
+def train(
+    data: DataParams,
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    tracking: RunTracking | None = None,
+) -> TrainSummary:
+    """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir."""
+    from maas import distributed
+    from maas.export import export_onnx, save_weights
+    from maas.train import fit
+
+    prepared = prepare_training(data, features, model, train)
+    fit_part, val_part = prepared.fit_rows, prepared.val_rows
+    preprocessor, config = prepared.preprocessor, prepared.config
+    val_cat = prepared.validation.categorical.numpy()
+    val_num = prepared.validation.numeric.numpy()
     fingerprint = training_fingerprint(features, model, train, read_lineage(data))
     checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
-    with epoch_progress(train.max_epochs) as advance:
+    # Under `torchrun --nproc_per_node N`: N data-parallel processes (see maas.distributed).
+    with distributed.session() as main, epoch_progress(train.max_epochs, main) as advance:
 
         def on_epoch_end(metrics: dict[str, float]) -> None:
             if epoch_logger is not None:
@@ -207,22 +242,14 @@ def train(
         result = fit(
             config,
             train,
-            TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
-            TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
+            prepared.train,
+            prepared.validation,
             checkpoint_path=checkpoint,
             on_epoch_end=on_epoch_end,
         )
     if epoch_logger is not None:
         epoch_logger.flush()
 
-    out = train.models_dir
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    save_weights(result.model, out / WEIGHTS_FILE)
-    preprocessor.save(out / PREPROCESSING_FILE)
-    config.save(out / MODEL_CONFIG_FILE)
-    export_onnx(result.model, out / ONNX_FILE, val_cat, val_num)
     best = (
         next(h for h in result.history if int(h["epoch"]) == result.best_epoch)
         if result.best_epoch
@@ -239,6 +266,16 @@ def train(
         validation_roc_auc=float(best.get("val_roc_auc", float("nan"))),
         history=result.history,
     )
+    if not main:  # another torchrun rank: it only trained; rank 0 writes, exports and logs
+        return summary
+    out = train.models_dir
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    save_weights(result.model, out / WEIGHTS_FILE)
+    preprocessor.save(out / PREPROCESSING_FILE)
+    config.save(out / MODEL_CONFIG_FILE)
+    export_onnx(result.model, out / ONNX_FILE, val_cat, val_num)
     (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary.__dict__, indent=1))
     if tracking is not None:
         tracking.log_metrics(
@@ -436,8 +473,8 @@ def register(
 
 
 @contextlib.contextmanager
-def epoch_progress(total: int) -> Iterator[Callable[[dict[str, float]], None]]:
-    """A rich progress bar over epochs on an interactive terminal; silent otherwise."""
+def epoch_progress(total: int, show: bool = True) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A rich progress bar over epochs on an interactive terminal when `show`; silent otherwise."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -447,7 +484,7 @@ def epoch_progress(total: int) -> Iterator[Callable[[dict[str, float]], None]]:
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+    with Progress(*columns, transient=True, disable=not (show and sys.stderr.isatty())) as progress:
         task = progress.add_task("epochs", total=total, status="")
 
         def advance(metrics: dict[str, float]) -> None:

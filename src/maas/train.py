@@ -1,4 +1,12 @@
-"""Training: device choice, seeding, epochs over resident tensors, checkpoints, early stopping."""
+"""Training: device choice, seeding, epochs over resident tensors, checkpoints, early stopping.
+
+`fit` is also data-parallel: inside an initialized process group of N > 1 processes (started by
+`torchrun`, see `maas.distributed`) it wraps the model in DistributedDataParallel. The global
+batch stays `batch_size` (rounded up to a multiple of N) and each rank trains on its 1/N slice of
+every global batch, so a step, the number of steps and the OneCycle schedule match the
+single-process run. Validation runs on rank 0 and its metrics are broadcast, so every rank takes
+the same early-stopping decision; only rank 0 writes checkpoints and calls `on_epoch_end`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from maas import distributed
 from maas.config import TrainParams
 from maas.model import ModelConfig, TabularNet
 
@@ -88,10 +98,34 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 
 def iterate_batches(
-    n_rows: int, batch_size: int, generator: torch.Generator, device: torch.device
+    n_rows: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
 ) -> Iterator[torch.Tensor]:
+    """Row indices of each step, in the random order drawn from `generator`.
+
+    With `world` > 1 every rank draws the same permutation (same generator seed), drops its last
+    `n_rows % world` rows so that the shards are equal, cuts it into global batches of
+    `batch_size` rounded up to a multiple of `world` and takes its own equal slice of each: all
+    ranks run the same number of steps (no hanging all-reduce) and each step covers one global
+    batch, disjoint across ranks.
+    """
     order = torch.randperm(n_rows, generator=generator).to(device)
-    yield from torch.split(order, batch_size)
+    if world == 1:
+        yield from torch.split(order, batch_size)
+        return
+    per_rank = -(-batch_size // world)
+    for chunk in torch.split(order[: n_rows - n_rows % world], per_rank * world):
+        yield chunk.view(world, -1)[rank]
+
+
+def steps_per_epoch(n_rows: int, batch_size: int, world: int = 1) -> int:
+    """How many batches `iterate_batches` yields (on every rank)."""
+    global_batch = -(-batch_size // world) * world
+    return -(-(n_rows - n_rows % world) // global_batch)
 
 
 def train_one_epoch(
@@ -101,13 +135,16 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    *,
+    rank: int = 0,
+    world: int = 1,
 ) -> float:
-    """One pass in random order; returns the mean training loss."""
+    """One pass in random order; returns the mean training loss (over all ranks' rows)."""
     model.train()
     device = data.labels.device
     loss_fn = nn.BCEWithLogitsLoss()
     total = torch.zeros((), device=device)
-    for index in iterate_batches(len(data), batch_size, generator, device):
+    for index in iterate_batches(len(data), batch_size, generator, device, rank, world):
         with autocast(device):
             logits = model(data.categorical[index], data.numeric[index])
         loss = loss_fn(logits.float(), data.labels[index])
@@ -117,8 +154,10 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         total += loss.detach() * index.numel()
+    if world > 1:
+        distributed.all_reduce_sum(total)
     # One device sync per epoch, not per batch.
-    return float(total.item()) / len(data)
+    return float(total.item()) / (len(data) - len(data) % world)
 
 
 @torch.no_grad()
@@ -173,8 +212,17 @@ def fit(
     checkpoint_path: Path | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train with early stopping on validation loss; resume from `checkpoint_path` if present."""
+    """Train with early stopping on validation loss; resume from `checkpoint_path` if present.
+
+    Data-parallel (DDP) when a process group of more than one process is initialized; the
+    returned model is always the plain TabularNet, on the CPU, identical on every rank.
+    """
+    rank, world = distributed.rank(), distributed.world()
     device = select_device(params.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
+    if len(train) < world:
+        raise TrainingError(f"{len(train)} training rows cannot be split over {world} processes")
     if params.num_threads:
         torch.set_num_threads(params.num_threads)
     set_seed(params.seed)
@@ -182,19 +230,31 @@ def fit(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
     )
-    train_d, val_d = train.to(device), validation.to(device)
+    train_d = train.to(device)
+    val_d = validation.to(device) if rank == 0 else validation  # only rank 0 validates
+    rows_per_epoch = len(train_d) - len(train_d) % world
     scheduler = None
     if params.lr_schedule == "onecycle":
-        steps_per_epoch = -(-len(train_d) // params.batch_size)
+        steps = steps_per_epoch(len(train_d), params.batch_size, world)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=params.learning_rate, total_steps=steps_per_epoch * params.max_epochs
+            optimizer, max_lr=params.learning_rate, total_steps=steps * params.max_epochs
         )
 
     start_epoch, best_loss, best_epoch, bad_epochs = 1, float("inf"), 0, 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history: list[dict[str, float]] = []
     resumed_from = None
-    checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path else None
+    checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path and rank == 0 else None
+    if world > 1:
+        checkpoint = distributed.broadcast(checkpoint)  # rank 0's file, on every rank
+    if checkpoint is not None and checkpoint.get("world_size", 1) != world:
+        log.warning(
+            "ignoring checkpoint %s: written by %s process(es), this run has %d",
+            checkpoint_path,
+            checkpoint.get("world_size", 1),
+            world,
+        )
+        checkpoint = None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -206,7 +266,14 @@ def fit(
         torch.set_rng_state(checkpoint["rng_state"])
         resumed_from = int(checkpoint["epoch"])
         start_epoch = resumed_from + 1
-        log.info("resuming from checkpoint %s after epoch %d", checkpoint_path, resumed_from)
+        if rank == 0:
+            log.info("resuming from checkpoint %s after epoch %d", checkpoint_path, resumed_from)
+    net: nn.Module = model
+    if world > 1:
+        # Constructing DDP broadcasts rank 0's weights; gradients are averaged in backward.
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     trained_samples, train_seconds = 0, 0.0
     stopped_early = bad_epochs >= params.patience
@@ -215,19 +282,27 @@ def fit(
             break
         # A generator per epoch makes the batch order independent of resuming.
         generator = torch.Generator().manual_seed(params.seed * 1000 + epoch)
+        if world > 1:
+            # Dropout: different masks per rank, and a resumed run draws the same ones.
+            torch.manual_seed((params.seed * 1000 + epoch) * 1009 + rank)
         started = time.perf_counter()
         train_loss = train_one_epoch(
-            model, optimizer, train_d, params.batch_size, generator, scheduler
+            net, optimizer, train_d, params.batch_size, generator, scheduler, rank=rank, world=world
         )
         elapsed = time.perf_counter() - started
-        trained_samples += len(train_d)
+        trained_samples += rows_per_epoch
         train_seconds += elapsed
-        metrics = {
-            "epoch": float(epoch),
-            "train_loss": train_loss,
-            **evaluate_epoch(model, val_d),
-            "samples_per_second": len(train_d) / elapsed,
-        }
+        # Rank 0's metrics everywhere: every rank takes the same early-stopping decision.
+        metrics = distributed.broadcast(
+            {
+                "epoch": float(epoch),
+                "train_loss": train_loss,
+                **evaluate_epoch(model, val_d),
+                "samples_per_second": rows_per_epoch / elapsed,
+            }
+            if rank == 0
+            else {}
+        )
         history.append(metrics)
         if metrics["val_loss"] < best_loss - 1e-6:
             best_loss, best_epoch, bad_epochs = metrics["val_loss"], epoch, 0
@@ -235,6 +310,8 @@ def fit(
         else:
             bad_epochs += 1
         stopped_early = bad_epochs >= params.patience
+        if rank != 0:
+            continue
         if on_epoch_end is not None:
             on_epoch_end(metrics)
         log.info("epoch %d %s", epoch, {k: round(v, 5) for k, v in metrics.items()})
@@ -252,9 +329,11 @@ def fit(
                     "bad_epochs": bad_epochs,
                     "history": history,
                     "rng_state": torch.get_rng_state(),
+                    "world_size": world,
                 },
             )
 
+    del net  # drops DDP's gradient hooks from the returned model's parameters
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
