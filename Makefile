@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test install dev unit e2e repro lint typecheck status package serve clean soak audit
+.PHONY: run test install dev unit e2e repro lint typecheck status package serve clean soak audit bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,3 +80,10 @@ soak: install
 ## make audit: pip-audit over the installed (locked) dependencies
 audit: dev
 	$(BIN)/pip-audit --progress-spinner off --strict
+
+## make bench: every benchmark side by side (ours vs baselines) -> reports/benchmarks.json (~10 min)
+bench: dev .dvc
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(BIN)/maas ingest
+	CONTAINERS_CONF="$${CONTAINERS_CONF:-$(CURDIR)/tests/e2e/containers.conf}" \
+		$(BIN)/python -u benchmarks/run_all.py

@@ -1,11 +1,14 @@
 """Serving throughput: the maas BentoML service vs plain FastAPI + uvicorn, same model, one run.
 
-Both servers load the same BentoML model folder (one registered version's ONNX graph and
+All servers load the same BentoML model folder (one registered version's ONNX graph and
 preprocessing JSON), use the same pydantic schema and the same featurizing code, one worker
-each; wrk (Debian package `wrk`) drives them from this machine. Prints req/s, latency and
-non-2xx counts per concurrency and the ratio ours / baseline.
+each; wrk (Debian package `wrk`) drives them from this machine, servers alternating within
+each case. Besides ours (`maas.service`) and the baseline (plain FastAPI + uvicorn,
+benchmarks/fastapi_baseline.py), the alternatives of benchmarks/service_variants.py: BentoML
+adaptive batching, an int8-quantized graph and torch eager in the same service shape. Prints
+req/s, latency and non-2xx counts per case and the ratios to the first server of the case.
 
-    python benchmarks/serving.py --model-tag flight-delay:v1 [--seconds 5]
+    python benchmarks/serving.py --model-tag flight-delay:v1 [--weights models/weights.safetensors]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = {"month": 12, "day": 5, "sched_dep_time": 830, "sched_arr_time": 1130, "carrier": "AA",
@@ -75,68 +79,92 @@ def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]
     }
 
 
-def main() -> None:
+def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> dict[str, Any]:
+    """Every server of the comparison, each on its own port: name -> (process, url)."""
+    import bentoml
+
+    folder = bentoml.models.get(model_tag).path
+    servers: dict[str, Any] = {}
+
+    def bentoml_serve(name: str, target: str, cwd: Path, **env: str) -> None:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port),
+             "--arg", f"model_tag={model_tag}"],
+            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "BENTOML_CONFIG_OPTIONS": bentoml_config,
+                 "PYTHONPATH": str(ROOT), **env},
+        )  # fmt: skip
+        servers[name] = (process, f"http://127.0.0.1:{port}/predict")
+
+    bentoml_serve("maas", "maas.service:FlightDelayService", ROOT / "src")
+    port = free_port()
+    servers["fastapi"] = (
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "benchmarks.fastapi_baseline:app", "--port",
+             str(port), "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env={**os.environ, "MAAS_MODEL_DIR": folder},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+        f"http://127.0.0.1:{port}/predict",
+    )  # fmt: skip
+    variants = "benchmarks.service_variants:"
+    bentoml_serve("maas_batching", variants + "BatchingService", ROOT)
+    bentoml_serve("onnx_int8", variants + "RuntimeService", ROOT, MAAS_BENCH_RUNTIME="onnx-int8")
+    if weights is not None:
+        bentoml_serve("torch_eager", variants + "RuntimeService", ROOT,
+                      MAAS_BENCH_RUNTIME="torch", MAAS_BENCH_WEIGHTS=str(weights))  # fmt: skip
+    return servers
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-tag", required=True, help="BentoML model, e.g. flight-delay:v1")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="weights.safetensors: adds torch eager"
+    )
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,8,32,64")
-    parser.add_argument("--output", type=Path, default=ROOT / "reports/benchmarks/serving.json")
-    parser.add_argument("--bulk", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--output", type=Path, default=None)
     parser.add_argument(
         "--bentoml-config", default="", help="BENTOML_CONFIG_OPTIONS for our server (variants)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
-    import bentoml
-
-    folder = bentoml.models.get(args.model_tag).path
-    ours_port, base_port = free_port(), free_port()
-    env = {**os.environ, "MAAS_MODEL_DIR": folder}
-    servers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "maas.service:FlightDelayService",
-             "--port", str(ours_port), "--arg", f"model_tag={args.model_tag}"],
-            cwd=ROOT / "src", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "BENTOML_CONFIG_OPTIONS": args.bentoml_config},
-        ),
-        subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "benchmarks.fastapi_baseline:app", "--port",
-             str(base_port), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ),
-    ]  # fmt: skip
-    results: dict[str, dict[str, dict[str, float]]] = {"maas_bentoml": {}, "fastapi": {}}
+    servers = start_servers(args.model_tag, args.weights, args.bentoml_config)
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
     try:
-        urls = {
-            "maas_bentoml": f"http://127.0.0.1:{ours_port}/predict",
-            "fastapi": f"http://127.0.0.1:{base_port}/predict",
-        }
-        for url in urls.values():
+        for _, url in servers.values():
             wait_ready(url)
         one = json.dumps({"flights": [RECORD]})
         bulk = json.dumps({"flights": [RECORD] * 1000})
-        cases = [(f"1 record, c={c}", one, int(c)) for c in args.concurrency.split(",")]
-        if args.bulk:
-            cases.append(("1000 records, c=4", bulk, 4))
+        runtimes = [n for n in ("maas", "onnx_int8", "torch_eager") if n in servers]
+        cases = [(f"1 record, c={c}", one, int(c), ["maas", "fastapi", "maas_batching"])
+                 for c in args.concurrency.split(",")]  # fmt: skip
+        cases.append(("1000 records, c=4", bulk, 4, ["maas", "fastapi", *runtimes[1:]]))
+        cases.append(("1 record, c=8, runtime", one, 8, runtimes))
         header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx")
-        print("{:<20} {:<13} {:>8} {:>8} {:>8} {:>8}".format(*header))
-        for name, body, connections in cases:
-            for server, url in urls.items():  # alternate servers: drift hits both alike
-                row = wrk(url, body, connections, args.seconds)
+        print("{:<24} {:<14} {:>8} {:>8} {:>8} {:>8}".format(*header))
+        for name, body, connections, names in cases:
+            for server in names:  # servers alternate within a case: drift hits all alike
+                row = wrk(servers[server][1], body, connections, args.seconds)
                 results[server][name] = row
-                print(f"{name:<20} {server:<13} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
+                print(f"{name:<24} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
                       f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8}")  # fmt: skip
-            ratio = results["maas_bentoml"][name]["rps"] / results["fastapi"][name]["rps"]
-            print(f"{'':<20} ratio ours/baseline req/s: {ratio:.2f}x")
+            base = results[names[0]][name]["rps"]
+            ratios = [f"{o} {results[o][name]['rps'] / base:.2f}x" for o in names[1:]]
+            print(f"{'':<24} ratio to {names[0]}: " + ", ".join(ratios))
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.output}")
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.output}")
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

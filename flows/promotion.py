@@ -7,6 +7,8 @@ every step is a function in `maas`.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import asdict
 
 from prefect import flow, task
@@ -35,7 +37,10 @@ def promotion(
     packaged = package(client, params.registry, params.packaging, params.serving, version)
     if packaged.image is None or packaged.infra_validation != "passed":
         raise DeployError(f"v{version} has no validated image: {packaged.infra_validation}")
+    started = time.perf_counter()
     deployment = deploy(params, version, packaged.image)
+    timings = {**packaged.timings, "deploy": round(time.perf_counter() - started, 2)}
+    print(f"promotion v{version} timings (s): {json.dumps(timings)}")
     record(params, client, deployment)
     create_markdown_artifact(
         f"**{params.registry.model_name} v{version}** serves at {deployment.endpoint}\n\n"

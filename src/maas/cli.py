@@ -98,7 +98,11 @@ def _fail(error: Exception, code: int = 1) -> typer.Exit:
 
 
 @app.command()
-def run(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = None) -> None:
+def run(
+    params_file: ParamsOption = Path("params.yaml"),
+    overrides: SetOption = None,
+    json_output: JsonOption = False,
+) -> None:
     """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
     _setup_environment()
     _load(params_file, overrides)  # fail fast with a clear message before Prefect starts
@@ -113,6 +117,9 @@ def run(params_file: ParamsOption = Path("params.yaml"), overrides: SetOption = 
         result = training(params_file=str(params_file), overrides=list(overrides or []))
     except (DataValidationError, DataError, ExportError, RegistryError, FileNotFoundError) as error:
         raise _fail(error) from None
+    if json_output:
+        print(json.dumps(result, default=str))
+        return
     print_outcome(result)
 
 

@@ -1,0 +1,291 @@
+"""Pipeline tax: `maas run` against a plain script doing the same data work and training.
+
+Both run as fresh processes on copies of the same project (params.yaml + data/raw), one
+after the other:
+
+- ours: `maas run --json` — Prefect flow (temporary API server), Great Expectations
+  validation of every partition, MLflow run + registration, the promotion gate.
+- plain: this file with `--plain`: the same maas functions for the work itself (read the
+  partitions, label, write the windows; fit preprocessing and the network, export ONNX;
+  evaluate against the baselines) with no Prefect, no MLflow and no Great Expectations.
+
+overhead = (ours − plain) / ours: what orchestration, tracking and validation add to a run.
+Validation = the GX import (a fresh process) + the suite on every partition, as a share of
+ours. The same suite is also timed against the same checks written in plain pandas on the
+full year (they must agree on every failing check).
+
+    python benchmarks/pipeline.py [--output reports/benchmarks/pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def make_project(where: Path, raw_dir: Path) -> Path:
+    where.mkdir(parents=True)
+    shutil.copy(ROOT / "params.yaml", where / "params.yaml")
+    shutil.copytree(raw_dir, where / "data" / "raw")
+    return where
+
+
+def run_ours(project: Path) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own SQLite registry
+    env.pop("PREFECT_API_URL", None)  # a temporary server, as `make run` on a fresh machine
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "maas"), "run", "--json"], cwd=project, env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"maas run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    line = [x for x in done.stdout.splitlines() if x.startswith("{")][-1]
+    result = json.loads(line)
+    return {"wall_s": wall, "stages_s": result["timings"], "result": result}
+
+
+def run_plain(project: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--plain", str(project)], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"plain pipeline failed:\n{done.stderr[-3000:]}")
+    return {"wall_s": wall, **json.loads(done.stdout.splitlines()[-1])}
+
+
+def plain_pipeline(project: Path) -> None:
+    """The baseline: the same work as `maas run`, with nothing around it (prints JSON)."""
+    t0 = time.perf_counter()
+    os.chdir(project)
+    from maas import stages
+    from maas.config import load_params
+    from maas.data import add_label, list_partitions, read_partition, split_partitions
+
+    params = load_params("params.yaml")
+    data = params.data
+    t1 = time.perf_counter()
+    train_parts, test_parts = split_partitions(
+        list_partitions(data.raw_dir), data.test_partitions, data.max_train_partitions
+    )
+    data.processed_dir.mkdir(parents=True, exist_ok=True)
+    for parts, name in ((train_parts, stages.TRAIN_FILE), (test_parts, stages.TEST_FILE)):
+        window = pd.concat([read_partition(p).assign(partition=p.name) for p in parts])
+        window = add_label(window, data.label_threshold_minutes, data.unlabeled)
+        window.to_parquet(data.processed_dir / name, index=False)
+    lineage = {
+        "train_partitions": {p.name: "" for p in train_parts},
+        "test_partitions": {p.name: "" for p in test_parts},
+        "validation_status": "none",
+    }
+    (data.processed_dir / stages.LINEAGE_FILE).write_text(json.dumps(lineage))
+    t2 = time.perf_counter()
+    stages.train(data, params.features, params.model, params.train, None)
+    t3 = time.perf_counter()
+    metrics = stages.evaluate(data, params.train, params.evaluate, params.promotion, None, None)
+    t4 = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "steps_s": {
+                    "imports": t1 - t0,
+                    "data": t2 - t1,
+                    "train": t3 - t2,
+                    "evaluate": t4 - t3,
+                },
+                "test_roc_auc": metrics["test"]["roc_auc"],
+            }
+        )
+    )
+
+
+def pandas_checks(batch: pd.DataFrame, params: Any, partition_month: float) -> set[str]:
+    """The suite's checks in plain pandas on one prepared batch; returns the failing ones."""
+    from maas.validation import DATE_COLUMN, LABEL_COLUMN, PARTITION_COLUMN
+
+    failed: set[str] = set()
+    kinds = {"int": "iu", "float": "iuf"}
+    for column, kind in params.columns.items():
+        if column not in batch:
+            failed.add(f"exist:{column}")
+            continue
+        values = batch[column]
+        if kind == "str":
+            ok = values.dropna().map(type).eq(str).all()
+        else:
+            ok = values.dtype.kind in kinds[kind]
+        if not ok:
+            failed.add(f"type:{column}")
+    expected = {*params.columns, PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN}
+    if set(batch.columns) != expected:
+        failed.add("columns_match_set")
+    for column, values in params.domains.items():
+        if not batch[column].dropna().isin(values).all():
+            failed.add(f"in_set:{column}")
+    for column, regex in params.patterns.items():
+        if not batch[column].dropna().astype(str).str.match(regex).all():
+            failed.add(f"regex:{column}")
+    for rule in params.ranges:
+        present = batch[rule.column].dropna()
+        if present.dtype.kind not in "iuf":  # GX fails the expectation on non-numbers
+            failed.add(f"between:{rule.column}:{rule.mostly}")
+            continue
+        inside = present.between(rule.min, rule.max).mean() if len(present) else 1.0
+        if inside < (rule.mostly or 1.0):
+            failed.add(f"between:{rule.column}:{rule.mostly}")
+    for null_rule in params.not_null:
+        if batch[null_rule.column].notna().mean() < null_rule.mostly:
+            failed.add(f"not_null:{null_rule.column}:{null_rule.mostly}")
+    if not params.row_count.min <= len(batch) <= params.row_count.max:
+        failed.add("row_count")
+    if not params.label_rate.min <= batch[LABEL_COLUMN].mean() <= params.label_rate.max:
+        failed.add("label_rate")
+    if params.unique_key and batch.duplicated(params.unique_key).any():
+        failed.add("unique_key")
+    if not batch[PARTITION_COLUMN].dropna().eq(partition_month).all():
+        failed.add("partition_month")
+    if batch[DATE_COLUMN].isna().any():
+        failed.add("flight_date_not_null")
+    return failed
+
+
+def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
+    """The validation suite (GX) and the same checks in pandas, on every partition."""
+    import_s = fresh_import_seconds("great_expectations")
+    from maas.config import load_params
+    from maas.data import list_partitions, read_partition
+    from maas.validation import prepare_batch, validate_partitions
+
+    params = load_params(ROOT / "params.yaml")
+    frames = [(p, read_partition(p)) for p in list_partitions(raw_dir)]
+    rows = sum(len(f) for _, f in frames)
+    threshold = params.data.label_threshold_minutes
+    validate_partitions(frames[:1], params.validation, threshold)  # warm: imports, first use
+    started = time.perf_counter()
+    report = validate_partitions(frames, params.validation, threshold)
+    gx_s = time.perf_counter() - started
+    started = time.perf_counter()
+    pandas_failed = 0
+    for partition, frame in frames:
+        month = float(partition.year * 100 + partition.month)
+        pandas_failed += len(
+            pandas_checks(prepare_batch(frame, threshold), params.validation, month)
+        )
+    pandas_s = time.perf_counter() - started
+    gx_failed = sum(1 for o in report.outcomes if not o.success)
+    return {
+        "partitions": len(frames),
+        "rows": rows,
+        "expectations_per_partition": len(report.outcomes) // max(1, len(frames)),
+        "gx_import_s": import_s,
+        "gx_suite_s": gx_s,
+        "pandas_s": pandas_s,
+        "gx_failed_checks": gx_failed,
+        "pandas_failed_checks": pandas_failed,
+        "ratio_gx_vs_pandas": gx_s / pandas_s,
+    }
+
+
+def fresh_import_seconds(module: str) -> float:
+    """Seconds a fresh interpreter spends importing `module` (minus a bare start)."""
+    timings = []
+    for code in ("pass", f"import {module}"):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        timings.append(time.perf_counter() - started)
+    return timings[1] - timings[0]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-dir", type=Path, default=ROOT / "data/raw")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="run ours in this (new) folder and keep it: trained + registered",
+    )
+    parser.add_argument("--plain", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plain is not None:
+        plain_pipeline(args.plain)
+        return {}
+    if not any(args.raw_dir.glob("*.parquet")):
+        sys.exit(f"no partitions in {args.raw_dir}: run `maas ingest` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = run_plain(make_project(Path(tmp) / "plain", args.raw_dir))
+        ours = run_ours(make_project(args.keep or Path(tmp) / "ours", args.raw_dir))
+    validation = gx_vs_pandas(args.raw_dir)
+    plain_data_s = plain["steps_s"]["data"]
+    # ours' validate stage = read + GX + write the windows; the plain script did read + write
+    validation_s = max(0.0, ours["stages_s"]["validate"] - plain_data_s)
+    overhead = (ours["wall_s"] - plain["wall_s"]) / ours["wall_s"]
+    result = {
+        "ours_wall_s": ours["wall_s"],
+        "ours_stages_s": ours["stages_s"],
+        "ours_outside_stages_s": ours["wall_s"] - sum(ours["stages_s"].values()),
+        "plain_wall_s": plain["wall_s"],
+        "plain_steps_s": plain["steps_s"],
+        "overhead_share": overhead,
+        "validation_s": validation_s,
+        "validation_share": validation_s / ours["wall_s"],
+        "gx_vs_pandas": validation,
+        "test_roc_auc": {
+            "ours": ours["result"]["metrics"]["test"]["roc_auc"],
+            "plain": plain["test_roc_auc"],
+        },
+        "quality": {
+            "maas_mlp": ours["result"]["metrics"]["test"]["roc_auc"],
+            **{k: v["roc_auc"] for k, v in ours["result"]["metrics"]["baselines"].items()},
+        },
+    }
+    print(
+        f"maas run          {ours['wall_s']:6.1f} s  stages: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in ours["stages_s"].items())
+        + f"; outside stages {result['ours_outside_stages_s']:.1f}"
+    )
+    print(
+        f"plain script      {plain['wall_s']:6.1f} s  steps: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in plain["steps_s"].items())
+    )
+    print(f"overhead          {100 * overhead:5.1f}% of the run (goal <= 10%)")
+    print(
+        f"validation        {validation_s:5.1f} s = {100 * result['validation_share']:.1f}% "
+        "of the run (goal <= 5%)"
+    )
+    v = validation
+    print(
+        f"GX suite ({v['expectations_per_partition']} expectations x {v['partitions']} "
+        f"partitions, {v['rows']:,} rows): {v['gx_suite_s']:.2f} s + import "
+        f"{v['gx_import_s']:.1f} s; pandas: {v['pandas_s']:.3f} s; "
+        f"{v['ratio_gx_vs_pandas']:.0f}x; failing checks GX {v['gx_failed_checks']} / "
+        f"pandas {v['pandas_failed_checks']}"
+    )
+    print("test ROC AUC: " + ", ".join(f"{k} {x:.4f}" for k, x in result["quality"].items()))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main(sys.argv[1:])

@@ -1,0 +1,241 @@
+"""Promotion latency: alias set → the new version answering at the stable address, against a
+bare `bentoml containerize` + container start of a Bento.
+
+One project (Oct–Nov train, December test, 2 epochs): v1 is trained and served by a real
+`maas watch` controller (polling every second; webhooks off), then two more versions are
+trained. Measured in one run, both with the dependency layers of the image already cached
+(the v1 build filled the cache) and a model layer that is new to the cache:
+
+- ours: `MlflowClient.set_registered_model_alias(champion → v2)`, as a person in the MLflow
+  UI would, until `/predict` at the stable address answers with model_version 2. In between
+  the controller notices the move, downloads and sha256-checks the version, builds the Bento
+  and the image, infra-validates it (a container replaying 200 stored test records against
+  the pyfunc, 200 timed requests), starts the serving container, checks it, switches.
+- bare: for v3, with its Bento already built (untimed): `bentoml.container.build(...)` (what
+  `bentoml containerize` runs) + `podman run` until `/predict` answers.
+
+    python benchmarks/promotion.py [--raw-dir data/raw] [--output ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MONTHS = ["2013-10", "2013-11", "2013-12"]
+FLIGHT = {
+    "month": 12,
+    "day": 5,
+    "sched_dep_time": 830,
+    "sched_arr_time": 1130,
+    "carrier": "AA",
+    "origin": "JFK",
+    "dest": "LAX",
+    "distance": 2475,
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def served_version(endpoint: str) -> str | None:
+    try:
+        response = httpx.post(f"{endpoint}/predict", json={"flights": [FLIGHT]}, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json().get("model_version") if response.status_code == 200 else None
+
+
+def wait_for(endpoint: str, version: str, started: float, timeout: float = 600) -> float:
+    while time.perf_counter() - started < timeout:
+        if served_version(endpoint) == version:
+            return time.perf_counter() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"v{version} did not answer at {endpoint} within {timeout:.0f}s")
+
+
+def maas(root: Path, sets: list[str], *args: str) -> None:
+    flags = [arg for item in sets for arg in ("--set", item)]
+    done = subprocess.run(
+        [str(BIN / "maas"), *args, "-p", str(root / "params.yaml"), *flags],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"maas {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-dir", type=Path, default=ROOT / "data/raw")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from mlflow import MlflowClient
+
+    from maas import containers
+    from maas.config import load_params
+    from maas.packaging import (
+        build_bento,
+        build_options,
+        create_bento_model,
+        resolve_version,
+        wait_ready,
+    )
+    from maas.registry import version_digests
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on `kill` too
+    backend, reasons = containers.select_backend("auto")
+    runtime = containers.runtime_for(backend) if backend else None
+    if backend is None or runtime is None:
+        sys.exit(f"no container backend here: {reasons}")
+    tmp = Path(tempfile.mkdtemp(prefix="maas-bench-promotion-"))
+    root = tmp / "project"
+    (root / "data/raw").mkdir(parents=True)
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy(ROOT / "bentofile.yaml", root / "bentofile.yaml")
+    for month in MONTHS:
+        shutil.copy(args.raw_dir / f"{month}.parquet", root / "data/raw" / f"{month}.parquet")
+    model = f"bench-promotion-{os.getpid()}"
+    address = f"127.0.0.1:{free_port()}"
+    sets = [
+        "train.max_epochs=2",
+        "promotion.must_beat=[prior]",
+        "promotion.min_roc_auc=0.5",  # v2 and v3 must pass the gate: the controller refuses
+        "promotion.max_regression=1",  # a version that did not (their AUC does not matter)
+        f"registry.model_name={model}",
+        f"deploy.address={address}",
+        "deploy.webhook_listen=null",
+        # absolute: MLflow caches stores by URI, and a relative one may already be open
+        # elsewhere in this process (benchmarks/run_all.py)
+        f"registry.tracking_uri=sqlite:///{root / '.maas/mlflow.db'}",
+    ]
+    endpoint = f"http://{address}"
+    params = load_params(root / "params.yaml", sets)
+    os.chdir(root)
+    client = MlflowClient(str(params.registry.tracking_uri))
+    watch = None
+    bare_container = None
+    try:
+        maas(root, sets, "run")  # v1: the champion
+        log = (root / "watch.log").open("ab")
+        watch = subprocess.Popen(
+            [
+                str(BIN / "maas"),
+                "watch",
+                "--interval",
+                "1",
+                "-p",
+                "params.yaml",
+                *[a for s in sets for a in ("--set", s)],
+            ],
+            cwd=root,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        first = wait_for(endpoint, "1", time.perf_counter())
+        print(f"controller start -> v1 serving: {first:.1f} s (includes the first image build)")
+        no_gate = [*sets, "promotion.auto_promote=false"]
+        maas(root, [*no_gate, "train.seed=7"], "run")  # v2
+        maas(root, [*no_gate, "train.seed=8"], "run")  # v3
+        time.sleep(3)  # the controller is idle again
+
+        started = time.perf_counter()
+        client.set_registered_model_alias(model, "champion", "2")
+        ours = wait_for(endpoint, "2", started)
+        print(f"ours: alias -> v2 answering at the stable address: {ours:.1f} s")
+
+        # bare: the v3 Bento is built first (not timed), then containerize + start.
+        version = resolve_version(client, params.registry, "3")
+        model_tag = create_bento_model(client, params.registry, version)
+        bento_tag, _ = build_bento(
+            model,
+            "3",
+            model_tag,
+            version_digests(version),
+            params.packaging,
+            params.serving,
+            ROOT / "bentofile.yaml",
+        )
+        import bentoml
+
+        image = f"localhost/bench-bare-{model}:v3"
+        port = free_port()
+        started = time.perf_counter()
+        build: Any = bentoml.container.build
+        build(bento_tag, backend=backend, image_tag=(image,), **build_options(params.packaging))
+        built = time.perf_counter() - started
+        bare_container = containers.run_container(
+            runtime, image, f"bench-bare-{port}", port, network=params.packaging.network
+        )
+        if not wait_ready(f"http://127.0.0.1:{port}", 300):
+            raise RuntimeError("bare container did not get ready")
+        bare = wait_for(f"http://127.0.0.1:{port}", "3", started)
+        print(f"bare: containerize {built:.1f} s + start -> v3 answering: {bare:.1f} s")
+        steps = [
+            line.split("timings (s): ", 1)[1]
+            for line in (root / "watch.log").read_text(errors="replace").splitlines()
+            if "promotion v2 timings (s): " in line
+        ]
+        breakdown = json.loads(steps[-1]) if steps else {}
+        print(f"ours, steps (s): {breakdown}")
+        result = {
+            "ours_s": ours,
+            "ours_steps_s": breakdown,
+            "bare_s": bare,
+            "bare_containerize_s": built,
+            "ratio_ours_vs_bare": ours / bare,
+            "controller_first_deploy_s": first,
+        }
+        print(f"ratio ours / bare: {ours / bare:.2f}x (goal <= 1.3x)")
+        if args.output is not None:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(result, indent=1))
+        return result
+    finally:
+        if bare_container is not None:
+            containers.remove_container(runtime, bare_container)
+        if watch is not None:
+            os.killpg(watch.pid, 15)
+            watch.wait(timeout=60)
+        from maas.deploy import LocalTarget
+
+        LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop()
+        subprocess.run(
+            [
+                runtime,
+                "image",
+                "rm",
+                "--force",
+                *[f"localhost/{params.packaging.image_prefix}-{model}:v{n}" for n in (1, 2)],
+                f"localhost/bench-bare-{model}:v3",
+            ],
+            capture_output=True,
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,304 @@
+"""`make bench`: every benchmark in one go, the goals of each, `reports/benchmarks.json`.
+
+Order: the pipeline run (ours vs a plain script; it also yields the model quality table and
+the trained project the next steps use), the training loop, the model runtimes, serving
+(ours vs FastAPI vs the alternatives) and promotion latency (containers). Each step's own
+JSON lands in reports/benchmarks/<step>.json; the summary of ratios against the goals is
+printed and written to reports/benchmarks.json with the machine it ran on.
+
+    python benchmarks/run_all.py [--skip promotion,serving] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import pipeline, promotion, runtime, serving, training  # noqa: E402
+
+STEPS = ("pipeline", "training", "runtime", "serving", "promotion")
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with_name = Path("/proc/cpuinfo")
+    if with_name.is_file():
+        names = [
+            x.split(":", 1)[1].strip()
+            for x in with_name.read_text().splitlines()
+            if x.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory, 1),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def bento_model(project: Path) -> str:
+    """The project's champion (trained by the pipeline step) imported as a BentoML model."""
+    previous = Path.cwd()
+    os.chdir(project)
+    try:
+        from mlflow import MlflowClient
+
+        from maas.config import load_params
+        from maas.packaging import create_bento_model, resolve_version
+        from maas.registry import resolve_tracking_uri
+
+        params = load_params("params.yaml")
+        client = MlflowClient(resolve_tracking_uri(params.registry))
+        version = resolve_version(client, params.registry, "champion")
+        return str(create_bento_model(client, params.registry, version))
+    finally:
+        os.chdir(previous)
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the issue as (what, measured, goal, met)."""
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, value: float, goal: str, met: bool, unit: str = "x") -> None:
+        rows.append(
+            {
+                "what": what,
+                "measured": round(value, 4),
+                "unit": unit,
+                "goal": goal,
+                "met": bool(met),
+            }
+        )
+
+    if "serving" in results:
+        s = results["serving"]
+        for case in [c for c in s["maas"] if c.startswith("1 record, c=") and "runtime" not in c]:
+            ours, base = s["maas"][case], s["fastapi"][case]
+            if int(case.split("c=")[1]) >= 8:
+                add(
+                    f"serving {case}: ours / FastAPI req/s",
+                    ours["rps"] / base["rps"],
+                    ">= 1.0x, p99 no worse, no 5xx",
+                    ours["rps"] >= base["rps"]
+                    and ours["p99_ms"] <= base["p99_ms"]
+                    and ours["non_2xx"] == 0,
+                )
+            batching = s["maas_batching"][case]
+            add(
+                f"serving {case}: shipped (no batching) / adaptive batching req/s",
+                ours["rps"] / batching["rps"],
+                "> 1.0x (the shipped setting wins)",
+                ours["rps"] > batching["rps"],
+            )
+        bulk = s["maas"]["1000 records, c=4"]["rps"] * 1000
+        add(
+            "serving 1000-record requests: records/s",
+            bulk,
+            ">= 111,000 (3x 37k)",
+            bulk >= 111_000,
+            "records/s",
+        )
+        if "torch_eager" in s:
+            for case in ("1 record, c=8, runtime", "1000 records, c=4"):
+                ratio = s["maas"][case]["rps"] / s["torch_eager"][case]["rps"]
+                add(
+                    f"serving {case}: ONNX Runtime / torch eager req/s",
+                    ratio,
+                    "> 1.0x confirms ONNX Runtime",
+                    ratio > 1.0,
+                )
+    if "runtime" in results:
+        r = results["runtime"]
+        add(
+            "int8 dynamic quantization: ROC AUC change",
+            r["verdict"]["auc_drop"],
+            "drop < 0.002 (and faster) to be the default",
+            r["verdict"]["int8_default"],
+            "AUC",
+        )
+    if "training" in results:
+        t = results["training"]
+        add(
+            "training: fit / minimal loop samples/s",
+            t["ratio_fit_vs_minimal"],
+            ">= 0.95x",
+            t["ratio_fit_vs_minimal"] >= 0.95,
+        )
+        add(
+            "training: MLflow logging on vs off, slowdown",
+            t["mlflow_slowdown"],
+            "<= 2%",
+            t["mlflow_slowdown"] <= 0.02,
+            "share",
+        )
+    if "pipeline" in results:
+        p = results["pipeline"]
+        add(
+            "pipeline: orchestration/tracking/validation overhead",
+            p["overhead_share"],
+            "<= 10% of the run",
+            p["overhead_share"] <= 0.10,
+            "share",
+        )
+        add(
+            "pipeline: validation (GX import + suite)",
+            p["validation_share"],
+            "<= 5% of the run",
+            p["validation_share"] <= 0.05,
+            "share",
+        )
+        q = p["quality"]
+        for name in ("logistic_regression", "hist_gradient_boosting"):
+            add(
+                f"quality: December ROC AUC ours - {name}",
+                q["maas_mlp"] - q[name],
+                "reported (headline)",
+                q["maas_mlp"] >= q[name],
+                "AUC",
+            )
+    if "promotion" in results:
+        ratio = results["promotion"]["ratio_ours_vs_bare"]
+        add(
+            "promotion: alias -> serving, ours / bare containerize + start",
+            ratio,
+            "<= 1.3x",
+            ratio <= 1.3,
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-dir", type=Path, default=ROOT / "data/raw")
+    parser.add_argument("--skip", default="", help=f"comma-separated steps of {STEPS}")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk seconds per serving case")
+    parser.add_argument("--output", type=Path, default=ROOT / "reports/benchmarks.json")
+    args = parser.parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    if not any(args.raw_dir.glob("*.parquet")):
+        sys.exit(f"no partitions in {args.raw_dir}: run `maas ingest` (or `make run`) first")
+    out = ROOT / "reports/benchmarks"
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+    def step(name: str, call: Any) -> None:
+        if name in skip:
+            return
+        print(f"\n=== {name} ===", flush=True)
+        began = time.perf_counter()
+        results[name] = call()
+        timings[name] = round(time.perf_counter() - began, 1)
+
+    tmp = Path(tempfile.mkdtemp(prefix="maas-bench-"))
+    try:
+        project = tmp / "project"  # trained and registered by the pipeline step
+        step(
+            "pipeline",
+            lambda: pipeline.main(
+                [
+                    "--raw-dir",
+                    str(args.raw_dir),
+                    "--keep",
+                    str(project),
+                    "--output",
+                    str(out / "pipeline.json"),
+                ]
+            ),
+        )
+        if {"training", "runtime", "serving"} - skip:
+            if not (project / "models").is_dir():  # the pipeline step was skipped
+                pipeline.run_ours(pipeline.make_project(project, args.raw_dir))
+            model_tag = bento_model(project)
+            step(
+                "training",
+                lambda: training.main(
+                    ["--project", str(project), "--output", str(out / "training.json")]
+                ),
+            )
+            step(
+                "runtime",
+                lambda: runtime.main(
+                    [
+                        "--models",
+                        str(project / "models"),
+                        "--test",
+                        str(project / "data/processed/test.parquet"),
+                        "--output",
+                        str(out / "runtime.json"),
+                    ]
+                ),
+            )
+            step(
+                "serving",
+                lambda: serving.main(
+                    [
+                        "--model-tag",
+                        model_tag,
+                        "--weights",
+                        str(project / "models/weights.safetensors"),
+                        "--seconds",
+                        str(args.seconds),
+                        "--output",
+                        str(out / "serving.json"),
+                    ]
+                ),
+            )
+        step(
+            "promotion",
+            lambda: promotion.main(
+                ["--raw-dir", str(args.raw_dir), "--output", str(out / "promotion.json")]
+            ),
+        )
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = {
+        "machine": machine(),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "step_seconds": timings,
+        "goals": goals(results),
+        "results": results,
+    }
+    print(
+        f"\n=== summary ({summary['elapsed_s']:.0f} s on {summary['machine']['cpu']}, "
+        f"{summary['machine']['cores']} cores) ==="
+    )
+    for row in summary["goals"]:
+        value = row["measured"]
+        if row["unit"] == "records/s":
+            shown = f"{value:,.0f} records/s"
+        elif row["unit"] == "share":
+            shown = f"{100 * value:.1f}%"
+        else:
+            shown = f"{value:.4g}{row['unit'] if row['unit'] == 'x' else ''}"
+        mark = "met" if row["met"] else "MISSED"
+        print(f"{mark:<7} {row['what']}: {shown}  (goal {row['goal']})")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(summary, indent=1, default=float))
+    print(f"wrote {args.output}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

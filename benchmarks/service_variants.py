@@ -1,0 +1,138 @@
+"""Alternatives to the shipped service, for benchmarks/serving.py only (never packaged).
+
+Each keeps the shipped service's shape — the same BentoML model folder (digests verified),
+pydantic `Flight` schema, featurizing, `ApiGuard` middleware and service settings — and
+changes one thing:
+
+- `RuntimeService`: the model runtime, from $MAAS_BENCH_RUNTIME: `onnx` (what ships),
+  `onnx-int8` (the graph dynamically quantized at start by `maas.export.quantize_int8`) or
+  `torch` (eager PyTorch from the version's safetensors weights, $MAAS_BENCH_WEIGHTS).
+- `BatchingService`: BentoML adaptive batching (`batchable=True`): requests are merged into
+  one model call of up to 1,000 flights, waiting at most $MAAS_BENCH_BATCH_MS (default 20).
+  Its response is the list of predictions (a batchable API returns one item per input).
+
+    bentoml serve benchmarks.service_variants:RuntimeService --arg model_tag=flight-delay:v1
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from maas.inference import OnnxModel, create_session, verify_digests
+from maas.service import (
+    API_ROUTES,
+    ARGS,
+    IMAGE,
+    MAX_BODY,
+    TOKEN_ENV,
+    WARMUP_FLIGHT,
+    ApiGuard,
+    Flight,
+    Flights,
+    Prediction,
+    PredictResponse,
+    to_columns,
+    to_response,
+)
+
+SETTINGS: dict[str, Any] = {
+    "image": IMAGE,
+    "workers": ARGS.workers,
+    "traffic": {"timeout": 30},
+    "logging": {"access": {"enabled": False}},
+    "tracing": {} if ARGS.tracing else {"excluded_urls": API_ROUTES},
+    "metrics": {"enabled": ARGS.metrics},
+}
+
+
+class TorchModel:
+    """Eager PyTorch behind the same `predict_proba(columns)` as `OnnxModel`."""
+
+    def __init__(self, folder: Path, weights: Path) -> None:
+        import torch
+
+        from maas.export import load_weights
+        from maas.features import Preprocessor
+        from maas.model import ModelConfig, ProbabilityNet
+
+        torch.set_num_threads(1)  # as the ONNX Runtime session (one intra-op thread)
+        self.torch = torch
+        self.preprocessor = Preprocessor.from_dict(
+            json.loads((folder / "preprocessing.json").read_text())
+        )
+        config = ModelConfig.load(folder / "model_config.json")
+        self.net = ProbabilityNet(load_weights(config, weights)).eval()
+
+    def predict_proba(self, columns: Any) -> np.ndarray:
+        cat, num = self.preprocessor.transform(columns)
+        with self.torch.inference_mode():
+            return self.net(self.torch.from_numpy(cat), self.torch.from_numpy(num)).numpy()
+
+
+def load_model(folder: Path, info: dict[str, Any]) -> Any:
+    runtime = os.environ.get("MAAS_BENCH_RUNTIME", "onnx")
+    if runtime == "onnx":
+        return OnnxModel.load(folder, expected_digests=info["sha256"])
+    verify_digests(folder, info["sha256"])
+    if runtime == "onnx-int8":
+        from maas.export import quantize_int8
+
+        quantized = Path(tempfile.mkdtemp()) / "model.int8.onnx"
+        quantize_int8(folder / "model.onnx", quantized)
+        model = OnnxModel.load(folder)
+        model.session = create_session(quantized)
+        return model
+    if runtime == "torch":
+        return TorchModel(folder, Path(os.environ["MAAS_BENCH_WEIGHTS"]))
+    raise ValueError(f"MAAS_BENCH_RUNTIME={runtime!r}: onnx | onnx-int8 | torch")
+
+
+@bentoml.service(**SETTINGS)
+class RuntimeService:
+    bento_model = bentoml.models.BentoModel(ARGS.model_tag)
+
+    def __init__(self) -> None:
+        folder = Path(self.bento_model.path)
+        self.info: dict[str, Any] = json.loads((folder / "metadata.json").read_text())
+        self.model = load_model(folder, self.info)
+        self.version = str(self.info["model_version"])
+        self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
+        gc.freeze()
+
+    @bentoml.api
+    async def predict(self, flights: Flights) -> PredictResponse:
+        return to_response(self.version, self.model.predict_proba(to_columns(flights)))
+
+
+BATCH_MS = int(os.environ.get("MAAS_BENCH_BATCH_MS", "20"))
+
+
+@bentoml.service(**SETTINGS)
+class BatchingService:
+    bento_model = bentoml.models.BentoModel(ARGS.model_tag)
+
+    def __init__(self) -> None:
+        folder = Path(self.bento_model.path)
+        info = json.loads((folder / "metadata.json").read_text())
+        self.model = OnnxModel.load(folder, expected_digests=info["sha256"])
+        self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
+        gc.freeze()
+
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=1000, max_latency_ms=BATCH_MS)
+    async def predict(self, flights: list[Flight]) -> list[Prediction]:
+        probs = self.model.predict_proba(to_columns(flights)).astype(float).tolist()
+        return [Prediction.model_construct(delay_probability=p, delayed=p >= 0.5) for p in probs]
+
+
+for _service in (RuntimeService, BatchingService):
+    _service.add_asgi_middleware(  # type: ignore[attr-defined]
+        ApiGuard, token=os.environ.get(TOKEN_ENV) or None, max_body=MAX_BODY
+    )
