@@ -92,40 +92,44 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     if "serving" in results:
         s = results["serving"]
-        for case in [c for c in s["maas"] if c.startswith("1 record, c=") and "runtime" not in c]:
-            ours, base = s["maas"][case], s["fastapi"][case]
-            if int(case.split("c=")[1]) >= 8:
-                add(
-                    f"serving {case}: ours / FastAPI req/s",
-                    ours["rps"] / base["rps"],
-                    ">= 1.0x, p99 no worse, no 5xx",
-                    ours["rps"] >= base["rps"]
-                    and ours["p99_ms"] <= base["p99_ms"]
-                    and ours["non_2xx"] == 0,
-                )
-            batching = s["maas_batching"][case]
+        for case, ours in s["maas"].items():
+            if not case.startswith("1 record, c=") or int(case.split("c=")[1]) < 8:
+                continue
+            base = s["fastapi"][case]
             add(
-                f"serving {case}: shipped (no batching) / adaptive batching req/s",
-                ours["rps"] / batching["rps"],
-                "> 1.0x (the shipped setting wins)",
-                ours["rps"] > batching["rps"],
+                f"serving {case}: ours / FastAPI req/s (p99 {ours['p99_ms']:.0f} vs "
+                f"{base['p99_ms']:.0f} ms, non-2xx {ours['non_2xx']:.0f})",
+                ours["rps"] / base["rps"],
+                ">= 1.0x, p99 no worse, no 5xx",
+                ours["rps"] >= base["rps"]
+                and ours["p99_ms"] <= base["p99_ms"]
+                and ours["non_2xx"] == 0,
+            )
+        for case in [c for c in s["maas"] if c.startswith("batching:")]:
+            ratio = s["maas"][case]["rps"] / s["maas_batching"][case]["rps"]
+            add(
+                f"serving {case}: shipped (no batching) / adaptive batching req/s "
+                f"(batching non-2xx {s['maas_batching'][case]['non_2xx']:.0f})",
+                ratio,
+                "> 1.0x: the shipped setting wins",
+                ratio > 1.0,
             )
         bulk = s["maas"]["1000 records, c=4"]["rps"] * 1000
         add(
-            "serving 1000-record requests: records/s",
+            "serving 1000-record requests, c=4: records/s",
             bulk,
-            ">= 111,000 (3x 37k)",
+            ">= 111,000 (3x the 37k of per-record featurizing)",
             bulk >= 111_000,
             "records/s",
         )
-        if "torch_eager" in s:
-            for case in ("1 record, c=8, runtime", "1000 records, c=4"):
-                ratio = s["maas"][case]["rps"] / s["torch_eager"][case]["rps"]
+        for case in [c for c in s["maas"] if c.startswith("runtime:")]:
+            for other in [n for n in ("onnx_int8", "torch_eager") if case in s.get(n, {})]:
+                ratio = s["maas"][case]["rps"] / s[other][case]["rps"]
                 add(
-                    f"serving {case}: ONNX Runtime / torch eager req/s",
+                    f"serving {case}: ONNX Runtime fp32 (shipped) / {other} req/s",
                     ratio,
-                    "> 1.0x confirms ONNX Runtime",
-                    ratio > 1.0,
+                    ">= 1.0x confirms the shipped runtime",
+                    ratio >= 1.0,
                 )
     if "runtime" in results:
         r = results["runtime"]
@@ -139,10 +143,16 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "training" in results:
         t = results["training"]
         add(
-            "training: fit / minimal loop samples/s",
+            "training: fit (its training epochs) / minimal loop samples/s",
             t["ratio_fit_vs_minimal"],
             ">= 0.95x",
             t["ratio_fit_vs_minimal"] >= 0.95,
+        )
+        add(
+            "training: fit end to end (with per-epoch validation) / minimal loop samples/s",
+            t["ratio_fit_end_to_end_vs_minimal"],
+            ">= 0.95x",
+            t["ratio_fit_end_to_end_vs_minimal"] >= 0.95,
         )
         add(
             "training: MLflow logging on vs off, slowdown",

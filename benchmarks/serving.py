@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument(
         "--bentoml-config", default="", help="BENTOML_CONFIG_OPTIONS for our server (variants)"
@@ -140,21 +142,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         one = json.dumps({"flights": [RECORD]})
         bulk = json.dumps({"flights": [RECORD] * 1000})
         runtimes = [n for n in ("maas", "onnx_int8", "torch_eager") if n in servers]
-        cases = [(f"1 record, c={c}", one, int(c), ["maas", "fastapi", "maas_batching"])
-                 for c in args.concurrency.split(",")]  # fmt: skip
-        cases.append(("1000 records, c=4", bulk, 4, ["maas", "fastapi", *runtimes[1:]]))
-        cases.append(("1 record, c=8, runtime", one, 8, runtimes))
+        cases = [
+            (f"1 record, c={c}", one, int(c), ["maas", "fastapi"])
+            for c in args.concurrency.split(",")
+        ]
+        cases.append(("1000 records, c=4", bulk, 4, ["maas", "fastapi"]))
+        cases += [
+            (f"batching: 1 record, c={c}", one, c, ["maas", "maas_batching"]) for c in (8, 64)
+        ]
+        cases.append(("runtime: 1 record, c=8", one, 8, runtimes))
+        cases.append(("runtime: 1000 records, c=4", bulk, 4, runtimes))
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}")
+            for name, body, connections, names in cases:
+                # the servers of a case run back to back, in reverse order every other round,
+                # with a pause before each: drift and a busy predecessor hit all alike
+                for server in names if round_ % 2 == 0 else names[::-1]:
+                    time.sleep(1)
+                    row = wrk(servers[server][1], body, connections, args.seconds)
+                    runs.setdefault((server, name), []).append(row)
+                    print(
+                        f"  {name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
+                        f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8}"
+                    )
+        for (server, name), rows in runs.items():  # medians over the rounds; errors summed
+            results[server][name] = {
+                key: statistics.median(row[key] for row in rows) for key in rows[0]
+            } | {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
         header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx")
-        print("{:<24} {:<14} {:>8} {:>8} {:>8} {:>8}".format(*header))
-        for name, body, connections, names in cases:
-            for server in names:  # servers alternate within a case: drift hits all alike
-                row = wrk(servers[server][1], body, connections, args.seconds)
-                results[server][name] = row
-                print(f"{name:<24} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
-                      f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8}")  # fmt: skip
+        print(f"median of {args.rounds} rounds")
+        print("{:<26} {:<14} {:>8} {:>8} {:>8} {:>8}".format(*header))
+        for name, _, _, names in cases:
+            for server in names:
+                row = results[server][name]
+                print(
+                    f"{name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
+                    f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8.0f}"
+                )
             base = results[names[0]][name]["rps"]
             ratios = [f"{o} {results[o][name]['rps'] / base:.2f}x" for o in names[1:]]
-            print(f"{'':<24} ratio to {names[0]}: " + ", ".join(ratios))
+            print(f"{'':<26} ratio to {names[0]}: " + ", ".join(ratios))
     finally:
         for process, _ in servers.values():
             process.terminate()

@@ -239,3 +239,51 @@ def test_bodies_over_the_limit_get_413_declared_or_chunked() -> None:
     assert call([(b"content-length", b"-1")], [b""]) == [413]
     assert call([], [b"x" * 60, b"x" * 30]) == [200]  # chunked, under the limit
     assert call([], [b"x" * 60, b"x" * 60, b"x" * 60]) == [413]  # cut off; app's answer dropped
+
+
+def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(packaged) -> None:
+    """A valid body is answered by `fast_predict` with exactly the API's response; a body it
+    does not accept reaches BentoML's handler unchanged (so its errors stay BentoML's)."""
+    from maas import service as module
+    from maas.service import ApiGuard, fast_predict
+
+    *_, records = packaged
+    rows = records_of(records.head(20))
+    seen: list[bytes] = []
+
+    async def bentoml_app(scope, receive, send) -> None:  # stands in for BentoML's handler
+        message = await receive()
+        seen.append(message["body"])
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"bentoml"})
+
+    guard = ApiGuard(bentoml_app, fast=fast_predict)
+
+    def call(body: bytes, content_type: bytes = b"application/json") -> tuple[int, bytes]:
+        sent: list[dict] = []
+        queue = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            return queue.pop(0)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
+        scope = {"type": "http", "path": "/predict", "headers": headers, "method": "POST"}
+        asyncio.run(guard(scope, receive, send))
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    body = json.dumps({"flights": rows}).encode()
+    module.LIVE.clear()
+    assert call(body) == (400, b"bentoml") and seen == [body]  # not loaded yet: BentoML's
+    service = FlightDelayService()  # loads, warms up, goes live
+    status, answer = call(body)
+    assert status == 200 and len(seen) == 1  # answered without BentoML's handler
+    assert json.loads(answer) == json.loads(json.dumps(predict(service, rows)))
+    bad_month = json.dumps({"flights": [{**rows[0], "month": 13}]}).encode()
+    unknown_key = json.dumps({"flights": rows, "debug": True}).encode()
+    truncated = body[:-5]
+    for refused in (bad_month, unknown_key, truncated):
+        assert call(refused) == (400, b"bentoml") and seen[-1] == refused
+    assert call(body, b"text/plain") == (400, b"bentoml")  # not declared JSON: BentoML decides
