@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     endpoint = f"http://{address}"
     params = load_params(root / "params.yaml", sets)
     os.chdir(root)
-    client = MlflowClient(str(params.registry.tracking_uri))
+    uri = str(params.registry.tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not a registry set earlier
     watch = None
     bare_container = None
     try:

@@ -68,7 +68,8 @@ def bento_model(project: Path) -> str:
         from maas.registry import resolve_tracking_uri
 
         params = load_params("params.yaml")
-        client = MlflowClient(resolve_tracking_uri(params.registry))
+        uri = resolve_tracking_uri(params.registry)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         version = resolve_version(client, params.registry, "champion")
         return str(create_bento_model(client, params.registry, version))
     finally:

@@ -17,7 +17,6 @@ changes one thing:
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import tempfile
@@ -42,6 +41,7 @@ from maas.service import (
     Prediction,
     PredictResponse,
     fast_predict,
+    settle_garbage_collector,
     to_columns,
     to_response,
 )
@@ -109,7 +109,7 @@ class RuntimeService:
         self.version = str(self.info["model_version"])
         self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
         LIVE["service"] = self  # the same fast path as the shipped service
-        gc.freeze()
+        settle_garbage_collector()
 
     def score(self, flights: list[Flight]) -> np.ndarray:
         return np.asarray(self.model.predict_proba(to_columns(flights)))
@@ -131,7 +131,7 @@ class BatchingService:
         info = json.loads((folder / "metadata.json").read_text())
         self.model = OnnxModel.load(folder, expected_digests=info["sha256"])
         self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
-        gc.freeze()
+        settle_garbage_collector()
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=1000, max_latency_ms=BATCH_MS)
     async def predict(self, flights: list[Flight]) -> list[Prediction]:

@@ -121,6 +121,22 @@ def to_response(version: str, probs: np.ndarray) -> PredictResponse:
     return PredictResponse.model_construct(model_version=version, predictions=predictions)
 
 
+# Young-generation threshold of the cyclic garbage collector in a serving worker. Requests
+# allocate thousands of short-lived objects (1,000 Flight models in a bulk request) that
+# reference counting frees; with Python's default (700) the collector still ran every few
+# hundred allocations, and after bulk traffic single-record p99 rose from 4 to 20-33 ms.
+# Measured with 100,000: p99 4.3-4.8 ms after bulk traffic, bulk requests +25% (143 vs 115/s).
+GC_THRESHOLDS = (100_000, 50, 1000)
+
+
+def settle_garbage_collector() -> None:
+    """Everything loaded so far (the model, BentoML, pydantic) lives as long as the process:
+    freeze it out of the collector's passes, and collect young objects far less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 class PredictRequest(BaseModel):
     """The body of /predict as the fast path reads it (see `ApiGuard`). Anything it refuses,
     an unknown top-level key included, goes to BentoML's own handler, which answers."""
@@ -351,9 +367,7 @@ class FlightDelayService:
         # Warm-up: /readyz turns ready only once a real prediction has run.
         self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
         LIVE["service"] = self  # the fast path answers from now on
-        # Everything loaded so far lives as long as the process: keep it out of the garbage
-        # collector's full passes, which otherwise pause requests (p99).
-        gc.freeze()
+        settle_garbage_collector()
 
     def score(self, flights: list[Flight]) -> np.ndarray:
         # Weather readings the schema accepts but outside the bounds the model was trained
