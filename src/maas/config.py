@@ -123,6 +123,7 @@ class TrainParams(_Strict):
     patience: int = Field(3, ge=1)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     num_threads: int = Field(0, ge=0)
+    mixed_precision: bool = True  # bf16 autocast on CUDA (no effect on the CPU)
     checkpoint_dir: Path = Path(".maas/checkpoints")
     models_dir: Path = Path("models")
 

@@ -90,9 +90,9 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA; full precision on CPU (CPU bf16 is slower for this size)."""
-    if device.type == "cuda":
+    if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -138,6 +138,7 @@ def train_one_epoch(
     *,
     rank: int = 0,
     world: int = 1,
+    mixed_precision: bool = True,
 ) -> float:
     """One pass in random order; returns the mean training loss (over all ranks' rows)."""
     model.train()
@@ -145,7 +146,7 @@ def train_one_epoch(
     loss_fn = nn.BCEWithLogitsLoss()
     total = torch.zeros((), device=device)
     for index in iterate_batches(len(data), batch_size, generator, device, rank, world):
-        with autocast(device):
+        with autocast(device, mixed_precision):
             logits = model(data.categorical[index], data.numeric[index])
         loss = loss_fn(logits.float(), data.labels[index])
         optimizer.zero_grad(set_to_none=True)
@@ -287,7 +288,15 @@ def fit(
             torch.manual_seed((params.seed * 1000 + epoch) * 1009 + rank)
         started = time.perf_counter()
         train_loss = train_one_epoch(
-            net, optimizer, train_d, params.batch_size, generator, scheduler, rank=rank, world=world
+            net,
+            optimizer,
+            train_d,
+            params.batch_size,
+            generator,
+            scheduler,
+            rank=rank,
+            world=world,
+            mixed_precision=params.mixed_precision,
         )
         elapsed = time.perf_counter() - started
         trained_samples += rows_per_epoch
