@@ -4,8 +4,8 @@ comparison of their speed only means something if both fail on the same defects.
 from __future__ import annotations
 
 import pytest
-
 from benchmarks.pipeline import pandas_checks
+
 from maas.validation import prepare_batch
 from tests.conftest import make_flights
 from tests.unit.test_validation import (
