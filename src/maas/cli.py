@@ -374,7 +374,7 @@ def promote(
     """Move the `champion` alias to VERSION by hand (the controller deploys it)."""
     _setup_environment()
     params = _load(params_file, overrides)
-    from maas.controller import audit, person
+    from maas.controller import AuditError, audit, person
     from maas.registry import RegistryError, connect, get_alias_version
     from maas.registry import promote as promote_version
 
@@ -387,8 +387,12 @@ def promote(
             client.delete_model_version_tag(name, target.version, "deploy_attempted_at")
     except RegistryError as error:
         raise _fail(error) from None
-    audit(params, "promoted", str(target.version), client, actor=person(),
-          reason="maas promote", previous=previous.version if previous else None)  # fmt: skip
+    try:
+        audit(params, "promoted", str(target.version), client, actor=person(),
+              reason="maas promote", previous=previous.version if previous else None)  # fmt: skip
+    except AuditError as error:  # the alias has moved: say so, not only that the log failed
+        done = f"{name}: champion -> v{target.version} is set"
+        raise _fail(RuntimeError(f"{done}, but not in the audit trail: {error}")) from None
     out.print(f"{name}: champion -> v{target.version}")
 
 

@@ -105,3 +105,42 @@ def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, sm
         assert all(status == "READY" for _, status in rows), rows  # none half-registered
         print(f"full disk: {type(raised.value).__name__}: {str(raised.value)[:160]}; "
               f"versions after: {rows}")  # fmt: skip
+
+
+def test_promote_says_the_alias_moved_when_the_audit_trail_cannot_be_written(
+    tmp_path, small_params
+) -> None:
+    """`maas promote` on a read-only `.maas/`: exit 1, and the message says the promotion
+    itself happened (the alias moved) and that only its audit line is missing."""
+    from typer.testing import CliRunner
+
+    from maas.cli import app
+    from maas.features import RECORD_FIELDS, WEATHER_FIELDS
+    from maas.registry import connect, get_alias_version, register_version, start_pipeline_run
+    from maas.stages import serving_requirements
+    from tests.conftest import make_flights, write_tiny_model
+
+    frame = make_flights(300, month=12, seed=3)
+    models = write_tiny_model(tmp_path / "models", small_params, frame)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = RegistryParams(
+        tracking_uri=store, artifact_root=tmp_path / "artifacts", model_name="ro-audit"
+    )
+    client = connect(registry)
+    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
+    register_version(client, registry, tracking.run_id, models, {"k": "v"},
+                     frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
+                     serving_requirements())  # fmt: skip
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as disk:
+        sets = [
+            f"registry.tracking_uri={store}",
+            f"registry.artifact_root={registry.artifact_root}",
+            "registry.model_name=ro-audit",
+            f"deploy.audit_log={disk / 'audit.jsonl'}",
+        ]
+        flags = [arg for item in sets for arg in ("--set", item)]
+        result = CliRunner().invoke(app, ["promote", "1", "-p", str(ROOT / "params.yaml"), *flags])
+    assert result.exit_code == 1, result.output
+    assert "champion -> v1 is set, but not in the audit trail" in " ".join(result.output.split())
+    assert "Read-only file system" in result.output
+    assert str(get_alias_version(connect(registry), "ro-audit", "champion").version) == "1"
