@@ -10,6 +10,8 @@ after the other:
   evaluate against the baselines) with no Prefect, no MLflow and no Great Expectations.
 
 overhead = (ours − plain) / ours: what orchestration, tracking and validation add to a run.
+Ours runs twice: the first run on a new project, then the next run as a schedule would start
+it with no new month (every partition then comes from the validation cache).
 Validation = the GX import (a fresh process) + the suite on every partition, as a share of
 ours. The same suite is also timed against the same checks written in plain pandas on the
 full year (they must agree on every failing check).
@@ -232,12 +234,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit(f"no partitions in {args.raw_dir}: run `maas ingest` first")
     with tempfile.TemporaryDirectory() as tmp:
         plain = run_plain(make_project(Path(tmp) / "plain", args.raw_dir))
-        ours = run_ours(make_project(args.keep or Path(tmp) / "ours", args.raw_dir))
+        ours_project = make_project(args.keep or Path(tmp) / "ours", args.raw_dir)
+        ours = run_ours(ours_project)
+        # the next scheduled run with no new month: every partition was validated already
+        rerun = run_ours(ours_project)
     validation = gx_vs_pandas(args.raw_dir)
     plain_data_s = plain["steps_s"]["data"]
     # ours' validate stage = read + GX + write the windows; the plain script did read + write
     validation_s = max(0.0, ours["stages_s"]["validate"] - plain_data_s)
     overhead = (ours["wall_s"] - plain["wall_s"]) / ours["wall_s"]
+    rerun_validation_s = max(0.0, rerun["stages_s"]["validate"] - plain_data_s)
     result = {
         "ours_wall_s": ours["wall_s"],
         "ours_stages_s": ours["stages_s"],
@@ -248,6 +254,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "validation_s": validation_s,
         "validation_share": validation_s / ours["wall_s"],
         "gx_vs_pandas": validation,
+        "rerun_wall_s": rerun["wall_s"],
+        "rerun_stages_s": rerun["stages_s"],
+        "rerun_overhead_share": (rerun["wall_s"] - plain["wall_s"]) / rerun["wall_s"],
+        "rerun_validation_s": rerun_validation_s,
+        "rerun_validation_share": rerun_validation_s / rerun["wall_s"],
         "test_roc_auc": {
             "ours": ours["result"]["metrics"]["test"]["roc_auc"],
             "plain": plain["test_roc_auc"],
@@ -270,6 +281,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"validation        {validation_s:5.1f} s = {100 * result['validation_share']:.1f}% "
         "of the run (goal <= 5%)"
+    )
+    print(
+        f"re-run (all partitions validated before): {rerun['wall_s']:.1f} s, validation "
+        f"{rerun_validation_s:.1f} s = {100 * result['rerun_validation_share']:.1f}%, overhead "
+        f"{100 * result['rerun_overhead_share']:.1f}%"
     )
     v = validation
     print(

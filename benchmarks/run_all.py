@@ -207,6 +207,20 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             p["validation_share"] <= 0.05,
             "share",
         )
+        add(
+            "pipeline, next scheduled run (partitions validated before): overhead",
+            p["rerun_overhead_share"],
+            "<= 10% of the run",
+            p["rerun_overhead_share"] <= 0.10,
+            "share",
+        )
+        add(
+            "pipeline, next scheduled run: validation",
+            p["rerun_validation_share"],
+            "<= 5% of the run",
+            p["rerun_validation_share"] <= 0.05,
+            "share",
+        )
         q = p["quality"]
         for name in ("logistic_regression", "hist_gradient_boosting"):
             add(

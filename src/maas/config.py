@@ -78,6 +78,8 @@ class ValidationParams(_Strict):
     unique_key: list[str] = []
     partition_dates: Severity = "block"
     extra_columns: Severity = "warn"  # columns not declared in `columns` (ignored by training)
+    # A partition validated once with this suite is not validated again (null: always)
+    cache_dir: Path | None = Path(".maas/validation-cache")
 
 
 class NumericBounds(_Strict):

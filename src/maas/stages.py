@@ -97,9 +97,11 @@ def validate(
     for name in (TRAIN_FILE, TEST_FILE, LINEAGE_FILE):
         (data.processed_dir / name).unlink(missing_ok=True)
     frames = [(p, read_partition(p)) for p in train_parts + test_parts]
-    report = validate_partitions(frames, validation, threshold, validation.reports_dir)
     train_hashes = {p.name: file_sha256(p.path) for p in train_parts}
     test_hashes = {p.name: file_sha256(p.path) for p in test_parts}
+    report = validate_partitions(
+        frames, validation, threshold, validation.reports_dir, train_hashes | test_hashes
+    )
     if tracking is not None:
         tracking.log_artifacts(validation.reports_dir, "validation")
         tracking.set_tags({"validation_status": report.status})
@@ -118,7 +120,13 @@ def validate(
         "validation_status": report.status,
     }
     (data.processed_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=1))
-    log.info("validate: %s (%d warnings)", report.status, len(report.warnings))
+    log.info(
+        "validate: %s (%d warnings; %d of %d partitions validated by an earlier run)",
+        report.status,
+        len(report.warnings),
+        len(report.cached),
+        len(report.partitions),
+    )
     return ValidateResult(
         status=report.status,
         train_partitions=train_hashes,

@@ -6,8 +6,10 @@ nothing else in maas pays for it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,7 @@ class ExpectationOutcome:
 class ValidationReport:
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)  # outcomes from an earlier run
 
     @property
     def blocking(self) -> list[ExpectationOutcome]:
@@ -94,6 +97,7 @@ class ValidationReport:
         return {
             "status": self.status,
             "partitions": self.partitions,
+            "cached_partitions": self.cached,
             "expectations": len(self.outcomes),
             "blocking_failures": [asdict(o) for o in self.blocking],
             "warnings": [asdict(o) for o in self.warnings],
@@ -239,16 +243,106 @@ def _outcome(partition: str, result: Any) -> ExpectationOutcome:
     )
 
 
+CACHE_FORMAT = 1
+
+
+def suite_digest(params: ValidationParams, label_threshold: float) -> str:
+    """What a partition's outcomes depend on besides its bytes: the suite's settings, the
+    label threshold, the Great Expectations release and this module's cache format."""
+    from importlib.metadata import version
+
+    settings = params.model_dump(mode="json", exclude={"reports_dir", "cache_dir"})
+    text = json.dumps(
+        [settings, label_threshold, version("great_expectations"), CACHE_FORMAT], sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _cache_file(cache_dir: Path, partition: str, content_sha256: str, suite: str) -> Path:
+    return cache_dir / f"{partition}-{content_sha256[:16]}-{suite[:16]}.json"
+
+
+def _read_cached(path: Path) -> tuple[list[ExpectationOutcome], Any] | None:
+    try:
+        stored = json.loads(path.read_text())
+        return [ExpectationOutcome(**o) for o in stored["outcomes"]], stored["result"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:  # torn or foreign: validate
+        log.warning("ignoring validation cache entry %s: %s", path, error)
+        return None
+
+
+def _write_cached(path: Path, outcomes: list[ExpectationOutcome], result: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial")
+        text = json.dumps(
+            {"outcomes": [asdict(o) for o in outcomes], "result": result}, default=str
+        )
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:  # a cache that cannot be written only costs time next run
+        log.warning("validation cache not written (%s): %s", path, error)
+
+
 def validate_partitions(
     frames: list[tuple[Partition, pd.DataFrame]],
     params: ValidationParams,
     label_threshold: float,
     reports_dir: Path | None = None,
+    content_sha256: dict[str, str] | None = None,
 ) -> ValidationReport:
     """Run the suite once per partition in one GX context; write JSON + Data Docs if asked.
 
+    With `params.cache_dir` and each partition's file sha256 in `content_sha256`, a partition
+    already validated with the same suite takes its outcomes from the cache (a nightly run
+    checks only the new month; when nothing is new, Great Expectations is not even imported).
     Does not raise on failures: callers decide (see `raise_for_blocking`).
     """
+    report = ValidationReport()
+    raw_results: dict[str, Any] = {}
+    by_name: dict[str, list[ExpectationOutcome]] = {}
+    cache_files: dict[str, Path] = {}
+    if params.cache_dir is not None and content_sha256:
+        suite = suite_digest(params, label_threshold)
+        for partition, _ in frames:
+            if partition.name in content_sha256:
+                path = _cache_file(
+                    params.cache_dir, partition.name, content_sha256[partition.name], suite
+                )
+                cache_files[partition.name] = path
+                cached = _read_cached(path)
+                if cached is not None:
+                    by_name[partition.name], raw_results[partition.name] = cached
+                    report.cached.append(partition.name)
+    todo = [(p, f) for p, f in frames if p.name not in by_name]
+    if todo:
+        fresh = _run_suite(todo, params, label_threshold, reports_dir)
+        for name, (outcomes, result) in fresh.items():
+            by_name[name], raw_results[name] = outcomes, result
+            if name in cache_files:
+                _write_cached(cache_files[name], outcomes, result)
+    for partition, _ in frames:
+        report.outcomes += by_name[partition.name]
+        report.partitions.append(partition.name)
+    if reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        (reports_dir / "summary.json").write_text(
+            json.dumps(report.to_dict(), indent=1, default=str)
+        )
+        (reports_dir / "gx_results.json").write_text(json.dumps(raw_results, indent=1, default=str))
+    return report
+
+
+def _run_suite(
+    frames: list[tuple[Partition, pd.DataFrame]],
+    params: ValidationParams,
+    label_threshold: float,
+    reports_dir: Path | None,
+) -> dict[str, tuple[list[ExpectationOutcome], Any]]:
+    """The Great Expectations part: one context, one checkpoint, one run per partition;
+    Data Docs (of these partitions) under reports_dir."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -282,8 +376,7 @@ def validate_partitions(
         )
     )
 
-    report = ValidationReport()
-    raw_results: dict[str, Any] = {}
+    fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
     for partition, frame in frames:
         batch = prepare_batch(frame, label_threshold)
         result = checkpoint.run(
@@ -294,18 +387,11 @@ def validate_partitions(
             run_id=gx.RunIdentifier(run_name=partition.name),
         )
         for suite_result in result.run_results.values():
-            raw_results[partition.name] = suite_result.to_json_dict()
-            report.outcomes += [_outcome(partition.name, r) for r in suite_result.results]
-        report.partitions.append(partition.name)
-
+            outcomes = [_outcome(partition.name, r) for r in suite_result.results]
+            fresh[partition.name] = (outcomes, suite_result.to_json_dict())
     if reports_dir is not None:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        (reports_dir / "summary.json").write_text(
-            json.dumps(report.to_dict(), indent=1, default=str)
-        )
-        (reports_dir / "gx_results.json").write_text(json.dumps(raw_results, indent=1, default=str))
         context.build_data_docs(site_names=["maas"])
-    return report
+    return fresh
 
 
 def raise_for_blocking(report: ValidationReport, reports_dir: Path | None = None) -> None:

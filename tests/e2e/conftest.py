@@ -56,6 +56,7 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
         f"data.raw_dir={raw_dir}",
         f"data.processed_dir={root / 'processed'}",
         f"validation.reports_dir={root / 'reports' / 'validation'}",
+        f"validation.cache_dir={root / 'validation-cache'}",
         f"train.models_dir={root / 'models'}",
         f"train.checkpoint_dir={root / 'checkpoints'}",
         "train.max_epochs=2",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from maas.cli import app
 from maas.validation import DataValidationError
 from tests.conftest import ROOT
-from tests.e2e.conftest import copy_months, overrides_for
+from tests.e2e.conftest import MONTHS, copy_months, overrides_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARAMS = str(ROOT / "params.yaml")
@@ -104,9 +104,13 @@ def test_registered_pyfunc_predicts_from_raw_records(first_run, project, client)
     assert len(out) == 20 and out["delay_probability"].between(0, 1).all()
 
 
-def test_second_run_compares_with_champion_and_keeps_one(second_run, client) -> None:
+def test_second_run_compares_with_champion_and_keeps_one(second_run, project, client) -> None:
     registered = second_run["registered"]
     assert registered["version"] == "2"
+    # the same partitions with the same suite: outcomes from the first run's validation
+    root, _ = project
+    summary = json.loads((root / "reports" / "validation" / "summary.json").read_text())
+    assert summary["cached_partitions"] == summary["partitions"] == MONTHS
     metrics = second_run["metrics"]
     assert metrics["champion"]["version"] == "1"
     tags = client.get_model_version(MODEL, "2").tags

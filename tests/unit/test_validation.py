@@ -141,3 +141,31 @@ def test_extra_columns_warn_and_name_the_column(small_params) -> None:
     (warning,) = report.warnings
     assert warning.expectation == "expect_table_columns_to_match_set"
     assert "source_system" in warning.describe()
+
+
+def test_a_partition_is_validated_once_per_suite(small_params, tmp_path: Path) -> None:
+    """With a cache dir and the partition's sha256, a second run takes the outcomes of the
+    first; new bytes, another suite or a torn cache entry mean validating again."""
+    validation = small_params.validation.model_copy(update={"cache_dir": tmp_path / "cache"})
+    clean, broken = make_flights(300), unknown_carrier(make_flights(300))
+
+    def run_cached(frame, params=validation, sha="a" * 64):
+        return validate_partitions([(JAN, frame)], params, 15, None, {JAN.name: sha})
+
+    first = run_cached(broken)
+    assert first.cached == [] and first.status == "failed"
+    again = run_cached(clean)  # same sha256 claimed: the cached (failing) outcomes come back
+    assert again.cached == ["2013-01"]
+    assert [o.describe() for o in again.outcomes] == [o.describe() for o in first.outcomes]
+    with pytest.raises(DataValidationError, match="carrier"):
+        raise_for_blocking(again)
+    assert run_cached(clean, sha="b" * 64).cached == []  # new bytes: validated
+    stricter = validation.model_copy(update={"unique_key": ["year", "month", "day", "flight"]})
+    assert run_cached(clean, params=stricter).cached == []  # another suite: validated
+    for entry in (tmp_path / "cache").glob("*.json"):
+        entry.write_text("{torn")
+    torn = run_cached(clean, sha="b" * 64)
+    assert torn.cached == [] and torn.status == "passed"  # unreadable entry: validated again
+    assert run_cached(clean, sha="b" * 64).cached == ["2013-01"]  # and rewritten
+    no_cache = validation.model_copy(update={"cache_dir": None})
+    assert run_cached(clean, params=no_cache).cached == []
