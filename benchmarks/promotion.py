@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from maas.packaging import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MONTHS = ["2013-10", "2013-11", "2013-12"]
@@ -46,14 +48,6 @@ FLIGHT = {
     "dest": "LAX",
     "distance": 2475,
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def served_version(endpoint: str) -> str | None:

@@ -28,11 +28,10 @@ import numpy as np
 
 from maas.inference import OnnxModel, create_session, verify_digests
 from maas.service import (
-    API_ROUTES,
     ARGS,
-    IMAGE,
     LIVE,
     MAX_BODY,
+    SERVICE_SETTINGS,
     TOKEN_ENV,
     WARMUP_FLIGHT,
     ApiGuard,
@@ -45,15 +44,6 @@ from maas.service import (
     to_columns,
     to_response,
 )
-
-SETTINGS: dict[str, Any] = {
-    "image": IMAGE,
-    "workers": ARGS.workers,
-    "traffic": {"timeout": 30},
-    "logging": {"access": {"enabled": False}},
-    "tracing": {} if ARGS.tracing else {"excluded_urls": API_ROUTES},
-    "metrics": {"enabled": ARGS.metrics},
-}
 
 
 class TorchModel:
@@ -98,7 +88,7 @@ def load_model(folder: Path, info: dict[str, Any]) -> Any:
     raise ValueError(f"MAAS_BENCH_RUNTIME={runtime!r}: onnx | onnx-int8 | torch")
 
 
-@bentoml.service(**SETTINGS)
+@bentoml.service(**SERVICE_SETTINGS)
 class RuntimeService:
     bento_model = bentoml.models.BentoModel(ARGS.model_tag)
 
@@ -122,7 +112,7 @@ class RuntimeService:
 BATCH_MS = int(os.environ.get("MAAS_BENCH_BATCH_MS", "20"))
 
 
-@bentoml.service(**SETTINGS)
+@bentoml.service(**SERVICE_SETTINGS)
 class BatchingService:
     bento_model = bentoml.models.BentoModel(ARGS.model_tag)
 

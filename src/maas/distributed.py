@@ -100,8 +100,3 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if active():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
-
-
-def barrier() -> None:
-    if active():
-        dist.barrier()

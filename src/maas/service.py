@@ -348,14 +348,18 @@ def patch_openapi(body: bytes) -> bytes:
     return json.dumps(spec).encode()
 
 
-@bentoml.service(
-    image=IMAGE,
-    workers=ARGS.workers,
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
-    tracing={} if ARGS.tracing else {"excluded_urls": API_ROUTES},
-    metrics={"enabled": ARGS.metrics},
-)
+# The service's settings (benchmarks/service_variants.py builds its alternatives with them).
+SERVICE_SETTINGS: dict[str, Any] = {
+    "image": IMAGE,
+    "workers": ARGS.workers,
+    "traffic": {"timeout": 30},
+    "logging": {"access": {"enabled": False}},
+    "tracing": {} if ARGS.tracing else {"excluded_urls": API_ROUTES},
+    "metrics": {"enabled": ARGS.metrics},
+}
+
+
+@bentoml.service(**SERVICE_SETTINGS)
 class FlightDelayService:
     bento_model = bentoml.models.BentoModel(ARGS.model_tag)
 
