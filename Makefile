@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test install dev unit e2e repro lint typecheck status package serve clean soak audit bench
+.PHONY: run test install dev unit integration e2e repro lint typecheck status package serve clean soak audit bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,18 @@ run: install .dvc
 	$(BIN)/maas ingest
 	$(BIN)/maas run
 
-## make test: install dev extras and run the whole suite (unit + e2e)
+## make test: install dev extras and run the whole suite (unit + integration + e2e)
 test: dev
 	$(BIN)/ruff check src flows tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
+## make unit / integration / e2e: one folder of the suite (docs/testing.md)
 unit: dev
 	$(BIN)/pytest -q tests/unit
+
+integration: dev
+	$(BIN)/pytest -q tests/integration
 
 e2e: dev
 	$(BIN)/pytest -q tests/e2e

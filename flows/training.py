@@ -1,42 +1,48 @@
-"""Training flow: ingest → validate → train → evaluate → register (+ promotion policy).
+"""Training flow: ingest → validate → train → evaluate → register (+ the gate's audit event).
 
-Wiring only: every task wraps one function from `maas`; the logic lives there.
+Wiring only: every task wraps one function from `maas` and is called by keyword; the run's
+status, the verdict and what is audited are decided in `maas`, not here.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from maas import stages
+from maas.clock import timed
 from maas.config import load_params
-from maas.controller import audit
-from maas.registry import start_pipeline_run
-from maas.validation import DataValidationError
+from maas.operate.audit import audit_gate_promotion
+from maas.pipeline import report, stages
+from maas.pipeline.register import register_model
+from maas.tracking.runs import start_pipeline_run
 
-ingest = task(name="ingest", cache_policy=NO_CACHE, retries=1)(stages.ingest)
+
+def publish_blocked_validation(task: Any, task_run: Any, state: Any) -> None:
+    """A failed validate task's error as the run's validation report (what blocked it)."""
+    error = state.result(raise_on_failure=False)
+    create_markdown_artifact(
+        f"**Validation blocked the run**\n\n```\n{error}\n```",
+        key="validation-report",
+        description="blocking failures",
+    )
+
+
+ingest = task(name="ingest", cache_policy=NO_CACHE, retries=1)(stages.ingest_data)
 start_run = task(
     name="start_pipeline_run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3
 )(start_pipeline_run)
-validate = task(name="validate", cache_policy=NO_CACHE)(stages.validate)
-train = task(name="train", cache_policy=NO_CACHE)(stages.train)
-evaluate = task(name="evaluate", cache_policy=NO_CACHE)(stages.evaluate)
-register = task(name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)(
-    stages.register
+validate = task(name="validate", cache_policy=NO_CACHE, on_failure=[publish_blocked_validation])(
+    stages.validate_data
 )
-
-
-def timed(timings: dict[str, float], name: str, call: Callable[..., Any], *args: Any) -> Any:
-    started = time.perf_counter()
-    try:
-        return call(*args)
-    finally:
-        timings[name] = round(time.perf_counter() - started, 2)
+train = task(name="train", cache_policy=NO_CACHE)(stages.train_model)
+evaluate = task(name="evaluate", cache_policy=NO_CACHE)(stages.evaluate_model)
+register = task(name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)(
+    register_model
+)
+audit_promotion = task(name="audit_gate_promotion", cache_policy=NO_CACHE)(audit_gate_promotion)
 
 
 @flow(name="training", log_prints=True)
@@ -45,71 +51,36 @@ def training(
 ) -> dict[str, Any]:
     """Run the whole pipeline once; returns the registered version and the evaluation."""
     params = load_params(params_file, overrides or [])
-    t: dict[str, float] = {}
-    timed(t, "ingest", ingest, params.data)
-    tracking = timed(
-        t, "start_run", start_run, params.registry, params.model_dump(mode="json"), params.digest()
-    )
-    try:
-        validated = timed(t, "validate", validate, params.data, params.validation, tracking)
-        trained = timed(
-            t, "train", train, params.data, params.features, params.model, params.train, tracking
-        )
-        metrics = timed(
-            t,
-            "evaluate",
-            evaluate,
-            params.data,
-            params.train,
-            params.evaluate,
-            params.promotion,
-            params.registry,
-            tracking,
-        )
-        registered = timed(
-            t,
-            "register",
-            register,
-            params.data,
-            params.train,
-            params.evaluate,
-            params.registry,
-            tracking,
-            params.digest(),
-        )
-    except DataValidationError as error:
-        create_markdown_artifact(
-            f"**Validation blocked the run**\n\n```\n{error}\n```",
-            key="validation-report",
-            description="blocking failures",
-        )
-        tracking.finish("FAILED")
-        raise
-    except BaseException:
-        tracking.finish("FAILED")
-        raise
-    tracking.finish("FINISHED")
-    if "champion" in registered["aliases"]:
-        audit(params, "promoted", registered["version"], tracking.client(), actor="gate",
-              reason="passed the promotion gate", run_id=registered["run_id"])  # fmt: skip
+    timings: dict[str, float] = {}
+    with timed(timings, "ingest"):
+        ingest(data=params.data)
+    with timed(timings, "start_run"):
+        tracking = start_run(params=params.registry, all_params=params.model_dump(mode="json"),
+                             params_digest=params.digest())  # fmt: skip
+    with tracking.recording_outcome():  # FINISHED, or FAILED when a stage raises
+        with timed(timings, "validate"):
+            validated = validate(data=params.data, validation=params.validation, tracking=tracking)
+        with timed(timings, "train"):
+            trained = train(data=params.data, features=params.features, model=params.model,
+                            train=params.train, tracking=tracking)  # fmt: skip
+        with timed(timings, "evaluate"):
+            metrics = evaluate(
+                data=params.data, models_dir=params.train.models_dir, seed=params.train.seed,
+                evaluate=params.evaluate, promotion=params.promotion, registry=params.registry,
+                tracking=tracking,
+            )  # fmt: skip
+        with timed(timings, "register"):
+            registered = register(data=params.data, models_dir=params.train.models_dir,
+                                  metrics=metrics, registry=params.registry, tracking=tracking,
+                                  params_digest=params.digest())  # fmt: skip
+    audit_promotion(params=params, registered=registered, client=tracking.client())
     create_markdown_artifact(validated.markdown, key="validation-report", description="validation")
     create_markdown_artifact(
-        stages.summary_markdown(validated, trained, metrics, registered),
+        report.summary_markdown(validated, trained, metrics, registered),
         key="training-summary",
         description="metrics vs baselines vs champion",
     )
-    return {
-        "timings": t,
-        "registered": registered,
-        "metrics": metrics,
-        "validation": validated.status,
-        "training": {
-            "best_epoch": trained.best_epoch,
-            "epochs": trained.epochs_run,
-            "device": trained.device,
-            "samples_per_second": trained.samples_per_second,
-        },
-    }
+    return report.run_outcome(timings, validated, trained, metrics, registered)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""The Prefect deployments `maas schedule` serves: training on `schedule.training_cron`, the
+controller's reconcile every `schedule.reconcile_interval_s` (on the server that
+`maas.operate.prefect_server` found or started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import serve
+from prefect.schedules import Cron, Interval
+
+from flows.reconcile import reconcile
+from flows.training import training
+from maas.config import Params
+from maas.operate.prefect_server import ScheduleError
+
+TRAINING_DEPLOYMENT = "nightly"
+RECONCILE_DEPLOYMENT = "controller"
+
+
+def deployments(params: Params, params_file: Path, overrides: list[str]) -> list[Any]:
+    """The two deployments, with the same parameters (the params file by absolute path)."""
+    parameters = {"params_file": str(params_file.resolve()), "overrides": overrides}
+    schedule = params.schedule
+    nightly = Cron(schedule.training_cron, timezone=schedule.timezone)
+    tags = ["maas", params.registry.model_name]
+    return [
+        training.to_deployment(
+            TRAINING_DEPLOYMENT,
+            schedules=[nightly],
+            parameters=parameters,
+            description="ingest → validate → train → evaluate → register, on new partitions",
+            tags=tags,
+        ),
+        reconcile.to_deployment(
+            RECONCILE_DEPLOYMENT,
+            schedules=[Interval(schedule.reconcile_interval_s)],
+            parameters=parameters,
+            description="deploy the version at `champion` when it is not the one serving",
+            tags=tags,
+        ),
+    ]
+
+
+def serve_deployments(params: Params, params_file: Path, overrides: list[str]) -> None:
+    """Register the deployments and run their scheduled flow runs here until interrupted."""
+    try:
+        serve(*deployments(params, params_file, overrides), print_starting_message=False)
+    except ValueError as error:  # a cron expression or time zone Prefect does not accept
+        raise ScheduleError(f"schedule.training_cron / schedule.timezone: {error}") from None

@@ -1,0 +1,32 @@
+"""The `maas` command line: one Typer app, its commands split by area (pipeline, release,
+operate). A command parses, calls one maas function and renders; errors are handled in
+`maas.cli.common`."""
+
+from __future__ import annotations
+
+import typer
+
+from maas.cli import operate, pipeline, release
+
+app = typer.Typer(
+    help="maas: train, validate, register and promote flight-delay models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(pipeline.run)
+app.command()(pipeline.ingest)
+app.add_typer(pipeline.data_app, name="data")
+app.add_typer(pipeline.stage_app, name="stage")
+app.command()(operate.status)
+app.command()(operate.promote)
+app.command()(release.package)
+app.command("base-image")(release.base_image)
+app.command()(release.serve)
+app.command()(operate.watch)
+app.command()(operate.rollback)
+app.command()(operate.schedule)
+app.command()(operate.ui)
+
+
+def main() -> None:
+    app(prog_name="maas")

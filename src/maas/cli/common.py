@@ -1,0 +1,101 @@
+"""What every command shares: options, the process environment, and error handling in one place
+(an error a user can act on becomes one line and an exit code; anything else is a bug and
+keeps its traceback)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from maas.config import ConfigError, Params, load_params
+from maas.errors import MaasError
+from maas.serving.errors import ServingError
+
+console = Console(stderr=True)
+out = Console()
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", "-S", help="Override a parameter: section.key=value.")
+]
+DvcAddOption = Annotated[bool, typer.Option(help="Record data/raw with `dvc add` afterwards.")]
+DEFAULT_PARAMS = Path("params.yaml")
+QUIET_LOGGERS = ("great_expectations", "alembic", "mlflow", "httpx", "urllib3", "onnxscript",
+                 "onnx_ir", "matplotlib", "torch.onnx")  # fmt: skip
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setup_environment() -> None:
+    """Offline-friendly defaults; explicit user settings always win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "maas")
+    # maas loggers also run outside flows (the webhook receiver): no warning for that
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # MLflow's HTTP client retries each call 7 times with exponential backoff (minutes when
+    # the tracking server is down); maas retries whole steps itself (connect: 3 tries with
+    # backoff; register: 2 task retries), so a dead server is reported in about a minute.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The signature is declared on purpose (long times/distance, optional double weather).
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
+
+
+def fail(error: BaseException, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {error}")
+    return typer.Exit(code)
+
+
+def handled(function: F) -> F:
+    """A command: the environment set up first; ConfigError exits 2, any other MaasError or
+    ServingError exits 1, each as one line naming what is wrong."""
+
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        setup_environment()
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as error:
+            raise fail(error, 2) from None
+        except (MaasError, ServingError) as error:
+            raise fail(error) from None
+
+    return command  # type: ignore[return-value]
+
+
+def load(params_file: Path, overrides: list[str] | None) -> Params:
+    return load_params(params_file, overrides or [])
+
+
+def stop_on_sigterm() -> None:
+    """Long-running commands stop on SIGTERM as on Ctrl-C (children and files cleaned up)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def track_raw_data(raw_dir: Path, dvc_add: bool) -> None:
+    """`dvc add` the raw data folder after it changed (when this is a DVC project)."""
+    if dvc_add and Path(".dvc").is_dir():
+        from maas.pipeline.dvc import track_raw_data as dvc_add_folder
+
+        dvc_add_folder(raw_dir)

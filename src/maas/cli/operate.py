@@ -1,0 +1,159 @@
+"""Commands that run and watch services: `status`, `promote`, `rollback`, `watch`, `schedule`,
+`ui`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Any
+
+import typer
+
+from maas.cli.common import (
+    DEFAULT_PARAMS,
+    JsonOption,
+    ParamsOption,
+    SetOption,
+    handled,
+    load,
+    out,
+    stop_on_sigterm,
+)
+
+
+@handled
+def status(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    as_json: JsonOption = False,
+    events: Annotated[int, typer.Option(help="Audit trail events to show (0: none).")] = 10,
+) -> None:
+    """Versions with aliases, gate result and test metrics; what serves; the audit trail."""
+    params = load(params_file, overrides)
+    from maas.operate.status import read_status
+
+    current = read_status(params, events)
+    if as_json:
+        out.print_json(json.dumps(current.to_dict()))
+        return
+    from maas.cli.render import print_status
+
+    print_status(current)
+
+
+@handled
+def promote(
+    version: Annotated[str, typer.Argument(help="Model version number to make champion.")],
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+) -> None:
+    """Move the `champion` alias to VERSION by hand (the controller deploys it)."""
+    params = load(params_file, overrides)
+    from maas.operate.promotion import promote as promote_version
+
+    moved = promote_version(params, version)
+    out.print(f"{moved.model}: champion -> v{moved.version}")
+
+
+@handled
+def rollback(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+    """Move `champion` back to the version deployed before the current one."""
+    params = load(params_file, overrides)
+    from maas.operate.promotion import rollback as roll_back
+
+    moved = roll_back(params)
+    out.print(
+        f"{moved.model}: champion -> v{moved.version} (was serving v{moved.previous or '?'}); "
+        "the controller redeploys its image"
+    )
+
+
+@handled
+def watch(
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between passes (default deploy.*).")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="One reconcile pass, then exit.")] = False,
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+) -> None:
+    """The promotion controller: keep the `champion` version serving at deploy.address."""
+    params = load(params_file, overrides)
+    from flows.release import release
+
+    from maas.operate.controller import watch as watch_loop
+
+    def release_version(version: str) -> Any:
+        return release(version=version, params=params)
+
+    out.print(f"watching {params.registry.model_name}@champion -> {params.deploy.address}")
+    stop_on_sigterm()
+    with contextlib.suppress(KeyboardInterrupt):
+        watch_loop(params, release_version, interval or params.deploy.reconcile_interval_s, once)
+
+
+@handled
+def schedule(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+    """Serve the Prefect deployments: training on schedule.training_cron (nightly), the
+    controller's reconcile every schedule.reconcile_interval_s. Runs until Ctrl-C."""
+    params = load(params_file, overrides)
+    from maas.operate.prefect_server import ensure_server, stop_server
+
+    stop_on_sigterm()
+    log_file = params.deploy.state_dir / "prefect-server.log"
+    api_url, server = ensure_server(params, log_file)  # before Prefect is imported
+    try:
+        from flows.schedule import RECONCILE_DEPLOYMENT, TRAINING_DEPLOYMENT, serve_deployments
+
+        started = "started here, log " + str(log_file) if server else "already running"
+        out.print(f"Prefect API {api_url} ({started}); UI {api_url.removesuffix('/api')}")
+        out.print(
+            f"training/{TRAINING_DEPLOYMENT}: cron '{params.schedule.training_cron}' "
+            f"({params.schedule.timezone}); reconcile/{RECONCILE_DEPLOYMENT}: every "
+            f"{params.schedule.reconcile_interval_s:g}s. Run one now: "
+            f"prefect deployment run training/{TRAINING_DEPLOYMENT}"
+        )
+        serve_deployments(params, params_file, list(overrides or []))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_server(server)
+
+
+@handled
+def ui(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Team mode: e.g. postgresql://user@host:5432/mlflow (default: the "
+            "project's store)."
+        ),
+    ] = None,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the server keeps artifacts: a folder or s3://bucket/path "
+            "(default: registry.artifact_root)."
+        ),
+    ] = None,
+) -> None:
+    """The MLflow tracking server + UI on the project's store, with the controller's webhook."""
+    params = load(params_file, overrides)
+    from maas.tracking.server import start_ui
+
+    log_file = params.deploy.state_dir / "mlflow-server.log"
+    stop_on_sigterm()
+    process, hook = start_ui(params, log_file, backend_store_uri, artifacts_destination)
+    out.print(f"MLflow UI: http://{params.deploy.ui_address}  (model "
+              f"{params.registry.model_name}; log {log_file})")  # fmt: skip
+    out.print(
+        f"webhook {hook.name} -> {hook.url} on alias events; run `maas watch` so a version "
+        "given the alias `champion` in the UI becomes the running service"
+    )
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)

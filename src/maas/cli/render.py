@@ -1,0 +1,94 @@
+"""Terminal rendering of command results (tables); the data comes from maas functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from maas.cli.common import out
+from maas.pipeline.evaluate import METRIC_NAMES
+from maas.pipeline.report import gate_lines, metric_rows, window_title
+
+
+def print_run(result: dict[str, Any]) -> None:
+    """What `maas run` prints: the new version, validation, training, the metrics table, the
+    stage timings and the gate's verdict with its reasons."""
+    registered, metrics, training = result["registered"], result["metrics"], result["training"]
+    table = Table(title=window_title(metrics))
+    table.add_column("model")
+    for name in METRIC_NAMES:
+        table.add_column(name, justify="right")
+    label = f"{registered['name']} v{registered['version']} (this run)"
+    for row_label, values in metric_rows(metrics, label):
+        table.add_row(row_label, *values)
+    out.print(
+        f"Registered model version: [bold]{registered['name']} v{registered['version']}[/bold]"
+        f"  aliases: {', '.join(registered['aliases']) or 'none'}  run: {registered['run_id']}"
+    )
+    out.print(
+        f"Validation: {result['validation']}; training: best epoch {training['best_epoch']}/"
+        f"{training['epochs']} on {training['device']} "
+        f"({training['samples_per_second']:,.0f} samples/s)"
+    )
+    out.print(table)
+    timings = result.get("timings", {})
+    if timings:
+        out.print("Stage wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    verdict, *reasons = gate_lines(metrics["gate"])
+    out.print(f"[bold]{verdict}[/bold]")
+    for reason in reasons:
+        out.print(f"  {reason}")
+
+
+def print_status(status: Any) -> None:
+    """`maas status`: versions, what serves, the audit trail (a maas.operate.status.Status)."""
+    table = Table(title=f"{status.model} ({len(status.versions)} versions)")
+    for column in ("version", "aliases", "created", "validation", "gate", "test ROC AUC",
+                   "logistic ROC AUC", "run"):  # fmt: skip
+        table.add_column(column)
+    for r in status.versions:
+        table.add_row(
+            r.version, ", ".join(r.aliases), r.created, r.validation, r.gate,
+            f"{r.roc_auc:.4f}" if r.roc_auc is not None else "-",
+            f"{r.baseline_logistic:.4f}" if r.baseline_logistic is not None else "-",
+            r.run_id[:12],
+        )  # fmt: skip
+    out.print(table)
+    if status.deployed is not None or status.champion is not None:
+        state = "in sync" if status.in_sync else "MISMATCH: the controller has not converged"
+        where = status.deployed.endpoint if status.deployed else status.address
+        out.print(
+            f"serving ({status.target}) at {where}: v{status.serving or '-'}; champion: "
+            f"v{status.champion or '-'} ({state})"
+        )
+    if status.audit:
+        audit_table = Table(title="audit trail (newest last)")
+        for column in ("when", "event", "version", "who", "why"):
+            audit_table.add_column(column)
+        for event in status.audit:
+            why = event.get("reason") or (
+                f"previous v{event['previous']}" if event.get("previous") else ""
+            )
+            audit_table.add_row(
+                event.get("ts", ""), event.get("event", ""), str(event.get("version") or "-"),
+                event.get("actor", ""), str(why)[:120],
+            )  # fmt: skip
+        out.print(audit_table)
+
+
+def print_package(result: Any) -> None:
+    """`maas package`: the Bento, the image, its validation (a release PackageResult)."""
+    out.print(f"{result.model} v{result.version}: bento {result.bento_tag}")
+    if result.image:
+        size = (result.image_size_bytes or 0) / 1e6
+        out.print(
+            f"image {result.image} ({result.image_id[:12] if result.image_id else '?'}, "
+            f"{size:.0f} MB, user {result.image_user or 'root'}) built with {result.backend}"
+        )
+        out.print(f"infra-validation: {result.infra_validation} {result.latency_ms}")
+    if result.reused:
+        out.print(f"reused: {', '.join(result.reused)}")
+    if result.note:
+        out.print(result.note)
+    out.print("timings (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))

@@ -1,0 +1,1 @@
+"""Running services: the promotion controller, deploy targets, the stable address, audit."""

@@ -1,0 +1,116 @@
+"""The audit trail: who moved which version into service, when and why.
+
+Every decision is one JSON line in `deploy.audit_log` (written first, so it survives an
+unreachable registry) and one run in the MLflow experiment `<model>-audit` (shared by everyone
+on the same tracking server).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from maas import files
+from maas.clock import utc_timestamp
+from maas.config import Params
+from maas.errors import MaasError
+from maas.tracking.registry import CHAMPION
+from maas.tracking.store import ensure_experiment
+
+log = logging.getLogger(__name__)
+
+AUDIT_TAG = "maas.audit."
+
+
+def person() -> str:
+    """Who ran a command, for the audit trail: user@host."""
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        return f"uid-{os.getuid()}@{socket.gethostname()}"
+
+
+def audit_experiment(params: Params) -> str:
+    return f"{params.registry.model_name}-audit"
+
+
+def audit(
+    params: Params, event: str, version: str | None, client: Any = None, **details: Any
+) -> dict[str, Any]:
+    """Append one event to the audit trail (`deploy.audit_log`) and mirror it into MLflow.
+
+    who (`actor`), what (`event`, `version`), when (`ts`), why (`reason` and other details).
+    """
+    record = {
+        "ts": utc_timestamp(),
+        "event": event,
+        "model": params.registry.model_name,
+        "version": version,
+        "actor": details.pop("actor", "controller"),
+        **details,
+    }
+    append_line(params.deploy.audit_log, json.dumps(record))
+    if client is not None:
+        try:
+            _mirror_to_mlflow(client, params, record)
+        except Exception as error:  # the local line is written; the registry may be down
+            log.warning("audit event not mirrored into MLflow (%s); kept in %s", error,
+                        params.deploy.audit_log)  # fmt: skip
+    return record
+
+
+class AuditError(MaasError, OSError):
+    """The local audit trail cannot be written (disk full, read-only); nothing half-written."""
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one whole line or nothing (see `maas.files.append_line`)."""
+    try:
+        files.append_line(path, line)
+    except OSError as error:
+        raise AuditError(
+            f"cannot append to the audit trail {path}: {error.strerror} (nothing written)"
+        ) from error
+
+
+def _mirror_to_mlflow(client: Any, params: Params, record: dict[str, Any]) -> None:
+    experiment_id = ensure_experiment(client, params.registry, audit_experiment(params))
+    tags = {f"{AUDIT_TAG}{k}": str(v)[:5000] for k, v in record.items() if v is not None}
+    run = client.create_run(
+        experiment_id, run_name=f"{record['event']} v{record['version'] or '-'}", tags=tags
+    )
+    client.update_run(run.info.run_id, status="FINISHED")  # set_terminated prints a URL
+
+
+def read_audit(params: Params) -> list[dict[str, Any]]:
+    """The local trail, oldest first."""
+    path = params.deploy.audit_log
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_mlflow_audit(client: Any, params: Params, limit: int = 20) -> list[dict[str, Any]]:
+    """The shared trail in MLflow (every controller and person on this server), oldest first."""
+    experiment = client.get_experiment_by_name(audit_experiment(params))
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit
+    )
+    return [
+        {k[len(AUDIT_TAG) :]: v for k, v in run.data.tags.items() if k.startswith(AUDIT_TAG)}
+        for run in reversed(runs)
+    ]
+
+
+def audit_gate_promotion(params: Params, registered: dict[str, Any], client: Any) -> None:
+    """One `promoted` event when the gate made the newly registered version champion."""
+    if CHAMPION in registered["aliases"]:
+        audit(params, "promoted", registered["version"], client, actor="gate",
+              reason="passed the promotion gate", run_id=registered["run_id"])  # fmt: skip

@@ -1,0 +1,198 @@
+"""The promotion controller: the version at `champion` becomes the running service.
+
+Level-triggered: each pass compares the desired version (the alias) with the deployed one
+(the target's state) and converges, so a missed event or a restart never leaves the wrong
+version running. Policy is enforced here too: a version that failed data validation, the
+gate or infra-validation is refused unless it carries a `deploy_override` tag with a reason.
+Every decision goes to the audit trail (`maas.operate.audit`) and onto the version's tags.
+The release itself (package -> deploy -> record) is passed in: the Prefect release flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maas.config import Params
+from maas.errors import MaasError
+from maas.files import locked
+from maas.operate.audit import audit
+from maas.operate.deployment import Deployment
+from maas.operate.targets import Target, make_target
+from maas.tracking.registry import CHAMPION, get_alias_version, set_version_tags
+from maas.tracking.store import connect
+
+log = logging.getLogger(__name__)
+
+OVERRIDE_TAG = "deploy_override"
+RETRY_AFTER_S = 300  # a failed deploy of the same champion is retried after this long
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str  # in_sync | no_champion | deployed | refused | failed | waiting | busy
+    version: str | None
+    detail: str = ""
+
+
+def policy_problem(tags: dict[str, str]) -> str | None:
+    """Why this version must not serve, or None. An override tag (its value: the reason) wins."""
+    problems = []
+    if tags.get("validation_status") == "failed":
+        problems.append("its data validation failed")
+    if tags.get("gate_passed") != "true":
+        reasons = "; ".join(json.loads(tags.get("gate_reasons") or "[]"))
+        problems.append(f"it did not pass the gate ({reasons or 'no gate result'})")
+    if tags.get("infra_validation", "").startswith("failed"):
+        problems.append(f"its image failed infra-validation ({tags['infra_validation']})")
+    if problems and tags.get(OVERRIDE_TAG):
+        return None
+    return "; ".join(problems) or None
+
+
+class LockBusy(MaasError):
+    """Another pass holds the lock (and wait=False)."""
+
+
+@contextlib.contextmanager
+def controller_lock(folder: Path, wait: bool = True) -> Iterator[None]:
+    """One converging pass at a time, across processes: two controllers build nothing twice.
+    With wait=False a second pass gives up at once (LockBusy) instead of queueing."""
+    path = folder / "controller.lock"
+    try:
+        with locked(path, wait=wait):
+            yield
+    except BlockingIOError:
+        raise LockBusy(f"another controller pass holds {path}") from None
+
+
+Release = Callable[[str], Deployment]  # version -> deployed (the Prefect release flow)
+
+
+def reconcile_once(
+    params: Params,
+    client: Any,
+    target: Target,
+    release: Release,
+    retry: frozenset[str] = frozenset(),
+    wait: bool = True,
+) -> Outcome:
+    """Converge the deployed version to `champion` once; never raises for a bad version.
+
+    A version whose deploy failed is retried after RETRY_AFTER_S, or at once when it is in
+    `retry` (the alias was set on it again: a webhook delivery for that version). With
+    wait=False (scheduled runs) a pass returns `busy` while another pass is converging.
+    """
+    try:
+        with controller_lock(params.deploy.state_dir, wait=wait):
+            return _converge(params, client, target, release, retry)
+    except LockBusy as busy:
+        return Outcome("busy", None, str(busy))
+
+
+def _converge(
+    params: Params, client: Any, target: Target, release: Release, retry: frozenset[str]
+) -> Outcome:
+    orphans = target.remove_orphans(params.registry.model_name)
+    if orphans:
+        log.info("removed containers left by an interrupted deploy: %s", orphans)
+    desired = get_alias_version(client, params.registry.model_name, CHAMPION)
+    actual = target.current()
+    if desired is None:
+        return Outcome("no_champion", None)
+    version = str(desired.version)
+    if actual is not None and actual.version == version:
+        return Outcome("in_sync", version, actual.endpoint)
+    tags = dict(desired.tags)
+    problem = policy_problem(tags)
+    if problem is not None:
+        if tags.get("deploy_status") != "refused":  # audit a refusal once, not each pass
+            reason = f"v{version} not deployed: {problem}; add tag {OVERRIDE_TAG}=<reason>"
+            refused = {"deploy_status": "refused", "deploy_reason": reason}
+            set_version_tags(client, params.registry.model_name, version, refused)
+            audit(params, "refused", version, client, reason=reason)
+        return Outcome("refused", version, problem)
+    if (
+        tags.get("deploy_status") == "failed"
+        and _recent(tags.get("deploy_attempted_at"))
+        and version not in retry
+    ):
+        return Outcome("waiting", version, tags.get("deploy_reason", ""))
+    if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
+        audit(params, "override", version, client, reason=tags[OVERRIDE_TAG])
+    try:
+        deployment = release(version)
+    except Exception as error:  # the previous version keeps serving
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        failed = {"deploy_status": "failed", "deploy_reason": reason,
+                  "deploy_attempted_at": str(int(time.time()))}  # fmt: skip
+        set_version_tags(client, params.registry.model_name, version, failed)
+        audit(params, "failed", version, client, reason=reason,
+              still_serving=actual.version if actual else None)  # fmt: skip
+        return Outcome("failed", version, reason)
+    audit(params, "deployed", version, client, image=deployment.image,
+          endpoint=deployment.endpoint, target=target.name,
+          previous=actual.version if actual else None)  # fmt: skip
+    return Outcome("deployed", version, deployment.endpoint)
+
+
+def retry_now(client: Any, model: str, version: Any) -> None:
+    """The alias was set again on a version whose deploy failed: the next pass retries it at
+    once instead of waiting RETRY_AFTER_S."""
+    if version.tags.get("deploy_status") == "failed":
+        client.delete_model_version_tag(model, version.version, "deploy_attempted_at")
+
+
+def _recent(timestamp: str | None) -> bool:
+    return bool(timestamp) and time.time() - float(timestamp or 0) < RETRY_AFTER_S
+
+
+def watch(params: Params, release: Release, interval_s: float, once: bool = False) -> None:
+    """Reconcile now, on every MLflow alias webhook, and every `interval_s` (Ctrl-C stops)."""
+    import threading
+
+    target = make_target(params)
+    wake = threading.Event()
+    retry: set[str] = set()  # versions the alias was set on again: retry a failed deploy now
+    retry_lock = threading.Lock()
+    server = None
+
+    def on_alias_event(event: dict[str, Any]) -> None:  # the receiver's thread
+        data = event.get("data") or {}
+        if event.get("action") == "created" and data.get("alias") == CHAMPION:
+            with retry_lock:
+                retry.add(str(data.get("version")))
+        wake.set()
+
+    if params.deploy.webhook_listen and not once:
+        from maas.operate.receiver import serve_webhooks
+        from maas.tracking.webhooks import load_or_create_secret
+
+        secret = load_or_create_secret(params.deploy.webhook_secret_file)
+        server = serve_webhooks(
+            params.deploy.webhook_listen, secret, params.registry.model_name, on_alias_event
+        )
+        log.info("webhooks: POST http://%s/webhook", params.deploy.webhook_listen)
+    try:
+        while True:
+            wake.clear()
+            with retry_lock:
+                asked = frozenset(retry)
+                retry.clear()
+            try:
+                outcome = reconcile_once(params, connect(params.registry), target, release, asked)
+                log.info("reconcile: %s v%s %s", outcome.action, outcome.version, outcome.detail)
+            except Exception as error:  # registry unreachable: keep serving, try again later
+                log.warning("reconcile failed: %s", error)
+            if once:
+                return
+            wake.wait(interval_s)
+    finally:
+        if server is not None:
+            server.shutdown()

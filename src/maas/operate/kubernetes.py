@@ -1,0 +1,91 @@
+"""The `kubernetes` deploy target: the validated image as a Deployment + Service manifest."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from maas.clock import utc_timestamp
+from maas.files import write_text_atomic
+from maas.operate.deployment import STATE_FILES, Deployment, read_deployment, write_state
+
+log = logging.getLogger(__name__)
+
+
+class KubernetesTarget:
+    """Renders the image's Deployment + Service into a folder, for `kubectl apply -f` or a
+    GitOps repository (Argo CD, Flux). The rolling update (maxUnavailable 0, readiness on
+    /readyz) keeps the old pods serving until new ones are ready. Nothing runs here: the
+    image was infra-validated by packaging; the cluster pulls it from the registry it is
+    pushed to."""
+
+    name = "kubernetes"
+
+    def __init__(self, state_dir: Path, folder: Path, replicas: int = 2) -> None:
+        self.state_dir, self.folder, self.replicas = state_dir, folder, replicas
+        self.state_file = state_dir / STATE_FILES["kubernetes"]
+
+    def current(self) -> Deployment | None:
+        return read_deployment(self.state_dir, "kubernetes")
+
+    def deploy(self, model: str, version: str, image: str) -> Deployment:
+        path = render_kubernetes(model, version, image, self.folder, replicas=self.replicas)
+        deployment = Deployment(
+            model=model, version=version, image=image, container=f"maas-{model.lower()}",
+            port=3000, endpoint=path.resolve().as_uri(),
+            deployed_at=utc_timestamp(),
+        )  # fmt: skip
+        write_state(self.state_file, deployment)
+        log.info("%s v%s rendered to %s: kubectl apply -f %s", model, version, path, path)
+        return deployment
+
+    def remove_orphans(self, model: str) -> list[str]:
+        return []  # one manifest per model, rewritten in place
+
+    def stop(self) -> None:
+        self.state_file.unlink(missing_ok=True)
+
+
+def render_kubernetes(
+    model: str, version: str, image: str, folder: Path, port: int = 3000, replicas: int = 2
+) -> Path:
+    """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image."""
+    import yaml
+
+    name = f"maas-{model.lower()}"
+    labels = {"app": name, "maas/model": model, "maas/version": str(version)}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True},
+                    "containers": [{
+                        "name": "service",
+                        "image": image,
+                        "ports": [{"containerPort": port}],
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port},
+                                           "periodSeconds": 2},
+                        "livenessProbe": {"httpGet": {"path": "/livez", "port": port},
+                                          "initialDelaySeconds": 10},
+                        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                    }],
+                },
+            },
+        },
+    }  # fmt: skip
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": port}]},
+    }
+    path = folder / f"{name}.yaml"
+    write_text_atomic(path, yaml.safe_dump_all([deployment, service], sort_keys=False))
+    return path

@@ -1,0 +1,123 @@
+"""The controller's webhook receiver: signature, freshness and replay checks, then a wake-up.
+
+A delivery with a bad or missing signature, a timestamp outside the tolerance, or a delivery
+id already seen gets 401 and changes nothing. A valid alias event only wakes the reconcile
+loop: the loop compares `champion` with what serves, so duplicate or out-of-order deliveries
+are harmless.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from maas.net import parse_address
+from maas.tracking.webhooks import (
+    ALIAS_EVENTS,
+    DELIVERY_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
+
+log = logging.getLogger(__name__)
+
+TOLERANCE_S = 300
+MAX_BODY = 64 * 1024
+
+
+class ReplayGuard:
+    """Delivery ids seen within the freshness window (bounded memory)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.seen: OrderedDict[str, float] = OrderedDict()
+        self.limit = limit
+        self.lock = threading.Lock()
+
+    def first_time(self, delivery_id: str, now: float) -> bool:
+        with self.lock:
+            while self.seen and (
+                len(self.seen) >= self.limit
+                or next(iter(self.seen.values())) < now - 2 * TOLERANCE_S
+            ):
+                self.seen.popitem(last=False)
+            if delivery_id in self.seen:
+                return False
+            self.seen[delivery_id] = now
+            return True
+
+
+def verify_delivery(
+    secret: str, headers: Mapping[str, str], body: bytes, guard: ReplayGuard, now: float
+) -> str | None:
+    """None for an authentic, fresh, first delivery; else why it is rejected."""
+    lowered = {key.lower(): value for key, value in headers.items()}  # names are case-blind
+    delivery_id = lowered.get(DELIVERY_ID_HEADER.lower(), "")
+    timestamp = lowered.get(TIMESTAMP_HEADER.lower(), "")
+    signature = lowered.get(SIGNATURE_HEADER.lower(), "")
+    if not (delivery_id and timestamp and signature):
+        return "missing signature headers"
+    if not hmac.compare_digest(sign(secret, delivery_id, timestamp, body), signature):
+        return "bad signature"
+    try:
+        age = abs(now - int(timestamp))
+    except ValueError:
+        return "bad timestamp"
+    if age > TOLERANCE_S:
+        return f"stale delivery ({age:.0f}s old)"
+    if not guard.first_time(delivery_id, now):
+        return "replayed delivery id"
+    return None
+
+
+def serve_webhooks(
+    address: str, secret: str, model_name: str, on_alias_event: Callable[[dict], None]
+) -> ThreadingHTTPServer:
+    """An HTTP receiver on `address` (POST /webhook) in a daemon thread."""
+    guard = ReplayGuard()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            if self.path.rstrip("/") != "/webhook":
+                return self._reply(404, {"error": "POST /webhook"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                return self._reply(413, {"error": "body too large"})
+            body = self.rfile.read(length)
+            problem = verify_delivery(secret, dict(self.headers.items()), body, guard, time.time())
+            if problem is not None:
+                log.warning("webhook rejected: %s", problem)
+                return self._reply(401, {"error": problem})
+            try:
+                event = json.loads(body)
+                kind = f"{event['entity']}.{event['action']}"
+                data = event.get("data") or {}
+            except (ValueError, KeyError, TypeError):
+                return self._reply(400, {"error": "not an MLflow webhook payload"})
+            if kind in ALIAS_EVENTS and data.get("name") == model_name:
+                log.info("webhook: %s %s@%s -> v%s", kind, data.get("name"), data.get("alias"),
+                         data.get("version"))  # fmt: skip
+                on_alias_event(event)
+                return self._reply(202, {"status": "reconcile scheduled"})
+            return self._reply(200, {"status": "ignored", "event": kind})
+
+        def _reply(self, code: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug(format, *args)
+
+    server = ThreadingHTTPServer(parse_address(address), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="webhooks").start()
+    return server

@@ -1,0 +1,72 @@
+"""What `maas status` shows: the registered versions, what serves where, whether that is the
+champion, and the latest audit events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from maas.config import Params
+from maas.operate.audit import read_audit, read_mlflow_audit
+from maas.operate.deployment import Deployment, read_deployment
+from maas.tracking.registry import CHAMPION
+from maas.tracking.store import connect
+from maas.tracking.versions import VersionRow, list_versions
+
+
+@dataclass(frozen=True)
+class Status:
+    model: str
+    target: str
+    address: str
+    versions: list[VersionRow]
+    deployed: Deployment | None
+    audit: list[dict[str, Any]]
+
+    @property
+    def champion(self) -> str | None:
+        return next((r.version for r in self.versions if CHAMPION in r.aliases), None)
+
+    @property
+    def serving(self) -> str | None:
+        return self.deployed.version if self.deployed else None
+
+    @property
+    def in_sync(self) -> bool:
+        return self.serving == self.champion
+
+    def to_dict(self) -> dict[str, Any]:
+        deployed = self.deployed
+        return {
+            "model": self.model,
+            "versions": [row.to_dict() for row in self.versions],
+            "deployed": {
+                "version": deployed.version,
+                "endpoint": deployed.endpoint,
+                "target": self.target,
+                "image": deployed.image,
+                "deployed_at": deployed.deployed_at,
+            }
+            if deployed
+            else None,
+            "in_sync": self.in_sync,
+            "audit": self.audit,
+        }
+
+
+def read_status(params: Params, events: int = 10) -> Status:
+    """The registry's versions, the target's deployment and the last `events` audit events
+    (the shared trail in MLflow; the local file when nothing was mirrored yet)."""
+    client = connect(params.registry)
+    rows = list_versions(client, params.registry.model_name)
+    trail = read_mlflow_audit(client, params, events) if events else []
+    if events and not trail:
+        trail = read_audit(params)[-events:]
+    return Status(
+        model=params.registry.model_name,
+        target=params.deploy.target,
+        address=params.deploy.address,
+        versions=rows,
+        deployed=read_deployment(params.deploy.state_dir, params.deploy.target),
+        audit=trail,
+    )

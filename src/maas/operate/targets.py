@@ -1,0 +1,219 @@
+"""Deploy targets: where a packaged, validated image becomes the running service.
+
+`local` (default): containers on this machine behind one stable address (a forwarder,
+`maas.operate.proxy`). A new version starts beside the old one on a free port, must be ready and
+answer with its version, then the stable address switches to it and the old one is removed;
+if anything fails before the switch, the old one keeps serving. `kubernetes`
+(`maas.operate.kubernetes`): a Deployment and a Service rendered into a folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from maas.clock import utc_timestamp
+from maas.config import Params
+from maas.net import free_port, parse_address, port_open, wait_until
+from maas.operate.deployment import (
+    STATE_FILE,
+    DeployError,
+    Deployment,
+    read_deployment,
+    write_state,
+)
+from maas.operate.kubernetes import KubernetesTarget
+from maas.release import containers
+from maas.serving.guard import TOKEN_ENV
+from maas.tracking.registry import set_version_tags
+
+log = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    name: str
+
+    def current(self) -> Deployment | None: ...
+    def deploy(self, model: str, version: str, image: str) -> Deployment: ...
+    def remove_orphans(self, model: str) -> list[str]: ...
+    def stop(self) -> None: ...
+
+
+class LocalTarget:
+    """Containers on this machine behind a stable address (default 127.0.0.1:3000)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        address: str,
+        runtime: str,
+        network: str = "host",
+        ready_timeout_s: float = 120,
+        drain_s: float = 2.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.host, self.port = parse_address(address)
+        self.runtime, self.network = runtime, network
+        self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
+        self.state_file = state_dir / STATE_FILE
+        self.endpoint = f"http://{self.host}:{self.port}"
+
+    def current(self) -> Deployment | None:
+        return read_deployment(self.state_dir)
+
+    def ensure_proxy(self) -> None:
+        """Start the stable address's forwarder unless it already runs."""
+        pid_file = self.state_dir / "proxy.pid"
+        if port_open(self.host, self.port):
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (self.state_dir / "proxy.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "maas.operate.proxy", "--listen", f"{self.host}:{self.port}",
+             "--state", str(self.state_file)],
+            stdout=log_file, stderr=log_file, start_new_session=True,
+        )  # fmt: skip
+        pid_file.write_text(str(process.pid))
+        if not wait_until(lambda: port_open(self.host, self.port), 15, 0.1):
+            raise DeployError(
+                f"the stable address {self.host}:{self.port} did not open "
+                f"(see {self.state_dir / 'proxy.log'}; is the port taken?)"
+            )
+
+    def deploy(self, model: str, version: str, image: str) -> Deployment:
+        """Start `image` beside the current one, check it, switch, remove the old one."""
+        self.ensure_proxy()
+        port = free_port()
+        name = f"{self.prefix(model)}v{version}-{port}"
+        secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
+        containers.run_container(
+            self.runtime, image, name, port, network=self.network, pass_env=secrets
+        )
+        container = name  # names, not ids: orphans are found by name prefix
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            alive = lambda: containers.container_running(self.runtime, container)  # noqa: E731
+            if not containers.wait_ready(base_url, self.ready_timeout_s, alive=alive):
+                raise DeployError(f"{image} not ready within {self.ready_timeout_s:.0f}s")
+            served = _served_version(base_url)
+            if served != version:
+                raise DeployError(f"{image} serves model_version {served!r}, not {version}")
+        except Exception as error:
+            logs = containers.container_logs(self.runtime, container)
+            containers.remove_container(self.runtime, container)
+            raise DeployError(f"{error}; container log tail: {logs[-300:]}") from None
+        previous = self.current()
+        deployment = Deployment(
+            model=model,
+            version=version,
+            image=image,
+            container=container,
+            port=port,
+            endpoint=self.endpoint,
+            deployed_at=utc_timestamp(),
+        )
+        try:
+            self._write_state(deployment)  # the switch: new connections now reach `container`
+        except DeployError:
+            containers.remove_container(self.runtime, container)  # the old one keeps serving
+            raise
+        if previous is not None and previous.container != container:
+            time.sleep(self.drain_s)  # requests already on the old container finish
+            containers.remove_container(self.runtime, previous.container)
+        log.info("%s v%s serves at %s (container %s)", model, version, self.endpoint, name)
+        return deployment
+
+    def _write_state(self, deployment: Deployment) -> None:
+        write_state(self.state_file, deployment)
+
+    def prefix(self, model: str) -> str:
+        """Container names of this target: scoped by its state folder, so two projects on one
+        machine (or a test beside a user's deployment) never remove each other's containers."""
+        scope = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
+        return f"maas-serve-{model.lower()}-{scope}-"
+
+    def remove_orphans(self, model: str) -> list[str]:
+        """Remove this model's containers that do not serve: left by a controller killed
+        between a switch and the old container's removal, or during a failed start."""
+        current = self.current()
+        keep = current.container if current else None
+        orphans = [
+            name
+            for name in containers.list_containers(self.runtime, self.prefix(model))
+            if name != keep
+        ]
+        for name in orphans:
+            containers.remove_container(self.runtime, name)
+        return orphans
+
+    def stop(self) -> None:
+        """Remove the serving container and the forwarder (tests, `maas undeploy`)."""
+        current = self.current()
+        if current is not None:
+            containers.remove_container(self.runtime, current.container)
+            self.state_file.unlink(missing_ok=True)
+            self.remove_orphans(current.model)
+        pid_file = self.state_dir / "proxy.pid"
+        if pid_file.is_file():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            pid_file.unlink(missing_ok=True)
+
+
+def auth_headers() -> dict[str, str]:
+    """The bearer token the services were started with, if any ($MAAS_API_TOKEN)."""
+    token = os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _served_version(base_url: str) -> str | None:
+    import httpx
+
+    response = httpx.post(f"{base_url}/metadata", json={}, headers=auth_headers(), timeout=10)
+    if response.status_code != 200:
+        return None
+    version: Any = response.json().get("model_version")
+    return str(version) if version is not None else None
+
+
+def make_target(params: Params) -> Target:
+    """The deploy target params.deploy.target names, ready to deploy to."""
+    if params.deploy.target == "kubernetes":
+        return KubernetesTarget(
+            params.deploy.state_dir, params.deploy.kubernetes_dir, params.deploy.kubernetes_replicas
+        )
+    backend, reasons = containers.select_backend(params.packaging.backend)
+    runtime = containers.runtime_for(backend) if backend else None
+    if runtime is None:
+        raise containers.ContainerError(f"no container runtime to deploy with: {reasons}")
+    return LocalTarget(
+        params.deploy.state_dir,
+        params.deploy.address,
+        runtime,
+        network=params.packaging.network,
+        ready_timeout_s=params.packaging.infra_validation.ready_timeout_s,
+    )
+
+
+def record_deployment(client: Any, model: str, target: str, deployment: Deployment) -> None:
+    """Tags back on the version: what serves it, where, since when."""
+    set_version_tags(client, model, deployment.version, {
+        "deploy_status": "deployed", "endpoint": deployment.endpoint,
+        "deployed_at": deployment.deployed_at, "deploy_target": target,
+        "deploy_reason": "",
+    })  # fmt: skip
+
+
+def deploy_image(target: Target, model: str, version: str, image: str) -> Deployment:
+    """Run `image` as the service of `version` on `target` (the release flow's deploy step)."""
+    return target.deploy(model, version, image)

@@ -1,0 +1,1 @@
+"""Prefect-free pipeline steps: data, validation, training, export, evaluation, stages."""

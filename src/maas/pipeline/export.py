@@ -1,0 +1,84 @@
+"""Serving artifacts: safetensors weights and an ONNX graph checked against torch."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from maas.errors import MaasError
+from maas.pipeline.model import ModelConfig, ProbabilityNet, TabularNet
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ["categorical", "numeric"]
+OUTPUT_NAME = "delay_probability"
+
+
+class ExportError(MaasError):
+    """The ONNX graph does not reproduce the torch model; nothing may be registered."""
+
+
+def save_weights(model: TabularNet, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def load_weights(config: ModelConfig, path: Path) -> TabularNet:
+    """Rebuild the network from JSON config + safetensors (no pickle involved)."""
+    model = TabularNet(config)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def export_onnx(
+    model: TabularNet, path: Path, sample_cat: np.ndarray, sample_num: np.ndarray
+) -> None:
+    """Export probabilities with a dynamic batch axis, as one self-contained file."""
+    wrapper = ProbabilityNet(model).eval()
+    args = (
+        torch.as_tensor(sample_cat[:4], dtype=torch.long),
+        torch.as_tensor(sample_num[:4], dtype=torch.float32),
+    )
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        wrapper,
+        args,
+        dynamo=True,
+        input_names=INPUT_NAMES,
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch}, {0: batch}),
+        external_data=False,
+        verbose=False,
+    )
+    if program is None:
+        raise ExportError("torch.onnx.export returned no program")
+    program.save(str(path), external_data=False)
+
+
+def check_onnx_parity(
+    model: TabularNet, path: Path, cat: np.ndarray, num: np.ndarray, tolerance: float
+) -> float:
+    """Max |torch - onnxruntime| over the given rows; raises ExportError above tolerance."""
+    from maas.serving.inference import create_session
+
+    with torch.no_grad():
+        expected = (
+            ProbabilityNet(model)
+            .eval()(
+                torch.as_tensor(cat, dtype=torch.long), torch.as_tensor(num, dtype=torch.float32)
+            )
+            .numpy()
+        )
+    session = create_session(path)
+    actual = session.run(
+        None, {"categorical": cat.astype(np.int64), "numeric": num.astype(np.float32)}
+    )[0]
+    max_diff = float(np.max(np.abs(actual - expected))) if len(expected) else 0.0
+    if not max_diff <= tolerance:
+        raise ExportError(
+            f"ONNX parity check failed: max |torch - onnx| = {max_diff:.3g} > {tolerance:g}"
+        )
+    return max_diff

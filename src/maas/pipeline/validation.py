@@ -1,0 +1,357 @@
+"""Great Expectations suite built from params.yaml; each expectation is `block` or `warn`.
+
+great_expectations is imported inside the functions that need it (a 3-7 s import), so
+nothing else in maas pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from maas.config import ValidationParams
+from maas.errors import MaasError
+from maas.pipeline.data import Partition
+from maas.pipeline.validation_cache import ValidationCache
+
+log = logging.getLogger(__name__)
+
+# Derived columns added to each batch so GX can check dates and the label rate.
+PARTITION_COLUMN = "_partition_month"  # year * 100 + month of every row
+DATE_COLUMN = "_flight_date"  # NaT for impossible dates such as 2013-02-30
+LABEL_COLUMN = "_delayed"  # 1/0 from arr_delay, NaN when the flight has no arrival
+TYPE_LISTS = {
+    "int": ["int64", "int32", "int16", "int8", "Int64", "Int32", "Int16", "Int8"],
+    "float": ["float64", "float32", "Float64", "Float32", "int64", "int32", "Int64", "Int32"],
+    # GX 1.24 does not recognise pandas 3's default `str` dtype: string columns are handed
+    # over as object columns and each value's type is checked.
+    "str": ["str"],
+}
+SUITE_NAME = "flights_partition"
+
+
+class DataValidationError(MaasError):
+    """A blocking expectation failed; the message names each expectation and column."""
+
+    def __init__(self, failures: list[ExpectationOutcome], report_dir: Path | None = None):
+        self.failures = failures
+        lines = [f"data validation failed: {len(failures)} blocking expectation(s)"]
+        lines += [f"  - {failure.describe()}" for failure in failures]
+        if report_dir is not None:
+            lines.append(f"report: {report_dir}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    partition: str
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed: Any = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        where = f" column={self.column}" if self.column else ""
+        detail = []
+        if self.error:
+            detail.append(self.error)
+        if self.unexpected_count:
+            detail.append(f"{self.unexpected_count} unexpected ({self.unexpected_percent:.3g}%)")
+        if self.observed is not None and not self.unexpected_count:
+            detail.append(f"observed {self.observed}")
+        suffix = f": {'; '.join(detail)}" if detail else ""
+        return f"partition {self.partition}: {self.expectation}{where} [{self.severity}]{suffix}"
+
+
+@dataclass
+class ValidationReport:
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    partitions: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)  # outcomes from an earlier run
+
+    @property
+    def blocking(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "block"]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "warn"]
+
+    @property
+    def status(self) -> str:
+        if self.blocking:
+            return "failed"
+        return "passed_with_warnings" if self.warnings else "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "partitions": self.partitions,
+            "cached_partitions": self.cached,
+            "expectations": len(self.outcomes),
+            "blocking_failures": [asdict(o) for o in self.blocking],
+            "warnings": [asdict(o) for o in self.warnings],
+            "outcomes": [asdict(o) for o in self.outcomes],
+        }
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"**Validation: {self.status}** over {len(self.partitions)} partition(s), "
+            f"{len(self.outcomes)} expectation results"
+        ]
+        for outcome in self.blocking + self.warnings:
+            lines.append(f"- {outcome.describe()}")
+        return "\n".join(lines)
+
+
+def build_expectations(params: ValidationParams) -> list[Any]:
+    """The suite's expectations, each with meta.severity, from the validation section."""
+    import great_expectations.expectations as gxe
+
+    def meta(severity: str) -> dict[str, str]:
+        return {"severity": severity}
+
+    items: list[Any] = []
+    for column, kind in params.columns.items():
+        items.append(gxe.ExpectColumnToExist(column=column, meta=meta("block")))
+        items.append(
+            gxe.ExpectColumnValuesToBeInTypeList(
+                column=column, type_list=TYPE_LISTS[kind], meta=meta("block")
+            )
+        )
+    items.append(
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[*params.columns, PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN],
+            exact_match=True,
+            meta=meta(params.extra_columns),
+        )
+    )
+    for column, values in params.domains.items():
+        items.append(
+            gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values, meta=meta("block"))
+        )
+    for column, regex in params.patterns.items():
+        items.append(
+            gxe.ExpectColumnValuesToMatchRegex(column=column, regex=regex, meta=meta("block"))
+        )
+    for rule in params.ranges:
+        items.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=rule.column,
+                min_value=rule.min,
+                max_value=rule.max,
+                mostly=rule.mostly,
+                meta=meta(rule.severity),
+            )
+        )
+    for null_rule in params.not_null:
+        items.append(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=null_rule.column, mostly=null_rule.mostly, meta=meta(null_rule.severity)
+            )
+        )
+    items.append(
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=int(params.row_count.min),
+            max_value=int(params.row_count.max),
+            meta=meta(params.row_count.severity),
+        )
+    )
+    items.append(
+        gxe.ExpectColumnMeanToBeBetween(
+            column=LABEL_COLUMN,
+            min_value=params.label_rate.min,
+            max_value=params.label_rate.max,
+            meta=meta(params.label_rate.severity),
+        )
+    )
+    if params.unique_key:
+        items.append(
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=params.unique_key, meta=meta("block"))
+        )
+    # The partition's own month arrives as a suite parameter at run time.
+    items.append(
+        gxe.ExpectColumnValuesToBeInSet(
+            column=PARTITION_COLUMN,
+            value_set={"$PARAMETER": "partition_month"},
+            meta=meta(params.partition_dates),
+        )
+    )
+    items.append(
+        gxe.ExpectColumnValuesToNotBeNull(column=DATE_COLUMN, meta=meta(params.partition_dates))
+    )
+    return items
+
+
+def prepare_batch(frame: pd.DataFrame, label_threshold: float) -> pd.DataFrame:
+    """Add the derived check columns; string columns become object for GX's type check."""
+    batch = frame.copy()
+    for column in batch.columns:
+        if isinstance(batch[column].dtype, pd.StringDtype):
+            batch[column] = batch[column].astype(object)
+    if {"year", "month"} <= set(batch.columns):
+        year = pd.to_numeric(batch["year"], errors="coerce")
+        month = pd.to_numeric(batch["month"], errors="coerce")
+        batch[PARTITION_COLUMN] = (year * 100 + month).astype("float64")
+        if "day" in batch.columns:
+            parts = pd.DataFrame(
+                {"year": year, "month": month, "day": pd.to_numeric(batch["day"], errors="coerce")}
+            )
+            batch[DATE_COLUMN] = pd.to_datetime(parts, errors="coerce")
+    if "arr_delay" in batch.columns:
+        delay = pd.to_numeric(batch["arr_delay"], errors="coerce")
+        batch[LABEL_COLUMN] = np.where(
+            delay.isna(), np.nan, (delay >= label_threshold).astype(float)
+        )
+    return batch
+
+
+def _outcome(partition: str, result: Any) -> ExpectationOutcome:
+    config = result.expectation_config
+    details = result.result or {}
+    error = None
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        error = str(result.exception_info.get("exception_message", "")).splitlines()[0][:300]
+    observed = details.get("observed_value")
+    if isinstance(observed, np.generic):
+        observed = observed.item()
+    if isinstance(observed, float) and not np.isfinite(observed):
+        observed = None
+    return ExpectationOutcome(
+        partition=partition,
+        expectation=config.type,
+        column=config.kwargs.get("column")
+        or (",".join(config.kwargs["column_list"]) if config.kwargs.get("column_list") else None),
+        severity=(config.meta or {}).get("severity", "block"),
+        success=bool(result.success),
+        observed=observed
+        if isinstance(observed, (int, float, str, bool)) or observed is None
+        else str(observed),
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=details.get("unexpected_percent"),
+        error=error,
+    )
+
+
+def validate_partitions(
+    frames: list[tuple[Partition, pd.DataFrame]],
+    params: ValidationParams,
+    label_threshold: float,
+    reports_dir: Path | None = None,
+    content_sha256: dict[str, str] | None = None,
+) -> ValidationReport:
+    """Run the suite once per partition in one GX context; write JSON + Data Docs if asked.
+
+    With `params.cache_dir` and each partition's file sha256 in `content_sha256`, a partition
+    already validated with the same suite takes its outcomes from the cache (a nightly run
+    checks only the new month; when nothing is new, Great Expectations is not even imported).
+    Does not raise on failures: callers decide (see `raise_for_blocking`).
+    """
+    report = ValidationReport()
+    raw_results: dict[str, Any] = {}
+    by_name: dict[str, list[ExpectationOutcome]] = {}
+    cache = None
+    if params.cache_dir is not None and content_sha256:
+        cache = ValidationCache(params, label_threshold, content_sha256)
+        for partition, _ in frames:
+            cached = cache.get(partition.name)
+            if cached is None:
+                continue
+            try:
+                by_name[partition.name] = [ExpectationOutcome(**o) for o in cached[0]]
+            except TypeError as error:  # an entry of another format: validate again
+                log.warning("ignoring validation cache entry of %s: %s", partition.name, error)
+                continue
+            raw_results[partition.name] = cached[1]
+            report.cached.append(partition.name)
+    todo = [(p, f) for p, f in frames if p.name not in by_name]
+    if todo:
+        fresh = _run_suite(todo, params, label_threshold, reports_dir)
+        for name, (outcomes, result) in fresh.items():
+            by_name[name], raw_results[name] = outcomes, result
+            if cache is not None:
+                cache.put(name, [asdict(o) for o in outcomes], result)
+    for partition, _ in frames:
+        report.outcomes += by_name[partition.name]
+        report.partitions.append(partition.name)
+    if reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        (reports_dir / "summary.json").write_text(
+            json.dumps(report.to_dict(), indent=1, default=str)
+        )
+        (reports_dir / "gx_results.json").write_text(json.dumps(raw_results, indent=1, default=str))
+    return report
+
+
+def _run_suite(
+    frames: list[tuple[Partition, pd.DataFrame]],
+    params: ValidationParams,
+    label_threshold: float,
+    reports_dir: Path | None,
+) -> dict[str, tuple[list[ExpectationOutcome], Any]]:
+    """The Great Expectations part: one context, one checkpoint, one run per partition;
+    Data Docs (of these partitions) under reports_dir."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir = None
+    if reports_dir is not None:
+        docs_dir = (reports_dir / "data_docs").resolve()
+        context.add_data_docs_site(
+            site_name="maas",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    asset = context.data_sources.add_pandas("flights").add_dataframe_asset("partition")
+    batch_definition = asset.add_batch_definition_whole_dataframe("whole_partition")
+    suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
+    for expectation in build_expectations(params):
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="validate_partition", data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="partitions", validation_definitions=[definition], result_format="SUMMARY"
+        )
+    )
+
+    fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
+    for partition, frame in frames:
+        batch = prepare_batch(frame, label_threshold)
+        result = checkpoint.run(
+            batch_parameters={"dataframe": batch},
+            expectation_parameters={
+                "partition_month": [float(partition.year * 100 + partition.month)]
+            },
+            run_id=gx.RunIdentifier(run_name=partition.name),
+        )
+        for suite_result in result.run_results.values():
+            outcomes = [_outcome(partition.name, r) for r in suite_result.results]
+            fresh[partition.name] = (outcomes, suite_result.to_json_dict())
+    if reports_dir is not None:
+        context.build_data_docs(site_names=["maas"])
+    return fresh
+
+
+def raise_for_blocking(report: ValidationReport, reports_dir: Path | None = None) -> None:
+    if report.blocking:
+        raise DataValidationError(report.blocking, reports_dir)

@@ -1,0 +1,49 @@
+"""The hand-off between stages in `data.processed_dir`: the labeled train and test windows and
+their lineage (which partitions, their sha256, the validation status). DVC tracks the folder."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from maas.config import DataParams
+from maas.errors import MaasError
+
+LINEAGE_FILE = "lineage.json"
+TRAIN_FILE = "train.parquet"
+TEST_FILE = "test.parquet"
+
+
+class MissingStageOutput(MaasError, FileNotFoundError):
+    """A stage's input is not there: an earlier stage has not run (the message says which)."""
+
+
+def clear_windows(data: DataParams) -> None:
+    """A blocked run must never leave the previous run's windows for the next stage to use."""
+    for name in (TRAIN_FILE, TEST_FILE, LINEAGE_FILE):
+        (data.processed_dir / name).unlink(missing_ok=True)
+
+
+def write_windows(
+    data: DataParams, train: pd.DataFrame, test: pd.DataFrame, lineage: dict[str, Any]
+) -> None:
+    data.processed_dir.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(data.processed_dir / TRAIN_FILE, index=False)
+    test.to_parquet(data.processed_dir / TEST_FILE, index=False)
+    (data.processed_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=1))
+
+
+def read_lineage(data: DataParams) -> dict[str, Any]:
+    path = data.processed_dir / LINEAGE_FILE
+    if not path.is_file():
+        raise MissingStageOutput(f"{path} not found: run the validate stage first")
+    return dict(json.loads(path.read_text()))
+
+
+def read_window(data: DataParams, filename: str) -> pd.DataFrame:
+    path = data.processed_dir / filename
+    if not path.is_file():
+        raise MissingStageOutput(f"{path} not found: run the validate stage first")
+    return pd.read_parquet(path)

@@ -1,0 +1,1 @@
+"""A registered version becomes a verified OCI image: Bento, image build, infra-validation."""

@@ -1,0 +1,205 @@
+"""A registered version as BentoML sees it: the verified BentoML model, and the Bento built
+from the service code the bentofile lists.
+
+`bentofile.yaml` is the one place that says what goes into the image (its `service` and
+`include`); the Bento's version digest and `maas serve` read it from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from maas.config import PackagingParams, RegistryParams, ServingParams
+from maas.release.errors import PackagingError
+from maas.serving.inference import SERVING_FILES, verify_digests
+from maas.tracking.registry import download_serving_artifacts, resolve_version, version_digests
+
+log = logging.getLogger(__name__)
+
+SRC_DIR = Path(__file__).resolve().parents[2]  # the Bento's build context (holds maas/)
+BENTOFILE = SRC_DIR.parent / "bentofile.yaml"  # beside src/, whatever the working directory
+LINEAGE_TAGS = ("git_commit", "train_partitions", "test_partitions", "validation_status",
+                "gate_passed", "params_digest")  # fmt: skip
+
+
+def read_bentofile(bentofile: Path = BENTOFILE) -> dict[str, Any]:
+    import yaml
+
+    if not bentofile.is_file():
+        raise PackagingError(f"BentoML build file {bentofile} not found")
+    spec: dict[str, Any] = yaml.safe_load(bentofile.read_text()) or {}
+    return spec
+
+
+def service_files(bentofile: Path = BENTOFILE) -> list[str]:
+    """The source files the bentofile's `include` patterns select under SRC_DIR (what goes
+    into the image), relative to SRC_DIR and sorted; `exclude` patterns are left out."""
+    spec = read_bentofile(bentofile)
+    excluded = [str(pattern).strip("/") for pattern in spec.get("exclude") or []]
+    found: set[str] = set()
+    for pattern in spec.get("include") or []:
+        for path in SRC_DIR.glob(str(pattern)):
+            relative = path.relative_to(SRC_DIR)
+            if path.is_file() and not any(part in excluded for part in relative.parts):
+                found.add(relative.as_posix())
+    if not found:
+        raise PackagingError(f"{bentofile} includes no files under {SRC_DIR}")
+    return sorted(found)
+
+
+def bento_model_tag(model_name: str, version: str) -> str:
+    return f"{model_name}:v{version}"
+
+
+def create_bento_model(client: Any, registry: RegistryParams, version: Any) -> str:
+    """Download and verify the serving files, then store them as a BentoML model.
+
+    Idempotent: an existing BentoML model for the version is re-verified and reused.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    tag = bento_model_tag(registry.model_name, str(version.version))
+    digests = version_digests(version)
+    try:
+        existing = bentoml.models.get(tag)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        verify_digests(Path(existing.path), digests)
+        return tag
+    with tempfile.TemporaryDirectory(prefix="maas-package-") as tmp:
+        folder = download_serving_artifacts(client, version, Path(tmp))  # verifies sha256
+        tags = version.tags
+        metadata = {
+            "registered_model": registry.model_name,
+            "model_version": str(version.version),
+            "run_id": version.run_id,
+            "sha256": digests,
+            "test_metrics": {k[5:]: float(v) for k, v in tags.items() if k.startswith("test_")
+                             and k != "test_partitions"},
+            **{key: tags.get(key, "") for key in LINEAGE_TAGS},
+        }  # fmt: skip
+        labels = {"registered_model": registry.model_name, "model_version": str(version.version),
+                  "run_id": str(version.run_id)}  # fmt: skip
+        labels |= {f"sha256_{name.replace('.', '_')}": value for name, value in digests.items()}
+        with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
+            for name in SERVING_FILES:
+                shutil.copy(folder / name, Path(model.path) / name)
+            Path(model.path, "metadata.json").write_text(json.dumps(metadata, indent=1))
+    log.info("bentoml model %s created from %s v%s", tag, registry.model_name, version.version)
+    return tag
+
+
+def service_args(
+    model_tag: str, packaging: PackagingParams, serving: ServingParams
+) -> dict[str, str]:
+    """The Bento arguments of `maas.service.ServiceArgs` for one version."""
+    return {
+        "model_tag": model_tag,
+        "base_image": packaging.base_image,
+        "max_records": str(serving.max_records),
+        "workers": str(serving.workers),
+        "tracing": str(serving.tracing).lower(),
+        "metrics": str(serving.metrics).lower(),
+    }
+
+
+def bento_version(
+    version: str, bentofile: Path, args: Mapping[str, str], model_digests: Mapping[str, str]
+) -> str:
+    """v<N>-<digest of everything that goes into the Bento>: same inputs, same Bento.
+
+    The model files' digests are part of it: a registry rebuilt from scratch reuses version
+    numbers, and must not reuse an image holding another model under the same number."""
+    digest = hashlib.sha256(bentofile.read_bytes())
+    for name in service_files(bentofile):
+        digest.update(name.encode())
+        digest.update((SRC_DIR / name).read_bytes())
+    digest.update(json.dumps(dict(args), sort_keys=True).encode())
+    digest.update(json.dumps(dict(model_digests), sort_keys=True).encode())
+    return f"v{version}-{digest.hexdigest()[:10]}"
+
+
+def build_bento(
+    model_name: str,
+    version: str,
+    model_tag: str,
+    model_digests: Mapping[str, str],
+    packaging: PackagingParams,
+    serving: ServingParams,
+    bentofile: Path = BENTOFILE,
+) -> tuple[str, bool]:
+    """Build (or reuse) the Bento of `version`; returns (bento tag, reused).
+
+    `bentoml build` runs in a fresh process: the service module reads its Bento arguments
+    at import, so an import in this process could carry another version's arguments.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    if not bentofile.is_file():
+        raise PackagingError(f"BentoML build file {bentofile} not found")
+    args = service_args(model_tag, packaging, serving)
+    name = f"{packaging.image_prefix}-{model_name.lower()}"
+    tag = f"{name}:{bento_version(version, bentofile, args, model_digests)}"
+    try:
+        bentoml.bentos.get(tag)
+        return tag, True
+    except NotFound:
+        pass
+    command = [sys.executable, "-m", "bentoml", "build", str(SRC_DIR), "--bentofile",
+               str(bentofile.resolve()), "--name", name, "--version", tag.split(":")[1],
+               "--label", f"registered_model={model_name}", "--label",
+               f"model_version={version}", "--output", "tag"]  # fmt: skip
+    for key, value in args.items():
+        command += ["--arg", f"{key}={value}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        raise PackagingError(f"bentoml build failed for {model_name} v{version}:\n{tail}")
+    bentoml.bentos.get(tag)  # raises if the build did not store it
+    log.info("bento %s built", tag)
+    return tag, False
+
+
+def serve_command(
+    model_tag: str,
+    host: str,
+    port: int,
+    serving: ServingParams,
+    packaging: PackagingParams,
+    bentofile: Path = BENTOFILE,
+) -> list[str]:
+    """`bentoml serve` of the service for one BentoML model (development, no container)."""
+    service = read_bentofile(bentofile)["service"]
+    command = [sys.executable, "-m", "bentoml", "serve", service,
+               "--host", host, "--port", str(port), "--working-dir", str(SRC_DIR)]  # fmt: skip
+    for key, value in service_args(model_tag, packaging, serving).items():
+        command += ["--arg", f"{key}={value}"]
+    return command
+
+
+def dev_server(
+    client: Any,
+    registry: RegistryParams,
+    packaging: PackagingParams,
+    serving: ServingParams,
+    ref: str,
+    host: str,
+    port: int,
+) -> tuple[str, str, list[str]]:
+    """`maas serve`: (version, BentoML model tag, the `bentoml serve` command) for a version
+    or alias, its serving files verified into the BentoML store first."""
+    version = resolve_version(client, registry.model_name, ref)
+    tag = create_bento_model(client, registry, version)
+    return str(version.version), tag, serve_command(tag, host, port, serving, packaging)

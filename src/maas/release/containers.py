@@ -1,0 +1,214 @@
+"""OCI images and containers through the docker / podman / buildah command lines.
+
+BentoML builds the images (`bentoml.container.build`); this module picks the backend and
+inspects, runs, waits for and stops containers. Only the standard library is imported, so the
+controller and the CLI can use it without loading BentoML.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from maas.errors import MaasError
+from maas.net import ProcessExited, wait_for_http
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("docker", "podman", "buildah")
+CA_BUNDLE_IN_IMAGE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class ContainerError(MaasError):
+    """A container tool is missing or a build/run failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    id: str
+    size_bytes: int
+    labels: dict[str, str]
+
+
+def run_tool(command: list[str], timeout: float = 60, check: bool = True) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise ContainerError(f"{command[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise ContainerError(
+            f"`{' '.join(command[:3])} …` did not finish in {timeout:.0f}s"
+        ) from None
+    if check and done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise ContainerError(f"`{' '.join(command[:3])} …` failed: {' | '.join(tail)}")
+    return done.stdout
+
+
+_WORKING: set[str] = set()  # binaries (resolved paths) whose probe passed in this process
+
+
+def backend_problem(backend: str) -> str | None:
+    """None when `backend` can build images here, else why not (checked for real, not assumed:
+    a docker CLI without a running daemon does not count). A passing probe is remembered for
+    the process (a controller pass packages and deploys without probing again); a failing one
+    is tried again next time (the user may fix it meanwhile)."""
+    binary = shutil.which(backend)
+    if binary is None:
+        return f"{backend} is not installed"
+    if binary in _WORKING:
+        return None
+    probe = {"docker": ["info"], "podman": ["info"], "buildah": ["version"]}[backend]
+    try:
+        done = subprocess.run([binary, *probe], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return f"`{backend} {probe[0]}` did not answer in 30s"
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return f"`{backend} {probe[0]}` failed: {lines[-1] if lines else done.returncode}"
+    _WORKING.add(binary)
+    return None
+
+
+def select_backend(preferred: str) -> tuple[str | None, list[str]]:
+    """(the backend to build with, or None; why each candidate was rejected)."""
+    candidates = BACKENDS if preferred == "auto" else (preferred,)
+    reasons: list[str] = []
+    for backend in candidates:
+        problem = backend_problem(backend)
+        if problem is None:
+            return backend, reasons
+        reasons.append(problem)
+    return None, reasons
+
+
+def runtime_for(backend: str) -> str | None:
+    """The CLI that runs what `backend` built (buildah builds, podman runs: same storage)."""
+    if backend == "buildah":
+        return "podman" if shutil.which("podman") else None
+    return backend
+
+
+def inspect_image(runtime: str, image: str) -> ImageInfo | None:
+    done = subprocess.run(
+        [runtime, "image", "inspect", image], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        return None
+    data = json.loads(done.stdout)[0]
+    labels = data.get("Labels") or data.get("Config", {}).get("Labels") or {}
+    return ImageInfo(
+        name=image,
+        id=str(data["Id"]).removeprefix("sha256:"),
+        size_bytes=int(data.get("Size") or data.get("VirtualSize") or 0),
+        labels=dict(labels),
+    )
+
+
+def image_user(runtime: str, image: str) -> str:
+    out = run_tool([runtime, "image", "inspect", "--format", "{{.Config.User}}", image])
+    return out.strip()
+
+
+def run_container(
+    runtime: str,
+    image: str,
+    name: str,
+    port: int,
+    env: dict[str, str] | None = None,
+    network: str = "host",
+    pass_env: list[str] | None = None,
+) -> str:
+    """Start `image` detached, answering on 127.0.0.1:`port`; returns the container id.
+
+    `pass_env`: variable names handed over from this process's environment (`--env NAME`),
+    so secret values never appear on a command line."""
+    run_tool([runtime, "rm", "--force", "--ignore", name], check=False)
+    command = [runtime, "run", "--detach", "--init", "--name", name]
+    if network == "host":
+        command += ["--network", "host", "--env", f"PORT={port}"]
+    else:  # a bridge network publishes the service's default port on loopback
+        command += ["--publish", f"127.0.0.1:{port}:3000"]
+    for key, value in (env or {}).items():
+        command += ["--env", f"{key}={value}"]
+    for key in pass_env or []:
+        command += ["--env", key]
+    return run_tool([*command, image], timeout=120).strip()
+
+
+def list_containers(runtime: str, name_prefix: str) -> list[str]:
+    """Names of containers (running or not) whose name starts with `name_prefix`."""
+    out = run_tool([runtime, "ps", "--all", "--format", "{{.Names}}"], check=False)
+    return [name for name in out.split() if name.startswith(name_prefix)]
+
+
+def container_logs(runtime: str, container: str, lines: int = 30) -> str:
+    done = subprocess.run(
+        [runtime, "logs", "--tail", str(lines), container],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return (done.stdout + done.stderr).strip()
+
+
+def container_running(runtime: str, container: str) -> bool:
+    done = subprocess.run(
+        [runtime, "inspect", "--format", "{{.State.Running}}", container],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode == 0 and done.stdout.strip() == "true"
+
+
+def container_rss_bytes(runtime: str, container: str) -> int:
+    """Resident memory of all processes of a running container, read from the host's /proc
+    (the container's cgroup figure also counts page cache; this is what the service holds)."""
+    pid = int(run_tool([runtime, "inspect", "--format", "{{.State.Pid}}", container]).strip())
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def remove_container(runtime: str, container: str) -> None:
+    """Stop (2 s grace: a PID 1 may ignore SIGTERM) and remove."""
+    subprocess.run(
+        [runtime, "rm", "--force", "--time", "2", container],
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def wait_ready(base_url: str, timeout_s: float, alive: Callable[[], bool] | None = None) -> bool:
+    """True once the service at `base_url` answers /readyz (ready means a warm model); False at
+    the timeout. Raises ContainerError when `alive()` says the container exited first."""
+    try:
+        return wait_for_http(f"{base_url}/readyz", timeout_s, alive=alive, interval_s=0.2)
+    except ProcessExited:
+        raise ContainerError("the container exited before it was ready") from None
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("MAAS_CACHE_DIR", Path.home() / ".cache" / "maas"))

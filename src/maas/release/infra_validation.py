@@ -1,0 +1,138 @@
+"""Infra-validation: the image is started, must turn ready, and must answer the version's stored
+test sample exactly as the registered MLflow pyfunc does, before it may serve."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from maas.config import PackagingParams, ServingParams
+from maas.net import free_port
+from maas.release import containers
+from maas.release.errors import PackagingError
+
+
+def sample_records(frame: Any, rows: int) -> list[dict[str, Any]]:
+    """Test rows as JSON records (NaN → null, numpy → Python)."""
+    records: list[dict[str, Any]] = json.loads(frame.head(rows).to_json(orient="records"))
+    return records
+
+
+def expected_predictions(model_uri: str, rows: int) -> tuple[list[dict[str, Any]], list[float]]:
+    """The version's stored test sample and the MLflow pyfunc's delay probabilities for it."""
+    import mlflow
+    import pandas as pd
+
+    pyfunc = mlflow.pyfunc.load_model(model_uri)
+    example = pyfunc.input_example
+    if example is None or len(example) == 0:
+        raise PackagingError(f"{model_uri} has no input example to validate the image with")
+    records = sample_records(example, rows)
+    probs = pyfunc.predict(pd.DataFrame(records))["delay_probability"]
+    return records, [float(p) for p in probs]
+
+
+@dataclass
+class InfraValidation:
+    """The outcome of replaying a version's sample against its running image."""
+
+    passed: bool
+    reason: str
+    latency_ms: dict[str, float]
+    max_abs_diff: float | None = None
+
+
+def validate_endpoint(
+    base_url: str,
+    version: str,
+    records: list[dict[str, Any]],
+    expected: list[float],
+    tolerance: float,
+    latency_requests: int,
+    max_records: int,
+) -> InfraValidation:
+    """Replay the sample against a ready service; compare; time single-record requests."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        got: list[float] = []
+        for start in range(0, len(records), max_records):
+            response = http.post("/predict", json={"flights": records[start : start + max_records]})
+            if response.status_code != 200:
+                return InfraValidation(
+                    False, f"/predict answered {response.status_code}: {response.text[:200]}", {}
+                )
+            body = response.json()
+            if body.get("model_version") != version:
+                return InfraValidation(
+                    False, f"served model_version {body.get('model_version')!r}, not {version}", {}
+                )
+            got += [p["delay_probability"] for p in body["predictions"]]
+        diff = max(abs(a - b) for a, b in zip(got, expected, strict=True))
+        if diff > tolerance:
+            return InfraValidation(
+                False, f"predictions differ from the MLflow pyfunc by {diff:.3g} > {tolerance}",
+                {}, diff,
+            )  # fmt: skip
+        timings = []
+        for index in range(latency_requests):
+            payload = {"flights": [records[index % len(records)]]}
+            started = time.perf_counter()
+            response = http.post("/predict", json=payload)
+            timings.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                return InfraValidation(False, f"single-record request {response.status_code}", {})
+    timings.sort()
+    latency = {
+        "p50": round(timings[len(timings) // 2], 3),
+        "p99": round(timings[min(len(timings) - 1, int(len(timings) * 0.99))], 3),
+    }
+    return InfraValidation(True, f"{len(records)} rows match the pyfunc", latency, diff)
+
+
+def infra_validate(
+    runtime: str,
+    image: str,
+    version: str,
+    records: list[dict[str, Any]],
+    expected: list[float],
+    packaging: PackagingParams,
+    serving: ServingParams,
+) -> InfraValidation:
+    """Start the image on a free port, wait for /readyz, replay the sample, stop it."""
+    settings = packaging.infra_validation
+    port = free_port()
+    name = f"maas-validate-{image.split('/')[-1].replace(':', '-')}-{port}"
+    container = containers.run_container(runtime, image, name, port, network=packaging.network)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        started = time.perf_counter()
+        try:
+            ready = containers.wait_ready(
+                base_url,
+                settings.ready_timeout_s,
+                alive=lambda: containers.container_running(runtime, container),
+            )
+        except containers.ContainerError as error:
+            logs = containers.container_logs(runtime, container)
+            return InfraValidation(False, f"{error}: {logs[-500:]}", {})
+        if not ready:
+            return InfraValidation(
+                False, f"/readyz not ready within {settings.ready_timeout_s:.0f}s", {}
+            )
+        cold_start = time.perf_counter() - started
+        report = validate_endpoint(
+            base_url,
+            version,
+            records,
+            expected,
+            settings.tolerance,
+            settings.latency_requests,
+            serving.max_records,
+        )
+        report.latency_ms["cold_start_to_ready"] = round(cold_start * 1000, 1)
+        return report
+    finally:
+        containers.remove_container(runtime, container)

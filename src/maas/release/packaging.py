@@ -1,0 +1,130 @@
+"""MLflow version -> BentoML model -> Bento -> OCI image -> infra-validated, tags written back.
+
+Only the serving artifacts travel (ONNX graph, preprocessing JSON, model config), each
+sha256-verified against the version's tags; nothing is unpickled. Every step reuses what
+already exists for the version, so packaging twice builds nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maas.clock import timed, utc_timestamp
+from maas.config import PackagingParams, RegistryParams, ServingParams
+from maas.release import containers
+from maas.release.bento import BENTOFILE, build_bento, create_bento_model
+from maas.release.errors import PackagingError
+from maas.release.images import build_image, ensure_base_image, image_name
+from maas.release.infra_validation import expected_predictions, infra_validate
+from maas.tracking.registry import resolve_version, set_version_tags, version_digests
+
+
+@dataclass
+class PackageResult:
+    model: str
+    version: str
+    bento_tag: str
+    image: str | None = None
+    image_id: str | None = None
+    image_size_bytes: int | None = None
+    image_user: str | None = None
+    backend: str | None = None
+    infra_validation: str = "not run"
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validated_image(self) -> str:
+        """The image that passed infra-validation; only such an image may serve."""
+        if self.image is None or self.infra_validation != "passed":
+            raise PackagingError(f"v{self.version} has no validated image: {self.infra_validation}")
+        return self.image
+
+
+def package_version(
+    client: Any,
+    registry: RegistryParams,
+    packaging: PackagingParams,
+    serving: ServingParams,
+    ref: str,
+    backend: str | None = None,
+    bentofile: Path = BENTOFILE,
+) -> PackageResult:
+    """Package one version: BentoML model, Bento, image (when a backend works), validation.
+
+    Raises PackagingError / ArtifactIntegrityError when the version cannot be packaged; an
+    image that fails infra-validation is reported in the result and tagged on the version.
+    """
+    version = resolve_version(client, registry.model_name, ref)
+    number = str(version.version)
+    timings: dict[str, float] = {}
+    with timed(timings, "bento_model"):
+        model_tag = create_bento_model(client, registry, version)
+    with timed(timings, "bento_build"):
+        bento_tag, bento_reused = build_bento(
+            registry.model_name, number, model_tag, version_digests(version), packaging,
+            serving, bentofile,
+        )  # fmt: skip
+    result = PackageResult(registry.model_name, number, bento_tag, timings=timings)
+    if bento_reused:
+        result.reused.append("bento")
+    chosen, rejected = containers.select_backend(backend or packaging.backend)
+    runtime = containers.runtime_for(chosen) if chosen else None
+    if chosen is None or runtime is None:
+        why = "; ".join(rejected) if chosen is None else f"{chosen} builds but nothing runs images"
+        result.note = f"no image built: no working container backend ({why})"
+        # Only the Bento is new: an image validated elsewhere keeps its tags.
+        set_version_tags(client, registry.model_name, number, {"bento_tag": bento_tag})
+        return result
+    result.backend = chosen
+    tags = _image(result, dict(version.tags), runtime, packaging)
+    if "infra_validation" in result.reused:
+        return result
+    records, expected = expected_predictions(
+        f"models:/{registry.model_name}/{number}", packaging.infra_validation.sample_rows
+    )
+    assert result.image is not None  # set by _image
+    with timed(timings, "infra_validation"):
+        report = infra_validate(runtime, result.image, number, records, expected, packaging,
+                                serving)  # fmt: skip
+    result.latency_ms = report.latency_ms
+    result.infra_validation = "passed" if report.passed else f"failed: {report.reason}"
+    tags |= {"infra_validation": result.infra_validation, "packaged_at": utc_timestamp()}
+    if report.passed:
+        tags["infra_latency_ms"] = json.dumps(report.latency_ms)
+    set_version_tags(client, registry.model_name, number, tags)
+    return result
+
+
+def _image(
+    result: PackageResult, current: dict[str, str], runtime: str, packaging: PackagingParams
+) -> dict[str, str]:
+    """The version's image into `result`: reused when it holds this Bento (and, when its
+    validation passed before, that result too), else built. Returns the tags to write."""
+    assert result.backend is not None
+    image = image_name(packaging, result.model, result.version)
+    info = containers.inspect_image(runtime, image)
+    if info is not None and info.labels.get("org.maas.bento") == result.bento_tag:
+        result.reused.append("image")
+        if current.get("image_id") == info.id and current.get("infra_validation", "").startswith(
+            "passed"
+        ):
+            result.reused.append("infra_validation")
+            result.infra_validation = "passed"
+            result.latency_ms = json.loads(current.get("infra_latency_ms") or "{}")
+    else:
+        with timed(result.timings, "base_image"):
+            ensure_base_image(runtime, packaging)
+        with timed(result.timings, "image_build"):
+            info = build_image(result.bento_tag, image, result.backend, runtime, packaging)
+    result.image, result.image_id, result.image_size_bytes = image, info.id, info.size_bytes
+    result.image_user = containers.image_user(runtime, image)
+    return {"bento_tag": result.bento_tag, "image": image, "image_id": info.id,
+            "image_size_bytes": str(info.size_bytes)}  # fmt: skip

@@ -1,0 +1,85 @@
+"""Scoring raw records with the serving artifacts: ONNX Runtime + the preprocessing JSON.
+
+Imports numpy and onnxruntime only (no torch, mlflow, pandas): MLflow's pyfunc, the champion
+re-scoring and the BentoML service all predict through this one path. `sha256_file` is the one
+file digest of maas (partitions, serving artifacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maas.serving.errors import ArtifactIntegrityError
+from maas.serving.preprocessing import Preprocessor
+
+ONNX_FILE = "model.onnx"
+PREPROCESSING_FILE = "preprocessing.json"
+MODEL_CONFIG_FILE = "model_config.json"
+WEIGHTS_FILE = "weights.safetensors"
+SERVING_FILES = (ONNX_FILE, PREPROCESSING_FILE, MODEL_CONFIG_FILE)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (partitions can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_digests(folder: Path, expected: Mapping[str, str]) -> dict[str, str]:
+    """Check every serving file against its recorded sha256; returns the verified digests."""
+    verified = {}
+    for name in SERVING_FILES:
+        want = expected.get(name)
+        if not want:
+            raise ArtifactIntegrityError(f"no recorded sha256 for {name}; refusing to load it")
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactIntegrityError(f"serving artifact {name} is missing from {folder}")
+        got = sha256_file(path)
+        if got != want:
+            raise ArtifactIntegrityError(
+                f"{name} sha256 {got} does not match the registered {want}: "
+                "the artifact was modified"
+            )
+        verified[name] = got
+    return verified
+
+
+def create_session(path: Path, threads: int = 1) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class OnnxModel:
+    preprocessor: Preprocessor
+    session: Any
+
+    @classmethod
+    def load(cls, folder: Path, expected_digests: Mapping[str, str] | None = None) -> OnnxModel:
+        """Load from a folder of serving files, verifying digests when they are given."""
+        if expected_digests is not None:
+            verify_digests(folder, expected_digests)
+        preprocessor = Preprocessor.from_dict(json.loads((folder / PREPROCESSING_FILE).read_text()))
+        return cls(preprocessor, create_session(folder / ONNX_FILE))
+
+    def predict_proba(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """Delay probability for each row of raw columns, in one vectorized call."""
+        cat, num = self.preprocessor.transform(columns)
+        if len(cat) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.session.run(None, {"categorical": cat, "numeric": num})[0]

@@ -1,0 +1,243 @@
+"""Preprocessing fitted on the training window and saved as JSON (never a pickle).
+
+Imports numpy only: the serving image runs this same code on request records, and training
+imports it from here, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maas.serving.errors import FeatureError
+
+FORMAT_VERSION = 1
+UNKNOWN_INDEX = 0
+
+# Columns computed from raw fields, so requests only carry what is known at scheduling time.
+DERIVED_COLUMNS = {
+    "dep_hour": "sched_dep_time",
+    "sched_dep_minutes": "sched_dep_time",
+    "sched_arr_minutes": "sched_arr_time",
+}
+
+
+# The fields of one flight record as clients send it (the service's request schema): what is
+# known at scheduling time, plus the origin's weather (optional, may be null).
+RECORD_FIELDS = ("month", "day", "sched_dep_time", "sched_arr_time", "carrier", "origin",
+                 "dest", "distance")  # fmt: skip
+WEATHER_FIELDS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
+                  "pressure", "visib")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    mean: float
+    std: float
+    min: float | None = None  # values outside [min, max] count as missing
+    max: float | None = None
+    optional: bool = False  # the column may be absent from a record: all values missing
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    categorical: dict[str, list[str]]  # column -> vocabulary; index = position + 1
+    numeric: dict[str, NumericStats]
+    format_version: int = FORMAT_VERSION
+    _lookup: dict[str, tuple[np.ndarray, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        # Lookup tables built once: scoring one record must not rebuild them.
+        for name, vocab in self.categorical.items():
+            array = np.asarray(vocab, dtype=str)
+            order = np.argsort(array, kind="stable")
+            self._lookup[name] = (array[order], (order + 1).astype(np.int64))
+        stats = list(self.numeric.values())
+        self._lookup["__numeric__"] = (
+            np.array([s.mean for s in stats], dtype=np.float64),
+            np.array([s.std for s in stats], dtype=np.float64),
+            np.array([-np.inf if s.min is None else s.min for s in stats], dtype=np.float64),
+            np.array([np.inf if s.max is None else s.max for s in stats], dtype=np.float64),
+        )
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Embedding table sizes, the unknown bucket included."""
+        return [len(vocab) + 1 for vocab in self.categorical.values()]
+
+    @property
+    def numeric_names(self) -> list[str]:
+        """Columns of the numeric matrix: scaled values, then missing indicators."""
+        return list(self.numeric) + [f"{name}_missing" for name in self.numeric]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw columns a record must (or may) carry."""
+        names: list[str] = []
+        for name in [*self.categorical, *self.numeric]:
+            source = DERIVED_COLUMNS.get(name, name)
+            if source not in names:
+                names.append(source)
+        return names
+
+    def encode_categorical(self, name: str, values: np.ndarray) -> np.ndarray:
+        sorted_vocab, codes = self._lookup[name]
+        strings = as_category_strings(values)
+        if len(sorted_vocab) == 0:
+            return np.zeros(len(strings), dtype=np.int64)
+        position = np.minimum(np.searchsorted(sorted_vocab, strings), len(sorted_vocab) - 1)
+        found = sorted_vocab[position] == strings
+        return np.where(found, codes[position], UNKNOWN_INDEX)
+
+    def transform(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw columns -> (int64 codes [N, C], float32 numeric [N, 2F])."""
+        optional = {name for name, stats in self.numeric.items() if stats.optional}
+        derived = derive_columns(columns, [*self.categorical, *self.numeric], optional)
+        codes = [self.encode_categorical(name, derived[name]) for name in self.categorical]
+        n_rows = _row_count(derived)
+        cat = np.stack(codes, axis=1) if codes else np.zeros((n_rows, 0), dtype=np.int64)
+        if not self.numeric:
+            return cat, np.zeros((n_rows, 0), dtype=np.float32)
+        means, stds, lows, highs = self._lookup["__numeric__"]
+        values = np.empty((n_rows, len(self.numeric)), dtype=np.float64)
+        for index, name in enumerate(self.numeric):
+            values[:, index] = as_float(derived[name], name)
+        # Missing or physically impossible (outside [min, max]) -> mean + missing indicator.
+        bad = np.isnan(values) | (values < lows) | (values > highs)
+        scaled = (np.where(bad, means, values) - means) / stds
+        return cat, np.concatenate([scaled, bad], axis=1).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "categorical": self.categorical,
+            "numeric": {name: asdict(stats) for name, stats in self.numeric.items()},
+            "numeric_columns": self.numeric_names,
+            "unknown_index": UNKNOWN_INDEX,
+        }
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise FeatureError(
+                f"preprocessing format_version {data.get('format_version')!r} "
+                f"is not {FORMAT_VERSION}"
+            )
+        return cls(
+            categorical={k: [str(v) for v in vocab] for k, vocab in data["categorical"].items()},
+            numeric={k: NumericStats(**v) for k, v in data["numeric"].items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Preprocessor:
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def fit_preprocessor(
+    columns: Mapping[str, Any],
+    categorical: list[str],
+    numeric: Mapping[str, Any],
+    min_frequency: int = 1,
+) -> Preprocessor:
+    """Fit vocabularies and scaling on the training window only.
+
+    Args:
+        numeric: column -> object with `min`/`max` bounds (None for unbounded).
+    """
+    derived = derive_columns(columns, [*categorical, *numeric])
+    vocabularies: dict[str, list[str]] = {}
+    for name in categorical:
+        strings = as_category_strings(derived[name])
+        values, counts = np.unique(strings[strings != ""], return_counts=True)
+        vocabularies[name] = sorted(str(v) for v in values[counts >= min_frequency])
+    stats: dict[str, NumericStats] = {}
+    for name, bounds in numeric.items():
+        low, high = getattr(bounds, "min", None), getattr(bounds, "max", None)
+        values = as_float(derived[name], name)
+        ok = ~np.isnan(values)
+        if low is not None:
+            ok &= values >= low
+        if high is not None:
+            ok &= values <= high
+        valid = values[ok]
+        mean = float(valid.mean()) if valid.size else 0.0
+        std = float(valid.std()) if valid.size else 1.0
+        stats[name] = NumericStats(
+            mean=mean,
+            std=std if std > 1e-12 and math.isfinite(std) else 1.0,
+            min=low,
+            max=high,
+            optional=bool(getattr(bounds, "optional", False)),
+        )
+    return Preprocessor(categorical=vocabularies, numeric=stats)
+
+
+def hhmm_to_minutes(values: np.ndarray) -> np.ndarray:
+    hours, minutes = np.floor_divide(values, 100), np.mod(values, 100)
+    return hours * 60 + minutes
+
+
+def derive_columns(
+    columns: Mapping[str, Any], names: list[str], optional: set[str] | frozenset[str] = frozenset()
+) -> dict[str, np.ndarray]:
+    """Pick `names` out of raw columns, computing derived ones; a missing column is named.
+
+    An absent `optional` column becomes all-NaN (missing) instead of an error.
+    """
+    result: dict[str, np.ndarray] = {}
+    n_rows = next((len(columns[key]) for key in columns), 0)  # dicts and DataFrames alike
+    for name in names:
+        source = DERIVED_COLUMNS.get(name, name)
+        if source not in columns and name in optional:
+            result[name] = np.full(n_rows, np.nan)
+            continue
+        if source not in columns:
+            raise FeatureError(f"column {source!r} is missing (needed for feature {name!r})")
+        raw = np.asarray(columns[source])
+        if name == "dep_hour":
+            hours = np.floor_divide(as_float(raw, source), 100)
+            result[name] = np.where(np.isnan(hours), np.nan, hours)
+        elif name in ("sched_dep_minutes", "sched_arr_minutes"):
+            result[name] = hhmm_to_minutes(as_float(raw, source))
+        else:
+            result[name] = raw
+    return result
+
+
+def as_float(values: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise FeatureError(f"column {name!r} must be numeric: {error}") from None
+
+
+def as_category_strings(values: Any) -> np.ndarray:
+    """Category values as strings; missing values become "" (the unknown bucket)."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        missing = np.isnan(array)
+        as_int = np.where(missing, 0, array).astype(np.int64)
+        return np.where(missing, "", as_int.astype(str))
+    if array.dtype.kind in "iub":
+        return array.astype(str)
+    objects = array.astype(object)
+    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in objects], bool)
+    return np.where(missing, "", objects).astype(str)
+
+
+def _row_count(columns: Mapping[str, np.ndarray]) -> int:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise FeatureError(f"columns have different lengths: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0

@@ -1,0 +1,1 @@
+"""MLflow: the tracking store, pipeline runs, the model registry and its server."""

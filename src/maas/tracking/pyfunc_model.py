@@ -1,0 +1,34 @@
+"""MLflow models-from-code definition: `mlflow.pyfunc.load_model` predicts from raw records.
+
+MLflow stores this file as source, not a pickle. It scores through the same ONNX graph and
+preprocessing JSON as the service, after verifying their sha256 digests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class FlightDelayModel(PythonModel):
+    def load_context(self, context: Any) -> None:
+        from maas.serving.inference import ONNX_FILE, OnnxModel
+
+        config = context.model_config or {}
+        folder = Path(context.artifacts[ONNX_FILE]).parent
+        self.threshold = float(config.get("threshold", 0.5))
+        self.model = OnnxModel.load(folder, expected_digests=config.get("sha256"))
+
+    # model_input is left unannotated: MLflow reads the hint as a schema and warns on `Any`.
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:
+        import pandas as pd
+
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        probs = self.model.predict_proba(frame)
+        return pd.DataFrame({"delay_probability": probs, "delayed": probs >= self.threshold})
+
+
+mlflow.models.set_model(FlightDelayModel())

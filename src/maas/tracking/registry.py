@@ -1,0 +1,204 @@
+"""The MLflow model registry: versions with lineage and artifact digests, aliases, and the
+verified download of a version's serving files."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from maas.config import RegistryParams
+from maas.serving.inference import (
+    MODEL_CONFIG_FILE,
+    ONNX_FILE,
+    PREPROCESSING_FILE,
+    SERVING_FILES,
+    WEIGHTS_FILE,
+    OnnxModel,
+    sha256_file,
+    verify_digests,
+)
+from maas.tracking.store import RegistryError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PYFUNC_SOURCE = Path(__file__).with_name("pyfunc_model.py")
+SHA_TAG_PREFIX = "sha256."
+
+
+def serving_digests(models_dir: Path) -> dict[str, str]:
+    return {name: sha256_file(models_dir / name) for name in SERVING_FILES}
+
+
+def register_version(
+    client: Any,
+    params: RegistryParams,
+    run_id: str,
+    models_dir: Path,
+    tags: Mapping[str, str],
+    input_example: Any,
+    pip_requirements: list[str],
+) -> Any:
+    """Log the pyfunc model (models-from-code) with the serving artifacts, then create the
+    version with every lineage tag in the same call, so no version exists without its tags."""
+    import mlflow
+
+    digests = serving_digests(models_dir)
+    artifacts = {
+        name: str(models_dir / name)
+        for name in (ONNX_FILE, PREPROCESSING_FILE, MODEL_CONFIG_FILE, WEIGHTS_FILE)
+    }
+    package_dir = Path(__file__).resolve().parents[1]  # all of `maas`: the pyfunc imports it
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_SOURCE),
+            artifacts=artifacts,
+            code_paths=[str(package_dir)],
+            model_config={"sha256": digests, "threshold": 0.5},
+            pip_requirements=pip_requirements,
+            input_example=input_example,
+            signature=input_signature(input_example),
+        )
+        all_tags = {**tags, **{f"{SHA_TAG_PREFIX}{k}": v for k, v in digests.items()}}
+        version = client.create_model_version(
+            name=_ensure_registered_model(client, params.model_name),
+            source=info.model_uri,
+            run_id=run_id,
+            tags=all_tags,
+            model_id=info.model_id,
+        )
+    return client.get_model_version(params.model_name, str(version.version))
+
+
+def input_signature(example: Any) -> Any:
+    """The example's column types; float (weather) columns may be null or absent."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, DataType, Schema
+
+    inferred = infer_signature(example).inputs.inputs
+    columns: list[Any] = [
+        ColSpec(c.type, c.name, required=c.type != DataType.double) for c in inferred
+    ]
+    return ModelSignature(inputs=Schema(columns))
+
+
+def _ensure_registered_model(client: Any, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(
+                name, description="Will a NYC flight arrive 15+ min late?"
+            )
+        except MlflowException:  # a concurrent run created it first
+            client.get_registered_model(name)
+    return name
+
+
+def get_alias_version(client: Any, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower():
+            return None
+        raise
+
+
+def get_version(client: Any, name: str, version: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException:
+        raise RegistryError(f"model {name!r} has no version {version!r}") from None
+
+
+def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 5) -> None:
+    """Point `alias` at `version`. MLflow's SQL store reads, then inserts or updates: two
+    runs setting the same alias at once make one fail on the unique key (seen with eight
+    concurrent registrations on SQLite); the retry finds the row and updates it."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(name, alias, str(version))
+            return
+        except MlflowException as error:
+            if "UNIQUE constraint" not in str(error) and "duplicate key" not in str(error):
+                raise
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def promote(client: Any, name: str, version: str, reason: str = "manual") -> Any:
+    """Move `champion` to `version` (the previous champion keeps its tags for rollback)."""
+    target = get_version(client, name, version)
+    previous = get_alias_version(client, name, CHAMPION)
+    set_alias(client, name, CHAMPION, target.version)
+    client.set_model_version_tag(name, target.version, "promoted_by", reason)
+    if previous is not None and previous.version != target.version:
+        client.set_model_version_tag(name, target.version, "previous_champion", previous.version)
+    return target
+
+
+def resolve_version(client: Any, name: str, ref: str) -> Any:
+    """A version number or an alias (`champion`) -> the ModelVersion."""
+    if ref.isdigit():
+        return get_version(client, name, ref)
+    version = get_alias_version(client, name, ref)
+    if version is None:
+        raise RegistryError(f"model {name!r} has no alias {ref!r}")
+    return version
+
+
+def version_digests(version: Any) -> dict[str, str]:
+    return {
+        k[len(SHA_TAG_PREFIX) :]: v for k, v in version.tags.items() if k.startswith(SHA_TAG_PREFIX)
+    }
+
+
+def logged_model_id(version: Any) -> str:
+    """The LoggedModel behind a version (the SQL store leaves `model_id` empty; source has it)."""
+    if version.model_id:
+        return str(version.model_id)
+    source = str(version.source or "")
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/").split("/")[0]
+    raise RegistryError(f"version {version.version} has no logged model to download ({source})")
+
+
+def download_serving_artifacts(client: Any, version: Any, dest: Path) -> Path:
+    """Download only the serving files of a version and verify each sha256 against its tags."""
+    import mlflow
+
+    location = client.get_logged_model(logged_model_id(version)).artifact_location.rstrip("/")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SERVING_FILES:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location}/artifacts/{name}", dst_path=str(dest)
+        )
+    verify_digests(dest, version_digests(version))
+    return dest
+
+
+def load_version_model(client: Any, version: Any) -> OnnxModel:
+    """The version's ONNX model, digest-verified (never unpickled)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"maas-v{version.version}-"))
+    download_serving_artifacts(client, version, folder)
+    return OnnxModel.load(folder, expected_digests=version_digests(version))
+
+
+def set_version_tags(client: Any, name: str, version: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)

@@ -1,0 +1,132 @@
+"""`maas ui`: the MLflow tracking server + UI on the project's store, wired to the controller.
+
+MLflow fires webhooks only from its server's REST handlers (a client writing to SQLite fires
+nothing; the UI goes through the server). A local receiver needs http and private addresses
+allowed, and the server needs a stable Fernet key to store webhook secrets encrypted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from maas.config import Params
+from maas.errors import MaasError
+from maas.files import read_or_create_secret
+from maas.net import ProcessExited, parse_address, wait_for_http
+from maas.tracking.store import resolve_tracking_uri
+from maas.tracking.webhooks import ALIAS_EVENTS, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_NAME = "maas-controller"
+
+
+class TrackingServerError(MaasError):
+    """The MLflow server did not start or the webhook could not be registered."""
+
+
+def fernet_key(path: Path) -> str:
+    """A Fernet key kept under .maas/ (0600): the same key across restarts and workers."""
+
+    def generate() -> str:
+        from cryptography.fernet import Fernet
+
+        return Fernet.generate_key().decode()
+
+    return read_or_create_secret(
+        path, env="MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", generate=generate
+    )
+
+
+def server_environment(params: Params) -> dict[str, str]:
+    key_file = params.deploy.webhook_secret_file.with_name("webhook.fernet")
+    return {
+        **os.environ,
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",  # the controller listens on http
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",  # ... on this machine
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": fernet_key(key_file),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "2",  # a new webhook fires within seconds, not a minute
+    }
+
+
+def start_server(
+    params: Params,
+    log_file: Path,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """`mlflow server` on the store the pipeline writes to (or `backend_store_uri`: team mode,
+    e.g. PostgreSQL), bound to deploy.ui_address, proxying artifacts to `artifacts_destination`
+    (default registry.artifact_root; an s3:// URI for a shared bucket)."""
+    store = backend_store_uri or resolve_tracking_uri(params.registry)
+    if store.startswith("http"):
+        raise TrackingServerError(
+            f"the tracking URI is already a server ({store}): open its UI there, or start one "
+            "on a database with --backend-store-uri"
+        )
+    host, port = parse_address(params.deploy.ui_address)
+    if artifacts_destination is None:
+        params.registry.artifact_root.mkdir(parents=True, exist_ok=True)
+        artifacts_destination = str(params.registry.artifact_root.resolve())
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = log_file.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+         "--artifacts-destination", artifacts_destination,
+         "--host", host, "--port", str(port), "--workers", "1"],
+        env=server_environment(params), stdout=handle, stderr=handle,
+    )  # fmt: skip
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    try:
+        healthy = wait_for_http(f"{url}/health", timeout_s, alive=lambda: process.poll() is None)
+    except ProcessExited:
+        raise TrackingServerError(f"mlflow server exited with code {process.returncode}") from None
+    if not healthy:
+        raise TrackingServerError(f"mlflow server at {url} not healthy within {timeout_s:.0f}s")
+
+
+def register_webhook(server_url: str, params: Params) -> Any:
+    """Create or update the `maas-controller` webhook for alias events (idempotent)."""
+    from mlflow import MlflowClient
+
+    if not params.deploy.webhook_listen:
+        raise TrackingServerError("deploy.webhook_listen is null: no controller to notify")
+    client = MlflowClient(tracking_uri=server_url, registry_uri=server_url)
+    secret = load_or_create_secret(params.deploy.webhook_secret_file)
+    url = f"http://{params.deploy.webhook_listen}/webhook"
+    events: Any = list(ALIAS_EVENTS)  # WebhookEventStr literals
+    existing = [w for w in client.list_webhooks() if w.name == WEBHOOK_NAME]
+    if existing:
+        return client.update_webhook(
+            existing[0].webhook_id, url=url, events=events, secret=secret,
+            status="ACTIVE",
+        )  # fmt: skip
+    return client.create_webhook(
+        WEBHOOK_NAME, url, events=events, secret=secret,
+        description="maas promotion controller: champion moved -> deploy",
+    )  # fmt: skip
+
+
+def start_ui(
+    params: Params,
+    log_file: Path,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+) -> tuple[subprocess.Popen[bytes], Any]:
+    """`maas ui`: the server started, healthy, and the controller's webhook registered;
+    (the server process, the webhook). On any failure the server is stopped again."""
+    process = start_server(params, log_file, backend_store_uri, artifacts_destination)
+    try:
+        wait_healthy(f"http://{params.deploy.ui_address}", process)
+        hook = register_webhook(f"http://{params.deploy.ui_address}", params)
+    except TrackingServerError as error:
+        process.terminate()
+        raise TrackingServerError(f"{error} (log: {log_file})") from None
+    return process, hook

@@ -1,0 +1,64 @@
+"""The registered versions as rows: what `maas status` shows for each version."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: str
+    aliases: list[str]
+    created: str
+    gate: str
+    validation: str
+    roc_auc: float | None
+    baseline_logistic: float | None
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def list_versions(client: Any, name: str) -> list[VersionRow]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, version in client.get_registered_model(name).aliases.items():
+            aliases_by_version.setdefault(str(version), []).append(alias)
+    except MlflowException:
+        return []
+    rows = []
+    for mv in client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"]):
+        tags = mv.tags
+
+        def number(key: str, tags: Mapping[str, str] = tags) -> float | None:
+            return float(tags[key]) if key in tags else None
+
+        rows.append(
+            VersionRow(
+                version=str(mv.version),
+                aliases=sorted(aliases_by_version.get(str(mv.version), [])),
+                created=time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(mv.creation_timestamp / 1000)
+                ),
+                gate=(
+                    "promoted"
+                    if tags.get("gate_promoted") == "true"
+                    else "passed"
+                    if tags.get("gate_passed") == "true"
+                    else "failed"
+                    if "gate_passed" in tags
+                    else "?"
+                ),
+                validation=tags.get("validation_status", "?"),
+                roc_auc=number("test_roc_auc"),
+                baseline_logistic=number("baseline_logistic_regression_roc_auc"),
+                run_id=mv.run_id or "",
+            )
+        )
+    return rows
