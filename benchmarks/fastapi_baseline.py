@@ -15,8 +15,8 @@ from typing import Annotated
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from maas.inference import OnnxModel
-from maas.service import Flight, PredictResponse, to_columns, to_response
+from maas.serving.inference import OnnxModel
+from maas.serving.schema import Flight, PredictResponse, to_columns, to_response
 
 folder = Path(os.environ["MAAS_MODEL_DIR"])
 info = json.loads((folder / "metadata.json").read_text())

@@ -77,9 +77,9 @@ def plain_pipeline(project: Path) -> None:
     """The baseline: the same work as `maas run`, with nothing around it (prints JSON)."""
     t0 = time.perf_counter()
     os.chdir(project)
-    from maas import stages
     from maas.config import load_params
-    from maas.data import add_label, list_partitions, read_partition, split_partitions
+    from maas.pipeline import stages, windows
+    from maas.pipeline.data import add_label, list_partitions, read_partition, split_partitions
 
     params = load_params("params.yaml")
     data = params.data
@@ -88,7 +88,7 @@ def plain_pipeline(project: Path) -> None:
         list_partitions(data.raw_dir), data.test_partitions, data.max_train_partitions
     )
     data.processed_dir.mkdir(parents=True, exist_ok=True)
-    for parts, name in ((train_parts, stages.TRAIN_FILE), (test_parts, stages.TEST_FILE)):
+    for parts, name in ((train_parts, windows.TRAIN_FILE), (test_parts, windows.TEST_FILE)):
         window = pd.concat([read_partition(p).assign(partition=p.name) for p in parts])
         window = add_label(window, data.label_threshold_minutes, data.unlabeled)
         window.to_parquet(data.processed_dir / name, index=False)
@@ -97,11 +97,14 @@ def plain_pipeline(project: Path) -> None:
         "test_partitions": {p.name: "" for p in test_parts},
         "validation_status": "none",
     }
-    (data.processed_dir / stages.LINEAGE_FILE).write_text(json.dumps(lineage))
+    (data.processed_dir / windows.LINEAGE_FILE).write_text(json.dumps(lineage))
     t2 = time.perf_counter()
-    stages.train(data, params.features, params.model, params.train, None)
+    stages.train_model(data, params.features, params.model, params.train, None)
     t3 = time.perf_counter()
-    metrics = stages.evaluate(data, params.train, params.evaluate, params.promotion, None, None)
+    train = params.train
+    metrics = stages.evaluate_model(
+        data, train.models_dir, train.seed, params.evaluate, params.promotion, None, None
+    )
     t4 = time.perf_counter()
     print(
         json.dumps(
@@ -120,7 +123,7 @@ def plain_pipeline(project: Path) -> None:
 
 def pandas_checks(batch: pd.DataFrame, params: Any, partition_month: float) -> set[str]:
     """The suite's checks in plain pandas on one prepared batch; returns the failing ones."""
-    from maas.validation import DATE_COLUMN, LABEL_COLUMN, PARTITION_COLUMN
+    from maas.pipeline.validation import DATE_COLUMN, LABEL_COLUMN, PARTITION_COLUMN
 
     failed: set[str] = set()
     kinds = {"int": "iu", "float": "iuf"}
@@ -172,8 +175,8 @@ def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
     """The validation suite (GX) and the same checks in pandas, on every partition."""
     import_s = fresh_import_seconds("great_expectations")
     from maas.config import load_params
-    from maas.data import list_partitions, read_partition
-    from maas.validation import prepare_batch, validate_partitions
+    from maas.pipeline.data import list_partitions, read_partition
+    from maas.pipeline.validation import prepare_batch, validate_partitions
 
     params = load_params(ROOT / "params.yaml")
     frames = [(p, read_partition(p)) for p in list_partitions(raw_dir)]

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from maas.packaging import free_port
+from maas.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -88,16 +88,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from mlflow import MlflowClient
 
-    from maas import containers
     from maas.config import load_params
-    from maas.packaging import (
-        build_bento,
-        build_options,
-        create_bento_model,
-        resolve_version,
-        wait_ready,
-    )
-    from maas.registry import version_digests
+    from maas.release import containers
+    from maas.release.bento import build_bento, create_bento_model
+    from maas.release.containers import wait_ready
+    from maas.release.images import build_options
+    from maas.tracking.registry import resolve_version, version_digests
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on `kill` too
     backend, reasons = containers.select_backend("auto")
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"ours: alias -> v2 answering at the stable address: {ours:.1f} s")
 
         # bare: the v3 Bento is built first (not timed), then containerize + start.
-        version = resolve_version(client, params.registry, "3")
+        version = resolve_version(client, params.registry.model_name, "3")
         model_tag = create_bento_model(client, params.registry, version)
         bento_tag, _ = build_bento(
             model,
@@ -192,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         steps = [
             line.split("timings (s): ", 1)[1]
             for line in (root / "watch.log").read_text(errors="replace").splitlines()
-            if "promotion v2 timings (s): " in line
+            if "release v2 timings (s): " in line
         ]
         breakdown = json.loads(steps[-1]) if steps else {}
         print(f"ours, steps (s): {breakdown}")
@@ -215,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if watch is not None:
             os.killpg(watch.pid, 15)
             watch.wait(timeout=60)
-        from maas.deploy import LocalTarget
+        from maas.operate.targets import LocalTarget
 
         LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop()
         subprocess.run(

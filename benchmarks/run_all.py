@@ -64,13 +64,14 @@ def bento_model(project: Path) -> str:
         from mlflow import MlflowClient
 
         from maas.config import load_params
-        from maas.packaging import create_bento_model, resolve_version
-        from maas.registry import resolve_tracking_uri
+        from maas.release.bento import create_bento_model
+        from maas.tracking.registry import resolve_version
+        from maas.tracking.store import resolve_tracking_uri
 
         params = load_params("params.yaml")
         uri = resolve_tracking_uri(params.registry)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        version = resolve_version(client, params.registry, "champion")
+        version = resolve_version(client, params.registry.model_name, "champion")
         return str(create_bento_model(client, params.registry, version))
     finally:
         os.chdir(previous)

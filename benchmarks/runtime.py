@@ -1,7 +1,7 @@
 """Model runtime: ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic) vs torch eager, one run.
 
 All three score the same trained model (the pipeline's models/ folder) on one thread each:
-the fp32 graph as the service loads it (maas.inference.create_session), an int8 copy made by
+the fp32 graph as the service loads it (maas.serving.inference.create_session), an int8 copy made by
 maas.export.quantize_int8 with the same session options, and the safetensors weights in
 torch eager mode under inference_mode. Variants run in interleaved rounds (the order rotates
 each round, so drift hits all alike) and medians are reported:
@@ -37,21 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from maas.export import (
-    MIN_QUANTIZED_OUTPUTS,
-    QUANTIZED_OP_TYPES,
-    load_weights,
-    quantize_int8,
-)
-from maas.features import RECORD_FIELDS, WEATHER_FIELDS, Preprocessor
-from maas.inference import (
+from maas.pipeline.export import load_weights
+from maas.pipeline.model import ModelConfig, ProbabilityNet
+from maas.pipeline.quantize import MIN_QUANTIZED_OUTPUTS, QUANTIZED_OP_TYPES, quantize_int8
+from maas.serving.inference import (
     MODEL_CONFIG_FILE,
     ONNX_FILE,
     PREPROCESSING_FILE,
     WEIGHTS_FILE,
     create_session,
 )
-from maas.model import ModelConfig, ProbabilityNet
+from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS, Preprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,23 +26,24 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from maas.inference import OnnxModel, create_session, verify_digests
-from maas.service import (
+from maas.serving.guard import TOKEN_ENV, ApiGuard
+from maas.serving.inference import OnnxModel, create_session, verify_digests
+from maas.serving.schema import (
+    WARMUP_FLIGHT,
+    Flight,
+    Prediction,
+    PredictResponse,
+    to_columns,
+    to_response,
+)
+from maas.serving.service import (
     ARGS,
     LIVE,
     MAX_BODY,
     SERVICE_SETTINGS,
-    TOKEN_ENV,
-    WARMUP_FLIGHT,
-    ApiGuard,
-    Flight,
     Flights,
-    Prediction,
-    PredictResponse,
     fast_predict,
     settle_garbage_collector,
-    to_columns,
-    to_response,
 )
 
 
@@ -52,9 +53,9 @@ class TorchModel:
     def __init__(self, folder: Path, weights: Path) -> None:
         import torch
 
-        from maas.export import load_weights
-        from maas.features import Preprocessor
-        from maas.model import ModelConfig, ProbabilityNet
+        from maas.pipeline.export import load_weights
+        from maas.pipeline.model import ModelConfig, ProbabilityNet
+        from maas.serving.preprocessing import Preprocessor
 
         torch.set_num_threads(1)  # as the ONNX Runtime session (one intra-op thread)
         self.torch = torch
@@ -76,7 +77,7 @@ def load_model(folder: Path, info: dict[str, Any]) -> Any:
         return OnnxModel.load(folder, expected_digests=info["sha256"])
     verify_digests(folder, info["sha256"])
     if runtime == "onnx-int8":
-        from maas.export import quantize_int8
+        from maas.pipeline.quantize import quantize_int8
 
         quantized = Path(tempfile.mkdtemp()) / "model.int8.onnx"
         quantize_int8(folder / "model.onnx", quantized)

@@ -3,7 +3,7 @@
 All servers load the same BentoML model folder (one registered version's ONNX graph and
 preprocessing JSON), use the same pydantic schema and the same featurizing code, one worker
 each; wrk (Debian package `wrk`) drives them from this machine, servers alternating within
-each case. Besides ours (`maas.service`) and the baseline (plain FastAPI + uvicorn,
+each case. Besides ours (`maas.serving.service`) and the baseline (plain FastAPI + uvicorn,
 benchmarks/fastapi_baseline.py), the alternatives of benchmarks/service_variants.py: BentoML
 adaptive batching, an int8-quantized graph and torch eager in the same service shape. Prints
 req/s, latency and non-2xx counts per case and the ratios to the first server of the case.
@@ -98,7 +98,7 @@ def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> 
         )  # fmt: skip
         servers[name] = (process, f"http://127.0.0.1:{port}/predict")
 
-    bentoml_serve("maas", "maas.service:FlightDelayService", ROOT / "src")
+    bentoml_serve("maas", "maas.serving.service:FlightDelayService", ROOT / "src")
     port = free_port()
     servers["fastapi"] = (
         subprocess.Popen(

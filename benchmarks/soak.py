@@ -88,8 +88,8 @@ async def drive(url: str, seconds: float, rate: float, warmup: float, sample) ->
 def package(ref: str, params_file: str) -> str:
     sys.path.insert(0, str(ROOT / "src"))
     from maas.config import load_params
-    from maas.packaging import package_version
-    from maas.registry import connect
+    from maas.release.packaging import package_version
+    from maas.tracking.store import connect
 
     params = load_params(params_file)
     result = package_version(connect(params.registry), params.registry, params.packaging,
@@ -112,8 +112,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
-    from maas import containers
-    from maas.packaging import free_port, wait_ready
+    from maas.net import free_port
+    from maas.release import containers
+    from maas.release.containers import wait_ready
 
     image = args.image or package(args.ref, args.params)
     backend, reasons = containers.select_backend("auto")

@@ -33,7 +33,7 @@ def minimal_loop(config: Any, train: Any, batch_size: int, epochs: int, lr: floa
     """The baseline: what anyone would write by hand. Returns wall seconds."""
     import torch
 
-    from maas.model import TabularNet
+    from maas.pipeline.model import TabularNet
 
     torch.manual_seed(0)
     model = TabularNet(config)
@@ -59,7 +59,7 @@ def dataloader_loop(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from maas.model import TabularNet
+    from maas.pipeline.model import TabularNet
 
     torch.manual_seed(0)
     model = TabularNet(config).to(device)
@@ -89,7 +89,7 @@ def ours(
     device: str = "cpu",
     mixed_precision: bool = True,
 ) -> dict[str, float]:
-    from maas.train import fit
+    from maas.pipeline.train import fit
 
     update = {
         "max_epochs": epochs,
@@ -102,7 +102,7 @@ def ours(
     in_logging: list[float] = []
     if mlflow_dir is not None:
         from maas.config import RegistryParams
-        from maas.registry import start_pipeline_run
+        from maas.tracking.runs import start_pipeline_run
 
         registry = RegistryParams(
             tracking_uri=f"sqlite:///{mlflow_dir}/mlflow.db",
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from maas.config import load_params
-    from maas.stages import prepare_training
+    from maas.pipeline.train import prepare_training
 
     os.chdir(args.project)
     params = load_params(Path("params.yaml"), [])

@@ -1,73 +1,21 @@
-"""Shared fixtures: tiny in-memory flight partitions shaped like the real ones."""
+"""Session set-up (analytics off, a private BentoML store) and the shared parameter fixtures."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from maas.config import Params, load_params
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # BentoML reads its home once, at import: every test uses a private model/bento store.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="maas-test-bentoml-")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-
-CARRIERS = ["9E", "AA", "B6", "DL", "EV", "UA"]
-ORIGINS = ["EWR", "JFK", "LGA"]
-DESTS = ["ATL", "BOS", "ORD", "LAX", "MIA", "SFO"]
-
-
-def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) -> pd.DataFrame:
-    """Synthetic flights with every raw column; delays depend on hour and precipitation."""
-    rng = np.random.default_rng(seed)
-    dep = rng.integers(5, 23, n) * 100 + rng.integers(0, 60, n)
-    precip = np.where(rng.random(n) < 0.2, rng.random(n), 0.0)
-    risk = -2.0 + 0.08 * (dep // 100) + 2.5 * precip
-    delayed = rng.random(n) < 1 / (1 + np.exp(-risk))
-    arr_delay = np.where(delayed, rng.integers(15, 200, n), rng.integers(-30, 14, n)).astype(float)
-    frame = pd.DataFrame(
-        {
-            "year": np.full(n, year),
-            "month": np.full(n, month),
-            "day": rng.integers(1, 28, n),
-            "dep_time": dep.astype(float),
-            "sched_dep_time": dep,
-            "dep_delay": rng.normal(5, 10, n),
-            "arr_time": ((dep + 200) % 2400).astype(float),
-            "sched_arr_time": (dep + 200) % 2400,
-            "arr_delay": arr_delay,
-            "carrier": rng.choice(CARRIERS, n),
-            "flight": np.arange(n) + 1,
-            "tailnum": [f"N{i:05d}" for i in range(n)],
-            "origin": rng.choice(ORIGINS, n),
-            "dest": rng.choice(DESTS, n),
-            "air_time": rng.normal(120, 30, n),
-            "distance": rng.integers(100, 2500, n),
-            "hour": dep // 100,
-            "minute": dep % 100,
-            "time_hour": [f"{year}-{month:02d}-01T{h:02d}:00:00Z" for h in (dep // 100) % 24],
-            "temp": rng.normal(50, 15, n),
-            "dewp": rng.normal(35, 10, n),
-            "humid": rng.uniform(20, 100, n),
-            "wind_dir": rng.uniform(0, 360, n),
-            "wind_speed": rng.uniform(0, 25, n),
-            "wind_gust": np.where(rng.random(n) < 0.8, np.nan, 30.0),
-            "precip": precip,
-            "pressure": rng.normal(1015, 8, n),
-            "visib": rng.uniform(1, 10, n),
-        }
-    )
-    for column in ("carrier", "origin", "dest", "tailnum", "time_hour"):
-        frame[column] = frame[column].astype("str")
-    return frame
 
 
 @pytest.fixture(scope="session")
@@ -91,25 +39,3 @@ def small_params() -> Params:
             "train.device=cpu",
         ],
     )
-
-
-def write_tiny_model(folder: Path, params: Params, frame: pd.DataFrame) -> Path:
-    """An untrained (seeded) model's serving files + weights, as the train stage writes them."""
-    import torch
-
-    from maas.export import export_onnx, save_weights
-    from maas.features import fit_preprocessor
-    from maas.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE, WEIGHTS_FILE
-    from maas.model import TabularNet, build_model_config
-
-    folder.mkdir(parents=True, exist_ok=True)
-    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
-    cat, num = pre.transform(frame)
-    config = build_model_config(pre.cardinalities, num.shape[1], [8], 0.0, 4)
-    torch.manual_seed(0)
-    model = TabularNet(config).eval()
-    export_onnx(model, folder / ONNX_FILE, cat, num)
-    pre.save(folder / PREPROCESSING_FILE)
-    config.save(folder / MODEL_CONFIG_FILE)
-    save_weights(model, folder / WEIGHTS_FILE)
-    return folder

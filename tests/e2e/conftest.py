@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from maas.data import ingest_partitions
-from tests.conftest import ROOT
+from maas.pipeline.data import ingest_partitions
+from tests.e2e.helpers import MONTHS, PARAMS, TRAINED_MODEL, copy_months, overrides_for
 
-MONTHS = ["2013-10", "2013-11", "2013-12"]
-TRAINED_MODEL = "delay-pkg"  # its own BentoML model names, apart from the unit tests'
-PARAMS = str(ROOT / "params.yaml")
-FLIGHT = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200,
-          "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
 # Sandbox settings podman needs on these machines (test set-up, never a product default).
 os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("containers.conf")))
 
@@ -43,33 +31,6 @@ def prefect_api():
         yield
 
 
-def copy_months(source: Path, target: Path, months: list[str] = MONTHS) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for month in months:
-        shutil.copy(source / f"{month}.parquet", target / f"{month}.parquet")
-    return target
-
-
-def overrides_for(root: Path, raw_dir: Path) -> list[str]:
-    """Small, fast settings pointing every output into `root` (the registry too)."""
-    return [
-        f"data.raw_dir={raw_dir}",
-        f"data.processed_dir={root / 'processed'}",
-        f"validation.reports_dir={root / 'reports' / 'validation'}",
-        f"validation.cache_dir={root / 'validation-cache'}",
-        f"train.models_dir={root / 'models'}",
-        f"train.checkpoint_dir={root / 'checkpoints'}",
-        "train.max_epochs=2",
-        "train.device=cpu",
-        f"evaluate.metrics_path={root / 'reports' / 'metrics.json'}",
-        f"evaluate.plots_dir={root / 'reports' / 'plots'}",
-        "promotion.min_roc_auc=0.6",
-        "promotion.must_beat=[prior]",
-        f"registry.tracking_uri=sqlite:///{root / 'mlflow.db'}",
-        f"registry.artifact_root={root / 'mlartifacts'}",
-    ]
-
-
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory, real_months, prefect_api):
     """October-November train, December tests; one registered champion (version 1)."""
@@ -87,68 +48,3 @@ def trained_project(tmp_path_factory, real_months, prefect_api):
     ]
     training(params_file=PARAMS, overrides=overrides)
     return root, overrides, load_params(PARAMS, overrides)
-
-
-def container_runtime_or_skip() -> str:
-    """The CLI that runs images here; skips without one unless CI requires containers."""
-    from maas import containers
-
-    backend, reasons = containers.select_backend("auto")
-    runtime = containers.runtime_for(backend) if backend else None
-    if runtime is None:
-        if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":
-            pytest.fail(f"no container backend, but MAAS_REQUIRE_CONTAINERS=1: {reasons}")
-        pytest.skip(f"no container backend here: {reasons}")
-    return runtime
-
-
-class Process:
-    """A `maas` command in its own process (`maas watch`, `maas ui`)."""
-
-    def __init__(self, root, overrides, *args: str, env=None, command=None, name=None) -> None:
-        sets = [arg for item in overrides for arg in ("--set", item)]
-        self.log_path = root / f"{name or args[0]}.log"
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command or [sys.executable, "-m", "maas.cli", *args, "-p", PARAMS, *sets],
-            stdout=self.log, stderr=self.log, cwd=os.getcwd(), start_new_session=True,
-            env=env,
-        )  # fmt: skip
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def kill(self) -> None:
-        """SIGKILL to the process and its children (its temporary Prefect server): a crash."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-
-def Controller(root, overrides, interval: str = "1", name: str = "watch") -> Process:
-    return Process(root, overrides, "watch", "--interval", interval, name=name)
-
-
-def serving_version(endpoint: str) -> str | None:
-    try:
-        response = httpx.post(f"{endpoint}/predict", json={"flights": [FLIGHT]}, timeout=5)
-    except httpx.HTTPError:
-        return None
-    return response.json().get("model_version") if response.status_code == 200 else None
-
-
-def wait_for_version(endpoint: str, version: str, timeout: float = 240) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if serving_version(endpoint) == version:
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise AssertionError(f"v{version} did not serve at {endpoint} within {timeout}s")

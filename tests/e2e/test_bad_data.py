@@ -10,10 +10,10 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from maas.data import DataError
-from maas.validation import DataValidationError
-from tests.e2e.conftest import PARAMS, copy_months, overrides_for
+from maas.pipeline.data import DataError
+from maas.pipeline.validation import DataValidationError
 from tests.e2e.corruptions import CORRUPTIONS, Corruption
+from tests.e2e.helpers import PARAMS, copy_months, overrides_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "delay-bad-data"

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 from mlflow import MlflowClient
 
-from tests.e2e.conftest import PARAMS
+from tests.e2e.helpers import PARAMS
 from tests.e2e.test_team import postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,15 +24,16 @@ MODEL = "delay-concurrent"
 
 REGISTER = textwrap.dedent(
     """
-    import sys
-    from maas import stages
+    import json, sys
     from maas.config import load_params
-    from maas.registry import start_pipeline_run
+    from maas.pipeline.register import register_model
+    from maas.tracking.runs import start_pipeline_run
 
     params = load_params(sys.argv[1], sys.argv[2:])
     tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
-    registered = stages.register(params.data, params.train, params.evaluate, params.registry,
-                                 tracking, params.digest())
+    metrics = json.loads(params.evaluate.metrics_path.read_text())
+    registered = register_model(params.data, params.train.models_dir, metrics, params.registry,
+                                tracking, params.digest())
     tracking.finish("FINISHED")
     print("REGISTERED", registered["version"], ",".join(registered["aliases"]))
     """
@@ -92,20 +93,22 @@ def test_eight_runs_register_at_once_on_postgresql(evaluated, tmp_path):
 
 DIES_BEFORE_REGISTER = textwrap.dedent(
     """
-    import os, signal, sys, time
-    from maas import stages
-    from maas.cli import _setup_environment
+    import json, os, signal, sys, time
+    from maas.cli.common import setup_environment
     from maas.config import load_params
-    from maas.registry import RegistryError, start_pipeline_run
+    from maas.pipeline.register import register_model
+    from maas.tracking.runs import start_pipeline_run
+    from maas.tracking.store import RegistryError
 
-    _setup_environment()  # what `maas run` sets: MLflow's HTTP retries capped
+    setup_environment()  # what `maas run` sets: MLflow's HTTP retries capped
     params = load_params(sys.argv[2], sys.argv[3:])
     tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
     os.killpg(int(sys.argv[1]), signal.SIGKILL)  # the tracking server crashes mid-run
     started = time.monotonic()
+    metrics = json.loads(params.evaluate.metrics_path.read_text())
     try:
-        stages.register(params.data, params.train, params.evaluate, params.registry,
-                        tracking, params.digest())
+        register_model(params.data, params.train.models_dir, metrics, params.registry,
+                       tracking, params.digest())
     except RegistryError as error:
         print(f"FAILED AFTER {time.monotonic() - started:.1f}s: {error}")
     """
@@ -121,7 +124,7 @@ def test_tracking_server_dying_before_registration_leaves_nothing_half_written(e
 
     import httpx
 
-    from maas.packaging import free_port
+    from maas.net import free_port
 
     root, overrides = evaluated
     port = free_port()

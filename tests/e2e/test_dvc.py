@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import copy_months
+from tests.e2e.helpers import copy_months
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -18,13 +18,16 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from maas import containers
 from maas.cli import app
-from maas.features import RECORD_FIELDS, WEATHER_FIELDS
-from maas.packaging import free_port, package_version, wait_ready
-from maas.registry import connect, logged_model_id
-from tests.conftest import ROOT
-from tests.e2e.conftest import TRAINED_MODEL, container_runtime_or_skip
+from maas.net import free_port
+from maas.release import containers
+from maas.release.containers import wait_ready
+from maas.release.packaging import package_version
+from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
+from maas.tracking.registry import logged_model_id
+from maas.tracking.store import connect
+from tests.e2e.helpers import TRAINED_MODEL, container_runtime_or_skip
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARAMS = str(ROOT / "params.yaml")

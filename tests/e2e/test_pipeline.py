@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from maas.cli import app
-from maas.validation import DataValidationError
-from tests.conftest import ROOT
-from tests.e2e.conftest import MONTHS, copy_months, overrides_for
+from maas.pipeline.validation import DataValidationError
+from tests.e2e.helpers import MONTHS, copy_months, overrides_for
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARAMS = str(ROOT / "params.yaml")
@@ -157,6 +157,15 @@ def test_missing_column_stops_the_run_and_registers_nothing(
     )[0]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["validation_status"] == "failed"
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:  # what blocked the run, as a Prefect artifact
+        key = ArtifactFilterKey(any_=["validation-report"])
+        reports = [
+            str(a.data) for a in prefect.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+        ]
+    assert any("Validation blocked the run" in r and "column=dest" in r for r in reports)
 
 
 def test_cli_exits_non_zero_on_a_domain_violation(second_run, project, client, tmp_path) -> None:

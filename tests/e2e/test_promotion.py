@@ -17,10 +17,10 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from maas.cli import app
-from maas.controller import read_audit
-from maas.deploy import LocalTarget
-from maas.packaging import free_port
-from tests.e2e.conftest import (
+from maas.net import free_port
+from maas.operate.audit import read_audit
+from maas.operate.targets import LocalTarget
+from tests.e2e.helpers import (
     FLIGHT,
     PARAMS,
     TRAINED_MODEL,
@@ -101,7 +101,13 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         thread.start()
         promote(overrides, "2")
         latency = wait_for_version(endpoint, "2")
-        time.sleep(3)  # past the old container's drain and removal
+        # The release records its tags after the old container's drain and removal.
+        deadline = time.monotonic() + 60
+        while (
+            client.get_model_version(MODEL, "2").tags.get("deploy_status") != "deployed"
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
         stop.set()
         thread.join()
         print(f"promote v2 -> v2 serving: {latency:.1f}s; requests during the switch: {outcomes}")
@@ -145,7 +151,7 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
 
 def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setup):
     """The UI's REST call moves the alias; only the webhook (no interval) can react in time."""
-    from maas.webhooks import load_or_create_secret, sign
+    from maas.tracking.webhooks import load_or_create_secret, sign
 
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"
@@ -209,8 +215,8 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     import yaml
     from flows.training import training
 
-    from maas import containers
-    from maas.controller import read_mlflow_audit
+    from maas.operate.audit import read_mlflow_audit
+    from maas.release import containers
 
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"

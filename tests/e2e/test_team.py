@@ -26,9 +26,9 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from maas.cli import app
-from maas.deploy import LocalTarget
-from maas.packaging import free_port
-from tests.e2e.conftest import (
+from maas.net import free_port
+from maas.operate.targets import LocalTarget
+from tests.e2e.helpers import (
     PARAMS,
     Process,
     container_runtime_or_skip,
@@ -109,7 +109,7 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }  # fmt: skip
         server_env.pop("PREFECT_API_URL", None)
-        from maas.schedule import prefect_executable
+        from maas.operate.prefect_server import prefect_executable
 
         prefect = Process(root, [], "prefect-server", env=server_env, command=[
             prefect_executable(), "server", "start", "--host", "127.0.0.1",

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from maas import distributed
 from maas.config import TrainParams
-from maas.model import build_model_config
-from maas.train import TensorSet, fit, predict_proba
+from maas.pipeline import distributed
+from maas.pipeline.model import build_model_config
+from maas.pipeline.train import TensorSet, fit, predict_proba
 
 CARRIERS, HOURS, NUMERIC = 12, 5, 3
 # The ground truth: a fixed effect per carrier (categorical) plus one numeric feature.

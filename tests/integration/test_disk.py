@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from maas.config import RegistryParams, load_params
-from maas.controller import AuditError, audit, read_audit
-from maas.deploy import DeployError, Deployment, read_deployment, write_state
-from tests.conftest import ROOT
+from maas.operate.audit import AuditError, audit, read_audit
+from maas.operate.deployment import DeployError, Deployment, read_deployment, write_state
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.integration
 
 
 @contextlib.contextmanager
@@ -79,10 +81,12 @@ def test_read_only_disk_is_named(tmp_path: Path) -> None:
 def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, small_params):
     """Registration into the embedded SQLite store when the disk fills: an error, no
     half-registered version, and the database passes SQLite's integrity check."""
-    from maas.features import RECORD_FIELDS, WEATHER_FIELDS
-    from maas.registry import connect, register_version, start_pipeline_run
-    from maas.stages import serving_requirements
-    from tests.conftest import make_flights, write_tiny_model
+    from maas.pipeline.register import serving_requirements
+    from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
+    from maas.tracking.registry import register_version
+    from maas.tracking.runs import start_pipeline_run
+    from maas.tracking.store import connect
+    from tests.helpers import make_flights, write_tiny_model
 
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(tmp_path / "models", small_params, frame)
@@ -115,10 +119,12 @@ def test_promote_says_the_alias_moved_when_the_audit_trail_cannot_be_written(
     from typer.testing import CliRunner
 
     from maas.cli import app
-    from maas.features import RECORD_FIELDS, WEATHER_FIELDS
-    from maas.registry import connect, get_alias_version, register_version, start_pipeline_run
-    from maas.stages import serving_requirements
-    from tests.conftest import make_flights, write_tiny_model
+    from maas.pipeline.register import serving_requirements
+    from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
+    from maas.tracking.registry import get_alias_version, register_version
+    from maas.tracking.runs import start_pipeline_run
+    from maas.tracking.store import connect
+    from tests.helpers import make_flights, write_tiny_model
 
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(tmp_path / "models", small_params, frame)

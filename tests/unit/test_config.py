@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from maas.config import ConfigError, apply_overrides, load_params, parse_params
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def raw_params() -> dict:

@@ -1,9 +1,7 @@
-"""Controller decisions, the audit trail, the stable-address forwarder and k8s manifests."""
+"""Controller decisions, the audit trail, deploy-address checks and k8s manifests."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
 from pathlib import Path
 
@@ -11,19 +9,11 @@ import pytest
 import yaml
 
 from maas.config import load_params
-from maas.controller import (
-    OVERRIDE_TAG,
-    LockBusy,
-    audit,
-    controller_lock,
-    policy_problem,
-    previous_deployed_version,
-    read_audit,
-)
-from maas.deploy import render_kubernetes
-from maas.packaging import free_port
-from maas.proxy import Backend, serve
-from tests.conftest import ROOT
+from maas.operate.audit import audit, read_audit
+from maas.operate.controller import OVERRIDE_TAG, LockBusy, controller_lock, policy_problem
+from maas.operate.kubernetes import render_kubernetes
+from maas.operate.promotion import previous_deployed_version
+from tests.helpers import ROOT
 
 PASSED = {"validation_status": "passed", "gate_passed": "true", "infra_validation": "passed"}
 
@@ -73,64 +63,6 @@ def test_controller_lock_serializes_passes(tmp_path: Path) -> None:
         pass  # a scheduled pass does not queue behind a running one
 
 
-def test_backend_follows_the_state_file_and_survives_torn_writes(tmp_path: Path) -> None:
-    state = tmp_path / "local.json"
-    backend = Backend(state)
-    assert backend.port() is None
-    state.write_text(json.dumps({"port": 4001}))
-    assert backend.port() == 4001
-    state.write_text('{"port": ')  # half-written: keep serving the last good backend
-    assert backend.port() == 4001
-    state.write_text(json.dumps({"port": 4002, "version": "2"}))
-    assert backend.port() == 4002
-
-
-def test_forwarder_routes_each_request_and_says_503_without_backend(tmp_path) -> None:
-    """One keep-alive client connection across a switch: each request reaches the backend
-    named at that moment; nothing fails."""
-
-    async def scenario() -> list[tuple[int, bytes]]:
-        async def backend(text: bytes):
-            async def handle(reader, writer):
-                while await reader.readuntil(b"\r\n\r\n"):
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(text)
-                                 + text)  # fmt: skip
-                    await writer.drain()
-
-            server = await asyncio.start_server(handle, "127.0.0.1", 0)
-            return server, server.sockets[0].getsockname()[1]
-
-        (one, port_one), (two, port_two) = await backend(b"one"), await backend(b"two")
-        state = tmp_path / "local.json"
-        listen = free_port()
-        proxy = asyncio.create_task(serve("127.0.0.1", listen, Backend(state)))
-        await asyncio.sleep(0.2)
-        reader, writer = await asyncio.open_connection("127.0.0.1", listen)
-
-        async def ask() -> tuple[int, bytes]:
-            writer.write(b"GET /x HTTP/1.1\r\nHost: maas\r\n\r\n")
-            await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            return int(head.split()[1]), await reader.readexactly(length)
-
-        answers = [await ask()]
-        state.write_text(json.dumps({"port": port_one}))
-        answers.append(await ask())
-        answers.append(await ask())
-        state.write_text(json.dumps({"port": port_two, "version": "2"}))
-        answers.append(await ask())
-        writer.close()
-        proxy.cancel()
-        one.close()
-        two.close()
-        return answers
-
-    answers = asyncio.run(scenario())
-    assert answers[0][0] == 503 and b"no model is deployed" in answers[0][1]
-    assert answers[1:] == [(200, b"one"), (200, b"one"), (200, b"two")]
-
-
 def test_kubernetes_manifests_probe_readyz(tmp_path: Path) -> None:
     path = render_kubernetes("flight-delay", "7", "maas-flight-delay:v7", tmp_path)
     deployment, service = yaml.safe_load_all(path.read_text())
@@ -151,7 +83,7 @@ def test_deploy_address_must_have_a_port(address: str, tmp_path: Path) -> None:
 
 
 def test_container_names_are_scoped_by_the_state_folder(tmp_path: Path) -> None:
-    from maas.deploy import LocalTarget
+    from maas.operate.targets import LocalTarget
 
     first = LocalTarget(tmp_path / "a", "127.0.0.1:3000", "podman")
     second = LocalTarget(tmp_path / "b", "127.0.0.1:3001", "podman")
@@ -161,13 +93,15 @@ def test_container_names_are_scoped_by_the_state_folder(tmp_path: Path) -> None:
 
 
 def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> None:
-    """Real SQLite registry and the real kubernetes target; the promotion flow is replaced by
+    """Real SQLite registry and the real kubernetes target; the release flow is replaced by
     a call that fails once and then renders the manifests."""
     import time
 
     from mlflow import MlflowClient
 
-    from maas.controller import make_target, read_mlflow_audit, reconcile_once
+    from maas.operate.audit import read_mlflow_audit
+    from maas.operate.controller import reconcile_once
+    from maas.operate.targets import make_target
 
     params = load_params(ROOT / "params.yaml", [
         f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
@@ -183,21 +117,21 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     target = make_target(params)
     calls: list[str] = []
 
-    def promote(version: str):
+    def release(version: str):
         calls.append(version)
         if len(calls) == 1:
             raise RuntimeError("image build failed")
         return target.deploy(name, version, f"maas-{name}:v{version}")
 
-    assert reconcile_once(params, client, target, promote).action == "failed"
+    assert reconcile_once(params, client, target, release).action == "failed"
     tags = client.get_model_version(name, "1").tags
     assert tags["deploy_status"] == "failed" and "image build failed" in tags["deploy_reason"]
     assert float(tags["deploy_attempted_at"]) <= time.time()
-    assert reconcile_once(params, client, target, promote).action == "waiting"
+    assert reconcile_once(params, client, target, release).action == "waiting"
     assert calls == ["1"]  # not retried on every pass
-    outcome = reconcile_once(params, client, target, promote, retry=frozenset({"1"}))
+    outcome = reconcile_once(params, client, target, release, retry=frozenset({"1"}))
     assert outcome.action == "deployed" and calls == ["1", "1"]
-    assert reconcile_once(params, client, target, promote).action == "in_sync"
+    assert reconcile_once(params, client, target, release).action == "in_sync"
     manifest = tmp_path / "k8s" / f"maas-{name}.yaml"
     assert f"maas-{name}:v1" in manifest.read_text()
     assert outcome.detail == manifest.resolve().as_uri()

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flows.schedule import RECONCILE_DEPLOYMENT, TRAINING_DEPLOYMENT
 
 from maas.config import load_params
-from maas.schedule import RECONCILE_DEPLOYMENT, TRAINING_DEPLOYMENT, ScheduleError, ensure_server
-from tests.conftest import ROOT
+from maas.operate.prefect_server import ScheduleError, ensure_server
+from tests.helpers import ROOT
 
 
 def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> None:
-    from maas.schedule import deployments
+    from flows.schedule import deployments
 
     overrides = ["schedule.training_cron=30 3 * * 1", "schedule.reconcile_interval_s=45"]
     params = load_params(ROOT / "params.yaml", overrides)
@@ -32,7 +33,7 @@ def test_the_default_is_nightly() -> None:
 
 
 def test_an_unreachable_prefect_api_is_named(monkeypatch, tmp_path: Path) -> None:
-    from maas.packaging import free_port
+    from maas.net import free_port
 
     url = f"http://127.0.0.1:{free_port()}/api"
     monkeypatch.setenv("PREFECT_API_URL", url)

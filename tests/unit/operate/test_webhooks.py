@@ -9,7 +9,8 @@ from pathlib import Path
 
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from maas.webhooks import ReplayGuard, load_or_create_secret, sign, verify_delivery
+from maas.operate.receiver import ReplayGuard, verify_delivery
+from maas.tracking.webhooks import load_or_create_secret, sign
 
 SECRET = "s3cret"
 DATA = {"name": "flight-delay", "alias": "champion", "version": "3"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from benchmarks.pipeline import pandas_checks
 
-from maas.validation import prepare_batch
-from tests.conftest import make_flights
-from tests.unit.test_validation import (
+from maas.pipeline.validation import prepare_batch
+from tests.helpers import make_flights
+from tests.unit.pipeline.validation_cases import (
     CASES,
     JAN,
     all_delayed,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from maas.data import (
+from maas.pipeline.data import (
     DataError,
     Partition,
     add_label,
@@ -15,7 +15,7 @@ from maas.data import (
     split_latest,
     split_partitions,
 )
-from tests.conftest import make_flights
+from tests.helpers import make_flights
 
 
 def write(folder: Path, name: str, frame: pd.DataFrame | None = None) -> Path:
@@ -91,7 +91,7 @@ def test_ingest_one_month_from_the_package(tmp_path: Path) -> None:
 
 
 def test_add_month_copies_the_next_month_and_names_the_limits(tmp_path: Path) -> None:
-    from maas.data import DataError, add_next_month, list_partitions
+    from maas.pipeline.data import DataError, add_next_month, list_partitions
 
     with pytest.raises(DataError, match="no partitions yet"):
         add_next_month(tmp_path)

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from maas.config import PromotionParams
-from maas.evaluate import compute_metrics, decide_gate, fit_baselines, write_plots
+from maas.pipeline.evaluate import compute_metrics, fit_baselines
+from maas.pipeline.gate import decide_gate
+from maas.pipeline.plots import write_plots
 
 BASELINES = {"prior": {"roc_auc": 0.5}, "logistic_regression": {"roc_auc": 0.70}}
 POLICY = PromotionParams(

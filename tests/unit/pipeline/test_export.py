@@ -5,19 +5,25 @@ import json
 import pytest
 import torch
 
-from maas.export import ExportError, check_onnx_parity, export_onnx, load_weights, save_weights
-from maas.features import fit_preprocessor
-from maas.inference import (
+from maas.pipeline.export import (
+    ExportError,
+    check_onnx_parity,
+    export_onnx,
+    load_weights,
+    save_weights,
+)
+from maas.pipeline.model import TabularNet, build_model_config
+from maas.serving.errors import ArtifactIntegrityError
+from maas.serving.inference import (
     ONNX_FILE,
     PREPROCESSING_FILE,
     SERVING_FILES,
-    ArtifactIntegrityError,
     OnnxModel,
     sha256_file,
     verify_digests,
 )
-from maas.model import TabularNet, build_model_config
-from tests.conftest import make_flights
+from maas.serving.preprocessing import fit_preprocessor
+from tests.helpers import make_flights
 
 
 @pytest.fixture(scope="module")

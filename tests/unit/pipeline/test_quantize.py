@@ -7,9 +7,10 @@ import onnx
 import pytest
 import torch
 
-from maas.export import export_onnx, quantize_int8
-from maas.inference import create_session
-from maas.model import TabularNet, build_model_config
+from maas.pipeline.export import export_onnx
+from maas.pipeline.model import TabularNet, build_model_config
+from maas.pipeline.quantize import quantize_int8
+from maas.serving.inference import create_session
 
 CARDINALITIES = [7, 4, 12]
 NUMERIC_DIM = 6

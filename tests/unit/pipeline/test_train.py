@@ -6,17 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from maas.features import fit_preprocessor
-from maas.model import TabularNet, build_model_config
-from maas.train import (
-    TensorSet,
-    TrainingError,
-    fit,
-    load_checkpoint,
-    select_device,
-    train_one_epoch,
-)
-from tests.conftest import make_flights
+from maas.pipeline.checkpoints import load_checkpoint
+from maas.pipeline.model import TabularNet, build_model_config
+from maas.pipeline.train import TensorSet, TrainingError, fit, select_device, train_one_epoch
+from maas.serving.preprocessing import fit_preprocessor
+from tests.helpers import make_flights
 
 
 def tensors(params, n: int, seed: int, pre=None):

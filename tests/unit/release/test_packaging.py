@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from maas import containers
-from maas.packaging import bento_version, build_options, image_name, service_args
-from tests.conftest import ROOT
+from maas.release import base_image, containers
+from maas.release.bento import bento_version, service_args
+from maas.release.images import build_options, image_name
+from tests.helpers import ROOT
 
 
 def test_no_container_tool_means_no_backend_and_says_why(monkeypatch, tmp_path: Path) -> None:
@@ -72,8 +73,8 @@ def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
         "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
         "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
     )
-    assert containers.apt_mirror([deb822]) == "http://mirror.example/debian"
+    assert base_image.apt_mirror([deb822]) == "http://mirror.example/debian"
     one_line = tmp_path / "sources.list"
     one_line.write_text("deb [arch=amd64] http://other.example/debian bookworm main\n")
-    assert containers.apt_mirror([tmp_path / "missing", one_line]) == "http://other.example/debian"
-    assert containers.apt_mirror([]) == containers.DEFAULT_MIRROR
+    assert base_image.apt_mirror([tmp_path / "missing", one_line]) == "http://other.example/debian"
+    assert base_image.apt_mirror([]) == base_image.DEFAULT_MIRROR

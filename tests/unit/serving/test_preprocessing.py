@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from maas.features import UNKNOWN_INDEX, FeatureError, Preprocessor, fit_preprocessor
-from tests.conftest import make_flights
+from maas.serving.errors import FeatureError
+from maas.serving.preprocessing import UNKNOWN_INDEX, Preprocessor, fit_preprocessor
+from tests.helpers import make_flights
 
 
 @pytest.fixture()

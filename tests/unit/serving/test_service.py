@@ -14,13 +14,17 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from maas.config import RegistryParams
-from maas.features import RECORD_FIELDS, WEATHER_FIELDS
-from maas.inference import ONNX_FILE, ArtifactIntegrityError
-from maas.packaging import create_bento_model
-from maas.registry import connect, register_version, start_pipeline_run
-from maas.service import Flight, FlightDelayService, Flights
-from maas.stages import serving_requirements
-from tests.conftest import make_flights, write_tiny_model
+from maas.pipeline.register import serving_requirements
+from maas.release.bento import create_bento_model
+from maas.serving.errors import ArtifactIntegrityError
+from maas.serving.inference import ONNX_FILE
+from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
+from maas.serving.schema import Flight
+from maas.serving.service import FlightDelayService, Flights
+from maas.tracking.registry import register_version
+from maas.tracking.runs import start_pipeline_run
+from maas.tracking.store import connect
+from tests.helpers import make_flights, write_tiny_model
 
 MODEL = "flight-delay"  # the service's default Bento argument is flight-delay:latest
 
@@ -133,7 +137,7 @@ def test_whole_floats_are_integers_as_in_json_schema() -> None:
 
 
 def test_schema_bounds_the_list_length() -> None:
-    from maas.service import ARGS
+    from maas.serving.service import ARGS
 
     record = {"month": 1, "day": 2, "sched_dep_time": 900, "sched_arr_time": 1200,
               "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
@@ -163,7 +167,7 @@ def test_tampered_model_file_stops_the_service(packaged) -> None:
 
 def test_serving_imports_no_training_libraries() -> None:
     code = (
-        "import sys, maas.service; "
+        "import sys, maas.serving.service; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'torch', 'mlflow', 'prefect', 'great_expectations', 'dvc', 'pandas', 'sklearn'}))"
     )
@@ -172,7 +176,7 @@ def test_serving_imports_no_training_libraries() -> None:
 
 
 def test_bearer_auth_guards_the_api_routes_only() -> None:
-    from maas.service import ApiGuard
+    from maas.serving.guard import ApiGuard
 
     async def app(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -205,7 +209,7 @@ def test_bearer_auth_guards_the_api_routes_only() -> None:
 
 
 def test_bodies_over_the_limit_get_413_declared_or_chunked() -> None:
-    from maas.service import ApiGuard
+    from maas.serving.guard import ApiGuard
 
     async def app(scope, receive, send) -> None:  # reads the whole body, like BentoML
         while True:
@@ -244,8 +248,9 @@ def test_bodies_over_the_limit_get_413_declared_or_chunked() -> None:
 def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(packaged) -> None:
     """A valid body is answered by `fast_predict` with exactly the API's response; a body it
     does not accept reaches BentoML's handler unchanged (so its errors stay BentoML's)."""
-    from maas import service as module
-    from maas.service import ApiGuard, fast_predict
+    from maas.serving import service as module
+    from maas.serving.guard import ApiGuard
+    from maas.serving.service import fast_predict
 
     *_, records = packaged
     rows = records_of(records.head(20))

@@ -8,29 +8,24 @@ from pathlib import Path
 import pytest
 
 from maas.config import RegistryParams
-from maas.features import RECORD_FIELDS, WEATHER_FIELDS
-from maas.inference import (
-    MODEL_CONFIG_FILE,
-    ONNX_FILE,
-    PREPROCESSING_FILE,
-    ArtifactIntegrityError,
-)
-from maas.registry import (
+from maas.pipeline.register import serving_requirements
+from maas.serving.errors import ArtifactIntegrityError
+from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE
+from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
+from maas.tracking.registry import (
     CHAMPION,
-    RegistryError,
-    connect,
     download_serving_artifacts,
     get_alias_version,
     get_version,
-    list_versions,
     logged_model_id,
     promote,
     register_version,
     set_alias,
-    start_pipeline_run,
 )
-from maas.stages import serving_requirements
-from tests.conftest import make_flights, write_tiny_model
+from maas.tracking.runs import start_pipeline_run
+from maas.tracking.store import RegistryError, connect
+from maas.tracking.versions import list_versions
+from tests.helpers import make_flights, write_tiny_model
 
 
 @pytest.fixture(scope="module")
