@@ -23,6 +23,7 @@ from maas.tracking.webhooks import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    WebhookSecretError,
     sign,
 )
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOLERANCE_S = 300
 MAX_BODY = 64 * 1024
+READ_TIMEOUT_S = 10  # a client that stops sending loses its connection after this long
 
 
 class ReplayGuard:
@@ -63,7 +65,9 @@ def verify_delivery(
     signature = lowered.get(SIGNATURE_HEADER.lower(), "")
     if not (delivery_id and timestamp and signature):
         return "missing signature headers"
-    if not hmac.compare_digest(sign(secret, delivery_id, timestamp, body), signature):
+    if not signature.isascii() or not hmac.compare_digest(
+        sign(secret, delivery_id, timestamp, body), signature
+    ):
         return "bad signature"
     try:
         age = abs(now - int(timestamp))
@@ -79,17 +83,24 @@ def verify_delivery(
 def serve_webhooks(
     address: str, secret: str, model_name: str, on_alias_event: Callable[[dict], None]
 ) -> ThreadingHTTPServer:
-    """An HTTP receiver on `address` (POST /webhook) in a daemon thread."""
+    """An HTTP receiver on `address` (POST /webhook) in a daemon thread. Bodies are bounded
+    (a declared, valid Content-Length up to MAX_BODY) and reads time out."""
+    if not secret.strip():
+        raise WebhookSecretError("the webhook secret is empty: refusing to verify with it")
     guard = ReplayGuard()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT_S  # socket timeout for every read (StreamRequestHandler)
+
         def do_POST(self) -> None:
             if self.path.rstrip("/") != "/webhook":
                 return self._reply(404, {"error": "POST /webhook"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
+            declared = self.headers.get("Content-Length", "")
+            if not declared.isdigit() or not declared.isascii():
+                return self._reply(400, {"error": "a Content-Length (bytes) is required"})
+            if int(declared) > MAX_BODY:
                 return self._reply(413, {"error": "body too large"})
-            body = self.rfile.read(length)
+            body = self.rfile.read(int(declared))
             problem = verify_delivery(secret, dict(self.headers.items()), body, guard, time.time())
             if problem is not None:
                 log.warning("webhook rejected: %s", problem)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 from pathlib import Path
 
+from maas.errors import MaasError
 from maas.files import read_or_create_secret
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
@@ -22,9 +24,18 @@ ALIAS_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
 SECRET_ENV = "MAAS_WEBHOOK_SECRET"
 
 
+class WebhookSecretError(MaasError):
+    """The webhook secret is empty: an HMAC with an empty key authenticates nobody."""
+
+
 def load_or_create_secret(path: Path) -> str:
     """The shared webhook secret: $MAAS_WEBHOOK_SECRET, else a file made once (mode 0600)."""
-    return read_or_create_secret(path, env=SECRET_ENV)
+    if SECRET_ENV in os.environ and not os.environ[SECRET_ENV].strip():
+        raise WebhookSecretError(f"${SECRET_ENV} is blank: unset it or set a secret")
+    secret = read_or_create_secret(path, env=SECRET_ENV)
+    if not secret:
+        raise WebhookSecretError(f"{path} is empty: delete it (a new secret is made) or fill it")
+    return secret
 
 
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:

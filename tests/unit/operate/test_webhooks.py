@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+import time
 from pathlib import Path
 
+import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from maas.operate.receiver import ReplayGuard, verify_delivery
+from maas.net import free_port
+from maas.operate.receiver import ReplayGuard, serve_webhooks, verify_delivery
 from maas.tracking.webhooks import load_or_create_secret, sign
 
 SECRET = "s3cret"
@@ -72,3 +76,74 @@ def test_secret_file_is_created_once_and_private(tmp_path: Path, monkeypatch) ->
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     monkeypatch.setenv("MAAS_WEBHOOK_SECRET", "from-env")
     assert load_or_create_secret(path) == "from-env"
+
+
+def test_a_non_ascii_signature_is_rejected_not_a_crash() -> None:
+    """http.server hands header values over as latin-1 text: a signature with a non-ASCII
+    character must be a rejected delivery (401), not a TypeError in hmac.compare_digest."""
+    guard, now = ReplayGuard(), 1_700_000_000
+    odd = headers("d1", now, "v1,\xe9\xe9")
+    assert verify_delivery(SECRET, odd, BODY.encode(), guard, now) == "bad signature"
+
+
+def test_an_empty_secret_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """HMAC with an empty key authenticates anyone who knows that: an empty secret file (or
+    $MAAS_WEBHOOK_SECRET set to blanks) is an error naming the file, never a key."""
+    from maas.tracking.webhooks import WebhookSecretError
+
+    monkeypatch.delenv("MAAS_WEBHOOK_SECRET", raising=False)
+    path = tmp_path / "webhook.secret"
+    path.write_text("\n")
+    with pytest.raises(WebhookSecretError, match="webhook.secret is empty"):
+        load_or_create_secret(path)
+    monkeypatch.setenv("MAAS_WEBHOOK_SECRET", "  ")
+    with pytest.raises(WebhookSecretError, match="MAAS_WEBHOOK_SECRET is blank"):
+        load_or_create_secret(tmp_path / "other.secret")
+    with pytest.raises(WebhookSecretError):
+        serve_webhooks(f"127.0.0.1:{free_port()}", "", "flight-delay", lambda event: None)
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"", wait_s: float = 5) -> bytes:
+    """Send bytes, keep the connection open, return what the server says within `wait_s`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(head + body)
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [(b"-1", b"400"), (b"abc", b"400"), (b"1e3", b"400"), (b"99999999999999999999", b"413")],
+)
+def test_a_bad_content_length_is_refused_before_reading(length: bytes, status: bytes) -> None:
+    """A negative Content-Length passed the size check and `rfile.read(-1)` read until the
+    client closed (unbounded memory, no timeout): every bad length gets 400 at once."""
+    port = free_port()
+    server = serve_webhooks(f"127.0.0.1:{port}", SECRET, "flight-delay", lambda event: None)
+    try:
+        head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n"
+        answer = raw_request(port, head, b"{" * 100)
+        assert answer.split(b" ")[1] == status, answer
+    finally:
+        server.shutdown()
+
+
+def test_a_slow_client_is_cut_off() -> None:
+    """A client that declares a body and never sends it does not hold a receiver thread
+    forever: the socket times out."""
+    from maas.operate import receiver
+
+    port = free_port()
+    server = serve_webhooks(f"127.0.0.1:{port}", SECRET, "flight-delay", lambda event: None)
+    try:
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=receiver.READ_TIMEOUT_S + 10
+        ) as sock:
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+            started = time.monotonic()
+            assert sock.recv(4096) == b""  # closed by the server, nothing answered
+            assert time.monotonic() - started < receiver.READ_TIMEOUT_S + 5
+    finally:
+        server.shutdown()
