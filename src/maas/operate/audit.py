@@ -88,11 +88,12 @@ def _mirror_to_mlflow(client: Any, params: Params, record: dict[str, Any]) -> No
 
 
 def read_audit(params: Params) -> list[dict[str, Any]]:
-    """The local trail, oldest first."""
+    """This model's events in the local trail (projects may share one file), oldest first."""
     path = params.deploy.audit_log
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [event for event in events if event.get("model") == params.registry.model_name]
 
 
 def read_mlflow_audit(client: Any, params: Params, limit: int = 20) -> list[dict[str, Any]]:

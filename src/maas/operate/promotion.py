@@ -37,13 +37,27 @@ def promote(params: Params, version: str, reason: str = "maas promote") -> Promo
     return moved
 
 
+def deploy_history(params: Params) -> list[str]:
+    """This model's versions in the order they came to serve, as a stack: a deploy pushes its
+    version, a rollback pops the version it leaves (and its deploy lands on the new top)."""
+    stack: list[str] = []
+    for event in read_audit(params):
+        version = str(event.get("version"))
+        if event["event"] == "rollback" and len(stack) > 1:
+            stack.pop()
+        elif event["event"] == "deployed" and (not stack or stack[-1] != version):
+            stack.append(version)
+    return stack
+
+
 def previous_deployed_version(params: Params, current: str | None) -> str | None:
-    """The version that served before the current one (from the audit trail)."""
-    deployed = [e["version"] for e in read_audit(params) if e["event"] == "deployed"]
-    for version in reversed(deployed):
-        if version != current:
-            return str(version)
-    return None
+    """Where a rollback goes: the version that served before the current one, walking back
+    through the deploy history (a second rollback does not return to the version the first
+    one left)."""
+    stack = deploy_history(params)
+    if stack and stack[-1] == current:
+        stack.pop()
+    return stack[-1] if stack and stack[-1] != current else None
 
 
 def rollback(params: Params) -> Promotion:

@@ -138,3 +138,23 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     mirrored = [(e["event"], e["version"]) for e in read_mlflow_audit(client, params)]
     assert mirrored == [("failed", "1"), ("deployed", "1")]
     assert [(e["event"], e["version"]) for e in read_audit(params)] == mirrored
+
+
+def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
+    """v1, v2, v3 deployed, then one rollback (to v2): the next rollback goes to v1, not back
+    to the bad v3; events of another model in the same trail are not this model's history."""
+    params = load_params(ROOT / "params.yaml", [f"deploy.audit_log={tmp_path / 'a.jsonl'}"])
+    other = load_params(ROOT / "params.yaml", [f"deploy.audit_log={tmp_path / 'a.jsonl'}",
+                                               "registry.model_name=other"])  # fmt: skip
+    for version in ("1", "2", "3"):
+        audit(params, "deployed", version)
+    audit(other, "deployed", "9")
+    audit(params, "rollback", "2", previous="3")
+    audit(params, "deployed", "2", previous="3")
+    assert previous_deployed_version(params, "2") == "1"
+    audit(params, "rollback", "1", previous="2")
+    audit(params, "deployed", "1", previous="2")
+    assert previous_deployed_version(params, "1") is None  # nothing older to go back to
+    audit(params, "deployed", "3", previous="1")  # promoted by hand again
+    assert previous_deployed_version(params, "3") == "1"
+    assert previous_deployed_version(other, "9") is None
