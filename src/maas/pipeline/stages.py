@@ -165,7 +165,7 @@ def train_model(
     from maas.pipeline.train import fit, prepare_training, training_fingerprint
 
     prepared = prepare_training(data, features, model, train)
-    fingerprint = training_fingerprint(features, model, train, read_lineage(data))
+    fingerprint = training_fingerprint(features, model, train, data, read_lineage(data))
     checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
     # Under `torchrun --nproc_per_node N`: N data-parallel processes (maas.pipeline.distributed).

@@ -349,14 +349,32 @@ def prepare_training(
     )
 
 
+def code_digest() -> str:
+    """sha256 over the maas package's source files: the code a checkpoint was trained with."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def training_fingerprint(
-    features: FeatureParams, model: ModelParams, train: TrainParams, lineage: dict[str, Any]
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    data: DataParams,
+    lineage: dict[str, Any],
+    code: str | None = None,
 ) -> str:
-    """Identifies a training job: a checkpoint resumes only the same params on the same data."""
+    """Identifies a training job: a checkpoint resumes only the same params, labels and code
+    (`code`: default, the digest of this maas) on the same data."""
     payload = {
         "features": features.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
         "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
+        "labels": data.model_dump(mode="json", include={"label_threshold_minutes", "unlabeled"}),
         "data": lineage["train_partitions"],
+        "code": code if code is not None else code_digest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

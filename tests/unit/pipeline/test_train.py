@@ -109,3 +109,20 @@ def test_trains_on_cuda_with_bf16(data, small_params) -> None:
     result = fit(config, small_params.train.model_copy(update={"device": "cuda"}), train, val)
     assert result.device.startswith("cuda")
     assert next(result.model.parameters()).device.type == "cpu"  # returned ready to export
+
+
+def test_a_checkpoint_resumes_only_the_same_labels_and_code(small_params) -> None:
+    """A killed run restarted with another label definition (or other training code) must not
+    resume weights and a best loss learned on the old labels: the fingerprint changes."""
+    from maas.pipeline.train import training_fingerprint
+
+    p = small_params
+    lineage = {"train_partitions": {"2013-11": "a" * 64}}
+    base = training_fingerprint(p.features, p.model, p.train, p.data, lineage)
+    assert base == training_fingerprint(p.features, p.model, p.train, p.data, lineage)
+    relabeled = p.data.model_copy(update={"label_threshold_minutes": 30})
+    assert training_fingerprint(p.features, p.model, p.train, relabeled, lineage) != base
+    positive = p.data.model_copy(update={"unlabeled": "positive"})
+    assert training_fingerprint(p.features, p.model, p.train, positive, lineage) != base
+    other_code = training_fingerprint(p.features, p.model, p.train, p.data, lineage, code="x")
+    assert other_code != base
