@@ -19,6 +19,25 @@ class GateDecision:
         return asdict(self)
 
 
+def champion_unusable(champion: dict[str, Any] | None) -> str | None:
+    """Why the re-scored champion cannot be compared with (it was not scored, or it trained on
+    the test partitions, so its score there is inflated); None when it can."""
+    if champion is None:
+        return None
+    if "unscored" in champion:
+        return (
+            f"champion v{champion['version']} could not be re-scored ({champion['unscored']}): "
+            "no comparison with it"
+        )
+    if champion.get("train_overlap"):
+        return (
+            f"champion v{champion['version']} trained on the test partition(s) "
+            f"{', '.join(champion['train_overlap'])}: its score there is inflated, so it is "
+            "not compared with"
+        )
+    return None
+
+
 def decide_gate(
     test: dict[str, float],
     baselines: dict[str, dict[str, float]],
@@ -52,6 +71,10 @@ def decide_gate(
         failed = True
         reasons.append("data validation failed")
     beats_champion = True
+    unusable = champion_unusable(champion)
+    if unusable is not None:
+        reasons.append(unusable)
+        champion = None
     if champion is not None:
         champ_auc = float(champion["roc_auc"])
         if auc < champ_auc - params.max_regression:
@@ -66,7 +89,7 @@ def decide_gate(
                 f"{'beats' if beats_champion else 'does not beat'} champion v{champion['version']} "
                 f"(ROC AUC {champ_auc:.4f}) on the same test month"
             )
-    else:
+    elif unusable is None:
         reasons.append("no champion yet")
     promoted = not failed and params.auto_promote and beats_champion
     if not failed and not params.auto_promote:

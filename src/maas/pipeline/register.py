@@ -60,9 +60,10 @@ def lineage_tags(
         **{f"test_{k}": f"{v:.6f}" for k, v in metrics["test"].items()},
         **{f"baseline_{b}_roc_auc": f"{m['roc_auc']:.6f}" for b, m in metrics["baselines"].items()},
     }
-    if metrics["champion"]:
-        tags["compared_champion"] = metrics["champion"]["version"]
-        tags["compared_champion_roc_auc"] = f"{metrics['champion']['roc_auc']:.6f}"
+    champion = metrics["champion"]
+    if champion and "roc_auc" in champion:
+        tags["compared_champion"] = champion["version"]
+        tags["compared_champion_roc_auc"] = f"{champion['roc_auc']:.6f}"
     return tags
 
 

@@ -15,10 +15,10 @@ def metric_rows(metrics: dict[str, Any], model_label: str) -> list[tuple[str, li
     """(label, formatted METRIC_NAMES values) for the new model, each baseline, the champion."""
     rows = [(model_label, metrics["test"])]
     rows += [(f"baseline: {name}", values) for name, values in metrics["baselines"].items()]
-    if metrics["champion"]:
-        rows.append(
-            (f"champion v{metrics['champion']['version']} (re-scored)", metrics["champion"])
-        )
+    champion = metrics["champion"]
+    if champion and "unscored" not in champion:
+        note = "trained on the test month" if champion.get("train_overlap") else "re-scored"
+        rows.append((f"champion v{champion['version']} ({note})", champion))
     return [(label, [f"{values[n]:.4f}" for n in METRIC_NAMES]) for label, values in rows]
 
 

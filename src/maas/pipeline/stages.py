@@ -27,6 +27,7 @@ from maas.config import (
     TrainParams,
     ValidationParams,
 )
+from maas.errors import MaasError
 from maas.pipeline.data import (
     add_label,
     ingest_partitions,
@@ -235,9 +236,18 @@ def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) ->
     (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1))
 
 
-def champion_score(registry: RegistryParams, test: pd.DataFrame) -> dict[str, Any] | None:
-    """Re-score the current champion on this test month; None when there is no champion."""
+def champion_score(
+    registry: RegistryParams, test: pd.DataFrame, test_partitions: list[str]
+) -> dict[str, Any] | None:
+    """Re-score the current champion on this test month; None when there is no champion.
+
+    `train_overlap` names test partitions the champion trained on (its score there is
+    inflated); a champion that cannot be re-scored (registered by hand without digests,
+    missing artifacts) comes back as `unscored` with the reason, not as an error."""
+    from mlflow.exceptions import MlflowException
+
     from maas.pipeline.evaluate import compute_metrics
+    from maas.serving.errors import ServingError
     from maas.tracking.registry import CHAMPION, get_alias_version, load_version_model
     from maas.tracking.store import connect
 
@@ -245,8 +255,16 @@ def champion_score(registry: RegistryParams, test: pd.DataFrame) -> dict[str, An
     version = get_alias_version(client, registry.model_name, CHAMPION)
     if version is None:
         return None
-    probs = load_version_model(client, version).predict_proba(test)
-    return {"version": str(version.version), **compute_metrics(test["label"].to_numpy(), probs)}
+    number = str(version.version)
+    try:
+        probs = load_version_model(client, version).predict_proba(test)
+    except (MaasError, ServingError, MlflowException, OSError) as error:
+        log.warning("champion v%s not re-scored: %s", number, error)
+        return {"version": number, "unscored": str(error)[:300]}
+    trained_on = json.loads(version.tags.get("train_partitions") or "{}")
+    overlap = sorted(set(trained_on) & set(test_partitions))
+    metrics = compute_metrics(test["label"].to_numpy(), probs)
+    return {"version": number, **metrics, "train_overlap": overlap}
 
 
 def evaluate_model(
@@ -289,7 +307,8 @@ def evaluate_model(
         cat, num, seed,
     )  # fmt: skip
     baselines = {name: compute_metrics(labels, p) for name, p in baseline_probs.items()}
-    champion = champion_score(registry, test) if registry is not None else None
+    test_partitions = sorted(lineage["test_partitions"])
+    champion = champion_score(registry, test, test_partitions) if registry else None
     gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion)
     write_plots(labels, probs, evaluate.plots_dir)
     metrics = {
@@ -298,7 +317,7 @@ def evaluate_model(
         "champion": champion,
         "gate": gate.to_dict(),
         "test_rows": len(test),
-        "test_partitions": sorted(lineage["test_partitions"]),
+        "test_partitions": test_partitions,
         "onnx_parity_max_abs_diff": parity,
     }
     evaluate.metrics_path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,8 +337,8 @@ def log_evaluation(
     """The evaluation in the MLflow run: flat metrics, metrics.json, the plots, the gate tags."""
     flat = {f"test_{k}": v for k, v in metrics["test"].items()}
     flat |= {f"{b}_{k}": v for b, m in metrics["baselines"].items() for k, v in m.items()}
-    if metrics["champion"] is not None:
-        flat |= {f"champion_{k}": v for k, v in metrics["champion"].items() if k != "version"}
+    champion = metrics["champion"] or {}
+    flat |= {f"champion_{k}": v for k, v in champion.items() if isinstance(v, float)}
     tracking.log_metrics({**flat, "onnx_parity_max_abs_diff": metrics["onnx_parity_max_abs_diff"]})
     tracking.log_artifact(evaluate.metrics_path, "evaluation")
     tracking.log_artifacts(evaluate.plots_dir, "evaluation/plots")

@@ -125,3 +125,19 @@ def test_baseline_tolerance_is_explicit_and_never_applies_to_the_prior() -> None
         ),
     )
     assert not no_signal.passed
+
+
+def test_a_champion_scored_on_its_own_training_rows_does_not_block() -> None:
+    """Partitions removed to replay a month: the champion trained on the test month, its score
+    there is inflated. The gate says so and neither blocks nor compares with it."""
+    champion = {"version": "3", "roc_auc": 0.95, "train_overlap": ["2013-12"]}
+    decision = decide_gate({"roc_auc": 0.72}, BASELINES, champion, "passed", POLICY)
+    assert decision.passed and decision.promoted
+    assert any("v3 trained on the test partition(s) 2013-12" in r for r in decision.reasons)
+
+
+def test_a_champion_that_cannot_be_rescored_is_named_not_fatal() -> None:
+    champion = {"version": "3", "unscored": "no recorded sha256 for model.onnx"}
+    decision = decide_gate({"roc_auc": 0.72}, BASELINES, champion, "passed", POLICY)
+    assert decision.passed and decision.promoted
+    assert any("champion v3 could not be re-scored" in r for r in decision.reasons)
