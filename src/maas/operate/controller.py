@@ -128,8 +128,15 @@ def _converge(
         audit(params, "override", version, client, reason=tags[OVERRIDE_TAG])
     try:
         deployment = release(version)
-    except Exception as error:  # the previous version keeps serving
+    except Exception as error:
         reason = f"{type(error).__name__}: {error}"[:1000]
+        now = target.current()
+        if now is not None and now.version == version:  # it serves: a later step failed
+            audit(params, "deployed", version, client, image=now.image, endpoint=now.endpoint,
+                  target=target.name, previous=actual.version if actual else None,
+                  note=f"serving; recording the deployment failed: {reason}")  # fmt: skip
+            return Outcome("deployed", version, f"serving; recording failed: {reason}")
+        # nothing switched: the previous version keeps serving
         failed = {"deploy_status": "failed", "deploy_reason": reason,
                   "deploy_attempted_at": str(int(time.time()))}  # fmt: skip
         set_version_tags(client, params.registry.model_name, version, failed)

@@ -158,3 +158,36 @@ def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
     audit(params, "deployed", "3", previous="1")  # promoted by hand again
     assert previous_deployed_version(params, "3") == "1"
     assert previous_deployed_version(other, "9") is None
+
+
+def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> None:
+    """The release deployed the version, then recording its tags failed (registry down for a
+    moment): the version serves, so it is `deployed` in the audit trail, never tagged failed."""
+    from mlflow import MlflowClient
+
+    from maas.operate.audit import read_audit
+    from maas.operate.controller import reconcile_once
+    from maas.operate.targets import make_target
+
+    params = load_params(ROOT / "params.yaml", [
+        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"registry.artifact_root={tmp_path / 'artifacts'}",
+        f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
+        "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
+    ])  # fmt: skip
+    client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
+    name = params.registry.model_name
+    client.create_registered_model(name)
+    client.create_model_version(name, str(tmp_path), tags=PASSED)
+    client.set_registered_model_alias(name, "champion", "1")
+    target = make_target(params)
+
+    def release(version: str):
+        target.deploy(name, version, f"maas-{name}:v{version}")
+        raise RuntimeError("MLflow unreachable while recording the deployment")
+
+    outcome = reconcile_once(params, client, target, release)
+    assert outcome.action == "deployed" and "recording" in outcome.detail
+    assert client.get_model_version(name, "1").tags.get("deploy_status") != "failed"
+    assert [e["event"] for e in read_audit(params)] == ["deployed"]
+    assert reconcile_once(params, client, target, release).action == "in_sync"
