@@ -8,8 +8,12 @@ from pathlib import Path
 from maas.clock import utc_timestamp
 from maas.files import write_text_atomic
 from maas.operate.deployment import STATE_FILES, Deployment, read_deployment, write_state
+from maas.serving.guard import TOKEN_ENV
 
 log = logging.getLogger(__name__)
+
+# `kubectl create secret generic maas-api-token --from-literal=token=...` turns auth on.
+TOKEN_SECRET = "maas-api-token"
 
 
 class KubernetesTarget:
@@ -70,6 +74,9 @@ def render_kubernetes(
                         "name": "service",
                         "image": image,
                         "ports": [{"containerPort": port}],
+                        # bearer auth as for local containers: the token by reference only
+                        "env": [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+                            "name": TOKEN_SECRET, "key": "token", "optional": True}}}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": port},
                                            "periodSeconds": 2},
                         "livenessProbe": {"httpGet": {"path": "/livez", "port": port},

@@ -191,3 +191,15 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     assert client.get_model_version(name, "1").tags.get("deploy_status") != "failed"
     assert [e["event"] for e in read_audit(params)] == ["deployed"]
     assert reconcile_once(params, client, target, release).action == "in_sync"
+
+
+def test_kubernetes_pods_get_the_bearer_token_from_a_secret(tmp_path: Path) -> None:
+    """The local target hands $MAAS_API_TOKEN to each container by name; the Kubernetes
+    manifest must do the same through a Secret (never the value), or the pods serve unguarded."""
+    path = render_kubernetes("flight-delay", "7", "maas-flight-delay:v7", tmp_path)
+    deployment, _ = yaml.safe_load_all(path.read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in container.get("env", [])}
+    ref = env["MAAS_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "maas-api-token", "key": "token", "optional": True}
+    assert "value" not in env["MAAS_API_TOKEN"]
