@@ -103,7 +103,14 @@ def plain_pipeline(project: Path) -> None:
     t3 = time.perf_counter()
     train = params.train
     metrics = stages.evaluate_model(
-        data, train.models_dir, train.seed, params.evaluate, params.promotion, None, None
+        data,
+        train.models_dir,
+        train.seed,
+        train.validation_fraction,
+        params.evaluate,
+        params.promotion,
+        None,
+        None,
     )
     t4 = time.perf_counter()
     print(

@@ -66,8 +66,8 @@ def training(
         with timed(timings, "evaluate"):
             metrics = evaluate(
                 data=params.data, models_dir=params.train.models_dir, seed=params.train.seed,
-                evaluate=params.evaluate, promotion=params.promotion, registry=params.registry,
-                tracking=tracking,
+                validation_fraction=params.train.validation_fraction, evaluate=params.evaluate,
+                promotion=params.promotion, registry=params.registry, tracking=tracking,
             )  # fmt: skip
         with timed(timings, "register"):
             registered = register(data=params.data, models_dir=params.train.models_dir,

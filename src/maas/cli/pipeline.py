@@ -117,6 +117,7 @@ def stage_evaluate(
     from maas.tracking.store import store_exists
 
     registry = params.registry if champion and store_exists(params.registry) else None
-    metrics = evaluate_model(params.data, params.train.models_dir, params.train.seed,
+    train = params.train
+    metrics = evaluate_model(params.data, train.models_dir, train.seed, train.validation_fraction,
                              params.evaluate, params.promotion, registry)  # fmt: skip
     out.print(json.dumps({"test": metrics["test"], "gate": metrics["gate"]}, indent=1))

@@ -33,6 +33,7 @@ from maas.pipeline.data import (
     ingest_partitions,
     list_partitions,
     read_partition,
+    split_latest,
     split_partitions,
 )
 from maas.pipeline.progress import epoch_progress
@@ -271,6 +272,7 @@ def evaluate_model(
     data: DataParams,
     models_dir: Path,
     seed: int,
+    validation_fraction: float,
     evaluate: EvaluateParams,
     promotion: PromotionParams,
     registry: RegistryParams | None,
@@ -278,7 +280,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Score the served graph on the test month next to baselines and the champion; decide.
 
-    `seed` seeds the baselines; `registry=None` skips the champion (no registry configured).
+    Baselines are fitted on the rows the network trained on: the training window without its
+    latest `validation_fraction` (which only selected the network's epoch); `seed` seeds them.
+    `registry=None` skips the champion (no registry configured).
     """
     from maas.pipeline.evaluate import compute_metrics, fit_baselines
     from maas.pipeline.export import check_onnx_parity, load_weights
@@ -301,9 +305,10 @@ def evaluate_model(
     )
     probs = served.predict_proba(test)
     test_metrics = compute_metrics(labels, probs)
-    train_cat, train_num = served.preprocessor.transform(train_window)
+    fit_rows, _ = split_latest(train_window, validation_fraction)
+    train_cat, train_num = served.preprocessor.transform(fit_rows)
     baseline_probs = fit_baselines(
-        list(evaluate.baselines), train_cat, train_num, train_window["label"].to_numpy(),
+        list(evaluate.baselines), train_cat, train_num, fit_rows["label"].to_numpy(),
         cat, num, seed,
     )  # fmt: skip
     baselines = {name: compute_metrics(labels, p) for name, p in baseline_probs.items()}

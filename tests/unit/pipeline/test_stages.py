@@ -1,0 +1,51 @@
+"""The evaluate stage on a tiny project: windows and a tiny model written as the earlier stages
+write them, scored against baselines fitted on the rows the network trained on."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from maas.pipeline.data import add_label, split_latest
+from maas.pipeline.evaluate import compute_metrics, fit_baselines
+from maas.pipeline.stages import evaluate_model
+from maas.pipeline.windows import write_windows
+from maas.serving.inference import OnnxModel
+from tests.helpers import make_flights, write_tiny_model
+
+
+@pytest.fixture
+def project(tmp_path, small_params):
+    data = small_params.data.model_copy(update={"processed_dir": tmp_path / "processed"})
+    months = [
+        make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}") for m in (10, 11)
+    ]
+    train = add_label(pd.concat(months, ignore_index=True), 15, "drop")
+    test = add_label(make_flights(300, month=12, seed=12).assign(partition="2013-12"), 15, "drop")
+    lineage = {"train_partitions": {"2013-10": "a", "2013-11": "b"},
+               "test_partitions": {"2013-12": "c"}, "validation_status": "passed"}  # fmt: skip
+    write_windows(data, train, test, lineage)
+    models = write_tiny_model(tmp_path / "models", small_params, train)
+    evaluate = small_params.evaluate.model_copy(update={
+        "metrics_path": tmp_path / "metrics.json", "plots_dir": tmp_path / "plots"})  # fmt: skip
+    return data, models, evaluate, train, test
+
+
+def test_baselines_are_fitted_on_the_rows_the_network_trained_on(project, small_params) -> None:
+    """The network trains on the earlier part of the training window (the latest
+    `validation_fraction` only selects its epoch): baselines get exactly the same rows."""
+    data, models, evaluate, train, test = project
+    fraction = small_params.train.validation_fraction
+    metrics = evaluate_model(data, models, 42, fraction, evaluate, small_params.promotion, None)
+    fit_rows, _ = split_latest(train, fraction)
+    pre = OnnxModel.load(models).preprocessor
+    train_cat, train_num = pre.transform(fit_rows)
+    test_cat, test_num = pre.transform(test)
+    expected = fit_baselines(list(evaluate.baselines), train_cat, train_num,
+                             fit_rows["label"].to_numpy(), test_cat, test_num, 42)  # fmt: skip
+    for name, probs in expected.items():
+        want = compute_metrics(test["label"].to_numpy(), probs)
+        assert metrics["baselines"][name] == pytest.approx(want, abs=1e-9), name
+    assert json.loads(evaluate.metrics_path.read_text())["test_rows"] == len(test)
