@@ -96,9 +96,13 @@ class LocalTarget:
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
         secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
-        containers.run_container(
-            self.runtime, image, name, port, network=self.network, pass_env=secrets
-        )
+        try:
+            containers.run_container(
+                self.runtime, image, name, port, network=self.network, pass_env=secrets
+            )
+        except containers.ContainerError:  # created, then failed to start: leave nothing
+            containers.remove_container(self.runtime, name)
+            raise
         container = name  # names, not ids: orphans are found by name prefix
         base_url = f"http://127.0.0.1:{port}"
         try:

@@ -105,7 +105,11 @@ def infra_validate(
     settings = packaging.infra_validation
     port = free_port()
     name = f"maas-validate-{image.split('/')[-1].replace(':', '-')}-{port}"
-    container = containers.run_container(runtime, image, name, port, network=packaging.network)
+    try:
+        container = containers.run_container(runtime, image, name, port, network=packaging.network)
+    except containers.ContainerError as error:  # created, then failed to start: remove it
+        containers.remove_container(runtime, name)
+        return InfraValidation(False, f"the container did not start: {error}", {})
     base_url = f"http://127.0.0.1:{port}"
     try:
         started = time.perf_counter()
