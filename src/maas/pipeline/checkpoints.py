@@ -89,6 +89,8 @@ def restore_checkpoint(
     progress.best_loss, progress.best_epoch = checkpoint["best_loss"], checkpoint["best_epoch"]
     progress.bad_epochs, progress.history = checkpoint["bad_epochs"], checkpoint["history"]
     torch.set_rng_state(checkpoint["rng_state"])
+    if checkpoint.get("cuda_rng_state") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng_state"])
     progress.resumed_from = int(checkpoint["epoch"])
     if rank == 0:
         log.info("resuming from checkpoint %s after epoch %d", path, progress.resumed_from)
@@ -113,5 +115,7 @@ def checkpoint_state(
         "bad_epochs": progress.bad_epochs,
         "history": progress.history,
         "rng_state": torch.get_rng_state(),
+        # CUDA draws (dropout on the GPU) come from the devices' own generators
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "world_size": distributed.world(),
     }

@@ -168,22 +168,26 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, data: TensorSet, batch_size: int = 65536) -> torch.Tensor:
+def predict_proba(
+    model: nn.Module, data: TensorSet, batch_size: int = 65536, mixed_precision: bool = True
+) -> torch.Tensor:
     model.eval()
     outputs = []
     for start in range(0, len(data), batch_size):
         stop = start + batch_size
-        with autocast(data.labels.device):
+        with autocast(data.labels.device, mixed_precision):
             logits = model(data.categorical[start:stop], data.numeric[start:stop])
         outputs.append(torch.sigmoid(logits.float()))
     return torch.cat(outputs) if outputs else torch.zeros(0)
 
 
-def evaluate_epoch(model: nn.Module, data: TensorSet) -> dict[str, float]:
-    """Validation loss and ROC AUC."""
+def evaluate_epoch(
+    model: nn.Module, data: TensorSet, mixed_precision: bool = True
+) -> dict[str, float]:
+    """Validation loss and ROC AUC (bf16 autocast on CUDA only with `mixed_precision`)."""
     from sklearn.metrics import roc_auc_score
 
-    probs = predict_proba(model, data).clamp(1e-7, 1 - 1e-7)
+    probs = predict_proba(model, data, mixed_precision=mixed_precision).clamp(1e-7, 1 - 1e-7)
     labels = data.labels
     loss = nn.functional.binary_cross_entropy(probs, labels).item()
     y, p = labels.cpu().numpy(), probs.cpu().numpy()
@@ -279,7 +283,8 @@ def fit(
         train_seconds += elapsed
         # Rank 0's metrics everywhere: every rank takes the same early-stopping decision.
         metrics = distributed.broadcast(
-            {"epoch": float(epoch), "train_loss": train_loss, **evaluate_epoch(model, val_d),
+            {"epoch": float(epoch), "train_loss": train_loss,
+             **evaluate_epoch(model, val_d, params.mixed_precision),
              "samples_per_second": rows_per_epoch / elapsed}
             if rank == 0
             else {}

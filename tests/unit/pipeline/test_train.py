@@ -126,3 +126,37 @@ def test_a_checkpoint_resumes_only_the_same_labels_and_code(small_params) -> Non
     assert training_fingerprint(p.features, p.model, p.train, positive, lineage) != base
     other_code = training_fingerprint(p.features, p.model, p.train, p.data, lineage, code="x")
     assert other_code != base
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
+    data, small_params, tmp_path
+) -> None:
+    """With mixed_precision off, validation runs in fp32 too; a resumed CUDA run draws the
+    same dropout masks as an uninterrupted one (the CUDA generators are in the checkpoint)."""
+    from maas.pipeline.train import predict_proba
+
+    config, train, val = data
+    params = small_params.train.model_copy(
+        update={
+            "device": "cuda",
+            "mixed_precision": False,
+            "max_epochs": 3,
+            "lr_schedule": "constant",
+            "patience": 10,
+        }
+    )
+    model = fit(config, params, train, val).model.cuda()
+    on_gpu = val.to(torch.device("cuda"))
+    fp32 = predict_proba(model, on_gpu, mixed_precision=False)
+    assert torch.equal(fp32, predict_proba(model, on_gpu, mixed_precision=False))
+    assert not torch.equal(fp32, predict_proba(model, on_gpu, mixed_precision=True))
+    whole = fit(config, params, train, val)
+    ckpt = tmp_path / "ckpt.pt"
+    fit(config, params.model_copy(update={"max_epochs": 1}), train, val, checkpoint_path=ckpt)
+    assert torch.load(ckpt, weights_only=True)["cuda_rng_state"]
+    resumed = fit(config, params, train, val, checkpoint_path=ckpt)
+    pairs = zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
+    for a, b in pairs:
+        assert torch.allclose(a, b, atol=1e-6)
