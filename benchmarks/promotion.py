@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "train.max_epochs=2",
         "promotion.must_beat=[prior]",
         "promotion.min_roc_auc=0.5",  # v2 and v3 must pass the gate: the controller refuses
+        "promotion.min_roc_auc_optional_absent=0.5",
         "promotion.max_regression=1",  # a version that did not (their AUC does not matter)
         f"registry.model_name={model}",
         f"deploy.address={address}",

@@ -126,6 +126,9 @@ class TrainParams(_Strict):
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     num_threads: int = Field(0, ge=0)
     mixed_precision: bool = True  # bf16 autocast on CUDA (no effect on the CPU)
+    # share of training rows whose optional inputs (features.numeric optional: true) are left
+    # out, as a request may leave them out
+    optional_absent_rate: float = Field(0.0, ge=0, lt=1)
     checkpoint_dir: Path = Path(".maas/checkpoints")
     models_dir: Path = Path("models")
 
@@ -142,6 +145,8 @@ class EvaluateParams(_Strict):
 
 class PromotionParams(_Strict):
     min_roc_auc: float = Field(0.65, ge=0, le=1)
+    # the floor for records without the optional inputs (a request shape the API accepts)
+    min_roc_auc_optional_absent: float = Field(0.6, ge=0, le=1)
     must_beat: list[BaselineName] = ["prior", "logistic_regression"]
     baseline_tolerance: float = Field(0.0, ge=0, le=1)
     max_regression: float = Field(0.005, ge=0, le=1)

@@ -45,6 +45,7 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
         f"evaluate.metrics_path={root / 'reports' / 'metrics.json'}",
         f"evaluate.plots_dir={root / 'reports' / 'plots'}",
         "promotion.min_roc_auc=0.6",
+        "promotion.min_roc_auc_optional_absent=0.5",
         "promotion.must_beat=[prior]",
         f"registry.tracking_uri=sqlite:///{root / 'mlflow.db'}",
         f"registry.artifact_root={root / 'mlartifacts'}",

@@ -58,6 +58,10 @@ def lineage_tags(
         "gate_reasons": json.dumps(gate["reasons"]),
         "onnx_parity_max_abs_diff": f"{metrics['onnx_parity_max_abs_diff']:.3g}",
         **{f"test_{k}": f"{v:.6f}" for k, v in metrics["test"].items()},
+        **{
+            f"test_optional_absent_{k}": f"{v:.6f}"
+            for k, v in (metrics.get("test_optional_absent") or {}).items()
+        },
         **{f"baseline_{b}_roc_auc": f"{m['roc_auc']:.6f}" for b, m in metrics["baselines"].items()},
     }
     champion = metrics["champion"]

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 def metric_rows(metrics: dict[str, Any], model_label: str) -> list[tuple[str, list[str]]]:
     """(label, formatted METRIC_NAMES values) for the new model, each baseline, the champion."""
     rows = [(model_label, metrics["test"])]
+    if metrics.get("test_optional_absent"):
+        rows.append(("  same, optional inputs absent", metrics["test_optional_absent"]))
     rows += [(f"baseline: {name}", values) for name, values in metrics["baselines"].items()]
     champion = metrics["champion"]
     if champion and "unscored" not in champion:

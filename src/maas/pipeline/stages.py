@@ -185,6 +185,7 @@ def train_model(
             prepared.validation,
             checkpoint_path=checkpoint,
             on_epoch_end=on_epoch_end,
+            optional=prepared.optional,
         )
     if epoch_logger is not None:
         epoch_logger.flush()
@@ -305,6 +306,12 @@ def evaluate_model(
     )
     probs = served.predict_proba(test)
     test_metrics = compute_metrics(labels, probs)
+    optional = served.preprocessor.optional_inputs
+    absent = (
+        compute_metrics(labels, served.predict_proba(test.drop(columns=optional)))
+        if optional
+        else None
+    )
     fit_rows, _ = split_latest(train_window, validation_fraction)
     train_cat, train_num = served.preprocessor.transform(fit_rows)
     baseline_probs = fit_baselines(
@@ -314,10 +321,13 @@ def evaluate_model(
     baselines = {name: compute_metrics(labels, p) for name, p in baseline_probs.items()}
     test_partitions = sorted(lineage["test_partitions"])
     champion = champion_score(registry, test, test_partitions) if registry else None
-    gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion)
+    gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion,
+                       optional_absent=absent)  # fmt: skip
     write_plots(labels, probs, evaluate.plots_dir)
     metrics = {
         "test": test_metrics,
+        "test_optional_absent": absent,
+        "optional_inputs": optional,
         "baselines": baselines,
         "champion": champion,
         "gate": gate.to_dict(),
@@ -341,6 +351,9 @@ def log_evaluation(
 ) -> None:
     """The evaluation in the MLflow run: flat metrics, metrics.json, the plots, the gate tags."""
     flat = {f"test_{k}": v for k, v in metrics["test"].items()}
+    flat |= {
+        f"test_optional_absent_{k}": v for k, v in (metrics["test_optional_absent"] or {}).items()
+    }
     flat |= {f"{b}_{k}": v for b, m in metrics["baselines"].items() for k, v in m.items()}
     champion = metrics["champion"] or {}
     flat |= {f"champion_{k}": v for k, v in champion.items() if isinstance(v, float)}

@@ -134,6 +134,29 @@ def steps_per_epoch(n_rows: int, batch_size: int, world: int = 1) -> int:
     return -(-(n_rows - n_rows % world) // global_batch)
 
 
+@dataclass(frozen=True)
+class OptionalInputs:
+    """The numeric-matrix columns of the inputs a request may leave out, and the share of
+    training rows that have them left out on purpose: the request shape the API invites is
+    trained for, not only the shape the data happens to have."""
+
+    scaled: list[int]
+    indicators: list[int]
+    rate: float
+
+    def leave_out(self, numeric: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A copy of a batch's numeric matrix with the optional inputs absent in a random
+        `rate` of its rows (0 as value, 1 as missing indicator: what serving sees)."""
+        if not self.scaled or self.rate <= 0:
+            return numeric
+        rows = (torch.rand(numeric.shape[0], generator=generator) < self.rate).nonzero()
+        rows = rows.to(numeric.device)
+        out = numeric.clone()
+        out[rows, torch.tensor(self.scaled, device=numeric.device)] = 0.0
+        out[rows, torch.tensor(self.indicators, device=numeric.device)] = 1.0
+        return out
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -145,6 +168,7 @@ def train_one_epoch(
     rank: int = 0,
     world: int = 1,
     mixed_precision: bool = True,
+    optional: OptionalInputs | None = None,
 ) -> float:
     """One pass in random order; returns the mean training loss (over all ranks' rows)."""
     model.train()
@@ -152,8 +176,11 @@ def train_one_epoch(
     loss_fn = nn.BCEWithLogitsLoss()
     total = torch.zeros((), device=device)
     for index in iterate_batches(len(data), batch_size, generator, device, rank, world):
+        numeric = data.numeric[index]
+        if optional is not None:
+            numeric = optional.leave_out(numeric, generator)
         with autocast(device, mixed_precision):
-            logits = model(data.categorical[index], data.numeric[index])
+            logits = model(data.categorical[index], numeric)
         loss = loss_fn(logits.float(), data.labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -220,6 +247,7 @@ def train_epoch(
     data: TensorSet,
     params: TrainParams,
     epoch: int,
+    optional: OptionalInputs | None = None,
 ) -> float:
     """Epoch `epoch` of `fit` on this rank's share; returns the mean training loss."""
     rank, world = distributed.rank(), distributed.world()
@@ -230,7 +258,7 @@ def train_epoch(
         torch.manual_seed((params.seed * 1000 + epoch) * 1009 + rank)
     return train_one_epoch(
         net, optimizer, data, params.batch_size, generator, scheduler,
-        rank=rank, world=world, mixed_precision=params.mixed_precision,
+        rank=rank, world=world, mixed_precision=params.mixed_precision, optional=optional,
     )  # fmt: skip
 
 
@@ -242,8 +270,10 @@ def fit(
     *,
     checkpoint_path: Path | None = None,
     on_epoch_end: EpochCallback | None = None,
+    optional: OptionalInputs | None = None,
 ) -> TrainResult:
     """Train with early stopping on validation loss; resume from `checkpoint_path` if present.
+    `optional`: the inputs a request may leave out, left out of that share of training rows.
 
     Data-parallel (DDP) when a process group of more than one process is initialized; the
     returned model is always the plain TabularNet, on the CPU, identical on every rank.
@@ -277,7 +307,7 @@ def fit(
         if progress.bad_epochs >= params.patience:
             break
         started = time.perf_counter()
-        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch)
+        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch, optional)
         elapsed = time.perf_counter() - started
         trained_samples += rows_per_epoch
         train_seconds += elapsed
@@ -325,6 +355,7 @@ class PreparedTraining:
     config: ModelConfig
     train: TensorSet
     validation: TensorSet
+    optional: OptionalInputs
 
 
 def prepare_training(
@@ -351,6 +382,7 @@ def prepare_training(
         config,
         TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
         TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
+        OptionalInputs(*preprocessor.optional_positions, rate=train.optional_absent_rate),
     )
 
 

@@ -79,6 +79,19 @@ class Preprocessor:
         return list(self.numeric) + [f"{name}_missing" for name in self.numeric]
 
     @property
+    def optional_inputs(self) -> list[str]:
+        """Raw columns a record may leave out (they then count as missing)."""
+        names = [DERIVED_COLUMNS.get(n, n) for n, s in self.numeric.items() if s.optional]
+        return list(dict.fromkeys(names))
+
+    @property
+    def optional_positions(self) -> tuple[list[int], list[int]]:
+        """Columns of the numeric matrix that carry the optional inputs: (scaled values, their
+        missing indicators). An absent input is 0 in the first and 1 in the second."""
+        scaled = [i for i, stats in enumerate(self.numeric.values()) if stats.optional]
+        return scaled, [len(self.numeric) + i for i in scaled]
+
+    @property
     def input_columns(self) -> list[str]:
         """Raw columns a record must (or may) carry."""
         names: list[str] = []

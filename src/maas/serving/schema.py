@@ -29,7 +29,10 @@ def _number(low: float, high: float) -> Any:
 
 
 class Flight(BaseModel):
-    """A scheduled flight: what is known before departure (weather fields may be null).
+    """A scheduled flight: what is known before departure. The origin's weather fields may be
+    left out or null (unknown ahead of time); such records score with lower quality: the
+    model's test ROC AUC with and without them is in /metadata (`test_metrics.roc_auc`,
+    `test_metrics.optional_absent_roc_auc`).
 
     Strict types: `false`, `"12"` or `12.5` are not a month (lax pydantic would coerce them;
     schemathesis found `"visib": false` scored as 0); 12.0 is (JSON Schema's integer), and

@@ -141,3 +141,18 @@ def test_a_champion_that_cannot_be_rescored_is_named_not_fatal() -> None:
     decision = decide_gate({"roc_auc": 0.72}, BASELINES, champion, "passed", POLICY)
     assert decision.passed and decision.promoted
     assert any("champion v3 could not be re-scored" in r for r in decision.reasons)
+
+
+def test_the_floor_holds_for_requests_without_the_optional_inputs() -> None:
+    """The API accepts records without weather; the gate checks that request shape too."""
+    absent = {"roc_auc": 0.58}
+    decision = decide_gate(
+        {"roc_auc": 0.72}, BASELINES, None, "passed", POLICY, optional_absent=absent
+    )
+    assert not decision.passed and not decision.promoted
+    assert any("0.5800 with the optional inputs absent is below the floor 0.6000" in r
+               for r in decision.reasons)  # fmt: skip
+    fine = decide_gate(
+        {"roc_auc": 0.72}, BASELINES, None, "passed", POLICY, optional_absent={"roc_auc": 0.62}
+    )
+    assert fine.passed and any("with the optional inputs absent meets" in r for r in fine.reasons)

@@ -49,3 +49,13 @@ def test_baselines_are_fitted_on_the_rows_the_network_trained_on(project, small_
         want = compute_metrics(test["label"].to_numpy(), probs)
         assert metrics["baselines"][name] == pytest.approx(want, abs=1e-9), name
     assert json.loads(evaluate.metrics_path.read_text())["test_rows"] == len(test)
+
+
+def test_the_test_month_is_also_scored_without_the_optional_inputs(project, small_params) -> None:
+    data, models, evaluate, _, test = project
+    metrics = evaluate_model(data, models, 42, 0.1, evaluate, small_params.promotion, None)
+    served = OnnxModel.load(models)
+    absent = served.predict_proba(test.drop(columns=served.preprocessor.optional_inputs))
+    expected = compute_metrics(test["label"].to_numpy(), absent)
+    assert metrics["test_optional_absent"] == pytest.approx(expected, abs=1e-9)
+    assert metrics["optional_inputs"] == served.preprocessor.optional_inputs

@@ -160,3 +160,25 @@ def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
     pairs = zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
     for a, b in pairs:
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_leaving_optional_inputs_out_is_what_serving_sees_without_them(small_params) -> None:
+    """Training's left-out rows must look exactly like requests that omit the optional
+    inputs (weather): the same numeric matrix the preprocessing builds for such a record."""
+    from maas.pipeline.train import OptionalInputs
+    from maas.serving.preprocessing import fit_preprocessor
+
+    frame = make_flights(200, seed=5)
+    pre = fit_preprocessor(frame, small_params.features.categorical, small_params.features.numeric)
+    assert pre.optional_inputs == ["temp", "dewp", "humid", "wind_dir", "wind_speed",
+                                   "wind_gust", "precip", "pressure", "visib"]  # fmt: skip
+    _, full = pre.transform(frame)
+    _, without = pre.transform(frame.drop(columns=pre.optional_inputs))
+    everything = OptionalInputs(*pre.optional_positions, rate=0.999999)
+    left_out = everything.leave_out(torch.as_tensor(full), torch.Generator().manual_seed(0))
+    assert torch.equal(left_out, torch.as_tensor(without))
+    some = OptionalInputs(*pre.optional_positions, rate=0.25)
+    batch = torch.as_tensor(full)
+    masked = some.leave_out(batch, torch.Generator().manual_seed(1))
+    changed = (masked != batch).any(dim=1).float().mean().item()
+    assert 0.15 < changed < 0.35 and torch.equal(batch, torch.as_tensor(full))  # a copy
