@@ -130,7 +130,14 @@ def plain_pipeline(project: Path) -> None:
 
 def pandas_checks(batch: pd.DataFrame, params: Any, partition_month: float) -> set[str]:
     """The suite's checks in plain pandas on one prepared batch; returns the failing ones."""
-    from maas.pipeline.validation import DATE_COLUMN, LABEL_COLUMN, PARTITION_COLUMN
+    from maas.pipeline.validation import (
+        DATE_COLUMN,
+        LABEL_COLUMN,
+        PARTITION_COLUMN,
+        clock_minutes_column,
+        clock_part_column,
+        derived_columns,
+    )
 
     failed: set[str] = set()
     kinds = {"int": "iu", "float": "iuf"}
@@ -145,7 +152,7 @@ def pandas_checks(batch: pd.DataFrame, params: Any, partition_month: float) -> s
             ok = values.dtype.kind in kinds[kind]
         if not ok:
             failed.add(f"type:{column}")
-    expected = {*params.columns, PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN}
+    expected = {*params.columns, *derived_columns(params)}
     if set(batch.columns) != expected:
         failed.add("columns_match_set")
     for column, values in params.domains.items():
@@ -171,6 +178,12 @@ def pandas_checks(batch: pd.DataFrame, params: Any, partition_month: float) -> s
         failed.add("label_rate")
     if params.unique_key and batch.duplicated(params.unique_key).any():
         failed.add("unique_key")
+    for column in params.clock_times:
+        if not batch[clock_minutes_column(column)].dropna().between(0, 59).all():
+            failed.add(f"clock:{column}")
+    for column in params.clock_parts:
+        if not batch[clock_part_column(column)].dropna().eq(1.0).all():
+            failed.add(f"clock_part:{column}")
     if not batch[PARTITION_COLUMN].dropna().eq(partition_month).all():
         failed.add("partition_month")
     if batch[DATE_COLUMN].isna().any():
@@ -198,7 +211,9 @@ def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
     for partition, frame in frames:
         month = float(partition.year * 100 + partition.month)
         pandas_failed += len(
-            pandas_checks(prepare_batch(frame, threshold), params.validation, month)
+            pandas_checks(
+                prepare_batch(frame, params.validation, threshold), params.validation, month
+            )
         )
     pandas_s = time.perf_counter() - started
     gx_failed = sum(1 for o in report.outcomes if not o.success)

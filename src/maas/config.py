@@ -76,10 +76,24 @@ class ValidationParams(_Strict):
     row_count: BandRule
     label_rate: BandRule
     unique_key: list[str] = []
+    # clock times written hhmm (1730 = 17:30): a minutes part over 59 blocks (minutes after
+    # midnight in an hhmm column)
+    clock_times: list[str] = []
+    # columns that repeat a part of a clock time, e.g. hour: sched_dep_time.hour (block)
+    clock_parts: dict[str, str] = {}
     partition_dates: Severity = "block"
     extra_columns: Severity = "warn"  # columns not declared in `columns` (ignored by training)
     # A partition validated once with this suite is not validated again (null: always)
     cache_dir: Path | None = Path(".maas/validation-cache")
+
+    @field_validator("clock_parts")
+    @classmethod
+    def _clock_part(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, spec in value.items():
+            source, _, unit = spec.rpartition(".")
+            if not source or unit not in ("hour", "minute"):
+                raise ValueError(f"{column}: write <hhmm column>.hour or .minute, not {spec!r}")
+        return value
 
 
 class NumericBounds(_Strict):

@@ -26,6 +26,25 @@ log = logging.getLogger(__name__)
 PARTITION_COLUMN = "_partition_month"  # year * 100 + month of every row
 DATE_COLUMN = "_flight_date"  # NaT for impossible dates such as 2013-02-30
 LABEL_COLUMN = "_delayed"  # 1/0 from arr_delay, NaN when the flight has no arrival
+
+
+def clock_minutes_column(column: str) -> str:
+    """The minutes part of an hhmm clock time (0-59 when it really is hhmm)."""
+    return f"_{column}_minutes"
+
+
+def clock_part_column(column: str) -> str:
+    """1 where `column` equals its part of the clock time it repeats, 0 where it does not."""
+    return f"_{column}_agrees"
+
+
+def derived_columns(params: ValidationParams) -> list[str]:
+    """The check columns `prepare_batch` adds to a partition."""
+    return [PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN,
+            *map(clock_minutes_column, params.clock_times),
+            *map(clock_part_column, params.clock_parts)]  # fmt: skip
+
+
 TYPE_LISTS = {
     "int": ["int64", "int32", "int16", "int8", "Int64", "Int32", "Int16", "Int8"],
     "float": ["float64", "float32", "Float64", "Float32", "int64", "int32", "Int64", "Int32"],
@@ -131,7 +150,7 @@ def build_expectations(params: ValidationParams) -> list[Any]:
         )
     items.append(
         gxe.ExpectTableColumnsToMatchSet(
-            column_set=[*params.columns, PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN],
+            column_set=[*params.columns, *derived_columns(params)],
             exact_match=True,
             meta=meta(params.extra_columns),
         )
@@ -179,6 +198,19 @@ def build_expectations(params: ValidationParams) -> list[Any]:
         items.append(
             gxe.ExpectCompoundColumnsToBeUnique(column_list=params.unique_key, meta=meta("block"))
         )
+    for column in params.clock_times:
+        items.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=clock_minutes_column(column), min_value=0, max_value=59,
+                meta=meta("block"),
+            )
+        )  # fmt: skip
+    for column in params.clock_parts:
+        items.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=clock_part_column(column), value_set=[1.0], meta=meta("block")
+            )
+        )
     # The partition's own month arrives as a suite parameter at run time.
     items.append(
         gxe.ExpectColumnValuesToBeInSet(
@@ -193,7 +225,9 @@ def build_expectations(params: ValidationParams) -> list[Any]:
     return items
 
 
-def prepare_batch(frame: pd.DataFrame, label_threshold: float) -> pd.DataFrame:
+def prepare_batch(
+    frame: pd.DataFrame, params: ValidationParams, label_threshold: float
+) -> pd.DataFrame:
     """Add the derived check columns; string columns become object for GX's type check."""
     batch = frame.copy()
     for column in batch.columns:
@@ -213,7 +247,25 @@ def prepare_batch(frame: pd.DataFrame, label_threshold: float) -> pd.DataFrame:
         batch[LABEL_COLUMN] = np.where(
             delay.isna(), np.nan, (delay >= label_threshold).astype(float)
         )
+    add_clock_checks(batch, params)
     return batch
+
+
+def add_clock_checks(batch: pd.DataFrame, params: ValidationParams) -> None:
+    """The minutes part of each hhmm column, and whether each repeated part agrees with it
+    (NaN where a value is missing: nulls are the null checks' business)."""
+    for column in params.clock_times:
+        if column in batch.columns:
+            clock = pd.to_numeric(batch[column], errors="coerce").astype("float64")
+            batch[clock_minutes_column(column)] = clock % 100
+    for column, spec in params.clock_parts.items():
+        source, _, unit = spec.rpartition(".")
+        if column in batch.columns and source in batch.columns:
+            clock = pd.to_numeric(batch[source], errors="coerce").astype("float64")
+            part = clock // 100 if unit == "hour" else clock % 100
+            value = pd.to_numeric(batch[column], errors="coerce").astype("float64")
+            agrees = (value == part).astype("float64")
+            batch[clock_part_column(column)] = agrees.where(value.notna() & part.notna())
 
 
 def _outcome(partition: str, result: Any) -> ExpectationOutcome:
@@ -336,7 +388,7 @@ def _run_suite(
 
     fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
     for partition, frame in frames:
-        batch = prepare_batch(frame, label_threshold)
+        batch = prepare_batch(frame, params, label_threshold)
         result = checkpoint.run(
             batch_parameters={"dataframe": batch},
             expectation_parameters={

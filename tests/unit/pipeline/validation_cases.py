@@ -71,6 +71,15 @@ def wind_sensor_error(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(wind_speed=[1048.36] + f["wind_speed"].tolist()[1:])
 
 
+def minutes_after_midnight(f: pd.DataFrame) -> pd.DataFrame:
+    """sched_dep_time in minutes after midnight (17:30 -> 1050): inside 0-2359, still wrong."""
+    return f.assign(sched_dep_time=(f["sched_dep_time"] // 100) * 60 + f["sched_dep_time"] % 100)
+
+
+def minutes_over_59(f: pd.DataFrame) -> pd.DataFrame:
+    return f.assign(sched_arr_time=[1075] + f["sched_arr_time"].tolist()[1:])
+
+
 def bulk_wind_corruption(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(wind_speed=np.where(np.arange(len(f)) < 30, 1048.36, f["wind_speed"]))
 
@@ -94,4 +103,6 @@ CASES: list[tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str | None, str]]
     (too_few_rows, "expect_table_row_count_to_be_between", None, "block"),
     (wind_sensor_error, "expect_column_values_to_be_between", "wind_speed", "warn"),
     (bulk_wind_corruption, "expect_column_values_to_be_between", "wind_speed", "block"),
+    (minutes_after_midnight, "expect_column_values_to_be_in_set", "_hour_agrees", "block"),
+    (minutes_over_59, "expect_column_values_to_be_between", "_sched_arr_time_minutes", "block"),
 ]
