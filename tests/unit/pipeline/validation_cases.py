@@ -80,6 +80,12 @@ def minutes_over_59(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(sched_arr_time=[1075] + f["sched_arr_time"].tolist()[1:])
 
 
+def pressure_in_inhg(f: pd.DataFrame) -> pd.DataFrame:
+    """A feed switching pressure from millibars to inches of mercury: every value out of
+    range; before, a warning and then a month without the feature."""
+    return f.assign(pressure=f["pressure"] * 0.02953)
+
+
 def bulk_wind_corruption(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(wind_speed=np.where(np.arange(len(f)) < 30, 1048.36, f["wind_speed"]))
 
@@ -105,4 +111,5 @@ CASES: list[tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str | None, str]]
     (bulk_wind_corruption, "expect_column_values_to_be_between", "wind_speed", "block"),
     (minutes_after_midnight, "expect_column_values_to_be_in_set", "_hour_agrees", "block"),
     (minutes_over_59, "expect_column_values_to_be_between", "_sched_arr_time_minutes", "block"),
+    (pressure_in_inhg, "expect_column_values_to_be_between", "pressure", "block"),
 ]
