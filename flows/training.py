@@ -17,6 +17,7 @@ from maas.config import load_params
 from maas.operate.audit import audit_gate_promotion
 from maas.pipeline import report, stages
 from maas.pipeline.register import register_model
+from maas.pipeline.windows import run_lock
 from maas.tracking.runs import start_pipeline_run
 
 
@@ -57,7 +58,8 @@ def training(
     with timed(timings, "start_run"):
         tracking = start_run(params=params.registry, all_params=params.model_dump(mode="json"),
                              params_digest=params.digest())  # fmt: skip
-    with tracking.recording_outcome():  # FINISHED, or FAILED when a stage raises
+    # one run at a time on these working files; FINISHED, or FAILED when a stage raises
+    with run_lock(params.data, params.train.models_dir), tracking.recording_outcome():
         with timed(timings, "validate"):
             validated = validate(data=params.data, validation=params.validation, tracking=tracking)
         with timed(timings, "train"):

@@ -39,6 +39,8 @@ def print_run(result: dict[str, Any]) -> None:
     out.print(f"[bold]{verdict}[/bold]")
     for reason in reasons:
         out.print(f"  {reason}")
+    if registered.get("note"):
+        out.print(f"[bold]Not promoted after all:[/bold] {registered['note']}")
 
 
 def print_status(status: Any) -> None:

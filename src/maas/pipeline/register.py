@@ -15,7 +15,14 @@ from maas.config import DataParams, RegistryParams
 from maas.pipeline.windows import TEST_FILE, read_lineage, read_window
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS, Preprocessor
-from maas.tracking.registry import CHALLENGER, CHAMPION, register_version, set_alias
+from maas.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    get_alias_version,
+    register_version,
+    set_alias,
+    set_version_tags,
+)
 from maas.tracking.runs import RunTracking, git_commit
 from maas.tracking.store import connect
 
@@ -93,18 +100,39 @@ def register_model(
         input_example(data, preprocessor),
         serving_requirements(),
     )
-    aliases = []
+    aliases, note = [], ""
     gate = metrics["gate"]
     if gate["passed"]:
         set_alias(client, registry.model_name, CHALLENGER, version.version)
         aliases.append(CHALLENGER)
     if gate["promoted"]:
-        set_alias(client, registry.model_name, CHAMPION, version.version)
-        aliases.append(CHAMPION)
+        note = champion_moved(client, registry.model_name, metrics["champion"])
+        if note:  # compare-and-set: the gate's verdict is about a champion that is gone
+            log.warning("register: v%s not promoted: %s", version.version, note)
+            set_version_tags(client, registry.model_name, version.version,
+                             {"promotion_skipped": note})  # fmt: skip
+        else:
+            set_alias(client, registry.model_name, CHAMPION, version.version)
+            aliases.append(CHAMPION)
     log.info("register: %s version %s aliases=%s", registry.model_name, version.version, aliases)
     return {
         "name": registry.model_name,
         "version": str(version.version),
         "aliases": aliases,
         "run_id": tracking.run_id,
+        "note": note,
     }
+
+
+def champion_moved(client: Any, name: str, seen: dict[str, Any] | None) -> str:
+    """Why the gate's promotion no longer holds ("" when it does): `champion` is not the
+    version the gate compared with (another run or a person moved it meanwhile)."""
+    current = get_alias_version(client, name, CHAMPION)
+    now = str(current.version) if current is not None else None
+    before = seen["version"] if seen else None
+    if now == before:
+        return ""
+    return (
+        f"champion moved from {'v' + before if before else 'none'} to v{now} since this run's "
+        "evaluation; run again to compare with it, or `maas promote` this version"
+    )

@@ -60,6 +60,8 @@ def summary_markdown(
     for label, values in metric_rows(metrics, "model"):
         lines.append(f"| {label} | " + " | ".join(values) + " |")
     lines += ["", f"**{verdict}**", *reasons]
+    if registered.get("note"):
+        lines += ["", f"**Not promoted after all:** {registered['note']}"]
     return "\n".join(lines)
 
 

@@ -3,13 +3,22 @@ their lineage (which partitions, their sha256, the validation status). DVC track
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from maas.config import DataParams
 from maas.errors import MaasError
+from maas.files import locked
+
+log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
 TRAIN_FILE = "train.parquet"
@@ -18,6 +27,31 @@ TEST_FILE = "test.parquet"
 
 class MissingStageOutput(MaasError, FileNotFoundError):
     """A stage's input is not there: an earlier stage has not run (the message says which)."""
+
+
+class RunBusy(MaasError):
+    """Another pipeline run holds the same working files."""
+
+
+@contextlib.contextmanager
+def run_lock(data: DataParams, models_dir: Path, wait: bool = True) -> Iterator[None]:
+    """One pipeline run at a time on these working files (the processed windows, the models
+    folder, the metrics they produce): a nightly run and a manual `maas run` take turns instead
+    of registering one run's weights under the other's verdict. The lock lives in the temp
+    folder, named by the files' absolute paths (two projects never wait for each other)."""
+    paths = f"{data.processed_dir.resolve()}|{models_dir.resolve()}"
+    key = hashlib.sha256(paths.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"maas-run-{key}.lock"
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(locked(path, wait=False))
+    except BlockingIOError:
+        if not wait:
+            raise RunBusy(f"another pipeline run works on {data.processed_dir}") from None
+        log.info("waiting for another pipeline run on %s to finish", data.processed_dir)
+        held.enter_context(locked(path))
+    with held:
+        yield
 
 
 def clear_windows(data: DataParams) -> None:

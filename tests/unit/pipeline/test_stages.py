@@ -59,3 +59,47 @@ def test_the_test_month_is_also_scored_without_the_optional_inputs(project, smal
     expected = compute_metrics(test["label"].to_numpy(), absent)
     assert metrics["test_optional_absent"] == pytest.approx(expected, abs=1e-9)
     assert metrics["optional_inputs"] == served.preprocessor.optional_inputs
+
+
+def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
+    project, small_params, tmp_path
+) -> None:
+    """Two overlapping runs: this one's gate saw no champion; meanwhile another run made its
+    own version champion. Registering must not overwrite that without a comparison."""
+    from maas.config import RegistryParams
+    from maas.pipeline.register import register_model
+    from maas.tracking.registry import CHAMPION, get_alias_version
+    from maas.tracking.runs import start_pipeline_run
+    from maas.tracking.store import connect
+
+    data, models, evaluate, _, _ = project
+    registry = RegistryParams(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                              artifact_root=tmp_path / "artifacts", model_name="cas")  # fmt: skip
+    metrics = evaluate_model(data, models, 42, 0.1, evaluate, small_params.promotion, None)
+    metrics["gate"] = {"passed": True, "promoted": True, "reasons": ["test"]}
+    assert metrics["champion"] is None  # the gate saw no champion
+    other = start_pipeline_run(registry, {"p": 1}, "digest")
+    first = register_model(data, models, metrics, registry, other, "digest")  # the other run
+    assert first["aliases"] == ["challenger", "champion"]
+    mine = start_pipeline_run(registry, {"p": 1}, "digest")
+    second = register_model(data, models, metrics, registry, mine, "digest")
+    assert second["aliases"] == ["challenger"]
+    assert "champion moved" in second["note"]
+    client = connect(registry)
+    assert str(get_alias_version(client, "cas", CHAMPION).version) == first["version"]
+    assert (
+        "champion moved"
+        in client.get_model_version("cas", second["version"]).tags["promotion_skipped"]
+    )
+
+
+def test_one_run_at_a_time_on_the_same_working_files(tmp_path, small_params) -> None:
+    from maas.pipeline.windows import RunBusy, run_lock
+
+    data = small_params.data.model_copy(update={"processed_dir": tmp_path / "processed"})
+    busy = pytest.raises(RunBusy, match="another pipeline run")
+    with run_lock(data, tmp_path / "models"):
+        with busy, run_lock(data, tmp_path / "models", wait=False):
+            pass
+        with run_lock(data, tmp_path / "other-models", wait=False):
+            pass  # other working files: no conflict
