@@ -31,5 +31,4 @@ class PredictRequest(BaseModel):
 
 @app.post("/predict")
 async def predict(request: PredictRequest) -> PredictResponse:
-    probs = model.predict_proba(to_columns(request.flights))
-    return to_response(version, probs)
+    return to_response(version, *model.score(to_columns(request.flights)))

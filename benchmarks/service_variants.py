@@ -48,7 +48,7 @@ from maas.serving.service import (
 
 
 class TorchModel:
-    """Eager PyTorch behind the same `predict_proba(columns)` as `OnnxModel`."""
+    """Eager PyTorch behind the same `score(columns)` as `OnnxModel`."""
 
     def __init__(self, folder: Path, weights: Path) -> None:
         import torch
@@ -65,10 +65,11 @@ class TorchModel:
         config = ModelConfig.load(folder / "model_config.json")
         self.net = ProbabilityNet(load_weights(config, weights)).eval()
 
-    def predict_proba(self, columns: Any) -> np.ndarray:
+    def score(self, columns: Any) -> tuple[np.ndarray, list[list[str]]]:
         cat, num = self.preprocessor.transform(columns)
         with self.torch.inference_mode():
-            return self.net(self.torch.from_numpy(cat), self.torch.from_numpy(num)).numpy()
+            probs = self.net(self.torch.from_numpy(cat), self.torch.from_numpy(num)).numpy()
+        return probs, self.preprocessor.unknown_inputs(cat)
 
 
 def load_model(folder: Path, info: dict[str, Any]) -> Any:
@@ -98,16 +99,17 @@ class RuntimeService:
         self.info: dict[str, Any] = json.loads((folder / "metadata.json").read_text())
         self.model = load_model(folder, self.info)
         self.version = str(self.info["model_version"])
-        self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
+        self.model.score(to_columns([WARMUP_FLIGHT]))
         LIVE["service"] = self  # the same fast path as the shipped service
         settle_garbage_collector()
 
-    def score(self, flights: list[Flight]) -> np.ndarray:
-        return np.asarray(self.model.predict_proba(to_columns(flights)))
+    def score(self, flights: list[Flight]) -> tuple[np.ndarray, list[list[str]]]:
+        probs, unknown = self.model.score(to_columns(flights))
+        return np.asarray(probs), unknown
 
     @bentoml.api
     async def predict(self, flights: Flights) -> PredictResponse:
-        return to_response(self.version, self.score(flights))
+        return to_response(self.version, *self.score(flights))
 
 
 BATCH_MS = int(os.environ.get("MAAS_BENCH_BATCH_MS", "20"))
@@ -126,8 +128,11 @@ class BatchingService:
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=1000, max_latency_ms=BATCH_MS)
     async def predict(self, flights: list[Flight]) -> list[Prediction]:
-        probs = self.model.predict_proba(to_columns(flights)).astype(float).tolist()
-        return [Prediction.model_construct(delay_probability=p, delayed=p >= 0.5) for p in probs]
+        probs, unknown = self.model.score(to_columns(flights))
+        return [
+            Prediction.model_construct(delay_probability=p, delayed=p >= 0.5, unknown_inputs=u)
+            for p, u in zip(probs.astype(float).tolist(), unknown, strict=True)
+        ]
 
 
 # RuntimeService answers through the shipped fast path; BatchingService must not (the fast

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from maas.config import load_params
-    from maas.pipeline.train import prepare_training
+    from maas.pipeline.prepare import prepare_training
 
     os.chdir(args.project)
     params = load_params(Path("params.yaml"), [])

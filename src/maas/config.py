@@ -143,6 +143,9 @@ class TrainParams(_Strict):
     # share of training rows whose optional inputs (features.numeric optional: true) are left
     # out, as a request may leave them out
     optional_absent_rate: float = Field(0.0, ge=0, lt=1)
+    # share of categorical values replaced by the unknown bucket, so that a category the model
+    # never saw scores with a trained embedding
+    unknown_category_rate: float = Field(0.0, ge=0, lt=1)
     checkpoint_dir: Path = Path(".maas/checkpoints")
     models_dir: Path = Path("models")
 

@@ -164,7 +164,8 @@ def train_model(
 ) -> TrainSummary:
     """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir."""
     from maas.pipeline import distributed
-    from maas.pipeline.train import fit, prepare_training, training_fingerprint
+    from maas.pipeline.prepare import prepare_training, training_fingerprint
+    from maas.pipeline.train import fit
 
     prepared = prepare_training(data, features, model, train)
     fingerprint = training_fingerprint(features, model, train, data, read_lineage(data))
@@ -185,7 +186,7 @@ def train_model(
             prepared.validation,
             checkpoint_path=checkpoint,
             on_epoch_end=on_epoch_end,
-            optional=prepared.optional,
+            augment=prepared.augment,
         )
     if epoch_logger is not None:
         epoch_logger.flush()

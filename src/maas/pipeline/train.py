@@ -11,8 +11,6 @@ the same early-stopping decision; only rank 0 writes checkpoints and calls `on_e
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import random
 import time
@@ -22,19 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from maas.config import DataParams, FeatureParams, ModelParams, TrainParams
+from maas.config import TrainParams
 from maas.errors import MaasError
 from maas.pipeline import distributed
+from maas.pipeline.augment import Augmentation
 from maas.pipeline.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
-from maas.pipeline.data import split_latest
-from maas.pipeline.model import ModelConfig, TabularNet, build_model_config
-from maas.pipeline.windows import TRAIN_FILE, read_window
-from maas.serving.preprocessing import Preprocessor, fit_preprocessor
+from maas.pipeline.model import ModelConfig, TabularNet
 
 log = logging.getLogger(__name__)
 
@@ -134,29 +129,6 @@ def steps_per_epoch(n_rows: int, batch_size: int, world: int = 1) -> int:
     return -(-(n_rows - n_rows % world) // global_batch)
 
 
-@dataclass(frozen=True)
-class OptionalInputs:
-    """The numeric-matrix columns of the inputs a request may leave out, and the share of
-    training rows that have them left out on purpose: the request shape the API invites is
-    trained for, not only the shape the data happens to have."""
-
-    scaled: list[int]
-    indicators: list[int]
-    rate: float
-
-    def leave_out(self, numeric: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """A copy of a batch's numeric matrix with the optional inputs absent in a random
-        `rate` of its rows (0 as value, 1 as missing indicator: what serving sees)."""
-        if not self.scaled or self.rate <= 0:
-            return numeric
-        rows = (torch.rand(numeric.shape[0], generator=generator) < self.rate).nonzero()
-        rows = rows.to(numeric.device)
-        out = numeric.clone()
-        out[rows, torch.tensor(self.scaled, device=numeric.device)] = 0.0
-        out[rows, torch.tensor(self.indicators, device=numeric.device)] = 1.0
-        return out
-
-
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -168,7 +140,7 @@ def train_one_epoch(
     rank: int = 0,
     world: int = 1,
     mixed_precision: bool = True,
-    optional: OptionalInputs | None = None,
+    augment: Augmentation | None = None,
 ) -> float:
     """One pass in random order; returns the mean training loss (over all ranks' rows)."""
     model.train()
@@ -176,11 +148,11 @@ def train_one_epoch(
     loss_fn = nn.BCEWithLogitsLoss()
     total = torch.zeros((), device=device)
     for index in iterate_batches(len(data), batch_size, generator, device, rank, world):
-        numeric = data.numeric[index]
-        if optional is not None:
-            numeric = optional.leave_out(numeric, generator)
+        categorical, numeric = data.categorical[index], data.numeric[index]
+        if augment is not None:
+            categorical, numeric = augment.apply(categorical, numeric, generator)
         with autocast(device, mixed_precision):
-            logits = model(data.categorical[index], numeric)
+            logits = model(categorical, numeric)
         loss = loss_fn(logits.float(), data.labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,7 +219,7 @@ def train_epoch(
     data: TensorSet,
     params: TrainParams,
     epoch: int,
-    optional: OptionalInputs | None = None,
+    augment: Augmentation | None = None,
 ) -> float:
     """Epoch `epoch` of `fit` on this rank's share; returns the mean training loss."""
     rank, world = distributed.rank(), distributed.world()
@@ -258,7 +230,7 @@ def train_epoch(
         torch.manual_seed((params.seed * 1000 + epoch) * 1009 + rank)
     return train_one_epoch(
         net, optimizer, data, params.batch_size, generator, scheduler,
-        rank=rank, world=world, mixed_precision=params.mixed_precision, optional=optional,
+        rank=rank, world=world, mixed_precision=params.mixed_precision, augment=augment,
     )  # fmt: skip
 
 
@@ -270,10 +242,10 @@ def fit(
     *,
     checkpoint_path: Path | None = None,
     on_epoch_end: EpochCallback | None = None,
-    optional: OptionalInputs | None = None,
+    augment: Augmentation | None = None,
 ) -> TrainResult:
     """Train with early stopping on validation loss; resume from `checkpoint_path` if present.
-    `optional`: the inputs a request may leave out, left out of that share of training rows.
+    `augment`: training batches made to look like requests the data rarely holds.
 
     Data-parallel (DDP) when a process group of more than one process is initialized; the
     returned model is always the plain TabularNet, on the CPU, identical on every rank.
@@ -307,7 +279,7 @@ def fit(
         if progress.bad_epochs >= params.patience:
             break
         started = time.perf_counter()
-        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch, optional)
+        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch, augment)
         elapsed = time.perf_counter() - started
         trained_samples += rows_per_epoch
         train_seconds += elapsed
@@ -342,76 +314,3 @@ def fit(
         resumed_from_epoch=progress.resumed_from,
         stopped_early=progress.bad_epochs >= params.patience,
     )
-
-
-@dataclass(frozen=True)
-class PreparedTraining:
-    """The training window split in time, preprocessing fitted on it, and the tensors `fit`
-    takes (shared by the train stage and benchmarks/training.py)."""
-
-    fit_rows: pd.DataFrame
-    val_rows: pd.DataFrame
-    preprocessor: Preprocessor
-    config: ModelConfig
-    train: TensorSet
-    validation: TensorSet
-    optional: OptionalInputs
-
-
-def prepare_training(
-    data: DataParams, features: FeatureParams, model: ModelParams, train: TrainParams
-) -> PreparedTraining:
-    window = read_window(data, TRAIN_FILE)
-    fit_part, val_part = split_latest(window, train.validation_fraction)
-    preprocessor = fit_preprocessor(
-        fit_part, features.categorical, features.numeric, features.min_frequency
-    )
-    fit_cat, fit_num = preprocessor.transform(fit_part)
-    val_cat, val_num = preprocessor.transform(val_part)
-    config = build_model_config(
-        preprocessor.cardinalities,
-        fit_num.shape[1],
-        model.hidden_sizes,
-        model.dropout,
-        model.embedding_dim_max,
-    )
-    return PreparedTraining(
-        fit_part,
-        val_part,
-        preprocessor,
-        config,
-        TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
-        TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
-        OptionalInputs(*preprocessor.optional_positions, rate=train.optional_absent_rate),
-    )
-
-
-def code_digest() -> str:
-    """sha256 over the maas package's source files: the code a checkpoint was trained with."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parents[1]
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def training_fingerprint(
-    features: FeatureParams,
-    model: ModelParams,
-    train: TrainParams,
-    data: DataParams,
-    lineage: dict[str, Any],
-    code: str | None = None,
-) -> str:
-    """Identifies a training job: a checkpoint resumes only the same params, labels and code
-    (`code`: default, the digest of this maas) on the same data."""
-    payload = {
-        "features": features.model_dump(mode="json"),
-        "model": model.model_dump(mode="json"),
-        "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
-        "labels": data.model_dump(mode="json", include={"label_threshold_minutes", "unlabeled"}),
-        "data": lineage["train_partitions"],
-        "code": code if code is not None else code_digest(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

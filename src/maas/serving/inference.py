@@ -79,7 +79,12 @@ class OnnxModel:
 
     def predict_proba(self, columns: Mapping[str, Any]) -> np.ndarray:
         """Delay probability for each row of raw columns, in one vectorized call."""
+        return self.score(columns)[0]
+
+    def score(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, list[list[str]]]:
+        """(delay probability, the fields with a value unknown to the model) for each row."""
         cat, num = self.preprocessor.transform(columns)
         if len(cat) == 0:
-            return np.zeros(0, dtype=np.float32)
-        return self.session.run(None, {"categorical": cat, "numeric": num})[0]
+            return np.zeros(0, dtype=np.float32), []
+        probs = self.session.run(None, {"categorical": cat, "numeric": num})[0]
+        return probs, self.preprocessor.unknown_inputs(cat)

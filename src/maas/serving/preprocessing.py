@@ -101,6 +101,16 @@ class Preprocessor:
                 names.append(source)
         return names
 
+    def unknown_inputs(self, codes: np.ndarray) -> list[list[str]]:
+        """Per row of `transform`'s category codes: the request fields whose value the model
+        has not seen in training (scored with the unknown bucket)."""
+        names = [DERIVED_COLUMNS.get(name, name) for name in self.categorical]
+        unknown = codes == UNKNOWN_INDEX
+        rows: list[list[str]] = [[] for _ in range(len(codes))]
+        for row, column in zip(*np.nonzero(unknown), strict=True):
+            rows[row].append(names[column])
+        return rows
+
     def encode_categorical(self, name: str, values: np.ndarray) -> np.ndarray:
         sorted_vocab, codes = self._lookup[name]
         strings = as_category_strings(values)

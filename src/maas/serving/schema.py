@@ -62,6 +62,11 @@ class Flight(BaseModel):
 class Prediction(BaseModel):
     delay_probability: float
     delayed: bool
+    unknown_inputs: list[str] = Field(
+        default_factory=list,
+        description="fields whose value the model never saw in training (e.g. a new carrier): "
+        "scored with the category's unknown bucket, so with less confidence",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -83,12 +88,15 @@ def to_columns(flights: list[Flight]) -> dict[str, list[Any]]:
     return {name: [row[name] for row in rows] for name in FIELDS}
 
 
-def to_response(version: str, probs: np.ndarray) -> PredictResponse:
+def to_response(
+    version: str, probs: np.ndarray, unknown: list[list[str]] | None = None
+) -> PredictResponse:
     """Predictions in request order. Built without re-validation: the values come from the
     model (floats) and the threshold (bools), and validating them again was a visible share of
     a bulk request (profiled)."""
+    values = probs.astype(float).tolist()
     predictions = [
-        Prediction.model_construct(delay_probability=p, delayed=p >= THRESHOLD)
-        for p in probs.astype(float).tolist()
+        Prediction.model_construct(delay_probability=p, delayed=p >= THRESHOLD, unknown_inputs=u)
+        for p, u in zip(values, unknown or [[] for _ in values], strict=True)
     ]
     return PredictResponse.model_construct(model_version=version, predictions=predictions)

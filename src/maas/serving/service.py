@@ -84,7 +84,7 @@ def fast_predict(body: bytes) -> bytes | None:
         request = PredictRequest.model_validate_json(body)
     except ValidationError:
         return None
-    return to_response(service.version, service.score(request.flights)).model_dump_json().encode()
+    return to_response(service.version, *service.score(request.flights)).model_dump_json().encode()
 
 
 # Image: the base image already holds Python and uv. A `distro` BentoML has no package table
@@ -118,16 +118,16 @@ class FlightDelayService:
         LIVE["service"] = self  # the fast path answers from now on
         settle_garbage_collector()
 
-    def score(self, flights: list[Flight]) -> np.ndarray:
+    def score(self, flights: list[Flight]) -> tuple[np.ndarray, list[list[str]]]:
         # Weather readings the schema accepts but outside the bounds the model was trained
         # with (features.numeric) count as missing, exactly as in training.
-        return self.model.predict_proba(to_columns(flights))
+        return self.model.score(to_columns(flights))
 
     @bentoml.api
     async def predict(self, flights: Flights) -> PredictResponse:
         """Delay probability for each flight, in request order."""
         # async: one scoring call is far shorter than a thread hop, so it runs on the event loop.
-        return to_response(self.version, self.score(flights))
+        return to_response(self.version, *self.score(flights))
 
     @bentoml.api
     async def metadata(self) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def test_trains_on_cuda_with_bf16(data, small_params) -> None:
 def test_a_checkpoint_resumes_only_the_same_labels_and_code(small_params) -> None:
     """A killed run restarted with another label definition (or other training code) must not
     resume weights and a best loss learned on the old labels: the fingerprint changes."""
-    from maas.pipeline.train import training_fingerprint
+    from maas.pipeline.prepare import training_fingerprint
 
     p = small_params
     lineage = {"train_partitions": {"2013-11": "a" * 64}}
@@ -165,7 +165,7 @@ def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
 def test_leaving_optional_inputs_out_is_what_serving_sees_without_them(small_params) -> None:
     """Training's left-out rows must look exactly like requests that omit the optional
     inputs (weather): the same numeric matrix the preprocessing builds for such a record."""
-    from maas.pipeline.train import OptionalInputs
+    from maas.pipeline.augment import Augmentation
     from maas.serving.preprocessing import fit_preprocessor
 
     frame = make_flights(200, seed=5)
@@ -174,11 +174,25 @@ def test_leaving_optional_inputs_out_is_what_serving_sees_without_them(small_par
                                    "wind_gust", "precip", "pressure", "visib"]  # fmt: skip
     _, full = pre.transform(frame)
     _, without = pre.transform(frame.drop(columns=pre.optional_inputs))
-    everything = OptionalInputs(*pre.optional_positions, rate=0.999999)
+    everything = Augmentation(*pre.optional_positions, optional_rate=0.999999)
     left_out = everything.leave_out(torch.as_tensor(full), torch.Generator().manual_seed(0))
     assert torch.equal(left_out, torch.as_tensor(without))
-    some = OptionalInputs(*pre.optional_positions, rate=0.25)
+    some = Augmentation(*pre.optional_positions, optional_rate=0.25)
     batch = torch.as_tensor(full)
     masked = some.leave_out(batch, torch.Generator().manual_seed(1))
     changed = (masked != batch).any(dim=1).float().mean().item()
     assert 0.15 < changed < 0.35 and torch.equal(batch, torch.as_tensor(full))  # a copy
+
+
+def test_the_unknown_bucket_is_trained(data, small_params) -> None:
+    """No training row falls into a vocabulary's unknown bucket (index 0), so its embedding
+    stayed at its random start; masking a share of category values trains it."""
+    from maas.pipeline.augment import Augmentation
+
+    config, train, val = data
+    torch.manual_seed(small_params.train.seed)
+    start = TabularNet(config).embeddings[0].weight[0].detach().clone()
+    plain = fit(config, small_params.train, train, val)
+    assert torch.equal(plain.model.embeddings[0].weight[0], start)  # never trained
+    masked = fit(config, small_params.train, train, val, augment=Augmentation(unknown_rate=0.05))
+    assert not torch.equal(masked.model.embeddings[0].weight[0], start)

@@ -292,3 +292,15 @@ def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(pac
     for refused in (bad_month, unknown_key, truncated):
         assert call(refused) == (400, b"bentoml") and seen[-1] == refused
     assert call(body, b"text/plain") == (400, b"bentoml")  # not declared JSON: BentoML decides
+
+
+def test_the_answer_names_the_inputs_the_model_has_not_seen(packaged) -> None:
+    """A new carrier or airport is scored with the unknown bucket: the response says which
+    fields of which record that was, so a client can tell a confident answer from a guess."""
+    *_, records = packaged
+    service = FlightDelayService()
+    base = {k: v for k, v in records_of(records.head(1))[0].items() if k in RECORD_FIELDS}
+    body = predict(service, [base, {**base, "carrier": "ZZ", "dest": "XYZ"}])
+    first, second = body["predictions"]
+    assert first["unknown_inputs"] == []
+    assert second["unknown_inputs"] == ["carrier", "dest"]

@@ -1,0 +1,97 @@
+"""The training window made ready for `fit`: split in time, preprocessing fitted on the earlier
+part, tensors, the batch augmentation, and the fingerprint that names a training job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maas.config import DataParams, FeatureParams, ModelParams, TrainParams
+from maas.pipeline.augment import Augmentation
+from maas.pipeline.data import split_latest
+from maas.pipeline.model import ModelConfig, build_model_config
+from maas.pipeline.train import TensorSet
+from maas.pipeline.windows import TRAIN_FILE, read_window
+from maas.serving.preprocessing import Preprocessor, fit_preprocessor
+
+
+@dataclass(frozen=True)
+class PreparedTraining:
+    """The training window split in time, preprocessing fitted on it, and the tensors `fit`
+    takes (shared by the train stage and benchmarks/training.py)."""
+
+    fit_rows: pd.DataFrame
+    val_rows: pd.DataFrame
+    preprocessor: Preprocessor
+    config: ModelConfig
+    train: TensorSet
+    validation: TensorSet
+    augment: Augmentation
+
+
+def prepare_training(
+    data: DataParams, features: FeatureParams, model: ModelParams, train: TrainParams
+) -> PreparedTraining:
+    window = read_window(data, TRAIN_FILE)
+    fit_part, val_part = split_latest(window, train.validation_fraction)
+    preprocessor = fit_preprocessor(
+        fit_part, features.categorical, features.numeric, features.min_frequency
+    )
+    fit_cat, fit_num = preprocessor.transform(fit_part)
+    val_cat, val_num = preprocessor.transform(val_part)
+    config = build_model_config(
+        preprocessor.cardinalities,
+        fit_num.shape[1],
+        model.hidden_sizes,
+        model.dropout,
+        model.embedding_dim_max,
+    )
+    return PreparedTraining(
+        fit_part,
+        val_part,
+        preprocessor,
+        config,
+        TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
+        TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
+        Augmentation(
+            *preprocessor.optional_positions,
+            optional_rate=train.optional_absent_rate,
+            unknown_rate=train.unknown_category_rate,
+        ),
+    )
+
+
+def code_digest() -> str:
+    """sha256 over the maas package's source files: the code a checkpoint was trained with."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def training_fingerprint(
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    data: DataParams,
+    lineage: dict[str, Any],
+    code: str | None = None,
+) -> str:
+    """Identifies a training job: a checkpoint resumes only the same params, labels and code
+    (`code`: default, the digest of this maas) on the same data."""
+    payload = {
+        "features": features.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
+        "labels": data.model_dump(mode="json", include={"label_threshold_minutes", "unlabeled"}),
+        "data": lineage["train_partitions"],
+        "code": code if code is not None else code_digest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
