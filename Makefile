@@ -60,7 +60,7 @@ repro: install .dvc
 package: install
 	$(BIN)/maas package champion
 
-## make serve: the champion's service on http://127.0.0.1:3000 without a container
+## make serve: the champion's service on http://127.0.0.1:3001 without a container
 serve: install
 	$(BIN)/maas serve champion
 

@@ -149,6 +149,39 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
     assert body["deployed"]["version"] == "2" and body["in_sync"] is True
 
 
+def test_a_dead_container_or_forwarder_is_noticed_and_replaced(setup):
+    """The state file says in sync, the world does not: the serving container is gone (an OOM
+    kill, a reboot) or the forwarder died. Each pass checks what really answers and converges."""
+    import os
+    import signal
+    import subprocess
+
+    root, overrides, params, client = setup
+    endpoint = f"http://{params.deploy.address}"
+    runtime = container_runtime_or_skip()
+    target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
+    controller = Controller(root, overrides)
+    try:
+        champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+        wait_for_version(endpoint, champion)
+        before = target.current()
+        assert before is not None
+        subprocess.run([runtime, "rm", "--force", "--time", "0", before.container], check=True,
+                       capture_output=True)  # fmt: skip
+        latency = wait_for_version(endpoint, champion)
+        print(f"container removed -> v{champion} serving again: {latency:.1f}s")
+        assert target.current().container != before.container
+        pid = int((params.deploy.state_dir / "proxy.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        latency = wait_for_version(endpoint, champion)
+        print(f"forwarder killed -> v{champion} serving again: {latency:.1f}s")
+        assert int((params.deploy.state_dir / "proxy.pid").read_text()) != pid
+    finally:
+        controller.stop()
+    unhealthy = [e["reason"] for e in read_audit(params) if e["event"] == "unhealthy"]
+    assert any("is not running" in reason for reason in unhealthy), unhealthy
+
+
 def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setup):
     """The UI's REST call moves the alias; only the webhook (no interval) can react in time."""
     from maas.tracking.webhooks import load_or_create_secret, sign

@@ -63,7 +63,7 @@ def base_image(
 @handled
 def serve(
     ref: RefArgument = CHAMPION,
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    port: Annotated[int, typer.Option(help="HTTP port (3000 is the controller's address).")] = 3001,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     params_file: ParamsOption = DEFAULT_PARAMS,
     overrides: SetOption = None,

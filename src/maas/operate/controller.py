@@ -25,7 +25,12 @@ from maas.files import locked
 from maas.operate.audit import audit
 from maas.operate.deployment import Deployment
 from maas.operate.targets import Target, make_target
-from maas.tracking.registry import CHAMPION, get_alias_version, set_version_tags
+from maas.tracking.registry import (
+    CHAMPION,
+    get_alias_version,
+    set_version_tags,
+    version_digests,
+)
 from maas.tracking.store import connect
 
 log = logging.getLogger(__name__)
@@ -108,7 +113,12 @@ def _converge(
         return Outcome("no_champion", None)
     version = str(desired.version)
     if actual is not None and actual.version == version:
-        return Outcome("in_sync", version, actual.endpoint)
+        unhealthy = target.problem(actual, version_digests(desired))
+        if unhealthy is None:  # the world, not only the state file, says in sync
+            return Outcome("in_sync", version, actual.endpoint)
+        log.warning("v%s is recorded as serving, but %s: deploying it again", version, unhealthy)
+        if dict(desired.tags).get("deploy_status") != "failed":  # audited once, not each pass
+            audit(params, "unhealthy", version, client, reason=unhealthy)
     tags = dict(desired.tags)
     problem = policy_problem(tags)
     if problem is not None:

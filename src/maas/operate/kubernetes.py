@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from maas.clock import utc_timestamp
@@ -42,6 +43,11 @@ class KubernetesTarget:
         write_state(self.state_file, deployment)
         log.info("%s v%s rendered to %s: kubectl apply -f %s", model, version, path, path)
         return deployment
+
+    def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
+        """The rendered manifest is there (what runs in the cluster is the cluster's to say)."""
+        path = self.folder / f"maas-{deployment.model.lower()}.yaml"
+        return None if path.is_file() else f"the manifest {path} is gone"
 
     def remove_orphans(self, model: str) -> list[str]:
         return []  # one manifest per model, rewritten in place

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ class Target(Protocol):
 
     def current(self) -> Deployment | None: ...
     def deploy(self, model: str, version: str, image: str) -> Deployment: ...
+    def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None: ...
     def remove_orphans(self, model: str) -> list[str]: ...
     def stop(self) -> None: ...
 
@@ -71,11 +73,26 @@ class LocalTarget:
     def current(self) -> Deployment | None:
         return read_deployment(self.state_dir)
 
+    def proxy_running(self) -> bool:
+        """Our forwarder (the process in proxy.pid, running maas.operate.proxy) is alive."""
+        try:
+            pid = int((self.state_dir / "proxy.pid").read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        return b"maas.operate.proxy" in command and str(self.state_file).encode() in command
+
     def ensure_proxy(self) -> None:
-        """Start the stable address's forwarder unless it already runs."""
+        """Start the stable address's forwarder unless it runs; refuse an address that another
+        process holds (a dev server, another project's forwarder): it would answer for us."""
         pid_file = self.state_dir / "proxy.pid"
-        if port_open(self.host, self.port):
+        if self.proxy_running() and port_open(self.host, self.port):
             return
+        if port_open(self.host, self.port):
+            raise DeployError(
+                f"{self.host}:{self.port} (deploy.address) is held by another process: stop it "
+                "(e.g. `maas serve`) or choose another deploy.address"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.state_dir / "proxy.log").open("ab")
         process = subprocess.Popen(
@@ -98,8 +115,9 @@ class LocalTarget:
         secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
         try:
             containers.run_container(
-                self.runtime, image, name, port, network=self.network, pass_env=secrets
-            )
+                self.runtime, image, name, port, network=self.network, pass_env=secrets,
+                restart="on-failure",
+            )  # fmt: skip
         except containers.ContainerError:  # created, then failed to start: leave nothing
             containers.remove_container(self.runtime, name)
             raise
@@ -136,6 +154,29 @@ class LocalTarget:
             containers.remove_container(self.runtime, previous.container)
         log.info("%s v%s serves at %s (container %s)", model, version, self.endpoint, name)
         return deployment
+
+    def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
+        """Why the recorded deployment is not what answers at the stable address (None: it
+        is): the forwarder or the container is gone (a reboot, an OOM kill), or another model
+        answers (other artifacts under the same version number after a registry rebuild)."""
+        if not self.proxy_running():
+            return "the stable address's forwarder is not running"
+        if not containers.container_running(self.runtime, deployment.container):
+            return f"container {deployment.container} is not running"
+        try:
+            served = served_metadata(self.endpoint)
+        except Exception as error:
+            return f"{self.endpoint} does not answer /metadata: {error}"
+        if str(served.get("model_version")) != deployment.version:
+            return (
+                f"{self.endpoint} serves v{served.get('model_version')}, not v{deployment.version}"
+            )
+        if digests and served.get("sha256") != dict(digests):
+            return (
+                f"{self.endpoint} serves other artifacts than the registered v{deployment.version} "
+                "(sha256 differ: a rebuilt registry reused the version number?)"
+            )
+        return None
 
     def _write_state(self, deployment: Deployment) -> None:
         write_state(self.state_file, deployment)
@@ -180,13 +221,21 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _served_version(base_url: str) -> str | None:
+def served_metadata(base_url: str) -> dict[str, Any]:
+    """The service's /metadata (version, lineage, the digests it verified at start)."""
     import httpx
 
     response = httpx.post(f"{base_url}/metadata", json={}, headers=auth_headers(), timeout=10)
-    if response.status_code != 200:
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _served_version(base_url: str) -> str | None:
+    try:
+        version: Any = served_metadata(base_url).get("model_version")
+    except Exception:
         return None
-    version: Any = response.json().get("model_version")
     return str(version) if version is not None else None
 
 

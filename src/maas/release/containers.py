@@ -126,13 +126,17 @@ def run_container(
     env: dict[str, str] | None = None,
     network: str = "host",
     pass_env: list[str] | None = None,
+    restart: str | None = None,
 ) -> str:
     """Start `image` detached, answering on 127.0.0.1:`port`; returns the container id.
 
     `pass_env`: variable names handed over from this process's environment (`--env NAME`),
-    so secret values never appear on a command line."""
+    so secret values never appear on a command line. `restart`: the runtime's restart policy
+    (`on-failure`: a crashed or OOM-killed service comes back by itself)."""
     run_tool([runtime, "rm", "--force", "--ignore", name], check=False)
     command = [runtime, "run", "--detach", "--init", "--name", name]
+    if restart:
+        command += ["--restart", restart]
     if network == "host":
         command += ["--network", "host", "--env", f"PORT={port}"]
     else:  # a bridge network publishes the service's default port on loopback
