@@ -130,7 +130,7 @@ def plain_pipeline(project: Path) -> None:
 
 def pandas_checks(batch: pd.DataFrame, params: Any, partition_month: float) -> set[str]:
     """The suite's checks in plain pandas on one prepared batch; returns the failing ones."""
-    from maas.pipeline.validation import (
+    from maas.pipeline.validation_batch import (
         DATE_COLUMN,
         LABEL_COLUMN,
         PARTITION_COLUMN,
@@ -196,7 +196,8 @@ def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
     import_s = fresh_import_seconds("great_expectations")
     from maas.config import load_params
     from maas.pipeline.data import list_partitions, read_partition
-    from maas.pipeline.validation import prepare_batch, validate_partitions
+    from maas.pipeline.validation import validate_partitions
+    from maas.pipeline.validation_batch import prepare_batch
 
     params = load_params(ROOT / "params.yaml")
     frames = [(p, read_partition(p)) for p in list_partitions(raw_dir)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from benchmarks.pipeline import pandas_checks
 
-from maas.pipeline.validation import prepare_batch
+from maas.pipeline.validation_batch import prepare_batch
 from tests.helpers import make_flights
 from tests.unit.pipeline.validation_cases import (
     CASES,
