@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Interval
 
 from flows.reconcile import reconcile
@@ -32,6 +33,10 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
             parameters=parameters,
             description="ingest → validate → train → evaluate → register, on new partitions",
             tags=tags,
+            # one training run at a time: a late nightly run waits for the one still running
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
         ),
         reconcile.to_deployment(
             RECONCILE_DEPLOYMENT,
@@ -39,6 +44,11 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
             parameters=parameters,
             description="deploy the version at `champion` when it is not the one serving",
             tags=tags,
+            # a pass scheduled while one still runs is cancelled, not queued or run beside it:
+            # the next interval looks again, and passes never pile up on a busy machine
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
         ),
     ]
 

@@ -44,6 +44,9 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
         "train.device=cpu",
         f"evaluate.metrics_path={root / 'reports' / 'metrics.json'}",
         f"evaluate.plots_dir={root / 'reports' / 'plots'}",
+        # HistGradientBoosting costs seconds per evaluation on 2 cores: only the pipeline's own
+        # tests keep it (tests/e2e/test_pipeline.py)
+        "evaluate.baselines=[prior, logistic_regression]",
         "promotion.min_roc_auc=0.6",
         "promotion.min_roc_auc_optional_absent=0.5",
         "promotion.must_beat=[prior]",

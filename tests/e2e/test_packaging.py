@@ -49,7 +49,6 @@ def packaged(project):
         params.packaging,
         params.serving,
         "champion",
-        bentofile=ROOT / "bentofile.yaml",
     )
     yield result, runtime
     if result.image:
@@ -198,7 +197,6 @@ def test_packaging_again_reuses_the_bento_image_and_validation(project, packaged
         params.packaging,
         params.serving,
         "1",
-        bentofile=ROOT / "bentofile.yaml",
     )
     assert again.reused == ["bento", "image", "infra_validation"]
     assert (again.bento_tag, again.image_id) == (first.bento_tag, first.image_id)

@@ -24,7 +24,8 @@ MODEL = "flight-delay"
 def project(tmp_path_factory, real_months):
     root = tmp_path_factory.mktemp("project")
     raw = copy_months(real_months, root / "raw")
-    return root, overrides_for(root, raw)
+    every_baseline = "evaluate.baselines=[prior, logistic_regression, hist_gradient_boosting]"
+    return root, [*overrides_for(root, raw), every_baseline]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from maas.release.bento import service_files
+from maas.tracking.serving_code import service_files
 from tests.helpers import ROOT
 
 SRC = ROOT / "src" / "maas"

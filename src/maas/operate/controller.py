@@ -104,9 +104,6 @@ def reconcile_once(
 def _converge(
     params: Params, client: Any, target: Target, release: Release, retry: frozenset[str]
 ) -> Outcome:
-    orphans = target.remove_orphans(params.registry.model_name)
-    if orphans:
-        log.info("removed containers left by an interrupted deploy: %s", orphans)
     desired = get_alias_version(client, params.registry.model_name, CHAMPION)
     actual = target.current()
     if desired is None:
@@ -136,6 +133,7 @@ def _converge(
         return Outcome("waiting", version, tags.get("deploy_reason", ""))
     if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
         audit(params, "override", version, client, reason=tags[OVERRIDE_TAG])
+    sweep_orphans(target, params.registry.model_name)
     try:
         deployment = release(version)
     except Exception as error:
@@ -157,6 +155,14 @@ def _converge(
           endpoint=deployment.endpoint, target=target.name,
           previous=actual.version if actual else None)  # fmt: skip
     return Outcome("deployed", version, deployment.endpoint)
+
+
+def sweep_orphans(target: Target, model: str) -> None:
+    """Remove containers an interrupted deploy left behind (done before each deploy and when a
+    controller starts, not on every in-sync pass: listing containers is not free)."""
+    orphans = target.remove_orphans(model)
+    if orphans:
+        log.info("removed containers left by an interrupted deploy: %s", orphans)
 
 
 def retry_now(client: Any, model: str, version: Any) -> None:
@@ -196,6 +202,8 @@ def watch(params: Params, release: Release, interval_s: float, once: bool = Fals
             params.deploy.webhook_listen, secret, params.registry.model_name, on_alias_event
         )
         log.info("webhooks: POST http://%s/webhook", params.deploy.webhook_listen)
+    with contextlib.suppress(LockBusy), controller_lock(params.deploy.state_dir, wait=False):
+        sweep_orphans(target, params.registry.model_name)  # what a killed controller left
     try:
         while True:
             wake.clear()

@@ -161,11 +161,11 @@ class LocalTarget:
         answers (other artifacts under the same version number after a registry rebuild)."""
         if not self.proxy_running():
             return "the stable address's forwarder is not running"
-        if not containers.container_running(self.runtime, deployment.container):
-            return f"container {deployment.container} is not running"
-        try:
+        try:  # a healthy pass costs one local HTTP call; the container is asked only if not
             served = served_metadata(self.endpoint)
         except Exception as error:
+            if not containers.container_running(self.runtime, deployment.container):
+                return f"container {deployment.container} is not running"
             return f"{self.endpoint} does not answer /metadata: {error}"
         if str(served.get("model_version")) != deployment.version:
             return (

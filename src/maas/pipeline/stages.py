@@ -251,7 +251,7 @@ def champion_score(
 
     from maas.pipeline.evaluate import compute_metrics
     from maas.serving.errors import ServingError
-    from maas.tracking.registry import CHAMPION, get_alias_version, load_version_model
+    from maas.tracking.registry import CHAMPION, get_alias_version, score_version
     from maas.tracking.store import connect
 
     client = connect(registry)
@@ -260,7 +260,7 @@ def champion_score(
         return None
     number = str(version.version)
     try:
-        probs = load_version_model(client, version).predict_proba(test)
+        probs = score_version(client, version, test)
     except (MaasError, ServingError, MlflowException, OSError) as error:
         log.warning("champion v%s not re-scored: %s", number, error)
         return {"version": number, "unscored": str(error)[:300]}

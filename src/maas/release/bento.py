@@ -1,9 +1,6 @@
 """A registered version as BentoML sees it: the verified BentoML model, and the Bento built
-from the service code the bentofile lists.
-
-`bentofile.yaml` is the one place that says what goes into the image (its `service` and
-`include`); the Bento's version digest and `maas serve` read it from there.
-"""
+from the serving code recorded with the version (`maas.tracking.serving_code`), not from
+whatever the checkout holds now."""
 
 from __future__ import annotations
 
@@ -22,38 +19,12 @@ from maas.config import PackagingParams, RegistryParams, ServingParams
 from maas.release.errors import PackagingError
 from maas.serving.inference import SERVING_FILES, verify_digests
 from maas.tracking.registry import download_serving_artifacts, resolve_version, version_digests
+from maas.tracking.serving_code import BENTOFILE, SRC_DIR, read_bentofile
 
 log = logging.getLogger(__name__)
 
-SRC_DIR = Path(__file__).resolve().parents[2]  # the Bento's build context (holds maas/)
-BENTOFILE = SRC_DIR.parent / "bentofile.yaml"  # beside src/, whatever the working directory
 LINEAGE_TAGS = ("git_commit", "train_partitions", "test_partitions", "validation_status",
                 "gate_passed", "params_digest")  # fmt: skip
-
-
-def read_bentofile(bentofile: Path = BENTOFILE) -> dict[str, Any]:
-    import yaml
-
-    if not bentofile.is_file():
-        raise PackagingError(f"BentoML build file {bentofile} not found")
-    spec: dict[str, Any] = yaml.safe_load(bentofile.read_text()) or {}
-    return spec
-
-
-def service_files(bentofile: Path = BENTOFILE) -> list[str]:
-    """The source files the bentofile's `include` patterns select under SRC_DIR (what goes
-    into the image), relative to SRC_DIR and sorted; `exclude` patterns are left out."""
-    spec = read_bentofile(bentofile)
-    excluded = [str(pattern).strip("/") for pattern in spec.get("exclude") or []]
-    found: set[str] = set()
-    for pattern in spec.get("include") or []:
-        for path in SRC_DIR.glob(str(pattern)):
-            relative = path.relative_to(SRC_DIR)
-            if path.is_file() and not any(part in excluded for part in relative.parts):
-                found.add(relative.as_posix())
-    if not found:
-        raise PackagingError(f"{bentofile} includes no files under {SRC_DIR}")
-    return sorted(found)
 
 
 def bento_model_tag(model_name: str, version: str) -> str:
@@ -100,6 +71,13 @@ def create_bento_model(client: Any, registry: RegistryParams, version: Any) -> s
     return tag
 
 
+def bento_model_path(tag: str) -> Path:
+    """The folder of a BentoML model (its verified serving files)."""
+    import bentoml
+
+    return Path(bentoml.models.get(tag).path)
+
+
 def service_args(
     model_tag: str, packaging: PackagingParams, serving: ServingParams
 ) -> dict[str, str]:
@@ -115,16 +93,13 @@ def service_args(
 
 
 def bento_version(
-    version: str, bentofile: Path, args: Mapping[str, str], model_digests: Mapping[str, str]
+    version: str, code_digest: str, args: Mapping[str, str], model_digests: Mapping[str, str]
 ) -> str:
     """v<N>-<digest of everything that goes into the Bento>: same inputs, same Bento.
 
     The model files' digests are part of it: a registry rebuilt from scratch reuses version
     numbers, and must not reuse an image holding another model under the same number."""
-    digest = hashlib.sha256(bentofile.read_bytes())
-    for name in service_files(bentofile):
-        digest.update(name.encode())
-        digest.update((SRC_DIR / name).read_bytes())
+    digest = hashlib.sha256(code_digest.encode())
     digest.update(json.dumps(dict(args), sort_keys=True).encode())
     digest.update(json.dumps(dict(model_digests), sort_keys=True).encode())
     return f"v{version}-{digest.hexdigest()[:10]}"
@@ -135,11 +110,13 @@ def build_bento(
     version: str,
     model_tag: str,
     model_digests: Mapping[str, str],
+    code: Path,
+    code_digest: str,
     packaging: PackagingParams,
     serving: ServingParams,
-    bentofile: Path = BENTOFILE,
 ) -> tuple[str, bool]:
-    """Build (or reuse) the Bento of `version`; returns (bento tag, reused).
+    """Build (or reuse) the Bento of `version` from its recorded serving code (the build
+    context `code`, verified to `code_digest`); returns (bento tag, reused).
 
     `bentoml build` runs in a fresh process: the service module reads its Bento arguments
     at import, so an import in this process could carry another version's arguments.
@@ -147,18 +124,16 @@ def build_bento(
     import bentoml
     from bentoml.exceptions import NotFound
 
-    if not bentofile.is_file():
-        raise PackagingError(f"BentoML build file {bentofile} not found")
     args = service_args(model_tag, packaging, serving)
     name = f"{packaging.image_prefix}-{model_name.lower()}"
-    tag = f"{name}:{bento_version(version, bentofile, args, model_digests)}"
+    tag = f"{name}:{bento_version(version, code_digest, args, model_digests)}"
     try:
         bentoml.bentos.get(tag)
         return tag, True
     except NotFound:
         pass
-    command = [sys.executable, "-m", "bentoml", "build", str(SRC_DIR), "--bentofile",
-               str(bentofile.resolve()), "--name", name, "--version", tag.split(":")[1],
+    command = [sys.executable, "-m", "bentoml", "build", str(code), "--bentofile",
+               str(code / "bentofile.yaml"), "--name", name, "--version", tag.split(":")[1],
                "--label", f"registered_model={model_name}", "--label",
                f"model_version={version}", "--output", "tag"]  # fmt: skip
     for key, value in args.items():
@@ -180,7 +155,8 @@ def serve_command(
     packaging: PackagingParams,
     bentofile: Path = BENTOFILE,
 ) -> list[str]:
-    """`bentoml serve` of the service for one BentoML model (development, no container)."""
+    """`bentoml serve` of the service for one BentoML model (development, no container: the
+    checkout's serving code, which may differ from the code the version was registered with)."""
     service = read_bentofile(bentofile)["service"]
     command = [sys.executable, "-m", "bentoml", "serve", service,
                "--host", host, "--port", str(port), "--working-dir", str(SRC_DIR)]  # fmt: skip

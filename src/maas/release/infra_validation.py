@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maas.config import PackagingParams, ServingParams
 from maas.net import free_port
 from maas.release import containers
 from maas.release.errors import PackagingError
+from maas.tracking.serving_code import score_with
 
 
 def sample_records(frame: Any, rows: int) -> list[dict[str, Any]]:
@@ -20,17 +22,20 @@ def sample_records(frame: Any, rows: int) -> list[dict[str, Any]]:
     return records
 
 
-def expected_predictions(model_uri: str, rows: int) -> tuple[list[dict[str, Any]], list[float]]:
-    """The version's stored test sample and the MLflow pyfunc's delay probabilities for it."""
-    import mlflow
+def expected_predictions(
+    model_uri: str, rows: int, code: Path, model_dir: Path
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """The version's stored test sample and the delay probabilities the registered model
+    gives it: its verified artifacts (`model_dir`) scored by its recorded serving code. The
+    example is read from the model's metadata: no code from the artifact store runs here."""
     import pandas as pd
+    from mlflow.models import Model
 
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
-    example = pyfunc.input_example
+    example = Model.load(model_uri).load_input_example(model_uri)
     if example is None or len(example) == 0:
         raise PackagingError(f"{model_uri} has no input example to validate the image with")
     records = sample_records(example, rows)
-    probs = pyfunc.predict(pd.DataFrame(records))["delay_probability"]
+    probs = score_with(code, model_dir, pd.DataFrame(records))
     return records, [float(p) for p in probs]
 
 
@@ -73,7 +78,7 @@ def validate_endpoint(
         diff = max(abs(a - b) for a, b in zip(got, expected, strict=True))
         if diff > tolerance:
             return InfraValidation(
-                False, f"predictions differ from the MLflow pyfunc by {diff:.3g} > {tolerance}",
+                False, f"predictions differ from the registered model by {diff:.3g} > {tolerance}",
                 {}, diff,
             )  # fmt: skip
         timings = []
@@ -89,7 +94,7 @@ def validate_endpoint(
         "p50": round(timings[len(timings) // 2], 3),
         "p99": round(timings[min(len(timings) - 1, int(len(timings) * 0.99))], 3),
     }
-    return InfraValidation(True, f"{len(records)} rows match the pyfunc", latency, diff)
+    return InfraValidation(True, f"{len(records)} rows match the registered model", latency, diff)
 
 
 def infra_validate(

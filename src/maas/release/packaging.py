@@ -8,6 +8,7 @@ already exists for the version, so packaging twice builds nothing twice.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,17 @@ from typing import Any
 from maas.clock import timed, utc_timestamp
 from maas.config import PackagingParams, RegistryParams, ServingParams
 from maas.release import containers
-from maas.release.bento import BENTOFILE, build_bento, create_bento_model
+from maas.release.bento import bento_model_path, build_bento, create_bento_model
 from maas.release.errors import PackagingError
 from maas.release.images import build_image, ensure_base_image, image_name
 from maas.release.infra_validation import expected_predictions, infra_validate
-from maas.tracking.registry import resolve_version, set_version_tags, version_digests
+from maas.tracking.registry import (
+    download_serving_code,
+    resolve_version,
+    set_version_tags,
+    version_digests,
+)
+from maas.tracking.serving_code import DIGEST_TAG
 
 
 @dataclass
@@ -55,22 +62,37 @@ def package_version(
     serving: ServingParams,
     ref: str,
     backend: str | None = None,
-    bentofile: Path = BENTOFILE,
 ) -> PackageResult:
     """Package one version: BentoML model, Bento, image (when a backend works), validation.
 
-    Raises PackagingError / ArtifactIntegrityError when the version cannot be packaged; an
-    image that fails infra-validation is reported in the result and tagged on the version.
+    The Bento and the infra-validation reference use the serving code recorded with the
+    version. Raises PackagingError / ArtifactIntegrityError / ServingCodeError when the version
+    cannot be packaged; an image that fails infra-validation is reported in the result and
+    tagged on the version.
     """
     version = resolve_version(client, registry.model_name, ref)
+    with tempfile.TemporaryDirectory(prefix="maas-package-") as tmp:
+        code = download_serving_code(client, version, Path(tmp))
+        return _package(client, registry, packaging, serving, version, code, backend)
+
+
+def _package(
+    client: Any,
+    registry: RegistryParams,
+    packaging: PackagingParams,
+    serving: ServingParams,
+    version: Any,
+    code: Path,
+    backend: str | None,
+) -> PackageResult:
     number = str(version.version)
     timings: dict[str, float] = {}
     with timed(timings, "bento_model"):
         model_tag = create_bento_model(client, registry, version)
     with timed(timings, "bento_build"):
         bento_tag, bento_reused = build_bento(
-            registry.model_name, number, model_tag, version_digests(version), packaging,
-            serving, bentofile,
+            registry.model_name, number, model_tag, version_digests(version), code,
+            version.tags[DIGEST_TAG], packaging, serving,
         )  # fmt: skip
     result = PackageResult(registry.model_name, number, bento_tag, timings=timings)
     if bento_reused:
@@ -88,8 +110,9 @@ def package_version(
     if "infra_validation" in result.reused:
         return result
     records, expected = expected_predictions(
-        f"models:/{registry.model_name}/{number}", packaging.infra_validation.sample_rows
-    )
+        f"models:/{registry.model_name}/{number}", packaging.infra_validation.sample_rows,
+        code, bento_model_path(model_tag),
+    )  # fmt: skip
     assert result.image is not None  # set by _image
     with timed(timings, "infra_validation"):
         report = infra_validate(runtime, result.image, number, records, expected, packaging,

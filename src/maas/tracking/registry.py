@@ -17,10 +17,10 @@ from maas.serving.inference import (
     PREPROCESSING_FILE,
     SERVING_FILES,
     WEIGHTS_FILE,
-    OnnxModel,
     sha256_file,
     verify_digests,
 )
+from maas.tracking import serving_code
 from maas.tracking.store import RegistryError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,11 @@ def register_version(
         for name in (ONNX_FILE, PREPROCESSING_FILE, MODEL_CONFIG_FILE, WEIGHTS_FILE)
     }
     package_dir = Path(__file__).resolve().parents[1]  # all of `maas`: the pyfunc imports it
-    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+    scratch = tempfile.TemporaryDirectory(prefix="maas-serving-code-")
+    code = Path(scratch.name) / serving_code.ARTIFACT
+    artifacts[serving_code.ARTIFACT] = str(code)
+    tags = {**tags, serving_code.DIGEST_TAG: serving_code.snapshot(code)}
+    with scratch, mlflow.start_run(run_id=run_id, log_system_metrics=False):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_SOURCE),
@@ -192,11 +196,28 @@ def download_serving_artifacts(client: Any, version: Any, dest: Path) -> Path:
     return dest
 
 
-def load_version_model(client: Any, version: Any) -> OnnxModel:
-    """The version's ONNX model, digest-verified (never unpickled)."""
-    folder = Path(tempfile.mkdtemp(prefix=f"maas-v{version.version}-"))
-    download_serving_artifacts(client, version, folder)
-    return OnnxModel.load(folder, expected_digests=version_digests(version))
+def download_serving_code(client: Any, version: Any, dest: Path) -> Path:
+    """The serving code recorded with a version, as a build context, digest-verified."""
+    import mlflow
+
+    if not version.tags.get(serving_code.DIGEST_TAG):
+        return serving_code.verify(dest, None, str(version.version))  # says why
+    location = client.get_logged_model(logged_model_id(version)).artifact_location.rstrip("/")
+    dest.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{location}/artifacts/{serving_code.ARTIFACT}", dst_path=str(dest)
+    )
+    context = dest / serving_code.ARTIFACT
+    return serving_code.verify(context, version.tags[serving_code.DIGEST_TAG], str(version.version))
+
+
+def score_version(client: Any, version: Any, frame: Any) -> Any:
+    """A version's probabilities for `frame`, by its own digest-verified artifacts and its
+    recorded serving code (never unpickled; the checkout's code may have changed since)."""
+    with tempfile.TemporaryDirectory(prefix=f"maas-v{version.version}-") as tmp:
+        model_dir = download_serving_artifacts(client, version, Path(tmp) / "model")
+        context = download_serving_code(client, version, Path(tmp) / "code")
+        return serving_code.score_with(context, model_dir, frame)
 
 
 def set_version_tags(client: Any, name: str, version: str, tags: Mapping[str, str]) -> None:

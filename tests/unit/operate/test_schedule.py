@@ -22,6 +22,13 @@ def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> Non
     assert training.schedules[0].schedule.cron == "30 3 * * 1"
     assert training.schedules[0].schedule.timezone == "UTC"
     assert reconcile.schedules[0].schedule.interval.total_seconds() == 45
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    # one run of each at a time: reconcile passes are never started beside a running one
+    assert (training.concurrency_limit, reconcile.concurrency_limit) == (1, 1)
+    cancel = ConcurrencyLimitStrategy.CANCEL_NEW
+    assert reconcile.concurrency_options.collision_strategy == cancel
+    assert training.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
     for deployment in (training, reconcile):  # runs see the same parameters, by absolute path
         assert deployment.parameters == {
             "params_file": str((ROOT / "params.yaml").resolve()), "overrides": overrides

@@ -10,7 +10,6 @@ import pytest
 from maas.release import base_image, containers
 from maas.release.bento import bento_version, service_args
 from maas.release.images import build_options, image_name
-from tests.helpers import ROOT
 
 
 def test_no_container_tool_means_no_backend_and_says_why(monkeypatch, tmp_path: Path) -> None:
@@ -55,15 +54,16 @@ def test_ca_bundle_is_mounted_only_when_present(params, tmp_path: Path) -> None:
 
 def test_bento_version_is_a_digest_of_its_inputs(params) -> None:
     args = service_args("flight-delay:v3", params.packaging, params.serving)
-    bentofile = ROOT / "bentofile.yaml"
+    code = "c" * 64  # the digest of the serving code recorded with the version
     digests = {"model.onnx": "a" * 64}
-    first = bento_version("3", bentofile, args, digests)
-    assert first == bento_version("3", bentofile, args, digests)  # same inputs: reused
+    first = bento_version("3", code, args, digests)
+    assert first == bento_version("3", code, args, digests)  # same inputs: reused
     assert first.startswith("v3-")
     other = service_args("flight-delay:v3", params.packaging, params.serving.model_copy(
         update={"max_records": 10}))  # fmt: skip
-    assert bento_version("3", bentofile, other, digests) != first
-    assert bento_version("3", bentofile, args, {"model.onnx": "b" * 64}) != first
+    assert bento_version("3", code, other, digests) != first
+    assert bento_version("3", code, args, {"model.onnx": "b" * 64}) != first
+    assert bento_version("3", "d" * 64, args, digests) != first  # other serving code
     assert image_name(params.packaging, "Flight-Delay", "3") == "maas-flight-delay:v3"
 
 

@@ -1,0 +1,74 @@
+"""The serving code recorded with a version: the image, the infra-validation reference and the
+re-scoring run the code the version was validated with, and a modified copy is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maas.config import RegistryParams
+from maas.pipeline.register import serving_requirements
+from maas.serving.inference import OnnxModel
+from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
+from maas.tracking import serving_code
+from maas.tracking.registry import download_serving_code, register_version, score_version
+from maas.tracking.runs import start_pipeline_run
+from maas.tracking.store import connect
+from tests.helpers import make_flights, write_tiny_model
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, small_params):
+    root = tmp_path_factory.mktemp("serving-code")
+    registry = RegistryParams(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+                              artifact_root=root / "artifacts", model_name="code")  # fmt: skip
+    frame = make_flights(300, month=12, seed=3)
+    models = write_tiny_model(root / "models", small_params, frame)
+    client = connect(registry)
+    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
+    records = frame[[*RECORD_FIELDS, *WEATHER_FIELDS]]
+    version = register_version(client, registry, tracking.run_id, models, {}, records.head(20),
+                               serving_requirements())  # fmt: skip
+    return client, version, models, records
+
+
+def test_a_version_records_the_code_the_bentofile_ships(registered, tmp_path) -> None:
+    client, version, _, _ = registered
+    assert version.tags[serving_code.DIGEST_TAG] == serving_code.code_digest()
+    context = download_serving_code(client, version, tmp_path)
+    shipped = serving_code.service_files(context / "bentofile.yaml", context)
+    assert shipped == serving_code.service_files()
+    for name in shipped:
+        assert (context / name).read_bytes() == (serving_code.SRC_DIR / name).read_bytes()
+
+
+def test_a_modified_recorded_copy_is_refused_naming_both_digests(registered, tmp_path) -> None:
+    client, version, _, _ = registered
+    context = download_serving_code(client, version, tmp_path / "one")
+    (context / "maas/serving/preprocessing.py").write_text("# changed\n", encoding="utf-8")
+    expected = version.tags[serving_code.DIGEST_TAG]
+    with pytest.raises(serving_code.ServingCodeError, match=f"not the registered {expected}"):
+        serving_code.verify(context, expected, "1")
+
+
+def test_scoring_runs_the_recorded_code_not_the_checkouts(registered, tmp_path) -> None:
+    """The same artifacts through the recorded copy equal the checkout's scores while the
+    code is the same; a different recorded copy gives its own answers (it is what runs)."""
+    client, version, models, records = registered
+    sample = records.head(50).reset_index(drop=True)
+    current = OnnxModel.load(models).predict_proba(sample)
+    assert score_version(client, version, sample) == pytest.approx(current, abs=1e-7)
+    context = download_serving_code(client, version, tmp_path / "two")
+    inference = context / "maas/serving/inference.py"
+    inference.write_text(
+        inference.read_text().replace(
+            "return self.score(columns)[0]", "return self.score(columns)[0] * 0"
+        )
+    )
+    assert serving_code.score_with(context, models, sample).max() == 0.0
+
+
+def test_a_version_without_recorded_code_is_named(tmp_path: Path) -> None:
+    with pytest.raises(serving_code.ServingCodeError, match="v7 has no recorded serving code"):
+        serving_code.verify(tmp_path, None, "7")
