@@ -6,6 +6,9 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
+# make test: pytest-xdist workers (the e2e modules are two groups, tests/conftest.py)
+TEST_WORKERS ?= 2
+
 .PHONY: run test install dev unit integration e2e repro lint typecheck status package serve clean soak audit bench
 
 $(BIN)/python:
@@ -38,7 +41,7 @@ run: install .dvc
 test: dev
 	$(BIN)/ruff check src flows tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 ## make unit / integration / e2e: one folder of the suite (docs/testing.md)
 unit: dev

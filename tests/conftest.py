@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,33 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # BentoML reads its home once, at import: every test uses a private model/bento store.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="maas-test-bentoml-")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+# `make test` runs two pytest-xdist workers with --dist loadgroup. The end-to-end modules are
+# two groups, each kept on one worker in file order (they share session fixtures: one trained
+# registry, one Prefect server); the unit and integration tests fill in around them.
+E2E_GROUPS = {
+    "test_packaging.py": "e2e-registry",  # packages the trained version ...
+    "test_promotion.py": "e2e-registry",  # ... that the controller then deploys
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(item.fspath)
+        if path.parent.name == "e2e":
+            item.add_marker(pytest.mark.xdist_group(E2E_GROUPS.get(path.name, "e2e-pipeline")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Serving images that this run's packaging replaced under the same tag (`maas-delay-pkg:v1`
+    of an earlier run) are removed once all workers are done; tagged images stay as the next
+    run's build cache. Only maas images (label org.maas.bento), only dangling ones."""
+    runtime = shutil.which("podman")
+    if runtime is None or hasattr(session.config, "workerinput"):  # an xdist worker
+        return
+    subprocess.run([runtime, "image", "prune", "--force", "--filter", "label=org.maas.bento"],
+                   capture_output=True, timeout=300)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

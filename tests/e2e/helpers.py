@@ -68,6 +68,18 @@ def container_runtime_or_skip() -> str:
     return runtime
 
 
+def session_env() -> dict[str, str]:
+    """This process's environment plus the Prefect API it runs flows on (the session's test
+    server), so a `maas` subprocess uses that server instead of starting a temporary one of its
+    own: ~10 s of CPU per process, and on a busy 2-core machine it can miss Prefect's start-up
+    timeout. One controller runs without it (its own temporary server, as on a fresh machine):
+    test_promotion's failed-build controller."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    return {**os.environ, "PREFECT_API_URL": api} if api else dict(os.environ)
+
+
 class Process:
     """A `maas` command in its own process (`maas watch`, `maas ui`)."""
 
@@ -78,7 +90,7 @@ class Process:
         self.process = subprocess.Popen(
             command or [sys.executable, "-m", "maas.cli", *args, "-p", PARAMS, *sets],
             stdout=self.log, stderr=self.log, cwd=os.getcwd(), start_new_session=True,
-            env=env,
+            env=env if env is not None else session_env(),
         )  # fmt: skip
 
     def tail(self, chars: int = 3000) -> str:
@@ -99,8 +111,8 @@ class Process:
             self.kill()
 
 
-def Controller(root, overrides, interval: str = "1", name: str = "watch") -> Process:
-    return Process(root, overrides, "watch", "--interval", interval, name=name)
+def Controller(root, overrides, interval: str = "1", name: str = "watch", env=None) -> Process:
+    return Process(root, overrides, "watch", "--interval", interval, name=name, env=env)
 
 
 def serving_version(endpoint: str) -> str | None:

@@ -7,6 +7,7 @@ the stable address the whole time.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -152,7 +153,6 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
 def test_a_dead_container_or_forwarder_is_noticed_and_replaced(setup):
     """The state file says in sync, the world does not: the serving container is gone (an OOM
     kill, a reboot) or the forwarder died. Each pass checks what really answers and converges."""
-    import os
     import signal
     import subprocess
 
@@ -317,7 +317,9 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     finally:
         controller.stop()
     broken = [*overrides, "packaging.base_image=localhost/maas-missing-base:none"]
-    controller = Controller(root, broken, name="watch-broken")
+    # without the session's Prefect API: its own temporary server, as `maas watch` on a
+    # fresh machine (helpers.session_env)
+    controller = Controller(root, broken, name="watch-broken", env=dict(os.environ))
     try:
         time.sleep(3)  # its first pass: in sync, nothing to build
         promote(overrides, new)

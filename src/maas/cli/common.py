@@ -42,6 +42,9 @@ def setup_environment() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "maas")
     # maas loggers also run outside flows (the webhook receiver): no warning for that
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # Without PREFECT_API_URL a flow starts a temporary Prefect server; Prefect waits 20 s for
+    # it, which a busy 2-core machine can exceed (a nightly run beside a training): 120 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     # MLflow's HTTP client retries each call 7 times with exponential backoff (minutes when
