@@ -31,9 +31,10 @@ def release(version: str, params: Params) -> Deployment:
     packaged = package(client=client, registry=params.registry, packaging=params.packaging,
                        serving=params.serving, ref=version)  # fmt: skip
     timings = dict(packaged.timings)
+    image, image_id = packaged.validated_image()
     with timed(timings, "deploy"):
         deployment = deploy(target=make_target(params), model=params.registry.model_name,
-                            version=version, image=packaged.validated_image())  # fmt: skip
+                            version=version, image=image, image_id=image_id)  # fmt: skip
     print(f"release v{version} timings (s): {json.dumps(timings)}")
     record(client=client, model=params.registry.model_name, target=params.deploy.target,
            deployment=deployment)  # fmt: skip

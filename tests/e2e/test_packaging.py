@@ -260,6 +260,34 @@ def test_a_tampered_artifact_is_refused(project, packaged, tmp_path):
         shutil.copy(backup, stored)
 
 
+def test_the_local_target_runs_the_validated_image_not_what_its_tag_names_now(packaged, tmp_path):
+    """After infra-validation the tag is moved to another image (a rebuild, a pull, a person
+    retagging): the deploy target runs the image that passed, by ID."""
+    from maas.operate.targets import LocalTarget
+
+    result, runtime = packaged
+    moved = "localhost/maas-e2e-moved:v1"
+    subprocess.run([runtime, "tag", result.image_id, moved], check=True, capture_output=True)
+    base = containers.inspect_image(runtime, "localhost/maas-base:bookworm")
+    assert base is not None
+    subprocess.run([runtime, "tag", base.id, moved], check=True, capture_output=True)
+    target = LocalTarget(tmp_path / "deploy", f"127.0.0.1:{free_port()}", runtime)
+    try:
+        deployment = target.deploy(MODEL, "1", moved, result.image_id)
+        served = httpx.post(f"{deployment.endpoint}/metadata", json={}, timeout=10).json()
+        assert served["model_version"] == "1"
+        assert (
+            containers.run_tool(
+                [runtime, "container", "inspect", "--format", "{{.Image}}", deployment.container]
+            ).strip()
+            == result.image_id
+        )
+        assert deployment.image == moved and deployment.image_id == result.image_id
+    finally:
+        target.stop()
+        subprocess.run([runtime, "rmi", moved], capture_output=True)
+
+
 def _container_of(endpoint: str) -> str:
     return f"maas-e2e-{endpoint.rsplit(':', 1)[1]}"  # the endpoint fixture's name
 

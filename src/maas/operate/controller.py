@@ -152,7 +152,7 @@ def _converge(
               still_serving=actual.version if actual else None)  # fmt: skip
         return Outcome("failed", version, reason)
     audit(params, "deployed", version, client, image=deployment.image,
-          endpoint=deployment.endpoint, target=target.name,
+          image_id=deployment.image_id, endpoint=deployment.endpoint, target=target.name,
           previous=actual.version if actual else None)  # fmt: skip
     return Outcome("deployed", version, deployment.endpoint)
 

@@ -18,11 +18,12 @@ class DeployError(MaasError):
 class Deployment:
     model: str
     version: str
-    image: str
+    image: str  # its name (maas-<model>:v<N>), for people and for a cluster to pull
     container: str
     port: int
     endpoint: str
     deployed_at: str
+    image_id: str = ""  # the image that passed infra-validation, which is what runs (local)
 
 
 STATE_FILE = "local.json"

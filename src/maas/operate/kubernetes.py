@@ -33,10 +33,13 @@ class KubernetesTarget:
     def current(self) -> Deployment | None:
         return read_deployment(self.state_dir, "kubernetes")
 
-    def deploy(self, model: str, version: str, image: str) -> Deployment:
-        path = render_kubernetes(model, version, image, self.folder, replicas=self.replicas)
+    def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
+        path = render_kubernetes(
+            model, version, image, self.folder, replicas=self.replicas, image_id=image_id
+        )
         deployment = Deployment(
-            model=model, version=version, image=image, container=f"maas-{model.lower()}",
+            model=model, version=version, image=image, image_id=image_id,
+            container=f"maas-{model.lower()}",
             port=3000, endpoint=path.resolve().as_uri(),
             deployed_at=utc_timestamp(),
         )  # fmt: skip
@@ -57,9 +60,19 @@ class KubernetesTarget:
 
 
 def render_kubernetes(
-    model: str, version: str, image: str, folder: Path, port: int = 3000, replicas: int = 2
+    model: str,
+    version: str,
+    image: str,
+    folder: Path,
+    port: int = 3000,
+    replicas: int = 2,
+    image_id: str = "",
 ) -> Path:
-    """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image."""
+    """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image.
+
+    The cluster pulls `image` by name from its registry; the ID of the image that passed
+    infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
+    person to compare with what the registry serves under that name."""
     import yaml
 
     name = f"maas-{model.lower()}"
@@ -73,7 +86,7 @@ def render_kubernetes(
             "selector": {"matchLabels": {"app": name}},
             "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": {"maas/image-id": image_id}},
                 "spec": {
                     "securityContext": {"runAsNonRoot": True},
                     "containers": [{

@@ -45,6 +45,7 @@ class Status:
                 "endpoint": deployed.endpoint,
                 "target": self.target,
                 "image": deployed.image,
+                "image_id": deployed.image_id,
                 "deployed_at": deployed.deployed_at,
             }
             if deployed

@@ -43,7 +43,7 @@ class Target(Protocol):
     name: str
 
     def current(self) -> Deployment | None: ...
-    def deploy(self, model: str, version: str, image: str) -> Deployment: ...
+    def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment: ...
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None: ...
     def remove_orphans(self, model: str) -> list[str]: ...
     def stop(self) -> None: ...
@@ -107,15 +107,18 @@ class LocalTarget:
                 f"(see {self.state_dir / 'proxy.log'}; is the port taken?)"
             )
 
-    def deploy(self, model: str, version: str, image: str) -> Deployment:
-        """Start `image` beside the current one, check it, switch, remove the old one."""
+    def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
+        """Start the image beside the current one, check it, switch, remove the old one.
+
+        The container runs `image_id`, the image that passed infra-validation, not whatever
+        the mutable tag `image` names by now (a rebuild, a pull, a person retagging)."""
         self.ensure_proxy()
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
         secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
         try:
             containers.run_container(
-                self.runtime, image, name, port, network=self.network, pass_env=secrets,
+                self.runtime, image_id, name, port, network=self.network, pass_env=secrets,
                 restart="on-failure",
             )  # fmt: skip
         except containers.ContainerError:  # created, then failed to start: leave nothing
@@ -139,6 +142,7 @@ class LocalTarget:
             model=model,
             version=version,
             image=image,
+            image_id=image_id,
             container=container,
             port=port,
             endpoint=self.endpoint,
@@ -267,6 +271,7 @@ def record_deployment(client: Any, model: str, target: str, deployment: Deployme
     })  # fmt: skip
 
 
-def deploy_image(target: Target, model: str, version: str, image: str) -> Deployment:
-    """Run `image` as the service of `version` on `target` (the release flow's deploy step)."""
-    return target.deploy(model, version, image)
+def deploy_image(target: Target, model: str, version: str, image: str, image_id: str) -> Deployment:
+    """Run the validated image (`image_id`, named `image`) as the service of `version` on
+    `target` (the release flow's deploy step)."""
+    return target.deploy(model, version, image, image_id)

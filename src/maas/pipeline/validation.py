@@ -121,34 +121,51 @@ class ValidationReport:
 
 def build_expectations(params: ValidationParams) -> list[Any]:
     """The suite's expectations, each with meta.severity, from the validation section."""
-    import great_expectations.expectations as gxe
+    return [*_schema_expectations(params), *_value_expectations(params)]
 
-    def meta(severity: str) -> dict[str, str]:
-        return {"severity": severity}
+
+def _severity(severity: str) -> dict[str, str]:
+    return {"severity": severity}
+
+
+def _schema_expectations(params: ValidationParams) -> list[Any]:
+    """Columns, their types and the exact column set; category domains and code patterns."""
+    import great_expectations.expectations as gxe
 
     items: list[Any] = []
     for column, kind in params.columns.items():
-        items.append(gxe.ExpectColumnToExist(column=column, meta=meta("block")))
+        items.append(gxe.ExpectColumnToExist(column=column, meta=_severity("block")))
         items.append(
             gxe.ExpectColumnValuesToBeInTypeList(
-                column=column, type_list=TYPE_LISTS[kind], meta=meta("block")
+                column=column, type_list=TYPE_LISTS[kind], meta=_severity("block")
             )
         )
     items.append(
         gxe.ExpectTableColumnsToMatchSet(
             column_set=[*params.columns, *derived_columns(params)],
             exact_match=True,
-            meta=meta(params.extra_columns),
+            meta=_severity(params.extra_columns),
         )
     )
     for column, values in params.domains.items():
         items.append(
-            gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values, meta=meta("block"))
+            gxe.ExpectColumnValuesToBeInSet(
+                column=column, value_set=values, meta=_severity("block")
+            )
         )
     for column, regex in params.patterns.items():
         items.append(
-            gxe.ExpectColumnValuesToMatchRegex(column=column, regex=regex, meta=meta("block"))
+            gxe.ExpectColumnValuesToMatchRegex(column=column, regex=regex, meta=_severity("block"))
         )
+    return items
+
+
+def _value_expectations(params: ValidationParams) -> list[Any]:
+    """Ranges, nulls, row count, label rate, unique flights, clock times, the partition's
+    own month."""
+    import great_expectations.expectations as gxe
+
+    items: list[Any] = []
     for rule in params.ranges:
         items.append(
             gxe.ExpectColumnValuesToBeBetween(
@@ -156,20 +173,20 @@ def build_expectations(params: ValidationParams) -> list[Any]:
                 min_value=rule.min,
                 max_value=rule.max,
                 mostly=rule.mostly,
-                meta=meta(rule.severity),
+                meta=_severity(rule.severity),
             )
         )
     for null_rule in params.not_null:
         items.append(
             gxe.ExpectColumnValuesToNotBeNull(
-                column=null_rule.column, mostly=null_rule.mostly, meta=meta(null_rule.severity)
+                column=null_rule.column, mostly=null_rule.mostly, meta=_severity(null_rule.severity)
             )
         )
     items.append(
         gxe.ExpectTableRowCountToBeBetween(
             min_value=int(params.row_count.min),
             max_value=int(params.row_count.max),
-            meta=meta(params.row_count.severity),
+            meta=_severity(params.row_count.severity),
         )
     )
     items.append(
@@ -177,24 +194,26 @@ def build_expectations(params: ValidationParams) -> list[Any]:
             column=LABEL_COLUMN,
             min_value=params.label_rate.min,
             max_value=params.label_rate.max,
-            meta=meta(params.label_rate.severity),
+            meta=_severity(params.label_rate.severity),
         )
     )
     if params.unique_key:
         items.append(
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=params.unique_key, meta=meta("block"))
+            gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=params.unique_key, meta=_severity("block")
+            )
         )
     for column in params.clock_times:
         items.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=clock_minutes_column(column), min_value=0, max_value=59,
-                meta=meta("block"),
+                meta=_severity("block"),
             )
         )  # fmt: skip
     for column in params.clock_parts:
         items.append(
             gxe.ExpectColumnValuesToBeInSet(
-                column=clock_part_column(column), value_set=[1.0], meta=meta("block")
+                column=clock_part_column(column), value_set=[1.0], meta=_severity("block")
             )
         )
     # The partition's own month arrives as a suite parameter at run time.
@@ -202,11 +221,13 @@ def build_expectations(params: ValidationParams) -> list[Any]:
         gxe.ExpectColumnValuesToBeInSet(
             column=PARTITION_COLUMN,
             value_set={"$PARAMETER": "partition_month"},
-            meta=meta(params.partition_dates),
+            meta=_severity(params.partition_dates),
         )
     )
     items.append(
-        gxe.ExpectColumnValuesToNotBeNull(column=DATE_COLUMN, meta=meta(params.partition_dates))
+        gxe.ExpectColumnValuesToNotBeNull(
+            column=DATE_COLUMN, meta=_severity(params.partition_dates)
+        )
     )
     return items
 

@@ -48,11 +48,12 @@ class PackageResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def validated_image(self) -> str:
-        """The image that passed infra-validation; only such an image may serve."""
-        if self.image is None or self.infra_validation != "passed":
+    def validated_image(self) -> tuple[str, str]:
+        """The name and ID of the image that passed infra-validation; only such an image may
+        serve, and it runs by ID (the name is a mutable tag)."""
+        if self.image is None or not self.image_id or self.infra_validation != "passed":
             raise PackagingError(f"v{self.version} has no validated image: {self.infra_validation}")
-        return self.image
+        return self.image, self.image_id
 
 
 def package_version(

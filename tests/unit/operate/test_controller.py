@@ -64,10 +64,16 @@ def test_controller_lock_serializes_passes(tmp_path: Path) -> None:
 
 
 def test_kubernetes_manifests_probe_readyz(tmp_path: Path) -> None:
-    path = render_kubernetes("flight-delay", "7", "maas-flight-delay:v7", tmp_path)
+    path = render_kubernetes(
+        "flight-delay", "7", "maas-flight-delay:v7", tmp_path, image_id="ab12" * 16
+    )
     deployment, service = yaml.safe_load_all(path.read_text())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "maas-flight-delay:v7"
+    # the cluster pulls by name; the validated image's ID travels with the pods
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        "maas/image-id": "ab12" * 16
+    }
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert deployment["spec"]["template"]["metadata"]["labels"]["maas/version"] == "7"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
@@ -121,7 +127,7 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
         calls.append(version)
         if len(calls) == 1:
             raise RuntimeError("image build failed")
-        return target.deploy(name, version, f"maas-{name}:v{version}")
+        return target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
 
     assert reconcile_once(params, client, target, release).action == "failed"
     tags = client.get_model_version(name, "1").tags
@@ -183,7 +189,7 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     target = make_target(params)
 
     def release(version: str):
-        target.deploy(name, version, f"maas-{name}:v{version}")
+        target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
         raise RuntimeError("MLflow unreachable while recording the deployment")
 
     outcome = reconcile_once(params, client, target, release)
