@@ -74,7 +74,8 @@ def training(
         with timed(timings, "register"):
             registered = register(data=params.data, models_dir=params.train.models_dir,
                                   metrics=metrics, registry=params.registry, tracking=tracking,
-                                  params_digest=params.digest())  # fmt: skip
+                                  params_digest=params.digest(),
+                                  verdict_key_file=params.promotion.verdict_key_file)  # fmt: skip
     audit_promotion(params=params, registered=registered, client=tracking.client())
     create_markdown_artifact(validated.markdown, key="validation-report", description="validation")
     create_markdown_artifact(

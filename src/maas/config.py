@@ -169,6 +169,9 @@ class PromotionParams(_Strict):
     max_regression: float = Field(0.005, ge=0, le=1)
     require_validation: bool = True
     auto_promote: bool = True
+    # the key the register stage signs the verdict with and the controller checks it with
+    # (or $MAAS_GATE_KEY); made once with mode 0600
+    verdict_key_file: Path = Path(".maas/gate.key")
 
 
 class RegistryParams(_Strict):

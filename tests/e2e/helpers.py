@@ -50,6 +50,7 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
         "promotion.min_roc_auc=0.6",
         "promotion.min_roc_auc_optional_absent=0.5",
         "promotion.must_beat=[prior]",
+        f"promotion.verdict_key_file={root / 'gate.key'}",
         f"registry.tracking_uri=sqlite:///{root / 'mlflow.db'}",
         f"registry.artifact_root={root / 'mlartifacts'}",
     ]

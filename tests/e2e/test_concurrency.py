@@ -33,7 +33,7 @@ REGISTER = textwrap.dedent(
     tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
     metrics = json.loads(params.evaluate.metrics_path.read_text())
     registered = register_model(params.data, params.train.models_dir, metrics, params.registry,
-                                tracking, params.digest())
+                                tracking, params.digest(), params.promotion.verdict_key_file)
     tracking.finish("FINISHED")
     print("REGISTERED", registered["version"], ",".join(registered["aliases"]))
     """
@@ -108,7 +108,7 @@ DIES_BEFORE_REGISTER = textwrap.dedent(
     metrics = json.loads(params.evaluate.metrics_path.read_text())
     try:
         register_model(params.data, params.train.models_dir, metrics, params.registry,
-                       tracking, params.digest())
+                       tracking, params.digest(), params.promotion.verdict_key_file)
     except RegistryError as error:
         print(f"FAILED AFTER {time.monotonic() - started:.1f}s: {error}")
     """

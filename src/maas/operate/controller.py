@@ -32,6 +32,7 @@ from maas.tracking.registry import (
     version_digests,
 )
 from maas.tracking.store import connect
+from maas.tracking.verdict import load_key, verdict_problem
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ class Outcome:
     detail: str = ""
 
 
-def policy_problem(tags: dict[str, str]) -> str | None:
-    """Why this version must not serve, or None. An override tag (its value: the reason) wins."""
-    problems = []
+def policy_problem(tags: dict[str, str], verdict: str | None = None) -> str | None:
+    """Why this version must not serve, or None. `verdict`: why its signed gate verdict does
+    not hold (maas.tracking.verdict), if it does not. An override tag (its value: the reason)
+    wins."""
+    problems = [verdict] if verdict else []
     if tags.get("validation_status") == "failed":
         problems.append("its data validation failed")
     if tags.get("gate_passed") != "true":
@@ -117,7 +120,9 @@ def _converge(
         if dict(desired.tags).get("deploy_status") != "failed":  # audited once, not each pass
             audit(params, "unhealthy", version, client, reason=unhealthy)
     tags = dict(desired.tags)
-    problem = policy_problem(tags)
+    key = load_key(params.promotion.verdict_key_file)
+    name = params.registry.model_name
+    problem = policy_problem(tags, verdict_problem(key, name, version, desired.run_id, tags))
     if problem is not None:
         if tags.get("deploy_status") != "refused":  # audit a refusal once, not each pass
             reason = f"v{version} not deployed: {problem}; add tag {OVERRIDE_TAG}=<reason>"

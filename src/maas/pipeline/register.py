@@ -25,6 +25,7 @@ from maas.tracking.registry import (
 )
 from maas.tracking.runs import RunTracking, git_commit
 from maas.tracking.store import connect
+from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,11 @@ def register_model(
     registry: RegistryParams,
     tracking: RunTracking,
     params_digest: str,
+    verdict_key_file: Path,
 ) -> dict[str, Any]:
-    """Register the trained model as a new version with full lineage; set aliases by the gate
-    (`metrics` is what the evaluate stage returned)."""
+    """Register the trained model as a new version with full lineage, sign the gate's verdict
+    (maas.tracking.verdict), set aliases by the gate (`metrics`: the evaluate stage's)."""
+    key = load_key(verdict_key_file)  # before anything is written: a bad key stops here
     lineage = read_lineage(data)
     preprocessor = Preprocessor.load(models_dir / PREPROCESSING_FILE)
     client = connect(registry)
@@ -100,6 +103,9 @@ def register_model(
         input_example(data, preprocessor),
         serving_requirements(),
     )
+    signature = sign_verdict(key, registry.model_name, str(version.version), tracking.run_id,
+                             dict(version.tags))  # fmt: skip
+    set_version_tags(client, registry.model_name, version.version, {SIGNATURE_TAG: signature})
     aliases, note = [], ""
     gate = metrics["gate"]
     if gate["passed"]:

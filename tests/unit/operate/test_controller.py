@@ -18,6 +18,32 @@ from tests.helpers import ROOT
 PASSED = {"validation_status": "passed", "gate_passed": "true", "infra_validation": "passed"}
 
 
+def kubernetes_params(tmp_path: Path):
+    """A real SQLite registry and the real kubernetes target (renders manifests)."""
+    return load_params(ROOT / "params.yaml", [
+        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"registry.artifact_root={tmp_path / 'artifacts'}",
+        f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
+        "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
+        f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
+    ])  # fmt: skip
+
+
+def champion_by_hand(client, params, source: Path, tags: dict[str, str], signed: bool = True):
+    """Version 1 made champion outside the pipeline; `signed`: with the verdict signature the
+    register stage would have written (maas.tracking.verdict)."""
+    from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+
+    name = params.registry.model_name
+    client.create_registered_model(name)
+    version = client.create_model_version(name, str(source), tags=tags)
+    if signed:
+        key = load_key(params.promotion.verdict_key_file)
+        signature = sign_verdict(key, name, "1", version.run_id, tags)
+        client.set_model_version_tag(name, "1", SIGNATURE_TAG, signature)
+    client.set_registered_model_alias(name, "champion", "1")
+
+
 def test_policy_accepts_a_clean_version_and_names_every_problem() -> None:
     assert policy_problem(PASSED) is None
     failed_gate = {**PASSED, "gate_passed": "false", "gate_reasons": '["ROC AUC 0.61 < 0.65"]'}
@@ -109,17 +135,10 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     from maas.operate.controller import reconcile_once
     from maas.operate.targets import make_target
 
-    params = load_params(ROOT / "params.yaml", [
-        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"registry.artifact_root={tmp_path / 'artifacts'}",
-        f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
-        "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
-    ])  # fmt: skip
+    params = kubernetes_params(tmp_path)
     client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
     name = params.registry.model_name
-    client.create_registered_model(name)
-    client.create_model_version(name, str(tmp_path), tags=PASSED)
-    client.set_registered_model_alias(name, "champion", "1")
+    champion_by_hand(client, params, tmp_path, PASSED)
     target = make_target(params)
     calls: list[str] = []
 
@@ -144,6 +163,38 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     mirrored = [(e["event"], e["version"]) for e in read_mlflow_audit(client, params)]
     assert mirrored == [("failed", "1"), ("deployed", "1")]
     assert [(e["event"], e["version"]) for e in read_audit(params)] == mirrored
+
+
+def test_a_verdict_set_by_hand_is_refused_unless_overridden(tmp_path: Path) -> None:
+    """`gate_passed=true` is a tag anyone with registry write access can set: a version made
+    outside the pipeline, or whose failed verdict was flipped by hand, is refused; a person's
+    `deploy_override` still deploys it, on the record."""
+    from mlflow import MlflowClient
+
+    from maas.operate.controller import reconcile_once
+    from maas.operate.targets import make_target
+
+    params = kubernetes_params(tmp_path)
+    client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
+    name = params.registry.model_name
+    champion_by_hand(client, params, tmp_path, PASSED, signed=False)
+    target = make_target(params)
+
+    def release(version: str):
+        return target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
+
+    outcome = reconcile_once(params, client, target, release)
+    assert outcome.action == "refused" and "not signed" in str(outcome.detail)
+    assert client.get_model_version(name, "1").tags["deploy_status"] == "refused"
+    client.set_model_version_tag(name, "1", OVERRIDE_TAG, "hand-made model, approved by J. Doe")
+    assert reconcile_once(params, client, target, release).action == "deployed"
+
+    flipped = kubernetes_params(tmp_path / "flipped")
+    client = MlflowClient(flipped.registry.tracking_uri, flipped.registry.tracking_uri)
+    champion_by_hand(client, flipped, tmp_path, {**PASSED, "gate_passed": "false"})
+    client.set_model_version_tag(name, "1", "gate_passed", "true")  # flipped after signing
+    outcome = reconcile_once(flipped, client, make_target(flipped), release)
+    assert outcome.action == "refused" and "does not match" in str(outcome.detail)
 
 
 def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
@@ -175,17 +226,10 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     from maas.operate.controller import reconcile_once
     from maas.operate.targets import make_target
 
-    params = load_params(ROOT / "params.yaml", [
-        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"registry.artifact_root={tmp_path / 'artifacts'}",
-        f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
-        "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
-    ])  # fmt: skip
+    params = kubernetes_params(tmp_path)
     client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
     name = params.registry.model_name
-    client.create_registered_model(name)
-    client.create_model_version(name, str(tmp_path), tags=PASSED)
-    client.set_registered_model_alias(name, "champion", "1")
+    champion_by_hand(client, params, tmp_path, PASSED)
     target = make_target(params)
 
     def release(version: str):

@@ -79,10 +79,11 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
     metrics["gate"] = {"passed": True, "promoted": True, "reasons": ["test"]}
     assert metrics["champion"] is None  # the gate saw no champion
     other = start_pipeline_run(registry, {"p": 1}, "digest")
-    first = register_model(data, models, metrics, registry, other, "digest")  # the other run
+    key_file = tmp_path / "gate.key"
+    first = register_model(data, models, metrics, registry, other, "digest", key_file)
     assert first["aliases"] == ["challenger", "champion"]
     mine = start_pipeline_run(registry, {"p": 1}, "digest")
-    second = register_model(data, models, metrics, registry, mine, "digest")
+    second = register_model(data, models, metrics, registry, mine, "digest", key_file)
     assert second["aliases"] == ["challenger"]
     assert "champion moved" in second["note"]
     client = connect(registry)

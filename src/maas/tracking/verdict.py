@@ -1,0 +1,77 @@
+"""The gate's verdict, signed: what the controller deploys on must be what this project's
+pipeline decided, not tags that anyone with write access to the registry can set.
+
+The register stage signs, with a key only the project's processes hold, the model name, the
+version number, its run, the gate and validation results and the digests of the artifacts and
+the serving code (HMAC-SHA256, tag `gate_signature`). The controller checks the signature
+before it deploys: a version whose `gate_passed` was flipped by hand, whose artifacts or code
+digests were edited, or that was registered outside the pipeline is refused like a version
+that failed the gate. A person can still deploy it on purpose with the `deploy_override` tag
+(recorded in the audit trail): that is the trust boundary docs/operations.md describes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from maas.errors import MaasError
+from maas.files import read_or_create_secret
+
+KEY_ENV = "MAAS_GATE_KEY"
+SIGNATURE_TAG = "gate_signature"
+SIGNED_TAGS = ("gate_passed", "gate_promoted", "validation_status", "serving_code_sha256")
+DIGEST_PREFIX = "sha256."  # the artifact digests (maas.tracking.registry.SHA_TAG_PREFIX)
+
+
+class VerdictKeyError(MaasError):
+    """The signing key cannot be used (blank)."""
+
+
+def load_key(path: Path) -> str:
+    """$MAAS_GATE_KEY (a team's processes on several machines), else the key file, made once
+    with mode 0600 (promotion.verdict_key_file)."""
+    if KEY_ENV in os.environ and not os.environ[KEY_ENV].strip():
+        raise VerdictKeyError(f"${KEY_ENV} is blank: unset it or set a key")
+    key = read_or_create_secret(path, env=KEY_ENV)
+    if not key:
+        raise VerdictKeyError(f"{path} is empty: delete it (a new key is made) or fill it")
+    return key
+
+
+def _message(model: str, version: str, run_id: str | None, tags: Mapping[str, str]) -> bytes:
+    signed = {name: tags.get(name) for name in SIGNED_TAGS}
+    digests = {k: v for k, v in tags.items() if k.startswith(DIGEST_PREFIX)}
+    body = {"model": model, "version": str(version), "run_id": run_id or "", **signed, **digests}
+    return json.dumps(body, sort_keys=True).encode()
+
+
+def sign_verdict(
+    key: str, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
+) -> str:
+    return hmac.new(
+        key.encode(), _message(model, version, run_id, tags), hashlib.sha256
+    ).hexdigest()
+
+
+def verdict_problem(
+    key: str, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
+) -> str | None:
+    """Why the version's verdict cannot be trusted, or None when its signature holds."""
+    signature = tags.get(SIGNATURE_TAG)
+    if not signature:
+        return (
+            "its gate verdict is not signed (registered outside the pipeline, or before "
+            "verdicts were signed)"
+        )
+    expected = sign_verdict(key, model, version, run_id, tags)
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        return (
+            "its gate verdict's signature does not match (tags or digests changed after "
+            f"registration, or signed with another key than promotion.verdict_key_file/${KEY_ENV})"
+        )
+    return None
