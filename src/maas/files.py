@@ -13,6 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def required_secret(path: Path, env: str, error: type[Exception]) -> str:
+    """`read_or_create_secret`, refusing a blank $`env` or an empty file with `error` (an
+    HMAC with an empty key signs anything)."""
+    if env in os.environ and not os.environ[env].strip():
+        raise error(f"${env} is blank: unset it or set a secret")
+    value = read_or_create_secret(path, env=env)
+    if not value:
+        raise error(f"{path} is empty: delete it (a new secret is made) or fill it")
+    return value
+
+
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[Path]:
     """Yield a sibling path to write; on success it replaces `path` in one step.

@@ -15,12 +15,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from maas.errors import MaasError
-from maas.files import read_or_create_secret
+from maas.files import required_secret
 
 KEY_ENV = "MAAS_GATE_KEY"
 SIGNATURE_TAG = "gate_signature"
@@ -35,12 +34,7 @@ class VerdictKeyError(MaasError):
 def load_key(path: Path) -> str:
     """$MAAS_GATE_KEY (a team's processes on several machines), else the key file, made once
     with mode 0600 (promotion.verdict_key_file)."""
-    if KEY_ENV in os.environ and not os.environ[KEY_ENV].strip():
-        raise VerdictKeyError(f"${KEY_ENV} is blank: unset it or set a key")
-    key = read_or_create_secret(path, env=KEY_ENV)
-    if not key:
-        raise VerdictKeyError(f"{path} is empty: delete it (a new key is made) or fill it")
-    return key
+    return required_secret(path, KEY_ENV, VerdictKeyError)
 
 
 def _message(model: str, version: str, run_id: str | None, tags: Mapping[str, str]) -> bytes:

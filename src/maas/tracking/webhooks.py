@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 from pathlib import Path
 
 from maas.errors import MaasError
-from maas.files import read_or_create_secret
+from maas.files import required_secret
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
@@ -30,12 +29,7 @@ class WebhookSecretError(MaasError):
 
 def load_or_create_secret(path: Path) -> str:
     """The shared webhook secret: $MAAS_WEBHOOK_SECRET, else a file made once (mode 0600)."""
-    if SECRET_ENV in os.environ and not os.environ[SECRET_ENV].strip():
-        raise WebhookSecretError(f"${SECRET_ENV} is blank: unset it or set a secret")
-    secret = read_or_create_secret(path, env=SECRET_ENV)
-    if not secret:
-        raise WebhookSecretError(f"{path} is empty: delete it (a new secret is made) or fill it")
-    return secret
+    return required_secret(path, SECRET_ENV, WebhookSecretError)
 
 
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
