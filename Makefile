@@ -41,7 +41,7 @@ run: install .dvc
 test: dev
 	$(BIN)/ruff check src flows tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 ## make unit / integration / e2e: one folder of the suite (docs/testing.md)
 unit: dev
