@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from maas.release.bento import build_bento, create_bento_model
     from maas.release.containers import wait_ready
     from maas.release.images import build_options
-    from maas.tracking.registry import resolve_version, version_digests
+    from maas.tracking.registry import download_serving_code, resolve_version, version_digests
+    from maas.tracking.serving_code import DIGEST_TAG
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on `kill` too
     backend, reasons = containers.select_backend("auto")
@@ -159,18 +160,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ours = wait_for(endpoint, "2", started)
         print(f"ours: alias -> v2 answering at the stable address: {ours:.1f} s")
 
-        # bare: the v3 Bento is built first (not timed), then containerize + start.
+        # bare: the v3 Bento is built first (not timed), from v3's recorded serving code as
+        # packaging does, then containerize + start.
         version = resolve_version(client, params.registry.model_name, "3")
         model_tag = create_bento_model(client, params.registry, version)
-        bento_tag, _ = build_bento(
-            model,
-            "3",
-            model_tag,
-            version_digests(version),
-            params.packaging,
-            params.serving,
-            ROOT / "bentofile.yaml",
-        )
+        with tempfile.TemporaryDirectory(prefix="bench-code-") as scratch:
+            code = download_serving_code(client, version, Path(scratch))
+            bento_tag, _ = build_bento(
+                model,
+                "3",
+                model_tag,
+                version_digests(version),
+                code,
+                version.tags[DIGEST_TAG],
+                params.packaging,
+                params.serving,
+            )
         import bentoml
 
         image = f"localhost/bench-bare-{model}:v3"
@@ -210,8 +215,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if bare_container is not None:
             containers.remove_container(runtime, bare_container)
         if watch is not None:
-            os.killpg(watch.pid, 15)
-            watch.wait(timeout=60)
+            os.killpg(watch.pid, signal.SIGTERM)
+            try:
+                watch.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(watch.pid, signal.SIGKILL)
+                watch.wait(timeout=30)
         from maas.operate.targets import LocalTarget
 
         LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop()
