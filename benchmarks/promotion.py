@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from mlflow import MlflowClient
 
     from maas.config import load_params
+    from maas.operate.prefect_server import stop_server
     from maas.release import containers
     from maas.release.bento import build_bento, create_bento_model
     from maas.release.containers import wait_ready
@@ -214,13 +215,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         if bare_container is not None:
             containers.remove_container(runtime, bare_container)
-        if watch is not None:
-            os.killpg(watch.pid, signal.SIGTERM)
-            try:
-                watch.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(watch.pid, signal.SIGKILL)
-                watch.wait(timeout=30)
+        # a controller can miss SIGTERM in the middle of a release: killed after 60 s
+        stop_server(watch, grace_s=60)
         from maas.operate.targets import LocalTarget
 
         LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop()

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from maas.config import Params
 from maas.errors import MaasError
@@ -85,14 +86,16 @@ def ensure_server(params: Params, log_file: Path) -> tuple[str, subprocess.Popen
     return api_url, process
 
 
-def stop_server(process: subprocess.Popen[bytes] | None) -> None:
+def stop_server(process: subprocess.Popen[Any] | None, grace_s: float = 30) -> None:
+    """Stop a long-running process group we started (a Prefect server, a `maas watch`):
+    SIGTERM, then SIGKILL when it has not exited after `grace_s`."""
     if process is None or process.poll() is not None:
         return
     import signal
 
     os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
