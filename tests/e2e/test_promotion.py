@@ -214,7 +214,7 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
             timeout=10,
         )  # exactly the request the MLflow UI sends when a person sets the alias
         assert response.status_code == 200, response.text
-        latency = wait_for_version(endpoint, other, timeout=120)
+        latency = wait_for_version(endpoint, other, timeout=300)  # may build its image
         print(f"UI promotion of v{other} -> serving via webhook: {latency:.1f}s "
               f"(total {time.monotonic() - started:.1f}s)")  # fmt: skip
 
