@@ -20,6 +20,7 @@ trained. Measured in one run, both with the dependency layers of the image alrea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -220,17 +221,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from maas.operate.targets import LocalTarget
 
         LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop()
-        subprocess.run(
-            [
-                runtime,
-                "image",
-                "rm",
-                "--force",
-                *[f"localhost/{params.packaging.image_prefix}-{model}:v{n}" for n in (1, 2)],
-                f"localhost/bench-bare-{model}:v3",
-            ],
-            capture_output=True,
-        )
+        images = [f"localhost/bench-bare-{model}:v3"]
+        for number in ("1", "2"):  # the images packaging tagged on the versions
+            with contextlib.suppress(Exception):
+                images.append(client.get_model_version(model, number).tags["image"])
+        subprocess.run([runtime, "image", "rm", "--force", *images], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

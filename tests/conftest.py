@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from maas.config import Params, load_params
 from tests.helpers import ROOT
 
+STARTED = pytest.StashKey[float]()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -27,6 +30,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 E2E_GROUPS = {
     "test_packaging.py": "e2e-registry",  # packages the trained version ...
     "test_promotion.py": "e2e-registry",  # ... that the controller then deploys
+    "test_identity.py": "e2e-registry",  # ... and beside another project's v1
 }
 
 
@@ -37,13 +41,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(E2E_GROUPS.get(path.name, "e2e-pipeline")))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[STARTED] = time.time()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Serving images that this run's packaging replaced under the same tag (`maas-delay-pkg:v1`
-    of an earlier run) are removed once all workers are done; tagged images stay as the next
-    run's build cache. Only maas images (label org.maas.bento), only dangling ones."""
+    """Serving images are named per version and run (`maas-delay-pkg:v1-<id>`), so each run
+    builds new ones: once all workers are done, each repository this run built into keeps
+    only its newest image (the next run's layer cache) and older ones go, with what they
+    left dangling. Only maas images (label org.maas.bento); a user's other repositories
+    stay."""
     runtime = shutil.which("podman")
     if runtime is None or hasattr(session.config, "workerinput"):  # an xdist worker
         return
+    listed = subprocess.run([runtime, "images", "--filter", "label=org.maas.bento", "--format",
+                             "json"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    images = json.loads(listed.stdout or "[]") if listed.returncode == 0 else []
+    by_repository: dict[str, list[tuple[int, str]]] = {}
+    for image in images:
+        for name in image.get("Names") or []:
+            repository = name.rsplit(":", 1)[0]
+            by_repository.setdefault(repository, []).append((int(image["Created"]), name))
+    started = session.config.stash.get(STARTED, time.time())
+    stale = [name for tagged in by_repository.values() if max(tagged)[0] >= started
+             for _, name in sorted(tagged)[:-1]]  # fmt: skip
+    if stale:
+        subprocess.run([runtime, "rmi", "--force", *stale], capture_output=True, timeout=300)
     subprocess.run([runtime, "image", "prune", "--force", "--filter", "label=org.maas.bento"],
                    capture_output=True, timeout=300)  # fmt: skip
 

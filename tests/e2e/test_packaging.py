@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 from maas.cli import app
 from maas.net import free_port
 from maas.release import containers
+from maas.release.bento import bento_model_tag
 from maas.release.containers import wait_ready
 from maas.release.packaging import package_version
 from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
-from maas.tracking.registry import logged_model_id
+from maas.tracking.registry import logged_model_id, release_tag
 from maas.tracking.store import connect
 from tests.e2e.helpers import TRAINED_MODEL, container_runtime_or_skip
 from tests.helpers import ROOT
@@ -79,7 +80,7 @@ def december_records(project, rows: int) -> pd.DataFrame:
 def test_package_builds_a_validated_non_root_image_and_tags_the_version(project, packaged):
     _, _, params = project
     result, runtime = packaged
-    assert result.image == f"maas-{MODEL}:v1" and result.version == "1"
+    assert result.image.startswith(f"maas-{MODEL}:v1-") and result.version == "1"
     assert result.infra_validation == "passed"
     assert result.image_user == "bentoml"  # not root
     assert {"p50", "p99", "cold_start_to_ready"} <= set(result.latency_ms)
@@ -242,7 +243,8 @@ def test_a_tampered_artifact_is_refused(project, packaged, tmp_path):
     root, overrides, params = project
     client = connect(params.registry)
     version = client.get_model_version(MODEL, "1")
-    bentoml.models.delete(f"{MODEL}:v1")
+    bento_model = bento_model_tag(MODEL, release_tag(version))
+    bentoml.models.delete(bento_model)
     location = client.get_logged_model(logged_model_id(version)).artifact_location
     stored = Path(location.removeprefix("file://")) / "artifacts" / "model.onnx"
     backup = tmp_path / "model.onnx"
@@ -255,7 +257,7 @@ def test_a_tampered_artifact_is_refused(project, packaged, tmp_path):
         said = " ".join(result.output.split())
         assert "model.onnx" in said and "modified" in said
         with pytest.raises(bentoml.exceptions.NotFound):
-            bentoml.models.get(f"{MODEL}:v1")  # nothing half-made was kept
+            bentoml.models.get(bento_model)  # nothing half-made was kept
     finally:
         shutil.copy(backup, stored)
 

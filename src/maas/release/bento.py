@@ -18,7 +18,12 @@ from typing import Any
 from maas.config import PackagingParams, RegistryParams, ServingParams
 from maas.release.errors import PackagingError
 from maas.serving.inference import SERVING_FILES, verify_digests
-from maas.tracking.registry import download_serving_artifacts, resolve_version, version_digests
+from maas.tracking.registry import (
+    download_serving_artifacts,
+    release_tag,
+    resolve_version,
+    version_digests,
+)
 from maas.tracking.serving_code import BENTOFILE, SRC_DIR, read_bentofile
 
 log = logging.getLogger(__name__)
@@ -27,8 +32,9 @@ LINEAGE_TAGS = ("git_commit", "train_partitions", "test_partitions", "validation
                 "gate_passed", "params_digest")  # fmt: skip
 
 
-def bento_model_tag(model_name: str, version: str) -> str:
-    return f"{model_name}:v{version}"
+def bento_model_tag(model_name: str, release: str) -> str:
+    """The BentoML model of a version, named by its `release_tag` (`v<N>-<id>`)."""
+    return f"{model_name}:{release}"
 
 
 def create_bento_model(client: Any, registry: RegistryParams, version: Any) -> str:
@@ -39,7 +45,7 @@ def create_bento_model(client: Any, registry: RegistryParams, version: Any) -> s
     import bentoml
     from bentoml.exceptions import NotFound
 
-    tag = bento_model_tag(registry.model_name, str(version.version))
+    tag = bento_model_tag(registry.model_name, release_tag(version))
     digests = version_digests(version)
     try:
         existing = bentoml.models.get(tag)

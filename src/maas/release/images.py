@@ -14,8 +14,10 @@ from maas.release.errors import PackagingError
 log = logging.getLogger(__name__)
 
 
-def image_name(packaging: PackagingParams, model_name: str, version: str) -> str:
-    return f"{packaging.image_prefix}-{model_name.lower()}:v{version}"
+def image_name(packaging: PackagingParams, model_name: str, release: str) -> str:
+    """`<prefix>-<model>:v<N>-<id>` (the version's `release_tag`): unique per version of one
+    tracking store, so another project's v<N> never takes over this one's tag."""
+    return f"{packaging.image_prefix}-{model_name.lower()}:{release}"
 
 
 def build_options(packaging: PackagingParams) -> dict[str, Any]:

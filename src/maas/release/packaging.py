@@ -22,6 +22,7 @@ from maas.release.images import build_image, ensure_base_image, image_name
 from maas.release.infra_validation import expected_predictions, infra_validate
 from maas.tracking.registry import (
     download_serving_code,
+    release_tag,
     resolve_version,
     set_version_tags,
     version_digests,
@@ -107,7 +108,7 @@ def _package(
         set_version_tags(client, registry.model_name, number, {"bento_tag": bento_tag})
         return result
     result.backend = chosen
-    tags = _image(result, dict(version.tags), runtime, packaging)
+    tags = _image(result, release_tag(version), dict(version.tags), runtime, packaging)
     if "infra_validation" in result.reused:
         return result
     records, expected = expected_predictions(
@@ -128,12 +129,16 @@ def _package(
 
 
 def _image(
-    result: PackageResult, current: dict[str, str], runtime: str, packaging: PackagingParams
+    result: PackageResult,
+    release: str,
+    current: dict[str, str],
+    runtime: str,
+    packaging: PackagingParams,
 ) -> dict[str, str]:
     """The version's image into `result`: reused when it holds this Bento (and, when its
     validation passed before, that result too), else built. Returns the tags to write."""
     assert result.backend is not None
-    image = image_name(packaging, result.model, result.version)
+    image = image_name(packaging, result.model, release)
     info = containers.inspect_image(runtime, image)
     if info is not None and info.labels.get("org.maas.bento") == result.bento_tag:
         result.reused.append("image")

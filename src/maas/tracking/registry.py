@@ -3,6 +3,8 @@ verified download of a version's serving files."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -170,6 +172,18 @@ def version_digests(version: Any) -> dict[str, str]:
     return {
         k[len(SHA_TAG_PREFIX) :]: v for k, v in version.tags.items() if k.startswith(SHA_TAG_PREFIX)
     }
+
+
+def release_tag(version: Any) -> str:
+    """`v<N>-<id>`: a version's name outside the tracking store (BentoML models, Bentos, images).
+
+    Version numbers repeat: another project on this machine, or this one after its registry
+    was reset, has its own v1. The id digests what makes this v<N> itself, its run and its
+    serving files' sha256, so those names never meet (a registry rebuilt from a backup keeps
+    the run ids and digests, and so its names)."""
+    digest = hashlib.sha256(str(version.run_id).encode())
+    digest.update(json.dumps(version_digests(version), sort_keys=True).encode())
+    return f"v{version.version}-{digest.hexdigest()[:10]}"
 
 
 def logged_model_id(version: Any) -> str:

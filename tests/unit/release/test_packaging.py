@@ -64,7 +64,27 @@ def test_bento_version_is_a_digest_of_its_inputs(params) -> None:
     assert bento_version("3", code, other, digests) != first
     assert bento_version("3", code, args, {"model.onnx": "b" * 64}) != first
     assert bento_version("3", "d" * 64, args, digests) != first  # other serving code
-    assert image_name(params.packaging, "Flight-Delay", "3") == "maas-flight-delay:v3"
+    assert image_name(params.packaging, "Flight-Delay", "v3-0a1b") == "maas-flight-delay:v3-0a1b"
+
+
+def test_a_versions_release_tag_names_its_run_and_artifacts_not_only_its_number() -> None:
+    """Two registries' v1 (another project, or this one after a reset) never share a name in
+    the machine-wide BentoML store or image store; the same version always gets the same."""
+    from types import SimpleNamespace
+
+    from maas.release.bento import bento_model_tag
+    from maas.tracking.registry import release_tag
+
+    def version(run_id: str, onnx: str) -> SimpleNamespace:
+        tags = {"sha256.model.onnx": onnx, "sha256.preprocessing.json": "p" * 64, "gate": "x"}
+        return SimpleNamespace(version="1", run_id=run_id, tags=tags)
+
+    mine = release_tag(version("r1", "a" * 64))
+    assert mine.startswith("v1-") and len(mine) == 13
+    assert mine == release_tag(version("r1", "a" * 64))
+    assert release_tag(version("r2", "a" * 64)) != mine  # a reset project: another run
+    assert release_tag(version("r1", "b" * 64)) != mine  # other artifacts
+    assert bento_model_tag("flight-delay", mine) == f"flight-delay:{mine}"
 
 
 def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
