@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,9 @@ from maas.cli import app
 from maas.net import free_port
 from maas.operate.audit import read_audit
 from maas.operate.targets import LocalTarget
+from maas.release import containers
+from maas.release.packaging import package_version
+from maas.tracking.store import connect
 from tests.e2e.helpers import (
     FLIGHT,
     PARAMS,
@@ -57,6 +61,9 @@ def setup(trained_project):
     params = load_params(PARAMS, overrides)
     client = MlflowClient(params.registry.tracking_uri)
     assert client.get_model_version(MODEL, "3").tags["gate_passed"] == "false"
+    for version in ("1", "2"):  # each test finds validated images, in whatever order it runs
+        package_version(connect(params.registry), params.registry, params.packaging,
+                        params.serving, version)  # fmt: skip
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
     yield root, overrides, params, client
     target.stop()
@@ -148,6 +155,41 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
     assert ("rollback", "1") in events and ("refused", "3") in events
     body = json.loads(cli(overrides, "status", "--json").stdout)
     assert body["deployed"]["version"] == "2" and body["in_sync"] is True
+
+
+def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_nothing(
+    setup, tmp_path
+):
+    """A supervisor (systemd, Kubernetes, `kill`) stops `maas watch` while it releases: it
+    exits at once, removes the container it was starting, and records no failed deploy (a
+    restarted controller must not back off from a version that never failed)."""
+    root, overrides, params, client = setup
+    runtime = container_runtime_or_skip()
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    status_before = champion.tags.get("deploy_status")
+    state_dir = tmp_path / "deploy"
+    own = [*overrides, f"deploy.state_dir={state_dir}", "deploy.webhook_listen=null",
+           f"deploy.address=127.0.0.1:{free_port()}"]  # fmt: skip
+    controller = Controller(root, own, name="watch-sigterm")
+    target = LocalTarget(state_dir, own[-1].split("=", 1)[1], runtime)
+    try:
+        deadline = time.monotonic() + 120
+        while "for flow 'release'" not in controller.tail(20000):
+            assert time.monotonic() < deadline, controller.tail()
+            assert controller.process.poll() is None, controller.tail()
+            time.sleep(0.2)
+        signalled = time.monotonic()
+        controller.process.send_signal(signal.SIGTERM)  # the controller only, not its group
+        controller.process.wait(timeout=30)
+        print(f"SIGTERM mid-release -> exited in {time.monotonic() - signalled:.1f}s")
+        assert "for flow 'release'" in controller.tail(20000)
+        assert containers.list_containers(runtime, target.prefix(MODEL)) == []
+        assert target.current() is None  # nothing was switched to
+        tags = client.get_model_version(MODEL, champion.version).tags
+        assert tags.get("deploy_status") == status_before, tags.get("deploy_reason")
+    finally:
+        controller.stop()
+        target.stop()
 
 
 def test_a_dead_container_or_forwarder_is_noticed_and_replaced(setup):

@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -87,13 +88,20 @@ def load(params_file: Path, overrides: list[str] | None) -> Params:
     return load_params(params_file, overrides or [])
 
 
-def stop_on_sigterm() -> None:
-    """Long-running commands stop on SIGTERM as on Ctrl-C (children and files cleaned up)."""
+def stop_on_sigterm() -> threading.Event:
+    """Long-running commands stop on SIGTERM as on Ctrl-C (children and files cleaned up).
+
+    The returned event stays set after the interrupt: a Prefect flow run that the signal
+    lands in ends as a crashed run and its caller may see an ordinary exception, so loops
+    (the controller's) ask the event, not the exception, whether to stop."""
+    stop = threading.Event()
 
     def interrupt(signum: int, frame: Any) -> None:
+        stop.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    return stop
 
 
 def track_raw_data(raw_dir: Path, dvc_add: bool) -> None:

@@ -83,13 +83,20 @@ def watch(
 
     from maas.operate.controller import watch as watch_loop
 
+    stop = stop_on_sigterm()
+
     def release_version(version: str) -> Any:
-        return release(version=version, params=params)
+        try:
+            return release(version=version, params=params)
+        except Exception:
+            if stop.is_set():  # the release crashed because we are stopping: not a failed deploy
+                raise KeyboardInterrupt from None
+            raise
 
     out.print(f"watching {params.registry.model_name}@champion -> {params.deploy.address}")
-    stop_on_sigterm()
     with contextlib.suppress(KeyboardInterrupt):
-        watch_loop(params, release_version, interval or params.deploy.reconcile_interval_s, once)
+        watch_loop(params, release_version, interval or params.deploy.reconcile_interval_s, once,
+                   stop=stop)  # fmt: skip
 
 
 @handled

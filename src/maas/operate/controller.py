@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -181,10 +182,16 @@ def _recent(timestamp: str | None) -> bool:
     return bool(timestamp) and time.time() - float(timestamp or 0) < RETRY_AFTER_S
 
 
-def watch(params: Params, release: Release, interval_s: float, once: bool = False) -> None:
-    """Reconcile now, on every MLflow alias webhook, and every `interval_s` (Ctrl-C stops)."""
-    import threading
-
+def watch(
+    params: Params,
+    release: Release,
+    interval_s: float,
+    once: bool = False,
+    stop: threading.Event | None = None,
+) -> None:
+    """Reconcile now, on every MLflow alias webhook, and every `interval_s`, until Ctrl-C or
+    `stop` is set (SIGTERM: `maas.cli.common.stop_on_sigterm`)."""
+    stop = stop or threading.Event()
     target = make_target(params)
     wake = threading.Event()
     retry: set[str] = set()  # versions the alias was set on again: retry a failed deploy now
@@ -210,7 +217,7 @@ def watch(params: Params, release: Release, interval_s: float, once: bool = Fals
     with contextlib.suppress(LockBusy), controller_lock(params.deploy.state_dir, wait=False):
         sweep_orphans(target, params.registry.model_name)  # what a killed controller left
     try:
-        while True:
+        while not stop.is_set():
             wake.clear()
             with retry_lock:
                 asked = frozenset(retry)
@@ -220,7 +227,7 @@ def watch(params: Params, release: Release, interval_s: float, once: bool = Fals
                 log.info("reconcile: %s v%s %s", outcome.action, outcome.version, outcome.detail)
             except Exception as error:  # registry unreachable: keep serving, try again later
                 log.warning("reconcile failed: %s", error)
-            if once:
+            if once or stop.is_set():
                 return
             wake.wait(interval_s)
     finally:

@@ -121,7 +121,7 @@ class LocalTarget:
                 self.runtime, image_id, name, port, network=self.network, pass_env=secrets,
                 restart="on-failure",
             )  # fmt: skip
-        except containers.ContainerError:  # created, then failed to start: leave nothing
+        except BaseException:  # created, then failed to start, or we are stopping: leave nothing
             containers.remove_container(self.runtime, name)
             raise
         container = name  # names, not ids: orphans are found by name prefix
@@ -137,6 +137,9 @@ class LocalTarget:
             logs = containers.container_logs(self.runtime, container)
             containers.remove_container(self.runtime, container)
             raise DeployError(f"{error}; container log tail: {logs[-300:]}") from None
+        except BaseException:  # stopped (SIGTERM, Ctrl-C) before the switch: the old one serves
+            containers.remove_container(self.runtime, container)
+            raise
         previous = self.current()
         deployment = Deployment(
             model=model,

@@ -246,17 +246,29 @@ def as_float(values: Any, name: str) -> np.ndarray:
 
 
 def as_category_strings(values: Any) -> np.ndarray:
-    """Category values as strings; missing values become "" (the unknown bucket)."""
+    """Category values as strings; missing values become "" (the unknown bucket).
+
+    A float-coded category reads as the integer it holds when it is whole (`2.0` -> "2",
+    as the same column stored as integers reads) and as itself otherwise (`2.5` -> "2.5",
+    never truncated into another category)."""
     array = np.asarray(values)
     if array.dtype.kind == "f":
         missing = np.isnan(array)
-        as_int = np.where(missing, 0, array).astype(np.int64)
-        return np.where(missing, "", as_int.astype(str))
+        finite = np.where(missing, 0, array)
+        whole = ~missing & (np.mod(finite, 1) == 0) & (np.abs(finite) < 2**53)
+        as_int = np.where(whole, array, 0).astype(np.int64).astype(str)
+        return np.where(missing, "", np.where(whole, as_int, array.astype(str)))
     if array.dtype.kind in "iub":
         return array.astype(str)
-    objects = array.astype(object)
-    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in objects], bool)
-    return np.where(missing, "", objects).astype(str)
+    return np.array([_category_string(value) for value in array.astype(object)], dtype=str)
+
+
+def _category_string(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _row_count(columns: Mapping[str, np.ndarray]) -> int:

@@ -100,3 +100,14 @@ def test_absent_optional_weather_counts_as_missing(fitted) -> None:
     assert (num[:, fitted.numeric_names.index("temp_missing")] == 1.0).all()
     with pytest.raises(FeatureError, match="distance"):
         fitted.transform(frame.drop(columns=["distance"]))  # required: an error, not a guess
+
+
+def test_float_coded_categories_are_not_truncated() -> None:
+    """2.5 is its own category, not "2"; a whole float reads like the integer column."""
+    from maas.serving.preprocessing import as_category_strings
+
+    floats = np.array([2.0, 2.5, np.nan, -3.0, 1e300])
+    assert as_category_strings(floats).tolist() == ["2", "2.5", "", "-3", "1e+300"]
+    assert as_category_strings(np.array([2, 3])).tolist() == ["2", "3"]
+    mixed = np.array([2.0, 2.5, "AA", None, float("nan")], dtype=object)
+    assert as_category_strings(mixed).tolist() == ["2", "2.5", "AA", "", ""]
