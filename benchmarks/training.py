@@ -1,6 +1,6 @@
 """Training loop: `maas.train.fit` vs a minimal hand-written PyTorch loop, and MLflow on vs off.
 
-Same model (`TabularNet` from params.yaml), same tensors (the pipeline's own training window
+Same model (the network params.yaml names), same tensors (the pipeline's own training window
 and preprocessing from data/processed), same batch size, optimizer and epochs. Variants run
 interleaved round by round (minimal, fit, fit + MLflow, minimal, ...) so machine drift hits
 all of them alike; the medians are compared.
@@ -33,10 +33,10 @@ def minimal_loop(config: Any, train: Any, batch_size: int, epochs: int, lr: floa
     """The baseline: what anyone would write by hand. Returns wall seconds."""
     import torch
 
-    from maas.pipeline.model import TabularNet
+    from maas.pipeline.model import build_network
 
     torch.manual_seed(0)
-    model = TabularNet(config)
+    model = build_network(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     cat, num, y = train.categorical, train.numeric, train.labels
@@ -59,10 +59,10 @@ def dataloader_loop(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from maas.pipeline.model import TabularNet
+    from maas.pipeline.model import build_network
 
     torch.manual_seed(0)
-    model = TabularNet(config).to(device)
+    model = build_network(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     dataset = TensorDataset(train.categorical, train.numeric, train.labels)

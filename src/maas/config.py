@@ -115,10 +115,31 @@ class FeatureParams(_Strict):
         return value
 
 
+class TabMParams(_Strict):
+    """TabM (the `tabm` package): k MLPs sharing most weights, trained at once."""
+
+    k: int = Field(32, ge=1, le=256)
+    n_blocks: int = Field(2, ge=1, le=8)
+    d_block: int = Field(512, ge=1, le=8192)
+
+
+class NumericEmbeddingParams(_Strict):
+    """Embeddings of the numeric inputs (the `rtdl-num-embeddings` package), for either kind."""
+
+    kind: Literal["none", "piecewise_linear", "periodic"] = "none"
+    n_bins: int = Field(48, ge=2, le=1024)  # piecewise_linear: quantile bins per column
+    d_embedding: int = Field(16, ge=1, le=512)
+
+
 class ModelParams(_Strict):
-    embedding_dim_max: int = Field(16, ge=1, le=512)
-    hidden_sizes: list[int] = [128, 64]
+    kind: Literal["mlp", "tabm"] = "mlp"
+    embedding_dim_max: int = Field(16, ge=1, le=512)  # mlp: categorical embedding widths
+    hidden_sizes: list[int] = [128, 64]  # mlp
     dropout: float = Field(0.1, ge=0, lt=1)
+    tabm: TabMParams = Field(default_factory=lambda: TabMParams.model_validate({}))
+    numeric_embeddings: NumericEmbeddingParams = Field(
+        default_factory=lambda: NumericEmbeddingParams.model_validate({})
+    )
 
     @field_validator("hidden_sizes")
     @classmethod

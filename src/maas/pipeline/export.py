@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from maas.errors import MaasError
-from maas.pipeline.model import ModelConfig, ProbabilityNet, TabularNet
+from maas.pipeline.model import ModelConfig, ProbabilityNet, build_network
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +23,19 @@ class ExportError(MaasError):
     """The ONNX graph does not reproduce the torch model; nothing may be registered."""
 
 
-def save_weights(model: TabularNet, path: Path) -> None:
+def save_weights(model: nn.Module, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def load_weights(config: ModelConfig, path: Path) -> TabularNet:
+def load_weights(config: ModelConfig, path: Path) -> nn.Module:
     """Rebuild the network from JSON config + safetensors (no pickle involved)."""
-    model = TabularNet(config)
+    model = build_network(config)
     model.load_state_dict(load_file(str(path)))
     return model.eval()
 
 
 def export_onnx(
-    model: TabularNet, path: Path, sample_cat: np.ndarray, sample_num: np.ndarray
+    model: nn.Module, path: Path, sample_cat: np.ndarray, sample_num: np.ndarray
 ) -> None:
     """Export probabilities with a dynamic batch axis, as one self-contained file."""
     wrapper = ProbabilityNet(model).eval()
@@ -59,7 +60,7 @@ def export_onnx(
 
 
 def check_onnx_parity(
-    model: TabularNet, path: Path, cat: np.ndarray, num: np.ndarray, tolerance: float
+    model: nn.Module, path: Path, cat: np.ndarray, num: np.ndarray, tolerance: float
 ) -> float:
     """Max |torch - onnxruntime| over the given rows; raises ExportError above tolerance."""
     from maas.serving.inference import create_session

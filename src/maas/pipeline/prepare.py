@@ -14,7 +14,7 @@ import pandas as pd
 from maas.config import DataParams, FeatureParams, ModelParams, TrainParams
 from maas.pipeline.augment import Augmentation
 from maas.pipeline.data import split_latest
-from maas.pipeline.model import ModelConfig, build_model_config
+from maas.pipeline.model import ModelConfig, model_config_for
 from maas.pipeline.train import TensorSet
 from maas.pipeline.windows import TRAIN_FILE, read_window
 from maas.serving.preprocessing import Preprocessor, fit_preprocessor
@@ -44,13 +44,7 @@ def prepare_training(
     )
     fit_cat, fit_num = preprocessor.transform(fit_part)
     val_cat, val_num = preprocessor.transform(val_part)
-    config = build_model_config(
-        preprocessor.cardinalities,
-        fit_num.shape[1],
-        model.hidden_sizes,
-        model.dropout,
-        model.embedding_dim_max,
-    )
+    config = model_config_for(model, preprocessor.cardinalities, fit_num)
     return PreparedTraining(
         fit_part,
         val_part,

@@ -29,7 +29,7 @@ from maas.errors import MaasError
 from maas.pipeline import distributed
 from maas.pipeline.augment import Augmentation
 from maas.pipeline.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
-from maas.pipeline.model import ModelConfig, TabularNet
+from maas.pipeline.model import ModelConfig, build_network
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TensorSet:
 
 @dataclass
 class TrainResult:
-    model: TabularNet
+    model: nn.Module
     history: list[dict[str, float]]
     best_epoch: int
     device: str
@@ -153,7 +153,10 @@ def train_one_epoch(
             categorical, numeric = augment.apply(categorical, numeric, generator)
         with autocast(device, mixed_precision):
             logits = model(categorical, numeric)
-        loss = loss_fn(logits.float(), data.labels[index])
+        labels = data.labels[index]
+        if logits.dim() == 2:  # an ensemble (tabm): every member is fitted to the labels
+            labels = labels[:, None].expand_as(logits)
+        loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -248,7 +251,7 @@ def fit(
     `augment`: training batches made to look like requests the data rarely holds.
 
     Data-parallel (DDP) when a process group of more than one process is initialized; the
-    returned model is always the plain TabularNet, on the CPU, identical on every rank.
+    returned model is the plain network (not its DDP wrapper), on the CPU, the same on every rank.
     """
     rank, world = distributed.rank(), distributed.world()
     device = training_device(params.device, world)
@@ -257,7 +260,7 @@ def fit(
     if params.num_threads:
         torch.set_num_threads(params.num_threads)
     set_seed(params.seed)
-    model = TabularNet(config).to(device)
+    model = build_network(config).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
     )
