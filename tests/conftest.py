@@ -15,7 +15,7 @@ import pytest
 from maas.config import Params, load_params
 from tests.helpers import ROOT
 
-STARTED = pytest.StashKey[float]()
+KEEP_IMAGES_S = 3 * 3600  # longer than a whole CI run
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -41,16 +41,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(E2E_GROUPS.get(path.name, "e2e-pipeline")))
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[STARTED] = time.time()
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Serving images are named per version and run (`maas-delay-pkg:v1-<id>`), so each run
-    builds new ones: once all workers are done, each repository this run built into keeps
-    only its newest image (the next run's layer cache) and older ones go, with what they
-    left dangling. Only maas images (label org.maas.bento); a user's other repositories
-    stay."""
+    builds new ones. Once all workers are done, each maas repository (label org.maas.bento)
+    keeps its newest image (the next run's layer cache) and drops images older than
+    KEEP_IMAGES_S: a test session running beside this one may still be using younger ones.
+    Then what that left dangling goes."""
     runtime = shutil.which("podman")
     if runtime is None or hasattr(session.config, "workerinput"):  # an xdist worker
         return
@@ -62,9 +58,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         for name in image.get("Names") or []:
             repository = name.rsplit(":", 1)[0]
             by_repository.setdefault(repository, []).append((int(image["Created"]), name))
-    started = session.config.stash.get(STARTED, time.time())
-    stale = [name for tagged in by_repository.values() if max(tagged)[0] >= started
-             for _, name in sorted(tagged)[:-1]]  # fmt: skip
+    old = time.time() - KEEP_IMAGES_S
+    stale = [name for tagged in by_repository.values()
+             for created, name in sorted(tagged)[:-1] if created < old]  # fmt: skip
     if stale:
         subprocess.run([runtime, "rmi", "--force", *stale], capture_output=True, timeout=300)
     subprocess.run([runtime, "image", "prune", "--force", "--filter", "label=org.maas.bento"],
