@@ -40,6 +40,7 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     params["evaluate"]["baselines"] = ["prior", "logistic_regression"]
     params["promotion"]["must_beat"] = ["prior"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(ROOT / "params.tuned.yaml", repo / "params.tuned.yaml")
     sh("git", "init", "-q", cwd=repo)
     sh("dvc", "init", "-q", cwd=repo)
     copy_months(real_months, repo / "data" / "raw", ["2013-10", "2013-11"])
@@ -51,6 +52,10 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     assert "roc_auc" in json.dumps(shown)
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo)
+    # what `maas tune` writes is a dependency of the train stage
+    (repo / "params.tuned.yaml").write_text("model:\n  dropout: 0.2\n")
+    status = sh("dvc", "status", cwd=repo)
+    assert "train:" in status and "params.tuned.yaml" in status, status
 
     # A user drops December in: the pipeline reruns and December becomes the test month.
     copy_months(real_months, repo / "data" / "raw", ["2013-12"])

@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(pipeline.run)
+app.command()(pipeline.tune)
 app.command()(pipeline.ingest)
 app.add_typer(pipeline.data_app, name="data")
 app.add_typer(pipeline.stage_app, name="stage")

@@ -1,4 +1,4 @@
-"""Commands of the training pipeline: `run`, `ingest`, `data add-month`, `stage ...`."""
+"""Commands of the training pipeline: `run`, `tune`, `ingest`, `data add-month`, `stage ...`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,35 @@ def run(
     from maas.cli.render import print_run
 
     print_run(result)
+
+
+@handled
+def tune(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    overrides: SetOption = None,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="The study's budget (default: tune.trials).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Seconds after which no trial starts.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Search model and training parameters with Optuna on the validation slice (a Prefect
+    flow); the best values go to tune.output, which `maas run` reads over params.yaml."""
+    params = load(params_file, overrides)
+    from flows.tuning import tuning
+
+    result = tuning(params_file=str(params_file), overrides=list(overrides or []),
+                    trials=trials, timeout_s=timeout)  # fmt: skip
+    if json_output:
+        print(json.dumps(result, default=str))
+        return
+    out.print(
+        f"study {result['study']}: trials {result['trials']}; best validation ROC AUC "
+        f"{result['best_value']:.4f} with {result['best_values']}"
+    )
+    out.print(f"written to {params.tune.output}: `maas run` trains with these values now")
 
 
 @handled

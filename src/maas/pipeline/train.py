@@ -189,7 +189,10 @@ def evaluate_epoch(
     """Validation loss and ROC AUC (bf16 autocast on CUDA only with `mixed_precision`)."""
     from sklearn.metrics import roc_auc_score
 
-    probs = predict_proba(model, data, mixed_precision=mixed_precision).clamp(1e-7, 1 - 1e-7)
+    probs = predict_proba(model, data, mixed_precision=mixed_precision)
+    if not bool(torch.isfinite(probs).all()):  # diverged: nothing to keep (a tuning trial: pruned)
+        return {"val_loss": float("nan"), "val_roc_auc": float("nan")}
+    probs = probs.clamp(1e-7, 1 - 1e-7)
     labels = data.labels
     loss = nn.functional.binary_cross_entropy(probs, labels).item()
     y, p = labels.cpu().numpy(), probs.cpu().numpy()

@@ -1,15 +1,13 @@
-"""Pipeline parameters: params.yaml parsed once into frozen, strict pydantic models."""
+"""The sections of params.yaml as frozen, strict pydantic models (read by `maas.config`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Severity = Literal["block", "warn"]
 ColumnType = Literal["int", "float", "str"]
@@ -248,6 +246,68 @@ class ScheduleParams(_Strict):
     prefect_address: str = Field("127.0.0.1:4200", pattern=r"^[^:]*:\d+$")
 
 
+class SearchRange(_Strict):
+    """One searched parameter: a range (`low`, `high`; integers when both are, `log` scale)
+    or a list of `choices`."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("give either non-empty choices or low < high, not both")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"empty range: low {self.low} must be below high {self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, not {self.low}")
+        return self
+
+
+class TuneParams(_Strict):
+    """`maas tune`: an Optuna study on the validation slice (docs/pipeline.md#tuning)."""
+
+    trials: int = Field(20, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    seed: int = 0
+    storage: str = ".maas/optuna.db"  # a path (SQLite) or a database URL (team mode)
+    output: Path = Path("params.tuned.yaml")  # the best values; read over params.yaml
+    warmup_epochs: int = Field(1, ge=0)  # epochs before a trial may be pruned
+    space: dict[str, SearchRange] = {}  # empty: the default space of model.kind
+
+    @field_validator("space")
+    @classmethod
+    def _known_keys(cls, value: dict[str, SearchRange]) -> dict[str, SearchRange]:
+        for key in value:
+            if not searchable(key):
+                raise ValueError(f"{key!r} is not a model.* or train.* value that can be searched")
+        return value
+
+
+# They change the yardstick (the validation slice) or the machine, not the model.
+NOT_SEARCHED = {"train.validation_fraction", "train.device", "train.num_threads"}
+
+
+def searchable(key: str) -> bool:
+    """`key` names one value (not a section) of the model or train parameters."""
+    if key in NOT_SEARCHED:
+        return False
+    section, *parts = key.split(".")
+    schema: Any = {"model": ModelParams, "train": TrainParams}.get(section)
+    for index, part in enumerate(parts):
+        field = schema.model_fields.get(part) if schema is not None else None
+        if field is None:
+            return False
+        nested = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        if index == len(parts) - 1:
+            return not nested
+        schema = field.annotation if nested else None
+    return False
+
+
 class Params(_Strict):
     data: DataParams
     validation: ValidationParams
@@ -261,6 +321,7 @@ class Params(_Strict):
     packaging: PackagingParams
     deploy: DeployParams
     schedule: ScheduleParams
+    tune: TuneParams = Field(default_factory=lambda: TuneParams.model_validate({}))
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -275,57 +336,3 @@ class Params(_Strict):
         """sha256 of the canonical JSON of all parameters (a lineage tag)."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split `a.b.c=value` into (["a","b","c"], value parsed as YAML)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    return key.strip().split("."), yaml.safe_load(raw)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of raw params with each `a.b=value` override applied."""
-    result = json.loads(json.dumps(raw))
-    for text in overrides:
-        path, value = parse_override(text)
-        node = result
-        for part in path[:-1]:
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
-            node = node[part]
-        if not isinstance(node, dict) or path[-1] not in node:
-            raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
-        node[path[-1]] = value
-    return result
-
-
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid parameters in {source}:"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        lines.append(f"  {key}: {item['msg']}")
-    return "\n".join(lines)
-
-
-def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
-    """Validate a raw mapping; raises ConfigError naming each bad key."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source} must be a mapping of sections")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(_format_errors(error, source)) from None
-
-
-def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
-    """Read params.yaml, apply `a.b=value` overrides, validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"parameters file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return parse_params(apply_overrides(raw, overrides), str(path))

@@ -1,0 +1,175 @@
+"""Pipeline parameters: params.yaml (and the values `maas tune` wrote) parsed once, at the
+edge, into the frozen models of `maas.config.sections`; nothing else opens these files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from maas.config.sections import (
+    BandRule,
+    ColumnType,
+    ConfigError,
+    DataParams,
+    DeployParams,
+    EvaluateParams,
+    FeatureParams,
+    InfraValidationParams,
+    ModelParams,
+    NotNullRule,
+    NumericBounds,
+    NumericEmbeddingParams,
+    PackagingParams,
+    Params,
+    PromotionParams,
+    RangeRule,
+    RegistryParams,
+    ScheduleParams,
+    SearchRange,
+    ServingParams,
+    Severity,
+    TabMParams,
+    TrainParams,
+    TuneParams,
+    ValidationParams,
+    searchable,
+)
+
+__all__ = [
+    "BandRule",
+    "ColumnType",
+    "ConfigError",
+    "DataParams",
+    "DeployParams",
+    "EvaluateParams",
+    "FeatureParams",
+    "InfraValidationParams",
+    "ModelParams",
+    "NotNullRule",
+    "NumericBounds",
+    "NumericEmbeddingParams",
+    "PackagingParams",
+    "Params",
+    "PromotionParams",
+    "RangeRule",
+    "RegistryParams",
+    "ScheduleParams",
+    "SearchRange",
+    "ServingParams",
+    "Severity",
+    "TabMParams",
+    "TrainParams",
+    "TuneParams",
+    "ValidationParams",
+    "apply_overrides",
+    "load_params",
+    "parse_override",
+    "parse_params",
+    "searchable",
+    "tuned_overrides",
+    "write_tuned_values",
+]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into (["a","b","c"], value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of raw params with each `a.b=value` override applied."""
+    result = json.loads(json.dumps(raw))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
+            node = node[part]
+        if not isinstance(node, dict) or path[-1] not in node:
+            raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
+        node[path[-1]] = value
+    return result
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a raw mapping; raises ConfigError naming each bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping of sections")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    """Read params.yaml, apply `a.b=value` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    overrides = list(overrides)
+    tuned = tuned_overrides(raw, overrides)
+    return parse_params(apply_overrides(raw, [*tuned, *overrides]), str(path))
+
+
+def tuned_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The best values `maas tune` wrote to `tune.output`, as overrides that come after
+    params.yaml and before the command line's; none when the file is absent or empty."""
+    tune = apply_overrides(raw, overrides).get("tune") or {}
+    path = Path(tune.get("output") or TuneParams.model_fields["output"].default)
+    if not path.is_file():
+        return []
+    try:
+        tuned = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} (tune.output) is not valid YAML: {error}") from None
+    if not isinstance(tuned, dict):
+        raise ConfigError(f"{path} (tune.output) must be a mapping like model: {{dropout: 0.1}}")
+    items = _dotted(tuned)
+    bad = [key for key in items if not searchable(key)]
+    if bad:
+        raise ConfigError(f"{path} (tune.output) sets what tuning cannot: {', '.join(bad)}")
+    return [f"{key}={json.dumps(value)}" for key, value in items.items()]
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    items: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        items |= _dotted(value, f"{name}.") if isinstance(value, dict) else {name: value}
+    return items
+
+
+def write_tuned_values(path: Path, values: dict[str, Any], note: str) -> None:
+    """Write what `tuned_overrides` reads: `model.dropout: 0.1` as `model: {dropout: 0.1}`."""
+    from maas.files import write_text_atomic
+
+    tree: dict[str, Any] = {}
+    for key, value in sorted(values.items()):
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    comment = "".join(f"# {line}\n" for line in note.splitlines())
+    write_text_atomic(path, comment + yaml.safe_dump(tree, sort_keys=True))
