@@ -83,7 +83,8 @@ def model_config_for(
 
 def numeric_bins(numeric: np.ndarray, n_bins: int) -> list[list[float]]:
     """Quantile bin edges per column; a column with one value (a missing-value flag that never
-    fires in these rows) gets one bin."""
+    fires in these rows) gets one bin, where `rtdl_num_embeddings.compute_bins` would refuse
+    the whole matrix."""
     edges = []
     for column in np.asarray(numeric, dtype=np.float64).T:
         unique = np.unique(np.quantile(column, np.linspace(0, 1, n_bins + 1)))

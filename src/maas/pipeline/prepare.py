@@ -52,11 +52,16 @@ def prepare_training(
         config,
         TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
         TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
-        Augmentation(
-            *preprocessor.optional_positions,
-            optional_rate=train.optional_absent_rate,
-            unknown_rate=train.unknown_category_rate,
-        ),
+        augmentation(preprocessor, train),
+    )
+
+
+def augmentation(preprocessor: Preprocessor, train: TrainParams) -> Augmentation:
+    """The batch augmentation `train` asks for, at this preprocessing's input positions."""
+    return Augmentation(
+        *preprocessor.optional_positions,
+        optional_rate=train.optional_absent_rate,
+        unknown_rate=train.unknown_category_rate,
     )
 
 

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Params, SearchRange, apply_overrides, parse_params
-from maas.pipeline.augment import Augmentation
 from maas.pipeline.model import model_config_for
-from maas.pipeline.prepare import PreparedTraining
+from maas.pipeline.prepare import PreparedTraining, augmentation
 from maas.pipeline.train import fit
 from maas.tracking.runs import EpochLogger, log_metrics, start_run
 
@@ -36,6 +35,7 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
              "model.tabm.n_blocks": {"choices": [1, 2, 3]}},
 }  # fmt: skip
 FINISHED_STATES = ("COMPLETE", "PRUNED")
+RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}  # trial -> MLflow
 
 
 @dataclass
@@ -156,28 +156,25 @@ def run_study(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        status = "FAILED"
+        state = "failed"
         try:
             result = fit(
                 model_config_for(chosen.model, prepared.preprocessor.cardinalities, fit_numeric),
                 chosen.train, prepared.train, prepared.validation, on_epoch_end=on_epoch_end,
-                augment=Augmentation(*prepared.preprocessor.optional_positions,
-                                     optional_rate=chosen.train.optional_absent_rate,
-                                     unknown_rate=chosen.train.unknown_category_rate),
+                augment=augmentation(prepared.preprocessor, chosen.train),
             )  # fmt: skip
             best = next(h for h in result.history if int(h["epoch"]) == result.best_epoch)
-            status = "FINISHED"
+            state = "complete"
             value = float(best["val_roc_auc"])
             log_metrics(client, run_id, {"best_val_roc_auc": value, "best_epoch": best["epoch"]})
             return value
         except optuna.TrialPruned:
-            status = "KILLED"
+            state = "pruned"
             raise
         finally:
             epochs.flush()
-            client.set_tag(run_id, "optuna_state", {"FINISHED": "complete", "KILLED": "pruned"}
-                           .get(status, "failed"))  # fmt: skip
-            client.set_terminated(run_id, status)
+            client.set_tag(run_id, "optuna_state", state)
+            client.set_terminated(run_id, RUN_STATUS[state])
 
     study.optimize(
         objective,
