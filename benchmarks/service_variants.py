@@ -1,16 +1,18 @@
 """Alternatives to the shipped service, for benchmarks/serving.py only (never packaged).
 
 Each keeps the shipped service's shape — the same BentoML model folder (digests verified),
-pydantic `Flight` schema, featurizing, `ApiGuard` middleware and service settings — and
-changes one thing:
+request schema (generated from the task), featurizing, `ApiGuard` middleware and service
+settings — and changes one thing:
 
 - `RuntimeService` (through the shipped fast path): the model runtime, from
   $MAAS_BENCH_RUNTIME: `onnx` (what ships), `onnx-int8` (the graph dynamically quantized at
   start by `maas.export.quantize_int8`) or `torch` (eager PyTorch from the version's
   safetensors weights, $MAAS_BENCH_WEIGHTS).
 - `BatchingService`: BentoML adaptive batching (`batchable=True`): requests are merged into
-  one model call of up to 1,000 flights, waiting at most $MAAS_BENCH_BATCH_MS (default 20).
-  Its response is the list of predictions (a batchable API returns one item per input).
+  one model call of up to 1,000 records, waiting at most $MAAS_BENCH_BATCH_MS (default 20).
+  Its response is the list of predictions (a batchable API returns one item per input). Its
+  input is a list argument named `flights` (BentoML names the body key after the argument):
+  benchmarks/serving.py measures the flight-delay task.
 
     bentoml serve benchmarks.service_variants:RuntimeService --arg model_tag=flight-delay:v1
 """
@@ -28,23 +30,24 @@ import numpy as np
 
 from maas.serving.guard import TOKEN_ENV, ApiGuard
 from maas.serving.inference import OnnxModel, create_session, verify_digests
-from maas.serving.schema import (
-    WARMUP_FLIGHT,
-    Flight,
-    Prediction,
-    PredictResponse,
-    to_columns,
-    to_response,
-)
 from maas.serving.service import (
     ARGS,
     LIVE,
     MAX_BODY,
+    SCHEMA,
     SERVICE_SETTINGS,
-    Flights,
+    PredictRequest,
+    PredictResponse,
     fast_predict,
     settle_garbage_collector,
 )
+
+Record = SCHEMA.record
+Prediction = SCHEMA.prediction
+
+
+def warm_up(model: Any) -> None:
+    model.score(SCHEMA.to_columns([Record.model_validate(SCHEMA.spec.example)]))
 
 
 class TorchModel:
@@ -99,17 +102,17 @@ class RuntimeService:
         self.info: dict[str, Any] = json.loads((folder / "metadata.json").read_text())
         self.model = load_model(folder, self.info)
         self.version = str(self.info["model_version"])
-        self.model.score(to_columns([WARMUP_FLIGHT]))
+        warm_up(self.model)
         LIVE["service"] = self  # the same fast path as the shipped service
         settle_garbage_collector()
 
-    def score(self, flights: list[Flight]) -> tuple[np.ndarray, list[list[str]]]:
-        probs, unknown = self.model.score(to_columns(flights))
+    def score(self, records: list[Any]) -> tuple[np.ndarray, list[list[str]]]:
+        probs, unknown = self.model.score(SCHEMA.to_columns(records))
         return np.asarray(probs), unknown
 
-    @bentoml.api
-    async def predict(self, flights: Flights) -> PredictResponse:
-        return to_response(self.version, *self.score(flights))
+    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
+    async def predict(self, **body: Any) -> Any:
+        return SCHEMA.to_response(self.version, *self.score(body[SCHEMA.spec.body_key]))
 
 
 BATCH_MS = int(os.environ.get("MAAS_BENCH_BATCH_MS", "20"))
@@ -123,16 +126,14 @@ class BatchingService:
         folder = Path(self.bento_model.path)
         info = json.loads((folder / "metadata.json").read_text())
         self.model = OnnxModel.load(folder, expected_digests=info["sha256"])
-        self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
+        warm_up(self.model)
         settle_garbage_collector()
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=1000, max_latency_ms=BATCH_MS)
-    async def predict(self, flights: list[Flight]) -> list[Prediction]:
-        probs, unknown = self.model.score(to_columns(flights))
-        return [
-            Prediction.model_construct(delay_probability=p, delayed=p >= 0.5, unknown_inputs=u)
-            for p, u in zip(probs.astype(float).tolist(), unknown, strict=True)
-        ]
+    async def predict(self, flights: list[Record]) -> list[Prediction]:  # type: ignore[valid-type]
+        probs, unknown = self.model.score(SCHEMA.to_columns(flights))
+        response = SCHEMA.to_response("", probs, unknown)
+        return list(response.predictions)  # type: ignore[attr-defined]
 
 
 # RuntimeService answers through the shipped fast path; BatchingService must not (the fast

@@ -98,7 +98,7 @@ def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> 
         )  # fmt: skip
         servers[name] = (process, f"http://127.0.0.1:{port}/predict")
 
-    bentoml_serve("maas", "maas.serving.service:FlightDelayService", ROOT / "src")
+    bentoml_serve("maas", "maas.serving.service:ModelService", ROOT / "src")
     port = free_port()
     servers["fastapi"] = (
         subprocess.Popen(

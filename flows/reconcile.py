@@ -21,9 +21,9 @@ from maas.tracking.store import connect
 
 @flow(name="reconcile", log_prints=True)
 def reconcile(
-    params_file: str = "params.yaml", overrides: list[str] | None = None
+    params_file: str = "params.yaml", overrides: list[str] | None = None, task: str | None = None
 ) -> dict[str, Any]:
-    params = load_params(params_file, overrides or [])
+    params = load_params(params_file, overrides or [], task)
 
     def release_version(version: str) -> Deployment:
         return release(version=version, params=params)

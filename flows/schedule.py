@@ -22,7 +22,8 @@ RECONCILE_DEPLOYMENT = "controller"
 
 def deployments(params: Params, params_file: Path, overrides: list[str]) -> list[Any]:
     """The two deployments, with the same parameters (the params file by absolute path)."""
-    parameters = {"params_file": str(params_file.resolve()), "overrides": overrides}
+    parameters = {"params_file": str(params_file.resolve()), "overrides": overrides,
+                  "task": params.task}  # fmt: skip
     schedule = params.schedule
     nightly = Cron(schedule.training_cron, timezone=schedule.timezone)
     tags = ["maas", params.registry.model_name]

@@ -48,10 +48,11 @@ audit_promotion = task(name="audit_gate_promotion", cache_policy=NO_CACHE)(audit
 
 @flow(name="training", log_prints=True)
 def training(
-    params_file: str = "params.yaml", overrides: list[str] | None = None
+    params_file: str = "params.yaml", overrides: list[str] | None = None, task: str | None = None
 ) -> dict[str, Any]:
-    """Run the whole pipeline once; returns the registered version and the evaluation."""
-    params = load_params(params_file, overrides or [])
+    """Run the whole pipeline once for `task` (default: params.yaml's); returns the registered
+    version and the evaluation."""
+    params = load_params(params_file, overrides or [], task)
     timings: dict[str, float] = {}
     with timed(timings, "ingest"):
         ingest(data=params.data)
@@ -64,7 +65,8 @@ def training(
             validated = validate(data=params.data, validation=params.validation, tracking=tracking)
         with timed(timings, "train"):
             trained = train(data=params.data, features=params.features, model=params.model,
-                            train=params.train, tracking=tracking)  # fmt: skip
+                            train=params.train, request=params.request,
+                            tracking=tracking)  # fmt: skip
         with timed(timings, "evaluate"):
             metrics = evaluate(
                 data=params.data, models_dir=params.train.models_dir, seed=params.train.seed,

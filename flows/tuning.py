@@ -26,9 +26,10 @@ def tuning(
     overrides: list[str] | None = None,
     trials: int | None = None,
     timeout_s: float | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Search model and training parameters; the best go to `tune.output` for `maas run`."""
-    params = load_params(params_file, overrides or [])
+    params = load_params(params_file, overrides or [], task)
     ingest(data=params.data)
     with run_lock(params.data, params.train.models_dir):  # the same working files as training
         validate(data=params.data, validation=params.validation)

@@ -4,6 +4,7 @@ model's serving files. Imported by tests; fixtures live in conftest.py."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,12 @@ import pandas as pd
 from maas.config import Params
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The flight-delay task's request fields (tasks/flight-delay.yaml): what is known at scheduling
+# time, and the origin's weather (optional).
+RECORD_FIELDS = ("carrier", "origin", "dest", "sched_dep_time", "sched_arr_time", "distance")
+WEATHER_FIELDS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
+                  "pressure", "visib")  # fmt: skip
 
 CARRIERS = ["9E", "AA", "B6", "DL", "EV", "UA"]
 ORIGINS = ["EWR", "JFK", "LGA"]
@@ -62,6 +69,24 @@ def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) 
     return frame
 
 
+def fit_flights(
+    frame: pd.DataFrame, params: Params, min_frequency: int = 1, request: bool = False
+) -> Any:
+    """The task's preprocessing fitted on `frame` (every category kept by default), with the
+    request spec when asked."""
+    from dataclasses import replace
+
+    from maas.pipeline.request_spec import build_request_spec
+    from maas.serving.preprocessing import fit_preprocessor
+
+    features = params.features
+    derived = {name: (d.source, d.transform) for name, d in features.derived.items()}
+    pre = fit_preprocessor(frame, features.categorical, features.numeric, min_frequency, derived)
+    if request:
+        pre = replace(pre, request=build_request_spec(params.request, pre, frame))
+    return pre
+
+
 def write_tiny_model(folder: Path, params: Params, frame: pd.DataFrame) -> Path:
     """An untrained (seeded) model's serving files + weights, as the train stage writes them."""
     import torch
@@ -74,10 +99,9 @@ def write_tiny_model(folder: Path, params: Params, frame: pd.DataFrame) -> Path:
         PREPROCESSING_FILE,
         WEIGHTS_FILE,
     )
-    from maas.serving.preprocessing import fit_preprocessor
 
     folder.mkdir(parents=True, exist_ok=True)
-    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    pre = fit_flights(frame, params, request=True)
     cat, num = pre.transform(frame)
     config = build_model_config(pre.cardinalities, num.shape[1], [8], 0.0, 4)
     torch.manual_seed(0)

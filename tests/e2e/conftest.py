@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from maas.pipeline.data import ingest_partitions
 from tests.e2e.helpers import MONTHS, PARAMS, TRAINED_MODEL, copy_months, overrides_for
 
 # Sandbox settings podman needs on these machines (test set-up, never a product default).
@@ -17,8 +16,11 @@ os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("container
 @pytest.fixture(scope="session")
 def real_months(tmp_path_factory) -> Path:
     """Three real monthly partitions (Oct, Nov train; Dec test), ingested once."""
+    from maas.config import load_params
+    from maas.pipeline.sources import ingest_partitions
+
     folder = tmp_path_factory.mktemp("raw")
-    ingest_partitions(folder, MONTHS)
+    ingest_partitions(load_params(PARAMS, [f"data.raw_dir={folder}"]).data, MONTHS)
     return folder
 
 

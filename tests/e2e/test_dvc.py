@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     params["promotion"]["must_beat"] = ["prior"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(ROOT / "params.tuned.yaml", repo / "params.tuned.yaml")
+    shutil.copytree(ROOT / "tasks", repo / "tasks")  # the task's own parameters
     sh("git", "init", "-q", cwd=repo)
     sh("dvc", "init", "-q", cwd=repo)
     copy_months(real_months, repo / "data" / "raw", ["2013-10", "2013-11"])
@@ -56,6 +58,13 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     (repo / "params.tuned.yaml").write_text("model:\n  dropout: 0.2\n")
     status = sh("dvc", "status", cwd=repo)
     assert "train:" in status and "params.tuned.yaml" in status, status
+    # so is the task file's feature section
+    task_file = repo / "tasks" / "flight-delay.yaml"
+    task_file.write_text(task_file.read_text().replace("min_frequency: 20", "min_frequency: 21"))
+    status = sh("dvc", "status", cwd=repo)
+    assert "tasks/flight-delay.yaml" in status and re.search(r"modified:\s+features", status), (
+        status
+    )
 
     # A user drops December in: the pipeline reruns and December becomes the test month.
     copy_months(real_months, repo / "data" / "raw", ["2013-12"])

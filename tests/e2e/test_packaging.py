@@ -24,11 +24,10 @@ from maas.release import containers
 from maas.release.bento import bento_model_tag
 from maas.release.containers import wait_ready
 from maas.release.packaging import package_version
-from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
 from maas.tracking.registry import logged_model_id, release_tag
 from maas.tracking.store import connect
 from tests.e2e.helpers import TRAINED_MODEL, container_runtime_or_skip
-from tests.helpers import ROOT
+from tests.helpers import RECORD_FIELDS, ROOT, WEATHER_FIELDS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARAMS = str(ROOT / "params.yaml")
@@ -149,13 +148,15 @@ GOOD = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200, "c
     ("body", "names"),
     [
         ({"flights": [{k: v for k, v in GOOD.items() if k != "dest"}]}, "dest"),
-        ({"flights": [{**GOOD, "month": "December"}]}, "month"),
+        ({"flights": [{**GOOD, "sched_arr_time": "noon"}]}, "sched_arr_time"),
         ({"flights": [{**GOOD, "distance": -5}]}, "distance"),
-        ({"flights": [{**GOOD, "wind_speed": 1048}]}, "wind_speed"),
+        ({"flights": [{**GOOD, "sched_dep_time": 2400}]}, "sched_dep_time"),
+        ({"flights": [{**GOOD, "wind_speed": "high"}]}, "wind_speed"),
         ({"flights": []}, "flights"),
         ({"flights": [GOOD] * 1001}, "flights"),
         ({"flights": {"not": "a list"}}, "flights"),
         ({"planes": [GOOD]}, "flights"),
+        ({"records": [GOOD]}, "flights"),  # another task's body key
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(endpoint, body, names):

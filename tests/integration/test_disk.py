@@ -82,17 +82,20 @@ def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, sm
     """Registration into the embedded SQLite store when the disk fills: an error, no
     half-registered version, and the database passes SQLite's integrity check."""
     from maas.pipeline.register import serving_requirements
-    from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
     from maas.tracking.registry import register_version
     from maas.tracking.runs import start_pipeline_run
     from maas.tracking.store import connect
-    from tests.helpers import make_flights, write_tiny_model
+    from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(tmp_path / "models", small_params, frame)
     with tmpfs(tmp_path / "store", "size=4m") as disk:
-        registry = RegistryParams(tracking_uri=f"sqlite:///{disk / 'mlflow.db'}",
-                                  artifact_root=disk / "artifacts", model_name="full")  # fmt: skip
+        registry = RegistryParams(
+            tracking_uri=f"sqlite:///{disk / 'mlflow.db'}",
+            artifact_root=disk / "artifacts",
+            model_name="full",
+            experiment="full",
+        )
         client = connect(registry)
         tracking = start_pipeline_run(registry, {"p": 1}, "digest")
         filler = fill(disk, leave=16 * 1024)
@@ -120,17 +123,19 @@ def test_promote_says_the_alias_moved_when_the_audit_trail_cannot_be_written(
 
     from maas.cli import app
     from maas.pipeline.register import serving_requirements
-    from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
     from maas.tracking.registry import get_alias_version, register_version
     from maas.tracking.runs import start_pipeline_run
     from maas.tracking.store import connect
-    from tests.helpers import make_flights, write_tiny_model
+    from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(tmp_path / "models", small_params, frame)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = RegistryParams(
-        tracking_uri=store, artifact_root=tmp_path / "artifacts", model_name="ro-audit"
+        tracking_uri=store,
+        artifact_root=tmp_path / "artifacts",
+        model_name="ro-audit",
+        experiment="ro",
     )
     client = connect(registry)
     tracking = start_pipeline_run(registry, {"p": 1}, "digest")

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maas.config import ConfigError, apply_overrides, load_params, parse_params
+from maas.config import ConfigError, apply_overrides, load_params, parse_params, read_raw
 from tests.helpers import ROOT
 
 
 def raw_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return read_raw(ROOT / "params.yaml")
 
 
 def test_repo_params_parse_and_are_frozen(params) -> None:
@@ -93,3 +93,65 @@ def test_digest_changes_with_params(params) -> None:
     other = load_params(ROOT / "params.yaml", ["train.seed=7"])
     assert params.digest() != other.digest()
     assert params.digest() == load_params(ROOT / "params.yaml").digest()
+
+
+def project(tmp_path: Path, *tasks: str, default: str | None = None) -> Path:
+    """params.yaml of the repository beside a tasks/ folder holding copies of flight-delay."""
+    shared = yaml.safe_load((ROOT / "params.yaml").read_text())
+    shared.pop("task")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if default:
+        shared["task"] = default
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(shared))
+    (tmp_path / "tasks").mkdir()
+    task = yaml.safe_load((ROOT / "tasks" / "flight-delay.yaml").read_text())
+    for name in tasks:
+        (tmp_path / "tasks" / f"{name}.yaml").write_text(yaml.safe_dump({**task, "name": name}))
+    return tmp_path / "params.yaml"
+
+
+def test_the_task_file_owns_its_sections_and_names_the_model(tmp_path: Path) -> None:
+    params_file = project(tmp_path, "late-flights")
+    params = load_params(params_file)  # the only task is the default
+    assert (params.task, params.registry.model_name) == ("late-flights", "late-flights")
+    assert params.registry.experiment == "maas-late-flights"
+    assert params.data.label.rule == "arr_delay >= 15"
+    assert params.serving.body_key == "flights" and params.serving.max_records == 1000
+
+
+def test_a_task_file_may_override_a_shared_setting(tmp_path: Path) -> None:
+    params_file = project(tmp_path, "late-flights")
+    task_file = tmp_path / "tasks" / "late-flights.yaml"
+    task = yaml.safe_load(task_file.read_text())
+    task_file.write_text(yaml.safe_dump({**task, "train": {"max_epochs": 3}}))
+    params = load_params(params_file)
+    assert params.train.max_epochs == 3 and params.train.batch_size == 1024
+
+
+def test_choosing_among_tasks(tmp_path: Path) -> None:
+    params_file = project(tmp_path, "a", "b")
+    with pytest.raises(ConfigError, match=r"no task chosen: give --task NAME \(tasks: a, b\)"):
+        load_params(params_file)
+    assert load_params(params_file, task="b").task == "b"
+    with pytest.raises(ConfigError, match="unknown task 'c'; tasks: a, b"):
+        load_params(params_file, task="c")
+    assert load_params(project(tmp_path / "x", "a", "b", default="a")).task == "a"
+
+
+def test_bad_task_files_are_named(tmp_path: Path) -> None:
+    params_file = project(tmp_path, "a")
+    task_file = tmp_path / "tasks" / "a.yaml"
+    task = yaml.safe_load(task_file.read_text())
+    task_file.write_text(yaml.safe_dump({**task, "name": "b"}))
+    with pytest.raises(ConfigError, match="a.yaml: name 'b' differs"):
+        load_params(params_file)
+    task_file.write_text(yaml.safe_dump({**task, "dataa": {}}))
+    with pytest.raises(ConfigError, match="a.yaml: unknown section 'dataa'"):
+        load_params(params_file)
+    task["data"]["label"] = {"column": "arr_delay", "kind": "regresion", "threshold": 1}
+    task_file.write_text(yaml.safe_dump(task))
+    with pytest.raises(ConfigError, match=r"data\.label\.kind"):
+        load_params(params_file)
+    (tmp_path / "tasks" / "a.yml").write_text("name: a")
+    with pytest.raises(ConfigError, match="two task files named 'a'"):
+        load_params(params_file)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import typer
 
-from maas.cli import operate, pipeline, release
+from maas.cli import operate, pipeline, release, tasks
 
 app = typer.Typer(
-    help="maas: train, validate, register and promote flight-delay models.",
+    help="maas: validate, train, register, promote and serve a model for each tabular task.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(tasks.task_app, name="task")
 app.command()(pipeline.run)
 app.command()(pipeline.tune)
 app.command()(pipeline.ingest)

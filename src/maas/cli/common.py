@@ -25,6 +25,15 @@ console = Console(stderr=True)
 out = Console()
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        "-t",
+        envvar="MAAS_TASK",
+        help="Task (tasks/NAME.yaml); default: params.yaml's `task`.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", "-S", help="Override a parameter: section.key=value.")
@@ -84,8 +93,8 @@ def handled(function: F) -> F:
     return command  # type: ignore[return-value]
 
 
-def load(params_file: Path, overrides: list[str] | None) -> Params:
-    return load_params(params_file, overrides or [])
+def load(params_file: Path, overrides: list[str] | None, task: str | None = None) -> Params:
+    return load_params(params_file, overrides or [], task)
 
 
 def stop_on_sigterm() -> threading.Event:

@@ -14,6 +14,7 @@ from maas.cli.common import (
     JsonOption,
     ParamsOption,
     SetOption,
+    TaskOption,
     handled,
     load,
     out,
@@ -24,12 +25,13 @@ from maas.cli.common import (
 @handled
 def status(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     as_json: JsonOption = False,
     events: Annotated[int, typer.Option(help="Audit trail events to show (0: none).")] = 10,
 ) -> None:
     """Versions with aliases, gate result and test metrics; what serves; the audit trail."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.operate.status import read_status
 
     current = read_status(params, events)
@@ -45,10 +47,11 @@ def status(
 def promote(
     version: Annotated[str, typer.Argument(help="Model version number to make champion.")],
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Move the `champion` alias to VERSION by hand (the controller deploys it)."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.operate.promotion import promote as promote_version
 
     moved = promote_version(params, version)
@@ -56,9 +59,11 @@ def promote(
 
 
 @handled
-def rollback(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+def rollback(
+    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+) -> None:
     """Move `champion` back to the version deployed before the current one."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.operate.promotion import rollback as roll_back
 
     moved = roll_back(params)
@@ -75,10 +80,11 @@ def watch(
     ] = None,
     once: Annotated[bool, typer.Option(help="One reconcile pass, then exit.")] = False,
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
 ) -> None:
     """The promotion controller: keep the `champion` version serving at deploy.address."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from flows.release import release
 
     from maas.operate.controller import watch as watch_loop
@@ -100,10 +106,12 @@ def watch(
 
 
 @handled
-def schedule(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+def schedule(
+    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+) -> None:
     """Serve the Prefect deployments: training on schedule.training_cron (nightly), the
     controller's reconcile every schedule.reconcile_interval_s. Runs until Ctrl-C."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.operate.prefect_server import ensure_server, stop_server
 
     stop_on_sigterm()
@@ -130,6 +138,7 @@ def schedule(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = 
 @handled
 def ui(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     backend_store_uri: Annotated[
         str | None,
@@ -147,7 +156,7 @@ def ui(
     ] = None,
 ) -> None:
     """The MLflow tracking server + UI on the project's store, with the controller's webhook."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.tracking.server import start_ui
 
     log_file = params.deploy.state_dir / "mlflow-server.log"

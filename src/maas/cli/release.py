@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from maas.cli.common import DEFAULT_PARAMS, JsonOption, ParamsOption, SetOption, handled, load, out
+from maas.cli.common import (
+    DEFAULT_PARAMS,
+    JsonOption,
+    ParamsOption,
+    SetOption,
+    TaskOption,
+    handled,
+    load,
+    out,
+)
 from maas.tracking.registry import CHAMPION
 
 RefArgument = Annotated[str, typer.Argument(help="Version number or alias.")]
@@ -24,11 +33,12 @@ def package(
         bool, typer.Option(help="Exit non-zero when no image could be built.")
     ] = False,
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Package a version: verified BentoML model → Bento → OCI image → infra-validation."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.cli.render import print_package
     from maas.release.packaging import package_version
     from maas.tracking.store import connect
@@ -50,10 +60,11 @@ def base_image(
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
     runtime: Annotated[str, typer.Option(help="podman or docker (imports the image).")] = "",
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Make the offline base image (debootstrap + Python + uv) named by packaging.base_image."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.release.base_image import make_base_image
 
     info = make_base_image(params.packaging, runtime, rebuild)
@@ -66,10 +77,11 @@ def serve(
     port: Annotated[int, typer.Option(help="HTTP port (3000 is the controller's address).")] = 3001,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Serve a version locally with BentoML (no container), for development."""
-    params = load(params_file, overrides)
+    params = load(params_file, overrides, task)
     from maas.release.bento import dev_server
     from maas.tracking.store import connect
 

@@ -29,6 +29,7 @@ from maas.config.sections import (
     PromotionParams,
     RangeRule,
     RegistryParams,
+    RequestParams,
     ScheduleParams,
     SearchRange,
     ServingParams,
@@ -39,30 +40,39 @@ from maas.config.sections import (
     ValidationParams,
     searchable,
 )
+from maas.config.task import DateParts, DerivedFeature, LabelSpec, OutputNames, SourceSpec, TimeSpec
+from maas.config.tasks import merge_task, read_yaml, resolve_task, task_files
 
 __all__ = [
     "BandRule",
     "ColumnType",
     "ConfigError",
     "DataParams",
+    "DateParts",
     "DeployParams",
+    "DerivedFeature",
     "EvaluateParams",
     "FeatureParams",
     "InfraValidationParams",
+    "LabelSpec",
     "ModelParams",
     "NotNullRule",
     "NumericBounds",
     "NumericEmbeddingParams",
+    "OutputNames",
     "PackagingParams",
     "Params",
     "PromotionParams",
     "RangeRule",
     "RegistryParams",
+    "RequestParams",
     "ScheduleParams",
     "SearchRange",
     "ServingParams",
     "Severity",
+    "SourceSpec",
     "TabMParams",
+    "TimeSpec",
     "TrainParams",
     "TuneParams",
     "ValidationParams",
@@ -70,7 +80,9 @@ __all__ = [
     "load_params",
     "parse_override",
     "parse_params",
+    "read_raw",
     "searchable",
+    "task_files",
     "tuned_overrides",
     "write_tuned_values",
 ]
@@ -118,18 +130,25 @@ def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
         raise ConfigError(_format_errors(error, source)) from None
 
 
-def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
-    """Read params.yaml, apply `a.b=value` overrides, validate."""
+def load_params(
+    path: str | Path = "params.yaml", overrides: Iterable[str] = (), task: str | None = None
+) -> Params:
+    """Read params.yaml and the task's file (`task`, else params.yaml's default task), apply
+    the tuned values and then the `a.b=value` overrides, validate."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"parameters file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    raw = read_raw(path, task)
     overrides = list(overrides)
     tuned = tuned_overrides(raw, overrides)
-    return parse_params(apply_overrides(raw, [*tuned, *overrides]), str(path))
+    source = f"{path} + {task_files(path.parent)[raw['task']]}"
+    return parse_params(apply_overrides(raw, [*tuned, *overrides]), source)
+
+
+def read_raw(path: str | Path = "params.yaml", task: str | None = None) -> dict[str, Any]:
+    """params.yaml with the task file merged over it, before validation."""
+    path = Path(path)
+    shared = read_yaml(path, "parameters file")
+    name, file = resolve_task(path.parent, shared, task)
+    return merge_task(shared, name, file)
 
 
 def tuned_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
@@ -139,13 +158,7 @@ def tuned_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:
     path = Path(tune.get("output") or TuneParams.model_fields["output"].default)
     if not path.is_file():
         return []
-    try:
-        tuned = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} (tune.output) is not valid YAML: {error}") from None
-    if not isinstance(tuned, dict):
-        raise ConfigError(f"{path} (tune.output) must be a mapping like model: {{dropout: 0.1}}")
-    items = _dotted(tuned)
+    items = _dotted(read_yaml(path, "tune.output"))
     bad = [key for key in items if not searchable(key)]
     if bad:
         raise ConfigError(f"{path} (tune.output) sets what tuning cannot: {', '.join(bad)}")

@@ -9,6 +9,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from maas.config.task import (
+    TASK_NAME,
+    DerivedFeature,
+    LabelSpec,
+    OutputNames,
+    SourceSpec,
+    TimeSpec,
+)
+
 Severity = Literal["block", "warn"]
 ColumnType = Literal["int", "float", "str"]
 
@@ -22,12 +31,15 @@ class _Strict(BaseModel):
 
 
 class DataParams(_Strict):
+    """Shared split settings (params.yaml) and the task's own data (its task file)."""
+
     raw_dir: Path = Path("data/raw")
     processed_dir: Path = Path("data/processed")
     test_partitions: int = Field(1, ge=1)
     max_train_partitions: int | None = Field(None, ge=1)
-    label_threshold_minutes: float = 15
-    unlabeled: Literal["drop", "positive"] = "drop"
+    source: SourceSpec = Field(default_factory=lambda: SourceSpec.model_validate({}))
+    time: TimeSpec
+    label: LabelSpec
 
 
 class RangeRule(_Strict):
@@ -103,6 +115,7 @@ class NumericBounds(_Strict):
 class FeatureParams(_Strict):
     categorical: list[str]
     numeric: dict[str, NumericBounds]
+    derived: dict[str, DerivedFeature] = {}  # features computed from a request's raw fields
     min_frequency: int = Field(1, ge=1)
 
     @field_validator("categorical")
@@ -196,11 +209,14 @@ class PromotionParams(_Strict):
 class RegistryParams(_Strict):
     tracking_uri: str | None = None
     artifact_root: Path = Path(".maas/mlartifacts")
-    experiment: str = "maas-flight-delay"
-    model_name: str = Field("flight-delay", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    experiment: str  # default: maas-<task>
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # default: the task's name
+    description: str = ""  # of the registered model (default: the task's description)
 
 
 class ServingParams(_Strict):
+    body_key: str = Field("records", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # /predict's list
+    outputs: OutputNames = Field(default_factory=lambda: OutputNames.model_validate({}))
     max_records: int = Field(1000, ge=1, le=100_000)
     workers: int = Field(1, ge=1, le=64)
     tracing: bool = False
@@ -308,7 +324,20 @@ def searchable(key: str) -> bool:
     return False
 
 
+class RequestParams(_Strict):
+    """What the service's request and response are made of, gathered from the task's sections
+    (`Params.request`): the train stage writes it into the model's request spec."""
+
+    kind: str
+    body_key: str
+    outputs: OutputNames
+    types: dict[str, ColumnType]  # validation.columns
+    bounds: dict[str, tuple[float | None, float | None]]  # blocking ranges over every row
+
+
 class Params(_Strict):
+    task: str = Field(pattern=TASK_NAME)  # the task these parameters are for (tasks/<task>.yaml)
+    description: str = ""
     data: DataParams
     validation: ValidationParams
     features: FeatureParams
@@ -330,7 +359,29 @@ class Params(_Strict):
             raise ValueError(
                 f"promotion.must_beat names baselines not in evaluate.baselines: {missing}"
             )
+        features = self.features
+        both = sorted(set(features.categorical) & set(features.numeric))
+        if both:
+            raise ValueError(f"features both categorical and numeric: {both}")
+        for name, derived in features.derived.items():
+            if derived.source in features.derived:
+                raise ValueError(
+                    f"derived feature {name!r} is computed from another: {derived.source!r}"
+                )
+            if name not in features.categorical and name not in features.numeric:
+                raise ValueError(f"derived feature {name!r} is neither categorical nor numeric")
         return self
+
+    @property
+    def request(self) -> RequestParams:
+        rules = [r for r in self.validation.ranges if r.severity == "block" and r.mostly == 1.0]
+        return RequestParams(
+            kind=self.data.label.kind,
+            body_key=self.serving.body_key,
+            outputs=self.serving.outputs,
+            types=dict(self.validation.columns),
+            bounds={rule.column: (rule.min, rule.max) for rule in rules},
+        )
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of all parameters (a lineage tag)."""

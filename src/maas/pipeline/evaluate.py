@@ -20,7 +20,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     y = np.asarray(labels).astype(int)
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
     if len(np.unique(y)) < 2:
-        raise ValueError("the test set needs both delayed and on-time flights to compute metrics")
+        raise ValueError("the test set needs rows of both classes to compute metrics")
     return {
         "roc_auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),

@@ -16,7 +16,7 @@ from maas.pipeline.model import ModelConfig, ProbabilityNet, build_network
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = ["categorical", "numeric"]
-OUTPUT_NAME = "delay_probability"
+OUTPUT_NAME = "probability"  # of the positive class (binary)
 
 
 class ExportError(MaasError):

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from maas.config import DataParams, FeatureParams, ModelParams, TrainParams
+from maas.config import DataParams, FeatureParams, ModelParams, RequestParams, TrainParams
 from maas.pipeline.augment import Augmentation
 from maas.pipeline.data import split_latest
 from maas.pipeline.model import ModelConfig, model_config_for
+from maas.pipeline.request_spec import build_request_spec
 from maas.pipeline.train import TensorSet
 from maas.pipeline.windows import TRAIN_FILE, read_window
 from maas.serving.preprocessing import Preprocessor, fit_preprocessor
@@ -34,14 +35,29 @@ class PreparedTraining:
     augment: Augmentation
 
 
+def fit_features(
+    rows: pd.DataFrame, features: FeatureParams, request: RequestParams | None = None
+) -> Preprocessor:
+    """Preprocessing fitted on `rows`, carrying the request spec when `request` is given."""
+    preprocessor = fit_preprocessor(
+        rows, features.categorical, features.numeric, features.min_frequency,
+        {name: (d.source, d.transform) for name, d in features.derived.items()},
+    )  # fmt: skip
+    if request is None:
+        return preprocessor
+    return replace(preprocessor, request=build_request_spec(request, preprocessor, rows))
+
+
 def prepare_training(
-    data: DataParams, features: FeatureParams, model: ModelParams, train: TrainParams
+    data: DataParams,
+    features: FeatureParams,
+    model: ModelParams,
+    train: TrainParams,
+    request: RequestParams | None = None,
 ) -> PreparedTraining:
     window = read_window(data, TRAIN_FILE)
-    fit_part, val_part = split_latest(window, train.validation_fraction)
-    preprocessor = fit_preprocessor(
-        fit_part, features.categorical, features.numeric, features.min_frequency
-    )
+    fit_part, val_part = split_latest(window, train.validation_fraction, data.time)
+    preprocessor = fit_features(fit_part, features, request)
     fit_cat, fit_num = preprocessor.transform(fit_part)
     val_cat, val_num = preprocessor.transform(val_part)
     config = model_config_for(model, preprocessor.cardinalities, fit_num)
@@ -89,7 +105,8 @@ def training_fingerprint(
         "features": features.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
         "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
-        "labels": data.model_dump(mode="json", include={"label_threshold_minutes", "unlabeled"}),
+        "labels": data.label.model_dump(mode="json"),
+        "time": data.time.model_dump(mode="json"),
         "data": lineage["train_partitions"],
         "code": code if code is not None else code_digest(),
     }

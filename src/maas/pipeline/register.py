@@ -14,7 +14,7 @@ import pandas as pd
 from maas.config import DataParams, RegistryParams
 from maas.pipeline.windows import TEST_FILE, read_lineage, read_window
 from maas.serving.inference import PREPROCESSING_FILE
-from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS, Preprocessor
+from maas.serving.preprocessing import Preprocessor
 from maas.tracking.registry import (
     CHALLENGER,
     CHAMPION,
@@ -35,11 +35,9 @@ def input_example(data: DataParams, preprocessor: Preprocessor, rows: int = 200)
 
     Stored with the MLflow model; packaging replays it against the container image and
     requires the same predictions as the pyfunc (infra-validation)."""
-    fields = [*RECORD_FIELDS, *WEATHER_FIELDS]
-    missing = [name for name in preprocessor.input_columns if name not in fields]
-    if missing:  # a feature built from a column clients never send would be unservable
-        raise ValueError(f"features need columns outside the request schema: {missing}")
-    test = read_window(data, TEST_FILE)[fields]
+    if preprocessor.request is None:
+        raise ValueError("the model's preprocessing carries no request spec: train it again")
+    test = read_window(data, TEST_FILE)[preprocessor.request.names]
     sample = test.sample(n=min(rows, len(test)), random_state=0).sort_index()
     return sample.reset_index(drop=True)
 

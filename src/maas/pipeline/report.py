@@ -25,7 +25,8 @@ def metric_rows(metrics: dict[str, Any], model_label: str) -> list[tuple[str, li
 
 
 def window_title(metrics: dict[str, Any]) -> str:
-    return f"Test month {', '.join(metrics['test_partitions'])} ({metrics['test_rows']:,} flights)"
+    names = ", ".join(metrics["test_partitions"])
+    return f"Test partition {names} ({metrics['test_rows']:,} rows)"
 
 
 def gate_lines(gate: dict[str, Any]) -> list[str]:

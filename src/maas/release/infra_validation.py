@@ -13,6 +13,7 @@ from maas.config import PackagingParams, ServingParams
 from maas.net import free_port
 from maas.release import containers
 from maas.release.errors import PackagingError
+from maas.serving.request import RequestSpec
 from maas.tracking.serving_code import score_with
 
 
@@ -57,14 +58,17 @@ def validate_endpoint(
     tolerance: float,
     latency_requests: int,
     max_records: int,
+    request: RequestSpec,
 ) -> InfraValidation:
-    """Replay the sample against a ready service; compare; time single-record requests."""
+    """Replay the sample against a ready service (the task's body key and output names);
+    compare; time single-record requests."""
     import httpx
 
+    key, output = request.body_key, request.outputs.get("probability", "probability")
     with httpx.Client(base_url=base_url, timeout=30) as http:
         got: list[float] = []
         for start in range(0, len(records), max_records):
-            response = http.post("/predict", json={"flights": records[start : start + max_records]})
+            response = http.post("/predict", json={key: records[start : start + max_records]})
             if response.status_code != 200:
                 return InfraValidation(
                     False, f"/predict answered {response.status_code}: {response.text[:200]}", {}
@@ -74,7 +78,7 @@ def validate_endpoint(
                 return InfraValidation(
                     False, f"served model_version {body.get('model_version')!r}, not {version}", {}
                 )
-            got += [p["delay_probability"] for p in body["predictions"]]
+            got += [p[output] for p in body["predictions"]]
         diff = max(abs(a - b) for a, b in zip(got, expected, strict=True))
         if diff > tolerance:
             return InfraValidation(
@@ -83,7 +87,7 @@ def validate_endpoint(
             )  # fmt: skip
         timings = []
         for index in range(latency_requests):
-            payload = {"flights": [records[index % len(records)]]}
+            payload = {key: [records[index % len(records)]]}
             started = time.perf_counter()
             response = http.post("/predict", json=payload)
             timings.append((time.perf_counter() - started) * 1000)
@@ -105,6 +109,7 @@ def infra_validate(
     expected: list[float],
     packaging: PackagingParams,
     serving: ServingParams,
+    request: RequestSpec,
 ) -> InfraValidation:
     """Start the image on a free port, wait for /readyz, replay the sample, stop it."""
     settings = packaging.infra_validation
@@ -140,6 +145,7 @@ def infra_validate(
             settings.tolerance,
             settings.latency_requests,
             serving.max_records,
+            request,
         )
         report.latency_ms["cold_start_to_ready"] = round(cold_start * 1000, 1)
         return report

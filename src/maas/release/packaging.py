@@ -20,6 +20,7 @@ from maas.release.bento import bento_model_path, build_bento, create_bento_model
 from maas.release.errors import PackagingError
 from maas.release.images import build_image, ensure_base_image, image_name
 from maas.release.infra_validation import expected_predictions, infra_validate
+from maas.serving.inference import request_spec
 from maas.tracking.registry import (
     download_serving_code,
     release_tag,
@@ -118,7 +119,7 @@ def _package(
     assert result.image is not None  # set by _image
     with timed(timings, "infra_validation"):
         report = infra_validate(runtime, result.image, number, records, expected, packaging,
-                                serving)  # fmt: skip
+                                serving, request_spec(bento_model_path(model_tag)))  # fmt: skip
     result.latency_ms = report.latency_ms
     result.infra_validation = "passed" if report.passed else f"failed: {report.reason}"
     tags |= {"infra_validation": result.infra_validation, "packaged_at": utc_timestamp()}

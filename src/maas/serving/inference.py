@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from maas.serving.errors import ArtifactIntegrityError
+from maas.serving.errors import ArtifactIntegrityError, FeatureError
 from maas.serving.preprocessing import Preprocessor
+from maas.serving.request import RequestSpec
 
 ONNX_FILE = "model.onnx"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -62,6 +63,20 @@ def create_session(path: Path, threads: int = 1) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def request_spec(folder: Path) -> RequestSpec:
+    """The request spec in a folder of serving files (its preprocessing JSON)."""
+    try:
+        spec = Preprocessor.load(folder / PREPROCESSING_FILE).request
+    except FeatureError as error:  # format 1: trained before the request came from the task
+        raise ArtifactIntegrityError(
+            f"{folder / PREPROCESSING_FILE}: {error}; the version was trained before task "
+            "files: train it again (`maas run`) to package it with this maas"
+        ) from None
+    if spec is None:
+        raise ArtifactIntegrityError(f"{folder / PREPROCESSING_FILE} holds no request spec")
+    return spec
 
 
 @dataclass

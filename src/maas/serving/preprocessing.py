@@ -15,25 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from maas.serving.derive import as_float, derive
 from maas.serving.errors import FeatureError
+from maas.serving.request import RequestSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: derived features and the request spec are declared in the file
 UNKNOWN_INDEX = 0
-
-# Columns computed from raw fields, so requests only carry what is known at scheduling time.
-DERIVED_COLUMNS = {
-    "dep_hour": "sched_dep_time",
-    "sched_dep_minutes": "sched_dep_time",
-    "sched_arr_minutes": "sched_arr_time",
-}
-
-
-# The fields of one flight record as clients send it (the service's request schema): what is
-# known at scheduling time, plus the origin's weather (optional, may be null).
-RECORD_FIELDS = ("month", "day", "sched_dep_time", "sched_arr_time", "carrier", "origin",
-                 "dest", "distance")  # fmt: skip
-WEATHER_FIELDS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
-                  "pressure", "visib")  # fmt: skip
+MAX_SCALED = 1e6  # standard deviations from the training mean; further counts as missing
 
 
 @dataclass(frozen=True)
@@ -49,6 +37,9 @@ class NumericStats:
 class Preprocessor:
     categorical: dict[str, list[str]]  # column -> vocabulary; index = position + 1
     numeric: dict[str, NumericStats]
+    # feature -> (the raw field it is computed from, the transform: maas.serving.derive)
+    derived: dict[str, tuple[str, str]] = field(default_factory=dict)
+    request: RequestSpec | None = None  # the service's request and response (the task's)
     format_version: int = FORMAT_VERSION
     _lookup: dict[str, tuple[np.ndarray, ...]] = field(
         default_factory=dict, compare=False, repr=False
@@ -68,6 +59,10 @@ class Preprocessor:
             np.array([np.inf if s.max is None else s.max for s in stats], dtype=np.float64),
         )
 
+    def source_of(self, feature: str) -> str:
+        """The raw field a feature is read from (itself unless it is derived)."""
+        return self.derived[feature][0] if feature in self.derived else feature
+
     @property
     def cardinalities(self) -> list[int]:
         """Embedding table sizes, the unknown bucket included."""
@@ -81,7 +76,7 @@ class Preprocessor:
     @property
     def optional_inputs(self) -> list[str]:
         """Raw columns a record may leave out (they then count as missing)."""
-        names = [DERIVED_COLUMNS.get(n, n) for n, s in self.numeric.items() if s.optional]
+        names = [self.source_of(n) for n, s in self.numeric.items() if s.optional]
         return list(dict.fromkeys(names))
 
     @property
@@ -96,7 +91,7 @@ class Preprocessor:
         """Raw columns a record must (or may) carry."""
         names: list[str] = []
         for name in [*self.categorical, *self.numeric]:
-            source = DERIVED_COLUMNS.get(name, name)
+            source = self.source_of(name)
             if source not in names:
                 names.append(source)
         return names
@@ -104,7 +99,7 @@ class Preprocessor:
     def unknown_inputs(self, codes: np.ndarray) -> list[list[str]]:
         """Per row of `transform`'s category codes: the request fields whose value the model
         has not seen in training (scored with the unknown bucket)."""
-        names = [DERIVED_COLUMNS.get(name, name) for name in self.categorical]
+        names = [self.source_of(name) for name in self.categorical]
         unknown = codes == UNKNOWN_INDEX
         rows: list[list[str]] = [[] for _ in range(len(codes))]
         for row, column in zip(*np.nonzero(unknown), strict=True):
@@ -123,7 +118,9 @@ class Preprocessor:
     def transform(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Raw columns -> (int64 codes [N, C], float32 numeric [N, 2F])."""
         optional = {name for name, stats in self.numeric.items() if stats.optional}
-        derived = derive_columns(columns, [*self.categorical, *self.numeric], optional)
+        derived = derive_columns(
+            columns, [*self.categorical, *self.numeric], self.derived, optional
+        )
         codes = [self.encode_categorical(name, derived[name]) for name in self.categorical]
         n_rows = _row_count(derived)
         cat = np.stack(codes, axis=1) if codes else np.zeros((n_rows, 0), dtype=np.int64)
@@ -133,8 +130,12 @@ class Preprocessor:
         values = np.empty((n_rows, len(self.numeric)), dtype=np.float64)
         for index, name in enumerate(self.numeric):
             values[:, index] = as_float(derived[name], name)
-        # Missing or physically impossible (outside [min, max]) -> mean + missing indicator.
-        bad = np.isnan(values) | (values < lows) | (values > highs)
+        # Missing or physically impossible (outside [min, max]) -> mean + missing indicator. So
+        # is a value over MAX_SCALED standard deviations from the mean (a column without bounds):
+        # no reading is, and in float32 arithmetic it would overflow the network to NaN.
+        with np.errstate(invalid="ignore", over="ignore"):
+            far = np.abs((values - means) / stds) > MAX_SCALED
+        bad = np.isnan(values) | (values < lows) | (values > highs) | far
         scaled = (np.where(bad, means, values) - means) / stds
         return cat, np.concatenate([scaled, bad], axis=1).astype(np.float32)
 
@@ -145,6 +146,8 @@ class Preprocessor:
             "numeric": {name: asdict(stats) for name, stats in self.numeric.items()},
             "numeric_columns": self.numeric_names,
             "unknown_index": UNKNOWN_INDEX,
+            "derived": {name: list(spec) for name, spec in self.derived.items()},
+            "request": self.request.to_dict() if self.request else None,
         }
 
     def save(self, path: Path) -> None:
@@ -157,9 +160,12 @@ class Preprocessor:
                 f"preprocessing format_version {data.get('format_version')!r} "
                 f"is not {FORMAT_VERSION}"
             )
+        request = data.get("request")
         return cls(
             categorical={k: [str(v) for v in vocab] for k, vocab in data["categorical"].items()},
             numeric={k: NumericStats(**v) for k, v in data["numeric"].items()},
+            derived={k: (str(v[0]), str(v[1])) for k, v in (data.get("derived") or {}).items()},
+            request=RequestSpec.from_dict(request) if request else None,
         )
 
     @classmethod
@@ -172,13 +178,17 @@ def fit_preprocessor(
     categorical: list[str],
     numeric: Mapping[str, Any],
     min_frequency: int = 1,
+    derived_features: Mapping[str, tuple[str, str]] | None = None,
+    request: RequestSpec | None = None,
 ) -> Preprocessor:
     """Fit vocabularies and scaling on the training window only.
 
     Args:
         numeric: column -> object with `min`/`max` bounds (None for unbounded).
+        derived_features: feature -> (raw field, transform) for computed features.
     """
-    derived = derive_columns(columns, [*categorical, *numeric])
+    recipes = dict(derived_features or {})
+    derived = derive_columns(columns, [*categorical, *numeric], recipes)
     vocabularies: dict[str, list[str]] = {}
     for name in categorical:
         strings = as_category_strings(derived[name])
@@ -203,16 +213,14 @@ def fit_preprocessor(
             max=high,
             optional=bool(getattr(bounds, "optional", False)),
         )
-    return Preprocessor(categorical=vocabularies, numeric=stats)
-
-
-def hhmm_to_minutes(values: np.ndarray) -> np.ndarray:
-    hours, minutes = np.floor_divide(values, 100), np.mod(values, 100)
-    return hours * 60 + minutes
+    return Preprocessor(categorical=vocabularies, numeric=stats, derived=recipes, request=request)
 
 
 def derive_columns(
-    columns: Mapping[str, Any], names: list[str], optional: set[str] | frozenset[str] = frozenset()
+    columns: Mapping[str, Any],
+    names: list[str],
+    recipes: Mapping[str, tuple[str, str]],
+    optional: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
     """Pick `names` out of raw columns, computing derived ones; a missing column is named.
 
@@ -221,28 +229,15 @@ def derive_columns(
     result: dict[str, np.ndarray] = {}
     n_rows = next((len(columns[key]) for key in columns), 0)  # dicts and DataFrames alike
     for name in names:
-        source = DERIVED_COLUMNS.get(name, name)
+        source, transform = recipes.get(name, (name, ""))
         if source not in columns and name in optional:
             result[name] = np.full(n_rows, np.nan)
             continue
         if source not in columns:
             raise FeatureError(f"column {source!r} is missing (needed for feature {name!r})")
         raw = np.asarray(columns[source])
-        if name == "dep_hour":
-            hours = np.floor_divide(as_float(raw, source), 100)
-            result[name] = np.where(np.isnan(hours), np.nan, hours)
-        elif name in ("sched_dep_minutes", "sched_arr_minutes"):
-            result[name] = hhmm_to_minutes(as_float(raw, source))
-        else:
-            result[name] = raw
+        result[name] = derive(raw, transform, source) if transform else raw
     return result
-
-
-def as_float(values: Any, name: str) -> np.ndarray:
-    try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise FeatureError(f"column {name!r} must be numeric: {error}") from None
 
 
 def as_category_strings(values: Any) -> np.ndarray:

@@ -6,7 +6,9 @@ serving files are sha256-checked against the digests recorded at registration be
 
 Which model version, the request limits and the batching settings are Bento arguments
 (`bentoml build --arg model_tag=...`): `maas package` sets them from params.yaml, they are
-stored in the Bento, and the container serves with exactly those.
+stored in the Bento, and the container serves with exactly those. The request and response
+models are generated from the task's request spec, which the model version carries (its
+preprocessing JSON): the API shows the task's own fields.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import gc
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from bentoml.exceptions import InvalidArgument
+from pydantic import BaseModel, Field, ValidationError
 
+from maas.serving.errors import ArtifactIntegrityError, FeatureError
 from maas.serving.guard import API_ROUTES, TOKEN_ENV, ApiGuard
-from maas.serving.inference import OnnxModel
-from maas.serving.schema import WARMUP_FLIGHT, Flight, PredictResponse, to_columns, to_response
+from maas.serving.inference import PREPROCESSING_FILE, OnnxModel
+from maas.serving.request import MAX_TEXT, RequestSpec
+from maas.serving.schema import Schema, build_schema
 
 
 class ServiceArgs(BaseModel):
@@ -31,7 +36,7 @@ class ServiceArgs(BaseModel):
 
     model_tag: str = "flight-delay:latest"  # BentoML model holding one version's serving files
     base_image: str = "localhost/maas-base:bookworm"  # FROM of the container image
-    max_records: int = Field(1000, ge=1)  # flights per request; more is a 400
+    max_records: int = Field(1000, ge=1)  # records per request; more is a 400
     workers: int = Field(1, ge=1)
     # OpenTelemetry on the API routes. Off by default: with no exporter configured BentoML
     # samples nothing, yet its middleware costs a large share of requests/s (docs/performance.md).
@@ -42,11 +47,23 @@ class ServiceArgs(BaseModel):
 ARGS = bentoml.use_arguments(ServiceArgs)
 
 
-Flights = Annotated[list[Flight], Field(min_length=1, max_length=ARGS.max_records)]
+def load_request_spec(model_tag: str) -> RequestSpec:
+    """The request spec the model version carries. Read when the module is imported (the API's
+    models are declared with the class); the service checks it again after the digests."""
+    folder = Path(bentoml.models.get(model_tag).path)
+    data = json.loads((folder / PREPROCESSING_FILE).read_text()).get("request")
+    if not data:
+        raise ArtifactIntegrityError(f"{model_tag}: {PREPROCESSING_FILE} holds no request spec")
+    return RequestSpec.from_dict(data)
+
+
+SCHEMA: Schema = build_schema(load_request_spec(ARGS.model_tag), ARGS.max_records)
+PredictRequest = SCHEMA.request
+PredictResponse = SCHEMA.response
 
 
 # Young-generation threshold of the cyclic garbage collector in a serving worker. Requests
-# allocate thousands of short-lived objects (1,000 Flight models in a bulk request) that
+# allocate thousands of short-lived objects (1,000 record models in a bulk request) that
 # reference counting frees; with Python's default (700) the collector still ran every few
 # hundred allocations and, after bulk traffic, raised single-record tail latency for good
 # (measured: docs/serving.md).
@@ -61,22 +78,15 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-class PredictRequest(BaseModel):
-    """The body of /predict as the fast path reads it (see `ApiGuard`). Anything it refuses,
-    an unknown top-level key included, goes to BentoML's own handler, which answers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    flights: Flights
-
-
 LIVE: dict[str, Any] = {}  # this worker's service instance, once loaded and warmed up
 
 
 def fast_predict(body: bytes) -> bytes | None:
     """/predict for a valid body in one step: pydantic-core parses and validates the JSON
     bytes, one featurize + ONNX call, the response serialized straight to bytes. None: not
-    handled here (no live service yet, or a body BentoML must answer, e.g. with a 400)."""
+    handled here (no live service yet, or a body BentoML must answer, e.g. with a 400).
+    Anything the request model refuses, an unknown top-level key included, goes to BentoML's
+    own handler, which answers."""
     service = LIVE.get("service")
     if service is None:
         return None
@@ -84,7 +94,11 @@ def fast_predict(body: bytes) -> bytes | None:
         request = PredictRequest.model_validate_json(body)
     except ValidationError:
         return None
-    return to_response(service.version, *service.score(request.flights)).model_dump_json().encode()
+    try:
+        scored = service.score(SCHEMA.records(request))
+    except FeatureError:  # BentoML's handler answers it (a 400 naming the field)
+        return None
+    return SCHEMA.to_response(service.version, *scored).model_dump_json().encode()
 
 
 # Image: the base image already holds Python and uv. A `distro` BentoML has no package table
@@ -105,29 +119,40 @@ SERVICE_SETTINGS: dict[str, Any] = {
 
 
 @bentoml.service(**SERVICE_SETTINGS)
-class FlightDelayService:
+class ModelService:
     bento_model = bentoml.models.BentoModel(ARGS.model_tag)
 
     def __init__(self) -> None:
         folder = Path(self.bento_model.path)
         self.info: dict[str, Any] = json.loads((folder / "metadata.json").read_text())
         self.model = OnnxModel.load(folder, expected_digests=self.info["sha256"])
+        if self.model.preprocessor.request != SCHEMA.spec:
+            raise ArtifactIntegrityError("the request spec changed after the service started")
         self.version = str(self.info["model_version"])
-        # Warm-up: /readyz turns ready only once a real prediction has run.
-        self.model.predict_proba(to_columns([WARMUP_FLIGHT]))
+        # Warm-up: /readyz turns ready only once a real prediction has run, on a record of
+        # the task's own (kept with the request spec at training).
+        warmup = SCHEMA.record.model_validate(SCHEMA.spec.example)
+        self.model.predict_proba(SCHEMA.to_columns([warmup]))
         LIVE["service"] = self  # the fast path answers from now on
         settle_garbage_collector()
 
-    def score(self, flights: list[Flight]) -> tuple[np.ndarray, list[list[str]]]:
-        # Weather readings the schema accepts but outside the bounds the model was trained
-        # with (features.numeric) count as missing, exactly as in training.
-        return self.model.score(to_columns(flights))
+    def score(self, records: list[BaseModel]) -> tuple[np.ndarray, list[list[str]]]:
+        # Values the schema accepts but outside the bounds the model was trained with
+        # (features.numeric) count as missing, exactly as in training.
+        return self.model.score(SCHEMA.to_columns(records))
 
-    @bentoml.api
-    async def predict(self, flights: Flights) -> PredictResponse:
-        """Delay probability for each flight, in request order."""
+    def score_or_400(self, records: list[BaseModel]) -> tuple[np.ndarray, list[list[str]]]:
+        """A value the schema let through that featurizing cannot read is the client's: 400."""
+        try:
+            return self.score(records)
+        except FeatureError as error:
+            raise InvalidArgument(str(error)) from None
+
+    @bentoml.api(input_spec=PredictRequest, output_spec=PredictResponse)
+    async def predict(self, **body: Any) -> Any:
+        """The model's prediction for each record, in request order."""
         # async: one scoring call is far shorter than a thread hop, so it runs on the event loop.
-        return to_response(self.version, *self.score(flights))
+        return SCHEMA.to_response(self.version, *self.score_or_400(body[SCHEMA.spec.body_key]))
 
     @bentoml.api
     async def metadata(self) -> dict[str, Any]:
@@ -136,6 +161,8 @@ class FlightDelayService:
         return {
             "model_name": meta["registered_model"],
             "model_version": self.version,
+            "kind": SCHEMA.spec.kind,
+            "request": SCHEMA.spec.to_dict(),
             "run_id": meta["run_id"],
             "git_commit": meta.get("git_commit", ""),
             "train_partitions": json.loads(meta.get("train_partitions") or "{}"),
@@ -146,10 +173,13 @@ class FlightDelayService:
         }
 
 
-_service: Any = FlightDelayService  # a bentoml Service object (typed as the class)
-# A flight with every field is well under 1 KB of JSON: 2 KB a flight plus 64 KB leaves room
-# for formatting, and still bounds what one request can cost.
-MAX_BODY = 64 * 1024 + ARGS.max_records * 2048
+_service: Any = ModelService  # a bentoml Service object (typed as the class)
+# A record's fields at their longest (MAX_TEXT for a string, 32 for a number) plus their names
+# and formatting, and 64 KB more: still bounds what one request can cost.
+RECORD_BYTES = sum(
+    len(f.name) + 16 + (32 if f.type in ("int", "float") else MAX_TEXT) for f in SCHEMA.spec.fields
+)
+MAX_BODY = 64 * 1024 + ARGS.max_records * RECORD_BYTES
 _service.add_asgi_middleware(
     ApiGuard, token=os.environ.get(TOKEN_ENV) or None, max_body=MAX_BODY, fast=fast_predict
 )

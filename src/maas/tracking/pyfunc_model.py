@@ -13,7 +13,10 @@ import mlflow
 from mlflow.pyfunc import PythonModel
 
 
-class FlightDelayModel(PythonModel):
+class TaskModel(PythonModel):
+    """Predicts a frame of raw records; the output columns are named by the task (binary:
+    the positive class's probability and the decision at the threshold)."""
+
     def load_context(self, context: Any) -> None:
         from maas.serving.inference import ONNX_FILE, OnnxModel
 
@@ -21,6 +24,12 @@ class FlightDelayModel(PythonModel):
         folder = Path(context.artifacts[ONNX_FILE]).parent
         self.threshold = float(config.get("threshold", 0.5))
         self.model = OnnxModel.load(folder, expected_digests=config.get("sha256"))
+        request = self.model.preprocessor.request
+        outputs = request.outputs if request is not None else {}
+        self.names = (
+            outputs.get("probability", "probability"),
+            outputs.get("decision", "positive"),
+        )
 
     # model_input is left unannotated: MLflow reads the hint as a schema and warns on `Any`.
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:
@@ -28,7 +37,8 @@ class FlightDelayModel(PythonModel):
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         probs = self.model.predict_proba(frame)
-        return pd.DataFrame({"delay_probability": probs, "delayed": probs >= self.threshold})
+        probability, decision = self.names
+        return pd.DataFrame({probability: probs, decision: probs >= self.threshold})
 
 
-mlflow.models.set_model(FlightDelayModel())
+mlflow.models.set_model(TaskModel())

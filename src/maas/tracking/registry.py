@@ -22,6 +22,7 @@ from maas.serving.inference import (
     sha256_file,
     verify_digests,
 )
+from maas.serving.preprocessing import Preprocessor
 from maas.tracking import serving_code
 from maas.tracking.store import RegistryError
 
@@ -69,11 +70,11 @@ def register_version(
             model_config={"sha256": digests, "threshold": 0.5},
             pip_requirements=pip_requirements,
             input_example=input_example,
-            signature=input_signature(input_example),
+            signature=input_signature(input_example, optional_inputs(models_dir)),
         )
         all_tags = {**tags, **{f"{SHA_TAG_PREFIX}{k}": v for k, v in digests.items()}}
         version = client.create_model_version(
-            name=_ensure_registered_model(client, params.model_name),
+            name=_ensure_registered_model(client, params.model_name, params.description),
             source=info.model_uri,
             run_id=run_id,
             tags=all_tags,
@@ -82,28 +83,32 @@ def register_version(
     return client.get_model_version(params.model_name, str(version.version))
 
 
-def input_signature(example: Any) -> Any:
-    """The example's column types; float (weather) columns may be null or absent."""
+def optional_inputs(models_dir: Path) -> set[str]:
+    """The request fields the task marks optional (the model's request spec)."""
+    spec = Preprocessor.load(models_dir / PREPROCESSING_FILE).request
+    return {field.name for field in spec.fields if field.optional} if spec else set()
+
+
+def input_signature(example: Any, optional: set[str]) -> Any:
+    """The example's column types; the optional inputs may be null or absent."""
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types import ColSpec, Schema
 
     inferred = infer_signature(example).inputs.inputs
     columns: list[Any] = [
-        ColSpec(c.type, c.name, required=c.type != DataType.double) for c in inferred
+        ColSpec(c.type, c.name, required=c.name not in optional) for c in inferred
     ]
     return ModelSignature(inputs=Schema(columns))
 
 
-def _ensure_registered_model(client: Any, name: str) -> str:
+def _ensure_registered_model(client: Any, name: str, description: str) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
         try:
-            client.create_registered_model(
-                name, description="Will a NYC flight arrive 15+ min late?"
-            )
+            client.create_registered_model(name, description=description)
         except MlflowException:  # a concurrent run created it first
             client.get_registered_model(name)
     return name

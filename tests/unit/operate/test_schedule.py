@@ -31,7 +31,8 @@ def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> Non
     assert training.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
     for deployment in (training, reconcile):  # runs see the same parameters, by absolute path
         assert deployment.parameters == {
-            "params_file": str((ROOT / "params.yaml").resolve()), "overrides": overrides
+            "params_file": str((ROOT / "params.yaml").resolve()), "overrides": overrides,
+            "task": "flight-delay",
         }  # fmt: skip
 
 

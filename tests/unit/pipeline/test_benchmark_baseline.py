@@ -31,8 +31,8 @@ def test_pandas_baseline_fails_exactly_where_the_suite_fails(small_params, corru
     frame = make_flights(300) if corrupt is None else corrupt(make_flights(300))
     report = run(frame, small_params)
     gx_failed = sum(1 for outcome in report.outcomes if not outcome.success)
-    batch = prepare_batch(frame, small_params.validation, 15)
-    pandas_failed = pandas_checks(batch, small_params.validation, JAN.year * 100.0 + JAN.month)
+    batch = prepare_batch(frame, small_params.validation, small_params.data, JAN)
+    pandas_failed = pandas_checks(batch, small_params.validation)
     assert len(pandas_failed) == gx_failed, (
         pandas_failed,
         [o.describe() for o in report.outcomes if not o.success],

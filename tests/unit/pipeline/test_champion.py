@@ -7,16 +7,19 @@ import json
 from maas.config import RegistryParams
 from maas.pipeline.register import serving_requirements
 from maas.pipeline.stages import champion_score
-from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
 from maas.tracking.registry import CHAMPION, register_version, set_alias
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
-from tests.helpers import make_flights, write_tiny_model
+from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
 def registry_at(tmp_path, name: str) -> RegistryParams:
-    return RegistryParams(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                          artifact_root=tmp_path / "artifacts", model_name=name)  # fmt: skip
+    return RegistryParams(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        model_name=name,
+        experiment=name,
+    )
 
 
 def test_overlap_with_the_champions_training_partitions_is_reported(tmp_path, small_params):

@@ -22,15 +22,14 @@ from maas.serving.inference import (
     sha256_file,
     verify_digests,
 )
-from maas.serving.preprocessing import fit_preprocessor
-from tests.helpers import make_flights
+from tests.helpers import fit_flights, make_flights
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, params):
     folder = tmp_path_factory.mktemp("serving")
     frame = make_flights(300)
-    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    pre = fit_flights(frame, params)
     cat, num = pre.transform(frame)
     config = build_model_config(pre.cardinalities, num.shape[1], [32, 16], 0.1, 8)
     torch.manual_seed(0)

@@ -11,8 +11,7 @@ from maas.pipeline.export import check_onnx_parity, export_onnx, load_weights, s
 from maas.pipeline.model import ModelConfig, TabMNet, build_network, model_config_for, numeric_bins
 from maas.pipeline.train import TensorSet, train_one_epoch
 from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE, OnnxModel
-from maas.serving.preprocessing import fit_preprocessor
-from tests.helpers import make_flights
+from tests.helpers import fit_flights, make_flights
 
 KINDS = [("mlp", "piecewise_linear"), ("mlp", "periodic"), ("tabm", "none"),
          ("tabm", "piecewise_linear"), ("tabm", "periodic")]  # fmt: skip
@@ -21,7 +20,7 @@ KINDS = [("mlp", "piecewise_linear"), ("mlp", "periodic"), ("tabm", "none"),
 @pytest.fixture(scope="module")
 def rows(params):
     frame = make_flights(400, seed=3)
-    pre = fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    pre = fit_flights(frame, params)
     cat, num = pre.transform(frame)
     return frame, pre, cat, num
 

@@ -22,8 +22,10 @@ def project(tmp_path, small_params):
     months = [
         make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}") for m in (10, 11)
     ]
-    train = add_label(pd.concat(months, ignore_index=True), 15, "drop")
-    test = add_label(make_flights(300, month=12, seed=12).assign(partition="2013-12"), 15, "drop")
+    train = add_label(pd.concat(months, ignore_index=True), small_params.data.label)
+    test = add_label(
+        make_flights(300, month=12, seed=12).assign(partition="2013-12"), small_params.data.label
+    )
     lineage = {"train_partitions": {"2013-10": "a", "2013-11": "b"},
                "test_partitions": {"2013-12": "c"}, "validation_status": "passed"}  # fmt: skip
     write_windows(data, train, test, lineage)
@@ -39,7 +41,7 @@ def test_baselines_are_fitted_on_the_rows_the_network_trained_on(project, small_
     data, models, evaluate, train, test = project
     fraction = small_params.train.validation_fraction
     metrics = evaluate_model(data, models, 42, fraction, evaluate, small_params.promotion, None)
-    fit_rows, _ = split_latest(train, fraction)
+    fit_rows, _ = split_latest(train, fraction, data.time)
     pre = OnnxModel.load(models).preprocessor
     train_cat, train_num = pre.transform(fit_rows)
     test_cat, test_num = pre.transform(test)
@@ -73,8 +75,12 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
     from maas.tracking.store import connect
 
     data, models, evaluate, _, _ = project
-    registry = RegistryParams(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                              artifact_root=tmp_path / "artifacts", model_name="cas")  # fmt: skip
+    registry = RegistryParams(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        model_name="cas",
+        experiment="cas",
+    )
     metrics = evaluate_model(data, models, 42, 0.1, evaluate, small_params.promotion, None)
     metrics["gate"] = {"passed": True, "promoted": True, "reasons": ["test"]}
     assert metrics["champion"] is None  # the gate saw no champion

@@ -9,13 +9,12 @@ import torch
 from maas.pipeline.checkpoints import load_checkpoint
 from maas.pipeline.model import TabularNet, build_model_config
 from maas.pipeline.train import TensorSet, TrainingError, fit, select_device, train_one_epoch
-from maas.serving.preprocessing import fit_preprocessor
-from tests.helpers import make_flights
+from tests.helpers import fit_flights, make_flights
 
 
 def tensors(params, n: int, seed: int, pre=None):
     frame = make_flights(n, seed=seed)
-    pre = pre or fit_preprocessor(frame, params.features.categorical, params.features.numeric)
+    pre = pre or fit_flights(frame, params)
     cat, num = pre.transform(frame)
     return pre, TensorSet.from_numpy(
         cat, num, frame["label"] if "label" in frame else (frame["arr_delay"] >= 15).to_numpy()
@@ -120,9 +119,12 @@ def test_a_checkpoint_resumes_only_the_same_labels_and_code(small_params) -> Non
     lineage = {"train_partitions": {"2013-11": "a" * 64}}
     base = training_fingerprint(p.features, p.model, p.train, p.data, lineage)
     assert base == training_fingerprint(p.features, p.model, p.train, p.data, lineage)
-    relabeled = p.data.model_copy(update={"label_threshold_minutes": 30})
+    relabeled = p.data.model_copy(
+        update={"label": p.data.label.model_copy(update={"threshold": 30})}
+    )
     assert training_fingerprint(p.features, p.model, p.train, relabeled, lineage) != base
-    positive = p.data.model_copy(update={"unlabeled": "positive"})
+    rule = p.data.label.model_copy(update={"unlabeled": "positive"})
+    positive = p.data.model_copy(update={"label": rule})
     assert training_fingerprint(p.features, p.model, p.train, positive, lineage) != base
     other_code = training_fingerprint(p.features, p.model, p.train, p.data, lineage, code="x")
     assert other_code != base
@@ -166,10 +168,9 @@ def test_leaving_optional_inputs_out_is_what_serving_sees_without_them(small_par
     """Training's left-out rows must look exactly like requests that omit the optional
     inputs (weather): the same numeric matrix the preprocessing builds for such a record."""
     from maas.pipeline.augment import Augmentation
-    from maas.serving.preprocessing import fit_preprocessor
 
     frame = make_flights(200, seed=5)
-    pre = fit_preprocessor(frame, small_params.features.categorical, small_params.features.numeric)
+    pre = fit_flights(frame, small_params)
     assert pre.optional_inputs == ["temp", "dewp", "humid", "wind_dir", "wind_speed",
                                    "wind_gust", "precip", "pressure", "visib"]  # fmt: skip
     _, full = pre.transform(frame)

@@ -36,8 +36,10 @@ def project(tmp_path):
     params = load_params(ROOT / "params.yaml", overrides)
     months = [make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}")
               for m in (10, 11)]  # fmt: skip
-    train = add_label(pd.concat(months, ignore_index=True), 15, "drop")
-    test = add_label(make_flights(200, month=12, seed=12).assign(partition="2013-12"), 15, "drop")
+    train = add_label(pd.concat(months, ignore_index=True), params.data.label)
+    test = add_label(
+        make_flights(200, month=12, seed=12).assign(partition="2013-12"), params.data.label
+    )
     lineage = {"train_partitions": {"2013-10": "a", "2013-11": "b"},
                "test_partitions": {"2013-12": "c"}, "validation_status": "passed"}  # fmt: skip
     write_windows(params.data, train, test, lineage)

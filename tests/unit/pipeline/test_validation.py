@@ -66,7 +66,7 @@ def test_a_partition_is_validated_once_per_suite(small_params, tmp_path: Path) -
     clean, broken = make_flights(300), unknown_carrier(make_flights(300))
 
     def run_cached(frame, params=validation, sha="a" * 64):
-        return validate_partitions([(JAN, frame)], params, 15, None, {JAN.name: sha})
+        return validate_partitions([(JAN, frame)], params, small_params.data, None, {JAN.name: sha})
 
     first = run_cached(broken)
     assert first.cached == [] and first.status == "failed"
@@ -85,3 +85,18 @@ def test_a_partition_is_validated_once_per_suite(small_params, tmp_path: Path) -
     assert run_cached(clean, sha="b" * 64).cached == ["2013-01"]  # and rewritten
     no_cache = validation.model_copy(update={"cache_dir": None})
     assert run_cached(clean, params=no_cache).cached == []
+
+
+def test_a_binary_label_named_by_its_positive_value_has_two_values(small_params) -> None:
+    """With `positive`, a third value would silently count as negative: the run stops."""
+    from maas.config import LabelSpec
+
+    label = LabelSpec.model_validate({"column": "origin", "positive": "JFK"})
+    data = small_params.data.model_copy(update={"label": label})
+    report = validate_partitions([(JAN, make_flights(300))], small_params.validation, data)
+    assert ("expect_column_unique_value_count_to_be_between", "origin", "block") in failed(report)
+    two = make_flights(300).assign(origin=lambda f: f["origin"].where(f["origin"] == "JFK", "EWR"))
+    report = validate_partitions([(JAN, two)], small_params.validation, data)
+    assert not any(
+        e == "expect_column_unique_value_count_to_be_between" for e, _, _ in failed(report)
+    )

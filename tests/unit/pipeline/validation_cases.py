@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maas.pipeline.data import Partition
+from maas.pipeline.data import Partition, period_bounds
 from maas.pipeline.validation import validate_partitions
 
-JAN = Partition("2013-01", Path("2013-01.parquet"), 2013, 1)
+JAN = Partition("2013-01", Path("2013-01.parquet"), *period_bounds("2013-01", "month"))
 
 
 def run(frame: pd.DataFrame, params, partition: Partition = JAN, reports: Path | None = None):
-    return validate_partitions([(partition, frame)], params.validation, 15, reports)
+    return validate_partitions([(partition, frame)], params.validation, params.data, reports)
 
 
 def failed(report) -> set[tuple[str, str | None, str]]:
@@ -103,9 +103,9 @@ CASES: list[tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str | None, str]]
         "year,month,day,carrier,flight,origin",
         "block",
     ),
-    (wrong_month, "expect_column_values_to_be_in_set", "_partition_month", "block"),
-    (impossible_date, "expect_column_values_to_not_be_null", "_flight_date", "block"),
-    (all_delayed, "expect_column_mean_to_be_between", "_delayed", "block"),
+    (wrong_month, "expect_column_values_to_be_in_set", "_in_partition", "block"),
+    (impossible_date, "expect_column_values_to_not_be_null", "_time", "block"),
+    (all_delayed, "expect_column_mean_to_be_between", "_label", "block"),
     (too_few_rows, "expect_table_row_count_to_be_between", None, "block"),
     (wind_sensor_error, "expect_column_values_to_be_between", "wind_speed", "warn"),
     (bulk_wind_corruption, "expect_column_values_to_be_between", "wind_speed", "block"),

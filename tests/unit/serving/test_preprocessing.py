@@ -7,12 +7,12 @@ import pytest
 
 from maas.serving.errors import FeatureError
 from maas.serving.preprocessing import UNKNOWN_INDEX, Preprocessor, fit_preprocessor
-from tests.helpers import make_flights
+from tests.helpers import fit_flights, make_flights
 
 
 @pytest.fixture()
 def fitted(params) -> Preprocessor:
-    return fit_preprocessor(make_flights(400), params.features.categorical, params.features.numeric)
+    return fit_flights(make_flights(400), params)
 
 
 def test_transform_shapes_and_types(fitted) -> None:
@@ -54,7 +54,7 @@ def test_impossible_readings_become_missing(fitted) -> None:
 def test_fitted_on_training_rows_only(params) -> None:
     train = make_flights(200)
     train["dest"] = "BOS"
-    pre = fit_preprocessor(train, params.features.categorical, params.features.numeric)
+    pre = fit_flights(train, params)
     assert pre.categorical["dest"] == ["BOS"]
     assert pre.numeric["distance"].mean == pytest.approx(train["distance"].mean())
 
@@ -111,3 +111,12 @@ def test_float_coded_categories_are_not_truncated() -> None:
     assert as_category_strings(np.array([2, 3])).tolist() == ["2", "3"]
     mixed = np.array([2.0, 2.5, "AA", None, float("nan")], dtype=object)
     assert as_category_strings(mixed).tolist() == ["2", "2.5", "AA", "", ""]
+
+
+def test_a_value_too_far_for_float32_arithmetic_counts_as_missing() -> None:
+    """Found by schemathesis on a task without numeric bounds: 5e64 overflowed the network."""
+    pre = fit_preprocessor(make_flights(400), [], {"air_time": None})  # no min/max
+    _, near = pre.transform({"air_time": [1e4]})
+    _, far = pre.transform({"air_time": [5e64, -2.6e156]})
+    assert near[0].tolist()[1] == 0.0  # far out, yet a reading
+    assert far[:, 1].tolist() == [1.0, 1.0] and far[:, 0].tolist() == [0.0, 0.0]

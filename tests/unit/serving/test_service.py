@@ -1,4 +1,5 @@
-"""The BentoML service class, instantiated directly on a real BentoML model store."""
+"""The BentoML service class, instantiated directly on a real BentoML model store. Its module is
+imported once the model exists: the request models are generated from the model's spec."""
 
 from __future__ import annotations
 
@@ -11,20 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from maas.config import RegistryParams
 from maas.pipeline.register import serving_requirements
 from maas.release.bento import create_bento_model
 from maas.serving.errors import ArtifactIntegrityError
 from maas.serving.inference import ONNX_FILE
-from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
-from maas.serving.schema import Flight
-from maas.serving.service import FlightDelayService, Flights
 from maas.tracking.registry import register_version
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
-from tests.helpers import make_flights, write_tiny_model
+from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 MODEL = "flight-delay"  # the service's default Bento argument is flight-delay:latest
 
@@ -57,20 +55,38 @@ def packaged(tmp_path_factory, params):
     return registry, client, version, tag, records
 
 
-def predict(service: FlightDelayService, rows: list[dict]) -> dict:
-    flights = TypeAdapter(Flights).validate_python(rows)
-    return asyncio.run(service.predict(flights)).model_dump()
+@pytest.fixture(scope="module")
+def module(packaged):
+    """maas.serving.service, imported now that flight-delay:latest exists."""
+    from maas.serving import service
+
+    return service
+
+
+def Service(module):
+    return module.ModelService()
+
+
+def flights_of(module, rows: list[dict]) -> list:
+    return module.PredictRequest.model_validate({"flights": rows}).flights
+
+
+def predict(service, rows: list[dict]) -> dict:
+    from maas.serving import service as module
+
+    body = asyncio.run(service.predict(flights=flights_of(module, rows)))
+    return body.model_dump()
 
 
 def records_of(frame) -> list[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def test_service_predicts_like_the_registered_pyfunc(packaged) -> None:
+def test_service_predicts_like_the_registered_pyfunc(packaged, module) -> None:
     import mlflow
 
     registry, _, version, _, records = packaged
-    service = FlightDelayService()
+    service = Service(module)
     rows = records_of(records.head(50))
     body = predict(service, rows)
     assert body["model_version"] == str(version.version)
@@ -81,9 +97,9 @@ def test_service_predicts_like_the_registered_pyfunc(packaged) -> None:
     assert [p["delayed"] for p in body["predictions"]] == list(expected["delayed"])
 
 
-def test_unknown_categories_and_missing_weather_get_defined_predictions(packaged) -> None:
+def test_unknown_categories_and_missing_weather_get_defined_predictions(packaged, module) -> None:
     *_, records = packaged
-    service = FlightDelayService()
+    service = Service(module)
     base = {k: v for k, v in records_of(records.head(1))[0].items() if k in RECORD_FIELDS}
     unknown = {**base, "carrier": "ZZ", "dest": "XYZ"}
     nulls = {**base, **dict.fromkeys(WEATHER_FIELDS)}
@@ -93,9 +109,9 @@ def test_unknown_categories_and_missing_weather_get_defined_predictions(packaged
     assert probs[0] == probs[2]  # absent weather fields and explicit nulls are the same thing
 
 
-def test_metadata_reports_lineage_and_verified_digests(packaged) -> None:
+def test_metadata_reports_lineage_and_verified_digests(packaged, module) -> None:
     _, _, version, _, _ = packaged
-    meta = asyncio.run(FlightDelayService().metadata())
+    meta = asyncio.run(Service(module).metadata())
     assert meta["model_name"] == MODEL and meta["model_version"] == str(version.version)
     assert meta["run_id"] == version.run_id and meta["git_commit"] == "abc123"
     assert meta["test_partitions"] == {"2013-12": "x"}
@@ -105,53 +121,68 @@ def test_metadata_reports_lineage_and_verified_digests(packaged) -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"month": 13}, "month"),
+        ({"sched_dep_time": 2400}, "sched_dep_time"),
         ({"carrier": ""}, "carrier"),
         ({"distance": "far"}, "distance"),
         ({"temp": float("nan")}, "temp"),
         ({"wind_speed": float("inf")}, "wind_speed"),
-        ({"humid": 140}, "humid"),
+        ({"humid": "wet"}, "humid"),  # (out-of-range readings score as missing: a warn range)
         ({"visib": False}, "visib"),  # found by schemathesis: lax pydantic scored it as 0
-        ({"month": "12"}, "month"),
-        ({"day": 2.5}, "day"),
+        ({"sched_arr_time": "12"}, "sched_arr_time"),
+        ({"sched_dep_time": 2.5}, "sched_dep_time"),
         ({"carrier": 7}, "carrier"),
         ({"distance": True}, "distance"),
+        ({"distance": 9000}, "distance"),  # outside the task's blocking range (10..6000)
     ],
 )
-def test_schema_rejects_bad_values_naming_the_field(change: dict, field: str) -> None:
-    record = {"month": 1, "day": 2, "sched_dep_time": 900, "sched_arr_time": 1200,
-              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+def test_schema_rejects_bad_values_naming_the_field(module, change: dict, field: str) -> None:
+    record = {"sched_dep_time": 900, "sched_arr_time": 1200, "carrier": "AA", "origin": "JFK",
+              "dest": "LAX", "distance": 2475}  # fmt: skip
     with pytest.raises(ValidationError, match=field):
-        TypeAdapter(Flights).validate_python([{**record, **change}])
+        flights_of(module, [{**record, **change}])
     missing = {k: v for k, v in record.items() if k != "dest"}
     with pytest.raises(ValidationError, match="dest"):
-        TypeAdapter(Flights).validate_python([missing])
+        flights_of(module, [missing])
 
 
-def test_whole_floats_are_integers_as_in_json_schema() -> None:
-    record = {"month": 1.0, "day": 2, "sched_dep_time": 900.0, "sched_arr_time": 1200,
-              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
-    flight = TypeAdapter(Flights).validate_python([record])[0]
-    assert (flight.month, flight.sched_dep_time) == (1, 900)
-    assert isinstance(flight.month, int) and flight.distance == 2475
+def test_whole_floats_are_integers_as_in_json_schema(module) -> None:
+    record = {"sched_dep_time": 900.0, "sched_arr_time": 1200, "carrier": "AA", "origin": "JFK",
+              "dest": "LAX", "distance": 2475.0}  # fmt: skip
+    flight = flights_of(module, [record])[0]
+    assert flight.sched_dep_time == 900 and isinstance(flight.sched_dep_time, int)
+    assert flight.distance == 2475
 
 
-def test_schema_bounds_the_list_length() -> None:
-    from maas.serving.service import ARGS
-
-    record = {"month": 1, "day": 2, "sched_dep_time": 900, "sched_arr_time": 1200,
-              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+def test_schema_bounds_the_list_length_and_the_body_key(module) -> None:
+    record = {"sched_dep_time": 900, "sched_arr_time": 1200, "carrier": "AA", "origin": "JFK",
+              "dest": "LAX", "distance": 2475}  # fmt: skip
     with pytest.raises(ValidationError, match="at least 1"):
-        TypeAdapter(Flights).validate_python([])
-    with pytest.raises(ValidationError, match=f"at most {ARGS.max_records}"):
-        TypeAdapter(Flights).validate_python([record] * (ARGS.max_records + 1))
+        flights_of(module, [])
+    with pytest.raises(ValidationError, match=f"at most {module.ARGS.max_records}"):
+        flights_of(module, [record] * (module.ARGS.max_records + 1))
+    with pytest.raises(ValidationError, match="records"):  # another task's body key
+        module.PredictRequest.model_validate({"records": [record]})
 
 
-def test_request_schema_is_the_record_schema_of_training() -> None:
-    assert tuple(Flight.model_fields) == (*RECORD_FIELDS, *WEATHER_FIELDS)
+def test_request_schema_is_the_tasks_fields_of_training(module) -> None:
+    """Generated from the task: the raw fields the features read, weather optional."""
+    record = module.SCHEMA.record
+    assert tuple(record.model_fields) == (*RECORD_FIELDS, *WEATHER_FIELDS)
+    assert [n for n, f in record.model_fields.items() if not f.is_required()] == list(
+        WEATHER_FIELDS
+    )
+    schema = module.PredictRequest.model_json_schema()
+    assert list(schema["properties"]) == ["flights"]
+    fields = schema["$defs"]["Record"]["properties"]
+    assert (
+        fields["sched_dep_time"]["maximum"] == 2359
+        and fields["sched_dep_time"]["type"] == "integer"
+    )
+    outputs = module.PredictResponse.model_json_schema()["$defs"]["Prediction"]["properties"]
+    assert {"delay_probability", "delayed", "unknown_inputs"} == set(outputs)
 
 
-def test_tampered_model_file_stops_the_service(packaged) -> None:
+def test_tampered_model_file_stops_the_service(packaged, module) -> None:
     import bentoml
 
     _, _, _, tag, _ = packaged
@@ -160,12 +191,12 @@ def test_tampered_model_file_stops_the_service(packaged) -> None:
     try:
         onnx.write_bytes(original + b"\0")
         with pytest.raises(ArtifactIntegrityError, match=r"model\.onnx"):
-            FlightDelayService()
+            Service(module)
     finally:
         onnx.write_bytes(original)
 
 
-def test_serving_imports_no_training_libraries() -> None:
+def test_serving_imports_no_training_libraries(module) -> None:
     code = (
         "import sys, maas.serving.service; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
@@ -245,13 +276,14 @@ def test_bodies_over_the_limit_get_413_declared_or_chunked() -> None:
     assert call([], [b"x" * 60, b"x" * 60, b"x" * 60]) == [413]  # cut off; app's answer dropped
 
 
-def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(packaged) -> None:
+def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(
+    packaged, module
+) -> None:
     """A valid body is answered by `fast_predict` with exactly the API's response; a body it
     does not accept reaches BentoML's handler unchanged (so its errors stay BentoML's)."""
-    from maas.serving import service as module
     from maas.serving.guard import ApiGuard
-    from maas.serving.service import fast_predict
 
+    fast_predict = module.fast_predict
     *_, records = packaged
     rows = records_of(records.head(20))
     seen: list[bytes] = []
@@ -282,11 +314,11 @@ def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(pac
     body = json.dumps({"flights": rows}).encode()
     module.LIVE.clear()
     assert call(body) == (400, b"bentoml") and seen == [body]  # not loaded yet: BentoML's
-    service = FlightDelayService()  # loads, warms up, goes live
+    service = Service(module)  # loads, warms up, goes live
     status, answer = call(body)
     assert status == 200 and len(seen) == 1  # answered without BentoML's handler
     assert json.loads(answer) == json.loads(json.dumps(predict(service, rows)))
-    bad_month = json.dumps({"flights": [{**rows[0], "month": 13}]}).encode()
+    bad_month = json.dumps({"flights": [{**rows[0], "sched_dep_time": 2400}]}).encode()
     unknown_key = json.dumps({"flights": rows, "debug": True}).encode()
     truncated = body[:-5]
     for refused in (bad_month, unknown_key, truncated):
@@ -294,11 +326,11 @@ def test_fast_path_answers_like_the_api_and_hands_everything_else_to_bentoml(pac
     assert call(body, b"text/plain") == (400, b"bentoml")  # not declared JSON: BentoML decides
 
 
-def test_the_answer_names_the_inputs_the_model_has_not_seen(packaged) -> None:
+def test_the_answer_names_the_inputs_the_model_has_not_seen(packaged, module) -> None:
     """A new carrier or airport is scored with the unknown bucket: the response says which
     fields of which record that was, so a client can tell a confident answer from a guess."""
     *_, records = packaged
-    service = FlightDelayService()
+    service = Service(module)
     base = {k: v for k, v in records_of(records.head(1))[0].items() if k in RECORD_FIELDS}
     body = predict(service, [base, {**base, "carrier": "ZZ", "dest": "XYZ"}])
     first, second = body["predictions"]

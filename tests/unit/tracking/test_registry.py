@@ -11,7 +11,6 @@ from maas.config import RegistryParams
 from maas.pipeline.register import serving_requirements
 from maas.serving.errors import ArtifactIntegrityError
 from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE
-from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
 from maas.tracking.registry import (
     CHAMPION,
     download_serving_artifacts,
@@ -25,7 +24,7 @@ from maas.tracking.registry import (
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import RegistryError, connect
 from maas.tracking.versions import list_versions
-from tests.helpers import make_flights, write_tiny_model
+from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,7 @@ def test_download_verifies_digests_and_detects_tampering(store, tmp_path: Path) 
 def test_unreachable_server_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    params = RegistryParams(tracking_uri="http://127.0.0.1:9")
+    params = RegistryParams(tracking_uri="http://127.0.0.1:9", experiment="x", model_name="x")
     with pytest.raises(RegistryError, match="127.0.0.1:9.*not reachable"):
         connect(params, retries=2, backoff_s=0.01)
 

@@ -10,19 +10,22 @@ import pytest
 from maas.config import RegistryParams
 from maas.pipeline.register import serving_requirements
 from maas.serving.inference import OnnxModel
-from maas.serving.preprocessing import RECORD_FIELDS, WEATHER_FIELDS
 from maas.tracking import serving_code
 from maas.tracking.registry import download_serving_code, register_version, score_version
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
-from tests.helpers import make_flights, write_tiny_model
+from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory, small_params):
     root = tmp_path_factory.mktemp("serving-code")
-    registry = RegistryParams(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                              artifact_root=root / "artifacts", model_name="code")  # fmt: skip
+    registry = RegistryParams(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "artifacts",
+        model_name="code",
+        experiment="code",
+    )
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(root / "models", small_params, frame)
     client = connect(registry)

@@ -1,0 +1,94 @@
+"""`maas task ...`: make a task file from a data file, and list the tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maas.cli.common import DEFAULT_PARAMS, JsonOption, ParamsOption, handled, load, out
+from maas.config import ConfigError, task_files
+
+task_app = typer.Typer(help="Tasks: one file each in tasks/ (maas task init makes one).")
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+
+
+@task_app.command("init")
+@handled
+def init(
+    name: Annotated[str, typer.Argument(help="The task's name (tasks/NAME.yaml, the model name).")],
+    data: Annotated[Path, typer.Option(help="A CSV or parquet file with every row.")],
+    label: Annotated[str, typer.Option(help="The column to predict.")],
+    time: Annotated[str, typer.Option(help="The column saying when each row happened.")],
+    kind: Annotated[str, typer.Option(help="binary (multiclass, regression: not yet).")] = "binary",
+    positive: Annotated[str | None, typer.Option(help="binary: the positive value.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="binary: label >= this is positive (numeric label).")
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option(help="day | week | month | year (default: inferred).")
+    ] = None,
+    exclude: Annotated[str | None, typer.Option(help="Columns to leave out: a,b,c.")] = None,
+    key: Annotated[str | None, typer.Option(help="Columns unique per row: a,b.")] = None,
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing task file.")] = False,
+) -> None:
+    """Profile a data file and write tasks/NAME.yaml for you to review: its data, label,
+    Great Expectations suite (inferred from the data), features and request."""
+    import yaml
+
+    from maas.config.task import TASK_NAME
+    from maas.pipeline.profile import TaskRequest, profile
+
+    if not re.match(TASK_NAME, name):
+        raise ConfigError(f"task name {name!r}: use lower-case letters, digits, '.', '_', '-'")
+    if partition not in (None, "day", "week", "month", "year"):
+        raise ConfigError(f"--partition {partition!r}: day, week, month or year")
+    if positive is not None and threshold is not None:
+        raise ConfigError("give --positive or --threshold, not both")
+    target = params_file.parent / "tasks" / f"{name}.yaml"
+    existing = task_files(params_file.parent)
+    if name in existing and not force:
+        raise ConfigError(f"task {name!r} exists ({existing[name]}); --force overwrites it")
+    request = TaskRequest(
+        name, data, label, time, kind, positive, threshold,
+        partition, _names(exclude), _names(key),  # type: ignore[arg-type]
+    )  # fmt: skip
+    made = profile(request)
+    header = (
+        f"# Task {name}: made by `maas task init` on {dt.date.today()} from {data}.\n"
+        "# Review it: the suite's bands and ranges come from the data as it is today.\n"
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(header + yaml.safe_dump(made.task, sort_keys=False, width=100))
+    load(params_file, [], name)  # the written file must parse: a bug here, not the user's
+    out.print(f"wrote {target}")
+    for note in made.notes:
+        out.print(f"  - {note}")
+    out.print(f"next: maas run --task {name}")
+
+
+@task_app.command("list")
+@handled
+def list_tasks(params_file: ParamsOption = DEFAULT_PARAMS, as_json: JsonOption = False) -> None:
+    """Each task with its kind, label, registered model, champion and last run."""
+    from maas.operate.tasks import task_row
+
+    rows = [task_row(load(params_file, [], name)) for name in task_files(params_file.parent)]
+    if as_json:
+        print(json.dumps([row.to_dict() for row in rows]))
+        return
+    from rich.table import Table
+
+    table = Table("task", "kind", "label", "partition", "model", "champion", "last run")
+    for row in rows:
+        table.add_row(row.task, row.kind, row.label, row.partition, row.model,
+                      row.champion or "-", row.last_run or "-")  # fmt: skip
+    out.print(table)

@@ -1,0 +1,253 @@
+"""`maas task init`: profile a CSV/parquet file and propose a task file — the Great Expectations
+suite's settings inferred from the data (columns and types, domains of low-cardinality
+categoricals, ranges from robust quantiles, null rates, a row-count band, the label rate), the
+features, the partitioning — for the user to review, with notes on what to check."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from maas.config import TimeSpec
+from maas.config.task import Frequency
+from maas.pipeline.data import DataError, label_values, period_names, row_times
+from maas.pipeline.sources import read_table
+
+DOMAIN_MAX = 12  # a text column with at most this many values gets a closed domain (block)
+CATEGORY_MAX = 200  # more distinct values than this (and most rows unique): an identifier
+MIN_PARTITIONS = 6  # the partition frequency is the coarsest giving at least this many
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What the user said on the command line."""
+
+    name: str
+    data: Path
+    label: str
+    time: str
+    kind: str = "binary"
+    positive: str | None = None
+    threshold: float | None = None
+    partition: Frequency | None = None
+    exclude: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+
+
+@dataclass
+class Profile:
+    task: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what was inferred, what to check
+
+
+def column_type(values: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return "str"
+    return "int" if pd.api.types.is_integer_dtype(values) else "float"
+
+
+def choose_partition(times: pd.Series, asked: Frequency | None) -> Frequency:
+    if asked is not None:
+        return asked
+    for frequency in ("month", "week", "day"):
+        if period_names(times, frequency).nunique() >= MIN_PARTITIONS:
+            return frequency
+    return "day"
+
+
+def _rounded(value: float) -> float:
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    digits = 3 - math.floor(math.log10(abs(value)))
+    return float(round(value, max(digits, 0)))
+
+
+def numeric_range(values: pd.Series) -> tuple[float, float]:
+    """[q0.1%, q99.9%] widened by a tenth of its width (not below 0 for a column that never
+    is): robust to a few wild readings."""
+    low, high = values.quantile([0.001, 0.999]).to_numpy(dtype=float)
+    pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+    floor = 0.0 if values.min() >= 0 else low - pad  # never negative: stays so
+    return _rounded(max(low - pad, floor)), _rounded(high + pad)
+
+
+def profile(request: TaskRequest) -> Profile:
+    frame = read_table(request.data)
+    if frame.empty:
+        raise DataError(f"{request.data} holds no rows")
+    if frame.shape[1] < 2:
+        raise DataError(
+            f"{request.data} has {frame.shape[1]} column: a task needs a label and inputs"
+        )
+    named = [request.label, request.time, *request.exclude, *request.keys]
+    missing = [c for c in dict.fromkeys(named) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{request.data} has no column(s) {missing}; it has {list(frame.columns)}")
+    notes: list[str] = []
+    time = TimeSpec(column=request.time)
+    times = row_times(frame, time)
+    if times.isna().all():
+        raise DataError(f"{request.data}: time column {request.time!r} does not parse as dates")
+    if times.isna().any():
+        notes.append(f"{int(times.isna().sum())} row(s) have no parseable {request.time}: left out")
+    frequency = choose_partition(times, request.partition)
+    periods = period_names(times, frequency)
+    label = label_rule(frame, request, notes)
+    labels = label_values(frame, _label_spec(label))
+    unlabeled = float(np.isnan(labels).mean())
+    if unlabeled:
+        notes.append(
+            f"{unlabeled:.1%} of rows have no label: they are dropped (data.label.unlabeled)"
+        )
+    inputs = [c for c in frame.columns if c not in {request.label, *request.exclude, *request.keys}]
+    columns = {c: column_type(frame[c]) for c in frame.columns}  # the suite sees every column
+    features, validation = infer_suite(frame, inputs, columns, request, notes)
+    # unlabeled rows: each one reported (warn); many more than today's share stop the run
+    validation["not_null"] += [
+        {"column": request.label, "mostly": 1.0, "severity": "warn"},
+        {"column": request.label, "mostly": _rounded(max(0.5, 1 - 2 * unlabeled - 0.05)),
+         "severity": "block"},
+    ]  # fmt: skip
+    counts = periods.value_counts()
+    rates = pd.Series(labels).groupby(periods.to_numpy()).mean()
+    validation |= {
+        "row_count": {"min": int(counts.min() // 2), "max": int(counts.max() * 2 + 10)},
+        "label_rate": {
+            "min": _rounded(max(0.0, rates.min() - 0.1)),
+            "max": _rounded(min(1.0, rates.max() + 0.1)),
+        },
+        "unique_key": list(request.keys),
+    }
+    notes.append(
+        f"{len(counts)} {frequency}ly partitions of {int(counts.min())}-{int(counts.max())} rows; "
+        f"label rate {rates.min():.3f}-{rates.max():.3f} per partition (bands: validation.row_count"
+        ", validation.label_rate)"
+    )
+    name = request.name
+    task = {
+        "name": name,
+        "description": f"{label['column']} {_rule_text(label)} (made by maas task init)",
+        "data": {
+            "raw_dir": f"data/{name}/raw",
+            "processed_dir": f"data/{name}/processed",
+            "source": {"kind": "file", "path": str(request.data)},
+            "time": {"column": request.time, "partition": frequency},
+            "label": label,
+        },
+        "validation": validation,
+        "features": features,
+        "serving": {"body_key": "records"},
+        # the task's own working files, apart from every other task's
+        "train": {"models_dir": f"models/{name}", "checkpoint_dir": f".maas/checkpoints/{name}"},
+        "evaluate": {
+            "metrics_path": f"reports/{name}/metrics.json",
+            "plots_dir": f"reports/{name}/plots",
+        },
+        "deploy": {"state_dir": f".maas/deploy/{name}"},
+        "tune": {"output": f"params.tuned.{name}.yaml"},
+    }
+    return Profile(task, notes)
+
+
+def _label_spec(label: dict[str, Any]) -> Any:
+    from maas.config import LabelSpec
+
+    return LabelSpec.model_validate(label)
+
+
+def _rule_text(label: dict[str, Any]) -> str:
+    if "threshold" in label:
+        return f">= {label['threshold']}"
+    return f"== {label['positive']!r}"
+
+
+def label_rule(frame: pd.DataFrame, request: TaskRequest, notes: list[str]) -> dict[str, Any]:
+    """The binary label: by threshold, by the named positive value, or (two values) the rarer."""
+    if request.kind != "binary":
+        raise DataError(f"--kind {request.kind}: this maas trains binary tasks only so far")
+    values = frame[request.label]
+    rule: dict[str, Any] = {"column": request.label, "kind": "binary", "unlabeled": "drop"}
+    if request.threshold is not None:
+        if column_type(values) == "str":
+            raise DataError(f"--threshold needs a numeric label; {request.label!r} holds text")
+        return rule | {"threshold": request.threshold}
+    present = values.dropna()
+    distinct = present.astype(str).unique().tolist()
+    if request.positive is not None:
+        if request.positive not in distinct:
+            raise DataError(f"positive value {request.positive!r} is not in {request.label!r}: "
+                            f"it holds {sorted(distinct)[:10]}")  # fmt: skip
+        if len(distinct) > 2:
+            raise DataError(f"binary label {request.label!r} has {len(distinct)} values; name a "
+                            "two-valued column, or give --threshold")  # fmt: skip
+        return rule | {"positive": _as_written(present, request.positive)}
+    if len(distinct) != 2:
+        raise DataError(f"binary label {request.label!r} has {len(distinct)} values: give "
+                        "--positive VALUE (a two-valued column) or --threshold X")  # fmt: skip
+    rarer = present.astype(str).value_counts().idxmin()
+    notes.append(f"positive class: {request.label} == {rarer!r} (the rarer value): check it")
+    return rule | {"positive": _as_written(present, rarer)}
+
+
+def _as_written(values: pd.Series, text: str) -> Any:
+    """The positive value as the column holds it (a number stays a number in the YAML)."""
+    if column_type(values) == "str":
+        return text
+    number = float(text)
+    return int(number) if number.is_integer() else number
+
+
+def infer_suite(
+    frame: pd.DataFrame,
+    inputs: list[str],
+    columns: dict[str, str],
+    request: TaskRequest,
+    notes: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    categorical: list[str] = []
+    numeric: dict[str, Any] = {}
+    domains: dict[str, list[str]] = {}
+    ranges: list[dict[str, Any]] = []
+    not_null: list[dict[str, Any]] = []
+    for column in inputs:
+        values = frame[column]
+        null_rate = float(values.isna().mean())
+        if column == request.time:
+            continue
+        if columns[column] == "str":
+            distinct = values.dropna().astype(str).nunique()
+            if distinct > CATEGORY_MAX and distinct > 0.5 * values.notna().sum():
+                notes.append(f"{column}: {distinct} distinct values, mostly unique: not a feature "
+                             "(an identifier? add it to --exclude)")  # fmt: skip
+                continue
+            categorical.append(column)
+            if distinct <= DOMAIN_MAX:
+                domains[column] = sorted(values.dropna().astype(str).unique().tolist())
+        else:
+            low, high = numeric_range(values.dropna())
+            optional = null_rate > 0.01
+            numeric[column] = {"optional": True} if optional else {}
+            ranges.append({"column": column, "min": low, "max": high, "mostly": 0.99,
+                           "severity": "warn"})  # fmt: skip
+            if optional:
+                notes.append(f"{column}: {null_rate:.1%} missing: optional in requests (check)")
+        mostly = 1.0 if null_rate == 0 else _rounded(max(0.01, 1 - 2 * null_rate - 0.01))
+        not_null.append(
+            {"column": column, "mostly": mostly, "severity": "block" if null_rate == 0 else "warn"}
+        )
+    if domains:
+        notes.append(f"closed domains for {sorted(domains)}: a new value blocks a run (edit "
+                     "validation.domains if new values are expected)")  # fmt: skip
+    derived = {f"{request.time}_day_of_week": {"source": request.time, "transform": "day_of_week"}}
+    categorical.append(f"{request.time}_day_of_week")
+    features = {"categorical": categorical, "numeric": numeric, "derived": derived,
+                "min_frequency": 5}  # fmt: skip
+    validation = {"reports_dir": f"reports/{request.name}/validation", "columns": columns,
+                  "domains": domains, "ranges": ranges, "not_null": not_null,
+                  "extra_columns": "warn"}  # fmt: skip
+    return features, validation

