@@ -16,20 +16,25 @@ from flows.training import training
 from maas.config import Params
 from maas.operate.prefect_server import ScheduleError
 
-TRAINING_DEPLOYMENT = "nightly"
-RECONCILE_DEPLOYMENT = "controller"
+
+def deployment_names(task: str) -> tuple[str, str]:
+    """(training, reconcile) deployment names: one pair per task, so the schedules of several
+    tasks live side by side on one Prefect server."""
+    return f"nightly-{task}", f"controller-{task}"
 
 
 def deployments(params: Params, params_file: Path, overrides: list[str]) -> list[Any]:
-    """The two deployments, with the same parameters (the params file by absolute path)."""
+    """The task's two deployments, with the same parameters (the params file by absolute path,
+    the task by name)."""
     parameters = {"params_file": str(params_file.resolve()), "overrides": overrides,
                   "task": params.task}  # fmt: skip
     schedule = params.schedule
     nightly = Cron(schedule.training_cron, timezone=schedule.timezone)
-    tags = ["maas", params.registry.model_name]
+    tags = ["maas", params.task, params.registry.model_name]
+    nightly_name, controller_name = deployment_names(params.task)
     return [
         training.to_deployment(
-            TRAINING_DEPLOYMENT,
+            nightly_name,
             schedules=[nightly],
             parameters=parameters,
             description="ingest → validate → train → evaluate → register, on new partitions",
@@ -40,7 +45,7 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
             ),
         ),
         reconcile.to_deployment(
-            RECONCILE_DEPLOYMENT,
+            controller_name,
             schedules=[Interval(schedule.reconcile_interval_s)],
             parameters=parameters,
             description="deploy the version at `champion` when it is not the one serving",

@@ -136,11 +136,12 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 response.raise_for_status()
                 return response.json()
 
-            wait_until(lambda: deployment("training", "nightly") and deployment(
-                "reconcile", "controller"), 180, "the deployments", processes)  # fmt: skip
-            nightly = deployment("training", "nightly")
+            wait_until(lambda: deployment("training", "nightly-flight-delay") and deployment(
+                "reconcile", "controller-flight-delay"), 180, "the deployments",
+                processes)  # fmt: skip
+            nightly = deployment("training", "nightly-flight-delay")
             assert [s["schedule"].get("cron") for s in nightly["schedules"]] == ["0 2 * * *"]
-            reconcile = deployment("reconcile", "controller")
+            reconcile = deployment("reconcile", "controller-flight-delay")
             assert [s["schedule"].get("interval") for s in reconcile["schedules"]] == [5.0]
 
             # A month arrives; the next run of the training deployment tests on it.

@@ -118,15 +118,17 @@ def schedule(
     log_file = params.deploy.state_dir / "prefect-server.log"
     api_url, server = ensure_server(params, log_file)  # before Prefect is imported
     try:
-        from flows.schedule import RECONCILE_DEPLOYMENT, TRAINING_DEPLOYMENT, serve_deployments
+        from flows.schedule import deployment_names, serve_deployments
+
+        nightly, controller = deployment_names(params.task)
 
         started = "started here, log " + str(log_file) if server else "already running"
         out.print(f"Prefect API {api_url} ({started}); UI {api_url.removesuffix('/api')}")
         out.print(
-            f"training/{TRAINING_DEPLOYMENT}: cron '{params.schedule.training_cron}' "
-            f"({params.schedule.timezone}); reconcile/{RECONCILE_DEPLOYMENT}: every "
+            f"training/{nightly}: cron '{params.schedule.training_cron}' "
+            f"({params.schedule.timezone}); reconcile/{controller}: every "
             f"{params.schedule.reconcile_interval_s:g}s. Run one now: "
-            f"prefect deployment run training/{TRAINING_DEPLOYMENT}"
+            f"prefect deployment run training/{nightly}"
         )
         serve_deployments(params, params_file, list(overrides or []))
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flows.schedule import RECONCILE_DEPLOYMENT, TRAINING_DEPLOYMENT
+from flows.schedule import deployment_names
 
 from maas.config import load_params
 from maas.operate.prefect_server import ScheduleError, ensure_server
@@ -18,7 +18,8 @@ def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> Non
     overrides = ["schedule.training_cron=30 3 * * 1", "schedule.reconcile_interval_s=45"]
     params = load_params(ROOT / "params.yaml", overrides)
     training, reconcile = deployments(params, ROOT / "params.yaml", overrides)
-    assert (training.name, reconcile.name) == (TRAINING_DEPLOYMENT, RECONCILE_DEPLOYMENT)
+    assert (training.name, reconcile.name) == deployment_names("flight-delay")
+    assert deployment_names("flight-delay") == ("nightly-flight-delay", "controller-flight-delay")
     assert training.schedules[0].schedule.cron == "30 3 * * 1"
     assert training.schedules[0].schedule.timezone == "UTC"
     assert reconcile.schedules[0].schedule.interval.total_seconds() == 45
