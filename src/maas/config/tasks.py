@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from maas.config.sections import ConfigError
+from maas.config.sections import ConfigError, Params
 from maas.config.task import TASK_NAME
 
 TASKS_DIR = "tasks"
@@ -73,7 +73,7 @@ def merge_task(shared: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     for key, value in own.items():
         if key in TASK_KEYS:
             continue
-        if key not in shared and key not in ("features", "validation"):
+        if key not in Params.model_fields or key == "task":
             raise ConfigError(f"{path}: unknown section {key!r}")
         merged[key] = _merged(merged.get(key), value)
     merged["task"] = name

@@ -64,7 +64,7 @@ def validate_endpoint(
     compare; time single-record requests."""
     import httpx
 
-    key, output = request.body_key, request.outputs.get("probability", "probability")
+    key, output = request.body_key, request.probability
     with httpx.Client(base_url=base_url, timeout=30) as http:
         got: list[float] = []
         for start in range(0, len(records), max_records):

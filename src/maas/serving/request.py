@@ -31,12 +31,24 @@ class RequestSpec:
     body_key: str
     fields: tuple[FieldSpec, ...]
     kind: str = "binary"
-    outputs: dict[str, str] = field(default_factory=dict)  # binary: probability, decision
+    # binary: {"probability": name, "decision": name} (names and defaults: the task's
+    # serving.outputs, maas.config.task.OutputNames)
+    outputs: dict[str, str] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)  # a training record (the warm-up)
 
     @property
     def names(self) -> list[str]:
         return [spec.name for spec in self.fields]
+
+    @property
+    def probability(self) -> str:
+        """binary: the output field of the positive class's probability."""
+        return self.outputs["probability"]
+
+    @property
+    def decision(self) -> str:
+        """binary: the output field of the decision at the threshold."""
+        return self.outputs["decision"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"body_key": self.body_key, "kind": self.kind, "outputs": dict(self.outputs),
@@ -100,10 +112,7 @@ def record_model(spec: RequestSpec) -> type[BaseModel]:
 def prediction_model(spec: RequestSpec) -> type[BaseModel]:
     """One prediction: binary -> the positive class's probability and the decision at 0.5,
     plus the fields whose value the model never saw in training."""
-    outputs: dict[str, Any] = {
-        spec.outputs.get("probability", "probability"): (float, ...),
-        spec.outputs.get("decision", "positive"): (bool, ...),
-    }
+    outputs: dict[str, Any] = {spec.probability: (float, ...), spec.decision: (bool, ...)}
     unknown: Any = Field(
         default_factory=list,
         description="fields whose value the model never saw in training (e.g. a new category): "

@@ -40,8 +40,7 @@ class Schema:
         """Predictions in request order. Built without re-validation: the values come from the
         model (floats) and the threshold (bools), and validating them again was a visible
         share of a bulk request (profiled)."""
-        probability = self.spec.outputs.get("probability", "probability")
-        decision = self.spec.outputs.get("decision", "positive")
+        probability, decision = self.spec.probability, self.spec.decision
         values = probs.astype(float).tolist()
         predictions = [
             self.prediction.model_construct(

@@ -25,11 +25,9 @@ class TaskModel(PythonModel):
         self.threshold = float(config.get("threshold", 0.5))
         self.model = OnnxModel.load(folder, expected_digests=config.get("sha256"))
         request = self.model.preprocessor.request
-        outputs = request.outputs if request is not None else {}
-        self.names = (
-            outputs.get("probability", "probability"),
-            outputs.get("decision", "positive"),
-        )
+        if request is None:  # trained before task files: packaged with its recorded code
+            raise ValueError("the model's preprocessing carries no request spec")
+        self.names = (request.probability, request.decision)
 
     # model_input is left unannotated: MLflow reads the hint as a schema and warns on `Any`.
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:
