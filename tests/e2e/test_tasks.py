@@ -56,7 +56,9 @@ def maas(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def churn(tmp_path_factory, prefect_api) -> Path:
+def churn(tmp_path_factory, prefect_api) -> tuple[Path, dict]:
+    """A project with the churn task made by `maas task init` and run once: each test can run
+    first (xdist keeps a module on one worker, not its order)."""
     root = tmp_path_factory.mktemp("churn-project")
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     customers().to_csv(root / "customers.csv", index=False)
@@ -65,27 +67,28 @@ def churn(tmp_path_factory, prefect_api) -> Path:
                 "--key", "customer_id")  # fmt: skip
     assert f"wrote {root / 'tasks' / 'churn.yaml'}" in made.stdout
     assert "churned == 'yes' (the rarer value): check it" in " ".join(made.stdout.split())
-    return root
+    return root, json.loads(maas(root, "run", "--task", "churn", "--json", *GATE).stdout)
 
 
-def test_a_new_task_goes_from_init_to_a_champion_with_no_code(churn: Path) -> None:
-    task = (churn / "tasks" / "churn.yaml").read_text()
+def test_a_new_task_goes_from_init_to_a_champion_with_no_code(churn: tuple[Path, dict]) -> None:
+    root, result = churn
+    task = (root / "tasks" / "churn.yaml").read_text()
     assert "partition: week" in task and "customer_id" not in task.split("features:")[1]
-    result = json.loads(maas(churn, "run", "--task", "churn", "--json", *GATE).stdout)
     assert result["registered"]["version"] == "1", result
     assert sorted(result["metrics"]["test_partitions"]) == ["2024-W10"]
     assert result["metrics"]["gate"]["promoted"], result["metrics"]["gate"]
-    assert sorted(Path(churn, "data/churn/raw").glob("*.parquet"))[0].stem == "2024-W01"
-    (row,) = json.loads(maas(churn, "task", "list", "--json").stdout)
+    assert sorted(Path(root, "data/churn/raw").glob("*.parquet"))[0].stem == "2024-W01"
+    (row,) = json.loads(maas(root, "task", "list", "--json").stdout)
     assert (row["task"], row["model"], row["champion"]) == ("churn", "churn", "1")
     assert row["label"] == "churned == 'yes'" and row["partition"] == "week"
 
 
-def test_its_container_answers_with_the_tasks_own_fields(churn: Path) -> None:
+def test_its_container_answers_with_the_tasks_own_fields(churn: tuple[Path, dict]) -> None:
     import mlflow
 
+    root, _ = churn
     runtime = container_runtime_or_skip()
-    packaged = json.loads(maas(churn, "package", "champion", "--task", "churn", "--json").stdout)
+    packaged = json.loads(maas(root, "package", "champion", "--task", "churn", "--json").stdout)
     assert packaged["infra_validation"] == "passed", packaged
     port = free_port()
     name = containers.run_container(runtime, packaged["image"], f"maas-e2e-churn-{port}", port)
@@ -98,7 +101,7 @@ def test_its_container_answers_with_the_tasks_own_fields(churn: Path) -> None:
         assert answer.status_code == 200, answer.text
         got = [p["probability"] for p in answer.json()["predictions"]]
         assert {"probability", "positive", "unknown_inputs"} == set(answer.json()["predictions"][0])
-        mlflow.set_tracking_uri(f"sqlite:///{churn / '.maas' / 'mlflow.db'}")
+        mlflow.set_tracking_uri(f"sqlite:///{root / '.maas' / 'mlflow.db'}")
         expected = mlflow.pyfunc.load_model("models:/churn/1").predict(rows)["probability"]
         assert np.max(np.abs(np.array(got) - expected.to_numpy())) <= 1e-5
         flight = {"carrier": "AA", "origin": "JFK", "dest": "LAX", "sched_dep_time": 900,

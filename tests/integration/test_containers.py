@@ -11,6 +11,7 @@ import pytest
 
 from maas.release import containers
 from maas.release.infra_validation import infra_validate
+from maas.serving.request import FieldSpec, RequestSpec
 from tests.e2e.helpers import container_runtime_or_skip
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,7 @@ def test_an_image_that_cannot_start_fails_validation_and_leaves_no_container(
     broken_image, params
 ) -> None:
     runtime = broken_image
-    report = infra_validate(runtime, BROKEN, "1", [], [], params.packaging, params.serving)
+    request = RequestSpec("records", (FieldSpec("x", "float"),), outputs={"probability": "p"})
+    report = infra_validate(runtime, BROKEN, "1", [], [], params.packaging, params.serving, request)
     assert not report.passed and "did not start" in report.reason
     assert containers.list_containers(runtime, "maas-validate-maas-test-broken") == []
