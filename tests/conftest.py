@@ -31,6 +31,7 @@ E2E_GROUPS = {
     "test_packaging.py": "e2e-registry",  # packages the trained version ...
     "test_promotion.py": "e2e-registry",  # ... that the controller then deploys
     "test_identity.py": "e2e-registry",  # ... and beside another project's v1
+    "test_tasks.py": "e2e-tasks",  # its own project: goes to whichever worker is free
 }
 
 
