@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "delay-bad-data"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
 def champion_project(tmp_path_factory, real_months, prefect_api):
     """Its own registry with a champion (v1) trained on the clean months."""
     from flows.training import training

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = TRAINED_MODEL
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
 def setup(trained_project):
     """v1 (champion), v2 (passes the gate, not promoted), v3 (fails the gate)."""
     from flows.training import training

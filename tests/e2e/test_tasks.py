@@ -55,7 +55,7 @@ def maas(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
 def churn(tmp_path_factory, prefect_api) -> tuple[Path, dict]:
     """A project with the churn task made by `maas task init` and run once: each test can run
     first (xdist keeps a module on one worker, not its order)."""
