@@ -7,7 +7,7 @@ torch eager mode under inference_mode. Variants run in interleaved rounds (the o
 each round, so drift hits all alike) and medians are reported:
 
   * latency of one model call on 1, 64 and 1000 pre-featurized rows;
-  * end-to-end predict_proba on raw columns (featurize + call) for 1 and 1000 records, so the
+  * end-to-end predict on raw columns (featurize + call) for 1 and 1000 records, so the
     model's share of a request shows;
   * ROC AUC on the whole test window for each variant, int8 - fp32 AUC and max |int8 - fp32|;
   * graph / weight file sizes.
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from maas.pipeline.export import load_weights
-from maas.pipeline.model import ModelConfig, ProbabilityNet
+from maas.pipeline.model import ModelConfig, ServingNet
 from maas.pipeline.quantize import MIN_QUANTIZED_OUTPUTS, QUANTIZED_OP_TYPES, quantize_int8
 from maas.serving.inference import (
     MODEL_CONFIG_FILE,
@@ -75,7 +75,7 @@ def torch_scorer(models: Path) -> Scorer:
     import torch
 
     torch.set_num_threads(1)
-    net = ProbabilityNet(
+    net = ServingNet(
         load_weights(ModelConfig.load(models / MODEL_CONFIG_FILE), models / WEIGHTS_FILE)
     ).eval()
 
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "int8_alone_vs_in_batch_max_abs_diff": float(np.max(np.abs(alone - in_batch))),
     }
 
-    # Latency: model call on pre-featurized rows, and predict_proba on raw request columns.
+    # Latency: model call on pre-featurized rows, and predict on raw request columns.
     def call(score: Scorer, c: np.ndarray, n: np.ndarray) -> Callable[[], Any]:
         return lambda: score(c, n)
 
@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cases[f"call/{rows}"] = {name: call(score, c, n) for name, score in scorers.items()}
     for rows in REQUEST_ROWS:
         columns = request_columns(frame, rows)
-        cases[f"predict_proba/{rows}"] = {
+        cases[f"predict/{rows}"] = {
             name: request(score, columns) for name, score in scorers.items()
         }
     samples = time_cases(cases, args.rounds, args.seconds)
@@ -251,9 +251,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for case, per_variant in samples.items()
     }
-    model_share = {  # model call / whole predict_proba, same rows
+    model_share = {  # model call / whole predict, same rows
         str(rows): {
-            name: latency_us[f"call/{rows}"][name] / latency_us[f"predict_proba/{rows}"][name]
+            name: latency_us[f"call/{rows}"][name] / latency_us[f"predict/{rows}"][name]
             for name in scorers
         }
         for rows in REQUEST_ROWS
@@ -351,7 +351,7 @@ def print_report(result: dict[str, Any]) -> None:
         )
     for rows, share in result["model_share_of_predict_proba"].items():
         print(
-            f"model call share of predict_proba at {rows} record(s): "
+            f"model call share of predict at {rows} record(s): "
             + ", ".join(f"{name} {100 * value:.0f}%" for name, value in share.items())
         )
     acc = result["accuracy"]

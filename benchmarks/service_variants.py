@@ -57,7 +57,7 @@ class TorchModel:
         import torch
 
         from maas.pipeline.export import load_weights
-        from maas.pipeline.model import ModelConfig, ProbabilityNet
+        from maas.pipeline.model import ModelConfig, ServingNet
         from maas.serving.preprocessing import Preprocessor
 
         torch.set_num_threads(1)  # as the ONNX Runtime session (one intra-op thread)
@@ -66,7 +66,7 @@ class TorchModel:
             json.loads((folder / "preprocessing.json").read_text())
         )
         config = ModelConfig.load(folder / "model_config.json")
-        self.net = ProbabilityNet(load_weights(config, weights)).eval()
+        self.net = ServingNet(load_weights(config, weights)).eval()
 
     def score(self, columns: Any) -> tuple[np.ndarray, list[list[str]]]:
         cat, num = self.preprocessor.transform(columns)

@@ -47,8 +47,8 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
         # HistGradientBoosting costs seconds per evaluation on 2 cores: only the pipeline's own
         # tests keep it (tests/e2e/test_pipeline.py)
         "evaluate.baselines=[prior, logistic_regression]",
-        "promotion.min_roc_auc=0.6",
-        "promotion.min_roc_auc_optional_absent=0.5",
+        "promotion.floors.roc_auc=0.6",
+        "promotion.floors_optional_absent.roc_auc=0.5",
         "promotion.must_beat=[prior]",
         f"promotion.verdict_key_file={root / 'gate.key'}",
         f"registry.tracking_uri=sqlite:///{root / 'mlflow.db'}",

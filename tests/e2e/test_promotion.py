@@ -57,7 +57,7 @@ def setup(trained_project):
         f"deploy.webhook_secret_file={root / 'webhook.secret'}",
     ]
     training(params_file=PARAMS, overrides=overrides)
-    training(params_file=PARAMS, overrides=[*overrides, "promotion.min_roc_auc=0.99"])
+    training(params_file=PARAMS, overrides=[*overrides, "promotion.floors.roc_auc=0.99"])
     params = load_params(PARAMS, overrides)
     client = MlflowClient(params.registry.tracking_uri)
     assert client.get_model_version(MODEL, "3").tags["gate_passed"] == "false"

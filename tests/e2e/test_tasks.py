@@ -24,7 +24,7 @@ from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-GATE = ["--set", "promotion.min_roc_auc=0.6", "--set", "promotion.must_beat=[prior]",
+GATE = ["--set", "promotion.floors.roc_auc=0.6", "--set", "promotion.must_beat=[prior]",
         "--set", "evaluate.baselines=[prior, logistic_regression]"]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from maas.config import TrainParams
 from maas.pipeline import distributed
 from maas.pipeline.model import build_model_config
-from maas.pipeline.train import TensorSet, fit, predict_proba
+from maas.pipeline.train import TensorSet, fit, predict
 
 CARRIERS, HOURS, NUMERIC = 12, 5, 3
 # The ground truth: a fixed effect per carrier (categorical) plus one numeric feature.
@@ -74,7 +74,7 @@ def main(out: Path, kill_epoch: int | None = None) -> None:
         on_epoch_end=on_epoch_end,
     )
     seconds = time.perf_counter() - started
-    probs = predict_proba(result.model, test).numpy()
+    probs = predict(result.model, test).numpy()
     weights = b"".join(t.numpy().tobytes() for t in result.model.state_dict().values())
     report = {
         "rank": rank,

@@ -140,7 +140,7 @@ def stage_train(
     summary = train_model(params.data, params.features, params.model, params.train, params.request)
     out.print(
         f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "
-        f"validation ROC AUC {summary.validation_roc_auc:.4f}"
+        f"validation {summary.validation_metric} {summary.validation_score:.4f}"
     )
 
 

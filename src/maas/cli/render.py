@@ -7,8 +7,8 @@ from typing import Any
 from rich.table import Table
 
 from maas.cli.common import out
-from maas.pipeline.evaluate import METRIC_NAMES
-from maas.pipeline.report import gate_lines, metric_rows, window_title
+from maas.config.kinds import METRICS
+from maas.pipeline.report import gate_lines, metric_columns, metric_rows, window_title
 
 
 def print_run(result: dict[str, Any]) -> None:
@@ -17,7 +17,7 @@ def print_run(result: dict[str, Any]) -> None:
     registered, metrics, training = result["registered"], result["metrics"], result["training"]
     table = Table(title=window_title(metrics))
     table.add_column("model")
-    for name in METRIC_NAMES:
+    for name in metric_columns(metrics):
         table.add_column(name, justify="right")
     label = f"{registered['name']} v{registered['version']} (this run)"
     for row_label, values in metric_rows(metrics, label):
@@ -46,14 +46,15 @@ def print_run(result: dict[str, Any]) -> None:
 def print_status(status: Any) -> None:
     """`maas status`: versions, what serves, the audit trail (a maas.operate.status.Status)."""
     table = Table(title=f"{status.model} ({len(status.versions)} versions)")
-    for column in ("version", "aliases", "created", "validation", "gate", "test ROC AUC",
-                   "logistic ROC AUC", "run"):  # fmt: skip
+    for column in ("version", "aliases", "created", "validation", "gate", "test",
+                   "linear baseline", "run"):  # fmt: skip
         table.add_column(column)
     for r in status.versions:
+        label = METRICS[r.metric].label if r.metric in METRICS else r.metric
         table.add_row(
             r.version, ", ".join(r.aliases), r.created, r.validation, r.gate,
-            f"{r.roc_auc:.4f}" if r.roc_auc is not None else "-",
-            f"{r.baseline_logistic:.4f}" if r.baseline_logistic is not None else "-",
+            f"{label} {r.score:.4f}" if r.score is not None else "-",
+            f"{r.baseline_linear:.4f}" if r.baseline_linear is not None else "-",
             r.run_id[:12],
         )  # fmt: skip
     out.print(table)

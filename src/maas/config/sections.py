@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from maas.config.gate import EvaluateParams, PromotionParams
 from maas.config.task import (
     TASK_NAME,
     DerivedFeature,
@@ -84,7 +85,7 @@ class ValidationParams(_Strict):
     ranges: list[RangeRule] = []
     not_null: list[NotNullRule] = []
     row_count: BandRule
-    label_rate: BandRule
+    label_rate: BandRule | None = None  # binary: the positive share per partition
     unique_key: list[str] = []
     # clock times written hhmm (1730 = 17:30): a minutes part over 59 blocks (minutes after
     # midnight in an hhmm column)
@@ -172,6 +173,7 @@ class TrainParams(_Strict):
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     num_threads: int = Field(0, ge=0)
     mixed_precision: bool = True  # bf16 autocast on CUDA (no effect on the CPU)
+    regression_loss: Literal["mse", "huber"] = "mse"  # regression tasks (standardized label)
     # share of training rows whose optional inputs (features.numeric optional: true) are left
     # out, as a request may leave them out
     optional_absent_rate: float = Field(0.0, ge=0, lt=1)
@@ -180,30 +182,6 @@ class TrainParams(_Strict):
     unknown_category_rate: float = Field(0.0, ge=0, lt=1)
     checkpoint_dir: Path = Path(".maas/checkpoints")
     models_dir: Path = Path("models")
-
-
-BaselineName = Literal["prior", "logistic_regression", "hist_gradient_boosting"]
-
-
-class EvaluateParams(_Strict):
-    metrics_path: Path = Path("reports/metrics.json")
-    plots_dir: Path = Path("reports/plots")
-    baselines: list[BaselineName] = ["prior", "logistic_regression", "hist_gradient_boosting"]
-    onnx_parity_tolerance: float = Field(1e-5, gt=0)
-
-
-class PromotionParams(_Strict):
-    min_roc_auc: float = Field(0.65, ge=0, le=1)
-    # the floor for records without the optional inputs (a request shape the API accepts)
-    min_roc_auc_optional_absent: float = Field(0.6, ge=0, le=1)
-    must_beat: list[BaselineName] = ["prior", "logistic_regression"]
-    baseline_tolerance: float = Field(0.0, ge=0, le=1)
-    max_regression: float = Field(0.005, ge=0, le=1)
-    require_validation: bool = True
-    auto_promote: bool = True
-    # the key the register stage signs the verdict with and the controller checks it with
-    # (or $MAAS_GATE_KEY); made once with mode 0600
-    verdict_key_file: Path = Path(".maas/gate.key")
 
 
 class RegistryParams(_Strict):
@@ -329,6 +307,7 @@ class RequestParams(_Strict):
     (`Params.request`): the train stage writes it into the model's request spec."""
 
     kind: str
+    classes: list[str] = []  # multiclass: the class values, in output order
     body_key: str
     outputs: OutputNames
     types: dict[str, ColumnType]  # validation.columns
@@ -354,7 +333,11 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
-        missing = [b for b in self.promotion.must_beat if b not in self.evaluate.baselines]
+        from maas.config.kinds import baseline_names, gate_metric
+
+        kind = self.data.label.kind
+        fitted = baseline_names(list(self.evaluate.baselines), kind)
+        missing = [b for b in baseline_names(self.promotion.must_beat, kind) if b not in fitted]
         if missing:
             raise ValueError(
                 f"promotion.must_beat names baselines not in evaluate.baselines: {missing}"
@@ -370,6 +353,7 @@ class Params(_Strict):
                 )
             if name not in features.categorical and name not in features.numeric:
                 raise ValueError(f"derived feature {name!r} is neither categorical nor numeric")
+        gate_metric(kind, self.promotion.metric)  # one of the kind's metrics
         return self
 
     @property
@@ -377,6 +361,7 @@ class Params(_Strict):
         rules = [r for r in self.validation.ranges if r.severity == "block" and r.mostly == 1.0]
         return RequestParams(
             kind=self.data.label.kind,
+            classes=list(self.data.label.classes),
             body_key=self.serving.body_key,
             outputs=self.serving.outputs,
             types=dict(self.validation.columns),

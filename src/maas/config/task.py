@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Frequency = Literal["day", "week", "month", "year"]
-TaskKind = Literal["binary"]  # multiclass and regression: issue 12, next increment
+TaskKind = Literal["binary", "multiclass", "regression"]
 # The closed vocabulary of derived features: name -> (source column, transform).
 Transform = Literal[
     "hhmm_hour",  # a clock time written hhmm (1730) -> its hour (17)
@@ -28,6 +28,7 @@ Transform = Literal[
     "day_of_year_cos",
 ]
 TASK_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an output field
 
 
 class _Strict(BaseModel):
@@ -68,23 +69,45 @@ class TimeSpec(_Strict):
 
 class LabelSpec(_Strict):
     """The target. binary: `positive` names the value that is the positive class, or
-    `threshold` makes a numeric column binary (value >= threshold is positive)."""
+    `threshold` makes a numeric column binary (value >= threshold is positive). multiclass:
+    `classes` lists the values (a value outside them blocks the run). regression: a numeric
+    column, predicted as is."""
 
     column: str
     kind: TaskKind = "binary"
     positive: str | int | float | None = None
     threshold: float | None = None
+    classes: list[str] = []  # multiclass: the class values, in the order outputs list them
     # rows without a label value: drop them, or (binary) count them as positive (a cancelled
     # flight is as bad as a late one)
     unlabeled: Literal["drop", "positive"] = "drop"
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _class_strings(cls, value: object) -> object:
+        """Class values are read as text, as categories are (2 and 2.0 are "2")."""
+        if not isinstance(value, list):
+            return value
+        return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in value]
+
     @model_validator(mode="after")
     def _rule(self) -> LabelSpec:
+        where = f"{self.kind} label {self.column!r}"
         if self.kind == "binary" and (self.positive is None) == (self.threshold is None):
             raise ValueError(
-                f"binary label {self.column!r} needs exactly one of `positive` (the positive "
-                "value) or `threshold` (value >= threshold is positive)"
+                f"{where} needs exactly one of `positive` (the positive value) or `threshold` "
+                "(value >= threshold is positive)"
             )
+        if self.kind != "binary" and (self.positive is not None or self.threshold is not None):
+            raise ValueError(f"{where}: `positive` and `threshold` are for binary labels")
+        if self.kind != "binary" and self.unlabeled != "drop":
+            raise ValueError(f"{where}: unlabeled rows can only be dropped")
+        if self.kind == "multiclass" and (
+            len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
+        ):
+            raise ValueError(f"{where} needs `classes`: two or more distinct values")
+        if self.kind != "multiclass" and self.classes:
+            raise ValueError(f"{where}: `classes` is for multiclass labels")
         return self
 
     @property
@@ -92,6 +115,10 @@ class LabelSpec(_Strict):
         """The rule in words, e.g. `arr_delay >= 15`."""
         if self.threshold is not None:
             return f"{self.column} >= {self.threshold:g}"
+        if self.kind == "multiclass":
+            return f"{self.column} in {self.classes}"
+        if self.kind == "regression":
+            return f"{self.column} (numeric)"
         return f"{self.column} == {self.positive!r}"
 
 
@@ -116,8 +143,12 @@ class DerivedFeature(_Strict):
 
 
 class OutputNames(_Strict):
-    """The names of the service's output fields (binary: the positive class's probability and
-    the decision at 0.5)."""
+    """The names of the service's output fields. binary: the positive class's probability and
+    the decision at 0.5; multiclass: the predicted class and each class's probability;
+    regression: the predicted value."""
 
-    probability: str = Field("probability", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    decision: str = Field("positive", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    probability: str = Field("probability", pattern=NAME)
+    decision: str = Field("positive", pattern=NAME)
+    predicted_class: str = Field("predicted_class", pattern=NAME)
+    probabilities: str = Field("probabilities", pattern=NAME)
+    value: str = Field("prediction", pattern=NAME)

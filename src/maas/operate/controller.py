@@ -128,8 +128,9 @@ def _converge(
         if tags.get("deploy_status") != "refused":  # audit a refusal once, not each pass
             reason = f"v{version} not deployed: {problem}; add tag {OVERRIDE_TAG}=<reason>"
             refused = {"deploy_status": "refused", "deploy_reason": reason}
-            set_version_tags(client, params.registry.model_name, version, refused)
+            # audited first: a pass killed between the two audits again rather than never
             audit(params, "refused", version, client, reason=reason)
+            set_version_tags(client, params.registry.model_name, version, refused)
         return Outcome("refused", version, problem)
     if (
         tags.get("deploy_status") == "failed"
@@ -153,9 +154,10 @@ def _converge(
         # nothing switched: the previous version keeps serving
         failed = {"deploy_status": "failed", "deploy_reason": reason,
                   "deploy_attempted_at": str(int(time.time()))}  # fmt: skip
-        set_version_tags(client, params.registry.model_name, version, failed)
+        # audited before the tag that stops the retries: the tag never shows without its record
         audit(params, "failed", version, client, reason=reason,
               still_serving=actual.version if actual else None)  # fmt: skip
+        set_version_tags(client, params.registry.model_name, version, failed)
         return Outcome("failed", version, reason)
     audit(params, "deployed", version, client, image=deployment.image,
           image_id=deployment.image_id, endpoint=deployment.endpoint, target=target.name,

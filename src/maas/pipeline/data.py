@@ -148,28 +148,39 @@ def row_times(frame: pd.DataFrame, time: TimeSpec) -> pd.Series:
 
 
 def label_values(frame: pd.DataFrame, label: LabelSpec) -> np.ndarray:
-    """The label of each row as float (binary: 1/0), NaN where the row has none."""
+    """The label of each row as float (binary: 1/0; multiclass: the index of its class in
+    `classes`; regression: the value), NaN where the row has none or (multiclass) a value
+    outside the classes, which validation blocks."""
     if label.column not in frame.columns:
         raise DataError(f"label column {label.column!r} is not in the data (task: data.label)")
     raw = frame[label.column]
-    if label.threshold is not None:
+    if label.threshold is not None or label.kind == "regression":
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        if label.kind == "regression":
+            return np.where(np.isfinite(values), values, np.nan)
+        assert label.threshold is not None
         return np.where(np.isnan(values), np.nan, (values >= label.threshold).astype(float))
     strings = as_category_strings(raw.to_numpy())
+    if label.kind == "multiclass":
+        index = {name: float(i) for i, name in enumerate(label.classes)}
+        return np.array([index.get(s, np.nan) for s in strings], dtype=np.float64)
     positive = str(as_category_strings(np.asarray([label.positive]))[0])
     return np.where(strings == "", np.nan, (strings == positive).astype(float))
 
 
 def add_label(frame: pd.DataFrame, label: LabelSpec) -> pd.DataFrame:
-    """Add `label`; rows without one are dropped or (binary, `unlabeled: positive`) positive."""
+    """Add `label`; rows without one are dropped or (binary, `unlabeled: positive`) positive.
+    Classes are small integers (int8, int16 past 127 classes); a regression label is float."""
     values = label_values(frame, label)
     missing = np.isnan(values)
+    dtype = {"binary": "int8", "multiclass": "int8" if len(label.classes) <= 127 else "int16",
+             "regression": "float64"}[label.kind]  # fmt: skip
     if label.unlabeled == "drop":
         frame = frame.loc[~missing].copy()
-        frame["label"] = values[~missing].astype("int8")
+        frame["label"] = values[~missing].astype(dtype)
     else:
         frame = frame.copy()
-        frame["label"] = np.where(missing, 1.0, values).astype("int8")
+        frame["label"] = np.where(missing, 1.0, values).astype(dtype)
     return frame
 
 

@@ -11,12 +11,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from maas.errors import MaasError
-from maas.pipeline.model import ModelConfig, ProbabilityNet, build_network
+from maas.pipeline.model import ModelConfig, ServingNet, build_network
 
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = ["categorical", "numeric"]
-OUTPUT_NAME = "probability"  # of the positive class (binary)
+# the graph's output: binary, the positive class's probability (n,); multiclass, each class's
+# probability (n, classes); regression, the value (n,)
+OUTPUT_NAMES = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}
 
 
 class ExportError(MaasError):
@@ -37,8 +39,8 @@ def load_weights(config: ModelConfig, path: Path) -> nn.Module:
 def export_onnx(
     model: nn.Module, path: Path, sample_cat: np.ndarray, sample_num: np.ndarray
 ) -> None:
-    """Export probabilities with a dynamic batch axis, as one self-contained file."""
-    wrapper = ProbabilityNet(model).eval()
+    """Export the serving output (`ServingNet`) with a dynamic batch axis, as one file."""
+    wrapper = ServingNet(model).eval()
     args = (
         torch.as_tensor(sample_cat[:4], dtype=torch.long),
         torch.as_tensor(sample_num[:4], dtype=torch.float32),
@@ -49,7 +51,7 @@ def export_onnx(
         args,
         dynamo=True,
         input_names=INPUT_NAMES,
-        output_names=[OUTPUT_NAME],
+        output_names=[OUTPUT_NAMES[wrapper.config.head]],
         dynamic_shapes=({0: batch}, {0: batch}),
         external_data=False,
         verbose=False,
@@ -67,7 +69,7 @@ def check_onnx_parity(
 
     with torch.no_grad():
         expected = (
-            ProbabilityNet(model)
+            ServingNet(model)
             .eval()(
                 torch.as_tensor(cat, dtype=torch.long), torch.as_tensor(num, dtype=torch.float32)
             )

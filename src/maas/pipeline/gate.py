@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from maas.config import PromotionParams
+from maas.config.kinds import METRICS, baseline_names, better, gate_metric
 
 
 @dataclass
@@ -19,9 +20,10 @@ class GateDecision:
         return asdict(self)
 
 
-def champion_unusable(champion: dict[str, Any] | None) -> str | None:
-    """Why the re-scored champion cannot be compared with (it was not scored, or it trained on
-    the test partitions, so its score there is inflated); None when it can."""
+def champion_unusable(champion: dict[str, Any] | None, metric: str = "roc_auc") -> str | None:
+    """Why the re-scored champion cannot be compared with (it was not scored, it has no value
+    of the gate metric, or it trained on the test partitions, so its score there is inflated);
+    None when it can."""
     if champion is None:
         return None
     if "unscored" in champion:
@@ -29,6 +31,8 @@ def champion_unusable(champion: dict[str, Any] | None) -> str | None:
             f"champion v{champion['version']} could not be re-scored ({champion['unscored']}): "
             "no comparison with it"
         )
+    if metric not in champion:
+        return f"champion v{champion['version']} has no {metric}: no comparison with it"
     if champion.get("train_overlap"):
         return (
             f"champion v{champion['version']} trained on the test partition(s) "
@@ -45,56 +49,68 @@ def decide_gate(
     validation_status: str,
     params: PromotionParams,
     optional_absent: dict[str, float] | None = None,
+    kind: str = "binary",
 ) -> GateDecision:
     """Floors, baselines, no regression vs the champion, validation; then the promotion policy.
+    Baselines and the champion are compared on the gate metric (promotion.metric, else the
+    kind's score) in its direction; floors apply to every metric of the kind they name.
 
     `optional_absent`: the test metrics of records without the optional inputs (a request
-    shape the API accepts), held to `min_roc_auc_optional_absent`."""
+    shape the API accepts), held to `floors_optional_absent`."""
+    metric = gate_metric(kind, params.metric)
+    name, label = metric.name, metric.label
     reasons: list[str] = []
     failed = False
-    auc = test["roc_auc"]
-    shapes = [("", auc, params.min_roc_auc)]
+    shapes = [("", test, params.floors)]
     if optional_absent is not None:  # every request shape the API accepts has a floor
-        shapes.append((" with the optional inputs absent", optional_absent["roc_auc"],
-                       params.min_roc_auc_optional_absent))  # fmt: skip
-    for shape, value, floor in shapes:
-        verdict = "is below" if value < floor else "meets"
-        failed = failed or value < floor
-        reasons.append(f"ROC AUC {value:.4f}{shape} {verdict} the floor {floor:.4f}")
-    for name in params.must_beat:
-        base = baselines[name]["roc_auc"]
-        margin = auc - base
+        shapes.append((" with the optional inputs absent", optional_absent,
+                       params.floors_optional_absent))  # fmt: skip
+    for shape, values, floors in shapes:
+        for floored, floor in floors.items():
+            if floored not in values:  # a metric of another kind
+                continue
+            rule = METRICS[floored]
+            below = better(rule, values[floored], floor) < 0
+            failed = failed or below
+            verdict = ("is below" if rule.higher_is_better else "is above") if below else "meets"
+            reasons.append(f"{rule.label} {values[floored]:.4f}{shape} {verdict} the floor "
+                           f"{floor:.4f}")  # fmt: skip
+    value = test[name]
+    for baseline in baseline_names(params.must_beat, kind):
+        base = baselines[baseline][name]
+        margin = better(metric, value, base)
         if margin > 0:
-            reasons.append(f"beats baseline {name} (ROC AUC {base:.4f}, {margin:+.4f})")
-        elif margin >= -params.baseline_tolerance and name != "prior":
+            reasons.append(f"beats baseline {baseline} ({label} {base:.4f}, {margin:+.4f})")
+        elif margin >= -params.baseline_tolerance and baseline != "prior":
             reasons.append(
-                f"within {params.baseline_tolerance} of baseline {name} "
-                f"(ROC AUC {base:.4f}, {margin:+.4f})"
+                f"within {params.baseline_tolerance} of baseline {baseline} "
+                f"({label} {base:.4f}, {margin:+.4f})"
             )
         else:
             failed = True
-            reasons.append(f"does not beat baseline {name} (ROC AUC {base:.4f}, {margin:+.4f})")
+            reasons.append(f"does not beat baseline {baseline} ({label} {base:.4f}, {margin:+.4f})")
     if params.require_validation and validation_status == "failed":
         failed = True
         reasons.append("data validation failed")
     beats_champion = True
-    unusable = champion_unusable(champion)
+    unusable = champion_unusable(champion, name)
     if unusable is not None:
         reasons.append(unusable)
         champion = None
     if champion is not None:
-        champ_auc = float(champion["roc_auc"])
-        if auc < champ_auc - params.max_regression:
+        champ = float(champion[name])
+        margin = better(metric, value, champ)
+        if margin < -params.max_regression:
             failed = True
             reasons.append(
-                f"regresses vs champion v{champion['version']} (ROC AUC {champ_auc:.4f}) by more "
+                f"regresses vs champion v{champion['version']} ({label} {champ:.4f}) by more "
                 f"than {params.max_regression}"
             )
-        beats_champion = auc > champ_auc
+        beats_champion = margin > 0
         if not failed:
             reasons.append(
                 f"{'beats' if beats_champion else 'does not beat'} champion v{champion['version']} "
-                f"(ROC AUC {champ_auc:.4f}) on the same test month"
+                f"({label} {champ:.4f}) on the same test partitions"
             )
     elif unusable is None:
         reasons.append("no champion yet")

@@ -32,6 +32,12 @@ class ModelConfig:
     k: int = 1  # tabm: ensemble size
     n_blocks: int = 0
     d_block: int = 0
+    # the head: binary (one logit), multiclass (a logit per class), regression (one value,
+    # trained standardized: the serving graph returns value * target_std + target_mean)
+    head: str = "binary"
+    n_outputs: int = 1
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -63,12 +69,15 @@ def build_model_config(
 
 
 def model_config_for(
-    model: ModelParams, cardinalities: list[int], fit_numeric: np.ndarray
+    model: ModelParams, cardinalities: list[int], fit_numeric: np.ndarray, head: Head | None = None
 ) -> ModelConfig:
-    """The network `model` (params.yaml) describes, sized for these inputs; piecewise-linear
-    bins come from the rows preprocessing was fitted on."""
+    """The network `model` (params.yaml) describes, sized for these inputs and the task's head
+    (default: binary); piecewise-linear bins come from the rows preprocessing was fitted on."""
     config = build_model_config(cardinalities, fit_numeric.shape[1], model.hidden_sizes,
                                 model.dropout, model.embedding_dim_max)  # fmt: skip
+    if head is not None:
+        config = replace(config, head=head.kind, n_outputs=head.n_outputs,
+                         target_mean=head.target_mean, target_std=head.target_std)  # fmt: skip
     embedding = model.numeric_embeddings
     if embedding.kind == "piecewise_linear":
         config = replace(config, bins=numeric_bins(fit_numeric, embedding.n_bins))
@@ -79,6 +88,37 @@ def model_config_for(
         config = replace(config, kind="tabm", k=model.tabm.k, n_blocks=model.tabm.n_blocks,
                          d_block=model.tabm.d_block)  # fmt: skip
     return config
+
+
+@dataclass(frozen=True)
+class Head:
+    """The output of a task's network: its kind, width and (regression) the training label's
+    mean and standard deviation, which the network learns to predict in units of."""
+
+    kind: str = "binary"
+    n_outputs: int = 1
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @classmethod
+    def for_labels(cls, kind: str, labels: np.ndarray, n_classes: int = 2) -> Head:
+        if kind == "multiclass":
+            return cls(kind, n_classes)
+        if kind == "regression":
+            values = np.asarray(labels, dtype=np.float64)
+            std = float(values.std())
+            return cls(kind, 1, float(values.mean()), std if std > 0 else 1.0)
+        return cls()
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> Head:
+        return cls(config.head, config.n_outputs, config.target_mean, config.target_std)
+
+    def scale(self, labels: np.ndarray) -> np.ndarray:
+        """Labels as the network trains on them (regression: standardized)."""
+        if self.kind != "regression":
+            return labels
+        return (np.asarray(labels, dtype=np.float64) - self.target_mean) / self.target_std
 
 
 def numeric_bins(numeric: np.ndarray, n_bins: int) -> list[list[float]]:
@@ -134,7 +174,7 @@ class TabularNet(nn.Module):
         for hidden in config.hidden_sizes:
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
             width = hidden
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, config.n_outputs))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
@@ -142,16 +182,19 @@ class TabularNet(nn.Module):
         if self.numeric_embedding is not None:
             numeric = self.numeric_embedding(numeric).flatten(1)
         parts.append(numeric)
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        out = self.mlp(torch.cat(parts, dim=1))
+        return out.squeeze(1) if self.config.n_outputs == 1 else out
 
 
 class TabMNet(nn.Module):
     """TabM over [numeric (or its embeddings), one-hot categorical codes], as `tabm.TabM`
     builds it (its defaults and initialization).
 
-    Training returns the k members' logits (batch, k): each member is fitted on its own, the
-    TabM recipe. In eval mode it returns the logit of the members' mean probability, so
-    everything downstream (`ProbabilityNet`, metrics, the ONNX graph) sees one model.
+    Training returns the k members' outputs (batch, k[, classes]): each member is fitted on
+    its own, the TabM recipe. In eval mode it returns one model's output: the logit of the
+    members' mean probability (binary), the log of their mean class probabilities
+    (multiclass), their mean value (regression), so everything downstream (`ServingNet`,
+    metrics, the ONNX graph) sees one model.
     The forward runs TabM's parts itself: `TabM.forward` reads the batch size as a Python int,
     which would fix the exported graph's batch axis."""
 
@@ -162,7 +205,7 @@ class TabMNet(nn.Module):
         self.config = config
         self.tabm = tabm.TabM.make(
             n_num_features=config.numeric_dim, cat_cardinalities=list(config.cardinalities),
-            num_embeddings=numeric_embedding(config), d_out=1, k=config.k,
+            num_embeddings=numeric_embedding(config), d_out=config.n_outputs, k=config.k,
             n_blocks=config.n_blocks, d_block=config.d_block, dropout=config.dropout,
         )  # fmt: skip
 
@@ -173,19 +216,36 @@ class TabMNet(nn.Module):
         parts = [numeric.flatten(1)]
         parts += [nn.functional.one_hot(categorical[:, i], card).to(parts[0].dtype)
                   for i, card in enumerate(self.config.cardinalities)]  # fmt: skip
-        logits = model.output(model.backbone(model.ensemble_view(torch.cat(parts, dim=1))))
-        logits = logits.squeeze(-1)  # (batch, k)
+        out = model.output(model.backbone(model.ensemble_view(torch.cat(parts, dim=1))))
+        if self.config.n_outputs == 1:
+            out = out.squeeze(-1)  # (batch, k)
         if self.training:
-            return logits
-        return torch.logit(torch.sigmoid(logits.float()).mean(dim=1), eps=1e-7)
+            return out
+        if self.config.head == "multiclass":
+            return torch.log(torch.softmax(out.float(), dim=-1).mean(dim=1).clamp_min(1e-12))
+        if self.config.head == "regression":
+            return out.float().mean(dim=1)
+        return torch.logit(torch.sigmoid(out.float()).mean(dim=1), eps=1e-7)
 
 
-class ProbabilityNet(nn.Module):
-    """The exported serving graph: probabilities instead of logits."""
+def serving_output(config: ModelConfig, out: torch.Tensor) -> torch.Tensor:
+    """The network's eval output as the service returns it: the positive class's probability
+    (binary), each class's probability (multiclass), the value in the label's units
+    (regression)."""
+    if config.head == "multiclass":
+        return torch.softmax(out.float(), dim=-1)
+    if config.head == "regression":
+        return out.float() * config.target_std + config.target_mean
+    return torch.sigmoid(out.float())
+
+
+class ServingNet(nn.Module):
+    """The exported serving graph: the network followed by `serving_output`."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        self.config: ModelConfig = net.config  # type: ignore[assignment]
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(categorical, numeric))
+        return serving_output(self.config, self.net(categorical, numeric))

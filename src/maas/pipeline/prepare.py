@@ -14,7 +14,7 @@ import pandas as pd
 from maas.config import DataParams, FeatureParams, ModelParams, RequestParams, TrainParams
 from maas.pipeline.augment import Augmentation
 from maas.pipeline.data import split_latest
-from maas.pipeline.model import ModelConfig, model_config_for
+from maas.pipeline.model import Head, ModelConfig, model_config_for
 from maas.pipeline.request_spec import build_request_spec
 from maas.pipeline.train import TensorSet
 from maas.pipeline.windows import TRAIN_FILE, read_window
@@ -60,14 +60,16 @@ def prepare_training(
     preprocessor = fit_features(fit_part, features, request)
     fit_cat, fit_num = preprocessor.transform(fit_part)
     val_cat, val_num = preprocessor.transform(val_part)
-    config = model_config_for(model, preprocessor.cardinalities, fit_num)
+    label = data.label
+    head = Head.for_labels(label.kind, fit_part["label"].to_numpy(), len(label.classes))
+    config = model_config_for(model, preprocessor.cardinalities, fit_num, head)
     return PreparedTraining(
         fit_part,
         val_part,
         preprocessor,
         config,
-        TensorSet.from_numpy(fit_cat, fit_num, fit_part["label"].to_numpy()),
-        TensorSet.from_numpy(val_cat, val_num, val_part["label"].to_numpy()),
+        TensorSet.from_numpy(fit_cat, fit_num, head.scale(fit_part["label"].to_numpy())),
+        TensorSet.from_numpy(val_cat, val_num, head.scale(val_part["label"].to_numpy())),
         augmentation(preprocessor, train),
     )
 

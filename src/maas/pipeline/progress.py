@@ -23,7 +23,7 @@ def epoch_progress(total: int, show: bool = True) -> Iterator[Callable[[dict[str
         task = progress.add_task("epochs", total=total, status="")
 
         def advance(metrics: dict[str, float]) -> None:
-            status = f"val_loss {metrics['val_loss']:.4f} val_auc {metrics['val_roc_auc']:.4f}"
+            status = " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
             progress.update(task, advance=1, status=status)
 
         yield advance

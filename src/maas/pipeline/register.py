@@ -53,7 +53,9 @@ def lineage_tags(
 ) -> dict[str, str]:
     """The version's tags: code, parameters, data, validation, gate and test metrics."""
     gate = metrics["gate"]
+    metric = metrics.get("gate_metric", "roc_auc")
     tags = {
+        "kind": metrics.get("kind", "binary"),
         "git_commit": git_commit(),
         "params_digest": params_digest,
         "train_partitions": json.dumps(lineage["train_partitions"]),
@@ -68,12 +70,13 @@ def lineage_tags(
             f"test_optional_absent_{k}": f"{v:.6f}"
             for k, v in (metrics.get("test_optional_absent") or {}).items()
         },
-        **{f"baseline_{b}_roc_auc": f"{m['roc_auc']:.6f}" for b, m in metrics["baselines"].items()},
+        "gate_metric": metric,
+        **{f"baseline_{b}_{metric}": f"{m[metric]:.6f}" for b, m in metrics["baselines"].items()},
     }
     champion = metrics["champion"]
-    if champion and "roc_auc" in champion:
+    if champion and metric in champion:
         tags["compared_champion"] = champion["version"]
-        tags["compared_champion_roc_auc"] = f"{champion['roc_auc']:.6f}"
+        tags[f"compared_champion_{metric}"] = f"{champion[metric]:.6f}"
     return tags
 
 

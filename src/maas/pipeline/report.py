@@ -5,23 +5,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from maas.pipeline.evaluate import METRIC_NAMES
+from maas.config.kinds import metric_names
 
 if TYPE_CHECKING:
     from maas.pipeline.stages import TrainSummary, ValidateResult
 
 
+def metric_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics of the run's kind of task, in table order."""
+    return metric_names(metrics.get("kind", "binary"))
+
+
 def metric_rows(metrics: dict[str, Any], model_label: str) -> list[tuple[str, list[str]]]:
-    """(label, formatted METRIC_NAMES values) for the new model, each baseline, the champion."""
+    """(label, formatted `metric_columns` values) for the new model, each baseline, the
+    champion."""
+    columns = metric_columns(metrics)
     rows = [(model_label, metrics["test"])]
     if metrics.get("test_optional_absent"):
         rows.append(("  same, optional inputs absent", metrics["test_optional_absent"]))
     rows += [(f"baseline: {name}", values) for name, values in metrics["baselines"].items()]
     champion = metrics["champion"]
     if champion and "unscored" not in champion:
-        note = "trained on the test month" if champion.get("train_overlap") else "re-scored"
+        note = "trained on the test partitions" if champion.get("train_overlap") else "re-scored"
         rows.append((f"champion v{champion['version']} ({note})", champion))
-    return [(label, [f"{values[n]:.4f}" for n in METRIC_NAMES]) for label, values in rows]
+    return [(label, [f"{values[n]:.4f}" for n in columns]) for label, values in rows]
 
 
 def window_title(metrics: dict[str, Any]) -> str:
@@ -55,8 +62,8 @@ def summary_markdown(
         f"{trained.samples_per_second:,.0f} samples/s",
         "",
         f"## {window_title(metrics)}",
-        "| | " + " | ".join(METRIC_NAMES) + " |",
-        "|---" * (len(METRIC_NAMES) + 1) + "|",
+        "| | " + " | ".join(metric_columns(metrics)) + " |",
+        "|---" * (len(metric_columns(metrics)) + 1) + "|",
     ]
     for label, values in metric_rows(metrics, "model"):
         lines.append(f"| {label} | " + " | ".join(values) + " |")

@@ -58,4 +58,5 @@ def build_request_spec(
         kind=request.kind,
         outputs=request.outputs.model_dump(),
         example=example,
+        classes=tuple(request.classes),
     )

@@ -28,6 +28,7 @@ from maas.config import (
     TrainParams,
     ValidationParams,
 )
+from maas.config.kinds import SCORE, baseline_names, gate_metric
 from maas.errors import MaasError
 from maas.pipeline.data import (
     add_label,
@@ -153,7 +154,8 @@ class TrainSummary:
     resumed_from_epoch: int | None
     train_rows: int
     validation_rows: int
-    validation_roc_auc: float
+    validation_metric: str  # the kind's score (maas.config.kinds.SCORE)
+    validation_score: float
     history: list[dict[str, float]]
 
 
@@ -195,6 +197,7 @@ def train_model(
     if epoch_logger is not None:
         epoch_logger.flush()
     best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
+    metric = SCORE[prepared.config.head]
     summary = TrainSummary(
         best_epoch=result.best_epoch,
         epochs_run=len(result.history),
@@ -203,7 +206,8 @@ def train_model(
         resumed_from_epoch=result.resumed_from_epoch,
         train_rows=len(prepared.fit_rows),
         validation_rows=len(prepared.val_rows),
-        validation_roc_auc=float(best.get("val_roc_auc", float("nan"))),
+        validation_metric=metric,
+        validation_score=float(best.get(f"val_{metric}", float("nan"))),
         history=result.history,
     )
     if not main:  # another torchrun rank: it only trained; rank 0 writes, exports and logs
@@ -214,7 +218,7 @@ def train_model(
             {
                 "best_epoch": summary.best_epoch,
                 "train_samples_per_second": summary.samples_per_second,
-                "best_val_roc_auc": summary.validation_roc_auc,
+                f"best_val_{metric}": summary.validation_score,
             }
         )
         tracking.log_artifact(train.models_dir / TRAIN_SUMMARY_FILE, "training")
@@ -244,7 +248,7 @@ def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) ->
 
 
 def champion_score(
-    registry: RegistryParams, test: pd.DataFrame, test_partitions: list[str]
+    registry: RegistryParams, test: pd.DataFrame, test_partitions: list[str], kind: str = "binary"
 ) -> dict[str, Any] | None:
     """Re-score the current champion on this test month; None when there is no champion.
 
@@ -264,13 +268,16 @@ def champion_score(
         return None
     number = str(version.version)
     try:
-        probs = score_version(client, version, test)
+        preds = score_version(client, version, test)
     except (MaasError, ServingError, MlflowException, OSError) as error:
         log.warning("champion v%s not re-scored: %s", number, error)
         return {"version": number, "unscored": str(error)[:300]}
     trained_on = json.loads(version.tags.get("train_partitions") or "{}")
     overlap = sorted(set(trained_on) & set(test_partitions))
-    metrics = compute_metrics(test["label"].to_numpy(), probs)
+    try:
+        metrics = compute_metrics(test["label"].to_numpy(), preds, kind)
+    except ValueError as error:  # e.g. a champion of another kind (its output's shape)
+        return {"version": number, "unscored": str(error)[:300]}
     return {"version": number, **metrics, "train_overlap": overlap}
 
 
@@ -300,6 +307,7 @@ def evaluate_model(
     train_window = read_window(data, TRAIN_FILE)
     lineage = read_lineage(data)
     labels = test["label"].to_numpy()
+    kind, n_classes = data.label.kind, len(data.label.classes)
 
     served = OnnxModel.load(models_dir)
     cat, num = served.preprocessor.transform(test)
@@ -309,27 +317,30 @@ def evaluate_model(
     parity = check_onnx_parity(
         torch_model, models_dir / ONNX_FILE, cat, num, evaluate.onnx_parity_tolerance
     )
-    probs = served.predict_proba(test)
-    test_metrics = compute_metrics(labels, probs)
+    preds = served.predict(test)
+    test_metrics = compute_metrics(labels, preds, kind)
     optional = served.preprocessor.optional_inputs
     absent = (
-        compute_metrics(labels, served.predict_proba(test.drop(columns=optional)))
+        compute_metrics(labels, served.predict(test.drop(columns=optional)), kind)
         if optional
         else None
     )
     fit_rows, _ = split_latest(train_window, validation_fraction, data.time)
     train_cat, train_num = served.preprocessor.transform(fit_rows)
-    baseline_probs = fit_baselines(
-        list(evaluate.baselines), train_cat, train_num, fit_rows["label"].to_numpy(),
-        cat, num, seed,
+    baseline_preds = fit_baselines(
+        baseline_names(list(evaluate.baselines), kind), train_cat, train_num,
+        fit_rows["label"].to_numpy(), cat, num, seed, kind, n_classes,
     )  # fmt: skip
-    baselines = {name: compute_metrics(labels, p) for name, p in baseline_probs.items()}
+    baselines = {name: compute_metrics(labels, p, kind) for name, p in baseline_preds.items()}
     test_partitions = sorted(lineage["test_partitions"])
-    champion = champion_score(registry, test, test_partitions) if registry else None
+    champion = champion_score(registry, test, test_partitions, kind) if registry else None
     gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion,
-                       optional_absent=absent)  # fmt: skip
-    write_plots(labels, probs, evaluate.plots_dir)
+                       optional_absent=absent, kind=kind)  # fmt: skip
+    write_plots(labels, preds, evaluate.plots_dir, kind, list(data.label.classes))
+    metric = gate_metric(kind, promotion.metric)
     metrics = {
+        "kind": kind,
+        "gate_metric": metric.name,
         "test": test_metrics,
         "test_optional_absent": absent,
         "optional_inputs": optional,
@@ -345,8 +356,8 @@ def evaluate_model(
     if tracking is not None:
         log_evaluation(tracking, metrics, evaluate)
     log.info(
-        "evaluate: ROC AUC %.4f, gate passed=%s promoted=%s",
-        test_metrics["roc_auc"], gate.passed, gate.promoted,
+        "evaluate: %s %.4f, gate passed=%s promoted=%s",
+        metric.label, test_metrics[metric.name], gate.passed, gate.promoted,
     )  # fmt: skip
     return metrics
 

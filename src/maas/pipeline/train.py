@@ -25,11 +25,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from maas.config import TrainParams
+from maas.config.kinds import SCORE
 from maas.errors import MaasError
 from maas.pipeline import distributed
 from maas.pipeline.augment import Augmentation
 from maas.pipeline.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
-from maas.pipeline.model import ModelConfig, build_network
+from maas.pipeline.model import ModelConfig, build_network, serving_output
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,12 @@ def train_one_epoch(
     world: int = 1,
     mixed_precision: bool = True,
     augment: Augmentation | None = None,
+    head: str = "binary",
+    regression_loss: str = "mse",
 ) -> float:
     """One pass in random order; returns the mean training loss (over all ranks' rows)."""
     model.train()
     device = data.labels.device
-    loss_fn = nn.BCEWithLogitsLoss()
     total = torch.zeros((), device=device)
     for index in iterate_batches(len(data), batch_size, generator, device, rank, world):
         categorical, numeric = data.categorical[index], data.numeric[index]
@@ -153,10 +155,7 @@ def train_one_epoch(
             categorical, numeric = augment.apply(categorical, numeric, generator)
         with autocast(device, mixed_precision):
             logits = model(categorical, numeric)
-        labels = data.labels[index]
-        if logits.dim() == 2:  # an ensemble (tabm): every member is fitted to the labels
-            labels = labels[:, None].expand_as(logits)
-        loss = loss_fn(logits.float(), labels)
+        loss = head_loss(head, logits, data.labels[index], regression_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -169,35 +168,74 @@ def train_one_epoch(
     return float(total.item()) / (len(data) - len(data) % world)
 
 
+def head_loss(
+    head: str, out: torch.Tensor, labels: torch.Tensor, regression_loss: str = "mse"
+) -> torch.Tensor:
+    """The task's loss: BCE on the logit (binary), cross-entropy on the class logits
+    (multiclass), MSE or Huber on the standardized value (regression). An ensemble's output
+    (tabm: a member axis after the batch) fits every member to the labels."""
+    out = out.float()
+    if head == "multiclass":
+        targets = labels.long()
+        if out.dim() == 3:  # (batch, k, classes)
+            targets = targets[:, None].expand(out.shape[:2])
+        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1))
+    if out.dim() == 2:  # (batch, k)
+        labels = labels[:, None].expand_as(out)
+    if head == "regression":
+        if regression_loss == "huber":
+            return nn.functional.huber_loss(out, labels)
+        return nn.functional.mse_loss(out, labels)
+    return nn.functional.binary_cross_entropy_with_logits(out, labels)
+
+
 @torch.no_grad()
-def predict_proba(
+def predict(
     model: nn.Module, data: TensorSet, batch_size: int = 65536, mixed_precision: bool = True
 ) -> torch.Tensor:
+    """The serving output for each row (maas.pipeline.model.serving_output)."""
     model.eval()
+    config: ModelConfig = model.config  # type: ignore[assignment]
     outputs = []
     for start in range(0, len(data), batch_size):
         stop = start + batch_size
         with autocast(data.labels.device, mixed_precision):
-            logits = model(data.categorical[start:stop], data.numeric[start:stop])
-        outputs.append(torch.sigmoid(logits.float()))
-    return torch.cat(outputs) if outputs else torch.zeros(0)
+            out = model(data.categorical[start:stop], data.numeric[start:stop])
+        outputs.append(serving_output(config, out))
+    if outputs:
+        return torch.cat(outputs)
+    return torch.zeros((0, config.n_outputs) if config.head == "multiclass" else 0)
 
 
 def evaluate_epoch(
     model: nn.Module, data: TensorSet, mixed_precision: bool = True
 ) -> dict[str, float]:
-    """Validation loss and ROC AUC (bf16 autocast on CUDA only with `mixed_precision`)."""
-    from sklearn.metrics import roc_auc_score
+    """Validation loss and the kind's score, `val_<score>` (maas.config.kinds.SCORE); bf16
+    autocast on CUDA only with `mixed_precision`. Regression labels are standardized: the
+    loss is in standard deviations, as in training."""
+    from maas.pipeline.evaluate import compute_metrics
 
-    probs = predict_proba(model, data, mixed_precision=mixed_precision)
-    if not bool(torch.isfinite(probs).all()):  # diverged: nothing to keep (a tuning trial: pruned)
-        return {"val_loss": float("nan"), "val_roc_auc": float("nan")}
-    probs = probs.clamp(1e-7, 1 - 1e-7)
+    config: ModelConfig = model.config  # type: ignore[assignment]
+    score = f"val_{SCORE[config.head]}"
+    preds = predict(model, data, mixed_precision=mixed_precision)
+    if not bool(torch.isfinite(preds).all()):  # diverged: nothing to keep (a tuning trial: pruned)
+        return {"val_loss": float("nan"), score: float("nan")}
     labels = data.labels
-    loss = nn.functional.binary_cross_entropy(probs, labels).item()
-    y, p = labels.cpu().numpy(), probs.cpu().numpy()
-    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {"val_loss": loss, "val_roc_auc": auc}
+    if config.head == "regression":
+        scaled = (preds - config.target_mean) / config.target_std
+        loss = nn.functional.mse_loss(scaled, labels).item()
+    elif config.head == "multiclass":
+        loss = nn.functional.nll_loss(preds.clamp_min(1e-7).log(), labels.long()).item()
+    else:
+        loss = nn.functional.binary_cross_entropy(preds.clamp(1e-7, 1 - 1e-7), labels).item()
+    y, p = labels.cpu().numpy(), preds.cpu().numpy()
+    if config.head == "regression":
+        y, p = y * config.target_std + config.target_mean, p
+    try:
+        value = compute_metrics(y, p, config.head)[SCORE[config.head]]
+    except ValueError:  # e.g. one class only in a tiny validation slice
+        value = float("nan")
+    return {"val_loss": loss, score: value}
 
 
 def training_device(requested: str, world: int) -> torch.device:
@@ -237,7 +275,15 @@ def train_epoch(
     return train_one_epoch(
         net, optimizer, data, params.batch_size, generator, scheduler,
         rank=rank, world=world, mixed_precision=params.mixed_precision, augment=augment,
+        head=net_config(net).head, regression_loss=params.regression_loss,
     )  # fmt: skip
+
+
+def net_config(net: nn.Module) -> ModelConfig:
+    """The config of the network, inside its DDP wrapper or not."""
+    inner = net.module if isinstance(net, DistributedDataParallel) else net
+    config: ModelConfig = inner.config  # type: ignore[assignment]
+    return config
 
 
 def fit(

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Params, SearchRange, apply_overrides, parse_params
-from maas.pipeline.model import model_config_for
+from maas.config.kinds import SCORE
+from maas.pipeline.model import Head, model_config_for
 from maas.pipeline.prepare import PreparedTraining, augmentation
 from maas.pipeline.train import fit
 from maas.tracking.runs import EpochLogger, log_metrics, start_run
@@ -138,6 +139,8 @@ def run_study(
         log.info("study %s already holds %d finished trials", study.study_name, finished)
         return
     fit_numeric = prepared.train.numeric.cpu().numpy()
+    head = Head.of(prepared.config)
+    score = f"val_{SCORE[head.kind]}"  # higher is better for every kind
 
     def objective(trial: Any) -> float:
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
@@ -152,21 +155,22 @@ def run_study(
             epoch = int(metrics["epoch"])
             if not math.isfinite(metrics["train_loss"]):
                 raise optuna.TrialPruned(f"diverged: training loss {metrics['train_loss']}")
-            trial.report(metrics["val_roc_auc"], epoch)
+            trial.report(metrics[score], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         state = "failed"
         try:
             result = fit(
-                model_config_for(chosen.model, prepared.preprocessor.cardinalities, fit_numeric),
+                model_config_for(chosen.model, prepared.preprocessor.cardinalities, fit_numeric,
+                                 head),
                 chosen.train, prepared.train, prepared.validation, on_epoch_end=on_epoch_end,
                 augment=augmentation(prepared.preprocessor, chosen.train),
             )  # fmt: skip
             best = next(h for h in result.history if int(h["epoch"]) == result.best_epoch)
             state = "complete"
-            value = float(best["val_roc_auc"])
-            log_metrics(client, run_id, {"best_val_roc_auc": value, "best_epoch": best["epoch"]})
+            value = float(best[score])
+            log_metrics(client, run_id, {f"best_{score}": value, "best_epoch": best["epoch"]})
             return value
         except optuna.TrialPruned:
             state = "pruned"
@@ -216,13 +220,14 @@ def tune_model(
         if not states.get("COMPLETE"):
             raise MaasError(f"no trial of study {name} completed ({states}): nothing written")
         best = decoded(study.best_params, space)
+        score = SCORE[prepared.config.head]
         write_tuned_values(
             params.tune.output, best,
-            f"written by `maas tune` at {utc_timestamp()}: study {name}, best validation ROC AUC "
+            f"written by `maas tune` at {utc_timestamp()}: study {name}, best validation {score} "
             f"{study.best_value:.4f} over {sum(states.values())} trials ({states}).\n"
             "Every maas command reads these values over params.yaml: commit this file.",
         )  # fmt: skip
-        log_metrics(client, parent, {"best_val_roc_auc": study.best_value})
+        log_metrics(client, parent, {f"best_val_{score}": study.best_value})
         tracking.set_tags({"best_values": json.dumps(best)})
         tracking.log_artifact(params.tune.output, "tuning")
     return TuneResult(name, float(study.best_value), best, states, parent)

@@ -15,29 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maas.config import DataParams, LabelSpec, ValidationParams
+from maas.config import DataParams, ValidationParams
 from maas.errors import MaasError
 from maas.pipeline.data import Partition
 from maas.pipeline.validation_batch import (
-    DATE_COLUMN,
-    LABEL_COLUMN,
-    PARTITION_COLUMN,
-    clock_minutes_column,
-    clock_part_column,
-    derived_columns,
     prepare_batch,
 )
 from maas.pipeline.validation_cache import ValidationCache
+from maas.pipeline.validation_suite import build_expectations
 
 log = logging.getLogger(__name__)
 
-TYPE_LISTS = {
-    "int": ["int64", "int32", "int16", "int8", "Int64", "Int32", "Int16", "Int8"],
-    "float": ["float64", "float32", "Float64", "Float32", "int64", "int32", "Int64", "Int32"],
-    # GX 1.24 does not recognise pandas 3's default `str` dtype: string columns are handed
-    # over as object columns and each value's type is checked.
-    "str": ["str"],
-}
 SUITE_NAME = "task_partition"
 
 
@@ -117,131 +105,6 @@ class ValidationReport:
         for outcome in self.blocking + self.warnings:
             lines.append(f"- {outcome.describe()}")
         return "\n".join(lines)
-
-
-def build_expectations(params: ValidationParams, label: LabelSpec | None = None) -> list[Any]:
-    """The suite's expectations, each with meta.severity, from the validation section (and
-    the task's label: a binary label named by its positive value has at most two values)."""
-    items = [*_schema_expectations(params), *_value_expectations(params)]
-    if label is not None and label.positive is not None:
-        import great_expectations.expectations as gxe
-
-        items.append(
-            gxe.ExpectColumnUniqueValueCountToBeBetween(
-                column=label.column, min_value=1, max_value=2, meta=_severity("block")
-            )
-        )
-    return items
-
-
-def _severity(severity: str) -> dict[str, str]:
-    return {"severity": severity}
-
-
-def _schema_expectations(params: ValidationParams) -> list[Any]:
-    """Columns, their types and the exact column set; category domains and code patterns."""
-    import great_expectations.expectations as gxe
-
-    items: list[Any] = []
-    for column, kind in params.columns.items():
-        items.append(gxe.ExpectColumnToExist(column=column, meta=_severity("block")))
-        items.append(
-            gxe.ExpectColumnValuesToBeInTypeList(
-                column=column, type_list=TYPE_LISTS[kind], meta=_severity("block")
-            )
-        )
-    items.append(
-        gxe.ExpectTableColumnsToMatchSet(
-            column_set=[*params.columns, *derived_columns(params)],
-            exact_match=True,
-            meta=_severity(params.extra_columns),
-        )
-    )
-    for column, values in params.domains.items():
-        items.append(
-            gxe.ExpectColumnValuesToBeInSet(
-                column=column, value_set=values, meta=_severity("block")
-            )
-        )
-    for column, regex in params.patterns.items():
-        items.append(
-            gxe.ExpectColumnValuesToMatchRegex(column=column, regex=regex, meta=_severity("block"))
-        )
-    return items
-
-
-def _value_expectations(params: ValidationParams) -> list[Any]:
-    """Ranges, nulls, row count, label rate, unique keys, clock times, the partition's
-    own month."""
-    import great_expectations.expectations as gxe
-
-    items: list[Any] = []
-    for rule in params.ranges:
-        items.append(
-            gxe.ExpectColumnValuesToBeBetween(
-                column=rule.column,
-                min_value=rule.min,
-                max_value=rule.max,
-                mostly=rule.mostly,
-                meta=_severity(rule.severity),
-            )
-        )
-    for null_rule in params.not_null:
-        items.append(
-            gxe.ExpectColumnValuesToNotBeNull(
-                column=null_rule.column, mostly=null_rule.mostly, meta=_severity(null_rule.severity)
-            )
-        )
-    items.append(
-        gxe.ExpectTableRowCountToBeBetween(
-            min_value=int(params.row_count.min),
-            max_value=int(params.row_count.max),
-            meta=_severity(params.row_count.severity),
-        )
-    )
-    items.append(
-        gxe.ExpectColumnMeanToBeBetween(
-            column=LABEL_COLUMN,
-            min_value=params.label_rate.min,
-            max_value=params.label_rate.max,
-            meta=_severity(params.label_rate.severity),
-        )
-    )
-    if len(params.unique_key) == 1:  # GX's compound check needs two columns or more
-        items.append(
-            gxe.ExpectColumnValuesToBeUnique(column=params.unique_key[0], meta=_severity("block"))
-        )
-    elif params.unique_key:
-        items.append(
-            gxe.ExpectCompoundColumnsToBeUnique(
-                column_list=params.unique_key, meta=_severity("block")
-            )
-        )
-    for column in params.clock_times:
-        items.append(
-            gxe.ExpectColumnValuesToBeBetween(
-                column=clock_minutes_column(column), min_value=0, max_value=59,
-                meta=_severity("block"),
-            )
-        )  # fmt: skip
-    for column in params.clock_parts:
-        items.append(
-            gxe.ExpectColumnValuesToBeInSet(
-                column=clock_part_column(column), value_set=[1.0], meta=_severity("block")
-            )
-        )
-    # 1 where the row's time lies in the partition's own period (computed per partition)
-    items.append(
-        gxe.ExpectColumnValuesToBeInSet(
-            column=PARTITION_COLUMN, value_set=[1.0], meta=_severity(params.partition_dates)
-        )
-    )
-    items.append(
-        gxe.ExpectColumnValuesToNotBeNull(
-            column=DATE_COLUMN, meta=_severity(params.partition_dates)
-        )
-    )
-    return items
 
 
 def _outcome(partition: str, result: Any) -> ExpectationOutcome:

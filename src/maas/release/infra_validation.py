@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from maas.config import PackagingParams, ServingParams
 from maas.net import free_port
 from maas.release import containers
@@ -25,10 +27,11 @@ def sample_records(frame: Any, rows: int) -> list[dict[str, Any]]:
 
 def expected_predictions(
     model_uri: str, rows: int, code: Path, model_dir: Path
-) -> tuple[list[dict[str, Any]], list[float]]:
-    """The version's stored test sample and the delay probabilities the registered model
-    gives it: its verified artifacts (`model_dir`) scored by its recorded serving code. The
-    example is read from the model's metadata: no code from the artifact store runs here."""
+) -> tuple[list[dict[str, Any]], list[list[float]]]:
+    """The version's stored test sample and the outputs the registered model gives each
+    record (one value, or one per class): its verified artifacts (`model_dir`) scored by its
+    recorded serving code. The example is read from the model's metadata: no code from the
+    artifact store runs here."""
     import pandas as pd
     from mlflow.models import Model
 
@@ -36,8 +39,17 @@ def expected_predictions(
     if example is None or len(example) == 0:
         raise PackagingError(f"{model_uri} has no input example to validate the image with")
     records = sample_records(example, rows)
-    probs = score_with(code, model_dir, pd.DataFrame(records))
-    return records, [float(p) for p in probs]
+    outputs = score_with(code, model_dir, pd.DataFrame(records))
+    return records, [[float(v) for v in np.atleast_1d(row)] for row in outputs]
+
+
+def served_values(prediction: dict[str, Any], request: RequestSpec) -> list[float]:
+    """One served prediction's numbers, as `expected_predictions` gives them: the positive
+    class's probability, each class's probability in the model's order, or the value."""
+    value = prediction[request.output_fields[0]]
+    if request.kind == "multiclass":
+        return [float(value[name]) for name in request.classes]
+    return [float(value)]
 
 
 @dataclass
@@ -54,7 +66,7 @@ def validate_endpoint(
     base_url: str,
     version: str,
     records: list[dict[str, Any]],
-    expected: list[float],
+    expected: list[list[float]],
     tolerance: float,
     latency_requests: int,
     max_records: int,
@@ -64,9 +76,9 @@ def validate_endpoint(
     compare; time single-record requests."""
     import httpx
 
-    key, output = request.body_key, request.probability
+    key = request.body_key
     with httpx.Client(base_url=base_url, timeout=30) as http:
-        got: list[float] = []
+        got: list[list[float]] = []
         for start in range(0, len(records), max_records):
             response = http.post("/predict", json={key: records[start : start + max_records]})
             if response.status_code != 200:
@@ -78,8 +90,9 @@ def validate_endpoint(
                 return InfraValidation(
                     False, f"served model_version {body.get('model_version')!r}, not {version}", {}
                 )
-            got += [p[output] for p in body["predictions"]]
-        diff = max(abs(a - b) for a, b in zip(got, expected, strict=True))
+            got += [served_values(p, request) for p in body["predictions"]]
+        diff = max(abs(a - b) for mine, theirs in zip(got, expected, strict=True)
+                   for a, b in zip(mine, theirs, strict=True))  # fmt: skip
         if diff > tolerance:
             return InfraValidation(
                 False, f"predictions differ from the registered model by {diff:.3g} > {tolerance}",
@@ -106,7 +119,7 @@ def infra_validate(
     image: str,
     version: str,
     records: list[dict[str, Any]],
-    expected: list[float],
+    expected: list[list[float]],
     packaging: PackagingParams,
     serving: ServingParams,
     request: RequestSpec,

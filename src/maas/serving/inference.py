@@ -92,14 +92,17 @@ class OnnxModel:
         preprocessor = Preprocessor.from_dict(json.loads((folder / PREPROCESSING_FILE).read_text()))
         return cls(preprocessor, create_session(folder / ONNX_FILE))
 
-    def predict_proba(self, columns: Mapping[str, Any]) -> np.ndarray:
-        """Delay probability for each row of raw columns, in one vectorized call."""
+    def predict(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """The model's output for each row of raw columns, in one vectorized call: binary, the
+        positive class's probability (n,); multiclass, each class's probability (n, classes);
+        regression, the value (n,)."""
         return self.score(columns)[0]
 
     def score(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, list[list[str]]]:
-        """(delay probability, the fields with a value unknown to the model) for each row."""
+        """(the model's output, the fields with a value unknown to the model) for each row."""
         cat, num = self.preprocessor.transform(columns)
         if len(cat) == 0:
-            return np.zeros(0, dtype=np.float32), []
-        probs = self.session.run(None, {"categorical": cat, "numeric": num})[0]
-        return probs, self.preprocessor.unknown_inputs(cat)
+            width = self.session.get_outputs()[0].shape[1:]  # (batch,) or (batch, classes)
+            return np.zeros((0, *width), dtype=np.float32), []
+        outputs = self.session.run(None, {"categorical": cat, "numeric": num})[0]
+        return outputs, self.preprocessor.unknown_inputs(cat)

@@ -30,11 +30,13 @@ class RequestSpec:
 
     body_key: str
     fields: tuple[FieldSpec, ...]
-    kind: str = "binary"
-    # binary: {"probability": name, "decision": name} (names and defaults: the task's
-    # serving.outputs, maas.config.task.OutputNames)
+    kind: str = "binary"  # binary | multiclass | regression
+    # the output field names (the task's serving.outputs, maas.config.task.OutputNames):
+    # binary "probability", "decision"; multiclass "predicted_class", "probabilities";
+    # regression "value"
     outputs: dict[str, str] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)  # a training record (the warm-up)
+    classes: tuple[str, ...] = ()  # multiclass: the class values, in the model's output order
 
     @property
     def names(self) -> list[str]:
@@ -50,10 +52,20 @@ class RequestSpec:
         """binary: the output field of the decision at the threshold."""
         return self.outputs["decision"]
 
+    @property
+    def output_fields(self) -> tuple[str, ...]:
+        """The response's fields of one prediction, the first being the one compared in
+        infra-validation (binary: the probability; multiclass: the class probabilities;
+        regression: the value)."""
+        keys = {"binary": ("probability", "decision"),
+                "multiclass": ("probabilities", "predicted_class"),
+                "regression": ("value",)}[self.kind]  # fmt: skip
+        return tuple(self.outputs[key] for key in keys)
+
     def to_dict(self) -> dict[str, Any]:
         return {"body_key": self.body_key, "kind": self.kind, "outputs": dict(self.outputs),
                 "fields": [asdict(spec) for spec in self.fields],
-                "example": dict(self.example)}  # fmt: skip
+                "example": dict(self.example), "classes": list(self.classes)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestSpec:
@@ -63,6 +75,7 @@ class RequestSpec:
             kind=str(data.get("kind", "binary")),
             outputs={str(k): str(v) for k, v in (data.get("outputs") or {}).items()},
             example=dict(data.get("example") or {}),
+            classes=tuple(str(c) for c in data.get("classes") or ()),
         )
 
 
@@ -110,9 +123,22 @@ def record_model(spec: RequestSpec) -> type[BaseModel]:
 
 
 def prediction_model(spec: RequestSpec) -> type[BaseModel]:
-    """One prediction: binary -> the positive class's probability and the decision at 0.5,
-    plus the fields whose value the model never saw in training."""
-    outputs: dict[str, Any] = {spec.probability: (float, ...), spec.decision: (bool, ...)}
+    """One prediction, plus the fields whose value the model never saw in training. binary:
+    the positive class's probability and the decision at 0.5; multiclass: the most probable
+    class and each class's probability; regression: the predicted value."""
+    outputs: dict[str, Any]
+    if spec.kind == "multiclass":
+        probabilities, predicted = spec.output_fields
+        names: Any = Literal.__getitem__(spec.classes)  # the class values, as an enum
+        outputs = {
+            predicted: (names, Field(..., description="the most probable class")),
+            probabilities: (dict[str, float], Field(
+                ..., description=f"each class's probability: {', '.join(spec.classes)}")),
+        }  # fmt: skip
+    elif spec.kind == "regression":
+        outputs = {spec.output_fields[0]: (float, ...)}
+    else:
+        outputs = {spec.probability: (float, ...), spec.decision: (bool, ...)}
     unknown: Any = Field(
         default_factory=list,
         description="fields whose value the model never saw in training (e.g. a new category): "

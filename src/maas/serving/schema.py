@@ -35,20 +35,29 @@ class Schema:
         return records
 
     def to_response(
-        self, version: str, probs: np.ndarray, unknown: list[list[str]] | None = None
+        self, version: str, outputs: np.ndarray, unknown: list[list[str]] | None = None
     ) -> BaseModel:
         """Predictions in request order. Built without re-validation: the values come from the
-        model (floats) and the threshold (bools), and validating them again was a visible
-        share of a bulk request (profiled)."""
-        probability, decision = self.spec.probability, self.spec.decision
-        values = probs.astype(float).tolist()
+        model (floats), the threshold (bools) and the class list, and validating them again
+        was a visible share of a bulk request (profiled)."""
+        values = [self.output_values(row) for row in outputs.astype(float).tolist()]
         predictions = [
-            self.prediction.model_construct(
-                **{probability: p, decision: p >= THRESHOLD}, unknown_inputs=u
-            )
-            for p, u in zip(values, unknown or [[] for _ in values], strict=True)
+            self.prediction.model_construct(**fields, unknown_inputs=u)
+            for fields, u in zip(values, unknown or [[] for _ in values], strict=True)
         ]
         return self.response.model_construct(model_version=version, predictions=predictions)
+
+    def output_values(self, row: Any) -> dict[str, Any]:
+        """One prediction's fields from the model's output for one record."""
+        spec = self.spec
+        if spec.kind == "multiclass":
+            probabilities, predicted = spec.output_fields
+            best = max(range(len(row)), key=row.__getitem__)
+            return {predicted: spec.classes[best],
+                    probabilities: dict(zip(spec.classes, row, strict=True))}  # fmt: skip
+        if spec.kind == "regression":
+            return {spec.output_fields[0]: row}
+        return {spec.probability: row, spec.decision: row >= THRESHOLD}
 
 
 def build_schema(spec: RequestSpec, max_records: int) -> Schema:

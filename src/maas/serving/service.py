@@ -132,7 +132,7 @@ class ModelService:
         # Warm-up: /readyz turns ready only once a real prediction has run, on a record of
         # the task's own (kept with the request spec at training).
         warmup = SCHEMA.record.model_validate(SCHEMA.spec.example)
-        self.model.predict_proba(SCHEMA.to_columns([warmup]))
+        self.model.predict(SCHEMA.to_columns([warmup]))
         LIVE["service"] = self  # the fast path answers from now on
         settle_garbage_collector()
 

@@ -14,8 +14,10 @@ from mlflow.pyfunc import PythonModel
 
 
 class TaskModel(PythonModel):
-    """Predicts a frame of raw records; the output columns are named by the task (binary:
-    the positive class's probability and the decision at the threshold)."""
+    """Predicts a frame of raw records; the output columns are the service's, named by the
+    task: binary, the positive class's probability and the decision at the threshold;
+    multiclass, the predicted class and one probability column per class
+    (`<probabilities>_<class>`); regression, the value."""
 
     def load_context(self, context: Any) -> None:
         from maas.serving.inference import ONNX_FILE, OnnxModel
@@ -27,16 +29,26 @@ class TaskModel(PythonModel):
         request = self.model.preprocessor.request
         if request is None:  # trained before task files: packaged with its recorded code
             raise ValueError("the model's preprocessing carries no request spec")
-        self.names = (request.probability, request.decision)
+        self.request = request
 
     # model_input is left unannotated: MLflow reads the hint as a schema and warns on `Any`.
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:
+        import numpy as np
         import pandas as pd
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        probs = self.model.predict_proba(frame)
-        probability, decision = self.names
-        return pd.DataFrame({probability: probs, decision: probs >= self.threshold})
+        outputs = self.model.predict(frame)
+        request = self.request
+        if request.kind == "multiclass":
+            probabilities, predicted = request.output_fields
+            columns = {predicted: np.asarray(request.classes)[outputs.argmax(axis=1)]}
+            columns |= {f"{probabilities}_{c}": outputs[:, i]
+                        for i, c in enumerate(request.classes)}  # fmt: skip
+            return pd.DataFrame(columns)
+        if request.kind == "regression":
+            return pd.DataFrame({request.output_fields[0]: outputs})
+        return pd.DataFrame({request.probability: outputs,
+                             request.decision: outputs >= self.threshold})  # fmt: skip
 
 
 mlflow.models.set_model(TaskModel())

@@ -95,7 +95,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from maas.serving.inference import OnnxModel
 model = OnnxModel.load(Path(sys.argv[2]))
-np.save(sys.argv[4], model.predict_proba(pd.read_parquet(sys.argv[3])))
+predict = getattr(model, "predict", None) or model.predict_proba  # code recorded before kinds
+np.save(sys.argv[4], predict(pd.read_parquet(sys.argv[3])))
 """
 
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from maas.config.kinds import LINEAR
+
 
 @dataclass(frozen=True)
 class VersionRow:
@@ -15,8 +17,9 @@ class VersionRow:
     created: str
     gate: str
     validation: str
-    roc_auc: float | None
-    baseline_logistic: float | None
+    metric: str  # the gate's metric (roc_auc for versions registered before task kinds)
+    score: float | None  # its test value
+    baseline_linear: float | None  # the linear baseline's (logistic or linear regression)
     run_id: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -35,6 +38,8 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
     rows = []
     for mv in client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"]):
         tags = mv.tags
+        metric = tags.get("gate_metric", "roc_auc")
+        linear = LINEAR.get(tags.get("kind", "binary"), "logistic_regression")
 
         def number(key: str, tags: Mapping[str, str] = tags) -> float | None:
             return float(tags[key]) if key in tags else None
@@ -56,8 +61,9 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
                     else "?"
                 ),
                 validation=tags.get("validation_status", "?"),
-                roc_auc=number("test_roc_auc"),
-                baseline_logistic=number("baseline_logistic_regression_roc_auc"),
+                metric=metric,
+                score=number(f"test_{metric}"),
+                baseline_linear=number(f"baseline_{linear}_{metric}"),
                 run_id=mv.run_id or "",
             )
         )

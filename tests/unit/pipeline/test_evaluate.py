@@ -10,7 +10,7 @@ from maas.pipeline.plots import write_plots
 
 BASELINES = {"prior": {"roc_auc": 0.5}, "logistic_regression": {"roc_auc": 0.70}}
 POLICY = PromotionParams(
-    min_roc_auc=0.65,
+    floors={"roc_auc": 0.65},
     must_beat=["prior", "logistic_regression"],
     max_regression=0.005,
     require_validation=True,
@@ -120,9 +120,7 @@ def test_baseline_tolerance_is_explicit_and_never_applies_to_the_prior() -> None
         {"prior": {"roc_auc": 0.5}},
         None,
         "passed",
-        POLICY.model_copy(
-            update={"must_beat": ["prior"], "min_roc_auc": 0, "baseline_tolerance": 0.1}
-        ),
+        POLICY.model_copy(update={"must_beat": ["prior"], "floors": {}, "baseline_tolerance": 0.1}),
     )
     assert not no_signal.passed
 
@@ -156,3 +154,10 @@ def test_the_floor_holds_for_requests_without_the_optional_inputs() -> None:
         {"roc_auc": 0.72}, BASELINES, None, "passed", POLICY, optional_absent={"roc_auc": 0.62}
     )
     assert fine.passed and any("with the optional inputs absent meets" in r for r in fine.reasons)
+
+
+def test_the_older_floor_names_still_read() -> None:
+    older = PromotionParams.model_validate({"min_roc_auc": 0.7, "min_roc_auc_optional_absent": 0.6})
+    assert (older.floors, older.floors_optional_absent) == ({"roc_auc": 0.7}, {"roc_auc": 0.6})
+    with pytest.raises(ValueError, match="unknown metric"):
+        PromotionParams.model_validate({"floors": {"auc": 0.7}})

@@ -66,11 +66,9 @@ def test_onnx_model_scores_raw_records(exported) -> None:
     folder, *_ = exported
     served = OnnxModel.load(folder)
     records = make_flights(7, seed=9)
-    probs = served.predict_proba(
-        {k: records[k].tolist() for k in served.preprocessor.input_columns}
-    )
+    probs = served.predict({k: records[k].tolist() for k in served.preprocessor.input_columns})
     assert probs.shape == (7,) and ((probs > 0) & (probs < 1)).all()
-    assert served.predict_proba({k: [] for k in served.preprocessor.input_columns}).shape == (0,)
+    assert served.predict({k: [] for k in served.preprocessor.input_columns}).shape == (0,)
 
 
 def test_digests_are_verified_and_tampering_refused(exported, tmp_path) -> None:

@@ -62,7 +62,7 @@ def test_each_kind_trains_exports_with_parity_and_serves(rows, kind, embedding, 
 
     pre.save(tmp_path / PREPROCESSING_FILE)
     served = OnnxModel.load(tmp_path)
-    probs = served.predict_proba({k: frame[k].tolist()[:9] for k in pre.input_columns})
+    probs = served.predict({k: frame[k].tolist()[:9] for k in pre.input_columns})
     assert probs.shape == (9,) and ((probs > 0) & (probs < 1)).all()
 
 

@@ -57,7 +57,7 @@ def test_the_test_month_is_also_scored_without_the_optional_inputs(project, smal
     data, models, evaluate, _, test = project
     metrics = evaluate_model(data, models, 42, 0.1, evaluate, small_params.promotion, None)
     served = OnnxModel.load(models)
-    absent = served.predict_proba(test.drop(columns=served.preprocessor.optional_inputs))
+    absent = served.predict(test.drop(columns=served.preprocessor.optional_inputs))
     expected = compute_metrics(test["label"].to_numpy(), absent)
     assert metrics["test_optional_absent"] == pytest.approx(expected, abs=1e-9)
     assert metrics["optional_inputs"] == served.preprocessor.optional_inputs

@@ -137,7 +137,7 @@ def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
 ) -> None:
     """With mixed_precision off, validation runs in fp32 too; a resumed CUDA run draws the
     same dropout masks as an uninterrupted one (the CUDA generators are in the checkpoint)."""
-    from maas.pipeline.train import predict_proba
+    from maas.pipeline.train import predict
 
     config, train, val = data
     params = small_params.train.model_copy(
@@ -151,9 +151,9 @@ def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
     )
     model = fit(config, params, train, val).model.cuda()
     on_gpu = val.to(torch.device("cuda"))
-    fp32 = predict_proba(model, on_gpu, mixed_precision=False)
-    assert torch.equal(fp32, predict_proba(model, on_gpu, mixed_precision=False))
-    assert not torch.equal(fp32, predict_proba(model, on_gpu, mixed_precision=True))
+    fp32 = predict(model, on_gpu, mixed_precision=False)
+    assert torch.equal(fp32, predict(model, on_gpu, mixed_precision=False))
+    assert not torch.equal(fp32, predict(model, on_gpu, mixed_precision=True))
     whole = fit(config, params, train, val)
     ckpt = tmp_path / "ckpt.pt"
     fit(config, params.model_copy(update={"max_epochs": 1}), train, val, checkpoint_path=ckpt)

@@ -60,7 +60,7 @@ def test_scoring_runs_the_recorded_code_not_the_checkouts(registered, tmp_path) 
     code is the same; a different recorded copy gives its own answers (it is what runs)."""
     client, version, models, records = registered
     sample = records.head(50).reset_index(drop=True)
-    current = OnnxModel.load(models).predict_proba(sample)
+    current = OnnxModel.load(models).predict(sample)
     assert score_version(client, version, sample) == pytest.approx(current, abs=1e-7)
     context = download_serving_code(client, version, tmp_path / "two")
     inference = context / "maas/serving/inference.py"
