@@ -31,7 +31,8 @@ E2E_GROUPS = {
     "test_packaging.py": "e2e-registry",  # packages the trained version ...
     "test_promotion.py": "e2e-registry",  # ... that the controller then deploys
     "test_identity.py": "e2e-registry",  # ... and beside another project's v1
-    "test_tasks.py": "e2e-tasks",  # its own project: goes to whichever worker is free
+    "test_tasks.py": "e2e-tasks",  # projects of their own: whichever worker is free
+    "test_hotel_rates.py": "e2e-tasks",
 }
 
 

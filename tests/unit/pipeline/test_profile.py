@@ -64,6 +64,25 @@ def test_a_threshold_makes_a_numeric_label_binary(tmp_path: Path) -> None:
     assert made.task["data"]["time"]["partition"] == "month"
 
 
+def test_multiclass_and_regression_labels(tmp_path: Path) -> None:
+    from maas.config import LabelSpec
+
+    path = write(tmp_path, orders())
+    classes = profile(request(path, label="shop", kind="multiclass"))
+    label = classes.task["data"]["label"]
+    assert label == {"column": "shop", "kind": "multiclass", "unlabeled": "drop",
+                     "classes": ["x", "y"]}  # fmt: skip
+    assert "label_rate" not in classes.task["validation"]
+    assert "classes of shop: x " in " ".join(classes.notes)
+    LabelSpec.model_validate(label)  # what it writes is a valid task label
+    values = profile(request(path, label="amount", kind="regression"))
+    assert values.task["data"]["label"] == {"column": "amount", "kind": "regression",
+                                            "unlabeled": "drop"}  # fmt: skip
+    rule = next(r for r in values.task["validation"]["ranges"] if r["column"] == "amount")
+    assert rule["min"] == 0 and rule["severity"] == "warn"
+    assert "amount" not in values.task["features"]["numeric"]  # the label is not an input
+
+
 @pytest.mark.parametrize(
     ("frame", "options", "message"),
     [
@@ -74,7 +93,10 @@ def test_a_threshold_makes_a_numeric_label_binary(tmp_path: Path) -> None:
         (orders(), {"label": "days_late"}, "'days_late' has 13 values: give --positive"),
         (orders(), {"positive": "2"}, "positive value '2' is not in 'returned'"),
         (orders(), {"label": "shop", "threshold": 1.0}, "needs a numeric label"),
-        (orders(), {"kind": "regression"}, "binary tasks only so far"),
+        (orders(), {"label": "shop", "kind": "regression"}, "'shop' is not numeric"),
+        (orders(), {"label": "order_id", "kind": "multiclass"}, "700 values .over 50.: a number"),
+        (orders(), {"kind": "multiclass", "positive": "1"}, "are for binary labels"),
+        (orders(), {"kind": "ordinal"}, "one of binary, multiclass, regression"),
     ],
 )
 def test_bad_files_and_options_are_named(tmp_path: Path, frame, options, message) -> None:
