@@ -35,7 +35,7 @@ def tuning(
         validate(data=params.data, validation=params.validation)
         result = tune(params=params, trials=trials, timeout_s=timeout_s)
     create_markdown_artifact(
-        f"**study {result.study}**: best validation ROC AUC {result.best_value:.4f} with "
+        f"**study {result.study}**: best validation {result.metric} {result.best_value:.4f} with "
         f"`{result.best_values}` (trials: {result.trials}); written to `{params.tune.output}`",
         key="tuning",
         description="the best parameters found",

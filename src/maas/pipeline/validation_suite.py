@@ -18,7 +18,24 @@ from maas.pipeline.validation_batch import (
 
 TYPE_LISTS = {
     "int": ["int64", "int32", "int16", "int8", "Int64", "Int32", "Int16", "Int8"],
-    "float": ["float64", "float32", "Float64", "Float32", "int64", "int32", "Int64", "Int32"],
+    "float": [
+        "float64",
+        "float32",
+        "Float64",
+        "Float32",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "Int64",
+        "Int32",
+        "Int16",
+        "Int8",
+        "uint64",
+        "uint32",
+        "uint16",
+        "uint8",
+    ],
     # GX 1.24 does not recognise pandas 3's default `str` dtype: string columns are handed
     # over as object columns and each value's type is checked.
     "str": ["str"],

@@ -200,3 +200,36 @@ def test_the_response_carries_the_kinds_outputs(frame, name) -> None:
     else:
         assert prediction == {"prediction": 17.25, "unknown_inputs": []}
     schema.response.model_validate(response)  # what the service returns is what it documents
+
+
+def test_a_champion_predicting_another_target_is_not_compared() -> None:
+    from maas.pipeline.stages import other_target
+
+    assert other_target({}, "binary", []) is None  # registered before kinds: binary
+    assert "a binary model and this task is regression" in other_target({}, "regression", [])
+    tags = {"kind": "multiclass", "classes": '["calm", "busy", "packed"]'}
+    assert other_target(tags, "multiclass", CLASSES) is None
+    assert "are not this task's" in other_target(tags, "multiclass", ["busy", "calm", "packed"])
+
+
+@pytest.mark.parametrize(
+    ("promotion", "message"),
+    [
+        ({"floors": {"roc_auc": 65}}, "roc_auc floor of 65.0 can never"),
+        ({"floors": {"r2": 1.5}}, "r2 floor of 1.5"),
+        ({"metric": "auc"}, "unknown metric 'auc'"),
+    ],
+)
+def test_gate_settings_that_cannot_work_are_refused(promotion, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        PromotionParams.model_validate(promotion)
+    assert PromotionParams.model_validate({"floors": {"rmse": 40.0, "r2": -0.5}}).floors
+
+
+def test_output_names_must_not_collide() -> None:
+    from maas.config.task import OutputNames
+
+    with pytest.raises(ValueError, match="must differ"):
+        OutputNames.model_validate({"predicted_class": "p", "probabilities": "p"})
+    with pytest.raises(ValueError, match="unknown_inputs"):
+        OutputNames.model_validate({"value": "unknown_inputs"})
