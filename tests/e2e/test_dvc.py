@@ -42,7 +42,10 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     params["promotion"]["must_beat"] = ["prior"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(ROOT / "params.tuned.yaml", repo / "params.tuned.yaml")
-    shutil.copytree(ROOT / "tasks", repo / "tasks")  # the task's own parameters
+    shutil.copytree(ROOT / "tasks", repo / "tasks")  # the tasks' own parameters
+    shutil.copy(ROOT / "params.tuned.hotel-rates.yaml", repo / "params.tuned.hotel-rates.yaml")
+    hotel = repo / "tasks" / "hotel-rates.yaml"  # its stages run too: quickly here
+    hotel.write_text(hotel.read_text().replace("max_epochs: 20", "max_epochs: 2"))
     sh("git", "init", "-q", cwd=repo)
     sh("dvc", "init", "-q", cwd=repo)
     copy_months(real_months, repo / "data" / "raw", ["2013-10", "2013-11"])
@@ -53,6 +56,11 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     assert metrics["test_partitions"] == ["2013-11"] and metrics["champion"] is None
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     assert "roc_auc" in json.dumps(shown)
+    # the second example task's own stages: its data from the package, its own folders
+    assert len(list((repo / "data" / "hotel-rates" / "raw").glob("*.parquet"))) == 14
+    hotel_metrics = json.loads((repo / "reports" / "hotel-rates" / "metrics.json").read_text())
+    assert hotel_metrics["kind"] == "regression" and hotel_metrics["test_partitions"] == ["2017-08"]
+    assert "r2" in json.dumps(shown)
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo)
     # what `maas tune` writes is a dependency of the train stage
     (repo / "params.tuned.yaml").write_text("model:\n  dropout: 0.2\n")

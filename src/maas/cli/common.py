@@ -114,8 +114,10 @@ def stop_on_sigterm() -> threading.Event:
 
 
 def track_raw_data(raw_dir: Path, dvc_add: bool) -> None:
-    """`dvc add` the raw data folder after it changed (when this is a DVC project)."""
-    if dvc_add and Path(".dvc").is_dir():
+    """`dvc add` the raw data folder after it changed (when this is a DVC project), unless
+    this command is itself a DVC stage (`DVC_STAGE`, set by `dvc repro`): then the folder is
+    that stage's output, which DVC records itself."""
+    if dvc_add and Path(".dvc").is_dir() and not os.environ.get("DVC_STAGE"):
         from maas.pipeline.dvc import track_raw_data as dvc_add_folder
 
         dvc_add_folder(raw_dir)
