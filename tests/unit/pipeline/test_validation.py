@@ -100,3 +100,33 @@ def test_a_binary_label_named_by_its_positive_value_has_two_values(small_params)
     assert not any(
         e == "expect_column_unique_value_count_to_be_between" for e, _, _ in failed(report)
     )
+
+
+def test_a_multiclass_value_outside_the_classes_and_a_text_regression_label_block(
+    small_params,
+) -> None:
+    """Each kind's own label check: the class set (numbers read as class names too), and a
+    regression label that is a number."""
+    from maas.config import LabelSpec
+
+    classes = LabelSpec.model_validate(
+        {"column": "origin", "kind": "multiclass", "classes": ["EWR", "JFK", "LGA"]}
+    )
+    validation = small_params.validation.model_copy(update={"label_rate": None})
+    data = small_params.data.model_copy(update={"label": classes})
+    clean = validate_partitions([(JAN, make_flights(300))], validation, data)
+    assert not any(e == "expect_column_values_to_be_in_set" for e, c, _ in failed(clean)
+                   if c == "origin")  # fmt: skip
+    odd = make_flights(300).assign(origin=lambda f: f["origin"].where(f.index > 2, "SWF"))
+    report = validate_partitions([(JAN, odd)], validation, data)
+    assert ("expect_column_values_to_be_in_set", "origin", "block") in failed(report)
+    numbered = LabelSpec.model_validate({"column": "month", "kind": "multiclass",
+                                         "classes": [1, 2, 3]})  # fmt: skip
+    data = small_params.data.model_copy(update={"label": numbered})
+    report = validate_partitions([(JAN, make_flights(300))], validation, data)
+    assert not any(c == "month" for _, c, _ in failed(report))  # integer 1 is class "1"
+
+    values = LabelSpec.model_validate({"column": "tailnum", "kind": "regression"})
+    data = small_params.data.model_copy(update={"label": values})
+    report = validate_partitions([(JAN, make_flights(300))], validation, data)
+    assert ("expect_column_values_to_be_in_type_list", "tailnum", "block") in failed(report)
