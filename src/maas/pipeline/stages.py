@@ -247,58 +247,6 @@ def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) ->
     (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1))
 
 
-def champion_score(
-    registry: RegistryParams,
-    test: pd.DataFrame,
-    test_partitions: list[str],
-    kind: str = "binary",
-    classes: list[str] | None = None,
-) -> dict[str, Any] | None:
-    """Re-score the current champion on this test month; None when there is no champion.
-
-    `train_overlap` names test partitions the champion trained on (its score there is
-    inflated); a champion that cannot be re-scored (registered by hand without digests,
-    missing artifacts) comes back as `unscored` with the reason, not as an error."""
-    from mlflow.exceptions import MlflowException
-
-    from maas.pipeline.evaluate import compute_metrics
-    from maas.serving.errors import ServingError
-    from maas.tracking.registry import CHAMPION, get_alias_version, score_version
-    from maas.tracking.store import connect
-
-    client = connect(registry)
-    version = get_alias_version(client, registry.model_name, CHAMPION)
-    if version is None:
-        return None
-    number = str(version.version)
-    other = other_target(dict(version.tags), kind, classes or [])
-    if other is not None:  # its outputs would be scored as if they were this task's
-        return {"version": number, "unscored": other}
-    try:
-        preds = score_version(client, version, test)
-    except (MaasError, ServingError, MlflowException, OSError) as error:
-        log.warning("champion v%s not re-scored: %s", number, error)
-        return {"version": number, "unscored": str(error)[:300]}
-    trained_on = json.loads(version.tags.get("train_partitions") or "{}")
-    overlap = sorted(set(trained_on) & set(test_partitions))
-    try:
-        metrics = compute_metrics(test["label"].to_numpy(), preds, kind)
-    except ValueError as error:  # e.g. a champion of another kind (its output's shape)
-        return {"version": number, "unscored": str(error)[:300]}
-    return {"version": number, **metrics, "train_overlap": overlap}
-
-
-def other_target(tags: dict[str, str], kind: str, classes: list[str]) -> str | None:
-    """Why a registered version predicts another target than this task's (its kind, or its
-    classes in their order); None when it predicts the same."""
-    theirs = tags.get("kind", "binary")
-    if theirs != kind:
-        return f"it is a {theirs} model and this task is {kind}"
-    if kind == "multiclass" and json.loads(tags.get("classes") or "[]") != classes:
-        return f"its classes {tags.get('classes')} are not this task's {classes}"
-    return None
-
-
 def evaluate_model(
     data: DataParams,
     models_dir: Path,
@@ -315,6 +263,7 @@ def evaluate_model(
     latest `validation_fraction` (which only selected the network's epoch); `seed` seeds them.
     `registry=None` skips the champion (no registry configured).
     """
+    from maas.pipeline.champion import champion_score
     from maas.pipeline.evaluate import compute_metrics, fit_baselines
     from maas.pipeline.export import check_onnx_parity, load_weights
     from maas.pipeline.gate import decide_gate

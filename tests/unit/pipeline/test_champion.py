@@ -6,7 +6,7 @@ import json
 
 from maas.config import RegistryParams
 from maas.pipeline.register import serving_requirements
-from maas.pipeline.stages import champion_score
+from maas.pipeline.champion import champion_score
 from maas.tracking.registry import CHAMPION, register_version, set_alias
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect

@@ -203,7 +203,7 @@ def test_the_response_carries_the_kinds_outputs(frame, name) -> None:
 
 
 def test_a_champion_predicting_another_target_is_not_compared() -> None:
-    from maas.pipeline.stages import other_target
+    from maas.pipeline.champion import other_target
 
     assert other_target({}, "binary", []) is None  # registered before kinds: binary
     assert "a binary model and this task is regression" in other_target({}, "regression", [])
