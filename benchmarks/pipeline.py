@@ -171,12 +171,18 @@ def pandas_checks(batch: pd.DataFrame, params: Any) -> set[str]:
         inside = present.between(rule.min, rule.max).mean() if len(present) else 1.0
         if inside < (rule.mostly or 1.0):
             failed.add(f"between:{rule.column}:{rule.mostly}")
+    for band in params.distributions:
+        values = batch[band.column].dropna()
+        stat = values.mean() if band.stat == "mean" else values.std()
+        if not band.min <= stat <= band.max:
+            failed.add(f"{band.stat}:{band.column}")
     for null_rule in params.not_null:
         if batch[null_rule.column].notna().mean() < null_rule.mostly:
             failed.add(f"not_null:{null_rule.column}:{null_rule.mostly}")
     if not params.row_count.min <= len(batch) <= params.row_count.max:
         failed.add("row_count")
-    if not params.label_rate.min <= batch[LABEL_COLUMN].mean() <= params.label_rate.max:
+    rate = params.label_rate
+    if rate is not None and not rate.min <= batch[LABEL_COLUMN].mean() <= rate.max:
         failed.add("label_rate")
     if params.unique_key and batch.duplicated(params.unique_key).any():
         failed.add("unique_key")

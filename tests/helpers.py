@@ -53,7 +53,7 @@ def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) 
             "hour": dep // 100,
             "minute": dep % 100,
             "time_hour": [f"{year}-{month:02d}-01T{h:02d}:00:00Z" for h in (dep // 100) % 24],
-            "temp": rng.normal(50, 15, n),
+            "temp": rng.normal(55, 9, n),  # °F, a month's spread
             "dewp": rng.normal(35, 10, n),
             "humid": rng.uniform(20, 100, n),
             "wind_dir": rng.uniform(0, 360, n),

@@ -59,6 +59,24 @@ class RangeRule(_Strict):
         return self
 
 
+class DistributionRule(_Strict):
+    """The band a statistic of a column over one partition must lie in. A unit or encoding
+    change moves a whole partition: an offset moves its mean, a scale its spread (°C for °F
+    does both), where value ranges still hold."""
+
+    column: str
+    stat: Literal["mean", "stdev"] = "mean"
+    min: float
+    max: float
+    severity: Severity = "block"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DistributionRule:
+        if self.min > self.max:
+            raise ValueError(f"{self.stat} rule for {self.column!r}: min > max")
+        return self
+
+
 class NotNullRule(_Strict):
     column: str
     mostly: float = Field(1.0, gt=0, le=1)
@@ -83,6 +101,7 @@ class ValidationParams(_Strict):
     domains: dict[str, list[str]] = {}
     patterns: dict[str, str] = {}
     ranges: list[RangeRule] = []
+    distributions: list[DistributionRule] = []  # per partition
     not_null: list[NotNullRule] = []
     row_count: BandRule
     label_rate: BandRule | None = None  # binary: the positive share per partition

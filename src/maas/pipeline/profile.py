@@ -125,6 +125,11 @@ def profile(request: TaskRequest) -> Profile:
     )
     notes.append(f"{shape} (band: validation.row_count)")
     label_checks(frame, label, labels, periods, validation, notes)
+    validation["distributions"] = distribution_bands(frame, list(features["numeric"]), periods)
+    if validation["distributions"]:
+        notes.append("mean and spread bands per partition for the numeric inputs "
+                     "(validation.distributions, warn): a unit change moves them; make the "
+                     "ones you trust `block`")  # fmt: skip
     name = request.name
     task = {
         "name": name,
@@ -155,6 +160,31 @@ def _label_spec(label: dict[str, Any]) -> Any:
     from maas.config import LabelSpec
 
     return LabelSpec.model_validate(label)
+
+
+def distribution_bands(
+    frame: pd.DataFrame, columns: list[str], periods: pd.Series
+) -> list[dict[str, Any]]:
+    """Per-partition mean and standard deviation bands of numeric columns (at most half
+    missing), from the partitions' own spread: means within half their range plus a quarter
+    of the column's standard deviation, deviations within half to one and a half times."""
+    bands: list[dict[str, Any]] = []
+    if periods.nunique() < 2:
+        return bands
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.isna().mean() > 0.5 or values.std() == 0:
+            continue
+        grouped = values.groupby(periods.to_numpy())
+        means, stdevs = grouped.mean().dropna(), grouped.std().dropna()
+        pad = 0.5 * (means.max() - means.min()) + 0.25 * values.std()
+        bands += [
+            {"column": column, "stat": "mean", "min": _rounded(means.min() - pad),
+             "max": _rounded(means.max() + pad), "severity": "warn"},
+            {"column": column, "stat": "stdev", "min": _rounded(0.5 * stdevs.min()),
+             "max": _rounded(1.5 * stdevs.max()), "severity": "warn"},
+        ]  # fmt: skip
+    return bands
 
 
 def _rule_text(label: dict[str, Any]) -> str:

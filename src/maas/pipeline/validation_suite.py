@@ -145,6 +145,20 @@ def _value_expectations(params: ValidationParams) -> list[Any]:
                 meta=_severity(rule.severity),
             )
         )
+    for band in params.distributions:
+        expect = (
+            gxe.ExpectColumnMeanToBeBetween
+            if band.stat == "mean"
+            else gxe.ExpectColumnStdevToBeBetween
+        )
+        items.append(
+            expect(
+                column=band.column,
+                min_value=band.min,
+                max_value=band.max,
+                meta=_severity(band.severity),
+            )
+        )
     for null_rule in params.not_null:
         items.append(
             gxe.ExpectColumnValuesToNotBeNull(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from maas.config import RegistryParams
-from maas.pipeline.register import serving_requirements
 from maas.pipeline.champion import champion_score
+from maas.pipeline.register import serving_requirements
 from maas.tracking.registry import CHAMPION, register_version, set_alias
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect

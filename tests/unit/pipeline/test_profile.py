@@ -48,6 +48,10 @@ def test_the_suite_and_features_come_from_the_data(tmp_path: Path) -> None:
     amount = next(r for r in validation["ranges"] if r["column"] == "amount")
     assert amount["min"] == 0 and amount["severity"] == "warn"  # never negative: floor 0
     assert validation["unique_key"] == ["order_id"]
+    bands = {(b["column"], b["stat"]): b for b in validation["distributions"]}
+    mean, spread = bands[("amount", "mean")], bands[("amount", "stdev")]
+    assert mean["min"] < 40 < mean["max"] and spread["min"] < 28 < spread["max"]  # gamma(2, 20)
+    assert mean["severity"] == spread["severity"] == "warn"
     assert 0 < validation["label_rate"]["min"] < validation["label_rate"]["max"] < 1
     assert features["categorical"] == ["shop", "placed_day_of_week"]
     assert features["numeric"] == {"amount": {}, "discount": {"optional": True}, "days_late": {}}

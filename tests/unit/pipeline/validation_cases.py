@@ -86,6 +86,12 @@ def pressure_in_inhg(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(pressure=f["pressure"] * 0.02953)
 
 
+def temperature_in_celsius(f: pd.DataFrame) -> pd.DataFrame:
+    """A feed switching temperature to °C: every value still inside the -40..130 range; the
+    month's mean (and spread) are not a °F month's."""
+    return f.assign(temp=(f["temp"] - 32) / 1.8)
+
+
 def bulk_wind_corruption(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(wind_speed=np.where(np.arange(len(f)) < 30, 1048.36, f["wind_speed"]))
 
@@ -112,4 +118,5 @@ CASES: list[tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str | None, str]]
     (minutes_after_midnight, "expect_column_values_to_be_in_set", "_hour_agrees", "block"),
     (minutes_over_59, "expect_column_values_to_be_between", "_sched_arr_time_minutes", "block"),
     (pressure_in_inhg, "expect_column_values_to_be_between", "pressure", "block"),
+    (temperature_in_celsius, "expect_column_mean_to_be_between", "temp", "block"),
 ]
