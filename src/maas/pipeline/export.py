@@ -67,7 +67,7 @@ def check_onnx_parity(
     """Max |torch - onnxruntime| over the given rows, relative to the value where it is above 1
     (a regression's prices: float32 keeps 7 digits, not 5 decimals); raises ExportError above
     tolerance. Probabilities are compared absolutely."""
-    from maas.serving.inference import create_session
+    from maas.serving.inference import create_session, output_difference
 
     with torch.no_grad():
         expected = (
@@ -81,18 +81,10 @@ def check_onnx_parity(
     actual = session.run(
         None, {"categorical": cat.astype(np.int64), "numeric": num.astype(np.float32)}
     )[0]
-    max_diff = parity_difference(actual, expected)
+    max_diff = output_difference(actual, expected)
     if not max_diff <= tolerance:
         raise ExportError(
             f"ONNX parity check failed: max |torch - onnx| / max(1, |torch|) = {max_diff:.3g} "
             f"> {tolerance:g}"
         )
     return max_diff
-
-
-def parity_difference(actual: np.ndarray, expected: np.ndarray) -> float:
-    """max |actual - expected| / max(1, |expected|): absolute for values up to 1."""
-    if not len(expected):
-        return 0.0
-    scale = np.maximum(1.0, np.abs(np.asarray(expected, dtype=np.float64)))
-    return float(np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected) / scale))

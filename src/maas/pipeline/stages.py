@@ -306,7 +306,7 @@ def evaluate_model(
     champion = champion_score(registry, test, test_partitions, kind, classes) if registry else None
     gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion,
                        optional_absent=absent, kind=kind)  # fmt: skip
-    write_plots(labels, preds, evaluate.plots_dir, kind, list(data.label.classes))
+    write_plots(labels, preds, evaluate.plots_dir, kind, classes)
     metric = gate_metric(kind, promotion.metric)
     metrics = {
         "kind": kind,

@@ -15,6 +15,7 @@ from maas.config import PackagingParams, ServingParams
 from maas.net import free_port
 from maas.release import containers
 from maas.release.errors import PackagingError
+from maas.serving.inference import output_difference
 from maas.serving.request import RequestSpec
 from maas.tracking.serving_code import score_with
 
@@ -91,9 +92,7 @@ def validate_endpoint(
                     False, f"served model_version {body.get('model_version')!r}, not {version}", {}
                 )
             got += [served_values(p, request) for p in body["predictions"]]
-        # relative above 1, as the ONNX parity check (maas.pipeline.export.parity_difference)
-        diff = max(abs(a - b) / max(1.0, abs(b)) for mine, theirs in zip(got, expected, strict=True)
-                   for a, b in zip(mine, theirs, strict=True))  # fmt: skip
+        diff = output_difference(got, expected)
         if diff > tolerance:
             return InfraValidation(
                 False, f"predictions differ from the registered model by {diff:.3g} > {tolerance}",

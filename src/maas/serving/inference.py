@@ -56,6 +56,17 @@ def verify_digests(folder: Path, expected: Mapping[str, str]) -> dict[str, str]:
     return verified
 
 
+def output_difference(actual: Any, expected: Any) -> float:
+    """max |actual - expected| / max(1, |expected|): absolute for probabilities, relative for
+    values above 1 (float32 keeps ~7 digits: a price of 300 cannot match to 1e-5 absolutely).
+    The ONNX parity check and infra-validation both compare outputs with it."""
+    want = np.asarray(expected, dtype=np.float64)
+    if not want.size:
+        return 0.0
+    got = np.asarray(actual, dtype=np.float64)
+    return float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+
+
 def create_session(path: Path, threads: int = 1) -> Any:
     import onnxruntime as ort
 
