@@ -63,12 +63,19 @@ def setup_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The signature is declared on purpose (long times/distance, optional double weather).
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
+    # MLflow asks for type hints on predict on every log and load; the model's signature is
+    # declared instead (maas.tracking.pyfunc_model), so the hint would say nothing new.
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 def fail(error: BaseException, code: int = 1) -> typer.Exit:
@@ -111,6 +118,21 @@ def stop_on_sigterm() -> threading.Event:
 
     signal.signal(signal.SIGTERM, interrupt)
     return stop
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether `error` happened while a stop signal was propagating: a KeyboardInterrupt, or
+    the TerminationSignal that Prefect raises for SIGTERM inside a flow run, anywhere in its
+    chain (a clean-up step that failed while handling it replaces it with its own error, and
+    then Prefect never hands the signal on to `stop_on_sigterm`'s handler)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if not isinstance(current, Exception):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def track_raw_data(raw_dir: Path, dvc_add: bool) -> None:

@@ -196,13 +196,27 @@ def container_rss_bytes(runtime: str, container: str) -> int:
     return total
 
 
-def remove_container(runtime: str, container: str) -> None:
-    """Stop (2 s grace: a PID 1 may ignore SIGTERM) and remove."""
-    subprocess.run(
-        [runtime, "rm", "--force", "--time", "2", container],
-        capture_output=True,
-        timeout=60,
-    )
+def remove_container(runtime: str, container: str, timeout_s: float = 60) -> bool:
+    """Stop (2 s grace: a PID 1 may ignore SIGTERM) and remove; True when it is gone.
+
+    A clean-up step, so it never raises: it runs in `except` blocks, where an error of its own
+    (a hung or missing runtime) would replace the error being handled, or a stop signal being
+    propagated, with its own. What it could not remove is logged, and the orphan sweep
+    (`maas.operate.controller.sweep_orphans`) removes it later."""
+    try:
+        done = subprocess.run(
+            [runtime, "rm", "--force", "--time", "2", container],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("could not remove container %s: %s", container, error)
+        return False
+    gone = done.returncode == 0 or "no such container" in done.stderr.lower()
+    if not gone:
+        log.warning("could not remove container %s: %s", container, done.stderr.strip()[-300:])
+    return gone
 
 
 def wait_ready(base_url: str, timeout_s: float, alive: Callable[[], bool] | None = None) -> bool:
