@@ -15,7 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from maas.clock import timed
 from maas.config import Params
 from maas.operate.deployment import Deployment
-from maas.operate.targets import deploy_image, make_target, record_deployment
+from maas.operate.records import record_deployment
+from maas.operate.targets import deploy_image, make_target
 from maas.release.packaging import package_version
 from maas.tracking.store import connect
 

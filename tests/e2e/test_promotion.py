@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -180,7 +181,12 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
             time.sleep(0.2)
         signalled = time.monotonic()
         controller.process.send_signal(signal.SIGTERM)  # the controller only, not its group
-        controller.process.wait(timeout=30)
+        try:
+            controller.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running 30 s after SIGTERM:\n{controller.tail()}"
+            ) from None
         print(f"SIGTERM mid-release -> exited in {time.monotonic() - signalled:.1f}s")
         assert "for flow 'release'" in controller.tail(20000)
         assert containers.list_containers(runtime, target.prefix(MODEL)) == []
@@ -190,14 +196,18 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
     finally:
         controller.stop()
         target.stop()
+        # a failure here must not leave the shared champion backing off from deploys
+        now = client.get_model_version(MODEL, champion.version).tags
+        for key in ("deploy_status", "deploy_reason", "deploy_attempted_at"):
+            if key in champion.tags:
+                client.set_model_version_tag(MODEL, champion.version, key, champion.tags[key])
+            elif key in now:
+                client.delete_model_version_tag(MODEL, champion.version, key)
 
 
 def test_a_dead_container_or_forwarder_is_noticed_and_replaced(setup):
     """The state file says in sync, the world does not: the serving container is gone (an OOM
     kill, a reboot) or the forwarder died. Each pass checks what really answers and converges."""
-    import signal
-    import subprocess
-
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"
     runtime = container_runtime_or_skip()
@@ -259,6 +269,14 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
         latency = wait_for_version(endpoint, other, timeout=300)  # may build its image
         print(f"UI promotion of v{other} -> serving via webhook: {latency:.1f}s "
               f"(total {time.monotonic() - started:.1f}s)")  # fmt: skip
+        moves = [e for e in read_audit(params) if e["event"] in ("promoted", "rollback")]
+        assert moves[-1]["version"] == other  # the move is recorded, and not as the controller's
+        assert moves[-1]["actor"] == f"a registry client of {params.registry.tracking_uri}"
+        deadline = time.monotonic() + 30  # the replaced version is marked after the switch
+        while client.get_model_version(MODEL, current).tags.get("deploy_status") == "deployed":
+            assert time.monotonic() < deadline, client.get_model_version(MODEL, current).tags
+            time.sleep(0.5)
+        assert client.get_registered_model(MODEL).tags["serving_version"] == other
 
         hook = f"http://{params.deploy.webhook_listen}/webhook"
         data = {"name": MODEL, "alias": "champion", "version": "3"}

@@ -26,6 +26,7 @@ app.command("base-image")(release.base_image)
 app.command()(release.serve)
 app.command()(operate.watch)
 app.command()(operate.rollback)
+app.command()(operate.undeploy)
 app.command()(operate.schedule)
 app.command()(operate.ui)
 

@@ -16,6 +16,7 @@ from maas.cli.common import (
     SetOption,
     TaskOption,
     handled,
+    interrupted,
     load,
     out,
     stop_on_sigterm,
@@ -74,6 +75,24 @@ def rollback(
 
 
 @handled
+def undeploy(
+    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+) -> None:
+    """Take the model out of service: remove `champion` (so no controller redeploys it) and
+    stop its container (and the stable address's forwarder). `maas promote N` serves again."""
+    params = load(params_file, overrides, task)
+    from maas.operate.promotion import undeploy as take_down
+
+    champion, outcome = take_down(params)
+    name = params.registry.model_name
+    was = f"champion was v{champion}" if champion else "no champion was set"
+    if outcome.action == "undeployed":
+        out.print(f"{name}: {was}; v{outcome.version} at {outcome.detail} stopped")
+    else:
+        out.print(f"{name}: {was}; nothing was serving ({outcome.detail or outcome.action})")
+
+
+@handled
 def watch(
     interval: Annotated[
         float | None, typer.Option(help="Seconds between passes (default deploy.*).")
@@ -94,8 +113,9 @@ def watch(
     def release_version(version: str) -> Any:
         try:
             return release(version=version, params=params)
-        except Exception:
-            if stop.is_set():  # the release crashed because we are stopping: not a failed deploy
+        except Exception as error:
+            if stop.is_set() or interrupted(error):  # we are stopping: not a failed deploy
+                stop.set()
                 raise KeyboardInterrupt from None
             raise
 
@@ -103,6 +123,14 @@ def watch(
     with contextlib.suppress(KeyboardInterrupt):
         watch_loop(params, release_version, interval or params.deploy.reconcile_interval_s, once,
                    stop=stop)  # fmt: skip
+    from maas.operate.deployment import read_deployment
+
+    serving = read_deployment(params.deploy.state_dir, params.deploy.target)
+    if serving is not None and not once:
+        out.print(
+            f"stopped watching; still serving {serving.model} v{serving.version} at "
+            f"{serving.endpoint} ({serving.container}): `maas undeploy` stops it"
+        )
 
 
 @handled

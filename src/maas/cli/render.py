@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from maas.cli.common import out
 from maas.config.kinds import METRICS
 from maas.pipeline.report import gate_lines, metric_columns, metric_rows, window_title
+
+PIPED_WIDTH = 200  # a pipe or a file has no width: whole rows, not columns cut to fit 80
 
 
 def print_run(result: dict[str, Any]) -> None:
@@ -43,21 +46,41 @@ def print_run(result: dict[str, Any]) -> None:
         out.print(f"[bold]Not promoted after all:[/bold] {registered['note']}")
 
 
+def print_table(title: str, headers: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A table where it fits; in a terminal too narrow for its rows, each row as a block of
+    `header: value` lines (no cell cut to '…'); piped, whole rows on one line each."""
+    console = out if out.is_terminal else Console(width=PIPED_WIDTH)
+    needed = sum(max([len(h), *(len(r[i]) for r in rows)]) + 3 for i, h in enumerate(headers)) + 1
+    if needed <= console.width:
+        table = Table(title=title)
+        for header in headers:
+            table.add_column(header, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    console.print(f"[italic]{title}[/italic]", highlight=False)
+    width = max(len(h) for h in headers)
+    for row in rows:
+        for header, value in zip(headers, row, strict=True):
+            console.print(f"  {header:>{width}}: {value}", highlight=False, soft_wrap=True)
+        console.print()
+
+
 def print_status(status: Any) -> None:
     """`maas status`: versions, what serves, the audit trail (a maas.operate.status.Status)."""
-    table = Table(title=f"{status.model} ({len(status.versions)} versions)")
-    for column in ("version", "aliases", "created", "validation", "gate", "test",
-                   "linear baseline", "run"):  # fmt: skip
-        table.add_column(column)
+    rows = []
     for r in status.versions:
         label = METRICS[r.metric].label if r.metric in METRICS else r.metric
-        table.add_row(
+        rows.append([
             r.version, ", ".join(r.aliases), r.created, r.validation, r.gate,
             f"{label} {r.score:.4f}" if r.score is not None else "-",
             f"{r.baseline_linear:.4f}" if r.baseline_linear is not None else "-",
             r.run_id[:12],
-        )  # fmt: skip
-    out.print(table)
+        ])  # fmt: skip
+    print_table(f"{status.model} ({len(status.versions)} versions)", (
+        "version", "aliases", "created", "validation", "gate", "test", "linear baseline", "run",
+    ), rows)  # fmt: skip
     if status.deployed is not None or status.champion is not None:
         state = "in sync" if status.in_sync else "MISMATCH: the controller has not converged"
         where = status.deployed.endpoint if status.deployed else status.address
@@ -66,18 +89,17 @@ def print_status(status: Any) -> None:
             f"v{status.champion or '-'} ({state})"
         )
     if status.audit:
-        audit_table = Table(title="audit trail (newest last)")
-        for column in ("when", "event", "version", "who", "why"):
-            audit_table.add_column(column)
+        events = []
         for event in status.audit:
             why = event.get("reason") or (
                 f"previous v{event['previous']}" if event.get("previous") else ""
             )
-            audit_table.add_row(
+            events.append([
                 event.get("ts", ""), event.get("event", ""), str(event.get("version") or "-"),
                 event.get("actor", ""), str(why)[:120],
-            )  # fmt: skip
-        out.print(audit_table)
+            ])  # fmt: skip
+        print_table("audit trail (newest last)", ("when", "event", "version", "who", "why"),
+                    events)  # fmt: skip
 
 
 def print_package(result: Any) -> None:

@@ -14,13 +14,14 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from maas import files
 from maas.clock import utc_timestamp
 from maas.config import Params
 from maas.errors import MaasError
 from maas.tracking.registry import CHAMPION
-from maas.tracking.store import ensure_experiment
+from maas.tracking.store import ensure_experiment, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,17 @@ def person() -> str:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except (KeyError, OSError):  # no passwd entry for the uid (containers)
         return f"uid-{os.getuid()}@{socket.gethostname()}"
+
+
+def registry_client(params: Params) -> str:
+    """The actor of a `champion` move made outside maas (the MLflow UI, a script): MLflow's
+    webhooks and the registry do not say who, so the trail names the server it was made on
+    (without credentials)."""
+    server = resolve_tracking_uri(params.registry)
+    uri = urlsplit(server)
+    if uri.username or uri.password:
+        server = urlunsplit(uri._replace(netloc=uri.netloc.rsplit("@", 1)[1], query=""))
+    return f"a registry client of {server}"
 
 
 def audit_experiment(params: Params) -> str:

@@ -23,12 +23,15 @@ from typing import Any
 from maas.config import Params
 from maas.errors import MaasError
 from maas.files import locked
-from maas.operate.audit import audit
+from maas.operate.audit import audit, registry_client
 from maas.operate.deployment import Deployment
+from maas.operate.history import move_recorded, previous_deployed_version
+from maas.operate.records import record_replaced, record_undeployed
 from maas.operate.targets import Target, make_target
 from maas.tracking.registry import (
     CHAMPION,
     get_alias_version,
+    model_exists,
     set_version_tags,
     version_digests,
 )
@@ -43,7 +46,7 @@ RETRY_AFTER_S = 300  # a failed deploy of the same champion is retried after thi
 
 @dataclass(frozen=True)
 class Outcome:
-    action: str  # in_sync | no_champion | deployed | refused | failed | waiting | busy
+    action: str  # in_sync | no_champion | deployed | undeployed | refused | failed | waiting | busy
     version: str | None
     detail: str = ""
 
@@ -105,13 +108,24 @@ def reconcile_once(
         return Outcome("busy", None, str(busy))
 
 
+def withdraw(params: Params, client: Any, target: Target) -> Outcome:
+    """One pass that only takes out of service, never deploys (`maas undeploy`, after it
+    removed the alias): waits for a running pass, then stops what serves if `champion` is
+    still unset."""
+    with controller_lock(params.deploy.state_dir):
+        desired = get_alias_version(client, params.registry.model_name, CHAMPION)
+        if desired is not None:  # set again meanwhile: the controller deploys it
+            return Outcome("in_sync", str(desired.version), "champion was set again")
+        return _without_champion(params, client, target, target.current())
+
+
 def _converge(
     params: Params, client: Any, target: Target, release: Release, retry: frozenset[str]
 ) -> Outcome:
     desired = get_alias_version(client, params.registry.model_name, CHAMPION)
     actual = target.current()
     if desired is None:
-        return Outcome("no_champion", None)
+        return _without_champion(params, client, target, actual)
     version = str(desired.version)
     if actual is not None and actual.version == version:
         unhealthy = target.problem(actual, version_digests(desired))
@@ -120,6 +134,11 @@ def _converge(
         log.warning("v%s is recorded as serving, but %s: deploying it again", version, unhealthy)
         if dict(desired.tags).get("deploy_status") != "failed":  # audited once, not each pass
             audit(params, "unhealthy", version, client, reason=unhealthy)
+    rollback = actual is not None and version == previous_deployed_version(params, actual.version)
+    if not move_recorded(params, client, version):  # moved in the MLflow UI or by a script
+        audit(params, "rollback" if rollback else "promoted", version, client,
+              actor=registry_client(params), previous=actual.version if actual else None,
+              reason="champion set outside maas")  # fmt: skip
     tags = dict(desired.tags)
     key = load_key(params.promotion.verdict_key_file)
     name = params.registry.model_name
@@ -162,7 +181,35 @@ def _converge(
     audit(params, "deployed", version, client, image=deployment.image,
           image_id=deployment.image_id, endpoint=deployment.endpoint, target=target.name,
           previous=actual.version if actual else None)  # fmt: skip
+    try:  # bookkeeping: the next deploy sweeps again what this one could not write
+        record_replaced(client, name, version, "rolled_back" if rollback else "replaced")
+    except Exception as error:
+        log.warning("v%s serves; marking the versions it replaced failed: %s", version, error)
     return Outcome("deployed", version, deployment.endpoint)
+
+
+def _without_champion(
+    params: Params, client: Any, target: Target, actual: Deployment | None
+) -> Outcome:
+    """No version is champion: what serves is taken out of service (`maas undeploy`, or the
+    alias deleted in the UI). A registered model that is not there at all (a wrong tracking
+    URI, a registry being rebuilt) is not a decision to stop: what serves keeps serving."""
+    name = params.registry.model_name
+    if actual is None:
+        return Outcome("no_champion", None)
+    if not model_exists(client, name):
+        log.warning("registered model %s not found in the registry: v%s keeps serving", name,
+                    actual.version)  # fmt: skip
+        return Outcome("no_champion", None, f"registered model {name} not found")
+    target.stop()
+    audit(params, "undeployed", actual.version, client, endpoint=actual.endpoint,
+          reason="no version has the champion alias")  # fmt: skip
+    try:
+        record_undeployed(client, name, actual.version)
+    except Exception as error:  # the audit says it; the tags follow on the next deploy
+        log.warning("v%s is out of service; recording it on the version failed: %s",
+                    actual.version, error)  # fmt: skip
+    return Outcome("undeployed", actual.version, actual.endpoint)
 
 
 def sweep_orphans(target: Target, model: str) -> None:
@@ -199,6 +246,7 @@ def watch(
     retry: set[str] = set()  # versions the alias was set on again: retry a failed deploy now
     retry_lock = threading.Lock()
     server = None
+    last: Outcome | None = None
 
     def on_alias_event(event: dict[str, Any]) -> None:  # the receiver's thread
         data = event.get("data") or {}
@@ -226,7 +274,11 @@ def watch(
                 retry.clear()
             try:
                 outcome = reconcile_once(params, connect(params.registry), target, release, asked)
-                log.info("reconcile: %s v%s %s", outcome.action, outcome.version, outcome.detail)
+                # quiet while nothing changes: one line per new state, not one per pass
+                level = logging.DEBUG if outcome == last else logging.INFO
+                log.log(level, "reconcile: %s v%s %s", outcome.action, outcome.version,
+                        outcome.detail)  # fmt: skip
+                last = outcome
             except Exception as error:  # registry unreachable: keep serving, try again later
                 log.warning("reconcile failed: %s", error)
             if once or stop.is_set():

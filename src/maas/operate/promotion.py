@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from maas.config import Params
 from maas.errors import MaasError
-from maas.operate.audit import AuditError, audit, person, read_audit
-from maas.operate.controller import retry_now
+from maas.operate.audit import AuditError, audit, person
+from maas.operate.controller import Outcome, retry_now, withdraw
 from maas.operate.deployment import read_deployment
+from maas.operate.history import previous_deployed_version
+from maas.operate.targets import make_target
 from maas.tracking import registry
 from maas.tracking.store import connect
 
@@ -37,29 +39,6 @@ def promote(params: Params, version: str, reason: str = "maas promote") -> Promo
     return moved
 
 
-def deploy_history(params: Params) -> list[str]:
-    """This model's versions in the order they came to serve, as a stack: a deploy pushes its
-    version, a rollback pops the version it leaves (and its deploy lands on the new top)."""
-    stack: list[str] = []
-    for event in read_audit(params):
-        version = str(event.get("version"))
-        if event["event"] == "rollback" and len(stack) > 1:
-            stack.pop()
-        elif event["event"] == "deployed" and (not stack or stack[-1] != version):
-            stack.append(version)
-    return stack
-
-
-def previous_deployed_version(params: Params, current: str | None) -> str | None:
-    """Where a rollback goes: the version that served before the current one, walking back
-    through the deploy history (a second rollback does not return to the version the first
-    one left)."""
-    stack = deploy_history(params)
-    if stack and stack[-1] == current:
-        stack.pop()
-    return stack[-1] if stack and stack[-1] != current else None
-
-
 def rollback(params: Params) -> Promotion:
     """Move `champion` back to the version deployed before the one serving now."""
     current = read_deployment(params.deploy.state_dir, params.deploy.target)
@@ -72,6 +51,20 @@ def rollback(params: Params) -> Promotion:
     moved = Promotion(params.registry.model_name, target, serving)
     _audit_move(params, "rollback", moved, client, "maas rollback")
     return moved
+
+
+def undeploy(params: Params) -> tuple[str | None, Outcome]:
+    """Take the model out of service: remove `champion`, so that no controller brings it
+    back, and stop what serves now (whether or not `maas watch` runs). Returns the version
+    that was champion and what the pass did. `maas promote N` serves again."""
+    name = params.registry.model_name
+    client = connect(params.registry)
+    before = registry.get_alias_version(client, name, registry.CHAMPION)
+    if before is not None:
+        client.delete_registered_model_alias(name, registry.CHAMPION)
+        audit(params, "champion_removed", str(before.version), client, actor=person(),
+              reason="maas undeploy")  # fmt: skip
+    return (str(before.version) if before else None), withdraw(params, client, make_target(params))
 
 
 def _audit_move(params: Params, event: str, moved: Promotion, client: object, reason: str) -> None:

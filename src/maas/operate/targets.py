@@ -34,7 +34,6 @@ from maas.operate.deployment import (
 from maas.operate.kubernetes import KubernetesTarget
 from maas.release import containers
 from maas.serving.guard import TOKEN_ENV
-from maas.tracking.registry import set_version_tags
 
 log = logging.getLogger(__name__)
 
@@ -263,15 +262,6 @@ def make_target(params: Params) -> Target:
         network=params.packaging.network,
         ready_timeout_s=params.packaging.infra_validation.ready_timeout_s,
     )
-
-
-def record_deployment(client: Any, model: str, target: str, deployment: Deployment) -> None:
-    """Tags back on the version: what serves it, where, since when."""
-    set_version_tags(client, model, deployment.version, {
-        "deploy_status": "deployed", "endpoint": deployment.endpoint,
-        "deployed_at": deployment.deployed_at, "deploy_target": target,
-        "deploy_reason": "",
-    })  # fmt: skip
 
 
 def deploy_image(target: Target, model: str, version: str, image: str, image_id: str) -> Deployment:

@@ -152,6 +152,18 @@ def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 
             time.sleep(0.05 * (attempt + 1))
 
 
+def model_exists(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower():
+            return False
+        raise
+    return True
+
+
 def promote(client: Any, name: str, version: str, reason: str = "manual") -> Any:
     """Move `champion` to `version` (the previous champion keeps its tags for rollback)."""
     target = get_version(client, name, version)

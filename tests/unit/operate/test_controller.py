@@ -11,8 +11,8 @@ import yaml
 from maas.config import load_params
 from maas.operate.audit import audit, read_audit
 from maas.operate.controller import OVERRIDE_TAG, LockBusy, controller_lock, policy_problem
+from maas.operate.history import previous_deployed_version
 from maas.operate.kubernetes import render_kubernetes
-from maas.operate.promotion import previous_deployed_version
 from tests.helpers import ROOT
 
 PASSED = {"validation_status": "passed", "gate_passed": "true", "infra_validation": "passed"}
@@ -161,7 +161,7 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     assert f"maas-{name}:v1" in manifest.read_text()
     assert outcome.detail == manifest.resolve().as_uri()
     mirrored = [(e["event"], e["version"]) for e in read_mlflow_audit(client, params)]
-    assert mirrored == [("failed", "1"), ("deployed", "1")]
+    assert mirrored == [("promoted", "1"), ("failed", "1"), ("deployed", "1")]  # set by hand
     assert [(e["event"], e["version"]) for e in read_audit(params)] == mirrored
 
 
@@ -239,7 +239,7 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     outcome = reconcile_once(params, client, target, release)
     assert outcome.action == "deployed" and "recording" in outcome.detail
     assert client.get_model_version(name, "1").tags.get("deploy_status") != "failed"
-    assert [e["event"] for e in read_audit(params)] == ["deployed"]
+    assert [e["event"] for e in read_audit(params)] == ["promoted", "deployed"]
     assert reconcile_once(params, client, target, release).action == "in_sync"
 
 

@@ -1,0 +1,47 @@
+"""`maas status` in a narrow terminal or a pipe shows whole values, not columns cut to '…'."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from maas.cli import render
+from maas.operate.status import Status
+from maas.tracking.versions import VersionRow
+
+ACTOR = "a registry client of sqlite:////home/someone/project/.maas/mlflow.db"
+
+
+def status() -> Status:
+    row = VersionRow("12", ["champion", "challenger"], "2026-11-30T02:59:19Z", "passed",
+                     "passed", "roc_auc", 0.7005, 0.7025, "0123456789abcdef")  # fmt: skip
+    event = {"ts": "2026-11-30T03:00:00Z", "event": "promoted", "version": "12", "actor": ACTOR,
+             "reason": "champion set outside maas"}  # fmt: skip
+    return Status("flight-delay", "local", "127.0.0.1:3000", [row], None, [event])
+
+
+def test_a_narrow_terminal_shows_each_row_as_lines_instead_of_cutting_cells(monkeypatch):
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=60, force_terminal=True))
+    render.print_status(status())
+    text = screen.getvalue()
+    assert "…" not in text
+    assert "aliases: champion, challenger" in text and "run: 0123456789ab" in text
+    assert f"who: {ACTOR}" in text
+
+
+def test_a_wide_terminal_gets_the_table(monkeypatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=200, force_terminal=True))
+    render.print_status(status())
+    header = next(line for line in screen.getvalue().splitlines() if "linear baseline" in line)
+    assert "version" in header and "aliases" in header
+
+
+def test_a_pipe_gets_whole_rows(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(render, "out", Console(file=io.StringIO(), width=80))  # not a terminal
+    render.print_status(status())
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ACTOR in line and "promoted" in line for line in lines)
+    assert any("0123456789ab" in line and "champion, challenger" in line for line in lines)
