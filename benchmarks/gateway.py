@@ -1,0 +1,184 @@
+"""Which reverse proxy becomes the gateway: nginx, HAProxy or Caddy (Debian's packages) against
+straight to the service and against today's forwarder (`maas.operate.proxy`), in one run.
+
+Two instances of the same BentoML service (`maas.serving.service`, one worker each) stand for
+the serving version and the next one. Each gateway proxies to the first; wrk drives
+single-record requests at c = 8, 32, 64 through each and straight to the service, the servers
+alternating within each case (medians of the rounds). Then, under continuous load (c = 32),
+each gateway's upstream is switched between the two instances every second the way it would
+be in production (nginx: `nginx -t` + SIGHUP; HAProxy: `haproxy -c` + SIGUSR2 to its master;
+Caddy: `caddy validate` + `caddy reload` through its admin API; the forwarder: its state file
+replaced): failed requests are counted. Last, each proxy's own validator is asked whether a
+weighted split and request mirroring (what canary and shadow releases need) are expressible.
+
+    python benchmarks/gateway.py --model-tag flight-delay:v1 [--seconds 5] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.gateway_configs import GATEWAYS, Gateway
+from benchmarks.serving import RECORD, ROOT, free_port, wait_ready, wrk
+
+
+def serve(model_tag: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "maas.serving.service:ModelService",
+         "--port", str(port), "--arg", f"model_tag={model_tag}"],
+        cwd=ROOT / "src", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    return process, port
+
+
+def wrk_errors(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+    """wrk's counts of failed requests (non-2xx, and socket errors of every kind)."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body}]]\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    script.unlink()
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
+        "socket_errors_by_kind": dict(
+            zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True)
+        )
+        if sockets
+        else {},
+    }
+
+
+def switching_under_load(gateway: Gateway, ports: tuple[int, int], seconds: int) -> dict[str, Any]:
+    """Switch the upstream every second while wrk keeps 32 connections busy."""
+    body = json.dumps({"flights": [RECORD]})
+    stop = threading.Event()
+    switches: list[float] = []
+
+    def switch() -> None:
+        index = 1
+        while not stop.wait(1.0):
+            started = time.monotonic()
+            gateway.switch(ports[index % 2])
+            switches.append(time.monotonic() - started)
+            index += 1
+
+    thread = threading.Thread(target=switch)
+    thread.start()
+    try:
+        counts = wrk_errors(gateway.url, body, 32, seconds)
+    finally:
+        stop.set()
+        thread.join()
+    median = statistics.median(switches) if switches else None
+    return counts | {"switches": len(switches), "switch_s_median": median}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-tag", required=True, help="BentoML model, e.g. flight-delay:v1")
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--switch-seconds", type=int, default=20)
+    parser.add_argument("--concurrency", default="8,32,64")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    missing = [tool for tool in ("wrk", "nginx", "haproxy", "caddy") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(
+            f"not installed: {' '.join(missing)} (apt-get install wrk nginx-light haproxy caddy)"
+        )
+    work = Path(tempfile.mkdtemp(prefix="maas-gateway-bench-"))
+    services = [serve(args.model_tag) for _ in range(2)]
+    ports = (services[0][1], services[1][1])
+    gateways: dict[str, Gateway] = {}
+    results: dict[str, Any] = {"throughput": {}, "switching": {}, "features": {}}
+    try:
+        for _, port in services:
+            wait_ready(f"http://127.0.0.1:{port}/predict")
+        for name, make in GATEWAYS.items():
+            gateways[name] = make(work / name, free_port(), ports[0])
+            wait_ready(f"{gateways[name].url}")
+        one = json.dumps({"flights": [RECORD]})
+        targets = {"direct": f"http://127.0.0.1:{ports[0]}/predict"} | {
+            name: gateway.url for name, gateway in gateways.items()
+        }
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}")
+            for connections in (int(c) for c in args.concurrency.split(",")):
+                order = list(targets) if round_ % 2 == 0 else list(targets)[::-1]
+                for name in order:
+                    time.sleep(1)
+                    row = wrk(targets[name], one, connections, args.seconds)
+                    runs.setdefault((name, connections), []).append(row)
+                    print(f"  c={connections:<3} {name:<15} {row['rps']:>8.0f} req/s "
+                          f"p50 {row['p50_ms']:>6.2f} p99 {row['p99_ms']:>6.2f} ms "
+                          f"non-2xx {row['non_2xx']:.0f}")  # fmt: skip
+        for (name, connections), rows in runs.items():
+            summary = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+            summary |= {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
+            results["throughput"].setdefault(name, {})[f"c={connections}"] = summary
+        print(f"median of {args.rounds} rounds; ratios to direct")
+        for name in gateways:
+            for case, row in results["throughput"][name].items():
+                direct = results["throughput"]["direct"][case]
+                row["rps_ratio"] = row["rps"] / direct["rps"]
+                row["p99_added_ms"] = row["p99_ms"] - direct["p99_ms"]
+                print(
+                    f"  {case:<5} {name:<15} {row['rps_ratio']:.3f}x req/s, "
+                    f"p99 {row['p99_added_ms']:+.2f} ms, non-2xx {row['non_2xx']:.0f}"
+                )
+        print(f"switching the upstream every second under load (c=32, {args.switch_seconds} s)")
+        for name, gateway in gateways.items():
+            row = switching_under_load(gateway, ports, args.switch_seconds)
+            results["switching"][name] = row
+            print(f"  {name:<15} {row['switches']} switches, {row['requests']} requests, "
+                  f"non-2xx {row['non_2xx']}, socket errors {row['socket_errors']}")  # fmt: skip
+        print("what each proxy's own validator accepts")
+        for name, gateway in gateways.items():
+            results["features"][name] = gateway.features(ports)
+            print(f"  {name:<15} {results['features'][name]}")
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        for process, _ in services:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,247 @@
+"""The gateways benchmarks/gateway.py compares, each run the way its documentation says to run
+and reload it, with one worker process or thread each (the forwarder is one asyncio process;
+on 2 cores wrk and the service need the rest)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from maas.net import free_port, port_open, wait_until
+from maas.operate.deployment import Deployment, write_state
+
+
+class Gateway:
+    """A reverse proxy on 127.0.0.1:`listen` in front of 127.0.0.1:`upstream`."""
+
+    def __init__(self, folder: Path, listen: int, upstream: int) -> None:
+        self.folder, self.listen = folder, listen
+        folder.mkdir(parents=True, exist_ok=True)
+        self.url = f"http://127.0.0.1:{listen}/predict"
+        self.process = self.start(upstream)
+        if not wait_until(lambda: port_open("127.0.0.1", listen), 30, 0.1):
+            raise RuntimeError(f"{type(self).__name__} did not open {listen}; see {folder}")
+
+    def start(self, upstream: int) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def switch(self, upstream: int) -> None:
+        """Validate the configuration for `upstream`, then apply it without a restart."""
+        raise NotImplementedError
+
+    def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
+        """Whether the proxy's validator accepts a 90/10 split and mirroring to `ports[1]`."""
+        raise NotImplementedError
+
+    def run(self, *command: str, check: bool = True) -> bool:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=self.folder)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()[-500:]}")
+        return done.returncode == 0
+
+    def spawn(self, *command: str, **env: str) -> subprocess.Popen[bytes]:
+        log = (self.folder / "gateway.log").open("ab")
+        return subprocess.Popen(command, stdout=log, stderr=log, cwd=self.folder,
+                                env={**os.environ, **env})  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Nginx(Gateway):
+    def config(self, upstreams: str, extra: str = "") -> Path:
+        path = self.folder / "nginx.conf"
+        folder = self.folder
+        path.write_text(f"""daemon off;
+master_process on;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}/body; proxy_temp_path {folder}/proxy;
+  fastcgi_temp_path {folder}/fastcgi; uwsgi_temp_path {folder}/uwsgi; scgi_temp_path {folder}/scgi;
+  upstream model {{ {upstreams} keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{self.listen};
+    location / {{
+      proxy_pass http://model; proxy_http_version 1.1; proxy_set_header Connection "";
+      {extra}
+    }}
+    location = /mirror {{ internal; proxy_pass http://model$request_uri; }}
+  }}
+}}
+""")
+        return path
+
+    def command(self, *args: str) -> list[str]:
+        return ["nginx", "-p", str(self.folder), "-e", str(self.folder / "error.log"), *args]
+
+    def start(self, upstream: int) -> subprocess.Popen[bytes]:
+        conf = self.config(f"server 127.0.0.1:{upstream};")
+        self.run(*self.command("-t", "-c", str(conf)))
+        return self.spawn(*self.command("-c", str(conf)))
+
+    def switch(self, upstream: int) -> None:
+        conf = self.config(f"server 127.0.0.1:{upstream};")
+        self.run(*self.command("-t", "-c", str(conf)))  # an invalid one is never applied
+        self.process.send_signal(signal.SIGHUP)  # graceful: new workers, old ones finish
+
+    def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
+        split = f"server 127.0.0.1:{ports[0]} weight=9; server 127.0.0.1:{ports[1]} weight=1;"
+        weighted = self.run(*self.command("-t", "-c", str(self.config(split))), check=False)
+        mirrored = self.run(*self.command("-t", "-c", str(self.config(
+            f"server 127.0.0.1:{ports[0]};", "mirror /mirror; mirror_request_body on;"
+        ))), check=False)  # fmt: skip
+        self.config(f"server 127.0.0.1:{ports[0]};")
+        return {"weighted_split": weighted, "mirroring": mirrored}
+
+
+class HAProxy(Gateway):
+    def config(self, servers: str) -> Path:
+        path = self.folder / "haproxy.cfg"
+        path.write_text(f"""global
+  master-worker
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend gateway
+  bind 127.0.0.1:{self.listen}
+  default_backend model
+backend model
+{servers}
+""")
+        return path
+
+    def start(self, upstream: int) -> subprocess.Popen[bytes]:
+        conf = self.config(f"  server s1 127.0.0.1:{upstream}")
+        self.run("haproxy", "-c", "-f", str(conf))
+        return self.spawn("haproxy", "-W", "-db", "-f", str(conf))
+
+    def switch(self, upstream: int) -> None:
+        conf = self.config(f"  server s1 127.0.0.1:{upstream}")
+        self.run("haproxy", "-c", "-f", str(conf))
+        self.process.send_signal(signal.SIGUSR2)  # master-worker reload: old worker drains
+
+    def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
+        split = (f"  server s1 127.0.0.1:{ports[0]} weight 90\n"
+                 f"  server s2 127.0.0.1:{ports[1]} weight 10")  # fmt: skip
+        weighted = self.run("haproxy", "-c", "-f", str(self.config(split)), check=False)
+        self.config(f"  server s1 127.0.0.1:{ports[0]}")
+        # HAProxy has no mirroring directive; it takes an external SPOE agent (spoa-mirror)
+        return {"weighted_split": weighted, "mirroring": "external agent only"}
+
+
+class HAProxyRuntime(HAProxy):
+    """HAProxy switched through its Runtime API (`set server ... addr ... port ...` on the
+    admin socket): no reload, no process change, no connection closed."""
+
+    def config(self, servers: str) -> Path:
+        path = super().config(servers)
+        text = path.read_text().replace(
+            "  nbthread 1\n",
+            f"  nbthread 1\n  stats socket {self.folder}/admin.sock mode 600 level admin\n",
+        )
+        path.write_text(text)
+        return path
+
+    def switch(self, upstream: int) -> None:
+        answer = self.runtime(f"set server model/s1 addr 127.0.0.1 port {upstream}")
+        if "changed" not in answer and "no need to change" not in answer:
+            raise RuntimeError(f"haproxy runtime API: {answer}")
+
+    def runtime(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.folder / "admin.sock"))
+            sock.sendall(command.encode() + b"\n")
+            return b"".join(iter(lambda: sock.recv(4096), b"")).decode()
+
+
+class Caddy(Gateway):
+    def config(self, proxy: str) -> Path:
+        path = self.folder / "Caddyfile"
+        path.write_text(f"""{{
+  admin 127.0.0.1:{self.admin}
+  auto_https off
+}}
+http://127.0.0.1:{self.listen} {{
+  {proxy}
+}}
+""")
+        return path
+
+    def caddy(self, *args: str, check: bool = True) -> bool:
+        env = {"XDG_DATA_HOME": str(self.folder), "XDG_CONFIG_HOME": str(self.folder)}
+        done = subprocess.run(["caddy", *args], capture_output=True, text=True,
+                              cwd=self.folder, env={**os.environ, **env})  # fmt: skip
+        if check and done.returncode != 0:
+            raise RuntimeError(f"caddy {' '.join(args)}: {done.stderr.strip()[-500:]}")
+        return done.returncode == 0
+
+    def start(self, upstream: int) -> subprocess.Popen[bytes]:
+        self.admin = free_port()
+        conf = self.config(f"reverse_proxy 127.0.0.1:{upstream}")
+        self.caddy("validate", "--config", str(conf), "--adapter", "caddyfile")
+        return self.spawn("caddy", "run", "--config", str(conf), "--adapter", "caddyfile",
+                          GOMAXPROCS="1", XDG_DATA_HOME=str(self.folder),
+                          XDG_CONFIG_HOME=str(self.folder))  # fmt: skip
+
+    def switch(self, upstream: int) -> None:
+        conf = self.config(f"reverse_proxy 127.0.0.1:{upstream}")
+        self.caddy("validate", "--config", str(conf), "--adapter", "caddyfile")
+        self.caddy("reload", "--config", str(conf), "--adapter", "caddyfile",
+                   "--address", f"127.0.0.1:{self.admin}")  # fmt: skip
+
+    def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
+        split = (f"reverse_proxy 127.0.0.1:{ports[0]} 127.0.0.1:{ports[1]} "
+                 "{\n    lb_policy weighted_round_robin 9 1\n  }")  # fmt: skip
+        weighted = self.caddy("validate", "--config", str(self.config(split)), "--adapter",
+                              "caddyfile", check=False)  # fmt: skip
+        self.config(f"reverse_proxy 127.0.0.1:{ports[0]}")
+        return {"weighted_split": weighted, "mirroring": "no directive"}
+
+
+class Forwarder(Gateway):
+    """Today's stable address, `maas.operate.proxy`: the state file names the backend."""
+
+    def state(self, upstream: int) -> Path:
+        path = self.folder / "local.json"
+        write_state(path, Deployment(model="bench", version=str(upstream), image="bench",
+                                     container="bench", port=upstream, endpoint=self.url,
+                                     deployed_at="0"))  # fmt: skip
+        return path
+
+    def start(self, upstream: int) -> subprocess.Popen[bytes]:
+        state = self.state(upstream)
+        return self.spawn(sys.executable, "-m", "maas.operate.proxy", "--listen",
+                          f"127.0.0.1:{self.listen}", "--state", str(state))  # fmt: skip
+
+    def switch(self, upstream: int) -> None:
+        self.state(upstream)
+
+    def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
+        return {"weighted_split": False, "mirroring": False}
+
+
+GATEWAYS: dict[str, Callable[[Path, int, int], Gateway]] = {
+    "maas_forwarder": Forwarder,
+    "nginx": Nginx,
+    "haproxy": HAProxy,
+    "haproxy_runtime_api": HAProxyRuntime,
+    "caddy": Caddy,
+}
