@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 # make test: pytest-xdist workers (the e2e modules are two groups, tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test install dev system unit integration e2e repro lint typecheck status package serve clean soak audit bench
+.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,14 @@ soak: install
 ## make audit: pip-audit over the installed (locked) dependencies
 audit: dev
 	$(BIN)/pip-audit --progress-spinner off --strict
+
+## make bench-gateway: nginx, HAProxy, Caddy, maas's gateway and the old forwarder against the
+## service directly (needs a packaged version: `make package`) -> reports/gateway.json (~6 min)
+MODEL_TAG ?= flight-delay:latest
+bench-gateway: dev
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v caddy >/dev/null \
+		&& command -v haproxy >/dev/null || apt-get install -y -qq wrk nginx-light haproxy caddy
+	$(BIN)/python -u benchmarks/gateway.py --model-tag $(MODEL_TAG) --output reports/gateway.json
 
 ## make bench: every benchmark side by side (ours vs baselines) -> reports/benchmarks.json (~10 min)
 bench: dev .dvc

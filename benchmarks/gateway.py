@@ -1,5 +1,6 @@
-"""Which reverse proxy becomes the gateway: nginx, HAProxy or Caddy (Debian's packages) against
-straight to the service and against today's forwarder (`maas.operate.proxy`), in one run.
+"""Which reverse proxy is the gateway: nginx, HAProxy and Caddy (Debian's packages), maas's
+gateway (HAProxy switched through its Runtime API, `maas.operate.gateway`) and the forwarder
+it replaced (benchmarks/forwarder_baseline.py), against going straight to the service, in one run.
 
 Two instances of the same BentoML service (`maas.serving.service`, one worker each) stand for
 the serving version and the next one. Each gateway proxies to the first; wrk drives
@@ -7,9 +8,11 @@ single-record requests at c = 8, 32, 64 through each and straight to the service
 alternating within each case (medians of the rounds). Then, under continuous load (c = 32),
 each gateway's upstream is switched between the two instances every second the way it would
 be in production (nginx: `nginx -t` + SIGHUP; HAProxy: `haproxy -c` + SIGUSR2 to its master;
-Caddy: `caddy validate` + `caddy reload` through its admin API; the forwarder: its state file
-replaced): failed requests are counted. Last, each proxy's own validator is asked whether a
-weighted split and request mirroring (what canary and shadow releases need) are expressible.
+maas's gateway: its switch, no reload; Caddy: `caddy validate` + `caddy reload` through its
+admin API; the forwarder: its state file replaced): failed requests are counted, and for
+maas's gateway the requests each server slot answered (proof that the traffic moved). Last,
+each proxy's own validator is asked whether a weighted split and request mirroring (what
+canary and shadow releases need) are expressible.
 
     python benchmarks/gateway.py --model-tag flight-delay:v1 [--seconds 5] [--rounds 2]
 """
@@ -158,10 +161,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
         print(f"switching the upstream every second under load (c=32, {args.switch_seconds} s)")
         for name, gateway in gateways.items():
+            served = getattr(gateway, "served", None)
+            before = served() if served else {}
             row = switching_under_load(gateway, ports, args.switch_seconds)
+            if served:
+                row["served_by_slot"] = {k: v - before.get(k, 0) for k, v in served().items()}
             results["switching"][name] = row
-            print(f"  {name:<15} {row['switches']} switches, {row['requests']} requests, "
-                  f"non-2xx {row['non_2xx']}, socket errors {row['socket_errors']}")  # fmt: skip
+            slots = f", by slot {row['served_by_slot']}" if "served_by_slot" in row else ""
+            print(
+                f"  {name:<15} {row['switches']} switches, {row['requests']} requests, "
+                f"non-2xx {row['non_2xx']}, socket errors {row['socket_errors']}{slots}"
+            )
         print("what each proxy's own validator accepts")
         for name, gateway in gateways.items():
             results["features"][name] = gateway.features(ports)

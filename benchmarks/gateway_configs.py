@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -147,29 +146,34 @@ backend model
         return {"weighted_split": weighted, "mirroring": "external agent only"}
 
 
-class HAProxyRuntime(HAProxy):
-    """HAProxy switched through its Runtime API (`set server ... addr ... port ...` on the
-    admin socket): no reload, no process change, no connection closed."""
+class MaasGateway(Gateway):
+    """maas's own gateway (`maas.operate.gateway`): HAProxy switched through its Runtime API,
+    blue/green server slots, no reload."""
 
-    def config(self, servers: str) -> Path:
-        path = super().config(servers)
-        text = path.read_text().replace(
-            "  nbthread 1\n",
-            f"  nbthread 1\n  stats socket {self.folder}/admin.sock mode 600 level admin\n",
-        )
-        path.write_text(text)
-        return path
+    def start(self, upstream: int) -> subprocess.Popen[bytes]:
+        from maas.operate.gateway import Gateway as HAProxyGateway
+
+        self.haproxy = HAProxyGateway(self.folder, "127.0.0.1", self.listen)
+        self.haproxy.ensure(upstream)
+        return subprocess.Popen(["sleep", "infinity"])  # HAProxy runs in its own session
 
     def switch(self, upstream: int) -> None:
-        answer = self.runtime(f"set server model/s1 addr 127.0.0.1 port {upstream}")
-        if "changed" not in answer and "no need to change" not in answer:
-            raise RuntimeError(f"haproxy runtime API: {answer}")
+        self.haproxy.switch(upstream)
 
-    def runtime(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(str(self.folder / "admin.sock"))
-            sock.sendall(command.encode() + b"\n")
-            return b"".join(iter(lambda: sock.recv(4096), b"")).decode()
+    def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
+        return {"weighted_split": "set weight (Runtime API)", "mirroring": "external agent only"}
+
+    def served(self) -> dict[str, int]:
+        """Requests each server slot answered (HAProxy's `show stat`): proof that the traffic
+        really moved at each switch, not only the configuration."""
+        lines = self.haproxy.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {r["svname"]: int(r["stot"]) for r in rows if r["svname"] in ("blue", "green")}
+
+    def stop(self) -> None:
+        self.haproxy.stop()
+        super().stop()
 
 
 class Caddy(Gateway):
@@ -217,7 +221,8 @@ http://127.0.0.1:{self.listen} {{
 
 
 class Forwarder(Gateway):
-    """Today's stable address, `maas.operate.proxy`: the state file names the backend."""
+    """The stable address before the gateway (benchmarks/forwarder_baseline.py): the state
+    file names the backend."""
 
     def state(self, upstream: int) -> Path:
         path = self.folder / "local.json"
@@ -228,7 +233,8 @@ class Forwarder(Gateway):
 
     def start(self, upstream: int) -> subprocess.Popen[bytes]:
         state = self.state(upstream)
-        return self.spawn(sys.executable, "-m", "maas.operate.proxy", "--listen",
+        baseline = Path(__file__).with_name("forwarder_baseline.py")
+        return self.spawn(sys.executable, str(baseline), "--listen",
                           f"127.0.0.1:{self.listen}", "--state", str(state))  # fmt: skip
 
     def switch(self, upstream: int) -> None:
@@ -242,6 +248,6 @@ GATEWAYS: dict[str, Callable[[Path, int, int], Gateway]] = {
     "maas_forwarder": Forwarder,
     "nginx": Nginx,
     "haproxy": HAProxy,
-    "haproxy_runtime_api": HAProxyRuntime,
+    "maas_gateway": MaasGateway,
     "caddy": Caddy,
 }

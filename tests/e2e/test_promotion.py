@@ -205,9 +205,9 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
                 client.delete_model_version_tag(MODEL, champion.version, key)
 
 
-def test_a_dead_container_or_forwarder_is_noticed_and_replaced(setup):
+def test_a_dead_container_or_gateway_is_noticed_and_replaced(setup):
     """The state file says in sync, the world does not: the serving container is gone (an OOM
-    kill, a reboot) or the forwarder died. Each pass checks what really answers and converges."""
+    kill, a reboot) or the gateway died. Each pass checks what really answers and converges."""
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"
     runtime = container_runtime_or_skip()
@@ -223,11 +223,11 @@ def test_a_dead_container_or_forwarder_is_noticed_and_replaced(setup):
         latency = wait_for_version(endpoint, champion)
         print(f"container removed -> v{champion} serving again: {latency:.1f}s")
         assert target.current().container != before.container
-        pid = int((params.deploy.state_dir / "proxy.pid").read_text())
+        pid = int((params.deploy.state_dir / "gateway.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         latency = wait_for_version(endpoint, champion)
-        print(f"forwarder killed -> v{champion} serving again: {latency:.1f}s")
-        assert int((params.deploy.state_dir / "proxy.pid").read_text()) != pid
+        print(f"gateway killed -> v{champion} serving again: {latency:.1f}s")
+        assert int((params.deploy.state_dir / "gateway.pid").read_text()) != pid
     finally:
         controller.stop()
     unhealthy = [e["reason"] for e in read_audit(params) if e["event"] == "unhealthy"]

@@ -79,7 +79,7 @@ def undeploy(
     params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
 ) -> None:
     """Take the model out of service: remove `champion` (so no controller redeploys it) and
-    stop its container (and the stable address's forwarder). `maas promote N` serves again."""
+    stop its container (and the stable address's gateway). `maas promote N` serves again."""
     params = load(params_file, overrides, task)
     from maas.operate.promotion import undeploy as take_down
 

@@ -39,7 +39,7 @@ def read_deployment(state_dir: Path, target: str = "local") -> Deployment | None
 
 
 def write_state(path: Path, deployment: Deployment) -> None:
-    """Atomically: a reader (the forwarder, `maas status`) never sees half a file, and a
+    """Atomically: a reader (a gateway starting, `maas status`) never sees half a file, and a
     failed write (disk full, read-only) leaves the previous state as it was."""
     try:
         write_text_atomic(path, json.dumps(asdict(deployment), indent=1), durable=True)

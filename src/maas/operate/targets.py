@@ -1,8 +1,8 @@
 """Deploy targets: where a packaged, validated image becomes the running service.
 
-`local` (default): containers on this machine behind one stable address (a forwarder,
-`maas.operate.proxy`). A new version starts beside the old one on a free port, must be ready and
-answer with its version, then the stable address switches to it and the old one is removed;
+`local` (default): containers on this machine behind one stable address (an HAProxy gateway,
+`maas.operate.gateway`). A new version starts beside the old one on a free port, must be ready
+and answer with its version, then the stable address switches to it and the old one is removed;
 if anything fails before the switch, the old one keeps serving. `kubernetes`
 (`maas.operate.kubernetes`): a Deployment and a Service rendered into a folder.
 """
@@ -13,9 +13,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +20,7 @@ from typing import Any, Protocol
 
 from maas.clock import utc_timestamp
 from maas.config import Params
-from maas.net import free_port, parse_address, port_open, wait_until
+from maas.net import free_port, parse_address
 from maas.operate.deployment import (
     STATE_FILE,
     DeployError,
@@ -31,6 +28,7 @@ from maas.operate.deployment import (
     read_deployment,
     write_state,
 )
+from maas.operate.gateway import Gateway
 from maas.operate.kubernetes import KubernetesTarget
 from maas.release import containers
 from maas.serving.guard import TOKEN_ENV
@@ -68,50 +66,26 @@ class LocalTarget:
         self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
         self.state_file = state_dir / STATE_FILE
         self.endpoint = f"http://{self.host}:{self.port}"
+        self.gateway = Gateway(state_dir, self.host, self.port)
 
     def current(self) -> Deployment | None:
         return read_deployment(self.state_dir)
 
-    def proxy_running(self) -> bool:
-        """Our forwarder (the process in proxy.pid, running maas.operate.proxy) is alive."""
-        try:
-            pid = int((self.state_dir / "proxy.pid").read_text())
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return False
-        return b"maas.operate.proxy" in command and str(self.state_file).encode() in command
+    def gateway_running(self) -> bool:
+        return self.gateway.running()
 
-    def ensure_proxy(self) -> None:
-        """Start the stable address's forwarder unless it runs; refuse an address that another
-        process holds (a dev server, another project's forwarder): it would answer for us."""
-        pid_file = self.state_dir / "proxy.pid"
-        if self.proxy_running() and port_open(self.host, self.port):
-            return
-        if port_open(self.host, self.port):
-            raise DeployError(
-                f"{self.host}:{self.port} (deploy.address) is held by another process: stop it "
-                "(e.g. `maas serve`) or choose another deploy.address"
-            )
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (self.state_dir / "proxy.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "maas.operate.proxy", "--listen", f"{self.host}:{self.port}",
-             "--state", str(self.state_file)],
-            stdout=log_file, stderr=log_file, start_new_session=True,
-        )  # fmt: skip
-        pid_file.write_text(str(process.pid))
-        if not wait_until(lambda: port_open(self.host, self.port), 15, 0.1):
-            raise DeployError(
-                f"the stable address {self.host}:{self.port} did not open "
-                f"(see {self.state_dir / 'proxy.log'}; is the port taken?)"
-            )
+    def ensure_gateway(self) -> None:
+        """Start the stable address's gateway unless it runs, serving what the state says."""
+        current = self.current()
+        self.gateway.ensure(current.port if current else None)
 
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
         """Start the image beside the current one, check it, switch, remove the old one.
 
         The container runs `image_id`, the image that passed infra-validation, not whatever
         the mutable tag `image` names by now (a rebuild, a pull, a person retagging)."""
-        self.ensure_proxy()
+        self.gateway.model = model
+        self.ensure_gateway()
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
         secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
@@ -151,9 +125,17 @@ class LocalTarget:
             deployed_at=utc_timestamp(),
         )
         try:
-            self._write_state(deployment)  # the switch: new connections now reach `container`
+            self.gateway.switch(port)  # the switch: new requests now reach `container`
         except DeployError:
             containers.remove_container(self.runtime, container)  # the old one keeps serving
+            raise
+        try:
+            self._write_state(deployment)
+        except DeployError:  # unrecorded: back to the old one, which still runs
+            with contextlib.suppress(DeployError):
+                if previous is not None:
+                    self.gateway.switch(previous.port)
+            containers.remove_container(self.runtime, container)
             raise
         if previous is not None and previous.container != container:
             time.sleep(self.drain_s)  # requests already on the old container finish
@@ -163,10 +145,10 @@ class LocalTarget:
 
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
         """Why the recorded deployment is not what answers at the stable address (None: it
-        is): the forwarder or the container is gone (a reboot, an OOM kill), or another model
+        is): the gateway or the container is gone (a reboot, an OOM kill), or another model
         answers (other artifacts under the same version number after a registry rebuild)."""
-        if not self.proxy_running():
-            return "the stable address's forwarder is not running"
+        if not self.gateway_running():
+            return "the stable address's gateway is not running"
         try:  # a healthy pass costs one local HTTP call; the container is asked only if not
             served = served_metadata(self.endpoint)
         except Exception as error:
@@ -208,17 +190,13 @@ class LocalTarget:
         return orphans
 
     def stop(self) -> None:
-        """Remove the serving container and the forwarder (tests, `maas undeploy`)."""
+        """Remove the serving container and the gateway (tests, `maas undeploy`)."""
         current = self.current()
         if current is not None:
             containers.remove_container(self.runtime, current.container)
             self.state_file.unlink(missing_ok=True)
             self.remove_orphans(current.model)
-        pid_file = self.state_dir / "proxy.pid"
-        if pid_file.is_file():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
-            pid_file.unlink(missing_ok=True)
+        self.gateway.stop()
 
 
 def auth_headers() -> dict[str, str]:

@@ -253,21 +253,3 @@ def test_kubernetes_pods_get_the_bearer_token_from_a_secret(tmp_path: Path) -> N
     ref = env["MAAS_API_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "maas-api-token", "key": "token", "optional": True}
     assert "value" not in env["MAAS_API_TOKEN"]
-
-
-def test_the_stable_address_is_refused_when_another_process_holds_it(tmp_path: Path) -> None:
-    """Anything listening on deploy.address (a `maas serve`, another project) used to count as
-    our forwarder, and the controller recorded a deploy while something else answered."""
-    import socket
-
-    from maas.operate.deployment import DeployError
-    from maas.operate.targets import LocalTarget
-
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        target = LocalTarget(tmp_path / "deploy", f"127.0.0.1:{port}", "podman")
-        with pytest.raises(DeployError, match="held by another process"):
-            target.ensure_proxy()
-        assert not target.proxy_running()

@@ -1,4 +1,8 @@
-"""The local deploy target's stable address: an HTTP/1.1 forwarder to whichever version serves.
+"""The baseline benchmarks/gateway.py measures the HAProxy gateway against: the hand-written
+HTTP/1.1 forwarder that was maas's stable address until the gateway replaced it (issue 13),
+kept here unchanged apart from this paragraph.
+
+The local deploy target's stable address: an HTTP/1.1 forwarder to whichever version serves.
 
 Routing is per request, not per connection: the forwarder owns the clients' keep-alive
 connections and sends each request to the backend named in the target's state file at that
@@ -9,7 +13,7 @@ any response byte (an idle keep-alive closed by the server) is retried once on a
 connection: predictions are pure functions of the request. It runs as its own process, apart
 from the controller: a controller restart never interrupts serving.
 
-    python -m maas.operate.proxy --listen 127.0.0.1:3000 --state .maas/deploy/local.json
+    python benchmarks/forwarder_baseline.py --listen 127.0.0.1:3000 --state local.json
 """
 
 from __future__ import annotations
