@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gateway_configs import GATEWAYS, Gateway
-from benchmarks.serving import RECORD, ROOT, free_port, wait_ready, wrk
+from benchmarks.serving import RECORD, ROOT, free_port, wait_ready, write_report, wrk
 
 
 def serve(model_tag: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -183,10 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.output}")
+    write_report(args.output, results)
     return results
 
 

@@ -37,8 +37,9 @@ class Gateway:
         """Whether the proxy's validator accepts a 90/10 split and mirroring to `ports[1]`."""
         raise NotImplementedError
 
-    def run(self, *command: str, check: bool = True) -> bool:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=self.folder)
+    def run(self, *command: str, check: bool = True, **env: str) -> bool:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=self.folder,
+                              env={**os.environ, **env})  # fmt: skip
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()[-500:]}")
         return done.returncode == 0
@@ -190,12 +191,8 @@ http://127.0.0.1:{self.listen} {{
         return path
 
     def caddy(self, *args: str, check: bool = True) -> bool:
-        env = {"XDG_DATA_HOME": str(self.folder), "XDG_CONFIG_HOME": str(self.folder)}
-        done = subprocess.run(["caddy", *args], capture_output=True, text=True,
-                              cwd=self.folder, env={**os.environ, **env})  # fmt: skip
-        if check and done.returncode != 0:
-            raise RuntimeError(f"caddy {' '.join(args)}: {done.stderr.strip()[-500:]}")
-        return done.returncode == 0
+        home = str(self.folder)  # Caddy's data and autosaved config stay in the folder
+        return self.run("caddy", *args, check=check, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home)
 
     def start(self, upstream: int) -> subprocess.Popen[bytes]:
         self.admin = free_port()

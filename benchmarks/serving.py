@@ -187,11 +187,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for process, _ in servers.values():
             process.terminate()
             process.wait(timeout=30)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.output}")
+    write_report(args.output, results)
     return results
+
+
+def write_report(path: Path | None, results: dict[str, Any]) -> None:
+    """The results as JSON at `path` (the benchmark's --output), if one was given."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 
 from maas.clock import utc_timestamp
 from maas.operate.deployment import Deployment
-from maas.tracking.registry import set_version_tags
+from maas.tracking.registry import delete_version_tags, set_version_tags
 
 DEPLOYED = "deployed"
 STALE = ("deploy_reason", "deploy_attempted_at")  # of an earlier failure or refusal
@@ -27,9 +27,7 @@ def record_deployment(client: Any, model: str, target: str, deployment: Deployme
         "deployed_at": deployment.deployed_at, "deploy_target": target,
     })  # fmt: skip
     tags = client.get_model_version(model, version).tags
-    for key in STALE:
-        if key in tags:
-            client.delete_model_version_tag(model, version, key)
+    delete_version_tags(client, model, version, STALE, tags)
     serving = (version, deployment.endpoint, deployment.deployed_at)
     for key, value in zip(SERVING_TAGS, serving, strict=True):
         client.set_registered_model_tag(model, key, value)
@@ -49,8 +47,7 @@ def record_replaced(client: Any, model: str, version: str, left_as: str = "repla
             "deploy_status": left_as, "replaced_at": utc_timestamp(),
             "replaced_by": str(version),
         })  # fmt: skip
-        if "endpoint" in other.tags:
-            client.delete_model_version_tag(model, other.version, "endpoint")
+        delete_version_tags(client, model, other.version, ("endpoint",), other.tags)
     return [str(other.version) for other in others]
 
 
@@ -60,9 +57,9 @@ def record_undeployed(client: Any, model: str, version: str) -> None:
     set_version_tags(client, model, version, {
         "deploy_status": "undeployed", "undeployed_at": utc_timestamp(),
     })  # fmt: skip
-    if "endpoint" in client.get_model_version(model, version).tags:
-        client.delete_model_version_tag(model, version, "endpoint")
-    tags = client.get_registered_model(model).tags
+    tags = client.get_model_version(model, version).tags
+    delete_version_tags(client, model, version, ("endpoint",), tags)
+    model_tags = client.get_registered_model(model).tags
     for key in SERVING_TAGS:
-        if key in tags:
+        if key in model_tags:
             client.delete_registered_model_tag(model, key)

@@ -114,13 +114,18 @@ def _ensure_registered_model(client: Any, name: str, description: str) -> str:
     return name
 
 
+def _not_found(error: Any) -> bool:
+    """An MlflowException that says the model, version or alias does not exist."""
+    return "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower()
+
+
 def get_alias_version(client: Any, name: str, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
-        if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower():
+        if _not_found(error):
             return None
         raise
 
@@ -158,7 +163,7 @@ def model_exists(client: Any, name: str) -> bool:
     try:
         client.get_registered_model(name)
     except MlflowException as error:
-        if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower():
+        if _not_found(error):
             return False
         raise
     return True
@@ -254,3 +259,13 @@ def score_version(client: Any, version: Any, frame: Any) -> Any:
 def set_version_tags(client: Any, name: str, version: str, tags: Mapping[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
+
+
+def delete_version_tags(
+    client: Any, name: str, version: str, keys: tuple[str, ...], present: Mapping[str, str]
+) -> None:
+    """Delete those of `keys` that the version has (`present`: its tags; MLflow refuses to
+    delete a tag that is not there)."""
+    for key in keys:
+        if key in present:
+            client.delete_model_version_tag(name, str(version), key)

@@ -18,14 +18,15 @@ from tests.helpers import ROOT
 PASSED = {"validation_status": "passed", "gate_passed": "true", "infra_validation": "passed"}
 
 
-def kubernetes_params(tmp_path: Path):
-    """A real SQLite registry and the real kubernetes target (renders manifests)."""
+def kubernetes_params(tmp_path: Path, *overrides: str):
+    """A real SQLite registry and the real kubernetes target (renders manifests); `overrides`
+    come last and win."""
     return load_params(ROOT / "params.yaml", [
         f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"registry.artifact_root={tmp_path / 'artifacts'}",
         f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
         "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
-        f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
+        f"promotion.verdict_key_file={tmp_path / 'gate.key'}", *overrides,
     ])  # fmt: skip
 
 

@@ -15,7 +15,6 @@ from maas.operate.promotion import promote
 from maas.operate.records import record_deployment
 from maas.operate.targets import make_target
 from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
-from tests.helpers import ROOT
 from tests.unit.operate.test_controller import PASSED, champion_by_hand, kubernetes_params
 
 
@@ -28,18 +27,25 @@ def add_version(client, params, source: Path) -> str:
     return str(version.version)
 
 
+def releasing(client, params):
+    """The kubernetes target and the release flow's deploy and record steps (no packaging)."""
+    name, target = params.registry.model_name, make_target(params)
+
+    def release(version: str):
+        deployment = target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
+        record_deployment(client, name, target.name, deployment)
+        return deployment
+
+    return target, release
+
+
 def test_one_version_says_deployed_and_moves_outside_maas_are_audited(tmp_path: Path) -> None:
     params = kubernetes_params(tmp_path)
     client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
     name = params.registry.model_name
     champion_by_hand(client, params, tmp_path, PASSED)  # set by a registry client, unaudited
     assert add_version(client, params, tmp_path) == "2"
-    target = make_target(params)
-
-    def release(version: str):
-        deployment = target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
-        record_deployment(client, name, target.name, deployment)
-        return deployment
+    target, release = releasing(client, params)
 
     def status(version: str) -> dict[str, str]:
         return client.get_model_version(name, version).tags
@@ -81,30 +87,18 @@ def test_one_version_says_deployed_and_moves_outside_maas_are_audited(tmp_path: 
 def test_undeploy_takes_the_model_out_of_service_and_a_missing_model_does_not(
     tmp_path: Path,
 ) -> None:
-    from maas.config import load_params
     from maas.operate.promotion import undeploy
 
     params = kubernetes_params(tmp_path)
     client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
     name = params.registry.model_name
     champion_by_hand(client, params, tmp_path, PASSED)
-    target = make_target(params)
-
-    def release(version: str):
-        deployment = target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
-        record_deployment(client, name, target.name, deployment)
-        return deployment
+    target, release = releasing(client, params)
 
     assert reconcile_once(params, client, target, release).action == "deployed"
     # a controller pointed at a registry without this model (a wrong URI) stops nothing
-    elsewhere = load_params(ROOT / "params.yaml", [
-        *(f"{key}={value}" for key, value in {
-            "registry.tracking_uri": f"sqlite:///{tmp_path / 'other.db'}",
-            "registry.artifact_root": tmp_path / "other", "deploy.state_dir": tmp_path / "deploy",
-            "deploy.audit_log": tmp_path / "a.jsonl", "deploy.target": "kubernetes",
-            "deploy.kubernetes_dir": tmp_path / "k8s",
-            "promotion.verdict_key_file": tmp_path / "gate.key"}.items()),
-    ])  # fmt: skip
+    elsewhere = kubernetes_params(tmp_path, f"registry.tracking_uri=sqlite:///{tmp_path / 'o.db'}",
+                                  f"registry.artifact_root={tmp_path / 'other'}")  # fmt: skip
     other = MlflowClient(elsewhere.registry.tracking_uri, elsewhere.registry.tracking_uri)
     outcome = reconcile_once(elsewhere, other, make_target(elsewhere), release)
     assert outcome.action == "no_champion" and "not found" in outcome.detail
