@@ -116,3 +116,25 @@ def test_undeploy_takes_the_model_out_of_service_and_a_missing_model_does_not(
     assert again is None and outcome.action == "no_champion"
     promote(params, "1")  # serves again
     assert reconcile_once(params, client, target, release).action == "deployed"
+
+
+def test_deploy_status_is_written_after_what_it_vouches_for(tmp_path: Path) -> None:
+    """MLflow writes tags one at a time: a reader that sees `deployed` must find the endpoint
+    too (a race CI hit when `deploy_status` came first)."""
+    params = kubernetes_params(tmp_path)
+    real = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
+    champion_by_hand(real, params, tmp_path, PASSED)
+    written: list[tuple[str, str]] = []
+
+    class Recording:  # the real client; version-tag writes are noted in order
+        def __getattr__(self, attribute: str):
+            return getattr(real, attribute)
+
+        def set_model_version_tag(self, name, version, key, value):
+            written.append((str(version), key))
+            real.set_model_version_tag(name, version, key, value)
+
+    target, release = releasing(Recording(), params)
+    assert reconcile_once(params, Recording(), target, release).action == "deployed"
+    mine = [key for version, key in written if version == "1"]
+    assert mine[-1] == "deploy_status" and "endpoint" in mine
