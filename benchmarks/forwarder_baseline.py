@@ -54,7 +54,8 @@ class Backend:
         stamp = (info.st_mtime_ns, info.st_size)
         if stamp != self._stamp:
             try:
-                self._port = int(json.loads(self.state.read_text())["port"])
+                models = json.loads(self.state.read_text())["models"]
+                self._port = int(next(iter(models.values()))["port"])  # the one model
             except (OSError, ValueError, KeyError, TypeError):
                 return self._port  # a torn read: keep the last good backend
             self._stamp = stamp

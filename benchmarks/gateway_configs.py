@@ -154,12 +154,13 @@ class MaasGateway(Gateway):
     def start(self, upstream: int) -> subprocess.Popen[bytes]:
         from maas.operate.gateway import Gateway as HAProxyGateway
 
-        self.haproxy = HAProxyGateway(self.folder, "127.0.0.1", self.listen)
-        self.haproxy.ensure(upstream)
+        self.haproxy = HAProxyGateway(self.folder, "127.0.0.1", self.listen, default="bench")
+        self.haproxy.ensure()
+        self.haproxy.switch("bench", upstream, str(upstream))
         return subprocess.Popen(["sleep", "infinity"])  # HAProxy runs in its own session
 
     def switch(self, upstream: int) -> None:
-        self.haproxy.switch(upstream)
+        self.haproxy.switch("bench", upstream, str(upstream))
 
     def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
         return {"weighted_split": "set weight (Runtime API)", "mirroring": "external agent only"}
@@ -170,7 +171,9 @@ class MaasGateway(Gateway):
         lines = self.haproxy.command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {r["svname"]: int(r["stot"]) for r in rows if r["svname"] in ("blue", "green")}
+        backend = self.haproxy.table().routes["bench"].backend
+        return {r["svname"]: int(r["stot"]) for r in rows
+                if r["pxname"] == backend and r["svname"] in ("blue", "green")}  # fmt: skip
 
     def stop(self) -> None:
         self.haproxy.stop()

@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             [
                 str(BIN / "maas"),
                 "watch",
+                "--task",
+                params.task,
                 "--interval",
                 "1",
                 "-p",
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stop_server(watch, grace_s=60)
         from maas.operate.targets import LocalTarget
 
-        LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop()
+        LocalTarget(root / params.deploy.state_dir, params.deploy.address, runtime).stop_all()
         images = [f"localhost/bench-bare-{model}:v3"]
         for number in ("1", "2"):  # the images packaging tagged on the versions
             with contextlib.suppress(Exception):

@@ -89,13 +89,15 @@ def session_env() -> dict[str, str]:
 class Process:
     """A `maas` command in its own process (`maas watch`, `maas ui`)."""
 
-    def __init__(self, root, overrides, *args: str, env=None, command=None, name=None) -> None:
+    def __init__(
+        self, root, overrides, *args: str, env=None, command=None, name=None, cwd=None
+    ) -> None:
         sets = [arg for item in overrides for arg in ("--set", item)]
         self.log_path = root / f"{name or args[0]}.log"
         self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command or [sys.executable, "-m", "maas.cli", *args, "-p", PARAMS, *sets],
-            stdout=self.log, stderr=self.log, cwd=os.getcwd(), start_new_session=True,
+            stdout=self.log, stderr=self.log, cwd=cwd or os.getcwd(), start_new_session=True,
             env=env if env is not None else session_env(),
         )  # fmt: skip
 
@@ -117,8 +119,12 @@ class Process:
             self.kill()
 
 
-def Controller(root, overrides, interval: str = "1", name: str = "watch", env=None) -> Process:
-    return Process(root, overrides, "watch", "--interval", interval, name=name, env=env)
+def Controller(
+    root, overrides, interval: str = "1", name: str = "watch", env=None, task="flight-delay"
+) -> Process:
+    """`maas watch` of one task (the overrides name one model), or of every task (None)."""
+    chosen = ["--task", task] if task else []
+    return Process(root, overrides, "watch", "--interval", interval, *chosen, name=name, env=env)
 
 
 def serving_version(endpoint: str) -> str | None:

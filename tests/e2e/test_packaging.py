@@ -287,7 +287,7 @@ def test_the_local_target_runs_the_validated_image_not_what_its_tag_names_now(pa
         )
         assert deployment.image == moved and deployment.image_id == result.image_id
     finally:
-        target.stop()
+        target.stop_all()
         subprocess.run([runtime, "rmi", moved], capture_output=True)
 
 

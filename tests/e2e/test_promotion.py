@@ -67,7 +67,7 @@ def setup(trained_project):
                         params.serving, version)  # fmt: skip
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
     yield root, overrides, params, client
-    target.stop()
+    target.stop_all()
 
 
 def cli(overrides, *args: str):
@@ -122,7 +122,8 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         print(f"promote v2 -> v2 serving: {latency:.1f}s; requests during the switch: {outcomes}")
         assert set(outcomes) <= {"1", "2"}, outcomes  # no failed request during the switch
         tags = client.get_model_version(MODEL, "2").tags
-        assert tags["deploy_status"] == "deployed" and tags["endpoint"] == endpoint
+        assert tags["deploy_status"] == "deployed"
+        assert tags["endpoint"] == f"{endpoint}/models/{MODEL}"
 
         # Rollback: v1 serves again from its existing image.
         cli(overrides, "rollback")
@@ -190,12 +191,12 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
         print(f"SIGTERM mid-release -> exited in {time.monotonic() - signalled:.1f}s")
         assert "for flow 'release'" in controller.tail(20000)
         assert containers.list_containers(runtime, target.prefix(MODEL)) == []
-        assert target.current() is None  # nothing was switched to
+        assert target.current(MODEL) is None  # nothing was switched to
         tags = client.get_model_version(MODEL, champion.version).tags
         assert tags.get("deploy_status") == status_before, tags.get("deploy_reason")
     finally:
         controller.stop()
-        target.stop()
+        target.stop_all()
         # a failure here must not leave the shared champion backing off from deploys
         now = client.get_model_version(MODEL, champion.version).tags
         for key in ("deploy_status", "deploy_reason", "deploy_attempted_at"):
@@ -216,13 +217,13 @@ def test_a_dead_container_or_gateway_is_noticed_and_replaced(setup):
     try:
         champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
         wait_for_version(endpoint, champion)
-        before = target.current()
+        before = target.current(MODEL)
         assert before is not None
         subprocess.run([runtime, "rm", "--force", "--time", "0", before.container], check=True,
                        capture_output=True)  # fmt: skip
         latency = wait_for_version(endpoint, champion)
         print(f"container removed -> v{champion} serving again: {latency:.1f}s")
-        assert target.current().container != before.container
+        assert target.current(MODEL).container != before.container
         pid = int((params.deploy.state_dir / "gateway.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         latency = wait_for_version(endpoint, champion)
@@ -350,7 +351,7 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     image = client.get_model_version(MODEL, str(new)).tags["image"]
     k8s = [*overrides, "deploy.target=kubernetes", f"deploy.state_dir={root / 'k8s-state'}",
            f"deploy.kubernetes_dir={root / 'k8s'}"]  # fmt: skip
-    cli(k8s, "watch", "--once")
+    cli(k8s, "watch", "--once", "--task", "flight-delay")
     documents = list(yaml.safe_load_all((root / "k8s" / f"maas-{MODEL}.yaml").read_text()))
     container = documents[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == image

@@ -201,4 +201,4 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 from maas.config import load_params
 
                 params = load_params(PARAMS, overrides)
-                LocalTarget(params.deploy.state_dir, params.deploy.address, runtime).stop()
+                LocalTarget(params.deploy.state_dir, params.deploy.address, runtime).stop_all()

@@ -18,7 +18,13 @@ def status() -> Status:
                      "passed", "roc_auc", 0.7005, 0.7025, "0123456789abcdef")  # fmt: skip
     event = {"ts": "2026-11-30T03:00:00Z", "event": "promoted", "version": "12", "actor": ACTOR,
              "reason": "champion set outside maas"}  # fmt: skip
-    return Status("flight-delay", "local", "127.0.0.1:3000", [row], None, [event])
+    catalog = [
+        {"model": name, "task": name, "kind": kind, "state": "serving", "served_version": "12",
+         "champion_version": "12", "endpoint": f"http://127.0.0.1:3000/models/{name}",
+         "deployed_at": "2026-11-30T03:00:05Z"}
+        for name, kind in (("flight-delay", "binary"), ("hotel-rates", "regression"))
+    ]  # fmt: skip
+    return Status("flight-delay", "local", "127.0.0.1:3000", [row], None, [event], catalog)
 
 
 def test_a_narrow_terminal_shows_each_row_as_lines_instead_of_cutting_cells(monkeypatch):
@@ -29,6 +35,7 @@ def test_a_narrow_terminal_shows_each_row_as_lines_instead_of_cutting_cells(monk
     assert "…" not in text
     assert "aliases: champion, challenger" in text and "run: 0123456789ab" in text
     assert f"who: {ACTOR}" in text
+    assert "endpoint: http://127.0.0.1:3000/models/hotel-rates" in text  # every model served
 
 
 def test_a_wide_terminal_gets_the_table(monkeypatch) -> None:

@@ -42,6 +42,7 @@ DvcAddOption = Annotated[bool, typer.Option(help="Record data/raw with `dvc add`
 DEFAULT_PARAMS = Path("params.yaml")
 QUIET_LOGGERS = ("great_expectations", "alembic", "mlflow", "httpx", "urllib3", "onnxscript",
                  "onnx_ir", "matplotlib", "torch.onnx")  # fmt: skip
+BUILD_LOGGERS = ("bentoml._internal.container",)  # a line per image build step
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +79,19 @@ def setup_environment() -> None:
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
+def log_builds_to(path: Path) -> None:
+    """Image build output (BentoML's builder, a line per build step) goes to its own file,
+    not to the log a person reads; the release logs where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    for name in BUILD_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def fail(error: BaseException, code: int = 1) -> typer.Exit:
     console.print(f"[red]error:[/red] {error}")
     return typer.Exit(code)
@@ -102,6 +116,35 @@ def handled(function: F) -> F:
 
 def load(params_file: Path, overrides: list[str] | None, task: str | None = None) -> Params:
     return load_params(params_file, overrides or [], task)
+
+
+def load_served(params_file: Path, overrides: list[str] | None, task: str | None) -> list[Params]:
+    """The tasks whose models serve together (`--task`: that one; else deploy.tasks, else
+    every task file), each task's parameters; they must share one deploy address and state."""
+    from maas.config import task_files
+
+    if task:
+        return [load(params_file, overrides, task)]
+    first = load(params_file, overrides)
+    names = first.deploy.tasks or sorted(task_files(Path(params_file).parent))
+    loaded = [load(params_file, overrides, name) for name in names]
+    models: dict[str, str] = {}
+    for params in loaded:
+        model = params.registry.model_name
+        if model in models:
+            raise ConfigError(
+                f"tasks {models[model]} and {params.task} both register model {model!r}: "
+                "give each its own registry.model_name, or serve one task (--task NAME)"
+            )
+        models[model] = params.task
+        for key in ("address", "state_dir", "target"):
+            if getattr(params.deploy, key) != getattr(first.deploy, key):
+                raise ConfigError(
+                    f"task {params.task}: deploy.{key} {getattr(params.deploy, key)} differs from "
+                    f"{getattr(first.deploy, key)}; the models served together share it "
+                    "(or serve one task: --task NAME)"
+                )
+    return loaded
 
 
 def stop_on_sigterm() -> threading.Event:

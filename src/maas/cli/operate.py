@@ -18,6 +18,8 @@ from maas.cli.common import (
     handled,
     interrupted,
     load,
+    load_served,
+    log_builds_to,
     out,
     stop_on_sigterm,
 )
@@ -76,20 +78,34 @@ def rollback(
 
 @handled
 def undeploy(
-    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
+    overrides: SetOption = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every task's model, and the gateway.")
+    ] = False,
 ) -> None:
     """Take the model out of service: remove `champion` (so no controller redeploys it) and
-    stop its container (and the stable address's gateway). `maas promote N` serves again."""
-    params = load(params_file, overrides, task)
+    stop its container (the gateway stops with the last model). `maas promote N` serves
+    again."""
     from maas.operate.promotion import undeploy as take_down
 
-    champion, outcome = take_down(params)
-    name = params.registry.model_name
-    was = f"champion was v{champion}" if champion else "no champion was set"
-    if outcome.action == "undeployed":
-        out.print(f"{name}: {was}; v{outcome.version} at {outcome.detail} stopped")
-    else:
-        out.print(f"{name}: {was}; nothing was serving ({outcome.detail or outcome.action})")
+    for params in load_served(params_file, overrides, task) if every else [
+        load(params_file, overrides, task)
+    ]:  # fmt: skip
+        champion, outcome = take_down(params)
+        name = params.registry.model_name
+        was = f"champion was v{champion}" if champion else "no champion was set"
+        if outcome.action == "undeployed":
+            out.print(f"{name}: {was}; v{outcome.version} at {outcome.detail} stopped")
+        else:
+            out.print(f"{name}: {was}; nothing was serving ({outcome.detail or outcome.action})")
+    if every:
+        from maas.operate.targets import make_target
+
+        left = make_target(params).stop_all()  # models of tasks no longer here
+        if left:
+            out.print(f"also stopped: {', '.join(left)}")
 
 
 @handled
@@ -102,35 +118,45 @@ def watch(
     task: TaskOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """The promotion controller: keep the `champion` version serving at deploy.address."""
-    params = load(params_file, overrides, task)
+    """The promotion controller: keep every task's `champion` serving behind deploy.address
+    (`--task`: one task's; deploy.tasks: those listed)."""
+    served = load_served(params_file, overrides, task)
     from flows.release import release
 
     from maas.operate.controller import watch as watch_loop
 
     stop = stop_on_sigterm()
 
-    def release_version(version: str) -> Any:
-        try:
-            return release(version=version, params=params)
-        except Exception as error:
-            if stop.is_set() or interrupted(error):  # we are stopping: not a failed deploy
-                stop.set()
-                raise KeyboardInterrupt from None
-            raise
+    def releaser(params: Any) -> Any:
+        def release_version(version: str) -> Any:
+            try:
+                return release(version=version, params=params)
+            except Exception as error:
+                if stop.is_set() or interrupted(error):  # we are stopping: not a failed deploy
+                    stop.set()
+                    raise KeyboardInterrupt from None
+                raise
 
-    out.print(f"watching {params.registry.model_name}@champion -> {params.deploy.address}")
+        return release_version
+
+    first = served[0]
+    models = ", ".join(f"{p.registry.model_name}@champion" for p in served)
+    builds = first.deploy.state_dir / "build.log"
+    log_builds_to(builds)
+    out.print(f"watching {models} -> {first.deploy.address} (image builds log to {builds})")
     with contextlib.suppress(KeyboardInterrupt):
-        watch_loop(params, release_version, interval or params.deploy.reconcile_interval_s, once,
-                   stop=stop)  # fmt: skip
-    from maas.operate.deployment import read_deployment
+        watch_loop([(params, releaser(params)) for params in served],
+                   interval or first.deploy.reconcile_interval_s, once, stop=stop)  # fmt: skip
+    from maas.operate.deployment import read_deployments
 
-    serving = read_deployment(params.deploy.state_dir, params.deploy.target)
-    if serving is not None and not once:
-        out.print(
-            f"stopped watching; still serving {serving.model} v{serving.version} at "
-            f"{serving.endpoint} ({serving.container}): `maas undeploy` stops it"
-        )
+    serving = read_deployments(first.deploy.state_dir, first.deploy.target)
+    if serving and not once:
+        for deployment in serving.values():
+            out.print(
+                f"stopped watching; still serving {deployment.model} v{deployment.version} at "
+                f"{deployment.endpoint} ({deployment.container})"
+            )
+        out.print("`maas undeploy --task NAME` stops one, `maas undeploy --all` every one")
 
 
 @handled

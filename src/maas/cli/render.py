@@ -88,6 +88,13 @@ def print_status(status: Any) -> None:
             f"serving ({status.target}) at {where}: v{status.serving or '-'}; champion: "
             f"v{status.champion or '-'} ({state})"
         )
+    if len(status.catalog) > 1 or any(e["model"] != status.model for e in status.catalog):
+        print_table(f"models at {status.address} (GET /models)", (
+            "model", "task", "kind", "state", "serving", "champion", "endpoint", "deployed",
+        ), [[e["model"], e.get("task", ""), e.get("kind", ""), e.get("state", ""),
+             f"v{e.get('served_version') or '-'}", f"v{e.get('champion_version') or '-'}",
+             e.get("endpoint") or "-", e.get("deployed_at") or "-"]
+            for e in status.catalog])  # fmt: skip
     if status.audit:
         events = []
         for event in status.audit:

@@ -42,7 +42,7 @@ from maas.config.sections import (
     searchable,
 )
 from maas.config.task import DateParts, DerivedFeature, LabelSpec, OutputNames, SourceSpec, TimeSpec
-from maas.config.tasks import merge_task, read_yaml, resolve_task, task_files
+from maas.config.tasks import default_model, merge_task, read_yaml, resolve_task, task_files
 
 __all__ = [
     "BandRule",
@@ -150,7 +150,11 @@ def read_raw(path: str | Path = "params.yaml", task: str | None = None) -> dict[
     path = Path(path)
     shared = read_yaml(path, "parameters file")
     name, file = resolve_task(path.parent, shared, task)
-    return merge_task(shared, name, file)
+    merged = merge_task(shared, name, file)
+    deploy = merged.setdefault("deploy", {})
+    if deploy.get("default_model") is None:
+        deploy["default_model"] = default_model(path.parent, shared)
+    return merged
 
 
 def tuned_overrides(raw: dict[str, Any], overrides: list[str]) -> list[str]:

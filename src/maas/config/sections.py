@@ -250,6 +250,8 @@ class DeployParams(_Strict):
     ui_address: str = Field("127.0.0.1:5000", pattern=r"^[^:]*:\d+$")
     kubernetes_dir: Path = Path(".maas/deploy/kubernetes")
     kubernetes_replicas: int = Field(2, ge=1)
+    tasks: list[str] | None = None  # the tasks `maas watch` serves (None: every task file)
+    default_model: str | None = None  # what / reaches (None: the default task's model)
 
 
 class ScheduleParams(_Strict):

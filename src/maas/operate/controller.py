@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from maas.config import Params
 from maas.errors import MaasError
 from maas.files import locked
 from maas.operate.audit import audit, registry_client
+from maas.operate.catalog import publish
 from maas.operate.deployment import Deployment
 from maas.operate.history import move_recorded, previous_deployed_version
 from maas.operate.records import record_replaced, record_undeployed
@@ -103,7 +104,11 @@ def reconcile_once(
     """
     try:
         with controller_lock(params.deploy.state_dir, wait=wait):
-            return _converge(params, client, target, release, retry)
+            outcome = _converge(params, client, target, release, retry)
+            gone = outcome.action in ("no_champion", "undeployed")
+            publish(params, target, outcome.action, None if gone else outcome.version,
+                    outcome.detail)  # fmt: skip
+            return outcome
     except LockBusy as busy:
         return Outcome("busy", None, str(busy))
 
@@ -116,14 +121,17 @@ def withdraw(params: Params, client: Any, target: Target) -> Outcome:
         desired = get_alias_version(client, params.registry.model_name, CHAMPION)
         if desired is not None:  # set again meanwhile: the controller deploys it
             return Outcome("in_sync", str(desired.version), "champion was set again")
-        return _without_champion(params, client, target, target.current())
+        name = params.registry.model_name
+        outcome = _without_champion(params, client, target, target.current(name))
+        publish(params, target, outcome.action, None)
+        return outcome
 
 
 def _converge(
     params: Params, client: Any, target: Target, release: Release, retry: frozenset[str]
 ) -> Outcome:
     desired = get_alias_version(client, params.registry.model_name, CHAMPION)
-    actual = target.current()
+    actual = target.current(params.registry.model_name)
     if desired is None:
         return _without_champion(params, client, target, actual)
     version = str(desired.version)
@@ -131,7 +139,9 @@ def _converge(
         unhealthy = target.problem(actual, version_digests(desired))
         if unhealthy is None:  # the world, not only the state file, says in sync
             return Outcome("in_sync", version, actual.endpoint)
-        log.warning("v%s is recorded as serving, but %s: deploying it again", version, unhealthy)
+        log.warning("%s v%s is recorded as serving, but %s: deploying it again",
+                    params.registry.model_name, version, unhealthy)  # fmt: skip
+        publish(params, target, "unhealthy", version, unhealthy)
         if dict(desired.tags).get("deploy_status") != "failed":  # audited once, not each pass
             audit(params, "unhealthy", version, client, reason=unhealthy)
     rollback = actual is not None and version == previous_deployed_version(params, actual.version)
@@ -160,11 +170,12 @@ def _converge(
     if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
         audit(params, "override", version, client, reason=tags[OVERRIDE_TAG])
     sweep_orphans(target, params.registry.model_name)
+    publish(params, target, "switching", version, f"v{version} is being released")
     try:
         deployment = release(version)
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"[:1000]
-        now = target.current()
+        now = target.current(name)
         if now is not None and now.version == version:  # it serves: a later step failed
             audit(params, "deployed", version, client, image=now.image, endpoint=now.endpoint,
                   target=target.name, previous=actual.version if actual else None,
@@ -201,7 +212,7 @@ def _without_champion(
         log.warning("registered model %s not found in the registry: v%s keeps serving", name,
                     actual.version)  # fmt: skip
         return Outcome("no_champion", None, f"registered model {name} not found")
-    target.stop()
+    target.stop(name)
     audit(params, "undeployed", actual.version, client, endpoint=actual.endpoint,
           reason="no version has the champion alias")  # fmt: skip
     try:
@@ -232,55 +243,61 @@ def _recent(timestamp: str | None) -> bool:
 
 
 def watch(
-    params: Params,
-    release: Release,
+    tasks: Sequence[tuple[Params, Release]],
     interval_s: float,
     once: bool = False,
     stop: threading.Event | None = None,
 ) -> None:
-    """Reconcile now, on every MLflow alias webhook, and every `interval_s`, until Ctrl-C or
-    `stop` is set (SIGTERM: `maas.cli.common.stop_on_sigterm`)."""
+    """Reconcile every task's model now, on every MLflow alias webhook, and every
+    `interval_s`, until Ctrl-C or `stop` is set (SIGTERM: `maas.cli.common.stop_on_sigterm`).
+    The tasks share the deploy section (one state folder, one stable address)."""
     stop = stop or threading.Event()
-    target = make_target(params)
+    first = tasks[0][0]
+    targets = [make_target(params) for params, _ in tasks]
+    names = [params.registry.model_name for params, _ in tasks]
     wake = threading.Event()
-    retry: set[str] = set()  # versions the alias was set on again: retry a failed deploy now
+    retry: set[tuple[str, str]] = set()  # (model, version) the alias was set on again
     retry_lock = threading.Lock()
     server = None
-    last: Outcome | None = None
+    last: dict[str, Outcome] = {}
 
     def on_alias_event(event: dict[str, Any]) -> None:  # the receiver's thread
         data = event.get("data") or {}
         if event.get("action") == "created" and data.get("alias") == CHAMPION:
             with retry_lock:
-                retry.add(str(data.get("version")))
+                retry.add((str(data.get("name")), str(data.get("version"))))
         wake.set()
 
-    if params.deploy.webhook_listen and not once:
+    if first.deploy.webhook_listen and not once:
         from maas.operate.receiver import serve_webhooks
         from maas.tracking.webhooks import load_or_create_secret
 
-        secret = load_or_create_secret(params.deploy.webhook_secret_file)
-        server = serve_webhooks(
-            params.deploy.webhook_listen, secret, params.registry.model_name, on_alias_event
-        )
-        log.info("webhooks: POST http://%s/webhook", params.deploy.webhook_listen)
-    with contextlib.suppress(LockBusy), controller_lock(params.deploy.state_dir, wait=False):
-        sweep_orphans(target, params.registry.model_name)  # what a killed controller left
+        secret = load_or_create_secret(first.deploy.webhook_secret_file)
+        server = serve_webhooks(first.deploy.webhook_listen, secret, names, on_alias_event)
+        log.info("webhooks: POST http://%s/webhook", first.deploy.webhook_listen)
+    with contextlib.suppress(LockBusy), controller_lock(first.deploy.state_dir, wait=False):
+        for target, name in zip(targets, names, strict=True):
+            sweep_orphans(target, name)  # what a killed controller left
     try:
         while not stop.is_set():
             wake.clear()
             with retry_lock:
                 asked = frozenset(retry)
                 retry.clear()
-            try:
-                outcome = reconcile_once(params, connect(params.registry), target, release, asked)
-                # quiet while nothing changes: one line per new state, not one per pass
-                level = logging.DEBUG if outcome == last else logging.INFO
-                log.log(level, "reconcile: %s v%s %s", outcome.action, outcome.version,
-                        outcome.detail)  # fmt: skip
-                last = outcome
-            except Exception as error:  # registry unreachable: keep serving, try again later
-                log.warning("reconcile failed: %s", error)
+            for (params, release), target, name in zip(tasks, targets, names, strict=True):
+                if stop.is_set():
+                    return
+                versions = frozenset(version for model, version in asked if model == name)
+                try:
+                    client = connect(params.registry)
+                    outcome = reconcile_once(params, client, target, release, versions)
+                    # quiet while nothing changes: one line per new state, not one per pass
+                    level = logging.DEBUG if outcome == last.get(name) else logging.INFO
+                    log.log(level, "reconcile %s: %s v%s %s", name, outcome.action,
+                            outcome.version, outcome.detail)  # fmt: skip
+                    last[name] = outcome
+                except Exception as error:  # registry unreachable: keep serving, try later
+                    log.warning("reconcile %s failed: %s", name, error)
             if once or stop.is_set():
                 return
             wake.wait(interval_s)

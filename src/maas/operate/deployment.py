@@ -1,4 +1,5 @@
-"""What serves: a deployment record per target, kept in a state file written atomically."""
+"""What serves: a deployment record per model and target, kept in one state file per target
+(`local.json`, `kubernetes.json`: model -> deployment) written atomically."""
 
 from __future__ import annotations
 
@@ -30,19 +31,46 @@ STATE_FILE = "local.json"
 STATE_FILES = {"local": STATE_FILE, "kubernetes": "kubernetes.json"}
 
 
-def read_deployment(state_dir: Path, target: str = "local") -> Deployment | None:
-    """What a target serves, from its state file (None before the first deploy)."""
+def read_deployments(state_dir: Path, target: str = "local") -> dict[str, Deployment]:
+    """What a target serves, model by model, from its state file (empty before the first)."""
     try:
-        return Deployment(**json.loads((state_dir / STATE_FILES[target]).read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
+        raw = json.loads((state_dir / STATE_FILES[target]).read_text())
+        if "models" not in raw:  # a state file from before many models: one deployment
+            return {raw["model"]: Deployment(**raw)}
+        return {name: Deployment(**entry) for name, entry in raw["models"].items()}
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def read_deployment(state_dir: Path, target: str, model: str) -> Deployment | None:
+    """What a target serves for `model` (None: nothing)."""
+    return read_deployments(state_dir, target).get(model)
 
 
 def write_state(path: Path, deployment: Deployment) -> None:
+    """Record `deployment` as what serves its model, the other models' records unchanged."""
+    deployments = read_deployments(path.parent, _target(path))
+    deployments[deployment.model] = deployment
+    _write(path, deployments)
+
+
+def remove_state(path: Path, model: str) -> None:
+    """`model` no longer serves on this target."""
+    deployments = read_deployments(path.parent, _target(path))
+    if deployments.pop(model, None) is not None:
+        _write(path, deployments)
+
+
+def _target(path: Path) -> str:
+    return next((name for name, file in STATE_FILES.items() if file == path.name), "local")
+
+
+def _write(path: Path, deployments: dict[str, Deployment]) -> None:
     """Atomically: a reader (a gateway starting, `maas status`) never sees half a file, and a
     failed write (disk full, read-only) leaves the previous state as it was."""
+    state = {"models": {name: asdict(d) for name, d in sorted(deployments.items())}}
     try:
-        write_text_atomic(path, json.dumps(asdict(deployment), indent=1), durable=True)
+        write_text_atomic(path, json.dumps(state, indent=1), durable=True)
     except OSError as error:
         raise DeployError(
             f"cannot write the deploy state {path}: {error.strerror} (the previous state stands)"

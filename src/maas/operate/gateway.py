@@ -1,14 +1,15 @@
-"""The stable address: HAProxy (Debian's package) in front of whichever container serves.
+"""The stable address: HAProxy (Debian's package) in front of every model that serves.
 
-Chosen by measurement (docs/performance.md#choosing-the-gateway-issue-13): a version switch
-goes through HAProxy's Runtime API on its admin socket, so nothing reloads and no client
-connection is closed. The backend has two server slots, blue and green: the new version's
-address goes into the spare slot, which is made ready, and the live one is put in maintenance
-(its requests in flight finish; changing the live slot's address instead would leave HAProxy
-reusing its idle connections to the old container); HAProxy retries a request whose upstream
-connection failed before any response byte. The configuration file is rendered from the deploy
-state, checked with `haproxy -c` before it is used (an invalid one is refused and the running
-one stays) and rewritten at each switch, so a restarted gateway serves what the state says.
+Chosen by measurement (docs/performance.md#choosing-the-gateway-issue-13): a version switch,
+a model joining or leaving and a new catalog all go through HAProxy's Runtime API on its admin
+socket (server slots and map files, `maas.operate.gateway_routes`), so nothing reloads and no
+client connection is closed. A switch puts the new version's address into the model's spare
+slot, makes it ready and puts the live one in maintenance (its requests in flight finish;
+changing the live slot's address instead would leave HAProxy reusing its idle connections to
+the old container); HAProxy retries a request whose upstream connection failed before any
+response byte. The configuration and the maps are rendered from the routing table
+(gateway.json), the configuration checked with `haproxy -c` before it is used (an invalid one
+is refused and the running one stays), so a restarted gateway serves what the table says.
 HAProxy runs in master-worker mode in its own session: a controller restart never interrupts
 serving, and the controller starts it again when it is gone.
 """
@@ -16,7 +17,6 @@ serving, and the controller starts it again when it is gone.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -25,13 +25,19 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from maas.net import port_open, wait_until
 from maas.operate.deployment import DeployError
-
-BACKEND = "model"
-SLOTS = ("blue", "green")  # a fresh gateway serves from blue
-NO_SERVER_PORT = 1  # a slot with no version: disabled; with both disabled HAProxy answers 503
+from maas.operate.gateway_routes import (
+    MODEL_NAME,
+    POOL,
+    SLOTS,
+    MapFiles,
+    Route,
+    RouteTable,
+    render,
+)
 
 
 def haproxy() -> str:
@@ -45,74 +51,43 @@ def haproxy() -> str:
 
 
 class Gateway:
-    """HAProxy on `host:port`, its files in `folder` (gateway.cfg, .sock, .pid, .log)."""
+    """HAProxy on `host:port`, its files in `folder` (gateway.cfg, .json, .sock, .pid, .log,
+    and the maps)."""
 
-    def __init__(self, folder: Path, host: str, port: int) -> None:
+    def __init__(self, folder: Path, host: str, port: int, default: str | None = None) -> None:
+        folder = folder.resolve()  # HAProxy reads a relative socket path as host:port
         self.folder, self.host, self.port = folder, host, port
+        self.default = default  # the model un-prefixed paths (/predict) reach
         self.config_file = folder / "gateway.cfg"
+        self.table_file = folder / "gateway.json"
         self.socket_file = folder / "gateway.sock"
         if len(str(self.socket_file.resolve())) > 100:  # a Unix socket path holds 107 bytes
             digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
             self.socket_file = Path(tempfile.gettempdir()) / f"maas-gateway-{digest}.sock"
         self.pid_file = folder / "gateway.pid"
         self.log_file = folder / "gateway.log"
-        self.slot_file = folder / "gateway.slot"  # the running process's live slot
-        self.model: str | None = None  # served at /models/<model>/... as well as at /
+        self.maps = MapFiles(folder / "routes.map", folder / "versions.map", folder / "catalog.map")
 
-    def render(self, upstream: int | None) -> str:
-        live = (
-            f"127.0.0.1:{upstream}"
-            if upstream is not None
-            else f"127.0.0.1:{NO_SERVER_PORT} disabled"
-        )
-        server = f"  server blue {live}\n  server green 127.0.0.1:{NO_SERVER_PORT} disabled"
-        return f"""# rendered by maas (maas.operate.gateway) from {self.folder / "local.json"}
-global
-  master-worker
-  stats socket {self.socket_file} mode 600 level admin
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  timeout http-request 10s
-  option http-keep-alive
-  retries 1
-  retry-on conn-failure empty-response
-frontend maas
-  bind {self.host}:{self.port}
-{self.routes()}  default_backend {BACKEND}
-backend {BACKEND}
-{server}
-"""
+    def table(self) -> RouteTable:
+        table = RouteTable.read(self.table_file)
+        table.default = self.default or table.default
+        return table
 
-    def routes(self) -> str:
-        """`/models/<model>/<path>` reaches the model's `/<path>`; another model's name gets a
-        404 naming the one served here."""
-        if self.model is None or not re.fullmatch(r"[A-Za-z0-9._-]+", self.model):
-            return ""
-        prefix = f"/models/{self.model}/"
-        unknown = json.dumps({"error": "no such model here", "models": [self.model]})
-        return (
-            f"  acl this_model path_beg {prefix}\n"
-            "  acl any_model path_beg /models/\n"
-            f"  http-request return status 404 content-type application/json string '{unknown}'"
-            " if any_model !this_model\n"
-            f"  http-request set-path %[path,regsub(^{re.escape(prefix)},/)] if this_model\n"
-        )
-
-    def checked_config(self, upstream: int | None) -> Path:
-        """The configuration for `upstream`, written beside the live one and checked with
+    def checked_config(self, table: RouteTable) -> Path:
+        """The configuration for `table`, written beside the live one and checked with
         `haproxy -c`; put it in place with `os.replace` (a refused one never is)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.maps.write(table)  # the check reads them
         candidate = self.config_file.with_suffix(".cfg.new")
-        candidate.write_text(self.render(upstream))
-        checked = subprocess.run([haproxy(), "-c", "-q", "-f", str(candidate)],
+        candidate.write_text(render(table, self.host, self.port, self.socket_file, self.maps))
+        checked = subprocess.run([haproxy(), "-c", "-f", str(candidate)],
                                  capture_output=True, text=True, timeout=30)  # fmt: skip
         if checked.returncode != 0:
             candidate.unlink(missing_ok=True)
+            said = checked.stderr + checked.stdout
+            alerts = [line for line in said.splitlines() if "ALERT" in line] or [said]
             raise DeployError(f"haproxy -c refused the gateway configuration: "
-                              f"{(checked.stderr or checked.stdout).strip()[-500:]}")  # fmt: skip
+                              f"{' '.join(alerts).strip()[-500:]}")  # fmt: skip
         return candidate
 
     def running(self) -> bool:
@@ -124,9 +99,10 @@ backend {BACKEND}
             return False
         return b"haproxy" in command and str(self.config_file).encode() in command
 
-    def ensure(self, upstream: int | None) -> None:
-        """Start the gateway unless it runs; refuse an address another process holds (a dev
-        server, another project's gateway): it would answer for us."""
+    def ensure(self) -> None:
+        """Start the gateway unless it runs, serving what the routing table says; refuse an
+        address another process holds (a dev server, another project's gateway): it would
+        answer for us."""
         if self.running() and port_open(self.host, self.port):
             return
         if self.pid_file.is_file():  # our master died: its workers see it and exit
@@ -137,7 +113,12 @@ backend {BACKEND}
                 "(e.g. `maas serve`) or choose another deploy.address"
             )
         self.stop()  # a master whose listener is gone
-        os.replace(self.checked_config(upstream), self.config_file)
+        table = self.table()
+        for route in table.routes.values():
+            route.live = SLOTS[0]  # the configuration puts each live version in blue
+        table.pool = max(table.pool, POOL * (len(table.routes) // POOL + 1))
+        os.replace(self.checked_config(table), self.config_file)
+        table.write(self.table_file)
         self.socket_file.unlink(missing_ok=True)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -145,7 +126,6 @@ backend {BACKEND}
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         self.pid_file.write_text(str(process.pid))
-        self.slot_file.write_text(SLOTS[0])
         if not wait_until(lambda: port_open(self.host, self.port), 15, 0.1):
             raise DeployError(
                 f"the gateway did not open {self.host}:{self.port} (see {self.log_file}; "
@@ -154,33 +134,81 @@ backend {BACKEND}
 
     def command(self, line: str) -> str:
         """One Runtime API command on the admin socket; its answer."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(10)
-            sock.connect(str(self.socket_file))
-            sock.sendall(line.encode() + b"\n")
-            return b"".join(iter(lambda: sock.recv(4096), b"")).decode().strip()
-
-    def switch(self, upstream: int) -> None:
-        """New requests go to 127.0.0.1:`upstream` from now on; requests already on the old
-        server finish there. No reload: the running process swaps its server slots."""
-        config = self.checked_config(upstream)
-        live = self.slot_file.read_text().strip() if self.slot_file.is_file() else SLOTS[0]
-        spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
         try:
-            answer = self.command(f"set server {BACKEND}/{spare} addr 127.0.0.1 port {upstream}")
-            if "changed" not in answer and "no need to change" not in answer:
-                raise DeployError(f"the gateway refused the new address: {answer}")
-            for line in (f"set server {BACKEND}/{spare} state ready",
-                         f"set server {BACKEND}/{live} state maint"):  # fmt: skip
-                if answer := self.command(line):
-                    raise DeployError(f"the gateway refused `{line}`: {answer}")
-        except (OSError, DeployError) as error:
-            config.unlink(missing_ok=True)
-            if isinstance(error, DeployError):
-                raise
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect(str(self.socket_file))
+                sock.sendall(line.encode() + b"\n")
+                return b"".join(iter(lambda: sock.recv(4096), b"")).decode().strip()
+        except OSError as error:
             raise DeployError(f"the gateway's admin socket {self.socket_file}: {error}") from None
-        self.slot_file.write_text(spare)
-        os.replace(config, self.config_file)  # a restarted gateway serves the same, from blue
+
+    def _expect(self, line: str, *accepted: str) -> str:
+        answer = self.command(line)
+        if answer and not any(word in answer for word in accepted):
+            raise DeployError(f"the gateway refused `{line[:120]}`: {answer[:300]}")
+        return answer
+
+    def _apply(self, table: RouteTable) -> None:
+        """Every map as `table` says, each replaced atomically (prepare, add, commit), then
+        the table recorded: a restarted gateway serves the same."""
+        for path, entries in self.maps.write(table).items():
+            answer = self._expect(f"prepare map {path}", "New version created")
+            version = re.search(r"created: (\d+)", answer)
+            if version is None:
+                raise DeployError(f"the gateway did not prepare {path}: {answer}")
+            for key, value in entries.items():  # one entry per command: a value may be long
+                self._expect(f"add map @{version[1]} {path} <<\n{key} {value}\n")
+            self._expect(f"commit map @{version[1]} {path}")
+        table.write(self.table_file)
+
+    def switch(self, model: str, upstream: int, version: str) -> None:
+        """New requests for `model` go to 127.0.0.1:`upstream` (where `version` runs) from
+        now on; requests already on the old server finish there. No reload: the running
+        process swaps the model's server slots, and a new model takes a free backend."""
+        if not re.fullmatch(MODEL_NAME, model):
+            raise DeployError(f"model name {model!r} cannot be a gateway route")
+        table = self.table()
+        backend = table.backend_for(model)
+        if backend is None:  # the pool is full: a bigger configuration, started afresh
+            table.pool += POOL
+            table.write(self.table_file)
+            self.stop()
+            self.ensure()
+            table = self.table()
+            backend = table.backend_for(model)
+        route = table.routes.get(model) or Route(str(backend))
+        live = route.live if route.port is not None else SLOTS[1]
+        spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
+        self.checked_config(table)  # the maps and configuration as they stand still check
+        self._expect(f"set server {route.backend}/{spare} addr 127.0.0.1 port {upstream}",
+                     "changed", "no need to change")  # fmt: skip
+        self._expect(f"set server {route.backend}/{spare} state ready")
+        table.routes[model] = Route(route.backend, upstream, version, spare)
+        self._apply(table)  # the model is routed, and its new version reachable by number
+        if route.port is not None:
+            self._expect(f"set server {route.backend}/{live} state maint")
+
+    def remove(self, model: str) -> None:
+        """`model` leaves the gateway: its paths answer 404, its slots are emptied."""
+        table = self.table()
+        route = table.routes.pop(model, None)
+        table.catalog.pop(model, None)
+        if route is None or not self.running():
+            table.write(self.table_file)
+            return
+        self._apply(table)
+        for slot in SLOTS:
+            self._expect(f"set server {route.backend}/{slot} state maint")
+
+    def publish(self, catalog: dict[str, dict[str, Any]]) -> None:
+        """What `GET /models` answers from now on (an entry per model)."""
+        table = self.table()
+        table.catalog = catalog
+        if self.running():
+            self._apply(table)
+        else:
+            table.write(self.table_file)
 
     def stop(self) -> None:
         if self.running():

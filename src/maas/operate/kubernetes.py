@@ -5,10 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from maas.clock import utc_timestamp
 from maas.files import write_text_atomic
-from maas.operate.deployment import STATE_FILES, Deployment, read_deployment, write_state
+from maas.operate.deployment import (
+    STATE_FILES,
+    Deployment,
+    read_deployment,
+    read_deployments,
+    remove_state,
+    write_state,
+)
 from maas.serving.guard import TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -30,8 +38,8 @@ class KubernetesTarget:
         self.state_dir, self.folder, self.replicas = state_dir, folder, replicas
         self.state_file = state_dir / STATE_FILES["kubernetes"]
 
-    def current(self) -> Deployment | None:
-        return read_deployment(self.state_dir, "kubernetes")
+    def current(self, model: str) -> Deployment | None:
+        return read_deployment(self.state_dir, self.name, model)
 
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
         path = render_kubernetes(
@@ -52,11 +60,25 @@ class KubernetesTarget:
         path = self.folder / f"maas-{deployment.model.lower()}.yaml"
         return None if path.is_file() else f"the manifest {path} is gone"
 
+    def describe(self, deployment: Deployment) -> dict[str, Any]:
+        return {}  # the cluster's service answers there, not here
+
+    def publish(self, model: str, entry: dict[str, Any] | None) -> None:
+        pass  # the catalog is the local gateway's; a cluster's is its Ingress
+
+    def catalog(self) -> dict[str, dict[str, Any]]:
+        return {}
+
     def remove_orphans(self, model: str) -> list[str]:
         return []  # one manifest per model, rewritten in place
 
-    def stop(self) -> None:
+    def stop(self, model: str) -> None:
+        remove_state(self.state_file, model)
+
+    def stop_all(self) -> list[str]:
+        models = sorted(read_deployments(self.state_dir, self.name))
         self.state_file.unlink(missing_ok=True)
+        return models
 
 
 def render_kubernetes(

@@ -41,7 +41,8 @@ def promote(params: Params, version: str, reason: str = "maas promote") -> Promo
 
 def rollback(params: Params) -> Promotion:
     """Move `champion` back to the version deployed before the one serving now."""
-    current = read_deployment(params.deploy.state_dir, params.deploy.target)
+    current = read_deployment(params.deploy.state_dir, params.deploy.target,
+                              params.registry.model_name)  # fmt: skip
     serving = current.version if current else None
     target = previous_deployed_version(params, serving)
     if target is None:

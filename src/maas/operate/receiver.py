@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from maas.net import parse_address
@@ -81,13 +81,17 @@ def verify_delivery(
 
 
 def serve_webhooks(
-    address: str, secret: str, model_name: str, on_alias_event: Callable[[dict], None]
+    address: str,
+    secret: str,
+    model_names: str | Collection[str],
+    on_alias_event: Callable[[dict], None],
 ) -> ThreadingHTTPServer:
     """An HTTP receiver on `address` (POST /webhook) in a daemon thread. Bodies are bounded
     (a declared, valid Content-Length up to MAX_BODY) and reads time out."""
     if not secret.strip():
         raise WebhookSecretError("the webhook secret is empty: refusing to verify with it")
     guard = ReplayGuard()
+    names = {model_names} if isinstance(model_names, str) else set(model_names)
 
     class Handler(BaseHTTPRequestHandler):
         timeout = READ_TIMEOUT_S  # socket timeout for every read (StreamRequestHandler)
@@ -111,7 +115,7 @@ def serve_webhooks(
                 data = event.get("data") or {}
             except (ValueError, KeyError, TypeError):
                 return self._reply(400, {"error": "not an MLflow webhook payload"})
-            if kind in ALIAS_EVENTS and data.get("name") == model_name:
+            if kind in ALIAS_EVENTS and data.get("name") in names:
                 log.info("webhook: %s %s@%s -> v%s", kind, data.get("name"), data.get("alias"),
                          data.get("version"))  # fmt: skip
                 on_alias_event(event)

@@ -9,6 +9,7 @@ from typing import Any
 from maas.config import Params
 from maas.operate.audit import read_audit, read_mlflow_audit
 from maas.operate.deployment import Deployment, read_deployment
+from maas.operate.gateway_routes import RouteTable
 from maas.tracking.registry import CHAMPION
 from maas.tracking.store import connect
 from maas.tracking.versions import VersionRow, list_versions
@@ -22,6 +23,7 @@ class Status:
     versions: list[VersionRow]
     deployed: Deployment | None
     audit: list[dict[str, Any]]
+    catalog: list[dict[str, Any]]  # every model behind the stable address (GET /models)
 
     @property
     def champion(self) -> str | None:
@@ -52,6 +54,7 @@ class Status:
             else None,
             "in_sync": self.in_sync,
             "audit": self.audit,
+            "catalog": self.catalog,
         }
 
 
@@ -68,6 +71,17 @@ def read_status(params: Params, events: int = 10) -> Status:
         target=params.deploy.target,
         address=params.deploy.address,
         versions=rows,
-        deployed=read_deployment(params.deploy.state_dir, params.deploy.target),
+        deployed=read_deployment(
+            params.deploy.state_dir, params.deploy.target, params.registry.model_name
+        ),
         audit=trail,
+        catalog=read_catalog(params),
     )
+
+
+def read_catalog(params: Params) -> list[dict[str, Any]]:
+    """The catalog the stable address answers at GET /models (as last published)."""
+    if params.deploy.target != "local":
+        return []
+    table = RouteTable.read(params.deploy.state_dir / "gateway.json")
+    return [entry for _, entry in sorted(table.catalog.items())]

@@ -26,6 +26,8 @@ from maas.operate.deployment import (
     DeployError,
     Deployment,
     read_deployment,
+    read_deployments,
+    remove_state,
     write_state,
 )
 from maas.operate.gateway import Gateway
@@ -39,15 +41,20 @@ log = logging.getLogger(__name__)
 class Target(Protocol):
     name: str
 
-    def current(self) -> Deployment | None: ...
+    def current(self, model: str) -> Deployment | None: ...
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment: ...
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None: ...
+    def describe(self, deployment: Deployment) -> dict[str, Any]: ...
+    def publish(self, model: str, entry: dict[str, Any] | None) -> None: ...
+    def catalog(self) -> dict[str, dict[str, Any]]: ...
     def remove_orphans(self, model: str) -> list[str]: ...
-    def stop(self) -> None: ...
+    def stop(self, model: str) -> None: ...
+    def stop_all(self) -> list[str]: ...
 
 
 class LocalTarget:
-    """Containers on this machine behind a stable address (default 127.0.0.1:3000)."""
+    """Containers on this machine behind one stable address (default 127.0.0.1:3000): each
+    model at /models/<name>/..., the default task's model (`default`) also at /."""
 
     name = "local"
 
@@ -59,6 +66,7 @@ class LocalTarget:
         network: str = "host",
         ready_timeout_s: float = 120,
         drain_s: float = 2.0,
+        default: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.host, self.port = parse_address(address)
@@ -66,25 +74,26 @@ class LocalTarget:
         self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
         self.state_file = state_dir / STATE_FILE
         self.endpoint = f"http://{self.host}:{self.port}"
-        self.gateway = Gateway(state_dir, self.host, self.port)
+        self.gateway = Gateway(state_dir, self.host, self.port, default)
 
-    def current(self) -> Deployment | None:
-        return read_deployment(self.state_dir)
+    def current(self, model: str) -> Deployment | None:
+        return read_deployment(self.state_dir, self.name, model)
+
+    def model_endpoint(self, model: str) -> str:
+        return f"{self.endpoint}/models/{model}"
 
     def gateway_running(self) -> bool:
         return self.gateway.running()
 
     def ensure_gateway(self) -> None:
-        """Start the stable address's gateway unless it runs, serving what the state says."""
-        current = self.current()
-        self.gateway.ensure(current.port if current else None)
+        """Start the stable address's gateway unless it runs, serving what its table says."""
+        self.gateway.ensure()
 
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
         """Start the image beside the current one, check it, switch, remove the old one.
 
         The container runs `image_id`, the image that passed infra-validation, not whatever
         the mutable tag `image` names by now (a rebuild, a pull, a person retagging)."""
-        self.gateway.model = model
         self.ensure_gateway()
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
@@ -113,7 +122,7 @@ class LocalTarget:
         except BaseException:  # stopped (SIGTERM, Ctrl-C) before the switch: the old one serves
             containers.remove_container(self.runtime, container)
             raise
-        previous = self.current()
+        previous = self.current(model)
         deployment = Deployment(
             model=model,
             version=version,
@@ -121,11 +130,11 @@ class LocalTarget:
             image_id=image_id,
             container=container,
             port=port,
-            endpoint=self.endpoint,
+            endpoint=self.model_endpoint(model),
             deployed_at=utc_timestamp(),
         )
         try:
-            self.gateway.switch(port)  # the switch: new requests now reach `container`
+            self.gateway.switch(model, port, version)  # new requests now reach `container`
         except DeployError:
             containers.remove_container(self.runtime, container)  # the old one keeps serving
             raise
@@ -134,35 +143,44 @@ class LocalTarget:
         except DeployError:  # unrecorded: back to the old one, which still runs
             with contextlib.suppress(DeployError):
                 if previous is not None:
-                    self.gateway.switch(previous.port)
+                    self.gateway.switch(model, previous.port, previous.version)
             containers.remove_container(self.runtime, container)
             raise
         if previous is not None and previous.container != container:
             time.sleep(self.drain_s)  # requests already on the old container finish
             containers.remove_container(self.runtime, previous.container)
-        log.info("%s v%s serves at %s (container %s)", model, version, self.endpoint, name)
+        log.info("%s v%s serves at %s (container %s)", model, version, deployment.endpoint, name)
         return deployment
 
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
         """Why the recorded deployment is not what answers at the stable address (None: it
         is): the gateway or the container is gone (a reboot, an OOM kill), or another model
         answers (other artifacts under the same version number after a registry rebuild)."""
-        if not self.gateway_running():
-            return "the stable address's gateway is not running"
+        if not self.gateway_running():  # killed, or a reboot: started again from its table
+            try:
+                self.ensure_gateway()
+            except DeployError as error:
+                return f"the stable address's gateway is not running and did not start: {error}"
+            log.warning("the gateway was not running: started again from %s",
+                        self.gateway.table_file)  # fmt: skip
+        if deployment.endpoint != self.model_endpoint(deployment.model):
+            return f"recorded at {deployment.endpoint}, not at the gateway's model path"
         try:  # a healthy pass costs one local HTTP call; the container is asked only if not
-            served = served_metadata(self.endpoint)
+            served = served_metadata(deployment.endpoint)
         except Exception as error:
             if not containers.container_running(self.runtime, deployment.container):
                 return f"container {deployment.container} is not running"
-            return f"{self.endpoint} does not answer /metadata: {error}"
+            return f"{deployment.endpoint} does not answer /metadata: {error}"
         if str(served.get("model_version")) != deployment.version:
             return (
-                f"{self.endpoint} serves v{served.get('model_version')}, not v{deployment.version}"
+                f"{deployment.endpoint} serves v{served.get('model_version')}, "
+                f"not v{deployment.version}"
             )
         if digests and served.get("sha256") != dict(digests):
             return (
-                f"{self.endpoint} serves other artifacts than the registered v{deployment.version} "
-                "(sha256 differ: a rebuilt registry reused the version number?)"
+                f"{deployment.endpoint} serves other artifacts than the registered "
+                f"v{deployment.version} (sha256 differ: a rebuilt registry reused the version "
+                "number?)"
             )
         return None
 
@@ -178,7 +196,7 @@ class LocalTarget:
     def remove_orphans(self, model: str) -> list[str]:
         """Remove this model's containers that do not serve: left by a controller killed
         between a switch and the old container's removal, or during a failed start."""
-        current = self.current()
+        current = self.current(model)
         keep = current.container if current else None
         orphans = [
             name
@@ -189,14 +207,44 @@ class LocalTarget:
             containers.remove_container(self.runtime, name)
         return orphans
 
-    def stop(self) -> None:
-        """Remove the serving container and the gateway (tests, `maas undeploy`)."""
-        current = self.current()
+    def describe(self, deployment: Deployment) -> dict[str, Any]:
+        """What the running service says of itself: its kind and request fields."""
+        served = served_metadata(deployment.endpoint)
+        request = served.get("request") or {}
+        return {"kind": served.get("kind"), "inputs": request.get("fields", [])}
+
+    def publish(self, model: str, entry: dict[str, Any] | None) -> None:
+        """The model's entry in the gateway's catalog (`GET /models`); None removes it."""
+        catalog = self.catalog()
+        if entry is None:
+            catalog.pop(model, None)
+        else:
+            catalog[model] = entry
+        self.gateway.publish(catalog)
+
+    def catalog(self) -> dict[str, dict[str, Any]]:
+        return dict(self.gateway.table().catalog)
+
+    def stop(self, model: str) -> None:
+        """Take `model` out of service: its route, then its containers; the gateway stops
+        with the last model (tests, `maas undeploy`)."""
+        current = self.current(model)
+        self.gateway.remove(model)
         if current is not None:
+            time.sleep(self.drain_s if self.gateway.running() else 0)
             containers.remove_container(self.runtime, current.container)
-            self.state_file.unlink(missing_ok=True)
-            self.remove_orphans(current.model)
+        remove_state(self.state_file, model)
+        self.remove_orphans(model)
+        if not read_deployments(self.state_dir, self.name):
+            self.gateway.stop()
+
+    def stop_all(self) -> list[str]:
+        """Every model out of service, and the gateway stopped; the models stopped."""
+        models = sorted(read_deployments(self.state_dir, self.name))
+        for model in models:
+            self.stop(model)
         self.gateway.stop()
+        return models
 
 
 def auth_headers() -> dict[str, str]:
@@ -239,6 +287,7 @@ def make_target(params: Params) -> Target:
         runtime,
         network=params.packaging.network,
         ready_timeout_s=params.packaging.infra_validation.ready_timeout_s,
+        default=params.deploy.default_model,
     )
 
 

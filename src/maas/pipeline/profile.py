@@ -150,7 +150,6 @@ def profile(request: TaskRequest) -> Profile:
             "metrics_path": f"reports/{name}/metrics.json",
             "plots_dir": f"reports/{name}/plots",
         },
-        "deploy": {"state_dir": f".maas/deploy/{name}"},
         "tune": {"output": f"params.tuned.{name}.yaml"},
     }
     return Profile(task, notes)

@@ -16,6 +16,7 @@ import pytest
 from maas.net import free_port, wait_until
 from maas.operate.deployment import DeployError
 from maas.operate.gateway import Gateway
+from maas.operate.gateway_routes import POOL
 
 
 @pytest.fixture(autouse=True)
@@ -48,54 +49,63 @@ def backend(name: str) -> tuple[ThreadingHTTPServer, int]:
 
 @pytest.fixture
 def gateway(tmp_path: Path):
-    gateway = Gateway(tmp_path, "127.0.0.1", free_port())
+    gateway = Gateway(tmp_path, "127.0.0.1", free_port(), default="m")
     yield gateway
     gateway.stop()
+
+
+def hammer(url: str, seen: Counter[str], stop: threading.Event) -> list[threading.Thread]:
+    """Four keep-alive clients posting to `url` until `stop`: answers (or failures) counted."""
+
+    def client() -> None:
+        with httpx.Client(timeout=5) as http:  # keep-alive across every change
+            while not stop.is_set():
+                try:
+                    response = http.post(url, json={"x": 1})
+                    seen[response.text if response.status_code == 200 else "fail"] += 1
+                except httpx.HTTPError as error:
+                    seen[type(error).__name__] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def test_switching_under_load_fails_no_request_and_a_killed_gateway_comes_back(gateway) -> None:
     (a, port_a), (b, port_b) = backend("a"), backend("b")
     url = f"http://127.0.0.1:{gateway.port}/predict"
     try:
-        gateway.ensure(None)
-        assert httpx.post(url, json={}).status_code == 503  # no version yet
-        gateway.switch(port_a)
+        gateway.ensure()
+        nothing = httpx.post(url, json={})
+        assert nothing.status_code == 404 and "no default model" in nothing.json()["error"]
+        gateway.switch("m", port_a, "1")
         assert httpx.post(url, json={}).text == "a"
 
         seen: Counter[str] = Counter()
         stop = threading.Event()
-
-        def client() -> None:
-            with httpx.Client(timeout=5) as http:  # keep-alive across every switch
-                while not stop.is_set():
-                    try:
-                        response = http.post(url, json={"x": 1})
-                        seen[response.text if response.status_code == 200 else "fail"] += 1
-                    except httpx.HTTPError as error:
-                        seen[type(error).__name__] += 1
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for thread in threads:
-            thread.start()
+        threads = hammer(url, seen, stop)
         for index in range(20):
-            gateway.switch(port_b if index % 2 == 0 else port_a)
+            gateway.switch("m", port_b if index % 2 == 0 else port_a, str(index + 2))
             stop.wait(0.05)
         stop.set()
         for thread in threads:
             thread.join()
         assert set(seen) == {"a", "b"}, seen  # both served, nothing failed
         with httpx.Client() as http:  # the switch holds for a kept-alive connection too
-            gateway.switch(port_b)
+            gateway.switch("m", port_b, "30")
             assert {http.post(url, json={}).text for _ in range(20)} == {"b"}
-            gateway.switch(port_a)
+            gateway.switch("m", port_a, "31")
             assert {http.post(url, json={}).text for _ in range(20)} == {"a"}
 
         pid = int(gateway.pid_file.read_text())
         os.kill(pid, signal.SIGKILL)
         assert wait_until(lambda: not gateway.running(), 5, 0.05)
-        gateway.ensure(port_a)  # what the controller does when a pass finds it gone
+        gateway.ensure()  # what the controller does when a pass finds it gone
         assert gateway.running() and int(gateway.pid_file.read_text()) != pid
-        assert httpx.post(url, json={}).text == "a"
+        assert httpx.post(url, json={}).text == "a"  # from its table: the same routes
+        assert httpx.post(f"http://127.0.0.1:{gateway.port}/models/m/versions/31/predict",
+                          json={}).text == "a"  # fmt: skip
     finally:
         a.shutdown()
         b.shutdown()
@@ -103,27 +113,71 @@ def test_switching_under_load_fails_no_request_and_a_killed_gateway_comes_back(g
 
 def test_a_configuration_haproxy_refuses_is_never_put_in_place(gateway) -> None:
     _, port = backend("a")
-    gateway.ensure(port)
+    gateway.ensure()
+    gateway.switch("m", port, "1")
     live = gateway.config_file.read_text()
     gateway.host = "256.0.0.1"  # not an address: `haproxy -c` refuses the rendered file
     with pytest.raises(DeployError, match="haproxy -c refused"):
-        gateway.checked_config(port)
+        gateway.checked_config(gateway.table())
     assert gateway.config_file.read_text() == live
     assert not gateway.config_file.with_suffix(".cfg.new").exists()
 
 
-def test_models_path_reaches_the_model_and_another_name_gets_404(gateway) -> None:
-    server, port = backend("a")
-    gateway.model = "flight-delay"
-    gateway.ensure(port)
+def test_models_join_and_leave_the_running_gateway_without_a_reload(gateway) -> None:
+    """Each model at /models/<name>/..., its running version at .../versions/<N>/..., the
+    catalog at GET /models; a second model joins (and leaves) while the first is under load,
+    through the Runtime API: no reload, no failed request, another name gets a 404 naming
+    the models there."""
+    (a, port_a), (b, port_b) = backend("a"), backend("b")
     base = f"http://127.0.0.1:{gateway.port}"
     try:
-        assert httpx.post(f"{base}/predict", json={}).text == "a"  # the default task's path
-        assert httpx.post(f"{base}/models/flight-delay/predict", json={}).text == "a"
-        assert httpx.post(f"{base}/models/flight-delay/metadata", json={}).text == "a:/metadata"
-        unknown = httpx.post(f"{base}/models/hotel-rates/predict", json={})
+        gateway.ensure()
+        gateway.switch("m", port_a, "1")
+        gateway.publish({"m": {"model": "m", "state": "serving", "detail": "a; b \\ c"}})
+        pid = int(gateway.pid_file.read_text())
+        seen: Counter[str] = Counter()
+        stop = threading.Event()
+        threads = hammer(f"{base}/models/m/predict", seen, stop)
+        stop.wait(0.3)
+        gateway.switch("other-task", port_b, "7")
+        gateway.publish({"m": {"model": "m", "state": "serving", "detail": "a; b \\ c"},
+                         "other-task": {"model": "other-task", "state": "serving"}})  # fmt: skip
+        assert httpx.post(f"{base}/models/other-task/predict", json={}).text == "b"
+        assert httpx.post(f"{base}/models/other-task/metadata", json={}).text == "b:/metadata"
+        assert httpx.post(f"{base}/predict", json={}).text == "a"  # the default model
+        assert httpx.post(f"{base}/models/other-task/versions/7/predict", json={}).text == "b"
+        missing = httpx.post(f"{base}/models/other-task/versions/6/predict", json={})
+        assert missing.status_code == 404 and missing.json()["version"] == "6"
+        catalog = httpx.get(f"{base}/models").json()
+        assert [entry["model"] for entry in catalog] == ["m", "other-task"]
+        assert catalog[0]["detail"] == "a; b \\ c"  # spaces, `;` and `\\` survive the CLI
+        assert httpx.get(f"{base}/models/other-task").json()["state"] == "serving"
+        unknown = httpx.post(f'{base}/models/hotel"rates/predict', json={})
         assert unknown.status_code == 404
-        assert unknown.json() == {"error": "no such model here", "models": ["flight-delay"]}
+        assert unknown.json() == {"error": "no such model", "model": "hotel%22rates",
+                                  "models": ["m", "other-task"]}  # fmt: skip
+        gateway.remove("other-task")
+        assert httpx.post(f"{base}/models/other-task/predict", json={}).status_code == 404
+        stop.wait(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert set(seen) == {"a"} and seen["a"] > 20, seen
+        assert int(gateway.pid_file.read_text()) == pid  # no restart, no reload
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_a_model_beyond_the_pool_gets_a_bigger_configuration(gateway) -> None:
+    server, port = backend("a")
+    try:
+        gateway.ensure()
+        for index in range(POOL + 1):
+            gateway.switch(f"m{index}", port, "1")
+        assert gateway.table().pool == 2 * POOL
+        last = f"http://127.0.0.1:{gateway.port}/models/m{POOL}/predict"
+        assert httpx.post(last, json={}).text == "a"
     finally:
         server.shutdown()
 
@@ -138,5 +192,20 @@ def test_an_address_held_by_another_process_is_refused(tmp_path: Path) -> None:
         holder.listen()
         gateway = Gateway(tmp_path, "127.0.0.1", holder.getsockname()[1])
         with pytest.raises(DeployError, match="held by another process"):
-            gateway.ensure(None)
+            gateway.ensure()
         assert not gateway.running()
+
+
+def test_a_relative_state_folder_works(tmp_path: Path, monkeypatch) -> None:
+    """deploy.state_dir is relative by default (.maas/deploy): HAProxy would read a relative
+    socket path as host:port."""
+    monkeypatch.chdir(tmp_path)
+    server, port = backend("a")
+    gateway = Gateway(Path(".maas/deploy"), "127.0.0.1", free_port(), default="m")
+    try:
+        gateway.ensure()
+        gateway.switch("m", port, "1")
+        assert httpx.post(f"http://127.0.0.1:{gateway.port}/predict", json={}).text == "a"
+    finally:
+        gateway.stop()
+        server.shutdown()

@@ -102,11 +102,11 @@ def test_undeploy_takes_the_model_out_of_service_and_a_missing_model_does_not(
     other = MlflowClient(elsewhere.registry.tracking_uri, elsewhere.registry.tracking_uri)
     outcome = reconcile_once(elsewhere, other, make_target(elsewhere), release)
     assert outcome.action == "no_champion" and "not found" in outcome.detail
-    assert target.current() is not None
+    assert target.current(name) is not None
 
     champion, outcome = undeploy(params)
     assert champion == "1" and outcome.action == "undeployed" and outcome.version == "1"
-    assert target.current() is None
+    assert target.current(name) is None
     tags = client.get_model_version(name, "1").tags
     assert tags["deploy_status"] == "undeployed" and "endpoint" not in tags
     assert "serving_version" not in client.get_registered_model(name).tags

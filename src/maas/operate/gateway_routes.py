@@ -1,0 +1,177 @@
+"""The gateway's routing table and the HAProxy configuration rendered from it.
+
+One HAProxy frontend serves every model: `/models/<name>/...` reaches that model's backend
+with the prefix removed, `/models/<name>/versions/<N>/...` the server slot where version N
+runs (while two run: a switch), `GET /models` and `GET /models/<name>` answer the catalog, and
+any other path reaches the default task's model. Which backend a model uses, which version
+runs in which slot and what the catalog says live in three HAProxy map files, so that adding
+a model, switching a version or publishing the catalog changes a map through the Runtime API
+and never reloads the configuration. The configuration holds a pool of backends (each with
+a blue and a green slot); only a model beyond the pool makes a new configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maas.files import write_text_atomic
+
+SLOTS = ("blue", "green")  # a fresh gateway serves each model from blue
+POOL = 8  # backends per configuration beyond the routed models: that many models join live
+NO_SERVER_PORT = 1  # an empty slot: disabled; with both disabled HAProxy answers 503
+ALL, NAMES, DEFAULT = "*all", "*names", "*default"  # map keys no model name can take
+MODEL_NAME = r"[A-Za-z0-9._-]+"
+
+
+@dataclass
+class Route:
+    backend: str  # b0, b1, ...: the pool backend this model uses
+    port: int | None = None  # the live slot's upstream (None: out of service)
+    version: str | None = None  # the version in the live slot
+    live: str = SLOTS[0]
+
+
+@dataclass
+class RouteTable:
+    """What the gateway routes, kept in gateway.json beside its configuration."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    default: str | None = None  # the model un-prefixed paths reach (the default task's)
+    pool: int = POOL
+    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> RouteTable:
+        try:
+            raw = json.loads(path.read_text())
+            routes = {name: Route(**route) for name, route in raw.pop("routes").items()}
+            return cls(routes=routes, **raw)
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            return cls()
+
+    def write(self, path: Path) -> None:
+        write_text_atomic(path, json.dumps(asdict(self), indent=1), durable=True)
+
+    def backend_for(self, model: str) -> str | None:
+        """The model's backend, else a free one from the pool (None: the pool is full)."""
+        if model in self.routes:
+            return self.routes[model].backend
+        used = {route.backend for route in self.routes.values()}
+        return next((f"b{i}" for i in range(self.pool) if f"b{i}" not in used), None)
+
+    def served(self) -> dict[str, Route]:
+        return {name: route for name, route in self.routes.items() if route.port is not None}
+
+
+def route_map(table: RouteTable) -> dict[str, str]:
+    """model -> backend for the models in service; `*default` -> the default model's."""
+    entries = {name: route.backend for name, route in sorted(table.served().items())}
+    if table.default in entries:
+        entries[DEFAULT] = entries[str(table.default)]
+    return entries
+
+
+def version_map(table: RouteTable) -> dict[str, str]:
+    """`<model>/<version>` -> the slot it runs in (the live versions; during a switch the
+    gateway adds the new one before and removes the old one after)."""
+    return {f"{name}/{r.version}": r.live for name, r in sorted(table.served().items())}
+
+
+def catalog_map(table: RouteTable) -> dict[str, str]:
+    """`*all` -> the catalog as a JSON list, `*names` -> the model names, model -> its entry."""
+    entries = {name: _compact(entry) for name, entry in sorted(table.catalog.items())}
+    return {ALL: "[" + ",".join(entries.values()) + "]", NAMES: _compact(sorted(table.served())),
+            **entries}  # fmt: skip
+
+
+def _compact(value: Any) -> str:
+    """One line (a map entry's value), no spaces between tokens."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def map_text(entries: dict[str, str]) -> str:
+    return "".join(f"{key} {value}\n" for key, value in entries.items())
+
+
+@dataclass(frozen=True)
+class MapFiles:
+    routes: Path
+    versions: Path
+    catalog: Path
+
+    def write(self, table: RouteTable) -> dict[Path, dict[str, str]]:
+        """Every map file as `table` says (what a starting HAProxy reads); their entries."""
+        maps = {
+            self.routes: route_map(table),
+            self.versions: version_map(table),
+            self.catalog: catalog_map(table),
+        }
+        for path, entries in maps.items():
+            write_text_atomic(path, map_text(entries))
+        return maps
+
+
+def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: MapFiles) -> str:
+    """The HAProxy configuration: one frontend, `table.pool` backends of two slots each."""
+    catalog, routes, versions = maps.catalog, maps.routes, maps.versions
+    unknown = (
+        '{\\"error\\":\\"no such model\\",\\"model\\":\\"%[var(txn.model),json(utf8s)]\\",'
+        f'\\"models\\":%[str({NAMES}),map({catalog})]}}'
+    )
+    not_running = (
+        '{\\"error\\":\\"version not running\\",\\"model\\":\\"%[var(txn.model),json(utf8s)]\\",'
+        '\\"version\\":\\"%[var(txn.version),json(utf8s)]\\"}'
+    )
+    no_default = (
+        '{\\"error\\":\\"no default model serves here: use /models/<name>/...\\",'
+        f'\\"models\\":%[str({NAMES}),map({catalog})]}}'
+    )
+    backends = []
+    for index in range(table.pool):
+        name = f"b{index}"
+        route = next((r for r in table.routes.values() if r.backend == name), None)
+        servers = []
+        for slot in SLOTS:
+            if route is not None and route.port is not None and slot == route.live:
+                servers.append(f"  server {slot} 127.0.0.1:{route.port}")
+            else:
+                servers.append(f"  server {slot} 127.0.0.1:{NO_SERVER_PORT} disabled")
+        rules = [f"  use-server {slot} if {{ var(txn.slot) -m str {slot} }}" for slot in SLOTS]
+        backends.append("\n".join([f"backend {name}", *rules, *servers]) + "\n")
+    return f"""# rendered by maas (maas.operate.gateway_routes) from {socket_file.parent}/gateway.json
+global
+  master-worker
+  stats socket {socket_file} mode 600 level admin expose-fd listeners
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-request 10s
+  option http-keep-alive
+  retries 1
+  retry-on conn-failure empty-response
+frontend maas
+  bind {host}:{port}
+  acl model_path path_beg /models/
+  acl catalog_path path /models /models/
+  http-request return status 200 content-type application/json lf-string "%[str({ALL}),map({catalog})]" if METH_GET catalog_path
+  http-request set-var(txn.model) path,field(3,/) if model_path
+  http-request set-var(txn.backend) var(txn.model),map({routes}) if model_path
+  http-request return status 404 content-type application/json lf-string "{unknown}" if model_path !{{ var(txn.backend) -m found }}
+  http-request return status 200 content-type application/json lf-string "%[var(txn.model),map({catalog})]" if METH_GET {{ path_reg ^/models/{MODEL_NAME}/?$ }}
+  acl version_path path_reg ^/models/{MODEL_NAME}/versions/[0-9]+(/|$)
+  http-request set-var(txn.version) path,field(5,/) if version_path
+  http-request set-var(txn.slot) var(txn.model),concat(/,txn.version),map({versions}) if version_path
+  http-request return status 404 content-type application/json lf-string "{not_running}" if version_path !{{ var(txn.slot) -m found }}
+  http-request set-var(txn.backend) str({DEFAULT}),map({routes}) if !model_path
+  http-request return status 404 content-type application/json lf-string "{no_default}" if !model_path !{{ var(txn.backend) -m found }}
+  # the prefix goes last: the rules above read the path as the client sent it
+  http-request set-path %[path,regsub(^/models/[^/]+/versions/[0-9]+,)] if version_path
+  http-request set-path %[path,regsub(^/models/[^/]+,)] if model_path !version_path
+  http-request set-path / if {{ path -m len 0 }}
+  use_backend %[var(txn.backend)]
+""" + "".join(backends)  # noqa: E501

@@ -1,0 +1,41 @@
+"""The gateway's routing table: what its maps say, and how it survives a restart (file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from maas.operate.gateway_routes import (
+    ALL,
+    DEFAULT,
+    NAMES,
+    Route,
+    RouteTable,
+    catalog_map,
+    route_map,
+    version_map,
+)
+
+
+def test_maps_route_served_models_only_and_the_catalog_is_one_line_each(tmp_path: Path) -> None:
+    table = RouteTable(
+        routes={
+            "a": Route("b0", 4000, "3", "green"),
+            "b": Route("b1"),
+            "c": Route("b2", 4001, "1"),
+        },
+        default="a",
+        catalog={"a": {"model": "a", "detail": "x y"}, "c": {"model": "c"}},
+    )
+    assert route_map(table) == {"a": "b0", "c": "b2", DEFAULT: "b0"}  # b: out of service
+    assert version_map(table) == {"a/3": "green", "c/1": "blue"}
+    maps = catalog_map(table)
+    assert json.loads(maps[ALL]) == [{"model": "a", "detail": "x y"}, {"model": "c"}]
+    assert json.loads(maps[NAMES]) == ["a", "c"]
+    assert all("\n" not in value for value in maps.values())
+    assert table.backend_for("a") == "b0" and table.backend_for("new") == "b3"
+    table.write(tmp_path / "gateway.json")
+    assert RouteTable.read(tmp_path / "gateway.json") == table
+    assert RouteTable.read(tmp_path / "missing.json") == RouteTable()
+    full = RouteTable(routes={f"m{i}": Route(f"b{i}", 4000 + i) for i in range(8)})
+    assert full.backend_for("one-more") is None  # the gateway makes a bigger configuration
