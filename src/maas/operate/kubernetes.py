@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from maas.clock import utc_timestamp
 from maas.files import write_text_atomic
 from maas.operate.deployment import (
     STATE_FILES,
+    DeployError,
     Deployment,
     read_deployment,
     read_deployments,
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # `kubectl create secret generic maas-api-token --from-literal=token=...` turns auth on.
 TOKEN_SECRET = "maas-api-token"
+INGRESS_FILE = "maas-ingress.yaml"
+KUBERNETES_VERSION = "1.33.0"  # the schemas every manifest is checked against
 
 
 class KubernetesTarget:
@@ -34,8 +39,11 @@ class KubernetesTarget:
 
     name = "kubernetes"
 
-    def __init__(self, state_dir: Path, folder: Path, replicas: int = 2) -> None:
+    def __init__(
+        self, state_dir: Path, folder: Path, replicas: int = 2, default: str | None = None
+    ) -> None:
         self.state_dir, self.folder, self.replicas = state_dir, folder, replicas
+        self.default = default  # the model the Ingress's default backend is
         self.state_file = state_dir / STATE_FILES["kubernetes"]
 
     def current(self, model: str) -> Deployment | None:
@@ -52,8 +60,19 @@ class KubernetesTarget:
             deployed_at=utc_timestamp(),
         )  # fmt: skip
         write_state(self.state_file, deployment)
-        log.info("%s v%s rendered to %s: kubectl apply -f %s", model, version, path, path)
+        self._route()
+        log.info("%s v%s rendered to %s: kubectl apply -f %s", model, version, path, self.folder)
         return deployment
+
+    def _route(self) -> None:
+        """The one Ingress in front of every model rendered here (none: no file)."""
+        models = sorted(read_deployments(self.state_dir, self.name))
+        path = self.folder / INGRESS_FILE
+        if not models:
+            path.unlink(missing_ok=True)
+            return
+        ingress = render_ingress(models, self.default if self.default in models else None)
+        write_text_atomic(path, yaml.safe_dump(checked([ingress])[0], sort_keys=False))
 
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
         """The rendered manifest is there (what runs in the cluster is the cluster's to say)."""
@@ -74,10 +93,13 @@ class KubernetesTarget:
 
     def stop(self, model: str) -> None:
         remove_state(self.state_file, model)
+        (self.folder / f"maas-{model.lower()}.yaml").unlink(missing_ok=True)
+        self._route()
 
     def stop_all(self) -> list[str]:
         models = sorted(read_deployments(self.state_dir, self.name))
-        self.state_file.unlink(missing_ok=True)
+        for model in models:
+            self.stop(model)
         return models
 
 
@@ -95,8 +117,6 @@ def render_kubernetes(
     The cluster pulls `image` by name from its registry; the ID of the image that passed
     infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
     person to compare with what the registry serves under that name."""
-    import yaml
-
     name = f"maas-{model.lower()}"
     labels = {"app": name, "maas/model": model, "maas/version": str(version)}
     deployment = {
@@ -135,5 +155,51 @@ def render_kubernetes(
         "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": port}]},
     }
     path = folder / f"{name}.yaml"
-    write_text_atomic(path, yaml.safe_dump_all([deployment, service], sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump_all(checked([deployment, service]), sort_keys=False))
     return path
+
+
+def render_ingress(models: list[str], default: str | None) -> dict[str, Any]:
+    """One Ingress with the local gateway's paths: `/models/<name>/...` reaches that model's
+    Service with the prefix removed (ingress-nginx's regex paths and rewrite-target), and the
+    default task's model is the default backend (`/predict`)."""
+    paths = [
+        {"path": f"/models/{model}(/|$)(.*)", "pathType": "ImplementationSpecific",
+         "backend": {"service": {"name": f"maas-{model.lower()}", "port": {"number": 80}}}}
+        for model in models
+    ]  # fmt: skip
+    spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"http": {"paths": paths}}]}
+    if default is not None:
+        spec["defaultBackend"] = {
+            "service": {"name": f"maas-{default.lower()}", "port": {"number": 80}}
+        }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "maas-models",
+            "annotations": {
+                "nginx.ingress.kubernetes.io/use-regex": "true",
+                "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+            },
+        },
+        "spec": spec,
+    }
+
+
+def checked(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents, each valid against Kubernetes KUBERNETES_VERSION's schemas (strict: an
+    unknown field is an error, as `kubectl apply --validate=strict`); else a DeployError
+    naming the document and the problem, and nothing is written."""
+    import kubernetes_validate
+
+    for document in documents:
+        try:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            where = "/".join(str(part) for part in error.path)
+            raise DeployError(
+                f"{document.get('kind')} {document.get('metadata', {}).get('name')} is not valid "
+                f"Kubernetes {KUBERNETES_VERSION} at {where or 'the top'}: {error.message}"
+            ) from None
+    return documents

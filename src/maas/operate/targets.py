@@ -274,9 +274,9 @@ def _served_version(base_url: str) -> str | None:
 def make_target(params: Params) -> Target:
     """The deploy target params.deploy.target names, ready to deploy to."""
     if params.deploy.target == "kubernetes":
-        return KubernetesTarget(
-            params.deploy.state_dir, params.deploy.kubernetes_dir, params.deploy.kubernetes_replicas
-        )
+        deploy = params.deploy
+        return KubernetesTarget(deploy.state_dir, deploy.kubernetes_dir,
+                                deploy.kubernetes_replicas, deploy.default_model)  # fmt: skip
     backend, reasons = containers.select_backend(params.packaging.backend)
     runtime = containers.runtime_for(backend) if backend else None
     if runtime is None:

@@ -1,0 +1,49 @@
+"""The kubernetes target: a Deployment + Service per model and one Ingress with the local
+gateway's paths, each checked against the official Kubernetes schemas before it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from maas.operate.deployment import DeployError
+from maas.operate.kubernetes import INGRESS_FILE, KubernetesTarget, checked
+
+
+def test_one_ingress_routes_every_model_and_follows_them_out(tmp_path: Path) -> None:
+    target = KubernetesTarget(tmp_path / "state", tmp_path / "k8s", default="flight-delay")
+    target.deploy("flight-delay", "3", "maas-flight-delay:v3", "ab12" * 16)
+    target.deploy("hotel-rates", "1", "maas-hotel-rates:v1", "cd34" * 16)
+    ingress = yaml.safe_load((tmp_path / "k8s" / INGRESS_FILE).read_text())
+    paths = {p["path"]: p["backend"]["service"]["name"]
+             for p in ingress["spec"]["rules"][0]["http"]["paths"]}  # fmt: skip
+    assert paths == {"/models/flight-delay(/|$)(.*)": "maas-flight-delay",
+                     "/models/hotel-rates(/|$)(.*)": "maas-hotel-rates"}  # fmt: skip
+    assert ingress["spec"]["defaultBackend"]["service"]["name"] == "maas-flight-delay"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"] == "/$2"
+
+    target.stop("flight-delay")
+    ingress = yaml.safe_load((tmp_path / "k8s" / INGRESS_FILE).read_text())
+    assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == [
+        "/models/hotel-rates(/|$)(.*)"
+    ]
+    assert "defaultBackend" not in ingress["spec"]
+    assert not (tmp_path / "k8s" / "maas-flight-delay.yaml").exists()
+    assert target.stop_all() == ["hotel-rates"]
+    assert not (tmp_path / "k8s" / INGRESS_FILE).exists()
+
+
+def test_a_manifest_the_schemas_refuse_is_named(tmp_path: Path) -> None:
+    target = KubernetesTarget(tmp_path / "state", tmp_path / "k8s")
+    target.deploy("flight-delay", "3", "maas-flight-delay:v3", "")
+    path = tmp_path / "k8s" / "maas-flight-delay.yaml"
+    deployment, service = yaml.safe_load_all(path.read_text())
+    checked([deployment, service])  # what the target writes passes
+    del deployment["spec"]["selector"]
+    with pytest.raises(DeployError, match=r"Deployment maas-flight-delay .*'selector' is a requ"):
+        checked([deployment])
+    service["spec"]["ports"][0]["targetPorts"] = 3000  # a typo: strict validation refuses it
+    with pytest.raises(DeployError, match=r"Service maas-flight-delay .*spec/ports/0.*targetPorts"):
+        checked([service])
