@@ -116,6 +116,8 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
         assert entries[TASK]["kind"] == "regression" and entries[TASK]["served_version"] == "1"
         assert {"lead_time", "meal"} <= {f["name"] for f in entries[TASK]["inputs"]}
         assert httpx.get(f"{base}/models/{TASK}").json() == entries[TASK]
+        docs = httpx.get(f"{base}/models/{TASK}/docs.json").json()  # its paths as served here
+        assert docs["servers"][0]["url"] == f"/models/{TASK}" and "/predict" in docs["paths"]
 
         flight = httpx.post(f"{base}/models/flight-delay/predict", json={"flights": [FLIGHT]})
         assert set(flight.json()["predictions"][0]) >= {"delay_probability", "delayed"}

@@ -167,6 +167,9 @@ frontend maas
   http-request set-var(txn.version) path,field(5,/) if version_path
   http-request set-var(txn.slot) var(txn.model),concat(/,txn.version),map({versions}) if version_path
   http-request return status 404 content-type application/json lf-string "{not_running}" if version_path !{{ var(txn.slot) -m found }}
+  http-request del-header X-Forwarded-Prefix
+  http-request set-header X-Forwarded-Prefix /models/%[var(txn.model)] if model_path !version_path
+  http-request set-header X-Forwarded-Prefix /models/%[var(txn.model)]/versions/%[var(txn.version)] if version_path
   http-request set-var(txn.backend) str({DEFAULT}),map({routes}) if !model_path
   http-request return status 404 content-type application/json lf-string "{no_default}" if !model_path !{{ var(txn.backend) -m found }}
   # the prefix goes last: the rules above read the path as the client sent it

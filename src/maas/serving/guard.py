@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 API_ROUTES = ["/predict", "/metadata"]
+PREFIX = r"/models/[A-Za-z0-9._-]+(/versions/[0-9]+)?"  # what the gateway says it serves at
 TOKEN_ENV = "MAAS_API_TOKEN"
 
 
@@ -31,7 +33,9 @@ class ApiGuard:
       error is still BentoML's (its speed-up: docs/serving.md).
     - /docs.json tells the truth: OpenAPI 3.1 (pydantic's schemas are JSON Schema 2020-12:
       numeric `exclusiveMinimum`, `type: null`), and the 400 body's `detail` is pydantic's
-      list of errors naming each field, not the string BentoML 1.4 declares.
+      list of errors naming each field, not the string BentoML 1.4 declares. Behind the
+      gateway (`X-Forwarded-Prefix: /models/<name>`) its `servers` entry is that prefix, so
+      the document's paths are the ones the gateway serves.
     """
 
     def __init__(
@@ -131,7 +135,9 @@ class ApiGuard:
 
     async def _other(self, path: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if path == "/docs.json" and scope.get("method") == "GET":
-            return await self.app(scope, receive, _patching_openapi(send))
+            prefix = dict(scope["headers"]).get(b"x-forwarded-prefix", b"").decode("latin-1")
+            prefix = prefix if re.fullmatch(PREFIX, prefix) else ""
+            return await self.app(scope, receive, _patching_openapi(send, prefix))
         return await self.app(scope, receive, send)
 
 
@@ -145,7 +151,7 @@ async def _reply(
     await send({"type": "http.response.body", "body": body})
 
 
-def _patching_openapi(send: Any) -> Any:
+def _patching_openapi(send: Any, prefix: str = "") -> Any:
     start: dict[str, Any] = {}
     chunks: list[bytes] = []
 
@@ -158,7 +164,7 @@ def _patching_openapi(send: Any) -> Any:
             return
         body = b"".join(chunks)
         if start.get("status") == 200:
-            body = patch_openapi(body)
+            body = patch_openapi(body, prefix)
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
@@ -173,9 +179,11 @@ ERROR_DETAIL = {
 }
 
 
-def patch_openapi(body: bytes) -> bytes:
+def patch_openapi(body: bytes, prefix: str = "") -> bytes:
     spec = json.loads(body)
     spec["openapi"] = "3.1.0"
+    if prefix:  # behind the gateway: the paths are relative to the model's prefix
+        spec["servers"] = [{"url": prefix, "description": "the maas gateway's path to this model"}]
     for item in spec.get("paths", {}).values():  # a body with required fields is required
         request = item.get("post", {}).get("requestBody", {})
         schema = request.get("content", {}).get("application/json", {}).get("schema", {})

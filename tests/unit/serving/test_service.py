@@ -336,3 +336,31 @@ def test_the_answer_names_the_inputs_the_model_has_not_seen(packaged, module) ->
     first, second = body["predictions"]
     assert first["unknown_inputs"] == []
     assert second["unknown_inputs"] == ["carrier", "dest"]
+
+
+def test_the_openapi_document_names_the_gateways_prefix_when_behind_it() -> None:
+    """Behind the gateway, /models/<name>/docs.json says where its paths are served (OpenAPI
+    `servers`); straight to the container, or with a prefix that is not the gateway's, not."""
+    from maas.serving.guard import ApiGuard
+
+    async def app(scope, receive, send) -> None:  # BentoML's document, reduced
+        body = json.dumps({"openapi": "3.0.2", "paths": {"/predict": {}}}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    def document(prefix: bytes | None) -> dict:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        headers = [(b"x-forwarded-prefix", prefix)] if prefix is not None else []
+        scope = {"type": "http", "path": "/docs.json", "headers": headers, "method": "GET"}
+        asyncio.run(ApiGuard(app)(scope, None, send))
+        return dict(json.loads(sent[1]["body"]))
+
+    assert "servers" not in document(None)
+    assert document(b"/models/hotel-rates")["servers"][0]["url"] == "/models/hotel-rates"
+    assert document(b"/models/a/versions/3")["servers"][0]["url"] == "/models/a/versions/3"
+    assert "servers" not in document(b"https://elsewhere.example/")
+    assert document(None)["openapi"] == "3.1.0"
