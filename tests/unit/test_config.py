@@ -175,3 +175,14 @@ def test_the_models_served_together_and_the_default_one(tmp_path: Path) -> None:
     task_file.write_text(yaml.safe_dump({**task, "deploy": {"address": "127.0.0.1:4000"}}))
     with pytest.raises(ConfigError, match=r"task a: deploy.address 127.0.0.1:3000 differs"):
         load_served(params_file, [], None)
+
+
+def test_a_column_the_data_does_not_declare_is_named_with_the_task_file(tmp_path: Path) -> None:
+    """A misspelt feature used to pass validation and fail at training with no file named."""
+    params_file = project(tmp_path, "a")
+    task_file = tmp_path / "tasks" / "a.yaml"
+    task = yaml.safe_load(task_file.read_text())
+    task["features"]["categorical"] = [*task["features"]["categorical"], "carier"]
+    task_file.write_text(yaml.safe_dump(task))
+    with pytest.raises(ConfigError, match=r"(?s)a\.yaml.*'carier' \(features\.categorical\)"):
+        load_params(params_file)

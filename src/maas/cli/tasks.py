@@ -68,10 +68,16 @@ def init(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + yaml.safe_dump(made.task, sort_keys=False, width=100))
-    load(params_file, [], name)  # the written file must parse: a bug here, not the user's
+    params = load(params_file, [], name)  # the written file must parse: a bug here, not yours
     out.print(f"wrote {target}")
     for note in made.notes:
         out.print(f"  - {note}")
+    dvc_yaml = params_file.parent / "dvc.yaml"
+    if dvc_yaml.is_file():  # the task's DVC stages, generated: no second file to edit
+        from maas.pipeline.dvc_stages import add_task_stages
+
+        stages = add_task_stages(params, dvc_yaml, target)
+        out.print(f"wrote stages {', '.join(stages)} into {dvc_yaml} (dvc repro {stages[-1]})")
     out.print(f"next: maas run --task {name}")
 
 

@@ -354,30 +354,9 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
-        from maas.config.kinds import baseline_names, gate_metric
+        from maas.config.checks import cross_check
 
-        kind = self.data.label.kind
-        fitted = baseline_names(list(self.evaluate.baselines), kind)
-        missing = [b for b in baseline_names(self.promotion.must_beat, kind) if b not in fitted]
-        if missing:
-            raise ValueError(
-                f"promotion.must_beat names baselines not in evaluate.baselines: {missing}"
-            )
-        features = self.features
-        both = sorted(set(features.categorical) & set(features.numeric))
-        if both:
-            raise ValueError(f"features both categorical and numeric: {both}")
-        for name, derived in features.derived.items():
-            if derived.source in features.derived:
-                raise ValueError(
-                    f"derived feature {name!r} is computed from another: {derived.source!r}"
-                )
-            if name not in features.categorical and name not in features.numeric:
-                raise ValueError(f"derived feature {name!r} is neither categorical nor numeric")
-        gate_metric(kind, self.promotion.metric)  # one of the kind's metrics
-        if self.validation.label_rate is not None and kind != "binary":
-            raise ValueError(f"validation.label_rate is the positive share of a binary label; "
-                             f"this task is {kind}")  # fmt: skip
+        cross_check(self)
         return self
 
     @property

@@ -130,3 +130,16 @@ def test_a_multiclass_value_outside_the_classes_and_a_text_regression_label_bloc
     data = small_params.data.model_copy(update={"label": values})
     report = validate_partitions([(JAN, make_flights(300))], validation, data)
     assert ("expect_column_values_to_be_in_type_list", "tailnum", "block") in failed(report)
+
+
+def test_unlabeled_rows_are_reported_and_a_spike_of_them_blocks(small_params) -> None:
+    """Rows with no label (cancelled flights) are dropped for training: each partition with
+    some says so (warn); far more than usual (a broken export) stops the run."""
+    expectation = "expect_column_values_to_not_be_null"
+    some = make_flights(300).assign(arr_delay=lambda f: f["arr_delay"].where(f.index % 40 > 0))
+    report = run(some, small_params)
+    assert (expectation, "arr_delay", "warn") in failed(report)
+    assert (expectation, "arr_delay", "block") not in failed(report)
+    raise_for_blocking(report)  # dropped and counted, not a stop
+    spike = make_flights(300).assign(arr_delay=lambda f: f["arr_delay"].where(f.index % 4 > 0))
+    assert (expectation, "arr_delay", "block") in failed(run(spike, small_params))

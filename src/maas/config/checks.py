@@ -1,0 +1,62 @@
+"""Checks across sections of one task's parameters (a task file's sections must agree)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from maas.config.kinds import baseline_names, gate_metric
+
+if TYPE_CHECKING:
+    from maas.config.sections import Params
+
+
+def cross_check(params: Params) -> None:
+    """Raises ValueError naming the first disagreement (pydantic reports it with the file)."""
+    kind = params.data.label.kind
+    fitted = baseline_names(list(params.evaluate.baselines), kind)
+    missing = [b for b in baseline_names(params.promotion.must_beat, kind) if b not in fitted]
+    if missing:
+        raise ValueError(
+            f"promotion.must_beat names baselines not in evaluate.baselines: {missing}"
+        )
+    features = params.features
+    both = sorted(set(features.categorical) & set(features.numeric))
+    if both:
+        raise ValueError(f"features both categorical and numeric: {both}")
+    for name, derived in features.derived.items():
+        if derived.source in features.derived:
+            raise ValueError(
+                f"derived feature {name!r} is computed from another: {derived.source!r}"
+            )
+        if name not in features.categorical and name not in features.numeric:
+            raise ValueError(f"derived feature {name!r} is neither categorical nor numeric")
+    gate_metric(kind, params.promotion.metric)  # one of the kind's metrics
+    if params.validation.label_rate is not None and kind != "binary":
+        raise ValueError(f"validation.label_rate is the positive share of a binary label; "
+                         f"this task is {kind}")  # fmt: skip
+    undeclared_columns(params)
+
+
+def undeclared_columns(params: Params) -> None:
+    """Every column the task reads (features, derived features' sources, time, label) is a
+    declared column of the data (validation.columns), so a misspelt or missing one is named
+    here, with the task file, not as a training error after validation passed."""
+    declared = params.validation.columns
+    if not declared:
+        return
+    features = params.features
+    derived = features.derived
+    used = {
+        **{c: "features.categorical" for c in features.categorical if c not in derived},
+        **{c: "features.numeric" for c in features.numeric if c not in derived},
+        **{d.source: f"features.derived.{name}.source" for name, d in derived.items()},
+        **{c: "data.time" for c in params.data.time.columns},
+        params.data.label.column: "data.label.column",
+    }
+    unknown = {column: where for column, where in used.items() if column not in declared}
+    if unknown:
+        named = ", ".join(f"{column!r} ({where})" for column, where in sorted(unknown.items()))
+        raise ValueError(
+            f"columns not in validation.columns (the data's columns): {named}; declare each "
+            "with its type, or fix the name"
+        )

@@ -1,0 +1,46 @@
+"""`maas task init` writes the new task's DVC stages into dvc.yaml: the task file is the one
+file a team edits, and DVC reads the stages (no output overlaps another stage's)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from maas.cli import app
+from tests.helpers import ROOT
+from tests.unit.pipeline.test_profile import orders, write
+
+
+def test_task_init_adds_the_tasks_stages_to_dvc_yaml(tmp_path: Path, monkeypatch) -> None:
+    from dvc.repo import Repo
+
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
+    (tmp_path / "params.tuned.hotel-rates.yaml").write_text("{}\n")  # deps of the examples'
+    (tmp_path / "params.tuned.yaml").write_text("{}\n")
+    data = write(tmp_path, orders())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["task", "init", "orders", "--data", str(data), "--label",
+                                      "returned", "--time", "placed", "--exclude", "order_id",
+                                      "-p", str(tmp_path / "params.yaml")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "evaluate-orders" in result.output
+    text = (tmp_path / "dvc.yaml").read_text()
+    assert "# The same stages as flows/training.py" in text  # the file's comments stay
+    Repo.init(str(tmp_path), no_scm=True)
+    with Repo(str(tmp_path)) as repo:
+        stages = {stage.addressing: stage for stage in repo.index.stages}
+        repo.index.graph  # noqa: B018  DVC refuses overlapping outputs here
+    assert {"validate", "train-hotel-rates", "ingest-orders", "validate-orders", "train-orders",
+            "evaluate-orders"} <= set(stages)  # fmt: skip
+    assert stages["train-orders"].cmd == "maas stage train --task orders"
+    assert [out.def_path for out in stages["ingest-orders"].outs] == ["data/orders/raw"]
+    assert "orders.csv" in [dep.def_path for dep in stages["ingest-orders"].deps]  # its source
+    again = CliRunner().invoke(app, ["task", "init", "orders", "--data", str(data), "--label",
+                                     "returned", "--time", "placed", "--exclude", "order_id",
+                                     "--force", "-p", str(tmp_path / "params.yaml")])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "dvc.yaml").read_text().count("train-orders:") == 1  # replaced, not added
