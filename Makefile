@@ -111,7 +111,7 @@ bench-gateway: dev
 	$(BIN)/python -u benchmarks/gateway.py --model-tag $(MODEL_TAG) --output reports/gateway.json
 
 ## make bench: every benchmark side by side (ours vs baselines) -> reports/benchmarks.json (~10 min)
-bench: dev .dvc
+bench: system dev .dvc
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/maas ingest
 	CONTAINERS_CONF="$${CONTAINERS_CONF:-$(CURDIR)/tests/e2e/containers.conf}" \

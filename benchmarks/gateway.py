@@ -112,8 +112,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", default="8,32,64")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--gateways", default=",".join(GATEWAYS), help="a subset, by name")
     args = parser.parse_args(argv)
-    missing = [tool for tool in ("wrk", "nginx", "haproxy", "caddy") if shutil.which(tool) is None]
+    chosen = {name: GATEWAYS[name] for name in args.gateways.split(",")}
+    needs = {"wrk", "haproxy"} | {name for name in ("nginx", "caddy") if name in chosen}
+    missing = sorted(tool for tool in needs if shutil.which(tool) is None)
     if missing:
         sys.exit(
             f"not installed: {' '.join(missing)} (apt-get install wrk nginx-light haproxy caddy)"
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for _, port in services:
             wait_ready(f"http://127.0.0.1:{port}/predict")
-        for name, make in GATEWAYS.items():
+        for name, make in chosen.items():
             gateways[name] = make(work / name, free_port(), ports[0])
             wait_ready(f"{gateways[name].url}")
         one = json.dumps({"flights": [RECORD]})

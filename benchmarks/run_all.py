@@ -25,9 +25,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import pipeline, promotion, runtime, serving, training  # noqa: E402
+from benchmarks import gateway, pipeline, promotion, runtime, serving, training  # noqa: E402
+from benchmarks.goals import goals  # noqa: E402
 
-STEPS = ("pipeline", "training", "runtime", "serving", "promotion")
+STEPS = ("pipeline", "training", "runtime", "serving", "gateway", "promotion")
 
 
 def machine() -> dict[str, Any]:
@@ -77,171 +78,6 @@ def bento_model(project: Path) -> str:
         os.chdir(previous)
 
 
-def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal of the issue as (what, measured, goal, met)."""
-    rows: list[dict[str, Any]] = []
-
-    def add(what: str, value: float, goal: str, met: bool | None, unit: str = "x") -> None:
-        """met=None: a measurement the issue asks to report, not a pass/fail goal."""
-        rows.append(
-            {
-                "what": what,
-                "measured": round(value, 4),
-                "unit": unit,
-                "goal": goal,
-                "met": None if met is None else bool(met),
-            }
-        )
-
-    if "serving" in results:
-        s = results["serving"]
-        for case, ours in s["maas"].items():
-            if not case.startswith("1 record, c=") or int(case.split("c=")[1]) < 8:
-                continue
-            base = s["fastapi"][case]
-            add(
-                f"serving {case}: ours / FastAPI req/s (p99 {ours['p99_ms']:.1f} vs "
-                f"{base['p99_ms']:.1f} ms, non-2xx {ours['non_2xx']:.0f})",
-                ours["rps"] / base["rps"],
-                ">= 1.0x, p99 no worse, no 5xx",
-                ours["rps"] >= base["rps"]
-                and ours["p99_ms"] <= base["p99_ms"]
-                and ours["non_2xx"] == 0,
-            )
-        for case in [c for c in s["maas"] if c.startswith("batching:")]:
-            ratio = s["maas"][case]["rps"] / s["maas_batching"][case]["rps"]
-            add(
-                f"serving {case}: shipped (no batching) / adaptive batching req/s "
-                f"(batching non-2xx {s['maas_batching'][case]['non_2xx']:.0f})",
-                ratio,
-                "> 1.0x: the shipped setting wins",
-                ratio > 1.0,
-            )
-        bulk = s["maas"]["1000 records, c=4"]["rps"] * 1000
-        add(
-            "serving 1000-record requests, c=4: records/s",
-            bulk,
-            ">= 111,000 (3x the 37k of per-record featurizing)",
-            bulk >= 111_000,
-            "records/s",
-        )
-        for case in [c for c in s["maas"] if c.startswith("runtime:")]:
-            for other in [n for n in ("onnx_int8", "torch_eager") if case in s.get(n, {})]:
-                ratio = s["maas"][case]["rps"] / s[other][case]["rps"]
-                add(
-                    f"serving {case}: ONNX Runtime fp32 (shipped) / {other} req/s",
-                    ratio,
-                    "reported: confirms or overturns the shipped runtime",
-                    None,
-                )
-    if "runtime" in results:
-        r = results["runtime"]
-        verdict = r["verdict"]
-        add(
-            "int8 dynamic quantization: ROC AUC change on December "
-            f"(default: {'on' if verdict['int8_default'] else 'off'}, see Compression)",
-            -verdict["auc_drop"],
-            "drop < 0.002 and faster, else off by default",
-            verdict["auc_drop"] < 0.002,
-            "AUC",
-        )
-    if "training" in results:
-        t = results["training"]
-        add(
-            "training: fit (its training epochs) / minimal loop samples/s",
-            t["ratio_fit_vs_minimal"],
-            ">= 0.95x",
-            t["ratio_fit_vs_minimal"] >= 0.95,
-        )
-        add(
-            "training: fit end to end (with per-epoch validation) / minimal loop samples/s",
-            t["ratio_fit_end_to_end_vs_minimal"],
-            ">= 0.95x",
-            t["ratio_fit_end_to_end_vs_minimal"] >= 0.95,
-        )
-        add(
-            "training: MLflow logging, time the training thread spends in it (direct)",
-            t["mlflow_logging_share"],
-            "<= 2%",
-            t["mlflow_logging_share"] <= 0.02,
-            "share",
-        )
-        add(
-            "training: MLflow logging on vs off, wall clock (rounds vary by up to 15% here)",
-            t["mlflow_slowdown"],
-            "<= 2%",
-            t["mlflow_slowdown"] <= 0.02,
-            "share",
-        )
-        add(
-            "training (CPU): tensors resident vs DataLoader input path, samples/s",
-            t["ratio_resident_vs_dataloader"],
-            ">= 1.5x (the GPU goal; the CPU shows the same effect)",
-            t["ratio_resident_vs_dataloader"] >= 1.5,
-        )
-        if "gpu" in t:
-            add(
-                f"training on {t['gpu']}: resident / DataLoader (fp32)",
-                t["ratio_cuda_resident_vs_dataloader"],
-                ">= 1.5x",
-                t["ratio_cuda_resident_vs_dataloader"] >= 1.5,
-            )
-            add(
-                f"training on {t['gpu']}: bf16 / fp32",
-                t["ratio_cuda_bf16_vs_fp32"],
-                ">= 1.3x where compute-bound",
-                t["ratio_cuda_bf16_vs_fp32"] >= 1.3,
-            )
-    if "pipeline" in results:
-        p = results["pipeline"]
-        add(
-            "pipeline: orchestration/tracking/validation overhead",
-            p["overhead_share"],
-            "<= 10% of the run",
-            p["overhead_share"] <= 0.10,
-            "share",
-        )
-        add(
-            "pipeline: validation (GX import + suite)",
-            p["validation_share"],
-            "<= 5% of the run",
-            p["validation_share"] <= 0.05,
-            "share",
-        )
-        add(
-            "pipeline, next scheduled run (partitions validated before): overhead",
-            p["rerun_overhead_share"],
-            "<= 10% of the run",
-            p["rerun_overhead_share"] <= 0.10,
-            "share",
-        )
-        add(
-            "pipeline, next scheduled run: validation",
-            p["rerun_validation_share"],
-            "<= 5% of the run",
-            p["rerun_validation_share"] <= 0.05,
-            "share",
-        )
-        q = p["quality"]
-        for name in ("logistic_regression", "hist_gradient_boosting"):
-            add(
-                f"quality: December ROC AUC, ours ({q['maas_mlp']:.4f}) - {name} ({q[name]:.4f})",
-                q["maas_mlp"] - q[name],
-                "reported (the headline result)",
-                None,
-                "AUC",
-            )
-    if "promotion" in results:
-        ratio = results["promotion"]["ratio_ours_vs_bare"]
-        add(
-            "promotion: alias -> serving, ours / bare containerize + start",
-            ratio,
-            "<= 1.3x",
-            ratio <= 1.3,
-        )
-    return rows
-
-
 def markdown(summary: dict[str, Any]) -> str:
     """The README's tables of one run (also written to reports/benchmarks.md)."""
     m = summary["machine"]
@@ -257,6 +93,7 @@ def markdown(summary: dict[str, Any]) -> str:
         v = g["measured"]
         shown = {
             "records/s": f"{v:,.0f} records/s",
+            "requests": f"{v:.0f} failed",
             "share": f"{100 * v:.1f}%",
             "AUC": f"{v:+.4f}",
         }.get(g["unit"], f"{v:.2f}×")
@@ -320,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ]
             ),
         )
-        if {"training", "runtime", "serving"} - skip:
+        if {"training", "runtime", "serving", "gateway"} - skip:
             if not (project / "models").is_dir():  # the pipeline step was skipped
                 pipeline.run_ours(pipeline.make_project(project, args.raw_dir))
             model_tag = bento_model(project)
@@ -358,6 +195,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     ]
                 ),
             )
+            gateway_args = ["--model-tag", model_tag, "--gateways", "maas_gateway,maas_forwarder",
+                            "--rounds", "1", "--seconds", str(args.seconds), "--switch-seconds",
+                            "10", "--output", str(out / "gateway.json")]  # fmt: skip
+            step("gateway", lambda: gateway.main(gateway_args))  # vs the old forwarder, direct
         step(
             "promotion",
             lambda: promotion.main(

@@ -1,0 +1,191 @@
+"""The goals `make bench` checks: each measured ratio against its issue's goal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the issue as (what, measured, goal, met)."""
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, value: float, goal: str, met: bool | None, unit: str = "x") -> None:
+        """met=None: a measurement the issue asks to report, not a pass/fail goal."""
+        rows.append(
+            {
+                "what": what,
+                "measured": round(value, 4),
+                "unit": unit,
+                "goal": goal,
+                "met": None if met is None else bool(met),
+            }
+        )
+
+    if "serving" in results:
+        s = results["serving"]
+        for case, ours in s["maas"].items():
+            if not case.startswith("1 record, c=") or int(case.split("c=")[1]) < 8:
+                continue
+            base = s["fastapi"][case]
+            add(
+                f"serving {case}: ours / FastAPI req/s (p99 {ours['p99_ms']:.1f} vs "
+                f"{base['p99_ms']:.1f} ms, non-2xx {ours['non_2xx']:.0f})",
+                ours["rps"] / base["rps"],
+                ">= 1.0x, p99 no worse, no 5xx",
+                ours["rps"] >= base["rps"]
+                and ours["p99_ms"] <= base["p99_ms"]
+                and ours["non_2xx"] == 0,
+            )
+        for case in [c for c in s["maas"] if c.startswith("batching:")]:
+            ratio = s["maas"][case]["rps"] / s["maas_batching"][case]["rps"]
+            add(
+                f"serving {case}: shipped (no batching) / adaptive batching req/s "
+                f"(batching non-2xx {s['maas_batching'][case]['non_2xx']:.0f})",
+                ratio,
+                "> 1.0x: the shipped setting wins",
+                ratio > 1.0,
+            )
+        bulk = s["maas"]["1000 records, c=4"]["rps"] * 1000
+        add(
+            "serving 1000-record requests, c=4: records/s",
+            bulk,
+            ">= 111,000 (3x the 37k of per-record featurizing)",
+            bulk >= 111_000,
+            "records/s",
+        )
+        for case in [c for c in s["maas"] if c.startswith("runtime:")]:
+            for other in [n for n in ("onnx_int8", "torch_eager") if case in s.get(n, {})]:
+                ratio = s["maas"][case]["rps"] / s[other][case]["rps"]
+                add(
+                    f"serving {case}: ONNX Runtime fp32 (shipped) / {other} req/s",
+                    ratio,
+                    "reported: confirms or overturns the shipped runtime",
+                    None,
+                )
+    if "runtime" in results:
+        r = results["runtime"]
+        verdict = r["verdict"]
+        add(
+            "int8 dynamic quantization: ROC AUC change on December "
+            f"(default: {'on' if verdict['int8_default'] else 'off'}, see Compression)",
+            -verdict["auc_drop"],
+            "drop < 0.002 and faster, else off by default",
+            verdict["auc_drop"] < 0.002,
+            "AUC",
+        )
+    if "training" in results:
+        t = results["training"]
+        add(
+            "training: fit (its training epochs) / minimal loop samples/s",
+            t["ratio_fit_vs_minimal"],
+            ">= 0.95x",
+            t["ratio_fit_vs_minimal"] >= 0.95,
+        )
+        add(
+            "training: fit end to end (with per-epoch validation) / minimal loop samples/s",
+            t["ratio_fit_end_to_end_vs_minimal"],
+            ">= 0.95x",
+            t["ratio_fit_end_to_end_vs_minimal"] >= 0.95,
+        )
+        add(
+            "training: MLflow logging, time the training thread spends in it (direct)",
+            t["mlflow_logging_share"],
+            "<= 2%",
+            t["mlflow_logging_share"] <= 0.02,
+            "share",
+        )
+        add(
+            "training: MLflow logging on vs off, wall clock (rounds vary by up to 15% here)",
+            t["mlflow_slowdown"],
+            "<= 2%",
+            t["mlflow_slowdown"] <= 0.02,
+            "share",
+        )
+        add(
+            "training (CPU): tensors resident vs DataLoader input path, samples/s",
+            t["ratio_resident_vs_dataloader"],
+            ">= 1.5x (the GPU goal; the CPU shows the same effect)",
+            t["ratio_resident_vs_dataloader"] >= 1.5,
+        )
+        if "gpu" in t:
+            add(
+                f"training on {t['gpu']}: resident / DataLoader (fp32)",
+                t["ratio_cuda_resident_vs_dataloader"],
+                ">= 1.5x",
+                t["ratio_cuda_resident_vs_dataloader"] >= 1.5,
+            )
+            add(
+                f"training on {t['gpu']}: bf16 / fp32",
+                t["ratio_cuda_bf16_vs_fp32"],
+                ">= 1.3x where compute-bound",
+                t["ratio_cuda_bf16_vs_fp32"] >= 1.3,
+            )
+    if "pipeline" in results:
+        p = results["pipeline"]
+        add(
+            "pipeline: orchestration/tracking/validation overhead",
+            p["overhead_share"],
+            "<= 10% of the run",
+            p["overhead_share"] <= 0.10,
+            "share",
+        )
+        add(
+            "pipeline: validation (GX import + suite)",
+            p["validation_share"],
+            "<= 5% of the run",
+            p["validation_share"] <= 0.05,
+            "share",
+        )
+        add(
+            "pipeline, next scheduled run (partitions validated before): overhead",
+            p["rerun_overhead_share"],
+            "<= 10% of the run",
+            p["rerun_overhead_share"] <= 0.10,
+            "share",
+        )
+        add(
+            "pipeline, next scheduled run: validation",
+            p["rerun_validation_share"],
+            "<= 5% of the run",
+            p["rerun_validation_share"] <= 0.05,
+            "share",
+        )
+        q = p["quality"]
+        for name in ("logistic_regression", "hist_gradient_boosting"):
+            add(
+                f"quality: December ROC AUC, ours ({q['maas_mlp']:.4f}) - {name} ({q[name]:.4f})",
+                q["maas_mlp"] - q[name],
+                "reported (the headline result)",
+                None,
+                "AUC",
+            )
+    if "gateway" in results:
+        g = results["gateway"]
+        for case, ours in g["throughput"]["maas_gateway"].items():
+            old = g["throughput"]["maas_forwarder"][case]
+            add(
+                f"gateway {case}: through HAProxy / straight to the service req/s (p99 "
+                f"{ours['p99_added_ms']:+.2f} ms; the old forwarder {old['rps_ratio']:.2f}x, "
+                f"{old['p99_added_ms']:+.2f} ms; non-2xx {ours['non_2xx']:.0f})",
+                ours["rps_ratio"],
+                ">= 0.95x, p99 +1 ms at most, no non-2xx",
+                ours["rps_ratio"] >= 0.95 and ours["p99_added_ms"] <= 1 and ours["non_2xx"] == 0,
+            )
+        switching = g["switching"]["maas_gateway"]
+        add(
+            f"gateway: failed requests while the version switches every second under load "
+            f"({switching['requests']} requests, by slot {switching.get('served_by_slot')})",
+            switching["non_2xx"] + switching["socket_errors"],
+            "0",
+            switching["non_2xx"] + switching["socket_errors"] == 0,
+            "requests",
+        )
+    if "promotion" in results:
+        ratio = results["promotion"]["ratio_ours_vs_bare"]
+        add(
+            "promotion: alias -> serving, ours / bare containerize + start",
+            ratio,
+            "<= 1.3x",
+            ratio <= 1.3,
+        )
+    return rows
