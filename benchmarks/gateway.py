@@ -20,6 +20,7 @@ canary and shadow releases need) are expressible.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -104,6 +105,56 @@ def switching_under_load(gateway: Gateway, ports: tuple[int, int], seconds: int)
     return counts | {"switches": len(switches), "switch_s_median": median}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and their children so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pid)
+            for each in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = each.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+def replicas_under_load(
+    gateway: Any, services: list[tuple[subprocess.Popen[bytes], int]], seconds: int
+) -> dict[str, Any]:
+    """deploy.replicas: one model behind maas's gateway on 1 and then 2 service instances
+    (one worker each) at c = 32, and where the machine's CPU went in each run: the services,
+    the gateway, and the rest (the load generator, wrk)."""
+    import psutil
+
+    body = json.dumps({"flights": [RECORD]})
+    ports = [port for _, port in services]
+    rows: dict[str, Any] = {}
+    for replicas in (1, 2):
+        gateway.haproxy.switch("bench", ports[:replicas], f"r{replicas}")
+        gateway_pid = [int(gateway.haproxy.pid_file.read_text())]  # 2 restarts it once
+        time.sleep(1)
+        service_pids = [process.pid for process, _ in services[:replicas]]
+        machine, ours, proxy = (
+            psutil.cpu_times(),
+            cpu_seconds(service_pids),
+            cpu_seconds(gateway_pid),
+        )
+        row = wrk(gateway.url, body, 32, seconds)
+        after = psutil.cpu_times()
+        used = (after.user + after.system) - (machine.user + machine.system)
+        served, routed = cpu_seconds(service_pids) - ours, cpu_seconds(gateway_pid) - proxy
+        row["cpu_s"] = {"services": round(served, 2), "gateway": round(routed, 2),
+                        "load_generator_and_rest": round(used - served - routed, 2)}  # fmt: skip
+        rows[f"{replicas} replica{'s' if replicas > 1 else ''}"] = row
+        print(f"  replicas={replicas}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, "
+              f"CPU s {row['cpu_s']}")  # fmt: skip
+    gateway.haproxy.switch("bench", ports[:1], "r1")
+    rows["ratio_2_vs_1"] = rows["2 replicas"]["rps"] / rows["1 replica"]["rps"]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-tag", required=True, help="BentoML model, e.g. flight-delay:v1")
@@ -162,6 +213,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"  {case:<5} {name:<15} {row['rps_ratio']:.3f}x req/s, "
                     f"p99 {row['p99_added_ms']:+.2f} ms, non-2xx {row['non_2xx']:.0f}"
                 )
+        if "maas_gateway" in gateways:
+            print(f"replicas behind maas's gateway (c=32, {os.cpu_count()} cores)")
+            results["replicas"] = replicas_under_load(gateways["maas_gateway"], services,
+                                                      args.seconds)  # fmt: skip
         print(f"switching the upstream every second under load (c=32, {args.switch_seconds} s)")
         for name, gateway in gateways.items():
             served = getattr(gateway, "served", None)

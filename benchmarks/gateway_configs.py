@@ -156,11 +156,11 @@ class MaasGateway(Gateway):
 
         self.haproxy = HAProxyGateway(self.folder, "127.0.0.1", self.listen, default="bench")
         self.haproxy.ensure()
-        self.haproxy.switch("bench", upstream, str(upstream))
+        self.haproxy.switch("bench", [upstream], str(upstream))
         return subprocess.Popen(["sleep", "infinity"])  # HAProxy runs in its own session
 
     def switch(self, upstream: int) -> None:
-        self.haproxy.switch("bench", upstream, str(upstream))
+        self.haproxy.switch("bench", [upstream], str(upstream))
 
     def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
         return {"weighted_split": "set weight (Runtime API)", "mirroring": "external agent only"}

@@ -171,6 +171,17 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 ">= 0.95x, p99 +1 ms at most, no non-2xx",
                 ours["rps_ratio"] >= 0.95 and ours["p99_added_ms"] <= 1 and ours["non_2xx"] == 0,
             )
+        if "replicas" in g:
+            r = g["replicas"]
+            cpu = r["2 replicas"]["cpu_s"]
+            add(
+                f"replicas: one model on 2 replicas / 1, req/s through the gateway (CPU s with "
+                f"2: services {cpu['services']}, gateway {cpu['gateway']}, load generator and "
+                f"rest {cpu['load_generator_and_rest']})",
+                r["ratio_2_vs_1"],
+                ">= 1.6x where cores are spare",
+                r["ratio_2_vs_1"] >= 1.6,
+            )
         switching = g["switching"]["maas_gateway"]
         add(
             f"gateway: failed requests while the version switches every second under load "

@@ -251,6 +251,7 @@ class DeployParams(_Strict):
     kubernetes_dir: Path = Path(".maas/deploy/kubernetes")
     kubernetes_replicas: int = Field(2, ge=1)
     tasks: list[str] | None = None  # the tasks `maas watch` serves (None: every task file)
+    replicas: int = Field(1, ge=1, le=16)  # local: containers per model behind the gateway
     default_model: str | None = None  # what / reaches (None: the default task's model)
 
 

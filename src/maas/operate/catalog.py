@@ -43,7 +43,7 @@ def catalog_entry(
         "served_version": deployment.version if deployment else None,
         "endpoint": deployment.endpoint if deployment else None,
         "deployed_at": deployment.deployed_at if deployment else None,
-        "replicas": 1 if deployment else 0,
+        "replicas": len(deployment.all_containers) if deployment else 0,
         "inputs": before.get("inputs", []),
         "detail": detail[:300] if action not in ("in_sync", "deployed") else "",
     }

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maas.errors import MaasError
@@ -25,6 +25,16 @@ class Deployment:
     endpoint: str
     deployed_at: str
     image_id: str = ""  # the image that passed infra-validation, which is what runs (local)
+    containers: list[str] = field(default_factory=list)  # every replica (local; [container])
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def all_containers(self) -> list[str]:
+        return list(self.containers) or [self.container]
+
+    @property
+    def all_ports(self) -> list[int]:
+        return list(self.ports) or [self.port]
 
 
 STATE_FILE = "local.json"

@@ -37,6 +37,7 @@ from maas.operate.gateway_routes import (
     Route,
     RouteTable,
     render,
+    servers,
 )
 
 
@@ -162,32 +163,42 @@ class Gateway:
             self._expect(f"commit map @{version[1]} {path}")
         table.write(self.table_file)
 
-    def switch(self, model: str, upstream: int, version: str) -> None:
-        """New requests for `model` go to 127.0.0.1:`upstream` (where `version` runs) from
-        now on; requests already on the old server finish there. No reload: the running
-        process swaps the model's server slots, and a new model takes a free backend."""
+    def switch(self, model: str, upstreams: list[int], version: str) -> None:
+        """New requests for `model` go to 127.0.0.1:`upstreams` (the replicas where `version`
+        runs, balanced) from now on; requests already on the old servers finish there. No
+        reload: the running process swaps the model's server slots, and a new model takes a
+        free backend."""
         if not re.fullmatch(MODEL_NAME, model):
             raise DeployError(f"model name {model!r} cannot be a gateway route")
+        if not upstreams:
+            raise DeployError(f"{model}: no replica to switch to")
         table = self.table()
-        backend = table.backend_for(model)
-        if backend is None:  # the pool is full: a bigger configuration, started afresh
-            table.pool += POOL
+        if table.backend_for(model) is None or len(upstreams) > table.replicas:
+            # the pool is full, or more replicas than slots hold: a bigger configuration,
+            # started afresh (the only changes that restart the gateway)
+            table.pool += POOL if table.backend_for(model) is None else 0
+            table.replicas = max(table.replicas, len(upstreams))
             table.write(self.table_file)
             self.stop()
             self.ensure()
             table = self.table()
-            backend = table.backend_for(model)
-        route = table.routes.get(model) or Route(str(backend))
-        live = route.live if route.port is not None else SLOTS[1]
+        route = table.routes.get(model) or Route(str(table.backend_for(model)))
+        live = route.live if route.ports else SLOTS[1]
         spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
         self.checked_config(table)  # the maps and configuration as they stand still check
-        self._expect(f"set server {route.backend}/{spare} addr 127.0.0.1 port {upstream}",
-                     "changed", "no need to change")  # fmt: skip
-        self._expect(f"set server {route.backend}/{spare} state ready")
-        table.routes[model] = Route(route.backend, upstream, version, spare)
+        for index, server in enumerate(servers(spare, table.replicas)):
+            target = f"{route.backend}/{server}"
+            if index >= len(upstreams):
+                self._expect(f"set server {target} state maint")
+                continue
+            self._expect(f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
+                         "changed", "no need to change")  # fmt: skip
+            self._expect(f"set server {target} state ready")
+        table.routes[model] = Route(route.backend, list(upstreams), version, spare)
         self._apply(table)  # the model is routed, and its new version reachable by number
-        if route.port is not None:
-            self._expect(f"set server {route.backend}/{live} state maint")
+        if route.ports:
+            for server in servers(live, table.replicas):
+                self._expect(f"set server {route.backend}/{server} state maint")
 
     def remove(self, model: str) -> None:
         """`model` leaves the gateway: its paths answer 404, its slots are emptied."""
@@ -199,7 +210,8 @@ class Gateway:
             return
         self._apply(table)
         for slot in SLOTS:
-            self._expect(f"set server {route.backend}/{slot} state maint")
+            for server in servers(slot, table.replicas):
+                self._expect(f"set server {route.backend}/{server} state maint")
 
     def publish(self, catalog: dict[str, dict[str, Any]]) -> None:
         """What `GET /models` answers from now on (an entry per model)."""

@@ -29,9 +29,14 @@ MODEL_NAME = r"[A-Za-z0-9._-]+"
 @dataclass
 class Route:
     backend: str  # b0, b1, ...: the pool backend this model uses
-    port: int | None = None  # the live slot's upstream (None: out of service)
+    ports: list[int] = field(default_factory=list)  # the live slot's replicas (none: out)
     version: str | None = None  # the version in the live slot
     live: str = SLOTS[0]
+
+
+def servers(slot: str, replicas: int) -> list[str]:
+    """A slot's server names: `blue`, then `blue2`, `blue3`, ... for more replicas."""
+    return [slot if i == 1 else f"{slot}{i}" for i in range(1, replicas + 1)]
 
 
 @dataclass
@@ -41,6 +46,7 @@ class RouteTable:
     routes: dict[str, Route] = field(default_factory=dict)
     default: str | None = None  # the model un-prefixed paths reach (the default task's)
     pool: int = POOL
+    replicas: int = 1  # servers per slot (the most replicas a model runs)
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -63,7 +69,7 @@ class RouteTable:
         return next((f"b{i}" for i in range(self.pool) if f"b{i}" not in used), None)
 
     def served(self) -> dict[str, Route]:
-        return {name: route for name, route in self.routes.items() if route.port is not None}
+        return {name: route for name, route in self.routes.items() if route.ports}
 
 
 def route_map(table: RouteTable) -> dict[str, str]:
@@ -133,14 +139,17 @@ def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: Map
     for index in range(table.pool):
         name = f"b{index}"
         route = next((r for r in table.routes.values() if r.backend == name), None)
-        servers = []
+        lines = []
         for slot in SLOTS:
-            if route is not None and route.port is not None and slot == route.live:
-                servers.append(f"  server {slot} 127.0.0.1:{route.port}")
-            else:
-                servers.append(f"  server {slot} 127.0.0.1:{NO_SERVER_PORT} disabled")
+            live = route.ports if route is not None and slot == route.live else []
+            for index, server in enumerate(servers(slot, table.replicas)):
+                if index < len(live):
+                    lines.append(f"  server {server} 127.0.0.1:{live[index]}")
+                else:
+                    lines.append(f"  server {server} 127.0.0.1:{NO_SERVER_PORT} disabled")
+        # a version's own path reaches its slot's first replica
         rules = [f"  use-server {slot} if {{ var(txn.slot) -m str {slot} }}" for slot in SLOTS]
-        backends.append("\n".join([f"backend {name}", *rules, *servers]) + "\n")
+        backends.append("\n".join([f"backend {name}", *rules, *lines]) + "\n")
     return f"""# rendered by maas (maas.operate.gateway_routes) from {socket_file.parent}/gateway.json
 global
   master-worker
@@ -154,6 +163,7 @@ defaults
   option http-keep-alive
   retries 1
   retry-on conn-failure empty-response
+  option redispatch 1
 frontend maas
   bind {host}:{port}
   acl model_path path_beg /models/

@@ -67,11 +67,13 @@ class LocalTarget:
         ready_timeout_s: float = 120,
         drain_s: float = 2.0,
         default: str | None = None,
+        replicas: int = 1,
     ) -> None:
         self.state_dir = state_dir
         self.host, self.port = parse_address(address)
         self.runtime, self.network = runtime, network
         self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
+        self.replicas = replicas  # containers per model, balanced by the gateway
         self.state_file = state_dir / STATE_FILE
         self.endpoint = f"http://{self.host}:{self.port}"
         self.gateway = Gateway(state_dir, self.host, self.port, default)
@@ -90,11 +92,49 @@ class LocalTarget:
         self.gateway.ensure()
 
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
-        """Start the image beside the current one, check it, switch, remove the old one.
+        """Start the image's replicas beside the current ones, check each, switch, remove
+        the old ones.
 
-        The container runs `image_id`, the image that passed infra-validation, not whatever
+        The containers run `image_id`, the image that passed infra-validation, not whatever
         the mutable tag `image` names by now (a rebuild, a pull, a person retagging)."""
         self.ensure_gateway()
+        started: list[tuple[str, int]] = []
+        try:
+            for _ in range(self.replicas):
+                started.append(self._start(model, version, image, image_id))
+        except BaseException:  # one failed, or we are stopping: the old ones keep serving
+            for container, _ in started:
+                containers.remove_container(self.runtime, container)
+            raise
+        names, ports = [c for c, _ in started], [p for _, p in started]
+        previous = self.current(model)
+        deployment = Deployment(
+            model=model, version=version, image=image, image_id=image_id,
+            container=names[0], port=ports[0], endpoint=self.model_endpoint(model),
+            deployed_at=utc_timestamp(), containers=names, ports=ports,
+        )  # fmt: skip
+        try:
+            self.gateway.switch(model, ports, version)  # new requests now reach `names`
+        except DeployError:
+            self._remove(names)  # the old ones keep serving
+            raise
+        try:
+            self._write_state(deployment)
+        except DeployError:  # unrecorded: back to the old ones, which still run
+            with contextlib.suppress(DeployError):
+                if previous is not None:
+                    self.gateway.switch(model, previous.all_ports, previous.version)
+            self._remove(names)
+            raise
+        if previous is not None:
+            old = [c for c in previous.all_containers if c not in names]
+            time.sleep(self.drain_s if old else 0)  # requests already on the old ones finish
+            self._remove(old)
+        log.info("%s v%s serves at %s (%s)", model, version, deployment.endpoint, ", ".join(names))
+        return deployment
+
+    def _start(self, model: str, version: str, image: str, image_id: str) -> tuple[str, int]:
+        """One replica, ready and answering with `version`: its container name and port."""
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
         secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
@@ -106,51 +146,26 @@ class LocalTarget:
         except BaseException:  # created, then failed to start, or we are stopping: leave nothing
             containers.remove_container(self.runtime, name)
             raise
-        container = name  # names, not ids: orphans are found by name prefix
-        base_url = f"http://127.0.0.1:{port}"
+        base_url = f"http://127.0.0.1:{port}"  # names, not ids: orphans are found by prefix
         try:
-            alive = lambda: containers.container_running(self.runtime, container)  # noqa: E731
+            alive = lambda: containers.container_running(self.runtime, name)  # noqa: E731
             if not containers.wait_ready(base_url, self.ready_timeout_s, alive=alive):
                 raise DeployError(f"{image} not ready within {self.ready_timeout_s:.0f}s")
             served = _served_version(base_url)
             if served != version:
                 raise DeployError(f"{image} serves model_version {served!r}, not {version}")
         except Exception as error:
-            logs = containers.container_logs(self.runtime, container)
-            containers.remove_container(self.runtime, container)
+            logs = containers.container_logs(self.runtime, name)
+            containers.remove_container(self.runtime, name)
             raise DeployError(f"{error}; container log tail: {logs[-300:]}") from None
         except BaseException:  # stopped (SIGTERM, Ctrl-C) before the switch: the old one serves
-            containers.remove_container(self.runtime, container)
+            containers.remove_container(self.runtime, name)
             raise
-        previous = self.current(model)
-        deployment = Deployment(
-            model=model,
-            version=version,
-            image=image,
-            image_id=image_id,
-            container=container,
-            port=port,
-            endpoint=self.model_endpoint(model),
-            deployed_at=utc_timestamp(),
-        )
-        try:
-            self.gateway.switch(model, port, version)  # new requests now reach `container`
-        except DeployError:
-            containers.remove_container(self.runtime, container)  # the old one keeps serving
-            raise
-        try:
-            self._write_state(deployment)
-        except DeployError:  # unrecorded: back to the old one, which still runs
-            with contextlib.suppress(DeployError):
-                if previous is not None:
-                    self.gateway.switch(model, previous.port, previous.version)
-            containers.remove_container(self.runtime, container)
-            raise
-        if previous is not None and previous.container != container:
-            time.sleep(self.drain_s)  # requests already on the old container finish
-            containers.remove_container(self.runtime, previous.container)
-        log.info("%s v%s serves at %s (container %s)", model, version, deployment.endpoint, name)
-        return deployment
+        return name, port
+
+    def _remove(self, names: list[str]) -> None:
+        for name in names:
+            containers.remove_container(self.runtime, name)
 
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
         """Why the recorded deployment is not what answers at the stable address (None: it
@@ -176,6 +191,11 @@ class LocalTarget:
                 f"{deployment.endpoint} serves v{served.get('model_version')}, "
                 f"not v{deployment.version}"
             )
+        if len(deployment.all_containers) > 1:  # the gateway hides a dead replica: ask
+            running = lambda c: containers.container_running(self.runtime, c)  # noqa: E731
+            gone = [c for c in deployment.all_containers if not running(c)]
+            if gone:
+                return f"container {gone[0]} is not running"
         if digests and served.get("sha256") != dict(digests):
             return (
                 f"{deployment.endpoint} serves other artifacts than the registered "
@@ -197,11 +217,11 @@ class LocalTarget:
         """Remove this model's containers that do not serve: left by a controller killed
         between a switch and the old container's removal, or during a failed start."""
         current = self.current(model)
-        keep = current.container if current else None
+        keep = current.all_containers if current else []
         orphans = [
             name
             for name in containers.list_containers(self.runtime, self.prefix(model))
-            if name != keep
+            if name not in keep
         ]
         for name in orphans:
             containers.remove_container(self.runtime, name)
@@ -232,7 +252,7 @@ class LocalTarget:
         self.gateway.remove(model)
         if current is not None:
             time.sleep(self.drain_s if self.gateway.running() else 0)
-            containers.remove_container(self.runtime, current.container)
+            self._remove(current.all_containers)
         remove_state(self.state_file, model)
         self.remove_orphans(model)
         if not read_deployments(self.state_dir, self.name):
@@ -288,6 +308,7 @@ def make_target(params: Params) -> Target:
         network=params.packaging.network,
         ready_timeout_s=params.packaging.infra_validation.ready_timeout_s,
         default=params.deploy.default_model,
+        replicas=params.deploy.replicas,
     )
 
 

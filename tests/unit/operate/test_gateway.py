@@ -79,23 +79,23 @@ def test_switching_under_load_fails_no_request_and_a_killed_gateway_comes_back(g
         gateway.ensure()
         nothing = httpx.post(url, json={})
         assert nothing.status_code == 404 and "no default model" in nothing.json()["error"]
-        gateway.switch("m", port_a, "1")
+        gateway.switch("m", [port_a], "1")
         assert httpx.post(url, json={}).text == "a"
 
         seen: Counter[str] = Counter()
         stop = threading.Event()
         threads = hammer(url, seen, stop)
         for index in range(20):
-            gateway.switch("m", port_b if index % 2 == 0 else port_a, str(index + 2))
+            gateway.switch("m", [port_b if index % 2 == 0 else port_a], str(index + 2))
             stop.wait(0.05)
         stop.set()
         for thread in threads:
             thread.join()
         assert set(seen) == {"a", "b"}, seen  # both served, nothing failed
         with httpx.Client() as http:  # the switch holds for a kept-alive connection too
-            gateway.switch("m", port_b, "30")
+            gateway.switch("m", [port_b], "30")
             assert {http.post(url, json={}).text for _ in range(20)} == {"b"}
-            gateway.switch("m", port_a, "31")
+            gateway.switch("m", [port_a], "31")
             assert {http.post(url, json={}).text for _ in range(20)} == {"a"}
 
         pid = int(gateway.pid_file.read_text())
@@ -114,7 +114,7 @@ def test_switching_under_load_fails_no_request_and_a_killed_gateway_comes_back(g
 def test_a_configuration_haproxy_refuses_is_never_put_in_place(gateway) -> None:
     _, port = backend("a")
     gateway.ensure()
-    gateway.switch("m", port, "1")
+    gateway.switch("m", [port], "1")
     live = gateway.config_file.read_text()
     gateway.host = "256.0.0.1"  # not an address: `haproxy -c` refuses the rendered file
     with pytest.raises(DeployError, match="haproxy -c refused"):
@@ -132,14 +132,14 @@ def test_models_join_and_leave_the_running_gateway_without_a_reload(gateway) -> 
     base = f"http://127.0.0.1:{gateway.port}"
     try:
         gateway.ensure()
-        gateway.switch("m", port_a, "1")
+        gateway.switch("m", [port_a], "1")
         gateway.publish({"m": {"model": "m", "state": "serving", "detail": "a; b \\ c"}})
         pid = int(gateway.pid_file.read_text())
         seen: Counter[str] = Counter()
         stop = threading.Event()
         threads = hammer(f"{base}/models/m/predict", seen, stop)
         stop.wait(0.3)
-        gateway.switch("other-task", port_b, "7")
+        gateway.switch("other-task", [port_b], "7")
         gateway.publish({"m": {"model": "m", "state": "serving", "detail": "a; b \\ c"},
                          "other-task": {"model": "other-task", "state": "serving"}})  # fmt: skip
         assert httpx.post(f"{base}/models/other-task/predict", json={}).text == "b"
@@ -156,6 +156,9 @@ def test_models_join_and_leave_the_running_gateway_without_a_reload(gateway) -> 
         assert unknown.status_code == 404
         assert unknown.json() == {"error": "no such model", "model": "hotel%22rates",
                                   "models": ["m", "other-task"]}  # fmt: skip
+        b.shutdown()
+        b.server_close()  # other-task's only container dies: 503 for it, m keeps answering
+        assert httpx.post(f"{base}/models/other-task/predict", json={}).status_code == 503
         gateway.remove("other-task")
         assert httpx.post(f"{base}/models/other-task/predict", json={}).status_code == 404
         stop.wait(0.3)
@@ -174,12 +177,36 @@ def test_a_model_beyond_the_pool_gets_a_bigger_configuration(gateway) -> None:
     try:
         gateway.ensure()
         for index in range(POOL + 1):
-            gateway.switch(f"m{index}", port, "1")
+            gateway.switch(f"m{index}", [port], "1")
         assert gateway.table().pool == 2 * POOL
         last = f"http://127.0.0.1:{gateway.port}/models/m{POOL}/predict"
         assert httpx.post(last, json={}).text == "a"
     finally:
         server.shutdown()
+
+
+def test_replicas_share_the_load_and_a_dead_one_is_not_seen(gateway) -> None:
+    """deploy.replicas: the slot's servers are balanced; a replica that dies costs no request
+    (HAProxy retries on another); more replicas than the slots hold make a bigger
+    configuration once."""
+    (a, port_a), (b, port_b), (c, port_c) = backend("a"), backend("b"), backend("c")
+    url = f"http://127.0.0.1:{gateway.port}/models/m/predict"
+    try:
+        gateway.ensure()
+        gateway.switch("m", [port_a, port_b], "1")  # 2 > 1 server per slot: restarted once
+        assert gateway.table().replicas == 2
+        with httpx.Client() as http:
+            assert {http.post(url, json={}).text for _ in range(20)} == {"a", "b"}
+            b.shutdown()
+            b.server_close()  # replica b is gone: connections refused
+            assert {http.post(url, json={}).status_code for _ in range(20)} == {200}
+        pid = int(gateway.pid_file.read_text())
+        gateway.switch("m", [port_c], "2")  # fewer replicas: the spare servers stay out
+        assert {httpx.post(url, json={}).text for _ in range(10)} == {"c"}
+        assert int(gateway.pid_file.read_text()) == pid
+    finally:
+        a.shutdown()
+        c.shutdown()
 
 
 def test_an_address_held_by_another_process_is_refused(tmp_path: Path) -> None:
@@ -204,7 +231,7 @@ def test_a_relative_state_folder_works(tmp_path: Path, monkeypatch) -> None:
     gateway = Gateway(Path(".maas/deploy"), "127.0.0.1", free_port(), default="m")
     try:
         gateway.ensure()
-        gateway.switch("m", port, "1")
+        gateway.switch("m", [port], "1")
         assert httpx.post(f"http://127.0.0.1:{gateway.port}/predict", json={}).text == "a"
     finally:
         gateway.stop()

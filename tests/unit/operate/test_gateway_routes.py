@@ -37,5 +37,5 @@ def test_maps_route_served_models_only_and_the_catalog_is_one_line_each(tmp_path
     table.write(tmp_path / "gateway.json")
     assert RouteTable.read(tmp_path / "gateway.json") == table
     assert RouteTable.read(tmp_path / "missing.json") == RouteTable()
-    full = RouteTable(routes={f"m{i}": Route(f"b{i}", 4000 + i) for i in range(8)})
+    full = RouteTable(routes={f"m{i}": Route(f"b{i}", [4000 + i]) for i in range(8)})
     assert full.backend_for("one-more") is None  # the gateway makes a bigger configuration
