@@ -101,9 +101,11 @@ def undeploy(
         else:
             out.print(f"{name}: {was}; nothing was serving ({outcome.detail or outcome.action})")
     if every:
+        from maas.operate.controller import controller_lock
         from maas.operate.targets import make_target
 
-        left = make_target(params).stop_all()  # models of tasks no longer here
+        with controller_lock(params.deploy.state_dir):  # not in the middle of a pass's switch
+            left = make_target(params).stop_all()  # models of tasks no longer here
         if left:
             out.print(f"also stopped: {', '.join(left)}")
 

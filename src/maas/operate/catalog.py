@@ -45,7 +45,10 @@ def catalog_entry(
         "deployed_at": deployment.deployed_at if deployment else None,
         "replicas": len(deployment.all_containers) if deployment else 0,
         "inputs": before.get("inputs", []),
-        "detail": detail[:300] if action not in ("in_sync", "deployed") else "",
+        # why, without a container's log tail: the catalog is open like /docs.json
+        "detail": detail.split("; container log tail")[0][:300]
+        if action not in ("in_sync", "deployed")
+        else "",
     }
     if deployment is not None:
         base = f"/models/{name}"

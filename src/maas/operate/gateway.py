@@ -16,6 +16,7 @@ serving, and the controller starts it again when it is gone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -30,6 +31,7 @@ from typing import Any
 from maas.net import port_open, wait_until
 from maas.operate.deployment import DeployError
 from maas.operate.gateway_routes import (
+    FORMAT,
     MODEL_NAME,
     POOL,
     SLOTS,
@@ -39,6 +41,8 @@ from maas.operate.gateway_routes import (
     render,
     servers,
 )
+
+COMPLAINTS = ("problem", "can't", "Invalid", "invalid", "No such", "Unknown", "Require")
 
 
 def haproxy() -> str:
@@ -98,13 +102,16 @@ class Gateway:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return False
-        return b"haproxy" in command and str(self.config_file).encode() in command
+        # the pid file is ours; a gateway started by an older maas ran from a relative path
+        return b"haproxy" in command and b"gateway.cfg" in command
 
     def ensure(self) -> None:
         """Start the gateway unless it runs, serving what the routing table says; refuse an
         address another process holds (a dev server, another project's gateway): it would
-        answer for us."""
+        answer for us. A running gateway of an older configuration format is reloaded."""
         if self.running() and port_open(self.host, self.port):
+            if FORMAT not in self.config_file.read_text(errors="replace"):
+                self.reload(self.table())
             return
         if self.pid_file.is_file():  # our master died: its workers see it and exit
             wait_until(lambda: not port_open(self.host, self.port), 10, 0.1)
@@ -115,11 +122,8 @@ class Gateway:
             )
         self.stop()  # a master whose listener is gone
         table = self.table()
-        for route in table.routes.values():
-            route.live = SLOTS[0]  # the configuration puts each live version in blue
         table.pool = max(table.pool, POOL * (len(table.routes) // POOL + 1))
-        os.replace(self.checked_config(table), self.config_file)
-        table.write(self.table_file)
+        self._configure(table)
         self.socket_file.unlink(missing_ok=True)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -145,15 +149,61 @@ class Gateway:
             raise DeployError(f"the gateway's admin socket {self.socket_file}: {error}") from None
 
     def _expect(self, line: str, *accepted: str) -> str:
+        """Run `line`; an answer is a refusal unless it is empty or holds an `accepted`
+        phrase and no complaint (HAProxy answers `no need to change the addr, problem
+        converting port ...` to a port it cannot take)."""
         answer = self.command(line)
-        if answer and not any(word in answer for word in accepted):
+        complaint = any(word in answer for word in COMPLAINTS)
+        if answer and (complaint or not any(word in answer for word in accepted)):
             raise DeployError(f"the gateway refused `{line[:120]}`: {answer[:300]}")
         return answer
 
-    def _apply(self, table: RouteTable) -> None:
-        """Every map as `table` says, each replaced atomically (prepare, add, commit), then
-        the table recorded: a restarted gateway serves the same."""
-        for path, entries in self.maps.write(table).items():
+    def _configure(self, table: RouteTable) -> None:
+        """The configuration for `table` checked and put in place (each live version in blue,
+        as a starting process serves it), the table recorded."""
+        for route in table.routes.values():
+            route.live = SLOTS[0]
+        os.replace(self.checked_config(table), self.config_file)
+        self._record(table)
+
+    def _record(self, table: RouteTable) -> None:
+        try:
+            table.write(self.table_file)
+        except OSError as error:
+            raise DeployError(f"cannot write {self.table_file}: {error.strerror}") from None
+
+    def _worker(self) -> str | None:
+        """The serving worker's pid (the admin socket is the worker's), None if none answers."""
+        try:
+            found = re.search(r"^Pid: (\d+)", self.command("show info"), re.MULTILINE)
+        except DeployError:
+            return None
+        return found[1] if found else None
+
+    def reload(self, table: RouteTable) -> None:
+        """A new configuration (a bigger pool, more replicas, a newer format) without closing
+        the listener: the master re-reads it and starts a new worker (SIGUSR2), the old one
+        finishes the requests it has. Idle keep-alive connections are closed, so a request
+        may need its client's retry: only these changes reload, never a switch."""
+        before = self._worker()
+        self._configure(table)
+        os.kill(int(self.pid_file.read_text()), signal.SIGUSR2)
+        if not wait_until(lambda: self._worker() not in (None, before), 15, 0.1):
+            raise DeployError(
+                f"the gateway did not reload {self.config_file} (see {self.log_file})"
+            )
+
+    def _apply(self, table: RouteTable, *paths: Path) -> None:
+        """The map files as `table` says, and in the running process the maps `paths` (all
+        when none are named), each replaced atomically (prepare, add, commit); then the
+        table recorded: a restarted gateway serves the same."""
+        try:
+            maps = self.maps.write(table)
+        except OSError as error:
+            raise DeployError(f"cannot write the gateway's maps: {error.strerror}") from None
+        for path, entries in maps.items():
+            if paths and path not in paths:
+                continue
             answer = self._expect(f"prepare map {path}", "New version created")
             version = re.search(r"created: (\d+)", answer)
             if version is None:
@@ -161,41 +211,48 @@ class Gateway:
             for key, value in entries.items():  # one entry per command: a value may be long
                 self._expect(f"add map @{version[1]} {path} <<\n{key} {value}\n")
             self._expect(f"commit map @{version[1]} {path}")
-        table.write(self.table_file)
+        self._record(table)
 
     def switch(self, model: str, upstreams: list[int], version: str) -> None:
         """New requests for `model` go to 127.0.0.1:`upstreams` (the replicas where `version`
         runs, balanced) from now on; requests already on the old servers finish there. No
         reload: the running process swaps the model's server slots, and a new model takes a
-        free backend."""
+        free backend. If any step fails (or we are stopped), the old slot serves alone
+        again and the maps are the old ones."""
         if not re.fullmatch(MODEL_NAME, model):
             raise DeployError(f"model name {model!r} cannot be a gateway route")
         if not upstreams:
             raise DeployError(f"{model}: no replica to switch to")
         table = self.table()
         if table.backend_for(model) is None or len(upstreams) > table.replicas:
-            # the pool is full, or more replicas than slots hold: a bigger configuration,
-            # started afresh (the only changes that restart the gateway)
+            # the pool is full, or more replicas than slots hold: a bigger configuration
             table.pool += POOL if table.backend_for(model) is None else 0
             table.replicas = max(table.replicas, len(upstreams))
-            table.write(self.table_file)
-            self.stop()
-            self.ensure()
+            self.reload(table)
             table = self.table()
         route = table.routes.get(model) or Route(str(table.backend_for(model)))
         live = route.live if route.ports else SLOTS[1]
         spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
-        self.checked_config(table)  # the maps and configuration as they stand still check
-        for index, server in enumerate(servers(spare, table.replicas)):
-            target = f"{route.backend}/{server}"
-            if index >= len(upstreams):
-                self._expect(f"set server {target} state maint")
-                continue
-            self._expect(f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
-                         "changed", "no need to change")  # fmt: skip
-            self._expect(f"set server {target} state ready")
-        table.routes[model] = Route(route.backend, list(upstreams), version, spare)
-        self._apply(table)  # the model is routed, and its new version reachable by number
+        spares = [f"{route.backend}/{server}" for server in servers(spare, table.replicas)]
+        routes = (self.maps.routes, self.maps.versions)
+        try:
+            for index, target in enumerate(spares):
+                if index >= len(upstreams):
+                    self._expect(f"set server {target} state maint")
+                    continue
+                if not 0 < upstreams[index] < 65536:  # HAProxy would wrap 70000 to 4464
+                    raise DeployError(f"{model}: port {upstreams[index]} is not a TCP port")
+                self._expect(f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
+                             "changed", "no need to change")  # fmt: skip
+                self._expect(f"set server {target} state ready")
+            table.routes[model] = Route(route.backend, list(upstreams), version, spare)
+            self._apply(table, *routes)  # routed, and the new version reachable by number
+        except BaseException:
+            with contextlib.suppress(Exception):  # the old slot alone again, the old maps
+                for target in spares:
+                    self._expect(f"set server {target} state maint")
+                self._apply(self.table(), *routes)
+            raise
         if route.ports:
             for server in servers(live, table.replicas):
                 self._expect(f"set server {route.backend}/{server} state maint")
@@ -206,7 +263,7 @@ class Gateway:
         route = table.routes.pop(model, None)
         table.catalog.pop(model, None)
         if route is None or not self.running():
-            table.write(self.table_file)
+            self._record(table)
             return
         self._apply(table)
         for slot in SLOTS:
@@ -218,12 +275,15 @@ class Gateway:
         table = self.table()
         table.catalog = catalog
         if self.running():
-            self._apply(table)
+            self._apply(table, self.maps.catalog)
         else:
-            table.write(self.table_file)
+            self._record(table)
 
     def stop(self) -> None:
-        if self.running():
-            os.kill(int(self.pid_file.read_text()), signal.SIGTERM)  # workers finish, then exit
-            wait_until(lambda: not self.running(), 10, 0.1)
+        """Soft stop (SIGUSR1): the worker stops listening and finishes its requests; a
+        master still there after 10 s gets SIGTERM."""
+        for signum in (signal.SIGUSR1, signal.SIGTERM):
+            if self.running():
+                os.kill(int(self.pid_file.read_text()), signum)
+                wait_until(lambda: not self.running(), 10, 0.1)
         self.pid_file.unlink(missing_ok=True)

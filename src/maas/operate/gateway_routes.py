@@ -2,7 +2,7 @@
 
 One HAProxy frontend serves every model: `/models/<name>/...` reaches that model's backend
 with the prefix removed, `/models/<name>/versions/<N>/...` the server slot where version N
-runs (while two run: a switch), `GET /models` and `GET /models/<name>` answer the catalog, and
+runs (404 once another version took over), `GET /models` and `GET /models/<name>` answer the catalog, and
 any other path reaches the default task's model. Which backend a model uses, which version
 runs in which slot and what the catalog says live in three HAProxy map files, so that adding
 a model, switching a version or publishing the catalog changes a map through the Runtime API
@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from maas.files import write_text_atomic
+from maas.operate.deployment import DeployError
 
 SLOTS = ("blue", "green")  # a fresh gateway serves each model from blue
 POOL = 8  # backends per configuration beyond the routed models: that many models join live
 NO_SERVER_PORT = 1  # an empty slot: disabled; with both disabled HAProxy answers 503
 ALL, NAMES, DEFAULT = "*all", "*names", "*default"  # map keys no model name can take
+FORMAT = "maas gateway format 2"  # in the configuration: a gateway of another one is reloaded
+CATALOG_BYTES = 12_000  # a map value is one Runtime API payload, within tune.bufsize (16 KiB)
 MODEL_NAME = r"[A-Za-z0-9._-]+"
 
 
@@ -51,12 +54,20 @@ class RouteTable:
 
     @classmethod
     def read(cls, path: Path) -> RouteTable:
+        """The table (an empty one before the first deploy). A file that does not parse is
+        an error, not an empty table: routing from nothing would take a backend a live model
+        holds."""
         try:
             raw = json.loads(path.read_text())
             routes = {name: Route(**route) for name, route in raw.pop("routes").items()}
             return cls(routes=routes, **raw)
-        except (FileNotFoundError, ValueError, TypeError, KeyError):
+        except FileNotFoundError:
             return cls()
+        except (ValueError, TypeError, KeyError) as error:
+            raise DeployError(
+                f"the gateway's routing table {path} does not parse ({error}): "
+                "remove it and `maas watch` routes from the deploy state"
+            ) from None
 
     def write(self, path: Path) -> None:
         write_text_atomic(path, json.dumps(asdict(self), indent=1), durable=True)
@@ -81,16 +92,24 @@ def route_map(table: RouteTable) -> dict[str, str]:
 
 
 def version_map(table: RouteTable) -> dict[str, str]:
-    """`<model>/<version>` -> the slot it runs in (the live versions; during a switch the
-    gateway adds the new one before and removes the old one after)."""
+    """`<model>/<version>` -> the slot it runs in (the live versions: at a switch the new
+    version's entry replaces the old one's, whose requests in flight finish)."""
     return {f"{name}/{r.version}": r.live for name, r in sorted(table.served().items())}
 
 
 def catalog_map(table: RouteTable) -> dict[str, str]:
     """`*all` -> the catalog as a JSON list, `*names` -> the model names, model -> its entry."""
     entries = {name: _compact(entry) for name, entry in sorted(table.catalog.items())}
-    return {ALL: "[" + ",".join(entries.values()) + "]", NAMES: _compact(sorted(table.served())),
-            **entries}  # fmt: skip
+    listed = "[" + ",".join(entries.values()) + "]"
+    if len(listed) > CATALOG_BYTES:  # many models: the list without the input fields
+        brief = [
+            {k: v for k, v in e.items() if k != "inputs"} for _, e in sorted(table.catalog.items())
+        ]
+        listed = _compact(brief)
+    too_long = [key for key, value in entries.items() if len(value) > CATALOG_BYTES]
+    if len(listed) > CATALOG_BYTES or too_long:
+        raise DeployError(f"the catalog is over {CATALOG_BYTES} bytes ({too_long or 'the list'})")
+    return {ALL: listed, NAMES: _compact(sorted(table.served())), **entries}
 
 
 def _compact(value: Any) -> str:
@@ -150,7 +169,7 @@ def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: Map
         # a version's own path reaches its slot's first replica
         rules = [f"  use-server {slot} if {{ var(txn.slot) -m str {slot} }}" for slot in SLOTS]
         backends.append("\n".join([f"backend {name}", *rules, *lines]) + "\n")
-    return f"""# rendered by maas (maas.operate.gateway_routes) from {socket_file.parent}/gateway.json
+    return f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from {socket_file.parent}/gateway.json
 global
   master-worker
   stats socket {socket_file} mode 600 level admin expose-fd listeners
@@ -170,9 +189,9 @@ frontend maas
   acl catalog_path path /models /models/
   http-request return status 200 content-type application/json lf-string "%[str({ALL}),map({catalog})]" if METH_GET catalog_path
   http-request set-var(txn.model) path,field(3,/) if model_path
-  http-request set-var(txn.backend) var(txn.model),map({routes}) if model_path
+  http-request set-var(txn.backend) var(txn.model),map({routes}) if model_path {{ var(txn.model) -m reg ^{MODEL_NAME}$ }}
+  http-request return status 200 content-type application/json lf-string "%[var(txn.model),map({catalog})]" if METH_GET {{ path_reg ^/models/{MODEL_NAME}/?$ }} {{ var(txn.model),map({catalog}) -m found }}
   http-request return status 404 content-type application/json lf-string "{unknown}" if model_path !{{ var(txn.backend) -m found }}
-  http-request return status 200 content-type application/json lf-string "%[var(txn.model),map({catalog})]" if METH_GET {{ path_reg ^/models/{MODEL_NAME}/?$ }}
   acl version_path path_reg ^/models/{MODEL_NAME}/versions/[0-9]+(/|$)
   http-request set-var(txn.version) path,field(5,/) if version_path
   http-request set-var(txn.slot) var(txn.model),concat(/,txn.version),map({versions}) if version_path

@@ -120,10 +120,12 @@ class LocalTarget:
             raise
         try:
             self._write_state(deployment)
-        except DeployError:  # unrecorded: back to the old ones, which still run
+        except DeployError:  # unrecorded: back to the old ones, which still run (or none)
             with contextlib.suppress(DeployError):
                 if previous is not None:
                     self.gateway.switch(model, previous.all_ports, previous.version)
+                else:
+                    self.gateway.remove(model)
             self._remove(names)
             raise
         if previous is not None:
@@ -218,10 +220,12 @@ class LocalTarget:
         between a switch and the old container's removal, or during a failed start."""
         current = self.current(model)
         keep = current.all_containers if current else []
-        orphans = [
+        route = self.gateway.table().routes.get(model)
+        routed = {f"-{port}" for port in (route.ports if route else [])}  # switched to, but
+        orphans = [  # a controller killed before it recorded them: serving, so not orphans
             name
             for name in containers.list_containers(self.runtime, self.prefix(model))
-            if name not in keep
+            if name not in keep and not any(name.endswith(suffix) for suffix in routed)
         ]
         for name in orphans:
             containers.remove_container(self.runtime, name)

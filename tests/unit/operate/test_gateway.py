@@ -193,7 +193,7 @@ def test_replicas_share_the_load_and_a_dead_one_is_not_seen(gateway) -> None:
     url = f"http://127.0.0.1:{gateway.port}/models/m/predict"
     try:
         gateway.ensure()
-        gateway.switch("m", [port_a, port_b], "1")  # 2 > 1 server per slot: restarted once
+        gateway.switch("m", [port_a, port_b], "1")  # 2 > 1 server per slot: reloaded once
         assert gateway.table().replicas == 2
         with httpx.Client() as http:
             assert {http.post(url, json={}).text for _ in range(20)} == {"a", "b"}
@@ -207,6 +207,42 @@ def test_replicas_share_the_load_and_a_dead_one_is_not_seen(gateway) -> None:
     finally:
         a.shutdown()
         c.shutdown()
+
+
+def test_a_failed_switch_leaves_the_old_version_serving_alone(gateway) -> None:
+    """A switch HAProxy refuses halfway (here: a port it cannot take) puts the spare slot back
+    in maintenance and the maps back: the old version keeps every request."""
+    server, port = backend("a")
+    url = f"http://127.0.0.1:{gateway.port}/models/m/predict"
+    try:
+        gateway.ensure()
+        gateway.switch("m", [port], "1")
+        with pytest.raises(DeployError, match="not a TCP port"):  # HAProxy would wrap it
+            gateway.switch("m", [port, 70000], "2")  # the first replica was already ready
+        assert {httpx.post(url, json={}).text for _ in range(20)} == {"a"}
+        assert gateway.table().routes["m"].version == "1"
+        base = f"http://127.0.0.1:{gateway.port}/models/m/versions"
+        assert httpx.post(f"{base}/1/predict", json={}).text == "a"
+        assert httpx.post(f"{base}/2/predict", json={}).status_code == 404
+    finally:
+        server.shutdown()
+
+
+def test_a_gateway_of_an_older_format_is_reloaded_in_place(gateway) -> None:
+    """A gateway an older maas started keeps running across the upgrade: the next ensure
+    reloads it with the current configuration (same master, same listener)."""
+    server, port = backend("a")
+    try:
+        gateway.ensure()
+        gateway.switch("m", [port], "1")
+        master, worker = gateway.pid_file.read_text(), gateway._worker()
+        gateway.config_file.write_text(gateway.config_file.read_text().replace("format 2", "x"))
+        gateway.ensure()
+        assert gateway.pid_file.read_text() == master and gateway._worker() != worker
+        assert "format 2" in gateway.config_file.read_text()
+        assert httpx.post(f"http://127.0.0.1:{gateway.port}/predict", json={}).text == "a"
+    finally:
+        server.shutdown()
 
 
 def test_an_address_held_by_another_process_is_refused(tmp_path: Path) -> None:
