@@ -65,7 +65,7 @@ def test_full_disk_keeps_audit_trail_and_deploy_state_whole(tmp_path: Path) -> N
             write_state(disk / "local.json", deployment("2", pad=20000))
         # nothing half-written: the trail parses, the previous state stands, no leftovers
         assert [(e["event"], e["version"]) for e in read_audit(params)] == [("deployed", "1")]
-        assert read_deployment(disk).version == "1"
+        assert read_deployment(disk, "local", "m").version == "1"
         assert not (disk / "local.partial").exists()
 
 
