@@ -186,3 +186,12 @@ def test_a_column_the_data_does_not_declare_is_named_with_the_task_file(tmp_path
     task_file.write_text(yaml.safe_dump(task))
     with pytest.raises(ConfigError, match=r"(?s)a\.yaml.*'carier' \(features\.categorical\)"):
         load_params(params_file)
+
+
+def test_the_default_model_follows_the_overrides(tmp_path: Path) -> None:
+    """`--set registry.model_name=x` on the default task: / of the gateway reaches x (the
+    e2e projects name their own models so)."""
+    params_file = project(tmp_path, "a", "b", default="a")
+    assert load_params(params_file, ["registry.model_name=x"]).deploy.default_model == "x"
+    assert load_params(params_file, task="b").deploy.default_model == "a"
+    assert load_params(params_file, ["deploy.default_model=b"]).deploy.default_model == "b"

@@ -42,7 +42,14 @@ from maas.config.sections import (
     searchable,
 )
 from maas.config.task import DateParts, DerivedFeature, LabelSpec, OutputNames, SourceSpec, TimeSpec
-from maas.config.tasks import default_model, merge_task, read_yaml, resolve_task, task_files
+from maas.config.tasks import (
+    default_model,
+    default_task,
+    merge_task,
+    read_yaml,
+    resolve_task,
+    task_files,
+)
 
 __all__ = [
     "BandRule",
@@ -142,7 +149,13 @@ def load_params(
     overrides = list(overrides)
     tuned = tuned_overrides(raw, overrides)
     source = f"{path} + {task_files(path.parent)[raw['task']]}"
-    return parse_params(apply_overrides(raw, [*tuned, *overrides]), source)
+    params = parse_params(apply_overrides(raw, [*tuned, *overrides]), source)
+    shared = read_yaml(path, "parameters file")
+    if params.deploy.default_model is None and params.task == default_task(path.parent, shared):
+        # the default task's model, as the overrides name it: what / of the gateway reaches
+        deploy = params.deploy.model_copy(update={"default_model": params.registry.model_name})
+        params = params.model_copy(update={"deploy": deploy})
+    return params
 
 
 def read_raw(path: str | Path = "params.yaml", task: str | None = None) -> dict[str, Any]:
@@ -152,8 +165,8 @@ def read_raw(path: str | Path = "params.yaml", task: str | None = None) -> dict[
     name, file = resolve_task(path.parent, shared, task)
     merged = merge_task(shared, name, file)
     deploy = merged.setdefault("deploy", {})
-    if deploy.get("default_model") is None:
-        deploy["default_model"] = default_model(path.parent, shared)
+    if deploy.get("default_model") is None and name != default_task(path.parent, shared):
+        deploy["default_model"] = default_model(path.parent, shared)  # another task's model
     return merged
 
 

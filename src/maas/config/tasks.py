@@ -85,11 +85,17 @@ def merge_task(shared: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     return merged
 
 
-def default_model(root: Path, shared: dict[str, Any]) -> str | None:
-    """The registered model of the default task (params.yaml's `task`, else the only one):
-    what the stable address serves at / beside /models/<name>/."""
+def default_task(root: Path, shared: dict[str, Any]) -> str | None:
+    """params.yaml's `task`, else the only task (None: several and none chosen)."""
     files = task_files(root)
-    name = shared.get("task") or (next(iter(files)) if len(files) == 1 else None)
+    return shared.get("task") or (next(iter(files)) if len(files) == 1 else None)
+
+
+def default_model(root: Path, shared: dict[str, Any]) -> str | None:
+    """The registered model of the default task (its file's): what the stable address
+    serves at / beside /models/<name>/."""
+    files = task_files(root)
+    name = default_task(root, shared)
     if name not in files:
         return None
     own = read_yaml(files[name], "task file").get("registry") or {}

@@ -2,12 +2,13 @@
 
 One HAProxy frontend serves every model: `/models/<name>/...` reaches that model's backend
 with the prefix removed, `/models/<name>/versions/<N>/...` the server slot where version N
-runs (404 once another version took over), `GET /models` and `GET /models/<name>` answer the catalog, and
-any other path reaches the default task's model. Which backend a model uses, which version
-runs in which slot and what the catalog says live in three HAProxy map files, so that adding
-a model, switching a version or publishing the catalog changes a map through the Runtime API
-and never reloads the configuration. The configuration holds a pool of backends (each with
-a blue and a green slot); only a model beyond the pool makes a new configuration.
+runs (404 once another version took over), `GET /models` and `GET /models/<name>` answer
+the catalog, and any other path reaches the default task's model. Which backend a model
+uses, which version runs in which slot and what the catalog says live in three HAProxy map
+files, so that adding a model, switching a version or publishing the catalog changes a map
+through the Runtime API and never reloads the configuration. The configuration holds a pool
+of backends (each with a blue and a green slot of `replicas` servers); only a model beyond
+the pool or more replicas make a new configuration (a graceful reload).
 """
 
 from __future__ import annotations

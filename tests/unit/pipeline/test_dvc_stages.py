@@ -44,3 +44,24 @@ def test_task_init_adds_the_tasks_stages_to_dvc_yaml(tmp_path: Path, monkeypatch
                                      "--force", "-p", str(tmp_path / "params.yaml")])  # fmt: skip
     assert again.exit_code == 0, again.output
     assert (tmp_path / "dvc.yaml").read_text().count("train-orders:") == 1  # replaced, not added
+
+
+def test_task_init_refusals_are_named(tmp_path: Path) -> None:
+    """An existing task without --force, a partition frequency maas does not know, and both
+    --positive and --threshold: each one line naming what is wrong, exit 2, nothing written."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
+    data = write(tmp_path, orders())
+    base = ["task", "init", "--data", str(data), "--label", "returned", "--time", "placed",
+            "-p", str(tmp_path / "params.yaml")]  # fmt: skip
+    cases = [
+        (["hotel-rates"], "task 'hotel-rates' exists"),
+        (["orders", "--partition", "fortnight"], "--partition 'fortnight'"),
+        (["orders", "--positive", "1", "--threshold", "1"], "not both"),
+        (["Orders"], "use lower-case letters"),
+    ]
+    before = sorted(p.name for p in (tmp_path / "tasks").iterdir())
+    for extra, message in cases:
+        result = CliRunner().invoke(app, [*base[:2], extra[0], *base[2:], *extra[1:]])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == before
