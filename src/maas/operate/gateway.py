@@ -235,6 +235,7 @@ class Gateway:
         spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
         spares = [f"{route.backend}/{server}" for server in servers(spare, table.replicas)]
         routes = (self.maps.routes, self.maps.versions)
+        lives = [f"{route.backend}/{server}" for server in servers(live, table.replicas)]
         try:
             for index, target in enumerate(spares):
                 if index >= len(upstreams):
@@ -245,17 +246,19 @@ class Gateway:
                 self._expect(f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
                              "changed", "no need to change")  # fmt: skip
                 self._expect(f"set server {target} state ready")
+            if route.ports:  # the switch: the old version takes no new request
+                for target in lives:
+                    self._expect(f"set server {target} state maint")
             table.routes[model] = Route(route.backend, list(upstreams), version, spare)
             self._apply(table, *routes)  # routed, and the new version reachable by number
         except BaseException:
             with contextlib.suppress(Exception):  # the old slot alone again, the old maps
+                for target in lives[: len(route.ports)]:
+                    self._expect(f"set server {target} state ready")
                 for target in spares:
                     self._expect(f"set server {target} state maint")
                 self._apply(self.table(), *routes)
             raise
-        if route.ports:
-            for server in servers(live, table.replicas):
-                self._expect(f"set server {route.backend}/{server} state maint")
 
     def remove(self, model: str) -> None:
         """`model` leaves the gateway: its paths answer 404, its slots are emptied."""

@@ -115,8 +115,8 @@ class LocalTarget:
         )  # fmt: skip
         try:
             self.gateway.switch(model, ports, version)  # new requests now reach `names`
-        except DeployError:
-            self._remove(names)  # the old ones keep serving
+        except BaseException:  # refused, or we are stopping: the old ones keep serving
+            self._remove(names)
             raise
         try:
             self._write_state(deployment)
@@ -127,6 +127,10 @@ class LocalTarget:
                 else:
                     self.gateway.remove(model)
             self._remove(names)
+            raise
+        except BaseException:  # stopped right after the switch: what serves is recorded
+            with contextlib.suppress(DeployError):
+                self._write_state(deployment)
             raise
         if previous is not None:
             old = [c for c in previous.all_containers if c not in names]
