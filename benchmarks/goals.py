@@ -53,6 +53,16 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             bulk >= 111_000,
             "records/s",
         )
+        for case in [c for c in s.get("maas_logging", {}) if c.startswith("prediction log:")]:
+            logging_on, off = s["maas_logging"][case], s["maas"][case]
+            records = 1000 if "1000 records" in case else 1
+            add(
+                f"serving {case}: prediction log on / off, {'records' if records > 1 else 'req'}"
+                f"/s (p99 {logging_on['p99_ms']:.1f} vs {off['p99_ms']:.1f} ms)",
+                logging_on["rps"] / off["rps"],
+                ">= 0.95x (the log costs at most 5%)",
+                logging_on["rps"] >= 0.95 * off["rps"],
+            )
         for case in [c for c in s["maas"] if c.startswith("runtime:")]:
             for other in [n for n in ("onnx_int8", "torch_eager") if case in s.get(n, {})]:
                 ratio = s["maas"][case]["rps"] / s[other][case]["rps"]

@@ -5,7 +5,8 @@ preprocessing JSON), use the same pydantic schema and the same featurizing code,
 each; wrk (Debian package `wrk`) drives them from this machine, servers alternating within
 each case. Besides ours (`maas.serving.service`) and the baseline (plain FastAPI + uvicorn,
 benchmarks/fastapi_baseline.py), the alternatives of benchmarks/service_variants.py: BentoML
-adaptive batching, an int8-quantized graph and torch eager in the same service shape. Prints
+adaptive batching, an int8-quantized graph and torch eager in the same service shape, and our
+service with its prediction log on (what the log costs). Prints
 req/s, latency and non-2xx counts per case and the ratios to the first server of the case.
 
     python benchmarks/serving.py --model-tag flight-delay:v1 [--weights models/weights.safetensors]
@@ -99,6 +100,10 @@ def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> 
         servers[name] = (process, f"http://127.0.0.1:{port}/predict")
 
     bentoml_serve("maas", "maas.serving.service:ModelService", ROOT / "src")
+    # the same service with its prediction log on (as the deploy target runs it): the log's cost
+    log_dir = tempfile.mkdtemp(prefix="maas-bench-predictions-")
+    bentoml_serve("maas_logging", "maas.serving.service:ModelService", ROOT / "src",
+                  MAAS_PREDICTION_LOG_DIR=log_dir)  # fmt: skip
     port = free_port()
     servers["fastapi"] = (
         subprocess.Popen(
@@ -150,6 +155,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cases += [
             (f"batching: 1 record, c={c}", one, c, ["maas", "maas_batching"]) for c in (8, 64)
         ]
+        cases += [(f"prediction log: 1 record, c={c}", one, c, ["maas", "maas_logging"])
+                  for c in (1, 8)]  # fmt: skip
+        cases.append(("prediction log: 1000 records, c=4", bulk, 4, ["maas", "maas_logging"]))
         cases.append(("runtime: 1 record, c=8", one, 8, runtimes))
         cases.append(("runtime: 1000 records, c=4", bulk, 4, runtimes))
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}

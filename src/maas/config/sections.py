@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from maas.config.gate import EvaluateParams, PromotionParams
+from maas.config.monitoring import MonitoringParams
 from maas.config.task import (
     TASK_NAME,
     DerivedFeature,
@@ -352,6 +353,9 @@ class Params(_Strict):
     deploy: DeployParams
     schedule: ScheduleParams
     tune: TuneParams = Field(default_factory=lambda: TuneParams.model_validate({}))
+    monitoring: MonitoringParams = Field(
+        default_factory=lambda: MonitoringParams.model_validate({})
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

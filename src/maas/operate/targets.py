@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from maas.clock import utc_timestamp
-from maas.config import Params
+from maas.config import MonitoringParams, Params
 from maas.net import free_port, parse_address
 from maas.operate.deployment import (
     STATE_FILE,
@@ -33,9 +33,12 @@ from maas.operate.deployment import (
 from maas.operate.gateway import Gateway
 from maas.operate.kubernetes import KubernetesTarget
 from maas.release import containers
+from maas.serving import prediction_log
 from maas.serving.guard import TOKEN_ENV
 
 log = logging.getLogger(__name__)
+
+LOG_MOUNT = "/var/lib/maas/predictions"  # the prediction log's folder inside a container
 
 
 class Target(Protocol):
@@ -68,8 +71,10 @@ class LocalTarget:
         drain_s: float = 2.0,
         default: str | None = None,
         replicas: int = 1,
+        monitoring: MonitoringParams | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.monitoring = monitoring  # with .log: each container logs its predictions
         self.host, self.port = parse_address(address)
         self.runtime, self.network = runtime, network
         self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
@@ -139,15 +144,29 @@ class LocalTarget:
         log.info("%s v%s serves at %s (%s)", model, version, deployment.endpoint, ", ".join(names))
         return deployment
 
+    def _prediction_log(self, model: str) -> tuple[dict[str, str], dict[Path, str]]:
+        """The container's prediction log: the model's folder under monitoring.log_dir,
+        mounted where the service writes it (shared by the model's replicas and versions)."""
+        settings = self.monitoring
+        if settings is None or not settings.log:
+            return {}, {}
+        env = {
+            prediction_log.DIR_ENV: LOG_MOUNT,
+            prediction_log.MAX_BYTES_ENV: str(settings.log_max_bytes),
+            prediction_log.BACKUPS_ENV: str(settings.log_backups),
+        }
+        return env, {settings.log_dir.resolve() / model: LOG_MOUNT}
+
     def _start(self, model: str, version: str, image: str, image_id: str) -> tuple[str, int]:
         """One replica, ready and answering with `version`: its container name and port."""
         port = free_port()
         name = f"{self.prefix(model)}v{version}-{port}"
         secrets = [TOKEN_ENV] if os.environ.get(TOKEN_ENV) else []  # bearer auth, by name
+        env, volumes = self._prediction_log(model)
         try:
             containers.run_container(
                 self.runtime, image_id, name, port, network=self.network, pass_env=secrets,
-                restart="on-failure",
+                restart="on-failure", env=env, volumes=volumes,
             )  # fmt: skip
         except BaseException:  # created, then failed to start, or we are stopping: leave nothing
             containers.remove_container(self.runtime, name)
@@ -317,6 +336,7 @@ def make_target(params: Params) -> Target:
         ready_timeout_s=params.packaging.infra_validation.ready_timeout_s,
         default=params.deploy.default_model,
         replicas=params.deploy.replicas,
+        monitoring=params.monitoring,
     )
 
 

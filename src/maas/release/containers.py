@@ -127,12 +127,15 @@ def run_container(
     network: str = "host",
     pass_env: list[str] | None = None,
     restart: str | None = None,
+    volumes: dict[Path, str] | None = None,
 ) -> str:
     """Start `image` detached, answering on 127.0.0.1:`port`; returns the container id.
 
     `pass_env`: variable names handed over from this process's environment (`--env NAME`),
     so secret values never appear on a command line. `restart`: the runtime's restart policy
-    (`on-failure`: a crashed or OOM-killed service comes back by itself)."""
+    (`on-failure`: a crashed or OOM-killed service comes back by itself). `volumes`: host
+    folder -> path in the container, writable by the image's (non-root) user: podman maps the
+    folder's owner to it (`:U`); other runtimes get a folder anyone may write."""
     run_tool([runtime, "rm", "--force", "--ignore", name], check=False)
     command = [runtime, "run", "--detach", "--init", "--name", name]
     if restart:
@@ -145,6 +148,13 @@ def run_container(
         command += ["--env", f"{key}={value}"]
     for key in pass_env or []:
         command += ["--env", key]
+    for folder, inside in (volumes or {}).items():
+        folder.mkdir(parents=True, exist_ok=True)
+        if Path(runtime).name == "podman":
+            command += ["--volume", f"{folder.resolve()}:{inside}:U"]
+        else:
+            folder.chmod(0o777)
+            command += ["--volume", f"{folder.resolve()}:{inside}"]
     return run_tool([*command, image], timeout=120).strip()
 
 

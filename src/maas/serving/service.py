@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 from maas.serving.errors import ArtifactIntegrityError, FeatureError
 from maas.serving.guard import API_ROUTES, TOKEN_ENV, ApiGuard
 from maas.serving.inference import PREPROCESSING_FILE, OnnxModel
+from maas.serving.prediction_log import PredictionLog
 from maas.serving.request import MAX_TEXT, RequestSpec
 from maas.serving.schema import Schema, build_schema
 
@@ -98,7 +99,10 @@ def fast_predict(body: bytes) -> bytes | None:
         scored = service.score(SCHEMA.records(request))
     except FeatureError:  # BentoML's handler answers it (a 400 naming the field)
         return None
-    return SCHEMA.to_response(service.version, *scored).model_dump_json().encode()
+    answer = SCHEMA.to_response(service.version, *scored).model_dump_json().encode()
+    if service.prediction_log is not None:
+        service.prediction_log.write(body, answer)
+    return answer
 
 
 # Image: the base image already holds Python and uv. A `distro` BentoML has no package table
@@ -129,6 +133,8 @@ class ModelService:
         if self.model.preprocessor.request != SCHEMA.spec:
             raise ArtifactIntegrityError("the request spec changed after the service started")
         self.version = str(self.info["model_version"])
+        # Every served prediction, when the deploy target mounts a log folder (docs/monitoring.md)
+        self.prediction_log = PredictionLog.from_env(self.info["registered_model"], self.version)
         # Warm-up: /readyz turns ready only once a real prediction has run, on a record of
         # the task's own (kept with the request spec at training).
         warmup = SCHEMA.record.model_validate(SCHEMA.spec.example)
@@ -152,7 +158,13 @@ class ModelService:
     async def predict(self, **body: Any) -> Any:
         """The model's prediction for each record, in request order."""
         # async: one scoring call is far shorter than a thread hop, so it runs on the event loop.
-        return SCHEMA.to_response(self.version, *self.score_or_400(body[SCHEMA.spec.body_key]))
+        records = body[SCHEMA.spec.body_key]
+        response = SCHEMA.to_response(self.version, *self.score_or_400(records))
+        if self.prediction_log is not None:  # the fast path logs what it answers itself
+            request = {SCHEMA.spec.body_key: [record.model_dump() for record in records]}
+            answer = response.model_dump_json().encode()
+            self.prediction_log.write(json.dumps(request).encode(), answer)
+        return response
 
     @bentoml.api
     async def metadata(self) -> dict[str, Any]:

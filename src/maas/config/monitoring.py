@@ -1,0 +1,32 @@
+"""The monitoring section: the prediction log the services write, and what the monitoring flow
+(`maas monitor`, docs/monitoring.md) compares, when it calls a period a breach, and what it
+does then."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from maas.config.gate import _Strict
+
+
+class MonitoringParams(_Strict):
+    # the prediction log: one folder per model under log_dir, a file per serving process
+    log: bool = True  # deployed services log every prediction (request, response, version)
+    log_dir: Path = Path(".maas/predictions")
+    log_max_bytes: int = Field(64 << 20, ge=4096)  # a process's file rolls over at this size
+    log_backups: int = Field(8, ge=0)  # rolled-over files kept per process (retention)
+    # the monitoring flow
+    cron: str = "30 3 * * *"  # `maas schedule`: the monitoring flow, daily at 03:30
+    state_dir: Path = Path(".maas/monitoring")  # each task's judged periods, alerts, retrains
+    reference_rows: int = Field(20_000, ge=100)  # rows sampled from the champion's training window
+    min_rows: int = Field(200, ge=1)  # a period with fewer rows is reported, not judged
+    seed: int = 0  # the reference sample's
+    # policy: a period breaches when either threshold is crossed
+    drift_share: float = Field(0.5, gt=0, le=1)  # share of input columns that drifted (Evidently)
+    metric_drop: float = Field(0.03, ge=0)  # realized gate metric below the registered one by more
+    alert_webhook: str | None = None  # POST a Slack-compatible, HMAC-signed JSON alert here
+    alert_secret_file: Path = Path(".maas/alert.secret")  # the HMAC key (or $MAAS_ALERT_SECRET)
+    retrain: bool = False  # on a breach, run the training flow now (the gate still decides)
+    cooldown_h: float = Field(24, ge=0)  # no retraining sooner than this after the last one

@@ -1,0 +1,92 @@
+"""The prediction log's writer: one whole JSON line per request, rotation with retention, and
+a write that fails (full disk, unwritable folder) counted, never raised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from maas.monitor.predictions import read_predictions
+from maas.serving.prediction_log import DIR_ENV, PredictionLog
+
+REQUEST = b'{"flights": [{"carrier": "UA", "distance": 1400,\n "flight": 1545}]}'
+RESPONSE = b'{"model_version": "3", "predictions": [{"p": 0.25, "late": false}]}'
+
+
+def test_each_request_is_one_line_read_back_per_record(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, "flight-delay", "3", max_bytes=1 << 20, backups=2)
+    for _ in range(3):
+        log.write(REQUEST, RESPONSE)
+    lines = log.path.read_bytes().splitlines()
+    assert len(lines) == 3 and log.written == 3 and log.lost == 0
+    entry = json.loads(lines[0])  # the raw newline in the request did not split the line
+    assert entry["model"] == "flight-delay" and entry["version"] == "3"
+    assert entry["request"]["flights"][0]["flight"] == 1545  # a key column the model ignores
+    rows = read_predictions(tmp_path, "flights")
+    assert len(rows.frame) == 3 and rows.skipped == 0
+    assert {"carrier", "flight", "p", "late", "request_id", "model_version"} <= set(rows.frame)
+
+
+def test_files_roll_over_and_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, "m", "1", max_bytes=4096, backups=2)
+    for _ in range(200):
+        log.write(REQUEST, RESPONSE)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [log.path.name, log.path.name + ".1", log.path.name + ".2"]
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
+    assert log.written == 200 and log.lost == 0
+
+
+def test_a_torn_line_is_skipped_and_counted_nothing_else_lost(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
+    log.write(REQUEST, RESPONSE)
+    log.write(REQUEST, RESPONSE)
+    with log.path.open("ab") as handle:  # a writer killed mid-line, then a garbled line
+        handle.write(b'{"time": "2026-11-30T00:00:00", "request_id": "x", "req')
+    (tmp_path / "other-1.jsonl").write_bytes(b"not json\n")
+    rows = read_predictions(tmp_path, "flights")
+    assert len(rows.frame) == 2
+    assert rows.skipped == 2 and rows.lines == 4
+
+
+def test_a_restarted_writer_ends_a_torn_line_before_its_own(tmp_path: Path) -> None:
+    first = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
+    first.write(REQUEST, RESPONSE)
+    first.close()
+    with first.path.open("ab") as handle:  # killed mid-line
+        handle.write(b'{"time": "2026-11-30T00:00:00", "requ')
+    again = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
+    assert again.path == first.path  # a restarted container: same host name, same pid
+    again.write(REQUEST, RESPONSE)
+    rows = read_predictions(tmp_path, "flights")
+    assert len(rows.frame) == 2 and rows.skipped == 1
+
+
+def test_a_full_disk_loses_lines_not_predictions(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
+    log.path.symlink_to("/dev/full")  # every write: ENOSPC
+    for _ in range(3):
+        log.write(REQUEST, RESPONSE)  # never raises
+    assert log.lost == 3 and log.written == 0
+
+
+def test_a_missing_folder_is_counted_then_written_once_it_exists(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "gone", "m", "1", max_bytes=1 << 20, backups=1)
+    (tmp_path / "gone").rmdir()
+    log.write(REQUEST, RESPONSE)
+    assert log.lost == 1
+    (tmp_path / "gone").mkdir()
+    log.write(REQUEST, RESPONSE)
+    assert log.written == 1 and log.path.exists()
+
+
+def test_logging_is_off_unless_the_deploy_target_mounts_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(DIR_ENV, raising=False)
+    assert PredictionLog.from_env("m", "1") is None
+    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    log = PredictionLog.from_env("m", "1")
+    assert log is not None and log.path.parent == tmp_path
