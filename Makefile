@@ -50,7 +50,7 @@ run: install .dvc system
 # Where podman and buildah are installed the container tests must run, not skip
 # (MAAS_REQUIRE_CONTAINERS); tests/e2e/containers.conf holds the podman settings they use.
 test: dev system
-	$(BIN)/ruff check src flows tests benchmarks
+	$(BIN)/ruff check src flows tests benchmarks examples
 	$(BIN)/mypy
 	CONTAINERS_CONF="$${CONTAINERS_CONF:-$(CURDIR)/tests/e2e/containers.conf}" \
 	MAAS_REQUIRE_CONTAINERS="$${MAAS_REQUIRE_CONTAINERS:-$$(command -v podman >/dev/null \

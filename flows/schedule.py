@@ -1,6 +1,6 @@
 """The Prefect deployments `maas schedule` serves: training on `schedule.training_cron`, the
-controller's reconcile every `schedule.reconcile_interval_s` (on the server that
-`maas.operate.prefect_server` found or started)."""
+controller's reconcile every `schedule.reconcile_interval_s`, monitoring on `monitoring.cron`
+(on the server that `maas.operate.prefect_server` found or started)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,28 @@ from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Interval
 
+from flows.monitoring import monitoring
 from flows.reconcile import reconcile
 from flows.training import training
 from maas.config import Params
 from maas.operate.prefect_server import ScheduleError
 
 
-def deployment_names(task: str) -> tuple[str, str]:
-    """(training, reconcile) deployment names: one pair per task, so the schedules of several
-    tasks live side by side on one Prefect server."""
-    return f"nightly-{task}", f"controller-{task}"
+def deployment_names(task: str) -> tuple[str, str, str]:
+    """(training, reconcile, monitoring) deployment names: one set per task, so the schedules
+    of several tasks live side by side on one Prefect server."""
+    return f"nightly-{task}", f"controller-{task}", f"monitor-{task}"
 
 
 def deployments(params: Params, params_file: Path, overrides: list[str]) -> list[Any]:
-    """The task's two deployments, with the same parameters (the params file by absolute path,
+    """The task's three deployments, with the same parameters (the params file by absolute path,
     the task by name)."""
     parameters = {"params_file": str(params_file.resolve()), "overrides": overrides,
                   "task": params.task}  # fmt: skip
     schedule = params.schedule
     nightly = Cron(schedule.training_cron, timezone=schedule.timezone)
     tags = ["maas", params.task, params.registry.model_name]
-    nightly_name, controller_name = deployment_names(params.task)
+    nightly_name, controller_name, monitor_name = deployment_names(params.task)
     return [
         training.to_deployment(
             nightly_name,
@@ -56,6 +57,16 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
             ),
         ),
+        monitoring.to_deployment(
+            monitor_name,
+            schedules=[Cron(params.monitoring.cron, timezone=schedule.timezone)],
+            parameters=parameters,
+            description="drift and realized quality per period; alert and retrain by policy",
+            tags=tags,
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
+        ),
     ]
 
 
@@ -64,4 +75,6 @@ def serve_deployments(params: Params, params_file: Path, overrides: list[str]) -
     try:
         serve(*deployments(params, params_file, overrides), print_starting_message=False)
     except ValueError as error:  # a cron expression or time zone Prefect does not accept
-        raise ScheduleError(f"schedule.training_cron / schedule.timezone: {error}") from None
+        raise ScheduleError(
+            f"schedule.training_cron / monitoring.cron / schedule.timezone: {error}"
+        ) from None

@@ -137,12 +137,15 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 return response.json()
 
             wait_until(lambda: deployment("training", "nightly-flight-delay") and deployment(
-                "reconcile", "controller-flight-delay"), 180, "the deployments",
+                "reconcile", "controller-flight-delay") and deployment(
+                "monitoring", "monitor-flight-delay"), 180, "the deployments",
                 processes)  # fmt: skip
             nightly = deployment("training", "nightly-flight-delay")
             assert [s["schedule"].get("cron") for s in nightly["schedules"]] == ["0 2 * * *"]
             reconcile = deployment("reconcile", "controller-flight-delay")
             assert [s["schedule"].get("interval") for s in reconcile["schedules"]] == [5.0]
+            monitor = deployment("monitoring", "monitor-flight-delay")
+            assert [s["schedule"].get("cron") for s in monitor["schedules"]] == ["30 3 * * *"]
 
             # A month arrives; the next run of the training deployment tests on it.
             sets = [arg for item in overrides for arg in ("--set", item)]

@@ -11,7 +11,7 @@ from maas.tracking.serving_code import service_files
 from tests.helpers import ROOT
 
 SRC = ROOT / "src" / "maas"
-PACKAGES = ("cli", "pipeline", "tracking", "serving", "release", "operate")
+PACKAGES = ("cli", "pipeline", "tracking", "serving", "release", "operate", "monitor")
 
 
 def unit_of(module: str) -> str:

@@ -24,6 +24,8 @@ from maas.cli.common import (
     stop_on_sigterm,
 )
 
+MONITORED_PERIODS = 6  # the newest judged periods `maas status` shows
+
 
 @handled
 def status(
@@ -35,9 +37,11 @@ def status(
 ) -> None:
     """Versions with aliases, gate result and test metrics; what serves; the audit trail."""
     params = load(params_file, overrides, task)
+    from maas.monitor.state import judged_periods
     from maas.operate.status import read_status
 
-    current = read_status(params, events)
+    periods = judged_periods(params.monitoring.state_dir, params.task)[-MONITORED_PERIODS:]
+    current = read_status(params, events, periods)
     if as_json:
         out.print_json(json.dumps(current.to_dict()))
         return
@@ -166,7 +170,8 @@ def schedule(
     params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
 ) -> None:
     """Serve the Prefect deployments: training on schedule.training_cron (nightly), the
-    controller's reconcile every schedule.reconcile_interval_s. Runs until Ctrl-C."""
+    controller's reconcile every schedule.reconcile_interval_s, monitoring on monitoring.cron.
+    Runs until Ctrl-C."""
     params = load(params_file, overrides, task)
     from maas.operate.prefect_server import ensure_server, stop_server
 
@@ -176,14 +181,15 @@ def schedule(
     try:
         from flows.schedule import deployment_names, serve_deployments
 
-        nightly, controller = deployment_names(params.task)
+        nightly, controller, monitor = deployment_names(params.task)
 
         started = "started here, log " + str(log_file) if server else "already running"
         out.print(f"Prefect API {api_url} ({started}); UI {api_url.removesuffix('/api')}")
         out.print(
             f"training/{nightly}: cron '{params.schedule.training_cron}' "
             f"({params.schedule.timezone}); reconcile/{controller}: every "
-            f"{params.schedule.reconcile_interval_s:g}s. Run one now: "
+            f"{params.schedule.reconcile_interval_s:g}s; monitoring/{monitor}: cron "
+            f"'{params.monitoring.cron}'. Run one now: "
             f"prefect deployment run training/{nightly}"
         )
         serve_deployments(params, params_file, list(overrides or []))

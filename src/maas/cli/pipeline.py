@@ -1,4 +1,5 @@
-"""Commands of the training pipeline: `run`, `tune`, `ingest`, `data add-month`, `stage ...`."""
+"""Commands of the training pipeline: `run`, `tune`, `ingest`, `monitor`, `data add-month`,
+`stage ...`."""
 
 from __future__ import annotations
 
@@ -164,3 +165,24 @@ def stage_evaluate(
     metrics = evaluate_model(params.data, train.models_dir, train.seed, train.validation_fraction,
                              params.evaluate, params.promotion, registry)  # fmt: skip
     out.print(json.dumps({"test": metrics["test"], "gate": metrics["gate"]}, indent=1))
+
+
+@handled
+def monitor(
+    params_file: ParamsOption = DEFAULT_PARAMS,
+    task: TaskOption = None,
+    overrides: SetOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Judge what the task's champion served and what data arrived since it trained: drift
+    (Evidently) and realized quality per period; alert, and retrain when the policy says so."""
+    load(params_file, overrides, task)
+    from flows.monitoring import monitoring
+
+    result = monitoring(params_file=str(params_file), overrides=list(overrides or []), task=task)
+    if json_output:
+        print(json.dumps(result, default=str))
+        return
+    from maas.cli.render import print_monitoring
+
+    print_monitoring(result)

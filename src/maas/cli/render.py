@@ -95,11 +95,18 @@ def print_status(status: Any) -> None:
              f"v{e.get('served_version') or '-'}", f"v{e.get('champion_version') or '-'}",
              e.get("endpoint") or "-", e.get("deployed_at") or "-"]
             for e in status.catalog])  # fmt: skip
+    if status.monitoring:
+        from maas.monitor.report import COLUMNS, period_row
+
+        print_table("monitoring (newest judged periods; `maas monitor`)", COLUMNS,
+                    [period_row(p) for p in status.monitoring])  # fmt: skip
     if status.audit:
         events = []
         for event in status.audit:
-            why = event.get("reason") or (
-                f"previous v{event['previous']}" if event.get("previous") else ""
+            why = (
+                event.get("reason")
+                or "; ".join(event.get("reasons") or [])
+                or (f"previous v{event['previous']}" if event.get("previous") else "")
             )
             events.append([
                 event.get("ts", ""), event.get("event", ""), str(event.get("version") or "-"),
@@ -124,3 +131,29 @@ def print_package(result: Any) -> None:
     if result.note:
         out.print(result.note)
     out.print("timings (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
+
+
+def print_monitoring(result: dict[str, Any]) -> None:
+    """What `maas monitor` prints: each period judged in this pass, the breaches and action."""
+    from maas.monitor.report import COLUMNS, period_row
+
+    out.print(f"{result['task']} ({result['model']}): {result['status']}")
+    if result["skipped_lines"]:
+        out.print(f"{result['skipped_lines']} torn or unreadable prediction log line(s) skipped")
+    if result["periods"]:
+        table = Table(title="periods judged in this pass")
+        for column in COLUMNS:
+            table.add_column(column)
+        for period in result["periods"]:
+            table.add_row(*period_row(period))
+        out.print(table)
+    elif result["status"] == "ok":
+        out.print("no period with new evidence since the last pass")
+    for breach in result["new_breaches"]:
+        out.print(f"[red]breach[/red] {breach['period']}: {breach['reason']}")
+    training = result.get("training")
+    if training:
+        out.print(f"retrained: {training['name']} v{training['version']} "
+                  f"(aliases: {', '.join(training['aliases']) or 'none'})")  # fmt: skip
+    elif result["new_breaches"]:
+        out.print(f"no retraining: {result['retrain']}")

@@ -3,7 +3,7 @@ champion, and the latest audit events."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from maas.config import Params
@@ -24,6 +24,7 @@ class Status:
     deployed: Deployment | None
     audit: list[dict[str, Any]]
     catalog: list[dict[str, Any]]  # every model behind the stable address (GET /models)
+    monitoring: list[dict[str, Any]] = field(default_factory=list)  # newest judged periods
 
     @property
     def champion(self) -> str | None:
@@ -55,12 +56,16 @@ class Status:
             "in_sync": self.in_sync,
             "audit": self.audit,
             "catalog": self.catalog,
+            "monitoring": self.monitoring,
         }
 
 
-def read_status(params: Params, events: int = 10) -> Status:
+def read_status(
+    params: Params, events: int = 10, monitoring: list[dict[str, Any]] | None = None
+) -> Status:
     """The registry's versions, the target's deployment and the last `events` audit events
-    (the shared trail in MLflow; the local file when nothing was mirrored yet)."""
+    (the shared trail in MLflow; the local file when nothing was mirrored yet); `monitoring`:
+    the newest judged periods (`maas.monitor.state`, read by the caller)."""
     client = connect(params.registry)
     rows = list_versions(client, params.registry.model_name)
     trail = read_mlflow_audit(client, params, events) if events else []
@@ -76,6 +81,7 @@ def read_status(params: Params, events: int = 10) -> Status:
         ),
         audit=trail,
         catalog=read_catalog(params),
+        monitoring=monitoring or [],
     )
 
 

@@ -15,11 +15,14 @@ from tests.helpers import ROOT
 def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> None:
     from flows.schedule import deployments
 
-    overrides = ["schedule.training_cron=30 3 * * 1", "schedule.reconcile_interval_s=45"]
+    overrides = ["schedule.training_cron=30 3 * * 1", "schedule.reconcile_interval_s=45",
+                 "monitoring.cron=0 6 * * *"]  # fmt: skip
     params = load_params(ROOT / "params.yaml", overrides)
-    training, reconcile = deployments(params, ROOT / "params.yaml", overrides)
-    assert (training.name, reconcile.name) == deployment_names("flight-delay")
-    assert deployment_names("flight-delay") == ("nightly-flight-delay", "controller-flight-delay")
+    training, reconcile, monitoring = deployments(params, ROOT / "params.yaml", overrides)
+    assert (training.name, reconcile.name, monitoring.name) == deployment_names("flight-delay")
+    assert deployment_names("flight-delay") == (
+        "nightly-flight-delay", "controller-flight-delay", "monitor-flight-delay")  # fmt: skip
+    assert monitoring.schedules[0].schedule.cron == "0 6 * * *"
     assert training.schedules[0].schedule.cron == "30 3 * * 1"
     assert training.schedules[0].schedule.timezone == "UTC"
     assert reconcile.schedules[0].schedule.interval.total_seconds() == 45
@@ -30,7 +33,7 @@ def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> Non
     cancel = ConcurrencyLimitStrategy.CANCEL_NEW
     assert reconcile.concurrency_options.collision_strategy == cancel
     assert training.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
-    for deployment in (training, reconcile):  # runs see the same parameters, by absolute path
+    for deployment in (training, reconcile, monitoring):  # the same parameters, absolute path
         assert deployment.parameters == {
             "params_file": str((ROOT / "params.yaml").resolve()), "overrides": overrides,
             "task": "flight-delay",

@@ -1,0 +1,141 @@
+"""One period judged: drift of its served records and of its arrived partition against the
+champion's training window, the realized quality once its labels are in, the policy's verdict.
+`maas.monitor.run` calls this per period and records what it returns."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from maas.config import Params
+from maas.monitor import drift, evidence
+from maas.monitor.policy import judge
+from maas.pipeline.data import Partition, read_partition
+from maas.serving.inference import PREPROCESSING_FILE
+from maas.serving.request import RequestSpec
+
+
+@dataclass
+class Champion:
+    """The champion as the monitoring flow needs it: its version, tags, request fields, and
+    its own scoring (digest-verified artifacts, recorded serving code, in a subprocess)."""
+
+    version: str
+    tags: dict[str, str]
+    spec: RequestSpec
+    score: Callable[[pd.DataFrame], np.ndarray]
+    numeric: list[str]
+    categorical: list[str]
+
+
+def open_champion(params: Params, client: Any, workdir: Path) -> Champion | None:
+    from maas.tracking import serving_code
+    from maas.tracking.registry import (
+        CHAMPION,
+        download_serving_artifacts,
+        download_serving_code,
+        get_alias_version,
+    )
+
+    version = get_alias_version(client, params.registry.model_name, CHAMPION)
+    if version is None:
+        return None
+    model_dir = download_serving_artifacts(client, version, workdir / "model")
+    context = download_serving_code(client, version, workdir / "code")
+    spec = RequestSpec.from_dict(
+        json.loads((model_dir / PREPROCESSING_FILE).read_text())["request"]
+    )
+
+    def score(frame: pd.DataFrame) -> np.ndarray:
+        columns = [name for name in spec.names if name in frame.columns]
+        return np.asarray(serving_code.score_with(context, model_dir, frame[columns]))
+
+    numeric = [f.name for f in spec.fields if f.type in ("int", "float")]
+    categorical = [f.name for f in spec.fields if f.name not in numeric]
+    return Champion(str(version.version), dict(version.tags), spec, score, numeric, categorical)
+
+
+def with_prediction(frame: pd.DataFrame, scores: np.ndarray, params: Params) -> pd.DataFrame:
+    """`frame` with the prediction column drift is tested on, from the model's raw scores."""
+    out = frame.copy()
+    column = evidence.prediction_column(params)
+    if params.data.label.kind == "multiclass":
+        classes = params.data.label.classes
+        out[column] = [classes[i] for i in np.asarray(scores).argmax(axis=1)]
+    else:
+        out[column] = np.asarray(scores).reshape(len(frame), -1)[:, 0]
+    return out
+
+
+def judge_period(
+    params: Params,
+    champion: Champion,
+    reference: pd.DataFrame,
+    name: str,
+    served: pd.DataFrame,
+    partition: Partition | None,
+    reports: Path,
+) -> dict[str, Any]:
+    """The period's evidence and verdict (a JSON-able dict); Evidently's reports are written
+    under `reports`."""
+    policy = params.monitoring
+    result: dict[str, Any] = {
+        "period": name,
+        "champion": champion.version,
+        "served_rows": len(served),
+        "served_versions": sorted(served["model_version"].unique().tolist()) if len(served) else [],
+        "arrived_rows": 0,
+    }
+    prediction = evidence.prediction_column(params)
+    if len(served) >= policy.min_rows:
+        found = drift.compare(reference, served, champion.numeric, champion.categorical,
+                              prediction, policy.drift_share)  # fmt: skip
+        drift.write_report(found, reports, f"{name}-served")
+        result["served_drift"] = found.summary()
+    elif len(served):
+        result["served_note"] = (
+            f"{len(served)} served rows (< monitoring.min_rows {policy.min_rows})"
+        )
+    trained_on = evidence.train_window(champion.tags)
+    if partition is not None:
+        labeled = read_partition(partition)
+        result["arrived_rows"] = len(labeled)
+        scores: np.ndarray | None = None
+        if name not in trained_on and len(labeled) >= policy.min_rows:
+            scores = champion.score(labeled)
+            arrived = with_prediction(labeled, scores, params)
+            found = drift.compare(reference, arrived, champion.numeric, champion.categorical,
+                                  prediction, policy.drift_share)  # fmt: skip
+            drift.write_report(found, reports, f"{name}-arrived")
+            result["arrived_drift"] = found.summary()
+        if name in trained_on:
+            result["realized_note"] = "the champion trained on this period: not judged on it"
+        else:
+            realized = evidence.join_labels(served, labeled, params)
+            if realized is None and len(served):
+                keys = ", ".join(params.validation.unique_key) or "none declared"
+                result["realized_note"] = (
+                    f"none of the {len(served)} served records matched a labeled row by the "
+                    f"task's key ({keys}): the partition was re-scored by the champion"
+                )
+            if realized is None:
+                realized = evidence.rescored(
+                    labeled, scores if scores is not None else champion.score(labeled), params
+                )
+            result["realized"] = realized.summary()
+    metric, value = evidence.registered_metric(params, champion.tags)
+    result["registered"] = {"metric": metric, "value": value}
+    verdict = judge(result, policy)
+    result["judged"], result["breaches"] = verdict.judged, verdict.breaches
+    return result
+
+
+def temporary_folder() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="maas-monitor-")

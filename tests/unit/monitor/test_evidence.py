@@ -1,0 +1,99 @@
+"""Periods of served records, the join of logged predictions with late labels, and the
+monitoring policy (thresholds, cooldown)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from maas.config import Params
+from maas.monitor.evidence import join_labels, rescored, served_periods
+from maas.monitor.policy import judge, may_retrain
+
+
+def _served(days: list[int], probability: list[float]) -> pd.DataFrame:
+    n = len(days)
+    return pd.DataFrame({
+        "year": 2013, "month": 7, "day": days, "carrier": "UA", "flight": range(100, 100 + n),
+        "origin": "EWR", "sched_dep_time": 905, "delay_probability": probability,
+        "request_id": [f"r{i}" for i in range(n)], "model_version": "1",
+        "logged_at": pd.Timestamp("2026-11-30T10:00:00Z"),
+    })  # fmt: skip
+
+
+def test_a_record_belongs_to_its_own_time_else_to_when_it_was_served(params: Params) -> None:
+    rows = _served([1, 2], [0.1, 0.9])
+    assert served_periods(rows, params).tolist() == ["2013-07", "2013-07"]
+    assert served_periods(rows.drop(columns=["day"]), params).tolist() == ["2026-11", "2026-11"]
+
+
+def test_logged_predictions_are_joined_with_late_labels_by_the_task_key(params: Params) -> None:
+    served = _served([1, 2, 3, 4], [0.9, 0.2, 0.8, 0.3])
+    labels = served[["year", "month", "day", "carrier", "flight", "origin"]].iloc[:3].copy()
+    labels["flight"] = labels["flight"].astype(float)  # 100.0 and 100 are one key
+    labels["arr_delay"] = [40.0, -5.0, np.nan]  # delayed, on time, unlabeled (cancelled)
+    realized = join_labels(served, labels, params)
+    assert realized is not None and realized.source == "logged"
+    assert realized.rows == 2 and realized.unlabeled == 1
+    assert realized.unmatched == 1  # flight 103 was served; no label row arrived for it
+    assert realized.metrics["roc_auc"] == 1.0
+
+
+def test_labels_with_no_matching_prediction_are_not_a_join(params: Params) -> None:
+    served = _served([1, 2], [0.9, 0.2])
+    labels = served[["year", "month", "day", "carrier", "flight", "origin"]].copy()
+    labels["flight"] += 50
+    labels["arr_delay"] = [40.0, -5.0]
+    assert join_labels(served, labels, params) is None  # the flow re-scores the partition
+    assert join_labels(served.drop(columns=["flight"]), labels, params) is None  # no key sent
+    realized = rescored(labels, np.array([0.7, 0.1]), params)
+    assert realized.source == "rescored" and realized.metrics["roc_auc"] == 1.0
+
+
+def _period(share: float, auc: float, rows: int = 500) -> dict:
+    return {
+        "served_drift": {"share": share, "drifted": ["temp"], "rows": [3000, rows]},
+        "realized": {"rows": rows, "metrics": {"roc_auc": auc}},
+        "registered": {"metric": "roc_auc", "value": 0.70},
+    }
+
+
+def test_the_policy_names_each_breach(params: Params) -> None:
+    policy = params.monitoring  # drift_share 0.5, metric_drop 0.03, min_rows 200
+    assert not judge(_period(0.2, 0.69), policy).breach
+    verdict = judge(_period(0.6, 0.66), policy)
+    assert verdict.judged and len(verdict.breaches) == 2
+    assert verdict.breaches[0].startswith("served inputs drifted: 60%")
+    assert verdict.breaches[1].startswith("realized roc_auc 0.6600 is 0.0400 below")
+    few = judge(_period(0.9, 0.5, rows=50), policy)
+    assert not few.judged and not few.breach  # too few rows to judge
+
+
+def test_retraining_waits_for_the_cooldown(params: Params) -> None:
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
+    off = params.monitoring
+    assert may_retrain(off, None, now) == "monitoring.retrain is off"
+    on = off.model_copy(update={"retrain": True, "cooldown_h": 24})
+    assert may_retrain(on, None, now) is None
+    waiting = may_retrain(on, "2026-11-30T00:00:00+00:00", now)
+    assert waiting == "cooling down: last retraining 12.0 h ago (< 24 h)"
+    assert may_retrain(on, "2026-11-29T11:00:00Z", now) is None
+    stale = may_retrain(on, None, now, newest="2013-07", seen="2013-07")  # nothing new to learn
+    assert stale == "no partition arrived after 2013-07, the newest the champion has seen"
+    assert may_retrain(on, None, now, newest="2013-08", seen="2013-07") is None
+
+
+BAD = ["monitoring.drift_share=0", "monitoring.min_rows=0", "monitoring.unknown=1",
+       "monitoring.log_max_bytes=10"]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", BAD)
+def test_bad_monitoring_params_are_named(bad: str) -> None:
+    from maas.config import ConfigError, load_params
+    from tests.helpers import ROOT
+
+    with pytest.raises(ConfigError, match="monitoring"):
+        load_params(ROOT / "params.yaml", [bad])
