@@ -56,7 +56,27 @@ def wait_ready(url: str, timeout: float = 90) -> None:
     raise RuntimeError(f"{url} did not answer in {timeout}s")
 
 
-def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a server process and its children (BentoML's workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def wrk(
+    url: str, body: str, connections: int, seconds: int, pid: int | None = None
+) -> dict[str, float]:
+    """wrk's req/s and latency; with `pid`, also the server's CPU time per request (what the
+    server spends, less sensitive than req/s to other load on a shared machine)."""
+    before = tree_cpu_s(pid) if pid else 0.0
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -70,10 +90,13 @@ def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     script.unlink()
+    spent = tree_cpu_s(pid) - before if pid else 0.0
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: .*", out)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "rps": rps,
+        "cpu_ms_per_req": spent * 1000 / max(rps * seconds, 1.0),
         "p50_ms": float(re.search(r"P50 ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p99_ms": float(re.search(r"P99 ([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
@@ -133,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--only", default="", help="run only the cases whose name starts so")
     parser.add_argument(
         "--bentoml-config", default="", help="BENTOML_CONFIG_OPTIONS for our server (variants)"
     )
@@ -160,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cases.append(("prediction log: 1000 records, c=4", bulk, 4, ["maas", "maas_logging"]))
         cases.append(("runtime: 1 record, c=8", one, 8, runtimes))
         cases.append(("runtime: 1000 records, c=4", bulk, 4, runtimes))
+        cases = [case for case in cases if case[0].startswith(args.only)]
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} of {args.rounds}")
@@ -168,29 +193,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 # with a pause before each: drift and a busy predecessor hit all alike
                 for server in names if round_ % 2 == 0 else names[::-1]:
                     time.sleep(1)
-                    row = wrk(servers[server][1], body, connections, args.seconds)
+                    process, url = servers[server]
+                    row = wrk(url, body, connections, args.seconds, process.pid)
                     runs.setdefault((server, name), []).append(row)
                     print(
                         f"  {name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
-                        f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8}"
+                        f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8} {row['cpu_ms_per_req']:>8.3f}"
                     )
         for (server, name), rows in runs.items():  # medians over the rounds; errors summed
             results[server][name] = {
                 key: statistics.median(row[key] for row in rows) for key in rows[0]
             } | {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
-        header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx")
+        header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/req")
         print(f"median of {args.rounds} rounds")
-        print("{:<26} {:<14} {:>8} {:>8} {:>8} {:>8}".format(*header))
+        print("{:<26} {:<14} {:>8} {:>8} {:>8} {:>8} {:>10}".format(*header))
         for name, _, _, names in cases:
             for server in names:
                 row = results[server][name]
                 print(
                     f"{name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
-                    f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8.0f}"
+                    f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8.0f} {row['cpu_ms_per_req']:>10.3f}"
                 )
-            base = results[names[0]][name]["rps"]
-            ratios = [f"{o} {results[o][name]['rps'] / base:.2f}x" for o in names[1:]]
-            print(f"{'':<26} ratio to {names[0]}: " + ", ".join(ratios))
+            first = results[names[0]][name]
+            ratios = [f"{o} {results[o][name]['rps'] / first['rps']:.2f}x req/s, "
+                      f"{results[o][name]['cpu_ms_per_req'] / first['cpu_ms_per_req']:.2f}x "
+                      "CPU per request" for o in names[1:]]  # fmt: skip
+            print(f"{'':<26} ratio to {names[0]}: " + "; ".join(ratios))
     finally:
         for process, _ in servers.values():
             process.terminate()

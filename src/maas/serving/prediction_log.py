@@ -41,21 +41,32 @@ class _Handler(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, delay=True)
         self.terminator = "\n"
         self.on_loss = on_loss
+        self.size = 0  # characters in the current file (rotation)
 
     def _open(self) -> Any:
         """Append to the file; a torn last line (a process killed mid-write, e.g. the one this
         restarted container replaced: same host name, same pid) is ended first, so it cannot
         swallow the first new line."""
         stream = super()._open()
-        if stream.tell() > 0:
+        self.size = stream.tell()
+        if self.size > 0:
             with open(self.baseFilename, "rb") as existing:
                 existing.seek(-1, os.SEEK_END)
                 if existing.read(1) != b"\n":
-                    stream.write("\n")
+                    self.size += stream.write("\n")
         return stream
 
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        """The standard rule (roll over before a line would pass maxBytes), on a size this
+        handler counts instead of two stat calls and a second formatting per line."""
+        if self.stream is None:
+            self.stream = self._open()
+        return self.size > 0 and self.size + len(record.msg) + 1 > self.maxBytes > 0
+
     def format(self, record: logging.LogRecord) -> str:
-        return str(record.msg)  # the line is built by PredictionLog.write
+        line: str = record.msg  # built by PredictionLog.write; formatted once per line
+        self.size += len(line) + 1
+        return line
 
     def handleError(self, record: logging.LogRecord) -> None:
         if self.stream is not None:  # a half-written line may sit in the buffer: drop it
@@ -74,9 +85,10 @@ class PredictionLog:
         self.written = 0
         self.lost = 0
         self.path = Path(folder) / f"{socket.gethostname()}-{os.getpid()}{SUFFIX}"
-        self._prefix = (
-            f'"model":{json.dumps(model)},"version":{json.dumps(version)},"request":'
-        ).encode()
+        self._prefix = f'"model":{json.dumps(model)},"version":{json.dumps(version)},"request":'
+        self._id = f"{uuid.uuid4().hex[:16]}-"  # request ids: this process's prefix + a counter
+        self._sequence = 0
+        self._record = logging.LogRecord("maas.predictions", logging.INFO, "", 0, "", None, None)
         self._counter = _loss_counter()
         with contextlib.suppress(OSError):  # else the first write counts the loss
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,14 +106,14 @@ class PredictionLog:
 
     def write(self, request: bytes, response: bytes) -> None:
         """Log one request and its response (both JSON documents, as bytes)."""
-        head = (
-            f'{{"time":"{dt.datetime.now(dt.UTC).isoformat()}","request_id":"{uuid.uuid4().hex}",'
-        ).encode()
+        self._sequence += 1
         # JSON allows raw newlines only as whitespace between tokens: a space keeps the line one
-        line = b"".join((head, self._prefix, _one_line(request), b',"response":',
-                         _one_line(response), b"}"))  # fmt: skip
-        record = logging.LogRecord("maas.predictions", logging.INFO, "", 0, "", None, None)
-        record.msg = line.decode("utf-8", "replace")
+        record = self._record  # one record reused: writes happen one at a time (the lock)
+        record.msg = (
+            f'{{"time":"{dt.datetime.now(dt.UTC).isoformat()}",'
+            f'"request_id":"{self._id}{self._sequence}",{self._prefix}'
+            f'{_one_line(request)},"response":{_one_line(response)}}}'
+        )
         lost = self.lost
         try:
             self._handler.handle(record)  # rotation, the write and the flush (errors counted)
@@ -119,10 +131,11 @@ class PredictionLog:
         self._handler.close()
 
 
-def _one_line(document: bytes) -> bytes:
-    if b"\n" in document or b"\r" in document:
-        return document.replace(b"\r", b" ").replace(b"\n", b" ")
-    return document
+def _one_line(document: bytes) -> str:
+    text = document.decode("utf-8", "replace")
+    if "\n" in text or "\r" in text:
+        return text.replace("\r", " ").replace("\n", " ")
+    return text
 
 
 def _loss_counter() -> Any:
