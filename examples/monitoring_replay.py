@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sample = frame.sample(min(args.rows, len(frame)), random_state=0)
             serving = served_version(base, model)
             seconds = replay(base, model, params.serving.body_key, sample, label)
+            time.sleep(2)  # served lines reach the log within a second
             if source.parent == later:  # the month's labels arrive
                 shutil.move(source, raw / source.name)
             result = json.loads(maas(workdir, "monitor", *task, "--json", *sets))

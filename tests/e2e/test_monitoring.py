@@ -71,7 +71,12 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
                 assert http.post(f"{base}/predict", json={"flights": [record]}).status_code == 200
             assert http.post(f"{base}/predict", json={"flights": [{}]}).status_code == 400
             metrics = http.get(f"{base}/models/flight-delay/metrics").text
-        logged = read_predictions(root / ".maas" / "predictions" / "flight-delay", "flights")
+        folder = root / ".maas" / "predictions" / "flight-delay"
+        deadline = time.monotonic() + 10  # a served line reaches the file within a second
+        while len(logged := read_predictions(folder, "flights").frame) < 1200:
+            assert time.monotonic() < deadline, len(logged)
+            time.sleep(0.5)
+        logged = read_predictions(folder, "flights")
         replayed = logged.frame[logged.frame["flight"].notna()]  # not the readiness probes
         assert len(replayed) == 1200 and logged.skipped == 0  # the 400 is not a prediction
         assert set(KEYS) <= set(logged.frame.columns)  # what the client sent, as sent

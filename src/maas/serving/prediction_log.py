@@ -10,7 +10,11 @@ Rotation and retention are the standard library's: `logging.handlers.RotatingFil
 rolls a file over at `max_bytes` and keeps `backups` rotated files. Each serving process writes
 its own file (`<host>-<pid>.jsonl`: replicas and workers share the folder, never a file). A
 write that fails (full disk, a folder that is gone or read-only) never fails the prediction:
-the line is dropped and counted on `/metrics` (`maas_prediction_log_lost_total`).
+the lines are dropped and counted on `/metrics` (`maas_prediction_log_lost_total`).
+
+Lines are buffered and reach the file at least every `FLUSH_S` (a thread flushes an idle
+writer), not with one system call per request: that call was most of the log's cost. A
+process killed hard loses at most that last second, which the reader sees as a torn line.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import logging
 import logging.handlers
 import os
 import socket
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +37,25 @@ DIR_ENV = "MAAS_PREDICTION_LOG_DIR"  # where the deploy target mounts the model'
 MAX_BYTES_ENV = "MAAS_PREDICTION_LOG_MAX_BYTES"
 BACKUPS_ENV = "MAAS_PREDICTION_LOG_BACKUPS"
 SUFFIX = ".jsonl"
+FLUSH_S = 1.0  # the longest a written line waits in the buffer
 
 
 class _Handler(logging.handlers.RotatingFileHandler):
-    """RotatingFileHandler that counts what it could not write instead of printing a trace."""
+    """RotatingFileHandler that buffers lines, flushes at most every `FLUSH_S`, and counts what
+    it could not write instead of printing a trace."""
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, on_loss: Any) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int, backups: int, on_loss: Callable[[int], None]
+    ) -> None:
         # delay: the file is opened at the first write, so an unwritable folder is a counted
         # loss at request time, not a service that fails to start
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, delay=True)
         self.terminator = "\n"
         self.on_loss = on_loss
         self.size = 0  # characters in the current file (rotation)
+        self.pending = 0  # lines written to the buffer since the last flush
+        self.written = 0  # lines that reached the file
+        self.flushed_at = 0.0
 
     def _open(self) -> Any:
         """Append to the file; a torn last line (a process killed mid-write, e.g. the one this
@@ -66,14 +80,32 @@ class _Handler(logging.handlers.RotatingFileHandler):
     def format(self, record: logging.LogRecord) -> str:
         line: str = record.msg  # built by PredictionLog.write; formatted once per line
         self.size += len(line) + 1
+        self.pending += 1
         return line
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        if self.stream is not None:  # a half-written line may sit in the buffer: drop it
-            with contextlib.suppress(OSError):
+    def flush(self) -> None:
+        """After each line (StreamHandler.emit): to the file only if the last flush is old."""
+        if time.monotonic() - self.flushed_at >= FLUSH_S:
+            self.flush_now()
+
+    def flush_now(self) -> None:
+        if self.stream is not None and self.pending:
+            self.stream.flush()  # an OSError here: the caller's handleError counts the lines
+        self.written += self.pending
+        self.pending = 0
+        self.flushed_at = time.monotonic()
+
+    def doRollover(self) -> None:
+        self.flush_now()  # the lines in the buffer belong to the file being rolled over
+        super().doRollover()
+
+    def handleError(self, record: logging.LogRecord | None) -> None:
+        lost, self.pending = max(self.pending, 1), 0  # the buffered lines go with the stream
+        if self.stream is not None:
+            with contextlib.suppress(OSError, ValueError):
                 self.stream.close()
             self.stream = None
-        self.on_loss()
+        self.on_loss(lost)
 
 
 class PredictionLog:
@@ -82,7 +114,6 @@ class PredictionLog:
     def __init__(self, folder: Path, model: str, version: str, max_bytes: int, backups: int):
         self.model = model
         self.version = version
-        self.written = 0
         self.lost = 0
         self.path = Path(folder) / f"{socket.gethostname()}-{os.getpid()}{SUFFIX}"
         self._prefix = f'"model":{json.dumps(model)},"version":{json.dumps(version)},"request":'
@@ -93,6 +124,8 @@ class PredictionLog:
         with contextlib.suppress(OSError):  # else the first write counts the loss
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handler = _Handler(self.path, max_bytes, backups, self._lose)
+        self._closed = threading.Event()
+        threading.Thread(target=self._flush_idle, name="prediction-log", daemon=True).start()
 
     @classmethod
     def from_env(cls, model: str, version: str) -> PredictionLog | None:
@@ -114,20 +147,35 @@ class PredictionLog:
             f'"request_id":"{self._id}{self._sequence}",{self._prefix}'
             f'{_one_line(request)},"response":{_one_line(response)}}}'
         )
-        lost = self.lost
         try:
-            self._handler.handle(record)  # rotation, the write and the flush (errors counted)
+            self._handler.handle(record)  # rotation, the write, a flush now and then
         except Exception:  # the handler reports its own errors; anything else is a loss too
-            self._lose()
-        if self.lost == lost:
-            self.written += 1
+            self._lose(1)
 
-    def _lose(self) -> None:
-        self.lost += 1
+    @property
+    def written(self) -> int:
+        """Lines that reached the file (buffered ones count once flushed)."""
+        return self._handler.written
+
+    def _flush_idle(self) -> None:
+        while not self._closed.wait(FLUSH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        with self._handler.lock:  # type: ignore[union-attr]
+            try:
+                self._handler.flush_now()
+            except Exception:
+                self._handler.handleError(None)
+
+    def _lose(self, lines: int) -> None:
+        self.lost += lines
         if self._counter is not None:
-            self._counter.inc()
+            self._counter.inc(lines)
 
     def close(self) -> None:
+        self._closed.set()
+        self.flush()
         self._handler.close()
 
 

@@ -19,6 +19,8 @@ def test_each_request_is_one_line_read_back_per_record(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path, "flight-delay", "3", max_bytes=1 << 20, backups=2)
     for _ in range(3):
         log.write(REQUEST, RESPONSE)
+    assert log.written == 1  # the first line is flushed at once, the others buffered
+    log.flush()  # what the writer's thread does at least every FLUSH_S
     lines = log.path.read_bytes().splitlines()
     assert len(lines) == 3 and log.written == 3 and log.lost == 0
     entry = json.loads(lines[0])  # the raw newline in the request did not split the line
@@ -33,6 +35,7 @@ def test_files_roll_over_and_only_the_newest_backups_are_kept(tmp_path: Path) ->
     log = PredictionLog(tmp_path, "m", "1", max_bytes=4096, backups=2)
     for _ in range(200):
         log.write(REQUEST, RESPONSE)
+    log.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [log.path.name, log.path.name + ".1", log.path.name + ".2"]
     assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
@@ -43,6 +46,7 @@ def test_a_torn_line_is_skipped_and_counted_nothing_else_lost(tmp_path: Path) ->
     log = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
     log.write(REQUEST, RESPONSE)
     log.write(REQUEST, RESPONSE)
+    log.close()
     with log.path.open("ab") as handle:  # a writer killed mid-line, then a garbled line
         handle.write(b'{"time": "2026-11-30T00:00:00", "request_id": "x", "req')
     (tmp_path / "other-1.jsonl").write_bytes(b"not json\n")
@@ -60,6 +64,7 @@ def test_a_restarted_writer_ends_a_torn_line_before_its_own(tmp_path: Path) -> N
     again = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
     assert again.path == first.path  # a restarted container: same host name, same pid
     again.write(REQUEST, RESPONSE)
+    again.close()
     rows = read_predictions(tmp_path, "flights")
     assert len(rows.frame) == 2 and rows.skipped == 1
 
@@ -69,6 +74,7 @@ def test_a_full_disk_loses_lines_not_predictions(tmp_path: Path) -> None:
     log.path.symlink_to("/dev/full")  # every write: ENOSPC
     for _ in range(3):
         log.write(REQUEST, RESPONSE)  # never raises
+    log.close()
     assert log.lost == 3 and log.written == 0
 
 
@@ -80,6 +86,20 @@ def test_a_missing_folder_is_counted_then_written_once_it_exists(tmp_path: Path)
     (tmp_path / "gone").mkdir()
     log.write(REQUEST, RESPONSE)
     assert log.written == 1 and log.path.exists()
+
+
+def test_an_idle_writer_flushes_within_a_second(tmp_path: Path) -> None:
+    import time
+
+    from maas.serving.prediction_log import FLUSH_S
+
+    log = PredictionLog(tmp_path, "m", "1", max_bytes=1 << 20, backups=1)
+    log.write(REQUEST, RESPONSE)
+    log.write(REQUEST, RESPONSE)  # buffered
+    assert len(log.path.read_bytes().splitlines()) == 1
+    time.sleep(FLUSH_S * 2.5)  # no more traffic: the writer's thread flushes
+    assert len(log.path.read_bytes().splitlines()) == 2 and log.written == 2
+    log.close()
 
 
 def test_logging_is_off_unless_the_deploy_target_mounts_a_folder(
