@@ -33,6 +33,7 @@ E2E_GROUPS = {
     "test_identity.py": "e2e-registry",  # ... and beside another project's v1
     "test_tasks.py": "e2e-tasks",  # projects of their own: whichever worker is free
     "test_hotel_rates.py": "e2e-tasks",
+    "test_monitoring.py": "e2e-tasks",  # (e2e-pipeline is the longest group)
 }
 
 

@@ -206,8 +206,10 @@ def test_prefect_artifacts_summarise_the_run(first_run) -> None:
         keys = ArtifactFilterKey(any_=["training-summary", "validation-report"])
         artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
     assert {a.key for a in artifacts} == {"training-summary", "validation-report"}
-    # the session's Prefect server also holds other modules' runs (other model names)
+    # the session's Prefect server also holds other modules' runs (other projects, some with
+    # the same model name): this run's summary names its MLflow run
+    run_id = first_run["registered"]["run_id"]
     summaries = [str(a.data) for a in artifacts if a.key == "training-summary"]
-    summary = next((s for s in summaries if "flight-delay version" in s), "")
+    summary = next((s for s in summaries if run_id in s), "")
     assert "flight-delay version" in summary and "hist_gradient_boosting" in summary
     assert "Gate: passed" in summary
