@@ -31,25 +31,31 @@ def copy_months(source: Path, target: Path, months: list[str] = MONTHS) -> Path:
     return target
 
 
+# Small, fast flight-delay training: 2 epochs on the CPU, floors for 2 months of data, and no
+# HistGradientBoosting (seconds per evaluation on 2 cores: only the pipeline's own tests,
+# tests/e2e/test_pipeline.py, keep it)
+FAST = [
+    "train.max_epochs=2",
+    "train.device=cpu",
+    "evaluate.baselines=[prior, logistic_regression]",
+    "promotion.floors.roc_auc=0.6",
+    "promotion.floors_optional_absent.roc_auc=0.5",
+    "promotion.must_beat=[prior]",
+]
+
+
 def overrides_for(root: Path, raw_dir: Path) -> list[str]:
     """Small, fast settings pointing every output into `root` (the registry too)."""
     return [
+        *FAST,
         f"data.raw_dir={raw_dir}",
         f"data.processed_dir={root / 'processed'}",
         f"validation.reports_dir={root / 'reports' / 'validation'}",
         f"validation.cache_dir={root / 'validation-cache'}",
         f"train.models_dir={root / 'models'}",
         f"train.checkpoint_dir={root / 'checkpoints'}",
-        "train.max_epochs=2",
-        "train.device=cpu",
         f"evaluate.metrics_path={root / 'reports' / 'metrics.json'}",
         f"evaluate.plots_dir={root / 'reports' / 'plots'}",
-        # HistGradientBoosting costs seconds per evaluation on 2 cores: only the pipeline's own
-        # tests keep it (tests/e2e/test_pipeline.py)
-        "evaluate.baselines=[prior, logistic_regression]",
-        "promotion.floors.roc_auc=0.6",
-        "promotion.floors_optional_absent.roc_auc=0.5",
-        "promotion.must_beat=[prior]",
         f"promotion.verdict_key_file={root / 'gate.key'}",
         f"registry.tracking_uri=sqlite:///{root / 'mlflow.db'}",
         f"registry.artifact_root={root / 'mlartifacts'}",

@@ -21,7 +21,7 @@ import pytest
 
 from maas.net import free_port
 from maas.operate.deployment import read_deployments
-from tests.e2e.helpers import FLIGHT, Process, container_runtime_or_skip, copy_months
+from tests.e2e.helpers import FAST, FLIGHT, Process, container_runtime_or_skip, copy_months
 from tests.e2e.task_projects import (
     assert_close,
     fuzz,
@@ -86,15 +86,7 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
     undeploying one model leaves the other serving."""
     root, _ = hotel
     raw = copy_months(real_months, root / "flight-raw")
-    fast = [
-        f"data.raw_dir={raw}",
-        "train.max_epochs=2",
-        "train.device=cpu",
-        "evaluate.baselines=[prior, logistic_regression]",
-        "promotion.floors.roc_auc=0.6",
-        "promotion.floors_optional_absent.roc_auc=0.5",
-        "promotion.must_beat=[prior]",
-    ]
+    fast = [f"data.raw_dir={raw}", *FAST]
     maas(root, "run", "--task", "flight-delay", *[a for s in fast for a in ("--set", s)])
     base = f"http://127.0.0.1:{free_port()}"
     deploy = [

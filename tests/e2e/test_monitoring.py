@@ -21,21 +21,19 @@ import pytest
 
 from maas.monitor.predictions import read_predictions
 from maas.net import free_port
-from tests.e2e.helpers import Process, container_runtime_or_skip, copy_months, serving_version
+from tests.e2e.helpers import (
+    FAST,
+    Process,
+    container_runtime_or_skip,
+    copy_months,
+    serving_version,
+)
 from tests.e2e.task_projects import maas
 from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 KEYS = ["year", "month", "day", "carrier", "flight", "origin"]
-FAST = [
-    "train.max_epochs=2",
-    "train.device=cpu",
-    "evaluate.baselines=[prior, logistic_regression]",
-    "promotion.floors.roc_auc=0.6",
-    "promotion.floors_optional_absent.roc_auc=0.5",
-    "promotion.must_beat=[prior]",
-]
 
 
 def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, real_months) -> None:

@@ -145,7 +145,7 @@ def registered_metric(params: Params, tags: dict[str, str]) -> tuple[str, float 
     return metric.name, float(value) if value is not None else None
 
 
-def train_window(tags: dict[str, str], tag: str = "train_partitions") -> list[str]:
+def partitions_of(tags: dict[str, str], tag: str = "train_partitions") -> list[str]:
     """The partitions a version trained on (or, with `test_partitions`, was tested on)."""
     return sorted(json.loads(tags.get(tag) or "{}"))
 

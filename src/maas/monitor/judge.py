@@ -103,7 +103,7 @@ def judge_period(
         result["served_note"] = (
             f"{len(served)} served rows (< monitoring.min_rows {policy.min_rows})"
         )
-    trained_on = evidence.train_window(champion.tags)
+    trained_on = evidence.partitions_of(champion.tags)
     if partition is not None:
         labeled = read_partition(partition)
         result["arrived_rows"] = len(labeled)

@@ -62,7 +62,7 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
         if champion is None:
             outcome.status = f"no champion of {model} yet: nothing to compare with"
             return outcome
-        window = evidence.train_window(champion.tags)
+        window = evidence.partitions_of(champion.tags)
         try:
             reference = evidence.reference_rows(params, window)
         except LookupError as error:
@@ -96,7 +96,7 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
             write_state(params.monitoring.state_dir, params.task, state)
             outcome.periods.append(result)
     if outcome.new_breaches:
-        seen = max([*window, *evidence.train_window(champion.tags, "test_partitions")])
+        seen = max([*window, *evidence.partitions_of(champion.tags, "test_partitions")])
         outcome.retrain = may_retrain(params.monitoring, state.get("last_retrain"), now,
                                       max(partitions, default=None), seen)  # fmt: skip
         if outcome.retrain is None:
