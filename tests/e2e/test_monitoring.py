@@ -143,13 +143,16 @@ def audit_chain(root: Path) -> list[str]:
 
 
 def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
-    trained_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    real_months, prefect_api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The registry's champion (October-November; December tests it); served records of
-    November and December written by the service's own log writer, plus a torn line. A pass
-    killed after its first period leaves that period recorded; the next pass judges only the
-    rest; more evidence re-judges a period into the same MLflow run."""
+    """A registry of its own (the shared one's champion moves in other tests): v1 trained on
+    October-November, December tests it; served records of November and December written by
+    the service's own log writer, plus a torn line. A pass killed after its first period leaves
+    that period recorded; the next pass judges only the rest; more evidence re-judges a period
+    into the same MLflow run."""
     import tempfile
+
+    from flows.training import training
 
     from maas.config import load_params
     from maas.monitor import run
@@ -157,9 +160,13 @@ def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
     from maas.monitor.state import read_state
     from maas.serving.prediction_log import PredictionLog
     from maas.tracking.store import connect
-    from tests.e2e.helpers import PARAMS
+    from tests.e2e.helpers import PARAMS, overrides_for
 
-    _, overrides, _ = trained_project
+    raw = copy_months(real_months, tmp_path / "raw")
+    overrides = [*overrides_for(tmp_path, raw), "registry.model_name=monitor-kill",
+                 f"deploy.state_dir={tmp_path / 'deploy'}",
+                 f"deploy.audit_log={tmp_path / 'audit.jsonl'}"]  # fmt: skip
+    training(params_file=PARAMS, overrides=overrides)
     quiet = ["monitoring.min_rows=50", "monitoring.drift_share=1", "monitoring.metric_drop=1"]
     folders = [f"monitoring.log_dir={tmp_path / 'logs'}",
                f"monitoring.state_dir={tmp_path / 'state'}"]  # fmt: skip
