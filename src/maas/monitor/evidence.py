@@ -23,6 +23,7 @@ from maas.pipeline.data import (
     row_times,
 )
 from maas.pipeline.evaluate import compute_metrics
+from maas.serving.preprocessing import as_category_strings
 
 
 def served_periods(rows: pd.DataFrame, params: Params) -> pd.Series:
@@ -102,9 +103,9 @@ def join_labels(served: pd.DataFrame, labeled: pd.DataFrame, params: Params) -> 
     left = served[[*keys, *outputs]].copy()
     right = labeled[keys].copy()
     right["__label"] = label_values(labeled, params.data.label)
-    for frame in (left, right):  # 12 and 12.0 and "12" are one key
+    for frame in (left, right):  # 12 and 12.0 and "12" are one key, as categories read
         for key in keys:
-            frame[key] = frame[key].map(_key_text)
+            frame[key] = as_category_strings(frame[key].to_numpy())
     left = left.drop_duplicates(subset=keys, keep="last")  # a record served twice counts once
     right = right.drop_duplicates(subset=keys, keep="last")
     joined = left.merge(right, on=keys, how="left", indicator=True)
@@ -148,11 +149,3 @@ def registered_metric(params: Params, tags: dict[str, str]) -> tuple[str, float 
 def partitions_of(tags: dict[str, str], tag: str = "train_partitions") -> list[str]:
     """The partitions a version trained on (or, with `test_partitions`, was tested on)."""
     return sorted(json.loads(tags.get(tag) or "{}"))
-
-
-def _key_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
