@@ -52,6 +52,7 @@ def undeclared_columns(params: Params) -> None:
         **{d.source: f"features.derived.{name}.source" for name, d in derived.items()},
         **{c: "data.time" for c in params.data.time.columns},
         params.data.label.column: "data.label.column",
+        **{c: "validation.drift.thresholds" for c in params.validation.drift.thresholds},
     }
     unknown = {column: where for column, where in used.items() if column not in declared}
     if unknown:

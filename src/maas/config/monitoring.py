@@ -5,6 +5,7 @@ does then."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -30,3 +31,18 @@ class MonitoringParams(_Strict):
     alert_secret_file: Path = Path(".maas/alert.secret")  # the HMAC key (or $MAAS_ALERT_SECRET)
     retrain: bool = False  # on a breach, run the training flow now (the gate still decides)
     cooldown_h: float = Field(24, ge=0)  # no retraining sooner than this after the last one
+
+
+class PartitionDriftParams(_Strict):
+    """`validation.drift`: each partition against the one before it, by Evidently, before
+    anything trains on it. A unit or encoding change moves a column much farther between two
+    months than a season does (measured per column in docs/validation.md), so each column gets
+    its own threshold: a score above it fails the partition with `severity`."""
+
+    # column: the score from which the column drifted (none: the check is off)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    num_method: str = "wasserstein"  # Evidently's test for int/float columns (normed distance)
+    cat_method: str = "jensenshannon"  # for str columns
+    sample_rows: int = Field(20_000, ge=100)  # rows of each side (sampled, seeded)
+    seed: int = 0
+    severity: Literal["block", "warn"] = "block"

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from maas.config.gate import EvaluateParams, PromotionParams
-from maas.config.monitoring import MonitoringParams
+from maas.config.monitoring import MonitoringParams, PartitionDriftParams
 from maas.config.task import (
     TASK_NAME,
     DerivedFeature,
@@ -113,6 +113,10 @@ class ValidationParams(_Strict):
     # columns that repeat a part of a clock time, e.g. hour: sched_dep_time.hour (block)
     clock_parts: dict[str, str] = {}
     partition_dates: Severity = "block"
+    # each partition against the one before it, per column (Evidently; off without thresholds)
+    drift: PartitionDriftParams = Field(
+        default_factory=lambda: PartitionDriftParams.model_validate({})
+    )
     extra_columns: Severity = "warn"  # columns not declared in `columns` (ignored by training)
     # A partition validated once with this suite is not validated again (null: always)
     cache_dir: Path | None = Path(".maas/validation-cache")

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from maas.config import Params
-from maas.monitor import drift, evidence
+from maas.monitor import evidence
 from maas.monitor.policy import judge
+from maas.pipeline import drift
 from maas.pipeline.data import Partition, read_partition
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.request import RequestSpec

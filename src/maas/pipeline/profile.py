@@ -6,6 +6,7 @@ features, the partitioning — for the user to review, with notes on what to che
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ DOMAIN_MAX = 12  # a text column with at most this many values gets a closed dom
 CATEGORY_MAX = 200  # more distinct values than this (and most rows unique): an identifier
 MIN_PARTITIONS = 6  # the partition frequency is the coarsest giving at least this many
 MAX_CLASSES = 50  # a multiclass label with more values is likely a number or an identifier
+DRIFT_PAIRS = 12  # drift thresholds come from the newest this many partition pairs
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,15 @@ def profile(request: TaskRequest) -> Profile:
         notes.append("mean and spread bands per partition for the numeric inputs "
                      "(validation.distributions, warn): a unit change moves them; make the "
                      "ones you trust `block`")  # fmt: skip
+    drift = drift_thresholds(frame, [*features["numeric"], *features["categorical"]], columns,
+                             periods)  # fmt: skip
+    if drift:
+        validation["drift"] = {"thresholds": drift, "severity": "warn"}
+        notes.append(
+            "drift thresholds per column, each partition against the one before "
+            "(validation.drift, warn): 1.5x the largest score between the newest "
+            f"{DRIFT_PAIRS + 1} partitions; make them `block` where you trust them"
+        )
     name = request.name
     task = {
         "name": name,
@@ -184,6 +195,34 @@ def distribution_bands(
              "max": _rounded(1.5 * stdevs.max()), "severity": "warn"},
         ]  # fmt: skip
     return bands
+
+
+def drift_thresholds(
+    frame: pd.DataFrame, inputs: list[str], columns: dict[str, str], periods: pd.Series
+) -> dict[str, float]:
+    """Per input column, 1.5 times the largest Evidently drift score between consecutive
+    partitions (the newest DRIFT_PAIRS pairs), at least 0.1: what the history moves passes, a
+    unit change (several times farther) does not. Columns derived at serving time are not in
+    the file and are left out."""
+    from maas.pipeline import drift
+
+    names = sorted(periods.dropna().unique())[-(DRIFT_PAIRS + 1) :]
+    present = [c for c in inputs if c in frame.columns]
+    if len(names) < 2 or not present:
+        return {}
+    numeric = [c for c in present if columns.get(c) != "str"]
+    categorical = [c for c in present if columns.get(c) == "str"]
+    highest: dict[str, float] = {}
+    for before, after in itertools.pairwise(names):
+        sides = [frame.loc[(periods == name).to_numpy(), present] for name in (before, after)]
+        try:
+            scored = drift.compare(sides[0], sides[1], numeric, categorical, drift_share=1.0,
+                                   methods=("wasserstein", "jensenshannon"))  # fmt: skip
+        except ValueError:  # nothing comparable in this pair
+            continue
+        for column, result in scored.columns.items():
+            highest[column] = max(highest.get(column, 0.0), float(result["score"]))
+    return {c: max(0.1, _rounded(1.5 * score)) for c, score in highest.items()}
 
 
 def _rule_text(label: dict[str, Any]) -> str:

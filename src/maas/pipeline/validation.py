@@ -22,6 +22,7 @@ from maas.pipeline.validation_batch import (
     prepare_batch,
 )
 from maas.pipeline.validation_cache import ValidationCache
+from maas.pipeline.validation_drift import check_drift
 from maas.pipeline.validation_suite import build_expectations
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,10 @@ def validate_partitions(
             by_name[name], raw_results[name] = outcomes, result
             if cache is not None:
                 cache.put(name, [asdict(o) for o in outcomes], result)
+    drifts, _ = check_drift(frames, params, data, content_sha256, reports_dir)
     for partition, _ in frames:
         report.outcomes += by_name[partition.name]
+        report.outcomes += [ExpectationOutcome(**o) for o in drifts.get(partition.name, [])]
         report.partitions.append(partition.name)
     if reports_dir is not None:
         reports_dir.mkdir(parents=True, exist_ok=True)

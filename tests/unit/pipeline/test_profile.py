@@ -52,6 +52,10 @@ def test_the_suite_and_features_come_from_the_data(tmp_path: Path) -> None:
     mean, spread = bands[("amount", "mean")], bands[("amount", "stdev")]
     assert mean["min"] < 40 < mean["max"] and spread["min"] < 28 < spread["max"]  # gamma(2, 20)
     assert mean["severity"] == spread["severity"] == "warn"
+    drift = validation["drift"]  # each week against the one before: every input but derived ones
+    assert set(drift["thresholds"]) == {"shop", "amount", "discount", "days_late"}
+    assert drift["severity"] == "warn" and all(t >= 0.1 for t in drift["thresholds"].values())
+    assert "validation.drift" in notes
     assert 0 < validation["label_rate"]["min"] < validation["label_rate"]["max"] < 1
     assert features["categorical"] == ["shop", "placed_day_of_week"]
     assert features["numeric"] == {"amount": {}, "discount": {"optional": True}, "days_late": {}}

@@ -1,8 +1,9 @@
-"""Drift between a reference (the champion's training window) and a current set of rows (a
-period's served records, or a newly arrived partition), by Evidently: its DataDriftPreset picks
-each column's test by type and size (K-S or Wasserstein for numbers, chi-square or
-Jensen-Shannon for categories), and its tests say which columns drifted. Nothing here computes
-a statistic itself."""
+"""Drift between a reference and a current set of rows, by Evidently: the monitoring flow's
+(a period's served records or a newly arrived partition against the champion's training
+window) and validation's (each partition against the one before it). Evidently's
+DataDriftPreset picks each column's test by type and size (K-S or Wasserstein for numbers,
+chi-square or Jensen-Shannon for categories) unless methods and thresholds are given, and its
+tests say which columns drifted. Nothing here computes a statistic itself."""
 
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def compare(
     categorical: list[str],
     prediction: str | None = None,
     drift_share: float = 0.5,
+    methods: tuple[str | None, str | None] = (None, None),
+    thresholds: dict[str, float] | None = None,
 ) -> Drift:
     """Evidently's drift tests of `current` against `reference` over the input columns, and of
     the `prediction` column (not counted in the share). A column empty on either side is not
-    tested (it is named in `skipped`)."""
+    tested (it is named in `skipped`). `methods` (numbers, categories) and per-column
+    `thresholds` replace Evidently's choice."""
     evidently = _evidently()
     ref, cur, skipped = _columns(reference, current, numeric, categorical, prediction)
     inputs = [c for c in [*numeric, *categorical] if c not in skipped]
@@ -57,7 +61,13 @@ def compare(
         categorical_columns=[c for c in [*categorical, prediction] if c and c not in numbers
                              and c in ref.columns],
     )  # fmt: skip
-    metrics: list[Any] = [evidently.DataDriftPreset(columns=inputs, drift_share=drift_share)]
+    metrics: list[Any] = [
+        evidently.DataDriftPreset(
+            columns=inputs, drift_share=drift_share, num_method=methods[0], cat_method=methods[1],
+            per_column_threshold={c: t for c, t in (thresholds or {}).items() if c in inputs}
+            or None,
+        )
+    ]  # fmt: skip
     if prediction and prediction in ref.columns:
         metrics.append(evidently.ValueDrift(column=prediction))
     with warnings.catch_warnings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from maas.monitor.drift import compare, write_report
+from maas.pipeline.drift import compare, write_report
 
 
 def _rows(rng: np.random.Generator, n: int, temp_mean: float, carriers: str) -> pd.DataFrame:

@@ -1,0 +1,155 @@
+"""validation.drift: each partition against the one before it, before anything trains on it.
+
+Evidently scores every column named in `validation.drift.thresholds` (a normed Wasserstein
+distance for numbers, Jensen-Shannon for strings, by default); a score above the column's
+threshold is a failed outcome like any expectation's, with the rule's severity, so a
+`block` stops the run and the gate sees it. Months move a column too (the weather of a
+season), so the thresholds are per column and set above what the history moves: the
+flight-delay task's were measured over 2013 (docs/validation.md).
+
+Outcomes are cached like the suite's, keyed by both partitions' bytes: a nightly run scores
+only the new partition against its predecessor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maas.config import DataParams, ValidationParams
+from maas.pipeline.data import Partition
+from maas.pipeline.validation_cache import ValidationCache
+
+log = logging.getLogger(__name__)
+
+EXPECTATION = "drift_from_previous_partition"
+CACHE_SUFFIX = "-drift"  # cache entries `<partition>-drift-<pair digest>-<suite digest>.json`
+
+
+def check_drift(
+    frames: list[tuple[Partition, pd.DataFrame]],
+    params: ValidationParams,
+    data: DataParams,
+    content_sha256: dict[str, str] | None = None,
+    reports_dir: Path | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Outcomes (as ExpectationOutcome fields) per partition that has a predecessor in
+    `frames` (in time order), and the partitions whose outcomes came from the cache. Writes
+    `drift/<partition>.json` (scores, thresholds) under reports_dir, and Evidently's HTML
+    report beside it for a partition with a failed column."""
+    rule = params.drift
+    if not rule.thresholds or len(frames) < 2:
+        return {}, []
+    pairs = list(itertools.pairwise(frames))
+    digests = {
+        partition.name + CACHE_SUFFIX: _pair_digest(content_sha256, before.name, partition.name)
+        for (before, _), (partition, _) in pairs
+    }
+    cache = None
+    if params.cache_dir is not None and content_sha256:
+        cache = ValidationCache(params, data, {k: v for k, v in digests.items() if v})
+    if reports_dir is not None:  # only this run's reports
+        for old in _folder(reports_dir).glob("*.*"):
+            old.unlink()
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    cached: list[str] = []
+    for (before, reference), (partition, current) in pairs:
+        hit = cache.get(partition.name + CACHE_SUFFIX) if cache is not None else None
+        if hit is not None:
+            outcomes[partition.name], summary = hit
+            cached.append(partition.name)
+        else:
+            outcomes[partition.name], summary, html = _score(
+                before.name, reference, partition.name, current, params
+            )
+            if cache is not None:
+                cache.put(partition.name + CACHE_SUFFIX, outcomes[partition.name], summary)
+            if reports_dir is not None and html:
+                _folder(reports_dir).joinpath(f"{partition.name}.html").write_text(html)
+        if reports_dir is not None:
+            _folder(reports_dir).joinpath(f"{partition.name}.json").write_text(
+                json.dumps(summary, indent=1)
+            )
+    return outcomes, cached
+
+
+def _score(
+    before: str,
+    reference: pd.DataFrame,
+    partition: str,
+    current: pd.DataFrame,
+    params: ValidationParams,
+) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """One Evidently report of `current` against `reference` over the rule's columns: the
+    outcomes, a summary, and the HTML report when a column failed ('' otherwise)."""
+    from maas.pipeline import drift
+
+    rule = params.drift
+    columns = list(rule.thresholds)
+    numeric = [c for c in columns if params.columns.get(c) != "str"]
+    categorical = [c for c in columns if params.columns.get(c) == "str"]
+    sample = [
+        _sample(frame, columns, rule.sample_rows, rule.seed) for frame in (reference, current)
+    ]
+    try:
+        result = drift.compare(
+            sample[0], sample[1], numeric, categorical, drift_share=1.0,
+            methods=(rule.num_method, rule.cat_method), thresholds=rule.thresholds,
+        )  # fmt: skip
+    except ValueError as error:  # no column has values on both sides
+        result = None
+        log.warning("drift of %s against %s not scored: %s", partition, before, error)
+    outcomes = []
+    for column in columns:
+        scored = result.columns.get(column) if result is not None else None
+        skipped = result.skipped.get(column) if result is not None else "nothing to compare"
+        outcomes.append(
+            {
+                "partition": partition, "expectation": EXPECTATION, "column": column,
+                "severity": rule.severity,
+                "success": scored is None or not scored.get("drifted", False),
+                "observed": _observed(scored, rule.thresholds[column], before, skipped),
+            }
+        )  # fmt: skip
+    summary = {
+        "partition": partition, "against": before,
+        "methods": {"numeric": rule.num_method, "categorical": rule.cat_method},
+        "columns": result.columns if result is not None else {},
+        "skipped": result.skipped if result is not None else {},
+        "failed": [o["column"] for o in outcomes if not o["success"]],
+    }  # fmt: skip
+    html = result.html if result is not None and summary["failed"] else ""
+    return outcomes, summary, html
+
+
+def _observed(scored: dict[str, Any] | None, threshold: float, before: str, skipped: Any) -> str:
+    if scored is None:
+        return f"not scored against {before}: {skipped or 'no values'}"
+    return (
+        f"{scored.get('method')} {scored['score']:.4g} against {before} (threshold {threshold:g})"
+    )
+
+
+def _sample(frame: pd.DataFrame, columns: list[str], rows: int, seed: int) -> pd.DataFrame:
+    present = frame[[c for c in columns if c in frame.columns]]
+    return present.sample(rows, random_state=seed) if len(present) > rows else present
+
+
+def _pair_digest(content_sha256: dict[str, str] | None, before: str, partition: str) -> str:
+    """Both partitions' bytes (empty when either is unknown: not cached)."""
+    shas = [(content_sha256 or {}).get(name) for name in (before, partition)]
+    if not all(shas):
+        return ""
+    return hashlib.sha256(f"{shas[0]}:{shas[1]}".encode()).hexdigest()
+
+
+def _folder(reports_dir: Path) -> Path:
+    folder = reports_dir / "drift"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
