@@ -40,6 +40,7 @@ from maas.operate.gateway_routes import (
     RouteTable,
     render,
     servers,
+    slot_backend,
 )
 
 COMPLAINTS = ("problem", "can't", "Invalid", "invalid", "No such", "Unknown", "Require")
@@ -233,9 +234,15 @@ class Gateway:
         route = table.routes.get(model) or Route(str(table.backend_for(model)))
         live = route.live if route.ports else SLOTS[1]
         spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
-        spares = [f"{route.backend}/{server}" for server in servers(spare, table.replicas)]
+        spares = [
+            f"{slot_backend(route.backend, spare)}/{server}"
+            for server in servers(spare, table.replicas)
+        ]
         routes = (self.maps.routes, self.maps.versions)
-        lives = [f"{route.backend}/{server}" for server in servers(live, table.replicas)]
+        lives = [
+            f"{slot_backend(route.backend, live)}/{server}"
+            for server in servers(live, table.replicas)
+        ]
         try:
             for index, target in enumerate(spares):
                 if index >= len(upstreams):
@@ -246,18 +253,18 @@ class Gateway:
                 self._expect(f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
                              "changed", "no need to change")  # fmt: skip
                 self._expect(f"set server {target} state ready")
-            if route.ports:  # the switch: the old version takes no new request
-                for target in lives:
-                    self._expect(f"set server {target} state maint")
             table.routes[model] = Route(route.backend, list(upstreams), version, spare)
             self._apply(table, *routes)  # routed, and the new version reachable by number
+            if route.ports:  # the switch: the old slot takes no new request (none is routed
+                for target in lives:  # there any more); those in flight finish
+                    self._expect(f"set server {target} state maint")
         except BaseException:
             with contextlib.suppress(Exception):  # the old slot alone again, the old maps
                 for target in lives[: len(route.ports)]:
                     self._expect(f"set server {target} state ready")
+                self._apply(self.table(), *routes)
                 for target in spares:
                     self._expect(f"set server {target} state maint")
-                self._apply(self.table(), *routes)
             raise
 
     def remove(self, model: str) -> None:
@@ -271,7 +278,7 @@ class Gateway:
         self._apply(table)
         for slot in SLOTS:
             for server in servers(slot, table.replicas):
-                self._expect(f"set server {route.backend}/{server} state maint")
+                self._expect(f"set server {slot_backend(route.backend, slot)}/{server} state maint")
 
     def publish(self, catalog: dict[str, dict[str, Any]]) -> None:
         """What `GET /models` answers from now on (an entry per model)."""

@@ -1,14 +1,15 @@
 """The gateway's routing table and the HAProxy configuration rendered from it.
 
-One HAProxy frontend serves every model: `/models/<name>/...` reaches that model's backend
-with the prefix removed, `/models/<name>/versions/<N>/...` the server slot where version N
-runs (404 once another version took over), `GET /models` and `GET /models/<name>` answer
-the catalog, and any other path reaches the default task's model. Which backend a model
-uses, which version runs in which slot and what the catalog says live in three HAProxy map
-files, so that adding a model, switching a version or publishing the catalog changes a map
-through the Runtime API and never reloads the configuration. The configuration holds a pool
-of backends (each with a blue and a green slot of `replicas` servers); only a model beyond
-the pool or more replicas make a new configuration (a graceful reload).
+One HAProxy frontend serves every model: `/models/<name>/...` reaches the slot where that
+model's live version runs, with the prefix removed, `/models/<name>/versions/<N>/...` the slot
+where version N runs (404 once another version took over), `GET /models` and
+`GET /models/<name>` answer the catalog, and any other path reaches the default task's
+model. Each model holds one of a pool of backend pairs, `bN-blue` and `bN-green` (a slot each,
+of `replicas` servers balanced round-robin). Which slot serves a model, which version runs in
+which slot and what the catalog says live in three HAProxy map files, so that adding a model,
+switching a version or publishing the catalog changes a map through the Runtime API and never
+reloads the configuration; only a model beyond the pool or more replicas make a new
+configuration (a graceful reload).
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ SLOTS = ("blue", "green")  # a fresh gateway serves each model from blue
 POOL = 8  # backends per configuration beyond the routed models: that many models join live
 NO_SERVER_PORT = 1  # an empty slot: disabled; with both disabled HAProxy answers 503
 ALL, NAMES, DEFAULT = "*all", "*names", "*default"  # map keys no model name can take
-FORMAT = "maas gateway format 2"  # in the configuration: a gateway of another one is reloaded
+FORMAT = "maas gateway format 3"  # in the configuration: a gateway of another one is reloaded
 CATALOG_BYTES = 12_000  # a map value is one Runtime API payload, within tune.bufsize (16 KiB)
 MODEL_NAME = r"[A-Za-z0-9._-]+"
 
 
 @dataclass
 class Route:
-    backend: str  # b0, b1, ...: the pool backend this model uses
+    backend: str  # b0, b1, ...: the pool's pair of slot backends this model uses
     ports: list[int] = field(default_factory=list)  # the live slot's replicas (none: out)
     version: str | None = None  # the version in the live slot
     live: str = SLOTS[0]
+
+
+def slot_backend(backend: str, slot: str) -> str:
+    """The HAProxy backend of one slot of a pool entry: `b0-blue`."""
+    return f"{backend}-{slot}"
 
 
 def servers(slot: str, replicas: int) -> list[str]:
@@ -85,17 +91,24 @@ class RouteTable:
 
 
 def route_map(table: RouteTable) -> dict[str, str]:
-    """model -> backend for the models in service; `*default` -> the default model's."""
-    entries = {name: route.backend for name, route in sorted(table.served().items())}
+    """model -> its live slot's backend for the models in service; `*default` -> the default
+    model's."""
+    entries = {
+        name: slot_backend(route.backend, route.live)
+        for name, route in sorted(table.served().items())
+    }
     if table.default in entries:
         entries[DEFAULT] = entries[str(table.default)]
     return entries
 
 
 def version_map(table: RouteTable) -> dict[str, str]:
-    """`<model>/<version>` -> the slot it runs in (the live versions: at a switch the new
-    version's entry replaces the old one's, whose requests in flight finish)."""
-    return {f"{name}/{r.version}": r.live for name, r in sorted(table.served().items())}
+    """`<model>/<version>` -> the backend of the slot it runs in (the live versions: at a
+    switch the new version's entry replaces the old one's, whose requests in flight finish)."""
+    return {
+        f"{name}/{r.version}": slot_backend(r.backend, r.live)
+        for name, r in sorted(table.served().items())
+    }
 
 
 def catalog_map(table: RouteTable) -> dict[str, str]:
@@ -141,7 +154,7 @@ class MapFiles:
 
 
 def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: MapFiles) -> str:
-    """The HAProxy configuration: one frontend, `table.pool` backends of two slots each."""
+    """The HAProxy configuration: one frontend, `table.pool` pairs of slot backends."""
     catalog, routes, versions = maps.catalog, maps.routes, maps.versions
     unknown = (
         '{\\"error\\":\\"no such model\\",\\"model\\":\\"%[var(txn.model),json(utf8s)]\\",'
@@ -159,17 +172,15 @@ def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: Map
     for index in range(table.pool):
         name = f"b{index}"
         route = next((r for r in table.routes.values() if r.backend == name), None)
-        lines = []
         for slot in SLOTS:
             live = route.ports if route is not None and slot == route.live else []
-            for index, server in enumerate(servers(slot, table.replicas)):
-                if index < len(live):
-                    lines.append(f"  server {server} 127.0.0.1:{live[index]}")
+            lines = [f"backend {slot_backend(name, slot)}", "  balance roundrobin"]
+            for number, server in enumerate(servers(slot, table.replicas)):
+                if number < len(live):
+                    lines.append(f"  server {server} 127.0.0.1:{live[number]}")
                 else:
                     lines.append(f"  server {server} 127.0.0.1:{NO_SERVER_PORT} disabled")
-        # a version's own path reaches its slot's first replica
-        rules = [f"  use-server {slot} if {{ var(txn.slot) -m str {slot} }}" for slot in SLOTS]
-        backends.append("\n".join([f"backend {name}", *rules, *lines]) + "\n")
+            backends.append("\n".join(lines) + "\n")
     return f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from {socket_file.parent}/gateway.json
 global
   master-worker
@@ -197,6 +208,7 @@ frontend maas
   http-request set-var(txn.version) path,field(5,/) if version_path
   http-request set-var(txn.slot) var(txn.model),concat(/,txn.version),map({versions}) if version_path
   http-request return status 404 content-type application/json lf-string "{not_running}" if version_path !{{ var(txn.slot) -m found }}
+  http-request set-var(txn.backend) var(txn.slot) if version_path
   http-request del-header X-Forwarded-Prefix
   http-request set-header X-Forwarded-Prefix /models/%[var(txn.model)] if model_path !version_path
   http-request set-header X-Forwarded-Prefix /models/%[var(txn.model)]/versions/%[var(txn.version)] if version_path

@@ -16,7 +16,7 @@ import pytest
 from maas.net import free_port, wait_until
 from maas.operate.deployment import DeployError
 from maas.operate.gateway import Gateway
-from maas.operate.gateway_routes import POOL
+from maas.operate.gateway_routes import FORMAT, POOL
 
 
 @pytest.fixture(autouse=True)
@@ -186,7 +186,8 @@ def test_a_model_beyond_the_pool_gets_a_bigger_configuration(gateway) -> None:
 
 
 def test_replicas_share_the_load_and_a_dead_one_is_not_seen(gateway) -> None:
-    """deploy.replicas: the slot's servers are balanced; a replica that dies costs no request
+    """deploy.replicas: the slot's servers are balanced, on the model's path and on its
+    version's; a replica that dies costs no request
     (HAProxy retries on another); more replicas than the slots hold make a bigger
     configuration once."""
     (a, port_a), (b, port_b), (c, port_c) = backend("a"), backend("b"), backend("c")
@@ -195,8 +196,10 @@ def test_replicas_share_the_load_and_a_dead_one_is_not_seen(gateway) -> None:
         gateway.ensure()
         gateway.switch("m", [port_a, port_b], "1")  # 2 > 1 server per slot: reloaded once
         assert gateway.table().replicas == 2
+        version = f"http://127.0.0.1:{gateway.port}/models/m/versions/1/predict"
         with httpx.Client() as http:
             assert {http.post(url, json={}).text for _ in range(20)} == {"a", "b"}
+            assert {http.post(version, json={}).text for _ in range(20)} == {"a", "b"}
             b.shutdown()
             b.server_close()  # replica b is gone: connections refused
             assert {http.post(url, json={}).status_code for _ in range(20)} == {200}
@@ -236,10 +239,10 @@ def test_a_gateway_of_an_older_format_is_reloaded_in_place(gateway) -> None:
         gateway.ensure()
         gateway.switch("m", [port], "1")
         master, worker = gateway.pid_file.read_text(), gateway._worker()
-        gateway.config_file.write_text(gateway.config_file.read_text().replace("format 2", "x"))
+        gateway.config_file.write_text(gateway.config_file.read_text().replace(FORMAT, "x"))
         gateway.ensure()
         assert gateway.pid_file.read_text() == master and gateway._worker() != worker
-        assert "format 2" in gateway.config_file.read_text()
+        assert FORMAT in gateway.config_file.read_text()
         assert httpx.post(f"http://127.0.0.1:{gateway.port}/predict", json={}).text == "a"
     finally:
         server.shutdown()

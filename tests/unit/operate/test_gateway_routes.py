@@ -27,8 +27,9 @@ def test_maps_route_served_models_only_and_the_catalog_is_one_line_each(tmp_path
         default="a",
         catalog={"a": {"model": "a", "detail": "x y"}, "c": {"model": "c"}},
     )
-    assert route_map(table) == {"a": "b0", "c": "b2", DEFAULT: "b0"}  # b: out of service
-    assert version_map(table) == {"a/3": "green", "c/1": "blue"}
+    # each model's live slot (b: out of service)
+    assert route_map(table) == {"a": "b0-green", "c": "b2-blue", DEFAULT: "b0-green"}
+    assert version_map(table) == {"a/3": "b0-green", "c/1": "b2-blue"}
     maps = catalog_map(table)
     assert json.loads(maps[ALL]) == [{"model": "a", "detail": "x y"}, {"model": "c"}]
     assert json.loads(maps[NAMES]) == ["a", "c"]
