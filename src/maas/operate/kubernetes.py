@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 
 from maas.clock import utc_timestamp
+from maas.config import MonitoringParams
 from maas.files import write_text_atomic
+from maas.naming import slug
 from maas.operate.deployment import (
     STATE_FILES,
     DeployError,
@@ -20,6 +22,7 @@ from maas.operate.deployment import (
     remove_state,
     write_state,
 )
+from maas.serving import prediction_log
 from maas.serving.guard import TOKEN_ENV
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,16 @@ class KubernetesTarget:
     name = "kubernetes"
 
     def __init__(
-        self, state_dir: Path, folder: Path, replicas: int = 2, default: str | None = None
+        self,
+        state_dir: Path,
+        folder: Path,
+        replicas: int = 2,
+        default: str | None = None,
+        monitoring: MonitoringParams | None = None,
     ) -> None:
         self.state_dir, self.folder, self.replicas = state_dir, folder, replicas
         self.default = default  # the model the Ingress's default backend is
+        self.monitoring = monitoring  # with .log: the pods log predictions to a volume
         self.state_file = state_dir / STATE_FILES["kubernetes"]
 
     def current(self, model: str) -> Deployment | None:
@@ -51,11 +60,12 @@ class KubernetesTarget:
 
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
         path = render_kubernetes(
-            model, version, image, self.folder, replicas=self.replicas, image_id=image_id
-        )
+            model, version, image, self.folder, replicas=self.replicas, image_id=image_id,
+            log=self.monitoring if self.monitoring is not None and self.monitoring.log else None,
+        )  # fmt: skip
         deployment = Deployment(
             model=model, version=version, image=image, image_id=image_id,
-            container=f"maas-{model.lower()}",
+            container=f"maas-{slug(model)}",
             port=3000, endpoint=path.resolve().as_uri(),
             deployed_at=utc_timestamp(),
         )  # fmt: skip
@@ -76,7 +86,7 @@ class KubernetesTarget:
 
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
         """The rendered manifest is there (what runs in the cluster is the cluster's to say)."""
-        path = self.folder / f"maas-{deployment.model.lower()}.yaml"
+        path = self.folder / f"maas-{slug(deployment.model)}.yaml"
         return None if path.is_file() else f"the manifest {path} is gone"
 
     def describe(self, deployment: Deployment) -> dict[str, Any]:
@@ -93,7 +103,7 @@ class KubernetesTarget:
 
     def stop(self, model: str) -> None:
         remove_state(self.state_file, model)
-        (self.folder / f"maas-{model.lower()}.yaml").unlink(missing_ok=True)
+        (self.folder / f"maas-{slug(model)}.yaml").unlink(missing_ok=True)
         self._route()
 
     def stop_all(self) -> list[str]:
@@ -111,13 +121,24 @@ def render_kubernetes(
     port: int = 3000,
     replicas: int = 2,
     image_id: str = "",
+    log: MonitoringParams | None = None,
 ) -> Path:
-    """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image.
+    """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image,
+    and with `log` the PersistentVolumeClaim its pods write their prediction logs to.
 
     The cluster pulls `image` by name from its registry; the ID of the image that passed
     infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
     person to compare with what the registry serves under that name."""
-    name = f"maas-{model.lower()}"
+    name = f"maas-{slug(model)}"
+    env: list[dict[str, Any]] = [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+        "name": TOKEN_SECRET, "key": "token", "optional": True}}}]  # fmt: skip
+    logged: dict[str, Any] = {}
+    claim = None
+    if log is not None:  # every pod of every version writes its own files into one claim
+        settings = prediction_log.environment(log.log_max_bytes, log.log_backups)
+        env += [{"name": key, "value": value} for key, value in settings.items()]
+        logged = {"volumeMounts": [{"name": "predictions", "mountPath": prediction_log.MOUNT}]}
+        claim = prediction_claim(f"{name}-predictions", log, replicas)
     labels = {"app": name, "maas/model": model, "maas/version": str(version)}
     deployment = {
         "apiVersion": "apps/v1",
@@ -136,14 +157,16 @@ def render_kubernetes(
                         "image": image,
                         "ports": [{"containerPort": port}],
                         # bearer auth as for local containers: the token by reference only
-                        "env": [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
-                            "name": TOKEN_SECRET, "key": "token", "optional": True}}}],
+                        "env": env,
+                        **logged,
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": port},
                                            "periodSeconds": 2},
                         "livenessProbe": {"httpGet": {"path": "/livez", "port": port},
                                           "initialDelaySeconds": 10},
                         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
                     }],
+                    **({"volumes": [{"name": "predictions", "persistentVolumeClaim": {
+                        "claimName": claim["metadata"]["name"]}}]} if claim else {}),
                 },
             },
         },
@@ -155,8 +178,25 @@ def render_kubernetes(
         "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": port}]},
     }
     path = folder / f"{name}.yaml"
-    write_text_atomic(path, yaml.safe_dump_all(checked([deployment, service]), sort_keys=False))
+    documents = [deployment, service, *([claim] if claim else [])]
+    write_text_atomic(path, yaml.safe_dump_all(checked(documents), sort_keys=False))
     return path
+
+
+def prediction_claim(name: str, log: MonitoringParams, replicas: int) -> dict[str, Any]:
+    """A ReadWriteMany claim sized for every pod's files at their retention limit (each
+    process writes its own, rolled over at log_max_bytes, log_backups kept), twice over for
+    the pods of a rolling update."""
+    size = 2 * replicas * (log.log_backups + 1) * log.log_max_bytes
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "labels": {"app": name.removesuffix("-predictions")}},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": f"{-(-size // (1 << 20))}Mi"}},
+        },
+    }
 
 
 def render_ingress(models: list[str], default: str | None) -> dict[str, Any]:
@@ -165,13 +205,13 @@ def render_ingress(models: list[str], default: str | None) -> dict[str, Any]:
     default task's model is the default backend (`/predict`)."""
     paths = [
         {"path": f"/models/{model}(/|$)(.*)", "pathType": "ImplementationSpecific",
-         "backend": {"service": {"name": f"maas-{model.lower()}", "port": {"number": 80}}}}
+         "backend": {"service": {"name": f"maas-{slug(model)}", "port": {"number": 80}}}}
         for model in models
     ]  # fmt: skip
     spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"http": {"paths": paths}}]}
     if default is not None:
         spec["defaultBackend"] = {
-            "service": {"name": f"maas-{default.lower()}", "port": {"number": 80}}
+            "service": {"name": f"maas-{slug(default)}", "port": {"number": 80}}
         }
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from maas.clock import utc_timestamp
 from maas.config import MonitoringParams, Params
+from maas.naming import slug
 from maas.net import free_port, parse_address
 from maas.operate.deployment import (
     STATE_FILE,
@@ -37,8 +38,6 @@ from maas.serving import prediction_log
 from maas.serving.guard import TOKEN_ENV
 
 log = logging.getLogger(__name__)
-
-LOG_MOUNT = "/var/lib/maas/predictions"  # the prediction log's folder inside a container
 
 
 class Target(Protocol):
@@ -150,12 +149,8 @@ class LocalTarget:
         settings = self.monitoring
         if settings is None or not settings.log:
             return {}, {}
-        env = {
-            prediction_log.DIR_ENV: LOG_MOUNT,
-            prediction_log.MAX_BYTES_ENV: str(settings.log_max_bytes),
-            prediction_log.BACKUPS_ENV: str(settings.log_backups),
-        }
-        return env, {settings.log_dir.resolve() / model: LOG_MOUNT}
+        env = prediction_log.environment(settings.log_max_bytes, settings.log_backups)
+        return env, {settings.log_dir.resolve() / model: prediction_log.MOUNT}
 
     def _start(self, model: str, version: str, image: str, image_id: str) -> tuple[str, int]:
         """One replica, ready and answering with `version`: its container name and port."""
@@ -236,7 +231,7 @@ class LocalTarget:
         """Container names of this target: scoped by its state folder, so two projects on one
         machine (or a test beside a user's deployment) never remove each other's containers."""
         scope = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
-        return f"maas-serve-{model.lower()}-{scope}-"
+        return f"maas-serve-{slug(model)}-{scope}-"
 
     def remove_orphans(self, model: str) -> list[str]:
         """Remove this model's containers that do not serve: left by a controller killed
@@ -323,7 +318,8 @@ def make_target(params: Params) -> Target:
     if params.deploy.target == "kubernetes":
         deploy = params.deploy
         return KubernetesTarget(deploy.state_dir, deploy.kubernetes_dir,
-                                deploy.kubernetes_replicas, deploy.default_model)  # fmt: skip
+                                deploy.kubernetes_replicas, deploy.default_model,
+                                monitoring=params.monitoring)  # fmt: skip
     backend, reasons = containers.select_backend(params.packaging.backend)
     runtime = containers.runtime_for(backend) if backend else None
     if runtime is None:

@@ -36,8 +36,14 @@ from typing import Any
 DIR_ENV = "MAAS_PREDICTION_LOG_DIR"  # where the deploy target mounts the model's log folder
 MAX_BYTES_ENV = "MAAS_PREDICTION_LOG_MAX_BYTES"
 BACKUPS_ENV = "MAAS_PREDICTION_LOG_BACKUPS"
+MOUNT = "/var/lib/maas/predictions"  # where deploy targets mount a model's log folder
 SUFFIX = ".jsonl"
 FLUSH_S = 1.0  # the longest a written line waits in the buffer
+
+
+def environment(max_bytes: int, backups: int, folder: str = MOUNT) -> dict[str, str]:
+    """What a deploy target sets in a container for the service to log into `folder`."""
+    return {DIR_ENV: folder, MAX_BYTES_ENV: str(max_bytes), BACKUPS_ENV: str(backups)}
 
 
 class _Handler(logging.handlers.RotatingFileHandler):
