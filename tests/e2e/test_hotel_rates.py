@@ -82,7 +82,8 @@ def test_its_container_answers_with_the_price_per_room(hotel) -> None:
 def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None:
     """One `maas watch` serves every task's champion behind one HAProxy: GET /models lists
     both, each model (two replicas each) answers with its own schema and refuses the other's
-    with 400; a replica that dies is not seen by clients, and the controller replaces it;
+    with 400; a replica that dies is not seen by clients, and the controller replaces it; a
+    new version of one model is promoted and served while the other's requests never fail;
     undeploying one model leaves the other serving."""
     root, _ = hotel
     raw = copy_months(real_months, root / "flight-raw")
@@ -136,14 +137,8 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
         seen: Counter[str] = Counter()
         stop = threading.Event()
 
-        def flights() -> None:
-            with httpx.Client(timeout=10) as http:
-                while not stop.is_set():
-                    answer = http.post(f"{base}/models/flight-delay/predict",
-                                       json={"flights": [FLIGHT]})  # fmt: skip
-                    seen[answer.status_code] += 1
-
-        client = threading.Thread(target=flights)
+        flights = (f"{base}/models/flight-delay/predict", {"flights": [FLIGHT]}, seen, stop)
+        client = threading.Thread(target=load, args=flights)
         client.start()
         container = read_deployments(root / ".maas" / "deploy")[TASK].container
         subprocess.run([runtime, "rm", "--force", "--time", "0", container], check=True,
@@ -161,6 +156,31 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
         client.join()
         assert set(seen) == {200} and seen[200] > 10, seen
 
+        # a new flight-delay version becomes champion while hotel-rates is under load: the
+        # switch is flight-delay's alone, and no hotel-rates request fails
+        seen.clear()
+        stop.clear()
+        bookings_load = (f"{base}/models/{TASK}/predict", {"bookings": records}, seen, stop)
+        client = threading.Thread(target=load, args=bookings_load)
+        client.start()
+        again = maas(root, "run", "--task", "flight-delay", "--json",
+                     *[a for s in [*fast, "train.seed=7"] for a in ("--set", s)])  # fmt: skip
+        assert json.loads(again.stdout)["registered"]["version"] == "2", again.stdout
+        maas(root, "promote", "2", "--task", "flight-delay")  # or the gate already did
+        deadline = time.monotonic() + 600  # the new image built and validated
+        while {e["model"]: e.get("served_version") for e in catalog(base)}.get(
+            "flight-delay") != "2":  # fmt: skip
+            assert time.monotonic() < deadline, controller.tail()
+            time.sleep(2)
+        stop.set()
+        client.join()
+        assert set(seen) == {200} and seen[200] > 10, seen
+        assert {e["model"]: e["served_version"] for e in catalog(base)}[TASK] == "1"
+        versions = f"{base}/models/flight-delay/versions"
+        answer = httpx.post(f"{versions}/2/predict", json={"flights": [FLIGHT]})
+        assert answer.status_code == 200, answer.text
+        assert httpx.post(f"{versions}/1/predict", json={"flights": [FLIGHT]}).status_code == 404
+
         maas(root, "undeploy", "--task", TASK, *sets)
         assert httpx.post(f"{base}/models/{TASK}/predict", json={}).status_code == 404
         assert [e["model"] for e in catalog(base)] == ["flight-delay"]
@@ -170,6 +190,13 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
         controller.stop()
         maas(root, "undeploy", "--all", *sets)
     assert not read_deployments(root / ".maas" / "deploy")
+
+
+def load(url: str, body: dict, seen: Counter, stop: threading.Event) -> None:
+    """Post `body` to `url` until `stop`, counting the answers' status codes."""
+    with httpx.Client(timeout=10) as http:
+        while not stop.is_set():
+            seen[http.post(url, json=body).status_code] += 1
 
 
 def catalog(base: str) -> list[dict]:

@@ -47,8 +47,11 @@ def check_drift(
     if not rule.thresholds or len(frames) < 2:
         return {}, []
     pairs = list(itertools.pairwise(frames))
+    settings = rule.model_dump_json()
     digests = {
-        partition.name + CACHE_SUFFIX: _pair_digest(content_sha256, before.name, partition.name)
+        partition.name + CACHE_SUFFIX: _pair_digest(
+            content_sha256, before.name, partition.name, settings
+        )
         for (before, _), (partition, _) in pairs
     }
     cache = None
@@ -141,12 +144,15 @@ def _sample(frame: pd.DataFrame, columns: list[str], rows: int, seed: int) -> pd
     return present.sample(rows, random_state=seed) if len(present) > rows else present
 
 
-def _pair_digest(content_sha256: dict[str, str] | None, before: str, partition: str) -> str:
-    """Both partitions' bytes (empty when either is unknown: not cached)."""
+def _pair_digest(
+    content_sha256: dict[str, str] | None, before: str, partition: str, settings: str
+) -> str:
+    """Both partitions' bytes and the rule's settings (empty when either partition's bytes
+    are unknown: not cached)."""
     shas = [(content_sha256 or {}).get(name) for name in (before, partition)]
     if not all(shas):
         return ""
-    return hashlib.sha256(f"{shas[0]}:{shas[1]}".encode()).hexdigest()
+    return hashlib.sha256(f"{shas[0]}:{shas[1]}:{settings}".encode()).hexdigest()
 
 
 def _folder(reports_dir: Path) -> Path:

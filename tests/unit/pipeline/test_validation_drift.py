@@ -69,6 +69,9 @@ def test_drift_outcomes_are_cached_per_pair_of_partitions(small_params, tmp_path
     assert again.cached == ["2012-12", "2013-01"] and drifted(again) == ["temp"]
     other_december = {**shas, "2012-12": "c" * 64}  # the month before changed: scored again
     assert drifted(_validate(params, _frames(january), other_december)) == []
+    looser = {**params.validation.drift.thresholds, "temp": 100.0}  # another rule: scored again,
+    report = _validate(params, _frames(celsius), shas, thresholds=looser)  # the suite's cached
+    assert drifted(report) == [] and report.cached == ["2012-12", "2013-01"]
 
 
 def test_a_column_missing_from_a_partition_is_not_scored(small_params) -> None:
