@@ -22,6 +22,7 @@ from maas.pipeline.validation_batch import (
     prepare_batch,
 )
 from maas.pipeline.validation_cache import ValidationCache
+from maas.pipeline.validation_drift import EXPECTATION as DRIFT_EXPECTATION
 from maas.pipeline.validation_drift import check_drift
 from maas.pipeline.validation_suite import build_expectations
 
@@ -103,6 +104,13 @@ class ValidationReport:
             f"**Validation: {self.status}** over {len(self.partitions)} partition(s), "
             f"{len(self.outcomes)} expectation results"
         ]
+        drift = [o for o in self.outcomes if o.expectation == DRIFT_EXPECTATION]
+        if drift:
+            lines.append(
+                f"Drift against the partition before (validation.drift): "
+                f"{len({o.partition for o in drift})} partition(s) scored, "
+                f"{sum(not o.success for o in drift)} column(s) over their threshold"
+            )
         for outcome in self.blocking + self.warnings:
             lines.append(f"- {outcome.describe()}")
         return "\n".join(lines)

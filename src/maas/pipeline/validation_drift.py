@@ -44,6 +44,9 @@ def check_drift(
     `drift/<partition>.json` (scores, thresholds) under reports_dir, and Evidently's HTML
     report beside it for a partition with a failed column."""
     rule = params.drift
+    if reports_dir is not None and (reports_dir / "drift").is_dir():  # only this run's reports
+        for old in (reports_dir / "drift").glob("*.*"):
+            old.unlink()
     if not rule.thresholds or len(frames) < 2:
         return {}, []
     pairs = list(itertools.pairwise(frames))
@@ -57,9 +60,6 @@ def check_drift(
     cache = None
     if params.cache_dir is not None and content_sha256:
         cache = ValidationCache(params, data, {k: v for k, v in digests.items() if v})
-    if reports_dir is not None:  # only this run's reports
-        for old in _folder(reports_dir).glob("*.*"):
-            old.unlink()
     outcomes: dict[str, list[dict[str, Any]]] = {}
     cached: list[str] = []
     for (before, reference), (partition, current) in pairs:

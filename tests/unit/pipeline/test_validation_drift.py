@@ -45,6 +45,7 @@ def test_a_unit_change_blocks_and_a_month_like_the_last_passes(small_params, tmp
     assert (failed.partition, failed.column) == ("2013-01", "temp")
     assert "against 2012-12" in failed.describe() and "threshold 3" in failed.describe()
     assert (tmp_path / "drift" / "2013-01.html").stat().st_size > 10_000  # Evidently's report
+    assert "1 partition(s) scored, 1 column(s) over their threshold" in report.to_markdown()
     with pytest.raises(DataValidationError, match="drift_from_previous_partition column=temp"):
         raise_for_blocking(report)
     warned = _validate(small_params, _frames(celsius), severity="warn")
