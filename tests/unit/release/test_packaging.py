@@ -64,7 +64,9 @@ def test_bento_version_is_a_digest_of_its_inputs(params) -> None:
     assert bento_version("3", code, other, digests) != first
     assert bento_version("3", code, args, {"model.onnx": "b" * 64}) != first
     assert bento_version("3", "d" * 64, args, digests) != first  # other serving code
-    assert image_name(params.packaging, "Flight-Delay", "v3-0a1b") == "maas-flight-delay:v3-0a1b"
+    assert image_name(params.packaging, "flight-delay", "v3-0a1b") == "maas-flight-delay:v3-0a1b"
+    mixed = image_name(params.packaging, "Flight-Delay", "v3-0a1b")  # another registered model
+    assert mixed.startswith("maas-flight-delay-") and mixed.endswith(":v3-0a1b")
 
 
 def test_a_versions_release_tag_names_its_run_and_artifacts_not_only_its_number() -> None:
