@@ -13,6 +13,7 @@ from pathlib import Path
 
 from maas.net import free_port, port_open, wait_until
 from maas.operate.deployment import Deployment, write_state
+from maas.operate.gateway_routes import slot_backend
 
 
 class Gateway:
@@ -171,9 +172,9 @@ class MaasGateway(Gateway):
         lines = self.haproxy.command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        backend = self.haproxy.table().routes["bench"].backend
+        backend = self.haproxy.table().routes["bench"].backend  # its slots: b0-blue, b0-green
         return {r["svname"]: int(r["stot"]) for r in rows
-                if r["pxname"] == backend and r["svname"] in ("blue", "green")}  # fmt: skip
+                if r["pxname"] == slot_backend(backend, r["svname"])}  # fmt: skip
 
     def stop(self) -> None:
         self.haproxy.stop()
