@@ -40,6 +40,12 @@ def test_files_roll_over_and_only_the_newest_backups_are_kept(tmp_path: Path) ->
     assert files == [log.path.name, log.path.name + ".1", log.path.name + ".2"]
     assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
     assert log.written == 200 and log.lost == 0
+    only = PredictionLog(tmp_path / "none", "m", "1", max_bytes=4096, backups=0)
+    for _ in range(200):
+        only.write(REQUEST, RESPONSE)
+    only.close()  # no backups kept: the file starts again at each rollover
+    assert [p.name for p in (tmp_path / "none").iterdir()] == [only.path.name]
+    assert 0 < only.path.stat().st_size <= 4096
 
 
 def test_a_torn_line_is_skipped_and_counted_nothing_else_lost(tmp_path: Path) -> None:
