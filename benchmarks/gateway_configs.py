@@ -173,8 +173,8 @@ class MaasGateway(Gateway):
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
         backend = self.haproxy.table().routes["bench"].backend  # its slots: b0-blue, b0-green
-        return {r["svname"]: int(r["stot"]) for r in rows
-                if r["pxname"] == slot_backend(backend, r["svname"])}  # fmt: skip
+        totals = {r["pxname"]: int(r["stot"]) for r in rows if r["svname"] == "BACKEND"}
+        return {slot: totals.get(slot_backend(backend, slot), 0) for slot in ("blue", "green")}
 
     def stop(self) -> None:
         self.haproxy.stop()

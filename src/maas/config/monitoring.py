@@ -18,6 +18,10 @@ class MonitoringParams(_Strict):
     log_dir: Path = Path(".maas/predictions")
     log_max_bytes: int = Field(64 << 20, ge=4096)  # a process's file rolls over at this size
     log_backups: int = Field(8, ge=0)  # rolled-over files kept per process (retention)
+    # deploy.target kubernetes: the pods log into a ReadWriteMany claim of this storage class
+    # (one the cluster has, e.g. nfs-client, efs-sc, azurefile; null: the pods log nothing)
+    kubernetes_storage_class: str | None = None
+    kubernetes_log_size: str = Field("20Gi", pattern=r"^[1-9][0-9]*(Mi|Gi|Ti)$")  # fixed size
     # the monitoring flow
     cron: str = "30 3 * * *"  # `maas schedule`: the monitoring flow, daily at 03:30
     state_dir: Path = Path(".maas/monitoring")  # each task's judged periods, alerts, retrains

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,8 @@ from maas.operate.gateway_routes import (
     servers,
     slot_backend,
 )
+
+log = logging.getLogger(__name__)
 
 COMPLAINTS = ("problem", "can't", "Invalid", "invalid", "No such", "Unknown", "Require")
 
@@ -197,7 +200,11 @@ class Gateway:
     def _apply(self, table: RouteTable, *paths: Path) -> None:
         """The map files as `table` says, and in the running process the maps `paths` (all
         when none are named), each replaced atomically (prepare, add, commit); then the
-        table recorded: a restarted gateway serves the same."""
+        table recorded: a restarted gateway serves the same. A gateway an older maas started
+        has other backends than the maps name: it is reloaded with `table` instead."""
+        if FORMAT not in self.config_file.read_text(errors="replace"):
+            self.reload(table)
+            return
         try:
             maps = self.maps.write(table)
         except OSError as error:
@@ -243,6 +250,7 @@ class Gateway:
             f"{slot_backend(route.backend, live)}/{server}"
             for server in servers(live, table.replicas)
         ]
+        before = self.table()  # what serves until the maps below are committed
         try:
             for index, target in enumerate(spares):
                 if index >= len(upstreams):
@@ -255,17 +263,22 @@ class Gateway:
                 self._expect(f"set server {target} state ready")
             table.routes[model] = Route(route.backend, list(upstreams), version, spare)
             self._apply(table, *routes)  # routed, and the new version reachable by number
-            if route.ports:  # the switch: the old slot takes no new request (none is routed
-                for target in lives:  # there any more); those in flight finish
-                    self._expect(f"set server {target} state maint")
         except BaseException:
             with contextlib.suppress(Exception):  # the old slot alone again, the old maps
                 for target in lives[: len(route.ports)]:
                     self._expect(f"set server {target} state ready")
-                self._apply(self.table(), *routes)
+                self._apply(before, *routes)
                 for target in spares:
                     self._expect(f"set server {target} state maint")
             raise
+        # switched: the old slot takes no new request (none is routed there any more) and
+        # those in flight finish; a refusal here changes nothing for clients, so it is said,
+        # not rolled back
+        for target in lives if route.ports else []:
+            try:
+                self._expect(f"set server {target} state maint")
+            except DeployError as error:
+                log.warning("%s: the old slot stays ready, unrouted: %s", model, error)
 
     def remove(self, model: str) -> None:
         """`model` leaves the gateway: its paths answer 404, its slots are emptied."""

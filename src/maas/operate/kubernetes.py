@@ -61,7 +61,7 @@ class KubernetesTarget:
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
         path = render_kubernetes(
             model, version, image, self.folder, replicas=self.replicas, image_id=image_id,
-            log=self.monitoring if self.monitoring is not None and self.monitoring.log else None,
+            log=self.monitoring if _logs(self.monitoring) else None,
         )  # fmt: skip
         deployment = Deployment(
             model=model, version=version, image=image, image_id=image_id,
@@ -124,7 +124,8 @@ def render_kubernetes(
     log: MonitoringParams | None = None,
 ) -> Path:
     """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image,
-    and with `log` the PersistentVolumeClaim its pods write their prediction logs to.
+    and with `log` the PersistentVolumeClaim (`log.kubernetes_storage_class`) its pods write
+    their prediction logs to.
 
     The cluster pulls `image` by name from its registry; the ID of the image that passed
     infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
@@ -138,7 +139,7 @@ def render_kubernetes(
         settings = prediction_log.environment(log.log_max_bytes, log.log_backups)
         env += [{"name": key, "value": value} for key, value in settings.items()]
         logged = {"volumeMounts": [{"name": "predictions", "mountPath": prediction_log.MOUNT}]}
-        claim = prediction_claim(f"{name}-predictions", log, replicas)
+        claim = prediction_claim(f"{name}-predictions", log)
     labels = {"app": name, "maas/model": model, "maas/version": str(version)}
     deployment = {
         "apiVersion": "apps/v1",
@@ -183,18 +184,23 @@ def render_kubernetes(
     return path
 
 
-def prediction_claim(name: str, log: MonitoringParams, replicas: int) -> dict[str, Any]:
-    """A ReadWriteMany claim sized for every pod's files at their retention limit (each
-    process writes its own, rolled over at log_max_bytes, log_backups kept), twice over for
-    the pods of a rolling update."""
-    size = 2 * replicas * (log.log_backups + 1) * log.log_max_bytes
+def _logs(monitoring: MonitoringParams | None) -> bool:
+    """The pods log predictions: the log is on and there is a storage class to claim from."""
+    return bool(monitoring and monitoring.log and monitoring.kubernetes_storage_class)
+
+
+def prediction_claim(name: str, log: MonitoringParams) -> dict[str, Any]:
+    """A ReadWriteMany claim (every pod of every version writes its own files into it) of
+    the configured class and a fixed size: a claim cannot shrink, so the size does not follow
+    replicas or retention settings."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "labels": {"app": name.removesuffix("-predictions")}},
         "spec": {
             "accessModes": ["ReadWriteMany"],
-            "resources": {"requests": {"storage": f"{-(-size // (1 << 20))}Mi"}},
+            "storageClassName": log.kubernetes_storage_class,
+            "resources": {"requests": {"storage": log.kubernetes_log_size}},
         },
     }
 

@@ -13,6 +13,7 @@ only the new partition against its predecessor.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -29,6 +30,7 @@ from maas.pipeline.validation_cache import ValidationCache
 log = logging.getLogger(__name__)
 
 EXPECTATION = "drift_from_previous_partition"
+FIELDS = {"partition", "expectation", "column", "severity", "success", "observed"}  # an outcome's
 CACHE_SUFFIX = "-drift"  # cache entries `<partition>-drift-<pair digest>-<suite digest>.json`
 
 
@@ -50,7 +52,9 @@ def check_drift(
     if not rule.thresholds or len(frames) < 2:
         return {}, []
     pairs = list(itertools.pairwise(frames))
-    settings = rule.model_dump_json()
+    from importlib.metadata import version
+
+    settings = rule.model_dump_json() + version("evidently")  # a new Evidently scores again
     digests = {
         partition.name + CACHE_SUFFIX: _pair_digest(
             content_sha256, before.name, partition.name, settings
@@ -63,18 +67,26 @@ def check_drift(
     outcomes: dict[str, list[dict[str, Any]]] = {}
     cached: list[str] = []
     for (before, reference), (partition, current) in pairs:
-        hit = cache.get(partition.name + CACHE_SUFFIX) if cache is not None else None
+        key = partition.name + CACHE_SUFFIX
+        hit = _cached(cache, key)
+        # Evidently's report of a failed partition is kept beside its cache entry
+        html_file = cache.path(key) if cache is not None else None
+        html_file = html_file.with_suffix(".html") if html_file is not None else None
         if hit is not None:
             outcomes[partition.name], summary = hit
             cached.append(partition.name)
+            html = html_file.read_text() if html_file is not None and html_file.is_file() else ""
         else:
             outcomes[partition.name], summary, html = _score(
                 before.name, reference, partition.name, current, params
             )
             if cache is not None:
-                cache.put(partition.name + CACHE_SUFFIX, outcomes[partition.name], summary)
-            if reports_dir is not None and html:
-                _folder(reports_dir).joinpath(f"{partition.name}.html").write_text(html)
+                cache.put(key, outcomes[partition.name], summary)
+                if html and html_file is not None:
+                    with contextlib.suppress(OSError):  # only the report would be missing
+                        html_file.write_text(html)
+        if reports_dir is not None and html:
+            _folder(reports_dir).joinpath(f"{partition.name}.html").write_text(html)
         if reports_dir is not None:
             _folder(reports_dir).joinpath(f"{partition.name}.json").write_text(
                 json.dumps(summary, indent=1)
@@ -129,6 +141,22 @@ def _score(
     }  # fmt: skip
     html = result.html if result is not None and summary["failed"] else ""
     return outcomes, summary, html
+
+
+def _cached(
+    cache: ValidationCache | None, key: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """A cache entry written by this module (one of another shape is scored again)."""
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        return None
+    outcomes, summary = hit
+    if not isinstance(summary, dict) or not all(
+        isinstance(o, dict) and set(o) == FIELDS for o in outcomes
+    ):
+        log.warning("ignoring drift cache entry %s: not this version's", key)
+        return None
+    return outcomes, summary
 
 
 def _observed(scored: dict[str, Any] | None, threshold: float, before: str, skipped: Any) -> str:

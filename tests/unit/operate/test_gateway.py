@@ -232,20 +232,55 @@ def test_a_failed_switch_leaves_the_old_version_serving_alone(gateway) -> None:
 
 
 def test_a_gateway_of_an_older_format_is_reloaded_in_place(gateway) -> None:
-    """A gateway an older maas started keeps running across the upgrade: the next ensure
-    reloads it with the current configuration (same master, same listener)."""
-    server, port = backend("a")
+    """A gateway an older maas started keeps running across the upgrade: the next ensure, or
+    a model leaving before any, reloads it with the current configuration (same master, same
+    listener) rather than feeding it maps that name backends it does not have."""
+    (server, port), (other, other_port) = backend("a"), backend("b")
+    base = f"http://127.0.0.1:{gateway.port}"
     try:
         gateway.ensure()
         gateway.switch("m", [port], "1")
+        gateway.switch("n", [other_port], "1")
         master, worker = gateway.pid_file.read_text(), gateway._worker()
         gateway.config_file.write_text(gateway.config_file.read_text().replace(FORMAT, "x"))
         gateway.ensure()
         assert gateway.pid_file.read_text() == master and gateway._worker() != worker
         assert FORMAT in gateway.config_file.read_text()
-        assert httpx.post(f"http://127.0.0.1:{gateway.port}/predict", json={}).text == "a"
+        assert httpx.post(f"{base}/predict", json={}).text == "a"
+        worker = gateway._worker()
+        gateway.config_file.write_text(gateway.config_file.read_text().replace(FORMAT, "x"))
+        gateway.remove("n")  # no ensure first: the model leaves an old gateway
+        assert gateway.pid_file.read_text() == master and gateway._worker() != worker
+        assert httpx.post(f"{base}/predict", json={}).text == "a"  # the others still answer
+        assert httpx.post(f"{base}/models/n/predict", json={}).status_code == 404
     finally:
         server.shutdown()
+        other.shutdown()
+
+
+def test_a_refused_step_after_the_switch_does_not_undo_it(gateway, monkeypatch) -> None:
+    """Once the maps send the model to its new slot, a refusal to put the old slot in
+    maintenance changes nothing for clients: the switch stands (no rollback to a slot the
+    maps no longer name, which would leave the model on 503)."""
+    (old, old_port), (new, new_port) = backend("old"), backend("new")
+    url = f"http://127.0.0.1:{gateway.port}/models/m/predict"
+    try:
+        gateway.ensure()
+        gateway.switch("m", [old_port], "1")
+        expect = gateway._expect
+
+        def refuse_maintenance(line: str, *accepted: str) -> str:
+            if line.endswith("state maint") and "-blue/" in line:  # the old, live slot
+                raise DeployError("the gateway refused it")
+            return expect(line, *accepted)
+
+        monkeypatch.setattr(gateway, "_expect", refuse_maintenance)
+        gateway.switch("m", [new_port], "2")
+        assert {httpx.post(url, json={}).text for _ in range(10)} == {"new"}
+        assert gateway.table().routes["m"].version == "2"
+    finally:
+        old.shutdown()
+        new.shutdown()
 
 
 def test_an_address_held_by_another_process_is_refused(tmp_path: Path) -> None:

@@ -50,31 +50,33 @@ def test_a_manifest_the_schemas_refuse_is_named(tmp_path: Path) -> None:
 
 
 def test_pods_log_their_predictions_to_a_claim_of_the_model(tmp_path: Path) -> None:
-    """monitoring.log: the pods get the prediction log's settings and one ReadWriteMany claim
-    per model, sized for every pod's files at the retention limit (a rolling update's too)."""
+    """monitoring.log with a storage class: the pods get the prediction log's settings and one
+    ReadWriteMany claim per model of that class; without a class they log nothing."""
     from maas.config import MonitoringParams
     from maas.serving import prediction_log
 
-    settings = MonitoringParams(log_max_bytes=1 << 20, log_backups=3)
+    settings = MonitoringParams(
+        log_max_bytes=1 << 20, log_backups=3,
+        kubernetes_storage_class="nfs-client", kubernetes_log_size="5Gi",
+    )  # fmt: skip
     target = KubernetesTarget(tmp_path / "state", tmp_path / "k8s", replicas=2, monitoring=settings)
     target.deploy("flight-delay", "3", "maas-flight-delay:v3", "")
-    deployment, _, claim = yaml.safe_load_all(
-        (tmp_path / "k8s" / "maas-flight-delay.yaml").read_text()
-    )
+    manifest = (tmp_path / "k8s" / "maas-flight-delay.yaml").read_text()
+    deployment, _, claim = yaml.safe_load_all(manifest)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env[prediction_log.DIR_ENV] == prediction_log.MOUNT
-    assert (
-        env[prediction_log.MAX_BYTES_ENV] == str(1 << 20) and env[prediction_log.BACKUPS_ENV] == "3"
-    )
+    assert env[prediction_log.MAX_BYTES_ENV] == str(1 << 20)
+    assert env[prediction_log.BACKUPS_ENV] == "3"
     assert container["volumeMounts"] == [{"name": "predictions", "mountPath": prediction_log.MOUNT}]
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     assert claim["metadata"]["name"] == "maas-flight-delay-predictions"
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert (
-        claim["spec"]["resources"]["requests"]["storage"] == "16Mi"
-    )  # 2 x 2 pods x 4 files x 1 MiB
-    off = MonitoringParams(log=False)
-    KubernetesTarget(tmp_path / "s2", tmp_path / "k2", monitoring=off).deploy("m", "1", "m:v1", "")
-    assert len(list(yaml.safe_load_all((tmp_path / "k2" / "maas-m.yaml").read_text()))) == 2
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "nfs-client"
+    for number, off in enumerate([MonitoringParams(), settings.model_copy(update={"log": False})]):
+        target = KubernetesTarget(tmp_path / f"s{number}", tmp_path / f"k{number}", monitoring=off)
+        target.deploy("m", "1", "m:v1", "")  # no class (the default), or the log off
+        documents = list(yaml.safe_load_all((tmp_path / f"k{number}" / "maas-m.yaml").read_text()))
+        assert len(documents) == 2 and "volumes" not in documents[0]["spec"]["template"]["spec"]

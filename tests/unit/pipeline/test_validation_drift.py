@@ -68,8 +68,14 @@ def test_drift_outcomes_are_cached_per_pair_of_partitions(small_params, tmp_path
     assert drifted(_validate(params, _frames(celsius), shas)) == ["temp"]
     again = _validate(params, _frames(january), shas)  # same bytes claimed: the cached outcome
     assert again.cached == ["2012-12", "2013-01"] and drifted(again) == ["temp"]
+    reports = tmp_path / "reports"  # the cached failure still comes with Evidently's report
+    _validate(params, _frames(january), shas, reports=reports)
+    assert (reports / "drift" / "2013-01.html").stat().st_size > 10_000
     other_december = {**shas, "2012-12": "c" * 64}  # the month before changed: scored again
     assert drifted(_validate(params, _frames(january), other_december)) == []
+    for entry in (tmp_path / "cache").glob("2013-01-drift-*.json"):  # another format's entry
+        entry.write_text('{"outcomes": [{"column": "temp"}], "result": {}}')
+    assert drifted(_validate(params, _frames(celsius), shas)) == ["temp"]  # scored again
     looser = {**params.validation.drift.thresholds, "temp": 100.0}  # another rule: scored again,
     report = _validate(params, _frames(celsius), shas, thresholds=looser)  # the suite's cached
     assert drifted(report) == [] and report.cached == ["2012-12", "2013-01"]
