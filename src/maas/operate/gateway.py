@@ -202,7 +202,9 @@ class Gateway:
         when none are named), each replaced atomically (prepare, add, commit); then the
         table recorded: a restarted gateway serves the same. A gateway an older maas started
         has other backends than the maps name: it is reloaded with `table` instead."""
-        if FORMAT not in self.config_file.read_text(errors="replace"):
+        if self.config_file.is_file() and FORMAT not in self.config_file.read_text(
+            errors="replace"
+        ):
             self.reload(table)
             return
         try:
