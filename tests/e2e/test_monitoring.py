@@ -229,6 +229,7 @@ def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
         champion = open_champion(params, client, Path(folder))
         writer = PredictionLog(writer.path.parent, params.registry.model_name, "1", 1 << 20, 2)
         serve("2013-12", 100, 3)  # more December traffic, from the restarted service
+    writer.close()  # its last lines reach the file (a running service: within FLUSH_S)
     again = run.monitor_task(params)
     assert [(p["period"], p["served_rows"]) for p in again.periods] == [("2013-12", 400)]
     after = client.search_runs([experiment.experiment_id])
