@@ -61,7 +61,7 @@ def main() -> None:
     validation = params.validation.model_copy(update={"cache_dir": None})
     frames = [(p, read_partition(p)) for p in list_partitions(params.data.raw_dir)]
     started = time.perf_counter()
-    months, _ = check_drift(frames, validation, params.data, None, Path(tempfile.mkdtemp()))
+    months = check_drift(frames, validation, params.data, None, Path(tempfile.mkdtemp()))
     seconds = time.perf_counter() - started
     largest: dict[str, dict] = {}
     for partition, outcomes in months.items():
@@ -73,7 +73,7 @@ def main() -> None:
     converted = {}
     for column, (change, convert) in CONVERSIONS.items():
         bad = current.assign(**{column: convert(current[column])})
-        outcomes, _ = check_drift([(before, reference), (july, bad)], validation, params.data)
+        outcomes = check_drift([(before, reference), (july, bad)], validation, params.data)
         (mine,) = [o for o in outcomes[july.name] if o["column"] == column]
         blocked = not mine["success"]
         converted[column] = {"change": change, "score": _score(mine), "blocked": blocked}

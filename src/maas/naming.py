@@ -15,3 +15,9 @@ def slug(model: str) -> str:
     if lowered == model:
         return model
     return f"{lowered}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
+def named(prefix: str, model: str) -> str:
+    """`<prefix>-<slug>`: the model's image and Bento repository, container name prefix or
+    Kubernetes object name."""
+    return f"{prefix}-{slug(model)}"

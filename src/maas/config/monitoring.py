@@ -40,7 +40,7 @@ class MonitoringParams(_Strict):
 class PartitionDriftParams(_Strict):
     """`validation.drift`: each partition against the one before it, by Evidently, before
     anything trains on it. A unit or encoding change moves a column much farther between two
-    months than a season does (measured per column in docs/validation.md), so each column gets
+    months than a season does (measured per column in docs/pipeline.md), so each column gets
     its own threshold: a score above it fails the partition with `severity`."""
 
     # column: the score from which the column drifted (none: the check is off)

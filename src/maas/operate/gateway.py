@@ -40,8 +40,7 @@ from maas.operate.gateway_routes import (
     Route,
     RouteTable,
     render,
-    servers,
-    slot_backend,
+    slot_servers,
 )
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,7 @@ class Gateway:
         address another process holds (a dev server, another project's gateway): it would
         answer for us. A running gateway of an older configuration format is reloaded."""
         if self.running() and port_open(self.host, self.port):
-            if FORMAT not in self.config_file.read_text(errors="replace"):
+            if self._outdated():
                 self.reload(self.table())
             return
         if self.pid_file.is_file():  # our master died: its workers see it and exit
@@ -184,6 +183,12 @@ class Gateway:
             return None
         return found[1] if found else None
 
+    def _outdated(self) -> bool:
+        """The configuration in place is of an older format (an older maas wrote it)."""
+        return self.config_file.is_file() and FORMAT not in self.config_file.read_text(
+            errors="replace"
+        )
+
     def reload(self, table: RouteTable) -> None:
         """A new configuration (a bigger pool, more replicas, a newer format) without closing
         the listener: the master re-reads it and starts a new worker (SIGUSR2), the old one
@@ -202,9 +207,7 @@ class Gateway:
         when none are named), each replaced atomically (prepare, add, commit); then the
         table recorded: a restarted gateway serves the same. A gateway an older maas started
         has other backends than the maps name: it is reloaded with `table` instead."""
-        if self.config_file.is_file() and FORMAT not in self.config_file.read_text(
-            errors="replace"
-        ):
+        if self._outdated():
             self.reload(table)
             return
         try:
@@ -243,15 +246,9 @@ class Gateway:
         route = table.routes.get(model) or Route(str(table.backend_for(model)))
         live = route.live if route.ports else SLOTS[1]
         spare = SLOTS[1] if live == SLOTS[0] else SLOTS[0]
-        spares = [
-            f"{slot_backend(route.backend, spare)}/{server}"
-            for server in servers(spare, table.replicas)
-        ]
+        spares = slot_servers(route.backend, spare, table.replicas)
         routes = (self.maps.routes, self.maps.versions)
-        lives = [
-            f"{slot_backend(route.backend, live)}/{server}"
-            for server in servers(live, table.replicas)
-        ]
+        lives = slot_servers(route.backend, live, table.replicas)
         before = self.table()  # what serves until the maps below are committed
         try:
             for index, target in enumerate(spares):
@@ -292,8 +289,8 @@ class Gateway:
             return
         self._apply(table)
         for slot in SLOTS:
-            for server in servers(slot, table.replicas):
-                self._expect(f"set server {slot_backend(route.backend, slot)}/{server} state maint")
+            for target in slot_servers(route.backend, slot, table.replicas):
+                self._expect(f"set server {target} state maint")
 
     def publish(self, catalog: dict[str, dict[str, Any]]) -> None:
         """What `GET /models` answers from now on (an entry per model)."""

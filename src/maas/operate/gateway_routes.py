@@ -49,6 +49,11 @@ def servers(slot: str, replicas: int) -> list[str]:
     return [slot if i == 1 else f"{slot}{i}" for i in range(1, replicas + 1)]
 
 
+def slot_servers(backend: str, slot: str, replicas: int) -> list[str]:
+    """A slot's servers as the Runtime API names them: `b0-blue/blue`, `b0-blue/blue2`, ..."""
+    return [f"{slot_backend(backend, slot)}/{server}" for server in servers(slot, replicas)]
+
+
 @dataclass
 class RouteTable:
     """What the gateway routes, kept in gateway.json beside its configuration."""

@@ -12,7 +12,7 @@ import yaml
 from maas.clock import utc_timestamp
 from maas.config import MonitoringParams
 from maas.files import write_text_atomic
-from maas.naming import slug
+from maas.naming import named
 from maas.operate.deployment import (
     STATE_FILES,
     DeployError,
@@ -65,7 +65,7 @@ class KubernetesTarget:
         )  # fmt: skip
         deployment = Deployment(
             model=model, version=version, image=image, image_id=image_id,
-            container=f"maas-{slug(model)}",
+            container=named("maas", model),
             port=3000, endpoint=path.resolve().as_uri(),
             deployed_at=utc_timestamp(),
         )  # fmt: skip
@@ -86,7 +86,7 @@ class KubernetesTarget:
 
     def problem(self, deployment: Deployment, digests: Mapping[str, str]) -> str | None:
         """The rendered manifest is there (what runs in the cluster is the cluster's to say)."""
-        path = self.folder / f"maas-{slug(deployment.model)}.yaml"
+        path = self.folder / f"{named('maas', deployment.model)}.yaml"
         return None if path.is_file() else f"the manifest {path} is gone"
 
     def describe(self, deployment: Deployment) -> dict[str, Any]:
@@ -103,7 +103,7 @@ class KubernetesTarget:
 
     def stop(self, model: str) -> None:
         remove_state(self.state_file, model)
-        (self.folder / f"maas-{slug(model)}.yaml").unlink(missing_ok=True)
+        (self.folder / f"{named('maas', model)}.yaml").unlink(missing_ok=True)
         self._route()
 
     def stop_all(self) -> list[str]:
@@ -130,7 +130,7 @@ def render_kubernetes(
     The cluster pulls `image` by name from its registry; the ID of the image that passed
     infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
     person to compare with what the registry serves under that name."""
-    name = f"maas-{slug(model)}"
+    name = named("maas", model)
     env: list[dict[str, Any]] = [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
         "name": TOKEN_SECRET, "key": "token", "optional": True}}}]  # fmt: skip
     logged: dict[str, Any] = {}
@@ -211,13 +211,13 @@ def render_ingress(models: list[str], default: str | None) -> dict[str, Any]:
     default task's model is the default backend (`/predict`)."""
     paths = [
         {"path": f"/models/{model}(/|$)(.*)", "pathType": "ImplementationSpecific",
-         "backend": {"service": {"name": f"maas-{slug(model)}", "port": {"number": 80}}}}
+         "backend": {"service": {"name": named("maas", model), "port": {"number": 80}}}}
         for model in models
     ]  # fmt: skip
     spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"http": {"paths": paths}}]}
     if default is not None:
         spec["defaultBackend"] = {
-            "service": {"name": f"maas-{slug(default)}", "port": {"number": 80}}
+            "service": {"name": named("maas", default), "port": {"number": 80}}
         }
     return {
         "apiVersion": "networking.k8s.io/v1",

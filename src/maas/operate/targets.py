@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from maas.clock import utc_timestamp
 from maas.config import MonitoringParams, Params
-from maas.naming import slug
+from maas.naming import named
 from maas.net import free_port, parse_address
 from maas.operate.deployment import (
     STATE_FILE,
@@ -231,7 +231,7 @@ class LocalTarget:
         """Container names of this target: scoped by its state folder, so two projects on one
         machine (or a test beside a user's deployment) never remove each other's containers."""
         scope = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
-        return f"maas-serve-{slug(model)}-{scope}-"
+        return f"{named('maas-serve', model)}-{scope}-"
 
     def remove_orphans(self, model: str) -> list[str]:
         """Remove this model's containers that do not serve: left by a controller killed

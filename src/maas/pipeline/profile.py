@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from maas.config import TimeSpec
+from maas.config.monitoring import PartitionDriftParams
 from maas.config.task import Frequency
 from maas.pipeline.data import DataError, label_values, period_names, row_times
 from maas.pipeline.sources import read_table
@@ -206,6 +207,7 @@ def drift_thresholds(
     the file and are left out."""
     from maas.pipeline import drift
 
+    rule = PartitionDriftParams.model_validate({})  # the methods validation.drift scores with
     names = sorted(periods.dropna().unique())[-(DRIFT_PAIRS + 1) :]
     present = [c for c in inputs if c in frame.columns]
     if len(names) < 2 or not present:
@@ -217,7 +219,7 @@ def drift_thresholds(
         sides = [frame.loc[(periods == name).to_numpy(), present] for name in (before, after)]
         try:
             scored = drift.compare(sides[0], sides[1], numeric, categorical, drift_share=1.0,
-                                   methods=("wasserstein", "jensenshannon"))  # fmt: skip
+                                   methods=(rule.num_method, rule.cat_method))  # fmt: skip
         except ValueError:  # nothing comparable in this pair
             continue
         for column, result in scored.columns.items():

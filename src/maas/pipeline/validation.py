@@ -181,7 +181,7 @@ def validate_partitions(
             by_name[name], raw_results[name] = outcomes, result
             if cache is not None:
                 cache.put(name, [asdict(o) for o in outcomes], result)
-    drifts, _ = check_drift(frames, params, data, content_sha256, reports_dir)
+    drifts = check_drift(frames, params, data, content_sha256, reports_dir)
     for partition, _ in frames:
         report.outcomes += by_name[partition.name]
         report.outcomes += [ExpectationOutcome(**o) for o in drifts.get(partition.name, [])]

@@ -5,7 +5,7 @@ distance for numbers, Jensen-Shannon for strings, by default); a score above the
 threshold is a failed outcome like any expectation's, with the rule's severity, so a
 `block` stops the run and the gate sees it. Months move a column too (the weather of a
 season), so the thresholds are per column and set above what the history moves: the
-flight-delay task's were measured over 2013 (docs/validation.md).
+flight-delay task's were measured over 2013 (docs/pipeline.md).
 
 Outcomes are cached like the suite's, keyed by both partitions' bytes: a nightly run scores
 only the new partition against its predecessor.
@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import logging
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ def check_drift(
     data: DataParams,
     content_sha256: dict[str, str] | None = None,
     reports_dir: Path | None = None,
-) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Outcomes (as ExpectationOutcome fields) per partition that has a predecessor in
-    `frames` (in time order), and the partitions whose outcomes came from the cache. Writes
+    `frames` (in time order), from the cache where it has them. Writes
     `drift/<partition>.json` (scores, thresholds) under reports_dir, and Evidently's HTML
     report beside it for a partition with a failed column."""
     rule = params.drift
@@ -50,10 +51,8 @@ def check_drift(
         for old in (reports_dir / "drift").glob("*.*"):
             old.unlink()
     if not rule.thresholds or len(frames) < 2:
-        return {}, []
+        return {}
     pairs = list(itertools.pairwise(frames))
-    from importlib.metadata import version
-
     settings = rule.model_dump_json() + version("evidently")  # a new Evidently scores again
     digests = {
         partition.name + CACHE_SUFFIX: _pair_digest(
@@ -65,7 +64,6 @@ def check_drift(
     if params.cache_dir is not None and content_sha256:
         cache = ValidationCache(params, data, {k: v for k, v in digests.items() if v})
     outcomes: dict[str, list[dict[str, Any]]] = {}
-    cached: list[str] = []
     for (before, reference), (partition, current) in pairs:
         key = partition.name + CACHE_SUFFIX
         hit = _cached(cache, key)
@@ -74,7 +72,6 @@ def check_drift(
         html_file = html_file.with_suffix(".html") if html_file is not None else None
         if hit is not None:
             outcomes[partition.name], summary = hit
-            cached.append(partition.name)
             html = html_file.read_text() if html_file is not None and html_file.is_file() else ""
         else:
             outcomes[partition.name], summary, html = _score(
@@ -91,7 +88,7 @@ def check_drift(
             _folder(reports_dir).joinpath(f"{partition.name}.json").write_text(
                 json.dumps(summary, indent=1)
             )
-    return outcomes, cached
+    return outcomes
 
 
 def _score(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import PackagingParams, RegistryParams, ServingParams
-from maas.naming import slug
+from maas.naming import named
 from maas.release.errors import PackagingError
 from maas.serving.inference import SERVING_FILES, verify_digests
 from maas.tracking.registry import (
@@ -132,7 +132,7 @@ def build_bento(
     from bentoml.exceptions import NotFound
 
     args = service_args(model_tag, packaging, serving)
-    name = f"{packaging.image_prefix}-{slug(model_name)}"
+    name = named(packaging.image_prefix, model_name)
     tag = f"{name}:{bento_version(version, code_digest, args, model_digests)}"
     try:
         bentoml.bentos.get(tag)

@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 from maas.config import PackagingParams
-from maas.naming import slug
+from maas.naming import named
 from maas.release import containers
 from maas.release.base_image import build_base_image
 from maas.release.errors import PackagingError
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def image_name(packaging: PackagingParams, model_name: str, release: str) -> str:
     """`<prefix>-<model>:v<N>-<id>` (the version's `release_tag`): unique per version of one
     tracking store, so another project's v<N> never takes over this one's tag."""
-    return f"{packaging.image_prefix}-{slug(model_name)}:{release}"
+    return f"{named(packaging.image_prefix, model_name)}:{release}"
 
 
 def build_options(packaging: PackagingParams) -> dict[str, Any]:
