@@ -194,6 +194,9 @@ class TrainParams(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_epochs: int = Field(12, ge=1)
     patience: int = Field(3, ge=1)
+    # the validation metric that picks the epoch kept and stops early: the kind's score
+    # (roc_auc, macro_f1, r2) or the loss
+    select_by: Literal["score", "loss"] = "score"
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     num_threads: int = Field(0, ge=0)
     mixed_precision: bool = True  # bf16 autocast on CUDA (no effect on the CPU)

@@ -22,20 +22,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    """Where training stands after an epoch: what a checkpoint saves and a resume restores."""
+    """Where training stands after an epoch: what a checkpoint saves and a resume restores.
+    `monitor` is the validation metric that picks the epoch kept (`val_loss`: lower is better;
+    a score such as `val_roc_auc`: higher is better)."""
 
     best_state: dict[str, torch.Tensor]
-    best_loss: float = float("inf")
+    monitor: str = "val_loss"
+    best_value: float = float("nan")
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
 
     def record(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> None:
-        """Keep the epoch's metrics; remember the weights when validation loss improved."""
+        """Keep the epoch's metrics; remember the weights when the monitored metric improved
+        (a NaN never improves: a diverged epoch is not kept)."""
         self.history.append(metrics)
-        if metrics["val_loss"] < self.best_loss - 1e-6:
-            self.best_loss, self.best_epoch, self.bad_epochs = metrics["val_loss"], epoch, 0
+        value = metrics[self.monitor]
+        sign = 1.0 if self.monitor == "val_loss" else -1.0  # compare as "lower is better"
+        if value == value and (
+            self.best_value != self.best_value or sign * value < sign * self.best_value - 1e-6
+        ):
+            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.bad_epochs += 1
@@ -63,11 +71,12 @@ def restore_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    monitor: str = "val_loss",
 ) -> Progress:
     """The progress saved at `path` (model, optimizer and scheduler restored in place), or a
     fresh start. Rank 0 reads the file and every rank gets its content."""
     rank, world = distributed.rank(), distributed.world()
-    progress = Progress({k: v.detach().clone() for k, v in model.state_dict().items()})
+    progress = Progress({k: v.detach().clone() for k, v in model.state_dict().items()}, monitor)
     checkpoint = load_checkpoint(path) if path and rank == 0 else None
     if world > 1:
         checkpoint = distributed.broadcast(checkpoint)  # rank 0's file, on every rank
@@ -86,7 +95,7 @@ def restore_checkpoint(
     if scheduler is not None and checkpoint.get("scheduler"):
         scheduler.load_state_dict(checkpoint["scheduler"])
     progress.best_state = checkpoint["best_model"]
-    progress.best_loss, progress.best_epoch = checkpoint["best_loss"], checkpoint["best_epoch"]
+    progress.best_value, progress.best_epoch = checkpoint["best_value"], checkpoint["best_epoch"]
     progress.bad_epochs, progress.history = checkpoint["bad_epochs"], checkpoint["history"]
     torch.set_rng_state(checkpoint["rng_state"])
     if checkpoint.get("cuda_rng_state") and torch.cuda.is_available():
@@ -110,7 +119,7 @@ def checkpoint_state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "best_model": progress.best_state,
-        "best_loss": progress.best_loss,
+        "best_value": progress.best_value,
         "best_epoch": progress.best_epoch,
         "bad_epochs": progress.bad_epochs,
         "history": progress.history,

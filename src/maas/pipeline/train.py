@@ -286,6 +286,18 @@ def net_config(net: nn.Module) -> ModelConfig:
     return config
 
 
+def selection_metric(params: TrainParams, config: ModelConfig, validation: TensorSet) -> str:
+    """The validation metric that picks the epoch kept and stops training early: the kind's
+    score (`train.select_by: score`), or the loss when asked, or when the score is undefined on
+    this validation slice (ROC AUC of a slice holding one class)."""
+    if params.select_by == "loss":
+        return "val_loss"
+    if config.head == "binary" and validation.labels.unique().numel() < 2:
+        log.warning("the validation slice holds one class: epochs are chosen by validation loss")
+        return "val_loss"
+    return f"val_{SCORE[config.head]}"
+
+
 def fit(
     config: ModelConfig,
     params: TrainParams,
@@ -296,7 +308,8 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
     augment: Augmentation | None = None,
 ) -> TrainResult:
-    """Train with early stopping on validation loss; resume from `checkpoint_path` if present.
+    """Train with early stopping on the validation metric `selection_metric` names (the kind's
+    score by default) and keep its best epoch; resume from `checkpoint_path` if present.
     `augment`: training batches made to look like requests the data rarely holds.
 
     Data-parallel (DDP) when a process group of more than one process is initialized; the
@@ -317,7 +330,8 @@ def fit(
     val_d = validation.to(device) if rank == 0 else validation  # only rank 0 validates
     rows_per_epoch = len(train_d) - len(train_d) % world
     scheduler = make_scheduler(optimizer, params, len(train_d), world)
-    progress = restore_checkpoint(checkpoint_path, model, optimizer, scheduler)
+    monitor = selection_metric(params, config, validation)
+    progress = restore_checkpoint(checkpoint_path, model, optimizer, scheduler, monitor)
     # Constructing DDP broadcasts rank 0's weights; gradients are averaged in backward.
     net: nn.Module = model
     if world > 1:

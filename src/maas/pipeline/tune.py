@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from maas.config import Params, SearchRange, apply_overrides, parse_params
 from maas.config.kinds import SCORE
 from maas.pipeline.model import Head, model_config_for
 from maas.pipeline.prepare import PreparedTraining, augmentation
-from maas.pipeline.train import fit
+from maas.pipeline.train import TrainResult, fit
 from maas.tracking.runs import EpochLogger, log_metrics, start_run
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,47 @@ def counts(study: Any) -> dict[str, int]:
     return states
 
 
+def score_key(prepared: PreparedTraining) -> str:
+    """The validation score a trial maximizes: `val_<the kind's score>` (higher is better)."""
+    return f"val_{SCORE[Head.of(prepared.config).kind]}"
+
+
+def fit_trial(
+    trial: Any,
+    chosen: Params,
+    prepared: PreparedTraining,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint_path: Path | None = None,
+) -> tuple[TrainResult, float, int]:
+    """Train `chosen` (a trial's values over the params) on the prepared window, reporting the
+    validation score to Optuna each epoch: a diverged loss or a pruned trial raises
+    `optuna.TrialPruned`. Returns the result, its best epoch's validation score and that epoch."""
+    import optuna
+
+    score = score_key(prepared)
+
+    def on_epoch_end(metrics: dict[str, float]) -> None:
+        if on_epoch is not None:
+            on_epoch(metrics)
+        epoch = int(metrics["epoch"])
+        if not math.isfinite(metrics["train_loss"]):
+            raise optuna.TrialPruned(f"diverged: training loss {metrics['train_loss']}")
+        trial.report(metrics[score], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    fit_numeric = prepared.train.numeric.cpu().numpy()
+    config = model_config_for(chosen.model, prepared.preprocessor.cardinalities, fit_numeric,
+                              Head.of(prepared.config))  # fmt: skip
+    augment = augmentation(prepared.preprocessor, chosen.train)
+    result = fit(
+        config, chosen.train, prepared.train, prepared.validation,
+        on_epoch_end=on_epoch_end, augment=augment, checkpoint_path=checkpoint_path,
+    )  # fmt: skip
+    best = next(h for h in result.history if int(h["epoch"]) == result.best_epoch)
+    return result, float(best[score]), result.best_epoch
+
+
 def run_study(
     study: Any,
     params: Params,
@@ -141,39 +183,19 @@ def run_study(
     if finished >= trials:
         log.info("study %s already holds %d finished trials", study.study_name, finished)
         return
-    fit_numeric = prepared.train.numeric.cpu().numpy()
-    head = Head.of(prepared.config)
-    score = f"val_{SCORE[head.kind]}"  # higher is better for every kind
 
     def objective(trial: Any) -> float:
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
-        chosen = with_values(params, values)
         run_id = start_run(client, params.registry, f"trial {trial.number}", values,
                            {"mlflow.parentRunId": parent_run, "optuna_study": study.study_name,
                             "optuna_trial": str(trial.number)})  # fmt: skip
         epochs = EpochLogger(client, run_id)
-
-        def on_epoch_end(metrics: dict[str, float]) -> None:
-            epochs(metrics)
-            epoch = int(metrics["epoch"])
-            if not math.isfinite(metrics["train_loss"]):
-                raise optuna.TrialPruned(f"diverged: training loss {metrics['train_loss']}")
-            trial.report(metrics[score], epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
         state = "failed"
         try:
-            result = fit(
-                model_config_for(chosen.model, prepared.preprocessor.cardinalities, fit_numeric,
-                                 head),
-                chosen.train, prepared.train, prepared.validation, on_epoch_end=on_epoch_end,
-                augment=augmentation(prepared.preprocessor, chosen.train),
-            )  # fmt: skip
-            best = next(h for h in result.history if int(h["epoch"]) == result.best_epoch)
+            value, best_epoch = fit_trial(trial, with_values(params, values), prepared, epochs)[1:]
             state = "complete"
-            value = float(best[score])
-            log_metrics(client, run_id, {f"best_{score}": value, "best_epoch": best["epoch"]})
+            log_metrics(client, run_id, {f"best_{score_key(prepared)}": value,
+                                         "best_epoch": best_epoch})  # fmt: skip
             return value
         except optuna.TrialPruned:
             state = "pruned"

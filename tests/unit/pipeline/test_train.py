@@ -197,3 +197,37 @@ def test_the_unknown_bucket_is_trained(data, small_params) -> None:
     assert torch.equal(plain.model.embeddings[0].weight[0], start)  # never trained
     masked = fit(config, small_params.train, train, val, augment=Augmentation(unknown_rate=0.05))
     assert not torch.equal(masked.model.embeddings[0].weight[0], start)
+
+
+def test_the_epoch_kept_is_the_best_by_the_selection_metric(data, small_params) -> None:
+    """`select_by: score` keeps the epoch of the highest validation ROC AUC, `loss` that of the
+    lowest validation loss; the weights returned are that epoch's."""
+    from maas.pipeline.train import evaluate_epoch, predict
+
+    config, train, val = data
+    kept = []
+    for select_by, key, pick in (("score", "val_roc_auc", max), ("loss", "val_loss", min)):
+        params = small_params.train.model_copy(
+            update={"max_epochs": 6, "patience": 6, "select_by": select_by, "learning_rate": 0.05}
+        )
+        result = fit(config, params, train, val)
+        chosen = pick(result.history, key=lambda h: h[key])
+        assert result.best_epoch == int(chosen["epoch"])
+        assert evaluate_epoch(result.model, val)[key] == pytest.approx(chosen[key], abs=1e-6)
+        assert predict(result.model, val).shape == (len(val),)
+        kept.append(result.best_epoch)
+    assert kept[0] != kept[1]  # on these rows the two metrics disagree: the test tells them apart
+
+
+def test_a_one_class_validation_slice_chooses_by_loss(data, small_params) -> None:
+    """ROC AUC is undefined on a slice of one class: the loss picks the epoch instead of no
+    epoch at all (the untrained weights)."""
+    from maas.pipeline.train import selection_metric
+
+    config, train, val = data
+    one_class = TensorSet(val.categorical, val.numeric, torch.zeros_like(val.labels))
+    params = small_params.train.model_copy(update={"select_by": "score"})
+    assert selection_metric(params, config, val) == "val_roc_auc"
+    assert selection_metric(params, config, one_class) == "val_loss"
+    result = fit(config, params.model_copy(update={"max_epochs": 2}), train, one_class)
+    assert result.best_epoch >= 1
