@@ -83,6 +83,17 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             verdict["auc_drop"] < 0.002,
             "AUC",
         )
+    if "kinds" in results:
+        latency = results["kinds"]["latency"]
+        base = latency["mlp"]["onnx_ms"]["p50"]
+        for name, row in latency.items():
+            add(
+                f"model kind {name}: one-record ONNX call, p50 "
+                f"{row['onnx_ms']['p50']:.3f} ms (p99 {row['onnx_ms']['p99']:.3f})",
+                row["onnx_ms"]["p50"] / base,
+                "reported: the latency change of each kind against the MLP",
+                None,
+            )
     if "training" in results:
         t = results["training"]
         add(

@@ -101,6 +101,12 @@ def train_and_score(
         if checkpoint is not None:
             by_epoch.append(score(_from_checkpoint(params, prepared, checkpoint)))
     test_metrics = metrics(result.model)
+    optional = prepared.preprocessor.optional_inputs
+    if optional:  # the same flights with the optional inputs left out, as a request may
+        cat_absent, num_absent = prepared.preprocessor.transform(test.drop(columns=optional))
+        absent = predict(result.model, TensorSet.from_numpy(cat_absent, num_absent, labels),
+                         mixed_precision=False)  # fmt: skip
+        test_metrics["optional_absent"] = compute_metrics(labels, absent.numpy(), kind)[SCORE[kind]]
     row: dict[str, Any] = {
         "seed": params.train.seed,
         "test": test_metrics[SCORE[kind]],
@@ -187,6 +193,24 @@ def search(params: Any, prepared: Any, trials: int, timeout_s: float) -> dict[st
     }
 
 
+def latencies(configs: dict[str, Any], prepared: Any, calls: int = 2000) -> dict[str, Any]:
+    """The one-record latency of each configuration's ONNX graph, untrained (the latency does
+    not depend on the weights): what `make bench` reports per model kind, in seconds of CPU."""
+    from maas.pipeline.model import Head, build_network, model_config_for
+
+    cat = prepared.validation.categorical.numpy()
+    num = prepared.validation.numeric.numpy()
+    out = {}
+    for name, params in configs.items():
+        numeric, head = prepared.train.numeric.numpy(), Head.of(prepared.config)
+        config = model_config_for(params.model, prepared.preprocessor.cardinalities, numeric, head)
+        network = build_network(config).eval()
+        out[name] = {"onnx_ms": onnx_latency_ms(network, cat, num, calls),
+                     "parameters": sum(p.numel() for p in network.parameters())}  # fmt: skip
+        print(f"{name}: one record {out[name]['onnx_ms']['p50']:.3f} ms (p50)", flush=True)
+    return out
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     tests = [r["test"] for r in rows]
     return {
@@ -199,7 +223,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     }  # fmt: skip
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -214,7 +238,8 @@ def main() -> int:
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--trace", action="store_true", help="test score of every epoch too")
     parser.add_argument("--output", type=Path, default=ROOT / "reports/model-kinds.json")
-    args = parser.parse_args()
+    parser.add_argument("--latency-only", action="store_true", help="no training: ONNX latency")
+    args = parser.parse_args(argv)
 
     import pandas as pd
 
@@ -245,6 +270,11 @@ def main() -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(out, indent=1, default=str))
 
+    if args.latency_only:
+        chosen = {name: params_for(spec.split()) for name, spec in configs.items()}
+        out["latency"] = latencies(chosen, prepared)
+        save()
+        return out
     if args.search_trials:
         search_kind = args.search_kind or base.model.kind
         print(f"search: {args.search_trials} trials of {search_kind}", flush=True)
@@ -292,8 +322,8 @@ def main() -> int:
            for n, rs in out["baselines"].items()]
     )  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return 0
+    return out
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -25,10 +25,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import gateway, pipeline, promotion, runtime, serving, training  # noqa: E402
+from benchmarks import (  # noqa: E402
+    gateway,
+    model_kinds,
+    pipeline,
+    promotion,
+    runtime,
+    serving,
+    training,
+)
 from benchmarks.goals import goals  # noqa: E402
 
-STEPS = ("pipeline", "training", "runtime", "serving", "gateway", "promotion")
+STEPS = ("pipeline", "training", "runtime", "kinds", "serving", "gateway", "promotion")
 
 
 def machine() -> dict[str, Any]:
@@ -180,6 +188,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     ]
                 ),
             )
+            os.chdir(project)  # its validated windows
+            step(
+                "kinds",
+                lambda: model_kinds.main(
+                    ["--latency-only", "--config", "mlp=model.kind=mlp", "--config",
+                     "tabm=model.kind=tabm", "--output", str(out / "model-kinds.json")]
+                ),
+            )  # fmt: skip
+            os.chdir(ROOT)
             step(
                 "serving",
                 lambda: serving.main(
