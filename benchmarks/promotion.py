@@ -107,12 +107,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     root = tmp / "project"
     (root / "data/raw").mkdir(parents=True)
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    shutil.copytree(ROOT / "tasks", root / "tasks")
     shutil.copy(ROOT / "bentofile.yaml", root / "bentofile.yaml")
     for month in MONTHS:
         shutil.copy(args.raw_dir / f"{month}.parquet", root / "data/raw" / f"{month}.parquet")
     model = f"bench-promotion-{os.getpid()}"
     address = f"127.0.0.1:{free_port()}"
     sets = [
+        "model.kind=mlp",  # quick: the task's TabM takes ~11 min per epoch on 2 cores
         "train.max_epochs=2",
         "promotion.must_beat=[prior]",
         "promotion.floors.roc_auc=0.5",  # v2 and v3 must pass the gate: the controller refuses

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ]
             ),
         )
-        if {"training", "runtime", "serving", "gateway"} - skip:
+        if {"training", "runtime", "kinds", "serving", "gateway"} - skip:
             if not (project / "models").is_dir():  # the pipeline step was skipped
                 pipeline.run_ours(pipeline.make_project(project, args.raw_dir))
             model_tag = bento_model(project)

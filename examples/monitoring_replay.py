@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.copytree(ROOT / "tasks", workdir / "tasks")
     base = f"http://127.0.0.1:{free_port()}"
     settings = [f"deploy.address={base.removeprefix('http://')}", "deploy.webhook_listen=null",
-                "monitoring.retrain=true", "monitoring.cooldown_h=0", *args.overrides]  # fmt: skip
+                "monitoring.retrain=true", "monitoring.cooldown_h=0",
+                "model.kind=mlp",  # each retrain in minutes on a CPU (--set model.kind=tabm wins)
+                *args.overrides]  # fmt: skip
     sets = [a for s in settings for a in ("--set", s)]
     task = ["--task", args.task]
     params = load_params(workdir / "params.yaml", settings, args.task)

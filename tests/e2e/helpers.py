@@ -35,7 +35,7 @@ def copy_months(source: Path, target: Path, months: list[str] = MONTHS) -> Path:
 # data, and no HistGradientBoosting (seconds per evaluation on 2 cores: only the pipeline's own
 # tests, tests/e2e/test_pipeline.py, keep it)
 FAST = [
-    "model.kind=mlp",  # the task's TabM takes ~10 min per epoch on 2 cores
+    "model.kind=mlp",  # the task's TabM takes ~11 min per epoch on 2 cores
     "train.max_epochs=2",
     "train.device=cpu",
     "evaluate.baselines=[prior, logistic_regression]",

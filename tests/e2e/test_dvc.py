@@ -46,7 +46,7 @@ def test_dvc_repro_and_a_new_month(tmp_path: Path, real_months: Path) -> None:
     shutil.copy(ROOT / "params.tuned.hotel-rates.yaml", repo / "params.tuned.hotel-rates.yaml")
     hotel = repo / "tasks" / "hotel-rates.yaml"  # its stages run too: quickly here
     hotel.write_text(hotel.read_text().replace("max_epochs: 20", "max_epochs: 2"))
-    flights = repo / "tasks" / "flight-delay.yaml"  # its TabM: ~10 min per epoch on 2 cores
+    flights = repo / "tasks" / "flight-delay.yaml"  # its TabM: ~11 min per epoch on 2 cores
     text = flights.read_text()
     for default, quick in (("kind: tabm", "kind: mlp"), ("max_epochs: 16", "max_epochs: 1")):
         assert default in text, f"tasks/flight-delay.yaml no longer says {default!r}"

@@ -88,6 +88,10 @@ def restore_checkpoint(
             world,
         )
         checkpoint = None
+    if checkpoint is not None and checkpoint.get("monitor") != monitor:
+        log.warning("ignoring checkpoint %s: it chose epochs by %s, this run by %s",
+                    path, checkpoint.get("monitor"), monitor)  # fmt: skip
+        checkpoint = None
     if checkpoint is None:
         return progress
     model.load_state_dict(checkpoint["model"])
@@ -119,6 +123,7 @@ def checkpoint_state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "best_model": progress.best_state,
+        "monitor": progress.monitor,
         "best_value": progress.best_value,
         "best_epoch": progress.best_epoch,
         "bad_epochs": progress.bad_epochs,

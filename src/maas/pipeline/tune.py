@@ -159,7 +159,9 @@ def fit_trial(
         config, chosen.train, prepared.train, prepared.validation,
         on_epoch_end=on_epoch_end, augment=augment, checkpoint_path=checkpoint_path,
     )  # fmt: skip
-    best = next(h for h in result.history if int(h["epoch"]) == result.best_epoch)
+    best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), None)
+    if best is None:  # no epoch had a finite validation metric
+        raise optuna.TrialPruned("no epoch had a finite validation score")
     return result, float(best[score]), result.best_epoch
 
 

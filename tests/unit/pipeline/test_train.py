@@ -231,3 +231,25 @@ def test_a_one_class_validation_slice_chooses_by_loss(data, small_params) -> Non
     assert selection_metric(params, config, one_class) == "val_loss"
     result = fit(config, params.model_copy(update={"max_epochs": 2}), train, one_class)
     assert result.best_epoch >= 1
+
+
+def test_a_checkpoint_resumes_only_the_same_selection_metric(data, small_params, tmp_path) -> None:
+    """A checkpoint's best epoch was chosen by one metric; a run choosing by another starts
+    afresh instead of comparing a loss with a score."""
+    config, train, val = data
+    by_score = small_params.train.model_copy(update={"max_epochs": 3, "select_by": "score"})
+    by_loss = by_score.model_copy(update={"select_by": "loss"})
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(metrics: dict[str, float]) -> None:
+        if metrics["epoch"] == 2:
+            raise Killed
+
+    for resumed_by, expected in ((by_score, 1), (by_loss, None)):
+        path = tmp_path / f"{resumed_by.select_by}.pt"
+        with pytest.raises(Killed):
+            fit(config, by_score, train, val, checkpoint_path=path, on_epoch_end=kill_after_two)
+        resumed = fit(config, resumed_by, train, val, checkpoint_path=path)
+        assert resumed.resumed_from_epoch == expected

@@ -23,6 +23,7 @@ def project(tmp_path):
     overrides = [
         f"data.processed_dir={tmp_path / 'processed'}",
         "features.min_frequency=1",
+        "model.kind=mlp",
         "model.hidden_sizes=[16]",
         "train.max_epochs=3",
         "train.batch_size=64",
