@@ -34,8 +34,16 @@ from maas.net import parse_address
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024  # bytes of one request body
-HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-              b"proxy-connection", b"content-length"}  # fmt: skip
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"proxy-connection",
+    b"content-length",
+}
 
 
 class Backend:
@@ -91,8 +99,11 @@ class Upstream:
         """Send one request, read the whole response (responses here are small JSON)."""
         headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
         headers.append((b"content-length", str(len(body)).encode()))
-        self.writer.write(self.conn.send(h11.Request(method=request.method, target=request.target,
-                                                     headers=headers)))  # fmt: skip
+        self.writer.write(
+            self.conn.send(
+                h11.Request(method=request.method, target=request.target, headers=headers)
+            )
+        )
         self.writer.write(self.conn.send(h11.Data(data=body)) + self.conn.send(h11.EndOfMessage()))
         await self.writer.drain()
         response = await self.next_event()
@@ -145,8 +156,9 @@ def _plain(status: int, text: str) -> tuple[h11.Response, bytes]:
     return h11.Response(status_code=status, headers=headers), body
 
 
-async def forward(upstream: Upstream | None, target: int, request: h11.Request,
-                  body: bytes) -> tuple[Upstream | None, h11.Response, bytes]:  # fmt: skip
+async def forward(
+    upstream: Upstream | None, target: int, request: h11.Request, body: bytes
+) -> tuple[Upstream | None, h11.Response, bytes]:
     """Send to `target`, reusing `upstream` when it points there; one retry on a broken
     connection (nothing was answered, and a prediction is a pure function of the request)."""
     if upstream is not None and upstream.port != target:
@@ -181,8 +193,11 @@ async def serve(host: str, port: int, backend: Backend) -> None:
                 except (ValueError, h11.RemoteProtocolError) as error:
                     status = 413 if isinstance(error, ValueError) else 400
                     text = f"{error}\n".encode()
-                    writer.write(f"HTTP/1.1 {status} Bad Request\r\ncontent-length: {len(text)}"
-                                 "\r\nconnection: close\r\n\r\n".encode() + text)  # fmt: skip
+                    writer.write(
+                        f"HTTP/1.1 {status} Bad Request\r\ncontent-length: {len(text)}"
+                        "\r\nconnection: close\r\n\r\n".encode()
+                        + text
+                    )
                     await writer.drain()
                     return
                 if received is None:

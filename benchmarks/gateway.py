@@ -44,11 +44,22 @@ from benchmarks.serving import RECORD, ROOT, free_port, wait_ready, write_report
 def serve(model_tag: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "maas.serving.service:ModelService",
-         "--port", str(port), "--arg", f"model_tag={model_tag}"],
-        cwd=ROOT / "src", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "maas.serving.service:ModelService",
+            "--port",
+            str(port),
+            "--arg",
+            f"model_tag={model_tag}",
+        ],
+        cwd=ROOT / "src",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
     return process, port
 
 
@@ -61,8 +72,10 @@ def wrk_errors(url: str, body: str, connections: int, seconds: int) -> dict[str,
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     script.unlink()
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(
@@ -151,11 +164,16 @@ def replicas_under_load(
         row = wrk(gateway.url, body, 32, seconds)
         used = busy(psutil.cpu_times()) - busy(machine)
         served, routed = cpu_seconds(service_pids) - ours, cpu_seconds(gateway_pid) - proxy
-        row["cpu_s"] = {"services": round(served, 2), "gateway": round(routed, 2),
-                        "load_generator_and_rest": round(used - served - routed, 2)}  # fmt: skip
+        row["cpu_s"] = {
+            "services": round(served, 2),
+            "gateway": round(routed, 2),
+            "load_generator_and_rest": round(used - served - routed, 2),
+        }
         rows[f"{replicas} replica{'s' if replicas > 1 else ''}"] = row
-        print(f"  replicas={replicas}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, "
-              f"CPU s {row['cpu_s']}")  # fmt: skip
+        print(
+            f"  replicas={replicas}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, "
+            f"CPU s {row['cpu_s']}"
+        )
     gateway.haproxy.switch("bench", ports[:1], "r1")
     rows["ratio_2_vs_1"] = rows["2 replicas"]["rps"] / rows["1 replica"]["rps"]
     return rows
@@ -202,9 +220,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     time.sleep(1)
                     row = wrk(targets[name], one, connections, args.seconds)
                     runs.setdefault((name, connections), []).append(row)
-                    print(f"  c={connections:<3} {name:<15} {row['rps']:>8.0f} req/s "
-                          f"p50 {row['p50_ms']:>6.2f} p99 {row['p99_ms']:>6.2f} ms "
-                          f"non-2xx {row['non_2xx']:.0f}")  # fmt: skip
+                    print(
+                        f"  c={connections:<3} {name:<15} {row['rps']:>8.0f} req/s "
+                        f"p50 {row['p50_ms']:>6.2f} p99 {row['p99_ms']:>6.2f} ms "
+                        f"non-2xx {row['non_2xx']:.0f}"
+                    )
         for (name, connections), rows in runs.items():
             summary = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
             summary |= {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
@@ -221,8 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
         if "maas_gateway" in gateways:
             print(f"replicas behind maas's gateway (c=32, {os.cpu_count()} cores)")
-            results["replicas"] = replicas_under_load(gateways["maas_gateway"], services,
-                                                      args.seconds)  # fmt: skip
+            results["replicas"] = replicas_under_load(
+                gateways["maas_gateway"], services, args.seconds
+            )
         print(f"switching the upstream every second under load (c=32, {args.switch_seconds} s)")
         for name, gateway in gateways.items():
             served = getattr(gateway, "served", None)

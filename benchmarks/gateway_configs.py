@@ -39,16 +39,18 @@ class Gateway:
         raise NotImplementedError
 
     def run(self, *command: str, check: bool = True, **env: str) -> bool:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=self.folder,
-                              env={**os.environ, **env})  # fmt: skip
+        done = subprocess.run(
+            command, capture_output=True, text=True, cwd=self.folder, env={**os.environ, **env}
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()[-500:]}")
         return done.returncode == 0
 
     def spawn(self, *command: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.folder / "gateway.log").open("ab")
-        return subprocess.Popen(command, stdout=log, stderr=log, cwd=self.folder,
-                                env={**os.environ, **env})  # fmt: skip
+        return subprocess.Popen(
+            command, stdout=log, stderr=log, cwd=self.folder, env={**os.environ, **env}
+        )
 
     def stop(self) -> None:
         self.process.terminate()
@@ -102,9 +104,18 @@ http {{
     def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
         split = f"server 127.0.0.1:{ports[0]} weight=9; server 127.0.0.1:{ports[1]} weight=1;"
         weighted = self.run(*self.command("-t", "-c", str(self.config(split))), check=False)
-        mirrored = self.run(*self.command("-t", "-c", str(self.config(
-            f"server 127.0.0.1:{ports[0]};", "mirror /mirror; mirror_request_body on;"
-        ))), check=False)  # fmt: skip
+        mirrored = self.run(
+            *self.command(
+                "-t",
+                "-c",
+                str(
+                    self.config(
+                        f"server 127.0.0.1:{ports[0]};", "mirror /mirror; mirror_request_body on;"
+                    )
+                ),
+            ),
+            check=False,
+        )
         self.config(f"server 127.0.0.1:{ports[0]};")
         return {"weighted_split": weighted, "mirroring": mirrored}
 
@@ -140,8 +151,10 @@ backend model
         self.process.send_signal(signal.SIGUSR2)  # master-worker reload: old worker drains
 
     def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
-        split = (f"  server s1 127.0.0.1:{ports[0]} weight 90\n"
-                 f"  server s2 127.0.0.1:{ports[1]} weight 10")  # fmt: skip
+        split = (
+            f"  server s1 127.0.0.1:{ports[0]} weight 90\n"
+            f"  server s2 127.0.0.1:{ports[1]} weight 10"
+        )
         weighted = self.run("haproxy", "-c", "-f", str(self.config(split)), check=False)
         self.config(f"  server s1 127.0.0.1:{ports[0]}")
         # HAProxy has no mirroring directive; it takes an external SPOE agent (spoa-mirror)
@@ -202,21 +215,39 @@ http://127.0.0.1:{self.listen} {{
         self.admin = free_port()
         conf = self.config(f"reverse_proxy 127.0.0.1:{upstream}")
         self.caddy("validate", "--config", str(conf), "--adapter", "caddyfile")
-        return self.spawn("caddy", "run", "--config", str(conf), "--adapter", "caddyfile",
-                          GOMAXPROCS="1", XDG_DATA_HOME=str(self.folder),
-                          XDG_CONFIG_HOME=str(self.folder))  # fmt: skip
+        return self.spawn(
+            "caddy",
+            "run",
+            "--config",
+            str(conf),
+            "--adapter",
+            "caddyfile",
+            GOMAXPROCS="1",
+            XDG_DATA_HOME=str(self.folder),
+            XDG_CONFIG_HOME=str(self.folder),
+        )
 
     def switch(self, upstream: int) -> None:
         conf = self.config(f"reverse_proxy 127.0.0.1:{upstream}")
         self.caddy("validate", "--config", str(conf), "--adapter", "caddyfile")
-        self.caddy("reload", "--config", str(conf), "--adapter", "caddyfile",
-                   "--address", f"127.0.0.1:{self.admin}")  # fmt: skip
+        self.caddy(
+            "reload",
+            "--config",
+            str(conf),
+            "--adapter",
+            "caddyfile",
+            "--address",
+            f"127.0.0.1:{self.admin}",
+        )
 
     def features(self, ports: tuple[int, int]) -> dict[str, bool | str]:
-        split = (f"reverse_proxy 127.0.0.1:{ports[0]} 127.0.0.1:{ports[1]} "
-                 "{\n    lb_policy weighted_round_robin 9 1\n  }")  # fmt: skip
-        weighted = self.caddy("validate", "--config", str(self.config(split)), "--adapter",
-                              "caddyfile", check=False)  # fmt: skip
+        split = (
+            f"reverse_proxy 127.0.0.1:{ports[0]} 127.0.0.1:{ports[1]} "
+            "{\n    lb_policy weighted_round_robin 9 1\n  }"
+        )
+        weighted = self.caddy(
+            "validate", "--config", str(self.config(split)), "--adapter", "caddyfile", check=False
+        )
         self.config(f"reverse_proxy 127.0.0.1:{ports[0]}")
         return {"weighted_split": weighted, "mirroring": "no directive"}
 
@@ -227,16 +258,31 @@ class Forwarder(Gateway):
 
     def state(self, upstream: int) -> Path:
         path = self.folder / "local.json"
-        write_state(path, Deployment(model="bench", version=str(upstream), image="bench",
-                                     container="bench", port=upstream, endpoint=self.url,
-                                     deployed_at="0"))  # fmt: skip
+        write_state(
+            path,
+            Deployment(
+                model="bench",
+                version=str(upstream),
+                image="bench",
+                container="bench",
+                port=upstream,
+                endpoint=self.url,
+                deployed_at="0",
+            ),
+        )
         return path
 
     def start(self, upstream: int) -> subprocess.Popen[bytes]:
         state = self.state(upstream)
         baseline = Path(__file__).with_name("forwarder_baseline.py")
-        return self.spawn(sys.executable, str(baseline), "--listen",
-                          f"127.0.0.1:{self.listen}", "--state", str(state))  # fmt: skip
+        return self.spawn(
+            sys.executable,
+            str(baseline),
+            "--listen",
+            f"127.0.0.1:{self.listen}",
+            "--state",
+            str(state),
+        )
 
     def switch(self, upstream: int) -> None:
         self.state(upstream)

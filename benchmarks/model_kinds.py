@@ -37,7 +37,7 @@ def onnx_latency_ms(model: Any, cat: Any, num: Any, calls: int = 2000) -> dict[s
     """p50/p99 of one-record calls of the exported graph through the serving path's session."""
     import numpy as np
 
-    from maas.pipeline.export import export_onnx
+    from maas.pipeline.training.export import export_onnx
     from maas.serving.inference import create_session
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,9 +70,9 @@ def train_and_score(
     score of every epoch (read back from the epoch's checkpoint), to see what other ways of
     choosing the epoch would have given; nothing is chosen by it."""
     from maas.config.kinds import SCORE
-    from maas.pipeline.evaluate import compute_metrics
-    from maas.pipeline.train import TensorSet, predict
-    from maas.pipeline.tune import fit_trial
+    from maas.pipeline.evaluation.metrics import compute_metrics
+    from maas.pipeline.training.fit import TensorSet, predict
+    from maas.pipeline.training.tune import fit_trial
 
     kind = params.data.label.kind
     cat, num = prepared.preprocessor.transform(test)
@@ -104,8 +104,11 @@ def train_and_score(
     optional = prepared.preprocessor.optional_inputs
     if optional:  # the same flights with the optional inputs left out, as a request may
         cat_absent, num_absent = prepared.preprocessor.transform(test.drop(columns=optional))
-        absent = predict(result.model, TensorSet.from_numpy(cat_absent, num_absent, labels),
-                         mixed_precision=False)  # fmt: skip
+        absent = predict(
+            result.model,
+            TensorSet.from_numpy(cat_absent, num_absent, labels),
+            mixed_precision=False,
+        )
         test_metrics["optional_absent"] = compute_metrics(labels, absent.numpy(), kind)[SCORE[kind]]
     row: dict[str, Any] = {
         "seed": params.train.seed,
@@ -122,11 +125,15 @@ def train_and_score(
     if trace:
         metric = f"val_{SCORE[kind]}"
         by_score = max(result.history, key=lambda h: h[metric])
-        row.update({"test_by_epoch": by_epoch,
-                    "val_by_epoch": [h[metric] for h in result.history],
-                    "val_loss_by_epoch": [h["val_loss"] for h in result.history],
-                    "test_at_best_val_score": by_epoch[int(by_score["epoch"]) - 1],
-                    "test_last_epoch": by_epoch[-1]})  # fmt: skip
+        row.update(
+            {
+                "test_by_epoch": by_epoch,
+                "val_by_epoch": [h[metric] for h in result.history],
+                "val_loss_by_epoch": [h["val_loss"] for h in result.history],
+                "test_at_best_val_score": by_epoch[int(by_score["epoch"]) - 1],
+                "test_last_epoch": by_epoch[-1],
+            }
+        )
     if latency:
         row["onnx_ms"] = onnx_latency_ms(result.model, cat, num)
     return row
@@ -134,11 +141,15 @@ def train_and_score(
 
 def _from_checkpoint(params: Any, prepared: Any, path: Path) -> Any:
     """The network as the checkpoint at `path` holds it (weights only, never pickled code)."""
-    from maas.pipeline.checkpoints import load_checkpoint
-    from maas.pipeline.model import Head, build_network, model_config_for
+    from maas.pipeline.training.checkpoints import load_checkpoint
+    from maas.pipeline.training.model import Head, build_network, model_config_for
 
-    config = model_config_for(params.model, prepared.preprocessor.cardinalities,
-                              prepared.train.numeric.numpy(), Head.of(prepared.config))  # fmt: skip
+    config = model_config_for(
+        params.model,
+        prepared.preprocessor.cardinalities,
+        prepared.train.numeric.numpy(),
+        Head.of(prepared.config),
+    )
     net = build_network(config)
     state = load_checkpoint(path)
     assert state is not None, f"unreadable checkpoint {path}"
@@ -158,7 +169,14 @@ def search(params: Any, prepared: Any, trials: int, timeout_s: float) -> dict[st
     """`maas tune`'s study (space, sampler, pruner, objective) in memory, without MLflow."""
     import optuna
 
-    from maas.pipeline.tune import counts, decoded, fit_trial, search_space, suggest, with_values
+    from maas.pipeline.training.tune import (
+        counts,
+        decoded,
+        fit_trial,
+        search_space,
+        suggest,
+        with_values,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_space(params)
@@ -175,8 +193,13 @@ def search(params: Any, prepared: Any, trials: int, timeout_s: float) -> dict[st
         try:
             value = fit_trial(trial, with_values(params, values), prepared)[1]
         finally:
-            log.append({"trial": trial.number, "values": values,
-                        "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+            log.append(
+                {
+                    "trial": trial.number,
+                    "values": values,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
         print(f"  trial {trial.number}: {value:.4f} {values}", flush=True)
         return value
 
@@ -196,7 +219,7 @@ def search(params: Any, prepared: Any, trials: int, timeout_s: float) -> dict[st
 def latencies(configs: dict[str, Any], prepared: Any, calls: int = 2000) -> dict[str, Any]:
     """The one-record latency of each configuration's ONNX graph, untrained (the latency does
     not depend on the weights): what `make bench` reports per model kind, in seconds of CPU."""
-    from maas.pipeline.model import Head, build_network, model_config_for
+    from maas.pipeline.training.model import Head, build_network, model_config_for
 
     cat = prepared.validation.categorical.numpy()
     num = prepared.validation.numeric.numpy()
@@ -205,8 +228,10 @@ def latencies(configs: dict[str, Any], prepared: Any, calls: int = 2000) -> dict
         numeric, head = prepared.train.numeric.numpy(), Head.of(prepared.config)
         config = model_config_for(params.model, prepared.preprocessor.cardinalities, numeric, head)
         network = build_network(config).eval()
-        out[name] = {"onnx_ms": onnx_latency_ms(network, cat, num, calls),
-                     "parameters": sum(p.numel() for p in network.parameters())}  # fmt: skip
+        out[name] = {
+            "onnx_ms": onnx_latency_ms(network, cat, num, calls),
+            "parameters": sum(p.numel() for p in network.parameters()),
+        }
         print(f"{name}: one record {out[name]['onnx_ms']['p50']:.3f} ms (p50)", flush=True)
     return out
 
@@ -218,9 +243,12 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         "test_min": min(tests),
         "test_max": max(tests),
         "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in rows),
-        **{f"{key}_mean": statistics.fmean(r[key] for r in rows)
-           for key in ("test_at_best_val_score", "test_last_epoch") if key in rows[0]},
-    }  # fmt: skip
+        **{
+            f"{key}_mean": statistics.fmean(r[key] for r in rows)
+            for key in ("test_at_best_val_score", "test_last_epoch")
+            if key in rows[0]
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -245,13 +273,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from maas.config import load_params
     from maas.config.kinds import SCORE, baseline_names
-    from maas.pipeline.evaluate import compute_metrics, fit_baselines
-    from maas.pipeline.prepare import prepare_training
-    from maas.pipeline.windows import TEST_FILE, read_window
+    from maas.pipeline.data.windows import TEST_FILE, read_window
+    from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
+    from maas.pipeline.training.prepare import prepare_training
 
     def params_for(overrides: list[str]) -> Any:
-        return load_params(ROOT / "params.yaml", [*overrides, f"train.device={args.device}",
-                           *args.set], task=args.task)  # fmt: skip
+        return load_params(
+            ROOT / "params.yaml",
+            [*overrides, f"train.device={args.device}", *args.set],
+            task=args.task,
+        )
 
     base = params_for([])
     kind = base.data.label.kind
@@ -259,12 +290,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     test = read_window(base.data, TEST_FILE)
     labels = test["label"].to_numpy()
     configs = dict(c.split("=", 1) for c in args.config) or {
-        "mlp": "model.kind=mlp", "tabm": "model.kind=tabm"}  # fmt: skip
+        "mlp": "model.kind=mlp",
+        "tabm": "model.kind=tabm",
+    }
     out: dict[str, Any] = {
-        "task": base.task, "metric": SCORE[kind], "seeds": args.seeds,
-        "train_rows": len(prepared.train), "validation_rows": len(prepared.validation),
-        "test_rows": len(test), "configs": {}, "baselines": {},
-    }  # fmt: skip
+        "task": base.task,
+        "metric": SCORE[kind],
+        "seeds": args.seeds,
+        "train_rows": len(prepared.train),
+        "validation_rows": len(prepared.validation),
+        "test_rows": len(test),
+        "configs": {},
+        "baselines": {},
+    }
 
     def save() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -281,8 +319,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         overrides = [f"model.kind={search_kind}", *args.search_set]
         found = search(params_for(overrides), prepared, args.search_trials, args.search_timeout)
         out["search"] = {"kind": search_kind, "overrides": args.search_set, **found}
-        values = [f"{k}={json.dumps(v, separators=(',', ':'))}"
-                  for k, v in found["best_values"].items()]  # fmt: skip
+        values = [
+            f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in found["best_values"].items()
+        ]
         configs = {"tuned": " ".join([*overrides, *values]), **configs}  # measured first
         save()
     if not args.no_baselines:
@@ -292,9 +331,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         names = baseline_names(["logistic_regression", "hist_gradient_boosting"], kind)
         for seed in args.seeds:
             preds = fit_baselines(
-                names, train_cat, train_num, fit_rows["label"].to_numpy(), test_cat, test_num,
-                seed, kind, len(base.data.label.classes),
-            )  # fmt: skip
+                names,
+                train_cat,
+                train_num,
+                fit_rows["label"].to_numpy(),
+                test_cat,
+                test_num,
+                seed,
+                kind,
+                len(base.data.label.classes),
+            )
             for name, p in preds.items():
                 scores = compute_metrics(labels, p, kind)
                 out["baselines"].setdefault(name, []).append(
@@ -307,20 +353,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             chosen = params_for([*spec.split(), f"train.seed={seed}"])
             latency = i == 0 and not args.no_latency
             rows.append(train_and_score(chosen, prepared, test, latency, args.trace))
-            traced = {k: round(v, 4) for k, v in rows[-1].items() if k.startswith("test_")
-                      and isinstance(v, float)}  # fmt: skip
+            traced = {
+                k: round(v, 4)
+                for k, v in rows[-1].items()
+                if k.startswith("test_") and isinstance(v, float)
+            }
             print(f"{name} seed {seed}: {rows[-1]['test']:.4f} {traced}", flush=True)
             out["configs"][name] = {"overrides": spec, "runs": rows, **summary(rows)}
             save()
     table = pd.DataFrame(
-        [{"model": n, "mean": c["test_mean"], "min": c["test_min"], "max": c["test_max"],
-          "s/epoch": c["seconds_per_epoch"],
-          "onnx p50 ms": c["runs"][0].get("onnx_ms", {}).get("p50", float("nan"))}
-         for n, c in out["configs"].items()]
-        + [{"model": n, "mean": statistics.fmean(r["test"] for r in rs),
-            "min": min(r["test"] for r in rs), "max": max(r["test"] for r in rs)}
-           for n, rs in out["baselines"].items()]
-    )  # fmt: skip
+        [
+            {
+                "model": n,
+                "mean": c["test_mean"],
+                "min": c["test_min"],
+                "max": c["test_max"],
+                "s/epoch": c["seconds_per_epoch"],
+                "onnx p50 ms": c["runs"][0].get("onnx_ms", {}).get("p50", float("nan")),
+            }
+            for n, c in out["configs"].items()
+        ]
+        + [
+            {
+                "model": n,
+                "mean": statistics.fmean(r["test"] for r in rs),
+                "min": min(r["test"] for r in rs),
+                "max": max(r["test"] for r in rs),
+            }
+            for n, rs in out["baselines"].items()
+        ]
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return out
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from maas.config import load_params
-from maas.pipeline.data import list_partitions, read_partition
-from maas.pipeline.validation_drift import check_drift
+from maas.pipeline.data.partitions import list_partitions, read_partition
+from maas.pipeline.validation.drift import check_drift
 
 
 def _hhmm_to_minutes(s: pd.Series) -> pd.Series:
@@ -79,17 +79,22 @@ def main() -> None:
         converted[column] = {"change": change, "score": _score(mine), "blocked": blocked}
     result = {
         "thresholds": validation.drift.thresholds,
-        "months_scored": len(months), "seconds": round(seconds, 1),
-        "real_months_failed": failed, "largest_real_score": largest,
+        "months_scored": len(months),
+        "seconds": round(seconds, 1),
+        "real_months_failed": failed,
+        "largest_real_score": largest,
         "converted": {"partition": july.name, "against": before.name, "columns": converted},
-    }  # fmt: skip
+    }
     print(f"{len(months)} month pairs scored in {seconds:.1f} s; real months failing: {failed}")
     print(f"{'column':16} {'largest real':>12} {'threshold':>9}  converted ({july.name})")
     for column, threshold in validation.drift.thresholds.items():
         real = largest.get(column, {}).get("score", float("nan"))
         conv = converted.get(column)
-        shown = f"{conv['change']}: {conv['score']:.3g} " + (
-            "blocked" if conv["blocked"] else "PASSED") if conv else "-"  # fmt: skip
+        shown = (
+            f"{conv['change']}: {conv['score']:.3g} " + ("blocked" if conv["blocked"] else "PASSED")
+            if conv
+            else "-"
+        )
         print(f"{column:16} {real:12.3g} {threshold:9g}  {shown}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

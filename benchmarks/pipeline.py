@@ -59,8 +59,11 @@ def run_ours(project: Path) -> dict[str, Any]:
     started = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "maas"), "run", "--json", *[a for o in MODEL for a in ("--set", o)]],
-        cwd=project, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"maas run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -85,8 +88,14 @@ def plain_pipeline(project: Path) -> None:
     t0 = time.perf_counter()
     os.chdir(project)
     from maas.config import load_params
-    from maas.pipeline import stages, windows
-    from maas.pipeline.data import add_label, list_partitions, read_partition, split_partitions
+    from maas.pipeline import stages
+    from maas.pipeline.data import windows
+    from maas.pipeline.data.partitions import (
+        add_label,
+        list_partitions,
+        read_partition,
+        split_partitions,
+    )
 
     params = load_params("params.yaml", MODEL)
     data = params.data
@@ -108,18 +117,21 @@ def plain_pipeline(project: Path) -> None:
     }
     (data.processed_dir / windows.LINEAGE_FILE).write_text(json.dumps(lineage))
     t2 = time.perf_counter()
-    stages.train_model(data, params.features, params.model, params.train, params.request, None)
+    stages.train_model(
+        data=data,
+        features=params.features,
+        model=params.model,
+        train=params.train,
+        request=params.request,
+    )
     t3 = time.perf_counter()
     train = params.train
     metrics = stages.evaluate_model(
-        data,
-        train.models_dir,
-        train.seed,
-        train.validation_fraction,
-        params.evaluate,
-        params.promotion,
-        None,
-        None,
+        data=data,
+        train=train,
+        evaluate=params.evaluate,
+        promotion=params.promotion,
+        registry=None,
     )
     t4 = time.perf_counter()
     print(
@@ -131,7 +143,7 @@ def plain_pipeline(project: Path) -> None:
                     "train": t3 - t2,
                     "evaluate": t4 - t3,
                 },
-                "test_roc_auc": metrics["test"]["roc_auc"],
+                "test_roc_auc": metrics.test["roc_auc"],
             }
         )
     )
@@ -139,7 +151,7 @@ def plain_pipeline(project: Path) -> None:
 
 def pandas_checks(batch: pd.DataFrame, params: Any) -> set[str]:
     """The suite's checks in plain pandas on one prepared batch; returns the failing ones."""
-    from maas.pipeline.validation_batch import (
+    from maas.pipeline.validation.batch import (
         DATE_COLUMN,
         LABEL_COLUMN,
         PARTITION_COLUMN,
@@ -210,9 +222,9 @@ def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
     """The validation suite (GX) and the same checks in pandas, on every partition."""
     import_s = fresh_import_seconds("great_expectations")
     from maas.config import load_params
-    from maas.pipeline.data import list_partitions, read_partition
-    from maas.pipeline.validation import validate_partitions
-    from maas.pipeline.validation_batch import prepare_batch
+    from maas.pipeline.data.partitions import list_partitions, read_partition
+    from maas.pipeline.validation.batch import prepare_batch
+    from maas.pipeline.validation.run import validate_partitions
 
     params = load_params(ROOT / "params.yaml")
     frames = [(p, read_partition(p)) for p in list_partitions(raw_dir, params.data.time.partition)]

@@ -192,10 +192,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             step(
                 "kinds",
                 lambda: model_kinds.main(
-                    ["--latency-only", "--config", "mlp=model.kind=mlp", "--config",
-                     "tabm=model.kind=tabm", "--output", str(out / "model-kinds.json")]
+                    [
+                        "--latency-only",
+                        "--config",
+                        "mlp=model.kind=mlp",
+                        "--config",
+                        "tabm=model.kind=tabm",
+                        "--output",
+                        str(out / "model-kinds.json"),
+                    ]
                 ),
-            )  # fmt: skip
+            )
             os.chdir(ROOT)
             step(
                 "serving",
@@ -212,9 +219,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     ]
                 ),
             )
-            gateway_args = ["--model-tag", model_tag, "--gateways", "maas_gateway,maas_forwarder",
-                            "--rounds", "1", "--seconds", str(args.seconds), "--switch-seconds",
-                            "10", "--output", str(out / "gateway.json")]  # fmt: skip
+            gateway_args = [
+                "--model-tag",
+                model_tag,
+                "--gateways",
+                "maas_gateway,maas_forwarder",
+                "--rounds",
+                "1",
+                "--seconds",
+                str(args.seconds),
+                "--switch-seconds",
+                "10",
+                "--output",
+                str(out / "gateway.json"),
+            ]
             step("gateway", lambda: gateway.main(gateway_args))  # vs the old forwarder, direct
         step(
             "promotion",

@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from maas.pipeline.export import load_weights
-from maas.pipeline.model import ModelConfig, ServingNet
-from maas.pipeline.quantize import MIN_QUANTIZED_OUTPUTS, QUANTIZED_OP_TYPES, quantize_int8
+from maas.pipeline.training.export import load_weights
+from maas.pipeline.training.model import ModelConfig, ServingNet
+from maas.pipeline.training.quantize import MIN_QUANTIZED_OUTPUTS, QUANTIZED_OP_TYPES, quantize_int8
 from maas.serving.inference import (
     MODEL_CONFIG_FILE,
     ONNX_FILE,

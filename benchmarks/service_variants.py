@@ -56,8 +56,8 @@ class TorchModel:
     def __init__(self, folder: Path, weights: Path) -> None:
         import torch
 
-        from maas.pipeline.export import load_weights
-        from maas.pipeline.model import ModelConfig, ServingNet
+        from maas.pipeline.training.export import load_weights
+        from maas.pipeline.training.model import ModelConfig, ServingNet
         from maas.serving.preprocessing import Preprocessor
 
         torch.set_num_threads(1)  # as the ONNX Runtime session (one intra-op thread)
@@ -81,7 +81,7 @@ def load_model(folder: Path, info: dict[str, Any]) -> Any:
         return OnnxModel.load(folder, expected_digests=info["sha256"])
     verify_digests(folder, info["sha256"])
     if runtime == "onnx-int8":
-        from maas.pipeline.quantize import quantize_int8
+        from maas.pipeline.training.quantize import quantize_int8
 
         quantized = Path(tempfile.mkdtemp()) / "model.int8.onnx"
         quantize_int8(folder / "model.onnx", quantized)

@@ -28,10 +28,25 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = {"month": 12, "day": 5, "sched_dep_time": 830, "sched_arr_time": 1130, "carrier": "AA",
-          "origin": "JFK", "dest": "LAX", "distance": 2475, "temp": 40.1, "dewp": 30.0,
-          "humid": 60.0, "wind_dir": 200, "wind_speed": 10.4, "wind_gust": None, "precip": 0,
-          "pressure": 1012.3, "visib": 10}  # fmt: skip
+RECORD = {
+    "month": 12,
+    "day": 5,
+    "sched_dep_time": 830,
+    "sched_arr_time": 1130,
+    "carrier": "AA",
+    "origin": "JFK",
+    "dest": "LAX",
+    "distance": 2475,
+    "temp": 40.1,
+    "dewp": 30.0,
+    "humid": 60.0,
+    "wind_dir": 200,
+    "wind_speed": 10.4,
+    "wind_gust": None,
+    "precip": 0,
+    "pressure": 1012.3,
+    "visib": 10,
+}
 
 
 def free_port() -> int:
@@ -87,8 +102,10 @@ def wrk(
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     script.unlink()
     spent = tree_cpu_s(pid) - before if pid else 0.0
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -114,35 +131,70 @@ def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> 
     def bentoml_serve(name: str, target: str, cwd: Path, **env: str) -> None:
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port),
-             "--arg", f"model_tag={model_tag}"],
-            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "BENTOML_CONFIG_OPTIONS": bentoml_config,
-                 "PYTHONPATH": str(ROOT), **env},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                target,
+                "--port",
+                str(port),
+                "--arg",
+                f"model_tag={model_tag}",
+            ],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                "BENTOML_CONFIG_OPTIONS": bentoml_config,
+                "PYTHONPATH": str(ROOT),
+                **env,
+            },
+        )
         servers[name] = (process, f"http://127.0.0.1:{port}/predict")
 
     bentoml_serve("maas", "maas.serving.service:ModelService", ROOT / "src")
     # the same service with its prediction log on (as the deploy target runs it): the log's cost
     log_dir = tempfile.mkdtemp(prefix="maas-bench-predictions-")
-    bentoml_serve("maas_logging", "maas.serving.service:ModelService", ROOT / "src",
-                  MAAS_PREDICTION_LOG_DIR=log_dir)  # fmt: skip
+    bentoml_serve(
+        "maas_logging",
+        "maas.serving.service:ModelService",
+        ROOT / "src",
+        MAAS_PREDICTION_LOG_DIR=log_dir,
+    )
     port = free_port()
     servers["fastapi"] = (
         subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "benchmarks.fastapi_baseline:app", "--port",
-             str(port), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env={**os.environ, "MAAS_MODEL_DIR": folder},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.fastapi_baseline:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "MAAS_MODEL_DIR": folder},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
         f"http://127.0.0.1:{port}/predict",
-    )  # fmt: skip
+    )
     variants = "benchmarks.service_variants:"
     bentoml_serve("maas_batching", variants + "BatchingService", ROOT)
     bentoml_serve("onnx_int8", variants + "RuntimeService", ROOT, MAAS_BENCH_RUNTIME="onnx-int8")
     if weights is not None:
-        bentoml_serve("torch_eager", variants + "RuntimeService", ROOT,
-                      MAAS_BENCH_RUNTIME="torch", MAAS_BENCH_WEIGHTS=str(weights))  # fmt: skip
+        bentoml_serve(
+            "torch_eager",
+            variants + "RuntimeService",
+            ROOT,
+            MAAS_BENCH_RUNTIME="torch",
+            MAAS_BENCH_WEIGHTS=str(weights),
+        )
     return servers
 
 
@@ -179,8 +231,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cases += [
             (f"batching: 1 record, c={c}", one, c, ["maas", "maas_batching"]) for c in (8, 64)
         ]
-        cases += [(f"prediction log: 1 record, c={c}", one, c, ["maas", "maas_logging"])
-                  for c in (1, 8)]  # fmt: skip
+        cases += [
+            (f"prediction log: 1 record, c={c}", one, c, ["maas", "maas_logging"]) for c in (1, 8)
+        ]
         cases.append(("prediction log: 1000 records, c=4", bulk, 4, ["maas", "maas_logging"]))
         cases.append(("runtime: 1 record, c=8", one, 8, runtimes))
         cases.append(("runtime: 1000 records, c=4", bulk, 4, runtimes))
@@ -215,9 +268,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8.0f} {row['cpu_ms_per_req']:>10.3f}"
                 )
             first = results[names[0]][name]
-            ratios = [f"{o} {results[o][name]['rps'] / first['rps']:.2f}x req/s, "
-                      f"{results[o][name]['cpu_ms_per_req'] / first['cpu_ms_per_req']:.2f}x "
-                      "CPU per request" for o in names[1:]]  # fmt: skip
+            ratios = [
+                f"{o} {results[o][name]['rps'] / first['rps']:.2f}x req/s, "
+                f"{results[o][name]['cpu_ms_per_req'] / first['cpu_ms_per_req']:.2f}x "
+                "CPU per request"
+                for o in names[1:]
+            ]
             print(f"{'':<26} ratio to {names[0]}: " + "; ".join(ratios))
     finally:
         for process, _ in servers.values():

@@ -21,10 +21,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = {"month": 12, "day": 5, "sched_dep_time": 830, "sched_arr_time": 1130, "carrier": "AA",
-          "origin": "JFK", "dest": "LAX", "distance": 2475, "temp": 40.1, "dewp": 30.0,
-          "humid": 60.0, "wind_dir": 200, "wind_speed": 10.4, "wind_gust": None, "precip": 0,
-          "pressure": 1012.3, "visib": 10}  # fmt: skip
+RECORD = {
+    "month": 12,
+    "day": 5,
+    "sched_dep_time": 830,
+    "sched_arr_time": 1130,
+    "carrier": "AA",
+    "origin": "JFK",
+    "dest": "LAX",
+    "distance": 2475,
+    "temp": 40.1,
+    "dewp": 30.0,
+    "humid": 60.0,
+    "wind_dir": 200,
+    "wind_speed": 10.4,
+    "wind_gust": None,
+    "precip": 0,
+    "pressure": 1012.3,
+    "visib": 10,
+}
 
 
 async def drive(url: str, seconds: float, rate: float, warmup: float, sample) -> dict:
@@ -43,8 +58,9 @@ async def drive(url: str, seconds: float, rate: float, warmup: float, sample) ->
     # Idle connections expire on our side first (2 s < uvicorn's 5 s keep-alive, which
     # BentoML leaves at the default): with equal timeouts a request sent just as the server
     # closes an idle connection fails (3 ReadErrors in 120,000 requests in the first soak).
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers,
-                          keepalive_expiry=2)  # fmt: skip
+    limits = httpx.Limits(
+        max_connections=workers, max_keepalive_connections=workers, keepalive_expiry=2
+    )
     async with httpx.AsyncClient(timeout=10, limits=limits) as client:
         begin = time.perf_counter()
 
@@ -80,9 +96,15 @@ async def drive(url: str, seconds: float, rate: float, warmup: float, sample) ->
     ok = len(latencies)
     latencies = sorted(latencies) or [float("nan")]
     p99 = latencies[max(int(len(latencies) * 0.99) - 1, 0)]
-    return {"sent": total, "ok": ok, "failures": failures, "samples": samples,
-            "max_lag_s": round(max_lag, 3),
-            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * p99}  # fmt: skip
+    return {
+        "sent": total,
+        "ok": ok,
+        "failures": failures,
+        "samples": samples,
+        "max_lag_s": round(max_lag, 3),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * p99,
+    }
 
 
 def package(ref: str, params_file: str) -> str:
@@ -92,8 +114,9 @@ def package(ref: str, params_file: str) -> str:
     from maas.tracking.store import connect
 
     params = load_params(params_file)
-    result = package_version(connect(params.registry), params.registry, params.packaging,
-                             params.serving, ref)  # fmt: skip
+    result = package_version(
+        connect(params.registry), params.registry, params.packaging, params.serving, ref
+    )
     if result.image is None:
         raise SystemExit(f"no image: {result.note}")
     return result.image
@@ -135,16 +158,24 @@ def main() -> None:
         containers.remove_container(runtime, name)
     baseline, final = result["samples"][0][1], result["samples"][-1][1]
     growth = (final - baseline) / baseline
-    report = {"image": image, "seconds": args.seconds, "rate": args.rate, **result,
-              "rss_baseline_mb": round(baseline / 1e6, 1), "rss_final_mb": round(final / 1e6, 1),
-              "rss_growth": round(growth, 4)}  # fmt: skip
+    report = {
+        "image": image,
+        "seconds": args.seconds,
+        "rate": args.rate,
+        **result,
+        "rss_baseline_mb": round(baseline / 1e6, 1),
+        "rss_final_mb": round(final / 1e6, 1),
+        "rss_growth": round(growth, 4),
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
-    print(f"soak {image}: {result['ok']:,} ok of {result['sent']:,} sent in {args.seconds:.0f}s "
-          f"at {args.rate:g}/s; failures {result['failures'] or 'none'}; p50 "
-          f"{result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms; RSS {baseline / 1e6:.0f} -> "
-          f"{final / 1e6:.0f} MB ({growth:+.1%}); max send lag {result['max_lag_s']}s; "
-          f"report {args.json}")  # fmt: skip
+    print(
+        f"soak {image}: {result['ok']:,} ok of {result['sent']:,} sent in {args.seconds:.0f}s "
+        f"at {args.rate:g}/s; failures {result['failures'] or 'none'}; p50 "
+        f"{result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms; RSS {baseline / 1e6:.0f} -> "
+        f"{final / 1e6:.0f} MB ({growth:+.1%}); max send lag {result['max_lag_s']}s; "
+        f"report {args.json}"
+    )
     if result["failures"] or result["ok"] != result["sent"] or growth > args.max_growth:
         raise SystemExit(1)
 

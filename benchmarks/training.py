@@ -33,7 +33,7 @@ def minimal_loop(config: Any, train: Any, batch_size: int, epochs: int, lr: floa
     """The baseline: what anyone would write by hand. Returns wall seconds."""
     import torch
 
-    from maas.pipeline.model import build_network
+    from maas.pipeline.training.model import build_network
 
     torch.manual_seed(0)
     model = build_network(config)
@@ -59,7 +59,7 @@ def dataloader_loop(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from maas.pipeline.model import build_network
+    from maas.pipeline.training.model import build_network
 
     torch.manual_seed(0)
     model = build_network(config).to(device)
@@ -89,7 +89,7 @@ def ours(
     device: str = "cpu",
     mixed_precision: bool = True,
 ) -> dict[str, float]:
-    from maas.pipeline.train import fit
+    from maas.pipeline.training.fit import fit
 
     update = {
         "max_epochs": epochs,
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from maas.config import load_params
-    from maas.pipeline.prepare import prepare_training
+    from maas.pipeline.training.prepare import prepare_training
 
     os.chdir(args.project)
     # the MLP: the minimal loops fit one output per row (TabM has one per member)

@@ -69,8 +69,9 @@ def replay(base: str, model: str, body_key: str, frame: pd.DataFrame, label: str
     started = time.monotonic()
     with httpx.Client(timeout=60) as http:
         for start in range(0, len(records), 100):
-            answer = http.post(f"{base}/models/{model}/predict",
-                               json={body_key: records[start:start + 100]})  # fmt: skip
+            answer = http.post(
+                f"{base}/models/{model}/predict", json={body_key: records[start : start + 100]}
+            )
             answer.raise_for_status()
     return time.monotonic() - started
 
@@ -82,8 +83,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--months", type=int, default=6, help="months replayed")
     parser.add_argument("--rows", type=int, default=5000, help="rows replayed per month")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="extra params overrides for every command (a.b=v)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="extra params overrides for every command (a.b=v)",
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(f"/tmp/maas-replay-{args.task}")
     shutil.rmtree(workdir, ignore_errors=True)
@@ -91,10 +97,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.copy(ROOT / "params.yaml", workdir / "params.yaml")
     shutil.copytree(ROOT / "tasks", workdir / "tasks")
     base = f"http://127.0.0.1:{free_port()}"
-    settings = [f"deploy.address={base.removeprefix('http://')}", "deploy.webhook_listen=null",
-                "monitoring.retrain=true", "monitoring.cooldown_h=0",
-                "model.kind=mlp",  # each retrain in minutes on a CPU (--set model.kind=tabm wins)
-                *args.overrides]  # fmt: skip
+    settings = [
+        f"deploy.address={base.removeprefix('http://')}",
+        "deploy.webhook_listen=null",
+        "monitoring.retrain=true",
+        "monitoring.cooldown_h=0",
+        "model.kind=mlp",  # each retrain in minutes on a CPU (--set model.kind=tabm wins)
+        *args.overrides,
+    ]
     sets = [a for s in settings for a in ("--set", s)]
     task = ["--task", args.task]
     params = load_params(workdir / "params.yaml", settings, args.task)
@@ -111,16 +121,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, label = params.registry.model_name, params.data.label.column
     log = (workdir / "watch.log").open("ab")
     controller = subprocess.Popen(
-        [sys.executable, "-m", "maas.cli", "watch", "--interval", "2", *task, "-p",
-         str(workdir / "params.yaml"), *sets],
-        cwd=workdir, stdout=log, stderr=log, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "maas.cli",
+            "watch",
+            "--interval",
+            "2",
+            *task,
+            "-p",
+            str(workdir / "params.yaml"),
+            *sets,
+        ],
+        cwd=workdir,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     rows: list[dict[str, Any]] = []
     try:
         wait_serving(base, model, "1", controller)
         for month in replayed:
-            source = raw / f"{month}.parquet" if (raw / f"{month}.parquet").exists() else (
-                later / f"{month}.parquet")  # fmt: skip
+            source = (
+                raw / f"{month}.parquet"
+                if (raw / f"{month}.parquet").exists()
+                else (later / f"{month}.parquet")
+            )
             frame = pd.read_parquet(source)
             sample = frame.sample(min(args.rows, len(frame)), random_state=0)
             serving = served_version(base, model)
@@ -142,16 +168,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         controller.wait(timeout=120)
         maas(workdir, "undeploy", "--all", *sets)
     chain = [{k: e.get(k) for k in ("ts", "event", "version", "actor", "reason")} for e in audit]
-    report = {"task": args.task, "model": model, "rows_per_month": args.rows, "months": rows,
-              "audit": chain}  # fmt: skip
+    report = {
+        "task": args.task,
+        "model": model,
+        "rows_per_month": args.rows,
+        "months": rows,
+        "audit": chain,
+    }
     write(report, ROOT / "reports" / f"monitoring-{args.task}")
     return report
 
 
 def summarize(
-    month: str, serving: str | None, sent: int, seconds: float, period: dict[str, Any] | None,
+    month: str,
+    serving: str | None,
+    sent: int,
+    seconds: float,
+    period: dict[str, Any] | None,
     result: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     period = period or {}
     realized = period.get("realized") or {}
     registered = period.get("registered") or {}
@@ -209,10 +244,15 @@ def table_row(r: dict[str, Any], metric: str) -> list[str]:
         shown += f" (RMSE {r['realized']['rmse']:.2f})"
     registered = r["registered"].get("value")
     return [
-        r["month"], f"v{r['served_by']}", served, percent(r["arrived_drift"]), shown,
-        "-" if registered is None else f"{registered:.4f}", ", ".join(r["breaches"]) or "-",
+        r["month"],
+        f"v{r['served_by']}",
+        served,
+        percent(r["arrived_drift"]),
+        shown,
+        "-" if registered is None else f"{registered:.4f}",
+        ", ".join(r["breaches"]) or "-",
         r["action"],
-    ]  # fmt: skip
+    ]
 
 
 if __name__ == "__main__":

@@ -31,21 +31,25 @@ def monitoring(
     about = f"{params.task}: drift and realized quality per period"
     create_markdown_artifact(markdown(outcome), key=f"monitoring-{params.task}", description=about)
     if outcome.new_breaches and outcome.retrain is None:
-        from flows.training import training
+        from maas.flows.training import training
 
         champion = next((p["champion"] for p in outcome.periods), None)
         reasons = [f"{b['period']}: {b['reason']}" for b in outcome.new_breaches]
         client = connect(params.registry)  # the audit events are mirrored into MLflow
-        audit(params, "monitor_retrain", champion, client, actor="monitor",
-              reason="; ".join(reasons))  # fmt: skip
+        audit(
+            params, "monitor_retrain", champion, client, actor="monitor", reason="; ".join(reasons)
+        )
         trained = training(params_file=params_file, overrides=overrides, task=task)
-        registered = trained["registered"]
-        audit(params, "monitor_retrained", registered["version"], client, actor="monitor",
-              reason=f"training run {registered['run_id']} on the breach; aliases "
-              f"{registered['aliases'] or 'none'}", note=registered.get("note"))  # fmt: skip
+        registered = trained["registered"]  # the run's JSON outcome (pipeline.report)
+        audit(
+            params,
+            "monitor_retrained",
+            registered["version"],
+            client,
+            actor="monitor",
+            reason=f"training run {registered['run_id']} on the breach; aliases "
+            f"{registered['aliases'] or 'none'}",
+            note=registered.get("note"),
+        )
         result["training"] = registered
     return result
-
-
-if __name__ == "__main__":
-    monitoring()

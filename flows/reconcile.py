@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from maas.flows.release import release
 from prefect import flow
 
-from flows.release import release
 from maas.config import load_params
 from maas.operate.controller import reconcile_once
 from maas.operate.deployment import Deployment
@@ -30,7 +30,8 @@ def reconcile(
 
     # wait=False: while another pass converges (a long build), this run ends as `busy`
     # instead of queueing behind it; the next scheduled run looks again.
-    outcome = reconcile_once(params, connect(params.registry), make_target(params),
-                             release_version, wait=False)  # fmt: skip
+    outcome = reconcile_once(
+        params, connect(params.registry), make_target(params), release_version, wait=False
+    )
     print(f"reconcile: {outcome.action} v{outcome.version} {outcome.detail}")
     return asdict(outcome)

@@ -29,16 +29,30 @@ record = task(name="record_deployment", cache_policy=NO_CACHE, retries=2)(record
 def release(version: str, params: Params) -> Deployment:
     """Package `version` (its validated image), run it on the deploy target, record it."""
     client = connect(params.registry)
-    packaged = package(client=client, registry=params.registry, packaging=params.packaging,
-                       serving=params.serving, ref=version)  # fmt: skip
+    packaged = package(
+        client=client,
+        registry=params.registry,
+        packaging=params.packaging,
+        serving=params.serving,
+        ref=version,
+    )
     timings = dict(packaged.timings)
     image, image_id = packaged.validated_image()
     with timed(timings, "deploy"):
-        deployment = deploy(target=make_target(params), model=params.registry.model_name,
-                            version=version, image=image, image_id=image_id)  # fmt: skip
+        deployment = deploy(
+            target=make_target(params),
+            model=params.registry.model_name,
+            version=version,
+            image=image,
+            image_id=image_id,
+        )
     print(f"release v{version} timings (s): {json.dumps(timings)}")
-    record(client=client, model=params.registry.model_name, target=params.deploy.target,
-           deployment=deployment)  # fmt: skip
+    record(
+        client=client,
+        model=params.registry.model_name,
+        target=params.deploy.target,
+        deployment=deployment,
+    )
     create_markdown_artifact(
         f"**{params.registry.model_name} v{version}** serves at {deployment.endpoint}\n\n"
         f"image `{packaged.image}` ({packaged.image_id}), reused: {packaged.reused or 'nothing'}",

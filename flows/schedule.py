@@ -7,15 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from maas.flows.monitoring import monitoring
+from maas.flows.reconcile import reconcile
+from maas.flows.training import training
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Interval
 
-from flows.monitoring import monitoring
-from flows.reconcile import reconcile
-from flows.training import training
 from maas.config import Params
-from maas.operate.prefect_server import ScheduleError
+from maas.errors import ScheduleError
 
 
 def deployment_names(task: str) -> tuple[str, str, str]:
@@ -27,8 +27,11 @@ def deployment_names(task: str) -> tuple[str, str, str]:
 def deployments(params: Params, params_file: Path, overrides: list[str]) -> list[Any]:
     """The task's three deployments, with the same parameters (the params file by absolute path,
     the task by name)."""
-    parameters = {"params_file": str(params_file.resolve()), "overrides": overrides,
-                  "task": params.task}  # fmt: skip
+    parameters = {
+        "params_file": str(params_file.resolve()),
+        "overrides": overrides,
+        "task": params.task,
+    }
     schedule = params.schedule
     nightly = Cron(schedule.training_cron, timezone=schedule.timezone)
     tags = ["maas", params.task, params.registry.model_name]

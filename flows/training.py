@@ -8,28 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from maas.flows.artifacts import publish_blocked_validation, publish_run
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from maas.clock import timed
 from maas.config import load_params
 from maas.operate.audit import audit_gate_promotion
 from maas.pipeline import report, stages
+from maas.pipeline.data.windows import run_lock
 from maas.pipeline.register import register_model
-from maas.pipeline.windows import run_lock
 from maas.tracking.runs import start_pipeline_run
-
-
-def publish_blocked_validation(task: Any, task_run: Any, state: Any) -> None:
-    """A failed validate task's error as the run's validation report (what blocked it)."""
-    error = state.result(raise_on_failure=False)
-    create_markdown_artifact(
-        f"**Validation blocked the run**\n\n```\n{error}\n```",
-        key="validation-report",
-        description="blocking failures",
-    )
-
 
 ingest = task(name="ingest", cache_policy=NO_CACHE, retries=1)(stages.ingest_data)
 start_run = task(
@@ -57,36 +46,43 @@ def training(
     with timed(timings, "ingest"):
         ingest(data=params.data)
     with timed(timings, "start_run"):
-        tracking = start_run(params=params.registry, all_params=params.model_dump(mode="json"),
-                             params_digest=params.digest())  # fmt: skip
+        tracking = start_run(
+            params=params.registry,
+            all_params=params.model_dump(mode="json"),
+            params_digest=params.digest(),
+        )
     # one run at a time on these working files; FINISHED, or FAILED when a stage raises
     with run_lock(params.data, params.train.models_dir), tracking.recording_outcome():
         with timed(timings, "validate"):
             validated = validate(data=params.data, validation=params.validation, tracking=tracking)
         with timed(timings, "train"):
-            trained = train(data=params.data, features=params.features, model=params.model,
-                            train=params.train, request=params.request,
-                            tracking=tracking)  # fmt: skip
+            trained = train(
+                data=params.data,
+                features=params.features,
+                model=params.model,
+                train=params.train,
+                request=params.request,
+                tracking=tracking,
+            )
         with timed(timings, "evaluate"):
             metrics = evaluate(
-                data=params.data, models_dir=params.train.models_dir, seed=params.train.seed,
-                validation_fraction=params.train.validation_fraction, evaluate=params.evaluate,
-                promotion=params.promotion, registry=params.registry, tracking=tracking,
-            )  # fmt: skip
+                data=params.data,
+                train=params.train,
+                evaluate=params.evaluate,
+                promotion=params.promotion,
+                registry=params.registry,
+                tracking=tracking,
+            )
         with timed(timings, "register"):
-            registered = register(data=params.data, models_dir=params.train.models_dir,
-                                  metrics=metrics, registry=params.registry, tracking=tracking,
-                                  params_digest=params.digest(),
-                                  verdict_key_file=params.promotion.verdict_key_file)  # fmt: skip
+            registered = register(
+                data=params.data,
+                models_dir=params.train.models_dir,
+                metrics=metrics,
+                registry=params.registry,
+                tracking=tracking,
+                params_digest=params.digest(),
+                verdict_key_file=params.promotion.verdict_key_file,
+            )
     audit_promotion(params=params, registered=registered, client=tracking.client())
-    create_markdown_artifact(validated.markdown, key="validation-report", description="validation")
-    create_markdown_artifact(
-        report.summary_markdown(validated, trained, metrics, registered),
-        key="training-summary",
-        description="metrics vs baselines vs champion",
-    )
+    publish_run(validated, trained, metrics, registered)
     return report.run_outcome(timings, validated, trained, metrics, registered)
-
-
-if __name__ == "__main__":
-    training()

@@ -1,6 +1,6 @@
 """Tuning flow: ingest → validate → an Optuna study on the training window's validation slice
 (`maas tune`). Wiring only: the study, its trials and what is written live in
-`maas.pipeline.tune`."""
+`maas.pipeline.training.tune`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from maas.config import load_params
 from maas.pipeline import stages
-from maas.pipeline.tune import tune_model
-from maas.pipeline.windows import run_lock
+from maas.pipeline.data.windows import run_lock
+from maas.pipeline.training.tune import tune_model
 
 ingest = task(name="ingest", cache_policy=NO_CACHE, retries=1)(stages.ingest_data)
 validate = task(name="validate", cache_policy=NO_CACHE)(stages.validate_data)

@@ -54,8 +54,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     runtime = shutil.which("podman")
     if runtime is None or hasattr(session.config, "workerinput"):  # an xdist worker
         return
-    listed = subprocess.run([runtime, "images", "--filter", "label=org.maas.bento", "--format",
-                             "json"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    listed = subprocess.run(
+        [runtime, "images", "--filter", "label=org.maas.bento", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     images = json.loads(listed.stdout or "[]") if listed.returncode == 0 else []
     by_repository: dict[str, list[tuple[int, str]]] = {}
     for image in images:
@@ -63,12 +67,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             repository = name.rsplit(":", 1)[0]
             by_repository.setdefault(repository, []).append((int(image["Created"]), name))
     old = time.time() - KEEP_IMAGES_S
-    stale = [name for tagged in by_repository.values()
-             for created, name in sorted(tagged)[:-1] if created < old]  # fmt: skip
+    stale = [
+        name
+        for tagged in by_repository.values()
+        for created, name in sorted(tagged)[:-1]
+        if created < old
+    ]
     if stale:
         subprocess.run([runtime, "rmi", "--force", *stale], capture_output=True, timeout=300)
-    subprocess.run([runtime, "image", "prune", "--force", "--filter", "label=org.maas.bento"],
-                   capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [runtime, "image", "prune", "--force", "--filter", "label=org.maas.bento"],
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # The flight-delay task's request fields (tasks/flight-delay.yaml): what is known at scheduling
 # time, and the origin's weather (optional).
 RECORD_FIELDS = ("carrier", "origin", "dest", "sched_dep_time", "sched_arr_time", "distance")
-WEATHER_FIELDS = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
-                  "pressure", "visib")  # fmt: skip
+WEATHER_FIELDS = (
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+)
 
 CARRIERS = ["9E", "AA", "B6", "DL", "EV", "UA"]
 ORIGINS = ["EWR", "JFK", "LGA"]
@@ -76,7 +85,7 @@ def fit_flights(
     request spec when asked."""
     from dataclasses import replace
 
-    from maas.pipeline.request_spec import build_request_spec
+    from maas.pipeline.training.request_spec import build_request_spec
     from maas.serving.preprocessing import fit_preprocessor
 
     features = params.features
@@ -91,8 +100,8 @@ def write_tiny_model(folder: Path, params: Params, frame: pd.DataFrame) -> Path:
     """An untrained (seeded) model's serving files + weights, as the train stage writes them."""
     import torch
 
-    from maas.pipeline.export import export_onnx, save_weights
-    from maas.pipeline.model import TabularNet, build_model_config
+    from maas.pipeline.training.export import export_onnx, save_weights
+    from maas.pipeline.training.model import TabularNet, build_model_config
     from maas.serving.inference import (
         MODEL_CONFIG_FILE,
         ONNX_FILE,

@@ -17,7 +17,7 @@ os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("container
 def real_months(tmp_path_factory) -> Path:
     """Three real monthly partitions (Oct, Nov train; Dec test), ingested once."""
     from maas.config import load_params
-    from maas.pipeline.sources import ingest_partitions
+    from maas.pipeline.data.sources import ingest_partitions
 
     folder = tmp_path_factory.mktemp("raw")
     ingest_partitions(load_params(PARAMS, [f"data.raw_dir={folder}"]).data, MONTHS)
@@ -36,7 +36,7 @@ def prefect_api():
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory, real_months, prefect_api):
     """October-November train, December tests; one registered champion (version 1)."""
-    from flows.training import training
+    from maas.flows.training import training
 
     from maas.config import load_params
 

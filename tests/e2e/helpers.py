@@ -20,8 +20,16 @@ from tests.helpers import ROOT
 MONTHS = ["2013-10", "2013-11", "2013-12"]
 TRAINED_MODEL = "delay-pkg"  # its own BentoML model names, apart from the unit tests'
 PARAMS = str(ROOT / "params.yaml")
-FLIGHT = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200,
-          "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+FLIGHT = {
+    "month": 12,
+    "day": 3,
+    "sched_dep_time": 900,
+    "sched_arr_time": 1200,
+    "carrier": "AA",
+    "origin": "JFK",
+    "dest": "LAX",
+    "distance": 2475,
+}
 
 
 def copy_months(source: Path, target: Path, months: list[str] = MONTHS) -> Path:
@@ -104,9 +112,12 @@ class Process:
         self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command or [sys.executable, "-m", "maas.cli", *args, "-p", PARAMS, *sets],
-            stdout=self.log, stderr=self.log, cwd=cwd or os.getcwd(), start_new_session=True,
+            stdout=self.log,
+            stderr=self.log,
+            cwd=cwd or os.getcwd(),
+            start_new_session=True,
             env=env if env is not None else session_env(),
-        )  # fmt: skip
+        )
 
     def tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

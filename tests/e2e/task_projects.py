@@ -25,8 +25,9 @@ from tests.e2e.helpers import container_runtime_or_skip, session_env
 def maas(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`maas ARGS -p root/params.yaml` in `root`, as a user runs it; it must succeed."""
     command = [sys.executable, "-m", "maas.cli", *args, "-p", str(root / "params.yaml")]
-    done = subprocess.run(command, cwd=root, env=session_env(), capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    done = subprocess.run(
+        command, cwd=root, env=session_env(), capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 
@@ -79,11 +80,22 @@ def assert_close(got: list[float], expected: pd.Series, relative: bool = False) 
 def fuzz(base: str, examples: int = 100) -> None:
     """schemathesis from the service's own OpenAPI document, all checks: no 5xx, responses
     match their schema, invalid data refused, valid data accepted."""
-    command = [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/docs.json",
-               "--checks", "all", "--max-examples", str(examples), "--workers", "1",
-               "--seed", "1"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{base}/docs.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(examples),
+        "--workers",
+        "1",
+        "--seed",
+        "1",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"}
+    )
     assert done.returncode == 0, done.stdout[-2500:]
 
 

@@ -10,8 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from maas.pipeline.data import DataError
-from maas.pipeline.validation import DataValidationError
+from maas.errors import DataError, DataValidationError
 from tests.e2e.corruptions import CORRUPTIONS, Corruption
 from tests.e2e.helpers import PARAMS, copy_months, overrides_for
 
@@ -22,7 +21,7 @@ MODEL = "delay-bad-data"
 @pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
 def champion_project(tmp_path_factory, real_months, prefect_api):
     """Its own registry with a champion (v1) trained on the clean months."""
-    from flows.training import training
+    from maas.flows.training import training
 
     root = tmp_path_factory.mktemp("bad-data")
     clean = copy_months(real_months, root / "clean")
@@ -40,7 +39,7 @@ def registry_state(client: MlflowClient) -> tuple[int, str]:
 
 @pytest.mark.parametrize("corruption", CORRUPTIONS, ids=[c.name for c in CORRUPTIONS])
 def test_corrupted_partition(corruption: Corruption, champion_project, tmp_path):
-    from flows.training import training
+    from maas.flows.training import training
 
     root, clean, client = champion_project
     raw = tmp_path / "raw"
@@ -55,8 +54,11 @@ def test_corrupted_partition(corruption: Corruption, champion_project, tmp_path)
         version = client.get_model_version(MODEL, result["registered"]["version"])
         assert version.tags["validation_status"] == "passed_with_warnings"
         summary = json.loads((root / "reports" / "validation" / "summary.json").read_text())
-        named = [w for w in summary["warnings"] if w["expectation"] == corruption.expectation
-                 and w["partition"] == "2013-12"]  # fmt: skip
+        named = [
+            w
+            for w in summary["warnings"]
+            if w["expectation"] == corruption.expectation and w["partition"] == "2013-12"
+        ]
         assert named, summary["warnings"]
         if corruption.column:
             assert any(w["column"] == corruption.column for w in named), named
@@ -65,8 +67,10 @@ def test_corrupted_partition(corruption: Corruption, champion_project, tmp_path)
     with pytest.raises((DataValidationError, DataError)) as raised:
         training(params_file=PARAMS, overrides=overrides)
     message = str(raised.value)
-    print(f"{corruption.name}: stopped in {time.perf_counter() - started:.1f}s: "
-          f"{message.splitlines()[1 if len(message.splitlines()) > 1 else 0][:160]}")  # fmt: skip
+    print(
+        f"{corruption.name}: stopped in {time.perf_counter() - started:.1f}s: "
+        f"{message.splitlines()[1 if len(message.splitlines()) > 1 else 0][:160]}"
+    )
     assert corruption.expectation in message, message
     if corruption.column:
         assert f"column={corruption.column}" in message or corruption.column in message, message

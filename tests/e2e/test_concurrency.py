@@ -74,8 +74,12 @@ def evaluated(trained_project):
 def test_eight_runs_register_at_once_on_sqlite(evaluated, tmp_path):
     root, overrides = evaluated
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sets = [*overrides, f"registry.tracking_uri={uri}", f"registry.model_name={MODEL}",
-            f"registry.artifact_root={tmp_path / 'artifacts'}"]  # fmt: skip
+    sets = [
+        *overrides,
+        f"registry.tracking_uri={uri}",
+        f"registry.model_name={MODEL}",
+        f"registry.artifact_root={tmp_path / 'artifacts'}",
+    ]
     check_registry(uri, register_at_once(sets))
 
 
@@ -83,8 +87,12 @@ def test_eight_runs_register_at_once_on_postgresql(evaluated, tmp_path):
     root, overrides = evaluated
     with postgres_database("maas_concurrent") as database:
         uri = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        sets = [*overrides, f"registry.tracking_uri={uri}", f"registry.model_name={MODEL}",
-                f"registry.artifact_root={tmp_path / 'artifacts'}"]  # fmt: skip
+        sets = [
+            *overrides,
+            f"registry.tracking_uri={uri}",
+            f"registry.model_name={MODEL}",
+            f"registry.artifact_root={tmp_path / 'artifacts'}",
+        ]
         # the first connection creates the schema; racing eight schema creations is not
         # what this test is about
         MlflowClient(uri).search_experiments()
@@ -133,11 +141,26 @@ def test_tracking_server_dying_before_registration_leaves_nothing_half_written(e
 
     def server() -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
-             "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                store,
+                "--artifacts-destination",
+                str(tmp_path / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -152,8 +175,11 @@ def test_tracking_server_dying_before_registration_leaves_nothing_half_written(e
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
     done = subprocess.run(
         [sys.executable, "-c", DIES_BEFORE_REGISTER, str(process.pid), PARAMS, *sets],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     process.wait(timeout=30)
     print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:])
     assert "FAILED AFTER" in done.stdout and "is not reachable" in done.stdout, done.stderr[-3000:]

@@ -55,13 +55,16 @@ def test_the_regression_example_trains_registers_and_passes_its_gate(hotel) -> N
     assert metrics["test_partitions"] == ["2017-08"]
     test, baselines = metrics["test"], metrics["baselines"]
     assert set(baselines) == {"prior", "linear_regression", "hist_gradient_boosting"}
-    print(f"hotel-rates August 2017: R² {test['r2']:.4f} RMSE {test['rmse']:.2f}; "
-          + ", ".join(f"{k} R² {v['r2']:.4f}" for k, v in baselines.items()))  # fmt: skip
+    print(
+        f"hotel-rates August 2017: R² {test['r2']:.4f} RMSE {test['rmse']:.2f}; "
+        + ", ".join(f"{k} R² {v['r2']:.4f}" for k, v in baselines.items())
+    )
     assert test["r2"] > baselines["linear_regression"]["r2"] > 0.5
     assert metrics["gate"]["promoted"], metrics["gate"]
     assert (root / "reports" / TASK / "plots" / "predicted_vs_actual.csv").is_file()
-    (version,) = [v for v in json.loads(maas(root, "status", "--task", TASK, "--json").stdout)[
-        "versions"]]  # fmt: skip
+    (version,) = [
+        v for v in json.loads(maas(root, "status", "--task", TASK, "--json").stdout)["versions"]
+    ]
     assert (version["metric"], round(version["score"], 4)) == ("r2", round(test["r2"], 4))
 
 
@@ -97,15 +100,26 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
     ]  # two containers per model, balanced by the gateway
     sets = [a for s in deploy for a in ("--set", s)]
     runtime = container_runtime_or_skip()
-    watch = [sys.executable, "-m", "maas.cli", "watch", "--interval", "2", "-p",
-             str(root / "params.yaml"), *sets]  # fmt: skip
+    watch = [
+        sys.executable,
+        "-m",
+        "maas.cli",
+        "watch",
+        "--interval",
+        "2",
+        "-p",
+        str(root / "params.yaml"),
+        *sets,
+    ]
     controller = Process(root, [], command=watch, name="watch-all", cwd=root)
     bookings = pd.read_parquet(root / "data" / TASK / "raw" / "2017-08.parquet").head(3)
     records = json.loads(bookings.drop(columns=["avg_price_per_room"]).to_json(orient="records"))
     try:
         deadline = time.monotonic() + 600  # two images built, if no earlier test built them
         while {e.get("model"): e.get("state") for e in catalog(base)} != {
-            "flight-delay": "serving", TASK: "serving"}:  # fmt: skip
+            "flight-delay": "serving",
+            TASK: "serving",
+        }:
             assert time.monotonic() < deadline, controller.tail()
             assert controller.process.poll() is None, controller.tail()
             time.sleep(2)
@@ -141,8 +155,9 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
         client = threading.Thread(target=load, args=flights)
         client.start()
         container = read_deployments(root / ".maas" / "deploy")[TASK].container
-        subprocess.run([runtime, "rm", "--force", "--time", "0", container], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [runtime, "rm", "--force", "--time", "0", container], check=True, capture_output=True
+        )
         for _ in range(10):  # the other replica answers
             answer = httpx.post(f"{base}/models/{TASK}/predict", json={"bookings": records})
             assert answer.status_code == 200, answer.text
@@ -165,13 +180,20 @@ def test_both_example_tasks_serve_behind_one_gateway(hotel, real_months) -> None
         client.start()
         # (another seed; a gate that lets it regress against v1, so that it may serve)
         second = [*fast, "train.seed=7", "promotion.max_regression=1.0"]
-        again = maas(root, "run", "--task", "flight-delay", "--json",
-                     *[a for s in second for a in ("--set", s)])  # fmt: skip
+        again = maas(
+            root,
+            "run",
+            "--task",
+            "flight-delay",
+            "--json",
+            *[a for s in second for a in ("--set", s)],
+        )
         assert json.loads(again.stdout)["registered"]["version"] == "2", again.stdout
         maas(root, "promote", "2", "--task", "flight-delay")  # or the gate already did
         deadline = time.monotonic() + 300  # the new image built and validated
         while {e["model"]: e.get("served_version") for e in catalog(base)}.get(
-            "flight-delay") != "2":  # fmt: skip
+            "flight-delay"
+        ) != "2":
             assert time.monotonic() < deadline, controller.tail()
             time.sleep(2)
         stop.set()

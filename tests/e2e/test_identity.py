@@ -28,14 +28,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def other_project(tmp_path_factory, real_months, prefect_api):
     """Another checkout (or this one after `.maas/` was deleted and the pipeline run again):
     the same registered model name, its own registry, its own v1."""
-    from flows.training import training
+    from maas.flows.training import training
 
     from maas.config import load_params
 
     root = tmp_path_factory.mktemp("other-project")
     raw = copy_months(real_months, root / "raw")
-    overrides = [*overrides_for(root, raw), f"registry.model_name={TRAINED_MODEL}",
-                 "train.max_epochs=1", "train.seed=7"]  # fmt: skip
+    overrides = [
+        *overrides_for(root, raw),
+        f"registry.model_name={TRAINED_MODEL}",
+        "train.max_epochs=1",
+        "train.seed=7",
+    ]
     training(params_file=PARAMS, overrides=overrides)
     return load_params(PARAMS, overrides)
 
@@ -46,8 +50,9 @@ def test_two_projects_package_and_serve_their_own_v1_at_once(trained_project, ot
     results, runs, digests = [], [], []
     for params in projects:  # the second used to stop on "model.onnx sha256 ... does not match"
         client = connect(params.registry)
-        results.append(package_version(client, params.registry, params.packaging,
-                                       params.serving, "1"))  # fmt: skip
+        results.append(
+            package_version(client, params.registry, params.packaging, params.serving, "1")
+        )
         version = get_version(client, params.registry.model_name, "1")
         runs.append(version.run_id)
         digests.append(version_digests(version))
@@ -60,8 +65,9 @@ def test_two_projects_package_and_serve_their_own_v1_at_once(trained_project, ot
     try:
         for result in results:
             port = free_port()
-            name = containers.run_container(runtime, result.validated_image()[1],
-                                            f"maas-e2e-identity-{port}", port)  # fmt: skip
+            name = containers.run_container(
+                runtime, result.validated_image()[1], f"maas-e2e-identity-{port}", port
+            )
             started.append(name)
             assert wait_ready(f"http://127.0.0.1:{port}", 120), containers.container_logs(
                 runtime, name

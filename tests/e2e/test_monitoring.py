@@ -42,13 +42,28 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
     shutil.copytree(ROOT / "tasks", root / "tasks")
     raw = copy_months(real_months, root / "raw", ["2013-10", "2013-11"])
     base = f"http://127.0.0.1:{free_port()}"
-    settings = [*FAST, f"data.raw_dir={raw}", f"deploy.address={base.removeprefix('http://')}",
-                "deploy.webhook_listen=null"]  # fmt: skip
+    settings = [
+        *FAST,
+        f"data.raw_dir={raw}",
+        f"deploy.address={base.removeprefix('http://')}",
+        "deploy.webhook_listen=null",
+    ]
     sets = [a for s in settings for a in ("--set", s)]
     maas(root, "run", "--task", "flight-delay", *sets)
     container_runtime_or_skip()
-    watch = [sys.executable, "-m", "maas.cli", "watch", "--interval", "2", "--task",
-             "flight-delay", "-p", str(root / "params.yaml"), *sets]  # fmt: skip
+    watch = [
+        sys.executable,
+        "-m",
+        "maas.cli",
+        "watch",
+        "--interval",
+        "2",
+        "--task",
+        "flight-delay",
+        "-p",
+        str(root / "params.yaml"),
+        *sets,
+    ]
     controller = Process(root, [], command=watch, name="watch-monitor", cwd=root)
     try:
         deadline = time.monotonic() + 600  # the image is built, unless an earlier test did
@@ -62,8 +77,10 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
         records = json.loads(december.drop(columns=["arr_delay"]).to_json(orient="records"))
         with httpx.Client(timeout=30) as http:
             for start in range(0, 1000, 100):  # bulk requests
-                answer = http.post(f"{base}/models/flight-delay/predict",
-                                   json={"flights": records[start:start + 100]})  # fmt: skip
+                answer = http.post(
+                    f"{base}/models/flight-delay/predict",
+                    json={"flights": records[start : start + 100]},
+                )
                 assert answer.status_code == 200, answer.text
             for record in records[1000:]:  # single-record requests, at /
                 assert http.post(f"{base}/predict", json={"flights": [record]}).status_code == 200
@@ -84,8 +101,17 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
         # December's labels arrive; the policy (tightened for one month) finds a breach
         maas(root, "data", "add-next", "--task", "flight-delay", "--no-dvc-add", *sets)
         policy = ["monitoring.drift_share=0.1", "monitoring.retrain=true"]
-        judged = json.loads(maas(root, "monitor", "--task", "flight-delay", "--json", *sets,
-                                 *[a for s in policy for a in ("--set", s)]).stdout)  # fmt: skip
+        judged = json.loads(
+            maas(
+                root,
+                "monitor",
+                "--task",
+                "flight-delay",
+                "--json",
+                *sets,
+                *[a for s in policy for a in ("--set", s)],
+            ).stdout
+        )
         periods = {p["period"]: p for p in judged["periods"]}
         probes = [p for name, p in periods.items() if not name.startswith("2013-")]
         assert all(not p["judged"] and p["served_rows"] < 50 for p in probes)  # served today
@@ -93,7 +119,8 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
         november, dec = periods["2013-11"], periods["2013-12"]
         assert november["served_rows"] == 0 and november["realized"]["source"] == "rescored"
         assert dec["served_rows"] == 1200 and dec["arrived_rows"] == len(
-            pd.read_parquet(raw / "2013-12.parquet"))  # fmt: skip
+            pd.read_parquet(raw / "2013-12.parquet")
+        )
         assert dec["realized"]["source"] == "logged" and dec["realized"]["unmatched"] == 0
         assert dec["realized"]["rows"] + dec["realized"]["unlabeled"] == 1200
         # trained on October alone (2 epochs), tested on November: December is worse (~0.59)
@@ -138,8 +165,9 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
 def audit_chain(root: Path) -> list[str]:
     """The monitoring events and v2's events, in the order they were written."""
     events = [json.loads(line) for line in (root / ".maas" / "audit.jsonl").open()]
-    return [e["event"] for e in events
-            if e["event"].startswith("monitor_") or e.get("version") == "2"]  # fmt: skip
+    return [
+        e["event"] for e in events if e["event"].startswith("monitor_") or e.get("version") == "2"
+    ]
 
 
 def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
@@ -152,7 +180,7 @@ def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
     into the same MLflow run."""
     import tempfile
 
-    from flows.training import training
+    from maas.flows.training import training
 
     from maas.config import load_params
     from maas.monitor import run
@@ -163,18 +191,24 @@ def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
     from tests.e2e.helpers import PARAMS, overrides_for
 
     raw = copy_months(real_months, tmp_path / "raw")
-    overrides = [*overrides_for(tmp_path, raw), "registry.model_name=monitor-kill",
-                 f"deploy.state_dir={tmp_path / 'deploy'}",
-                 f"deploy.audit_log={tmp_path / 'audit.jsonl'}"]  # fmt: skip
+    overrides = [
+        *overrides_for(tmp_path, raw),
+        "registry.model_name=monitor-kill",
+        f"deploy.state_dir={tmp_path / 'deploy'}",
+        f"deploy.audit_log={tmp_path / 'audit.jsonl'}",
+    ]
     training(params_file=PARAMS, overrides=overrides)
     quiet = ["monitoring.min_rows=50", "monitoring.drift_share=1", "monitoring.metric_drop=1"]
-    folders = [f"monitoring.log_dir={tmp_path / 'logs'}",
-               f"monitoring.state_dir={tmp_path / 'state'}"]  # fmt: skip
+    folders = [
+        f"monitoring.log_dir={tmp_path / 'logs'}",
+        f"monitoring.state_dir={tmp_path / 'state'}",
+    ]
     params = load_params(PARAMS, [*overrides, *folders, *quiet])
     client = connect(params.registry)
     raw = params.data.raw_dir
-    writer = PredictionLog(tmp_path / "logs" / params.registry.model_name,
-                           params.registry.model_name, "1", 1 << 20, 2)  # fmt: skip
+    writer = PredictionLog(
+        tmp_path / "logs" / params.registry.model_name, params.registry.model_name, "1", 1 << 20, 2
+    )
     with tempfile.TemporaryDirectory() as folder:
         champion = open_champion(params, client, Path(folder))
         assert champion is not None and champion.version == "1"
@@ -185,8 +219,10 @@ def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
             records = json.loads(frame.drop(columns=["arr_delay"]).to_json(orient="records"))
             for start in range(0, rows, 50):
                 chunk = probabilities[start : start + 50]
-                predictions = [{"delay_probability": float(p), "delayed": bool(p >= 0.5),
-                                "unknown_inputs": []} for p in chunk]  # fmt: skip
+                predictions = [
+                    {"delay_probability": float(p), "delayed": bool(p >= 0.5), "unknown_inputs": []}
+                    for p in chunk
+                ]
                 response = {"model_version": "1", "predictions": predictions}
                 request = {"flights": records[start : start + 50]}
                 writer.write(json.dumps(request).encode(), json.dumps(response).encode())
@@ -236,9 +272,15 @@ def test_a_killed_pass_resumes_and_nothing_is_counted_twice(
     assert {r.info.run_id for r in after} == before  # the same run, updated
     assert {r.data.metrics["served_rows"] for r in after} == {300.0, 400.0}
 
-    gone = load_params(PARAMS, [*overrides, f"data.raw_dir={tmp_path / 'empty'}",
-                                f"monitoring.log_dir={tmp_path / 'logs'}",
-                                f"monitoring.state_dir={tmp_path / 'state2'}"])  # fmt: skip
+    gone = load_params(
+        PARAMS,
+        [
+            *overrides,
+            f"data.raw_dir={tmp_path / 'empty'}",
+            f"monitoring.log_dir={tmp_path / 'logs'}",
+            f"monitoring.state_dir={tmp_path / 'state2'}",
+        ],
+    )
     outcome = run.monitor_task(gone)
     assert outcome.status.startswith("no reference window yet: the champion's training window")
     assert outcome.periods == []

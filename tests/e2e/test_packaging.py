@@ -106,10 +106,21 @@ def test_image_holds_only_what_serving_needs(packaged):
         " if u.find_spec(m)])"
     )
     out = subprocess.run(
-        [runtime, "run", "--rm", "--entrypoint", "/app/.venv/bin/python", result.image, "-c",
-         probe],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            runtime,
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/app/.venv/bin/python",
+            result.image,
+            "-c",
+            probe,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -140,8 +151,16 @@ def test_metadata_and_health(endpoint):
     assert httpx.get(f"{endpoint}/livez", timeout=5).status_code == 200
 
 
-GOOD = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200, "carrier": "AA",
-        "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+GOOD = {
+    "month": 12,
+    "day": 3,
+    "sched_dep_time": 900,
+    "sched_arr_time": 1200,
+    "carrier": "AA",
+    "origin": "JFK",
+    "dest": "LAX",
+    "distance": 2475,
+}
 
 
 @pytest.mark.parametrize(
@@ -298,11 +317,22 @@ def _container_of(endpoint: str) -> str:
 def test_schemathesis_fuzz_finds_no_server_error_and_no_schema_violation(endpoint):
     """Property-based requests from the service's own OpenAPI document (all checks:
     no 5xx, responses match their schema, invalid data rejected, valid data accepted)."""
-    command = [str(Path(sys.executable).with_name("schemathesis")), "run",
-               f"{endpoint}/docs.json", "--checks", "all", "--max-examples", "300",
-               "--workers", "1", "--seed", "1"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{endpoint}/docs.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        "300",
+        "--workers",
+        "1",
+        "--seed",
+        "1",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"}
+    )
     summary = done.stdout[-2500:]
     print(next((line.strip() for line in summary.splitlines() if "generated" in line), summary))
     assert done.returncode == 0, summary
@@ -315,8 +345,16 @@ def test_hostile_requests_get_4xx_memory_stays_bounded_and_others_keep_answering
     _, runtime = packaged
     container = _container_of(endpoint)
     url = f"{endpoint}/predict"
-    flight = {"month": 12, "day": 3, "sched_dep_time": 900, "sched_arr_time": 1200,
-              "carrier": "AA", "origin": "JFK", "dest": "LAX", "distance": 2475}  # fmt: skip
+    flight = {
+        "month": 12,
+        "day": 3,
+        "sched_dep_time": 900,
+        "sched_arr_time": 1200,
+        "carrier": "AA",
+        "origin": "JFK",
+        "dest": "LAX",
+        "distance": 2475,
+    }
     json_headers = {"content-type": "application/json"}
     port = int(endpoint.rsplit(":", 1)[1])
 
@@ -336,19 +374,34 @@ def test_hostile_requests_get_4xx_memory_stays_bounded_and_others_keep_answering
         yield json.dumps(flight).encode() + b"]}"
 
     hostile = {
-        "deeply nested": (lambda: httpx.post(url, headers=json_headers,
-                          content=b'{"flights":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), 400),
+        "deeply nested": (
+            lambda: httpx.post(
+                url,
+                headers=json_headers,
+                content=b'{"flights":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            ),
+            400,
+        ),
         "100k-record list": (lambda: httpx.post(url, json={"flights": [flight] * 100_000}), 413),
-        "chunked 3 MB body": (lambda: httpx.post(url, headers=json_headers,
-                              content=chunked_body()), 413),
-        "1 MB string": (lambda: httpx.post(url, json={"flights": [
-            {**flight, "carrier": "A" * 1_000_000}]}), 400),
+        "chunked 3 MB body": (
+            lambda: httpx.post(url, headers=json_headers, content=chunked_body()),
+            413,
+        ),
+        "1 MB string": (
+            lambda: httpx.post(url, json={"flights": [{**flight, "carrier": "A" * 1_000_000}]}),
+            400,
+        ),
         "1001 records": (lambda: httpx.post(url, json={"flights": [flight] * 1001}), 400),
         "multipart": (lambda: httpx.post(url, files={"f": b"x"}), 415),
-        "declared 1 GB": (lambda: raw_status(b"POST /predict HTTP/1.1\r\nHost: x\r\n"
-                          b"Content-Type: application/json\r\n"
-                          b"Content-Length: 1073741824\r\n\r\n{"), 413),
-    }  # fmt: skip
+        "declared 1 GB": (
+            lambda: raw_status(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: 1073741824\r\n\r\n{"
+            ),
+            413,
+        ),
+    }
     assert httpx.post(url, json={"flights": [flight]}).status_code == 200  # warm
     before = containers.container_rss_bytes(runtime, container)
     for _ in range(3):
@@ -362,8 +415,10 @@ def test_hostile_requests_get_4xx_memory_stays_bounded_and_others_keep_answering
     slow = []
     for _ in range(20):
         sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000\r\n\r\n{\"flights\": [")  # fmt: skip
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"flights": ['
+        )
         slow.append(sock)
     started = time.monotonic()
     with httpx.Client(timeout=5) as client:
@@ -372,8 +427,10 @@ def test_hostile_requests_get_4xx_memory_stays_bounded_and_others_keep_answering
     for sock in slow:
         sock.close()
     after = containers.container_rss_bytes(runtime, container)
-    print(f"hostile requests: RSS {before / 1e6:.0f} -> {after / 1e6:.0f} MB; 50 requests "
-          f"beside 20 slow clients in {took:.2f}s")  # fmt: skip
+    print(
+        f"hostile requests: RSS {before / 1e6:.0f} -> {after / 1e6:.0f} MB; 50 requests "
+        f"beside 20 slow clients in {took:.2f}s"
+    )
     assert answered == [200] * 50 and took < 10
     assert after - before < 64e6, (before, after)
 
@@ -404,7 +461,8 @@ def test_bearer_token_from_the_environment_guards_the_api(packaged, monkeypatch)
         assert wait_ready(base, 120), containers.container_logs(runtime, name)  # probes open
         missing = httpx.post(f"{base}/predict", json=body)
         assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith(
-            "Bearer")  # fmt: skip
+            "Bearer"
+        )
         wrong = httpx.post(f"{base}/predict", json=body, headers={"Authorization": "Bearer x"})
         assert wrong.status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
@@ -413,10 +471,12 @@ def test_bearer_token_from_the_environment_guards_the_api(packaged, monkeypatch)
         assert httpx.post(f"{base}/metadata", json={}).status_code == 401
         # The token is in no log, image layer or image configuration.
         logs = containers.container_logs(runtime, name, lines=10_000)
-        image = subprocess.run([runtime, "image", "inspect", result.image],
-                               capture_output=True, text=True).stdout  # fmt: skip
-        history = subprocess.run([runtime, "history", "--no-trunc", result.image],
-                                 capture_output=True, text=True).stdout  # fmt: skip
+        image = subprocess.run(
+            [runtime, "image", "inspect", result.image], capture_output=True, text=True
+        ).stdout
+        history = subprocess.run(
+            [runtime, "history", "--no-trunc", result.image], capture_output=True, text=True
+        ).stdout
         assert token not in logs + image + history
     finally:
         containers.remove_container(runtime, name)
@@ -427,11 +487,26 @@ def test_soak_script_holds_rate_without_errors(packaged, tmp_path):
     result, _ = packaged
     report = tmp_path / "soak.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--image", result.image,
-         "--seconds", "20", "--rate", "100", "--warmup", "5", "--max-growth", "0.25",
-         "--json", str(report)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "soak.py"),
+            "--image",
+            result.image,
+            "--seconds",
+            "20",
+            "--rate",
+            "100",
+            "--warmup",
+            "5",
+            "--max-growth",
+            "0.25",
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     print(done.stdout.strip())
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     body = json.loads(report.read_text())

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from maas.cli import app
-from maas.pipeline.validation import DataValidationError
+from maas.errors import DataValidationError
 from tests.e2e.helpers import MONTHS, copy_months, overrides_for
 from tests.helpers import ROOT
 
@@ -37,7 +37,7 @@ def client(project) -> MlflowClient:
 
 @pytest.fixture(scope="module")
 def first_run(project, prefect_api):
-    from flows.training import training
+    from maas.flows.training import training
 
     _, overrides = project
     return training(params_file=PARAMS, overrides=overrides)
@@ -45,7 +45,7 @@ def first_run(project, prefect_api):
 
 @pytest.fixture(scope="module")
 def second_run(project, first_run):
-    from flows.training import training
+    from maas.flows.training import training
 
     _, overrides = project
     return training(params_file=PARAMS, overrides=overrides)
@@ -141,7 +141,7 @@ def corrupt_run(project, tmp_path: Path, corrupt) -> tuple[Path, list[str]]:
 def test_missing_column_stops_the_run_and_registers_nothing(
     second_run, project, client, tmp_path
 ) -> None:
-    from flows.training import training
+    from maas.flows.training import training
 
     before = len(client.search_model_versions(f"name='{MODEL}'"))
     _, overrides = corrupt_run(project, tmp_path, lambda f: f.drop(columns=["dest"]))

@@ -44,7 +44,7 @@ MODEL = TRAINED_MODEL
 @pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
 def setup(trained_project):
     """v1 (champion), v2 (passes the gate, not promoted), v3 (fails the gate)."""
-    from flows.training import training
+    from maas.flows.training import training
 
     from maas.config import load_params
 
@@ -63,8 +63,9 @@ def setup(trained_project):
     client = MlflowClient(params.registry.tracking_uri)
     assert client.get_model_version(MODEL, "3").tags["gate_passed"] == "false"
     for version in ("1", "2"):  # each test finds validated images, in whatever order it runs
-        package_version(connect(params.registry), params.registry, params.packaging,
-                        params.serving, version)  # fmt: skip
+        package_version(
+            connect(params.registry), params.registry, params.packaging, params.serving, version
+        )
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
     yield root, overrides, params, client
     target.stop_all()
@@ -170,8 +171,12 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
     champion = client.get_model_version_by_alias(MODEL, "champion")
     status_before = champion.tags.get("deploy_status")
     state_dir = tmp_path / "deploy"
-    own = [*overrides, f"deploy.state_dir={state_dir}", "deploy.webhook_listen=null",
-           f"deploy.address=127.0.0.1:{free_port()}"]  # fmt: skip
+    own = [
+        *overrides,
+        f"deploy.state_dir={state_dir}",
+        "deploy.webhook_listen=null",
+        f"deploy.address=127.0.0.1:{free_port()}",
+    ]
     controller = Controller(root, own, name="watch-sigterm")
     target = LocalTarget(state_dir, own[-1].split("=", 1)[1], runtime)
     try:
@@ -219,8 +224,11 @@ def test_a_dead_container_or_gateway_is_noticed_and_replaced(setup):
         wait_for_version(endpoint, champion)
         before = target.current(MODEL)
         assert before is not None
-        subprocess.run([runtime, "rm", "--force", "--time", "0", before.container], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [runtime, "rm", "--force", "--time", "0", before.container],
+            check=True,
+            capture_output=True,
+        )
         latency = wait_for_version(endpoint, champion)
         print(f"container removed -> v{champion} serving again: {latency:.1f}s")
         assert target.current(MODEL).container != before.container
@@ -268,8 +276,10 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
         )  # exactly the request the MLflow UI sends when a person sets the alias
         assert response.status_code == 200, response.text
         latency = wait_for_version(endpoint, other, timeout=300)  # may build its image
-        print(f"UI promotion of v{other} -> serving via webhook: {latency:.1f}s "
-              f"(total {time.monotonic() - started:.1f}s)")  # fmt: skip
+        print(
+            f"UI promotion of v{other} -> serving via webhook: {latency:.1f}s "
+            f"(total {time.monotonic() - started:.1f}s)"
+        )
         moves = [e for e in read_audit(params) if e["event"] in ("promoted", "rollback")]
         assert moves[-1]["version"] == other  # the move is recorded, and not as the controller's
         assert moves[-1]["actor"] == f"a registry client of {params.registry.tracking_uri}"
@@ -286,8 +296,11 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
 
         def signed_with(secret: str, delivery: str) -> dict[str, str]:
             signature = sign(secret, delivery, now, body.encode())
-            return {"X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": now,
-                    "X-MLflow-Signature": signature}  # fmt: skip
+            return {
+                "X-MLflow-Delivery-Id": delivery,
+                "X-MLflow-Timestamp": now,
+                "X-MLflow-Signature": signature,
+            }
 
         forged = httpx.post(hook, content=body, headers=signed_with("wrong-secret", "forged-1"))
         assert forged.status_code == 401 and "bad signature" in forged.text
@@ -307,7 +320,7 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     """Two `maas watch` on one project: the lock lets one build and deploy; the other finds
     the service in sync. Then the kubernetes target renders the same image's manifests."""
     import yaml
-    from flows.training import training
+    from maas.flows.training import training
 
     from maas.operate.audit import read_mlflow_audit
     from maas.release import containers
@@ -326,8 +339,10 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
         latency = wait_for_version(endpoint, str(new))
         print(f"two controllers: promote v{new} -> serving {latency:.1f}s")
         deadline = time.monotonic() + 90  # both make further passes (the deployer once done)
-        while not all(f"in_sync v{new}" in (root / f"{name}.log").read_text()
-                      for name in ("watch-a", "watch-b")):  # fmt: skip
+        while not all(
+            f"in_sync v{new}" in (root / f"{name}.log").read_text()
+            for name in ("watch-a", "watch-b")
+        ):
             assert time.monotonic() < deadline, "a controller made no pass after the deploy"
             time.sleep(1)
     finally:
@@ -349,8 +364,12 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
 
     # The kubernetes target: the same validated image, as a Deployment + Service.
     image = client.get_model_version(MODEL, str(new)).tags["image"]
-    k8s = [*overrides, "deploy.target=kubernetes", f"deploy.state_dir={root / 'k8s-state'}",
-           f"deploy.kubernetes_dir={root / 'k8s'}"]  # fmt: skip
+    k8s = [
+        *overrides,
+        "deploy.target=kubernetes",
+        f"deploy.state_dir={root / 'k8s-state'}",
+        f"deploy.kubernetes_dir={root / 'k8s'}",
+    ]
     cli(k8s, "watch", "--once", "--task", "flight-delay")
     documents = list(yaml.safe_load_all((root / "k8s" / f"maas-{MODEL}.yaml").read_text()))
     container = documents[0]["spec"]["template"]["spec"]["containers"][0]
@@ -365,7 +384,7 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     """The image of a new version cannot be built (its base image does not exist): the
     version is tagged failed with the reason, the current one keeps answering; once fixed,
     `maas promote` again deploys it at once (not after the 5-minute back-off)."""
-    from flows.training import training
+    from maas.flows.training import training
 
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"

@@ -28,8 +28,12 @@ from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-GATE = ["--set", "promotion.must_beat=[prior]",
-        "--set", "evaluate.baselines=[prior, logistic_regression]"]  # fmt: skip
+GATE = [
+    "--set",
+    "promotion.must_beat=[prior]",
+    "--set",
+    "evaluate.baselines=[prior, logistic_regression]",
+]
 CLASSES = ["churned", "downgraded", "stayed"]
 
 
@@ -45,12 +49,17 @@ def customers(n: int = 6000, seed: int = 0) -> pd.DataFrame:
     churn = -1.0 + 1.6 * (plan == "basic") - 0.06 * tenure + 0.8 * (region == "south")
     downgrade = -0.5 + 1.5 * (plan == "team") - 0.02 * tenure
     scores = np.stack([churn, downgrade, np.zeros(n)], axis=1) + rng.gumbel(size=(n, 3))
-    return pd.DataFrame({
-        "customer_id": [f"c{i:06d}" for i in range(n)],
-        "signed_up": signed.strftime("%Y-%m-%dT%H:%M:%S"),
-        "plan": plan, "region": region, "tenure_days": tenure, "monthly_spend": spend,
-        "outcome": np.asarray(CLASSES)[scores.argmax(axis=1)],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i:06d}" for i in range(n)],
+            "signed_up": signed.strftime("%Y-%m-%dT%H:%M:%S"),
+            "plan": plan,
+            "region": region,
+            "tenure_days": tenure,
+            "monthly_spend": spend,
+            "outcome": np.asarray(CLASSES)[scores.argmax(axis=1)],
+        }
+    )
 
 
 @pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
@@ -60,9 +69,24 @@ def churn(tmp_path_factory, prefect_api) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("churn-project")
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     customers().to_csv(root / "customers.csv", index=False)
-    made = maas(root, "task", "init", "churn", "--data", "customers.csv", "--label",
-                "outcome", "--kind", "multiclass", "--time", "signed_up", "--exclude",
-                "customer_id", "--key", "customer_id")  # fmt: skip
+    made = maas(
+        root,
+        "task",
+        "init",
+        "churn",
+        "--data",
+        "customers.csv",
+        "--label",
+        "outcome",
+        "--kind",
+        "multiclass",
+        "--time",
+        "signed_up",
+        "--exclude",
+        "customer_id",
+        "--key",
+        "customer_id",
+    )
     assert f"wrote {root / 'tasks' / 'churn.yaml'}" in made.stdout
     assert "classes of outcome: churned " in " ".join(made.stdout.split())
     return root, json.loads(maas(root, "run", "--task", "churn", "--json", *GATE).stdout)
@@ -96,8 +120,14 @@ def test_its_container_answers_with_the_tasks_own_fields(churn: tuple[Path, dict
         for name in CLASSES:
             assert_close([p["probabilities"][name] for p in got], expected[f"probabilities_{name}"])
         assert [p["predicted_class"] for p in got] == expected["predicted_class"].tolist()
-        flight = {"carrier": "AA", "origin": "JFK", "dest": "LAX", "sched_dep_time": 900,
-                  "sched_arr_time": 1200, "distance": 2475}  # fmt: skip
+        flight = {
+            "carrier": "AA",
+            "origin": "JFK",
+            "dest": "LAX",
+            "sched_dep_time": 900,
+            "sched_arr_time": 1200,
+            "distance": 2475,
+        }
         refused = httpx.post(f"{base}/predict", json={"records": [flight]}, timeout=10)
         assert refused.status_code == 400 and "plan" in refused.text and "signed_up" in refused.text
         record = json.loads(rows.head(1).to_json(orient="records"))[0]

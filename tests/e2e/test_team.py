@@ -96,38 +96,75 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
     ]
     endpoint = f"http://127.0.0.1:{address}"
     # Everyone on the team: the tracking server and the Prefect server by URL.
-    team_env = {**os.environ, "MLFLOW_TRACKING_URI": ui_url, "PREFECT_API_URL": api,
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+    team_env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": ui_url,
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     team_env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
     processes: list[Process] = []
     with postgres_database("maas_mlflow") as mlflow_db, postgres_database("maas_prefect") as pf_db:
         server_env = {
             **os.environ,
             "PREFECT_HOME": str(root / "prefect-home"),
-            "PREFECT_API_DATABASE_CONNECTION_URL":
-                f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pf_db}",
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pf_db}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        }  # fmt: skip
+        }
         server_env.pop("PREFECT_API_URL", None)
         from maas.operate.prefect_server import prefect_executable
 
-        prefect = Process(root, [], "prefect-server", env=server_env, command=[
-            prefect_executable(), "server", "start", "--host", "127.0.0.1",
-            "--port", str(prefect_port)])  # fmt: skip
+        prefect = Process(
+            root,
+            [],
+            "prefect-server",
+            env=server_env,
+            command=[
+                prefect_executable(),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(prefect_port),
+            ],
+        )
         processes.append(prefect)
         store = f"postgresql://postgres@127.0.0.1:5432/{mlflow_db}"
         artifacts = str(root / "team-artifacts")
-        ui = Process(root, overrides, "ui", "--backend-store-uri", store,
-                     "--artifacts-destination", artifacts, env=team_env)  # fmt: skip
+        ui = Process(
+            root,
+            overrides,
+            "ui",
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            artifacts,
+            env=team_env,
+        )
         processes.append(ui)
         try:
-            wait_until(lambda: httpx.get(f"{api}/health").status_code == 200, 180,
-                       "the Prefect server", processes)  # fmt: skip
-            wait_until(lambda: httpx.get(f"{ui_url}/health").status_code == 200, 180,
-                       "the MLflow server on PostgreSQL", processes)  # fmt: skip
-            wait_until(lambda: any(h.name == "maas-controller" for h in
-                                   MlflowClient(ui_url, registry_uri=ui_url).list_webhooks()),
-                       60, "the webhook registration", processes)  # fmt: skip
+            wait_until(
+                lambda: httpx.get(f"{api}/health").status_code == 200,
+                180,
+                "the Prefect server",
+                processes,
+            )
+            wait_until(
+                lambda: httpx.get(f"{ui_url}/health").status_code == 200,
+                180,
+                "the MLflow server on PostgreSQL",
+                processes,
+            )
+            wait_until(
+                lambda: any(
+                    h.name == "maas-controller"
+                    for h in MlflowClient(ui_url, registry_uri=ui_url).list_webhooks()
+                ),
+                60,
+                "the webhook registration",
+                processes,
+            )
             schedule = Process(root, overrides, "schedule", env=team_env)
             processes.append(schedule)
 
@@ -136,10 +173,16 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 response.raise_for_status()
                 return response.json()
 
-            wait_until(lambda: deployment("training", "nightly-flight-delay") and deployment(
-                "reconcile", "controller-flight-delay") and deployment(
-                "monitoring", "monitor-flight-delay"), 180, "the deployments",
-                processes)  # fmt: skip
+            wait_until(
+                lambda: (
+                    deployment("training", "nightly-flight-delay")
+                    and deployment("reconcile", "controller-flight-delay")
+                    and deployment("monitoring", "monitor-flight-delay")
+                ),
+                180,
+                "the deployments",
+                processes,
+            )
             nightly = deployment("training", "nightly-flight-delay")
             assert [s["schedule"].get("cron") for s in nightly["schedules"]] == ["0 2 * * *"]
             reconcile = deployment("reconcile", "controller-flight-delay")
@@ -149,8 +192,9 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
 
             # A month arrives; the next run of the training deployment tests on it.
             sets = [arg for item in overrides for arg in ("--set", item)]
-            added = CliRunner().invoke(app, ["data", "add-month", "--no-dvc-add", "-p", PARAMS,
-                                             *sets])  # fmt: skip
+            added = CliRunner().invoke(
+                app, ["data", "add-month", "--no-dvc-add", "-p", PARAMS, *sets]
+            )
             assert added.exit_code == 0, added.output
             started = time.monotonic()
             run = httpx.post(f"{api}/deployments/{nightly['id']}/create_flow_run", json={})
@@ -161,8 +205,9 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 assert state not in {"FAILED", "CRASHED", "CANCELLED"}, state
                 return str(state)
 
-            took = wait_until(lambda: training_state() == "COMPLETED", 600,
-                              "the training run", processes)  # fmt: skip
+            took = wait_until(
+                lambda: training_state() == "COMPLETED", 600, "the training run", processes
+            )
             print(f"team mode: training deployment run {took:.1f}s")
             client = MlflowClient(ui_url, registry_uri=ui_url)
             version = client.get_model_version_by_alias(MODEL, "champion")
@@ -172,17 +217,22 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
             # The rows live in PostgreSQL, written through the tracking server.
             import psycopg
 
-            with psycopg.connect(f"{POSTGRES} dbname={mlflow_db}") as connection, \
-                    connection.cursor() as cursor:  # fmt: skip
+            with (
+                psycopg.connect(f"{POSTGRES} dbname={mlflow_db}") as connection,
+                connection.cursor() as cursor,
+            ):
                 cursor.execute("SELECT count(*) FROM model_versions WHERE name = %s", (MODEL,))
                 assert cursor.fetchone()[0] == 1
 
             # The scheduled reconcile (no `maas watch` running) deploys the champion.
             latency = wait_for_version(endpoint, "1", timeout=300)
-            print(f"team mode: champion v1 serving {latency:.1f}s after the training run; "
-                  f"{time.monotonic() - started:.1f}s from the run's start")  # fmt: skip
-            runs = httpx.post(f"{api}/flow_runs/filter", json={
-                "deployments": {"id": {"any_": [reconcile["id"]]}}}).json()  # fmt: skip
+            print(
+                f"team mode: champion v1 serving {latency:.1f}s after the training run; "
+                f"{time.monotonic() - started:.1f}s from the run's start"
+            )
+            runs = httpx.post(
+                f"{api}/flow_runs/filter", json={"deployments": {"id": {"any_": [reconcile["id"]]}}}
+            ).json()
             assert any(r["auto_scheduled"] and r["state_type"] == "COMPLETED" for r in runs)
 
             status = subprocess.run(

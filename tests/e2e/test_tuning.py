@@ -18,19 +18,25 @@ MODEL = "delay-tuned"
 
 
 def test_tune_then_run_trains_with_the_tuned_values(tmp_path, real_months, prefect_api) -> None:
-    from flows.training import training
+    from maas.flows.training import training
 
     root = tmp_path
-    overrides = [*overrides_for(root, copy_months(real_months, root / "raw")),
-                 f"registry.model_name={MODEL}", f"tune.storage={root / 'optuna.db'}",
-                 f"tune.output={root / 'params.tuned.yaml'}"]  # fmt: skip
+    overrides = [
+        *overrides_for(root, copy_months(real_months, root / "raw")),
+        f"registry.model_name={MODEL}",
+        f"tune.storage={root / 'optuna.db'}",
+        f"tune.output={root / 'params.tuned.yaml'}",
+    ]
     sets = [arg for item in overrides for arg in ("--set", item)]
     untuned = load_params(PARAMS, overrides)
 
     tuned = subprocess.run(
         [sys.executable, "-m", "maas.cli", "tune", "--trials", "2", "--json", "-p", PARAMS, *sets],
-        capture_output=True, text=True, timeout=900, env=session_env(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=session_env(),
+    )
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     result = json.loads(tuned.stdout.strip().splitlines()[-1])
     assert sum(result["trials"].values()) == 2 and result["trials"].get("COMPLETE", 0) >= 1

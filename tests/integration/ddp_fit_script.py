@@ -21,9 +21,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from maas.config import TrainParams
-from maas.pipeline import distributed
-from maas.pipeline.model import build_model_config
-from maas.pipeline.train import TensorSet, fit, predict
+from maas.pipeline.training import distributed
+from maas.pipeline.training.fit import TensorSet, fit, predict
+from maas.pipeline.training.model import build_model_config
 
 CARRIERS, HOURS, NUMERIC = 12, 5, 3
 # The ground truth: a fixed effect per carrier (categorical) plus one numeric feature.

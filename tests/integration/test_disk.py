@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from maas.config import RegistryParams, load_params
-from maas.operate.audit import AuditError, audit, read_audit
-from maas.operate.deployment import DeployError, Deployment, read_deployment, write_state
+from maas.errors import AuditError, DeployError
+from maas.operate.audit import audit, read_audit
+from maas.operate.deployment import Deployment, read_deployment, write_state
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.integration
@@ -26,8 +27,11 @@ pytestmark = pytest.mark.integration
 @contextlib.contextmanager
 def tmpfs(folder: Path, options: str) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":  # CI: root, must run
             pytest.fail(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -49,8 +53,15 @@ def fill(folder: Path, leave: int = 0) -> Path:
 
 
 def deployment(version: str, pad: int = 0) -> Deployment:
-    return Deployment(model="m", version=version, image="img" + "x" * pad, container="c",
-                      port=4000, endpoint="http://127.0.0.1:3000", deployed_at="now")  # fmt: skip
+    return Deployment(
+        model="m",
+        version=version,
+        image="img" + "x" * pad,
+        container="c",
+        port=4000,
+        endpoint="http://127.0.0.1:3000",
+        deployed_at="now",
+    )
 
 
 def test_full_disk_keeps_audit_trail_and_deploy_state_whole(tmp_path: Path) -> None:
@@ -100,9 +111,15 @@ def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, sm
         tracking = start_pipeline_run(registry, {"p": 1}, "digest")
         filler = fill(disk, leave=16 * 1024)
         with pytest.raises(Exception) as raised:  # MLflow or the OS: both name the cause
-            register_version(client, registry, tracking.run_id, models, {"k": "v"},
-                             frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
-                             serving_requirements())  # fmt: skip
+            register_version(
+                client,
+                registry,
+                tracking.run_id,
+                models,
+                {"k": "v"},
+                frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
+                serving_requirements(),
+            )
         message = str(raised.value).lower()
         assert "no space left" in message or "disk is full" in message or "full" in message
         filler.unlink()
@@ -110,8 +127,10 @@ def test_registry_on_a_full_disk_fails_clearly_and_stays_consistent(tmp_path, sm
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             rows = db.execute("SELECT version, status FROM model_versions").fetchall()
         assert all(status == "READY" for _, status in rows), rows  # none half-registered
-        print(f"full disk: {type(raised.value).__name__}: {str(raised.value)[:160]}; "
-              f"versions after: {rows}")  # fmt: skip
+        print(
+            f"full disk: {type(raised.value).__name__}: {str(raised.value)[:160]}; "
+            f"versions after: {rows}"
+        )
 
 
 def test_promote_says_the_alias_moved_when_the_audit_trail_cannot_be_written(
@@ -139,9 +158,15 @@ def test_promote_says_the_alias_moved_when_the_audit_trail_cannot_be_written(
     )
     client = connect(registry)
     tracking = start_pipeline_run(registry, {"p": 1}, "digest")
-    register_version(client, registry, tracking.run_id, models, {"k": "v"},
-                     frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
-                     serving_requirements())  # fmt: skip
+    register_version(
+        client,
+        registry,
+        tracking.run_id,
+        models,
+        {"k": "v"},
+        frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
+        serving_requirements(),
+    )
     with tmpfs(tmp_path / "ro", "ro,size=64k") as disk:
         sets = [
             f"registry.tracking_uri={store}",

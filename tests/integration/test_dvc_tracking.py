@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maas.pipeline.dvc import track_raw_data
+from maas.pipeline.data.dvc import track_raw_data
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 def test_a_stage_output_is_left_to_dvc_and_an_input_is_added(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     dvc = str(Path(sys.executable).with_name("dvc"))  # the venv's, PATH or not
-    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True,
-                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})  # fmt: skip
+    subprocess.run(
+        [dvc, "init", "-q"], cwd=tmp_path, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}
+    )
     stage = {"cmd": "maas ingest --task hotel-rates", "outs": ["data/hotel-rates/raw"]}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"ingest-hotel-rates": stage}}))
     for folder in ("data/raw", "data/hotel-rates/raw"):

@@ -15,7 +15,8 @@ PACKAGES = ("cli", "pipeline", "tracking", "serving", "release", "operate", "mon
 
 
 def unit_of(module: str) -> str:
-    """`maas.pipeline.train` -> `pipeline`; a top-level module (`maas.net`) is its own unit."""
+    """`maas.pipeline.training.fit` -> `pipeline`; a top-level module (`maas.net`) is its own
+    unit."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "maas"
 
@@ -85,3 +86,49 @@ def test_files_and_flows_stay_small() -> None:
     for flow in (ROOT / "flows").glob("*.py"):
         code = [line for line in flow.read_text().splitlines() if line.strip()]
         assert len(code) <= 80, f"{flow.name}: a flow only wires ({len(code)} lines)"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Each maas module -> the maas modules it imports (a package's `__init__` counts as the
+    package; `from maas.pipeline.data import shift` names the module `shift`)."""
+    modules = {
+        ".".join(("maas", *p.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+        for p in SRC.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        name = ".".join(("maas", *path.relative_to(SRC).with_suffix("").parts))
+        name = name.removesuffix(".__init__")
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("maas"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    targets.add(full if full in modules else str(node.module))
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name in modules}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def test_no_module_imports_itself_back() -> None:
+    """No circle between modules, inside a package or across: the edges of imports made inside
+    functions or under TYPE_CHECKING count too (they hide a circle, they do not remove it). A
+    package's `__init__` re-exporting its modules is not a circle with them."""
+    graph = module_graph()
+    for name in graph:  # a package's __init__ importing its own modules
+        graph[name] = {t for t in graph[name] if not t.startswith(f"{name}.")}
+    cycles: set[tuple[str, ...]] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        for target in sorted(graph.get(node, ())):
+            if target in path:
+                cycle = path[path.index(target) :]
+                start = cycle.index(min(cycle))
+                cycles.add(tuple(cycle[start:] + cycle[:start]))
+            elif len(path) < 12:
+                visit(target, [*path, target])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    assert sorted(cycles) == []

@@ -14,16 +14,37 @@ ACTOR = "a registry client of sqlite:////home/someone/project/.maas/mlflow.db"
 
 
 def status() -> Status:
-    row = VersionRow("12", ["champion", "challenger"], "2026-11-30T02:59:19Z", "passed",
-                     "passed", "roc_auc", 0.7005, 0.7025, "0123456789abcdef")  # fmt: skip
-    event = {"ts": "2026-11-30T03:00:00Z", "event": "promoted", "version": "12", "actor": ACTOR,
-             "reason": "champion set outside maas"}  # fmt: skip
+    row = VersionRow(
+        "12",
+        ["champion", "challenger"],
+        "2026-11-30T02:59:19Z",
+        "passed",
+        "passed",
+        "roc_auc",
+        0.7005,
+        0.7025,
+        "0123456789abcdef",
+    )
+    event = {
+        "ts": "2026-11-30T03:00:00Z",
+        "event": "promoted",
+        "version": "12",
+        "actor": ACTOR,
+        "reason": "champion set outside maas",
+    }
     catalog = [
-        {"model": name, "task": name, "kind": kind, "state": "serving", "served_version": "12",
-         "champion_version": "12", "endpoint": f"http://127.0.0.1:3000/models/{name}",
-         "deployed_at": "2026-11-30T03:00:05Z"}
+        {
+            "model": name,
+            "task": name,
+            "kind": kind,
+            "state": "serving",
+            "served_version": "12",
+            "champion_version": "12",
+            "endpoint": f"http://127.0.0.1:3000/models/{name}",
+            "deployed_at": "2026-11-30T03:00:05Z",
+        }
         for name, kind in (("flight-delay", "binary"), ("hotel-rates", "regression"))
-    ]  # fmt: skip
+    ]
     return Status("flight-delay", "local", "127.0.0.1:3000", [row], None, [event], catalog)
 
 

@@ -40,8 +40,17 @@ SetOption = Annotated[
 ]
 DvcAddOption = Annotated[bool, typer.Option(help="Record data/raw with `dvc add` afterwards.")]
 DEFAULT_PARAMS = Path("params.yaml")
-QUIET_LOGGERS = ("great_expectations", "alembic", "mlflow", "httpx", "urllib3", "onnxscript",
-                 "onnx_ir", "matplotlib", "torch.onnx")  # fmt: skip
+QUIET_LOGGERS = (
+    "great_expectations",
+    "alembic",
+    "mlflow",
+    "httpx",
+    "urllib3",
+    "onnxscript",
+    "onnx_ir",
+    "matplotlib",
+    "torch.onnx",
+)
 BUILD_LOGGERS = ("bentoml._internal.container",)  # a line per image build step
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,6 +192,6 @@ def track_raw_data(raw_dir: Path, dvc_add: bool) -> None:
     this command is itself a DVC stage (`DVC_STAGE`, set by `dvc repro`): then the folder is
     that stage's output, which DVC records itself."""
     if dvc_add and Path(".dvc").is_dir() and not os.environ.get("DVC_STAGE"):
-        from maas.pipeline.dvc import track_raw_data as dvc_add_folder
+        from maas.pipeline.data.dvc import track_raw_data as dvc_add_folder
 
         dvc_add_folder(raw_dir)

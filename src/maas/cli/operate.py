@@ -94,9 +94,9 @@ def undeploy(
     again."""
     from maas.operate.promotion import undeploy as take_down
 
-    for params in load_served(params_file, overrides, task) if every else [
-        load(params_file, overrides, task)
-    ]:  # fmt: skip
+    for params in (
+        load_served(params_file, overrides, task) if every else [load(params_file, overrides, task)]
+    ):
         champion, outcome = take_down(params)
         name = params.registry.model_name
         was = f"champion was v{champion}" if champion else "no champion was set"
@@ -127,8 +127,7 @@ def watch(
     """The promotion controller: keep every task's `champion` serving behind deploy.address
     (`--task`: one task's; deploy.tasks: those listed)."""
     served = load_served(params_file, overrides, task)
-    from flows.release import release
-
+    from maas.flows.release import release
     from maas.operate.controller import watch as watch_loop
 
     stop = stop_on_sigterm()
@@ -151,8 +150,12 @@ def watch(
     log_builds_to(builds)
     out.print(f"watching {models} -> {first.deploy.address} (image builds log to {builds})")
     with contextlib.suppress(KeyboardInterrupt):
-        watch_loop([(params, releaser(params)) for params in served],
-                   interval or first.deploy.reconcile_interval_s, once, stop=stop)  # fmt: skip
+        watch_loop(
+            [(params, releaser(params)) for params in served],
+            interval or first.deploy.reconcile_interval_s,
+            once,
+            stop=stop,
+        )
     from maas.operate.deployment import read_deployments
 
     serving = read_deployments(first.deploy.state_dir, first.deploy.target)
@@ -179,7 +182,7 @@ def schedule(
     log_file = params.deploy.state_dir / "prefect-server.log"
     api_url, server = ensure_server(params, log_file)  # before Prefect is imported
     try:
-        from flows.schedule import deployment_names, serve_deployments
+        from maas.flows.schedule import deployment_names, serve_deployments
 
         nightly, controller, monitor = deployment_names(params.task)
 
@@ -226,8 +229,10 @@ def ui(
     log_file = params.deploy.state_dir / "mlflow-server.log"
     stop_on_sigterm()
     process, hook = start_ui(params, log_file, backend_store_uri, artifacts_destination)
-    out.print(f"MLflow UI: http://{params.deploy.ui_address}  (model "
-              f"{params.registry.model_name}; log {log_file})")  # fmt: skip
+    out.print(
+        f"MLflow UI: http://{params.deploy.ui_address}  (model "
+        f"{params.registry.model_name}; log {log_file})"
+    )
     out.print(
         f"webhook {hook.name} -> {hook.url} on alias events; run `maas watch` so a version "
         "given the alias `champion` in the UI becomes the running service"

@@ -38,7 +38,7 @@ def run(
 ) -> None:
     """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
     load(params_file, overrides, task)  # fail fast with a clear message before Prefect starts
-    from flows.training import training
+    from maas.flows.training import training
 
     result = training(params_file=str(params_file), overrides=list(overrides or []), task=task)
     if json_output:
@@ -65,10 +65,15 @@ def tune(
     """Search model and training parameters with Optuna on the validation slice (a Prefect
     flow); the best values go to tune.output, which `maas run` reads over params.yaml."""
     params = load(params_file, overrides, task)
-    from flows.tuning import tuning
+    from maas.flows.tuning import tuning
 
-    result = tuning(params_file=str(params_file), overrides=list(overrides or []),
-                    trials=trials, timeout_s=timeout, task=task)  # fmt: skip
+    result = tuning(
+        params_file=str(params_file),
+        overrides=list(overrides or []),
+        trials=trials,
+        timeout_s=timeout,
+        task=task,
+    )
     if json_output:
         print(json.dumps(result, default=str))
         return
@@ -110,7 +115,7 @@ def data_add_month(
 ) -> None:
     """Add the partition after the newest one (from data.source): new data arriving."""
     params = load(params_file, overrides, task)
-    from maas.pipeline.sources import add_next_partition
+    from maas.pipeline.data.sources import add_next_partition
 
     path = add_next_partition(params.data)
     out.print(f"added {path}: the next run trains on the months before it and tests on it")
@@ -138,7 +143,13 @@ def stage_train(
     params = load(params_file, overrides, task)
     from maas.pipeline.stages import train_model
 
-    summary = train_model(params.data, params.features, params.model, params.train, params.request)
+    summary = train_model(
+        data=params.data,
+        features=params.features,
+        model=params.model,
+        train=params.train,
+        request=params.request,
+    )
     out.print(
         f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "
         f"validation {summary.validation_metric} {summary.validation_score:.4f}"
@@ -162,9 +173,14 @@ def stage_evaluate(
 
     registry = params.registry if champion and store_exists(params.registry) else None
     train = params.train
-    metrics = evaluate_model(params.data, train.models_dir, train.seed, train.validation_fraction,
-                             params.evaluate, params.promotion, registry)  # fmt: skip
-    out.print(json.dumps({"test": metrics["test"], "gate": metrics["gate"]}, indent=1))
+    metrics = evaluate_model(
+        data=params.data,
+        train=train,
+        evaluate=params.evaluate,
+        promotion=params.promotion,
+        registry=registry,
+    )
+    out.print(json.dumps({"test": metrics.test, "gate": metrics.gate.to_dict()}, indent=1))
 
 
 @handled
@@ -177,7 +193,7 @@ def monitor(
     """Judge what the task's champion served and what data arrived since it trained: drift
     (Evidently) and realized quality per period; alert, and retrain when the policy says so."""
     load(params_file, overrides, task)
-    from flows.monitoring import monitoring
+    from maas.flows.monitoring import monitoring
 
     result = monitoring(params_file=str(params_file), overrides=list(overrides or []), task=task)
     if json_output:

@@ -43,8 +43,14 @@ def package(
     from maas.release.packaging import package_version
     from maas.tracking.store import connect
 
-    result = package_version(connect(params.registry), params.registry, params.packaging,
-                             params.serving, ref, backend=backend)  # fmt: skip
+    result = package_version(
+        connect(params.registry),
+        params.registry,
+        params.packaging,
+        params.serving,
+        ref,
+        backend=backend,
+    )
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
     else:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from maas.cli.common import out
 from maas.config.kinds import METRICS
+from maas.pipeline.evaluation.result import Evaluation
 from maas.pipeline.report import gate_lines, metric_columns, metric_rows, window_title
 
 PIPED_WIDTH = 200  # a pipe or a file has no width: whole rows, not columns cut to fit 80
@@ -17,7 +18,8 @@ PIPED_WIDTH = 200  # a pipe or a file has no width: whole rows, not columns cut 
 def print_run(result: dict[str, Any]) -> None:
     """What `maas run` prints: the new version, validation, training, the metrics table, the
     stage timings and the gate's verdict with its reasons."""
-    registered, metrics, training = result["registered"], result["metrics"], result["training"]
+    registered, training = result["registered"], result["training"]
+    metrics = Evaluation.from_json(result["metrics"])
     table = Table(title=window_title(metrics))
     table.add_column("model")
     for name in metric_columns(metrics):
@@ -38,7 +40,7 @@ def print_run(result: dict[str, Any]) -> None:
     timings = result.get("timings", {})
     if timings:
         out.print("Stage wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    verdict, *reasons = gate_lines(metrics["gate"])
+    verdict, *reasons = gate_lines(metrics.gate)
     out.print(f"[bold]{verdict}[/bold]")
     for reason in reasons:
         out.print(f"  {reason}")
@@ -72,15 +74,32 @@ def print_status(status: Any) -> None:
     rows = []
     for r in status.versions:
         label = METRICS[r.metric].label if r.metric in METRICS else r.metric
-        rows.append([
-            r.version, ", ".join(r.aliases), r.created, r.validation, r.gate,
-            f"{label} {r.score:.4f}" if r.score is not None else "-",
-            f"{r.baseline_linear:.4f}" if r.baseline_linear is not None else "-",
-            r.run_id[:12],
-        ])  # fmt: skip
-    print_table(f"{status.model} ({len(status.versions)} versions)", (
-        "version", "aliases", "created", "validation", "gate", "test", "linear baseline", "run",
-    ), rows)  # fmt: skip
+        rows.append(
+            [
+                r.version,
+                ", ".join(r.aliases),
+                r.created,
+                r.validation,
+                r.gate,
+                f"{label} {r.score:.4f}" if r.score is not None else "-",
+                f"{r.baseline_linear:.4f}" if r.baseline_linear is not None else "-",
+                r.run_id[:12],
+            ]
+        )
+    print_table(
+        f"{status.model} ({len(status.versions)} versions)",
+        (
+            "version",
+            "aliases",
+            "created",
+            "validation",
+            "gate",
+            "test",
+            "linear baseline",
+            "run",
+        ),
+        rows,
+    )
     if status.deployed is not None or status.champion is not None:
         state = "in sync" if status.in_sync else "MISMATCH: the controller has not converged"
         where = status.deployed.endpoint if status.deployed else status.address
@@ -89,17 +108,40 @@ def print_status(status: Any) -> None:
             f"v{status.champion or '-'} ({state})"
         )
     if len(status.catalog) > 1 or any(e["model"] != status.model for e in status.catalog):
-        print_table(f"models at {status.address} (GET /models)", (
-            "model", "task", "kind", "state", "serving", "champion", "endpoint", "deployed",
-        ), [[e["model"], e.get("task", ""), e.get("kind", ""), e.get("state", ""),
-             f"v{e.get('served_version') or '-'}", f"v{e.get('champion_version') or '-'}",
-             e.get("endpoint") or "-", e.get("deployed_at") or "-"]
-            for e in status.catalog])  # fmt: skip
+        print_table(
+            f"models at {status.address} (GET /models)",
+            (
+                "model",
+                "task",
+                "kind",
+                "state",
+                "serving",
+                "champion",
+                "endpoint",
+                "deployed",
+            ),
+            [
+                [
+                    e["model"],
+                    e.get("task", ""),
+                    e.get("kind", ""),
+                    e.get("state", ""),
+                    f"v{e.get('served_version') or '-'}",
+                    f"v{e.get('champion_version') or '-'}",
+                    e.get("endpoint") or "-",
+                    e.get("deployed_at") or "-",
+                ]
+                for e in status.catalog
+            ],
+        )
     if status.monitoring:
         from maas.monitor.report import COLUMNS, period_row
 
-        print_table("monitoring (newest judged periods; `maas monitor`)", COLUMNS,
-                    [period_row(p) for p in status.monitoring])  # fmt: skip
+        print_table(
+            "monitoring (newest judged periods; `maas monitor`)",
+            COLUMNS,
+            [period_row(p) for p in status.monitoring],
+        )
     if status.audit:
         events = []
         for event in status.audit:
@@ -108,12 +150,16 @@ def print_status(status: Any) -> None:
                 or "; ".join(event.get("reasons") or [])
                 or (f"previous v{event['previous']}" if event.get("previous") else "")
             )
-            events.append([
-                event.get("ts", ""), event.get("event", ""), str(event.get("version") or "-"),
-                event.get("actor", ""), str(why)[:120],
-            ])  # fmt: skip
-        print_table("audit trail (newest last)", ("when", "event", "version", "who", "why"),
-                    events)  # fmt: skip
+            events.append(
+                [
+                    event.get("ts", ""),
+                    event.get("event", ""),
+                    str(event.get("version") or "-"),
+                    event.get("actor", ""),
+                    str(why)[:120],
+                ]
+            )
+        print_table("audit trail (newest last)", ("when", "event", "version", "who", "why"), events)
 
 
 def print_package(result: Any) -> None:
@@ -153,7 +199,9 @@ def print_monitoring(result: dict[str, Any]) -> None:
         out.print(f"[red]breach[/red] {breach['period']}: {breach['reason']}")
     training = result.get("training")
     if training:
-        out.print(f"retrained: {training['name']} v{training['version']} "
-                  f"(aliases: {', '.join(training['aliases']) or 'none'})")  # fmt: skip
+        out.print(
+            f"retrained: {training['name']} v{training['version']} "
+            f"(aliases: {', '.join(training['aliases']) or 'none'})"
+        )
     elif result["new_breaches"]:
         out.print(f"no retraining: {result['retrain']}")

@@ -44,8 +44,8 @@ def init(
     Great Expectations suite (inferred from the data), features and request."""
     import yaml
 
-    from maas.config.task import TASK_NAME
-    from maas.pipeline.profile import TaskRequest, profile
+    from maas.config.task_spec import TASK_NAME
+    from maas.pipeline.data.profile import TaskRequest, profile
 
     if not re.match(TASK_NAME, name):
         raise ConfigError(f"task name {name!r}: use lower-case letters, digits, '.', '_', '-'")
@@ -58,9 +58,17 @@ def init(
     if name in existing and not force:
         raise ConfigError(f"task {name!r} exists ({existing[name]}); --force overwrites it")
     request = TaskRequest(
-        name, data, label, time, kind, positive, threshold,
-        partition, _names(exclude), _names(key),  # type: ignore[arg-type]
-    )  # fmt: skip
+        name=name,
+        data=data,
+        label=label,
+        time=time,
+        kind=kind,
+        positive=positive,
+        threshold=threshold,
+        partition=partition,  # type: ignore[arg-type]  # checked against Frequency above
+        exclude=_names(exclude),
+        keys=_names(key),
+    )
     made = profile(request)
     header = (
         f"# Task {name}: made by `maas task init` on {dt.date.today()} from {data}.\n"
@@ -74,7 +82,7 @@ def init(
         out.print(f"  - {note}")
     dvc_yaml = params_file.parent / "dvc.yaml"
     if dvc_yaml.is_file():  # the task's DVC stages, generated: no second file to edit
-        from maas.pipeline.dvc_stages import add_task_stages
+        from maas.pipeline.data.dvc_stages import add_task_stages
 
         stages = add_task_stages(params, dvc_yaml, target)
         out.print(f"wrote stages {', '.join(stages)} into {dvc_yaml} (dvc repro {stages[-1]})")
@@ -95,6 +103,13 @@ def list_tasks(params_file: ParamsOption = DEFAULT_PARAMS, as_json: JsonOption =
 
     table = Table("task", "kind", "label", "partition", "model", "champion", "last run")
     for row in rows:
-        table.add_row(row.task, row.kind, row.label, row.partition, row.model,
-                      row.champion or "-", row.last_run or "-")  # fmt: skip
+        table.add_row(
+            row.task,
+            row.kind,
+            row.label,
+            row.partition,
+            row.model,
+            row.champion or "-",
+            row.last_run or "-",
+        )
     out.print(table)

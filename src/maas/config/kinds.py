@@ -40,8 +40,11 @@ METRICS = {
 SCORE = {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "r2"}
 # Baseline families: `prior` (the training label's mean or class frequencies), a linear model
 # (logistic regression for classes, linear regression for values), gradient boosting.
-LINEAR = {"binary": "logistic_regression", "multiclass": "logistic_regression",
-          "regression": "linear_regression"}  # fmt: skip
+LINEAR = {
+    "binary": "logistic_regression",
+    "multiclass": "logistic_regression",
+    "regression": "linear_regression",
+}
 
 
 def metric_names(kind: str) -> tuple[str, ...]:

@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from maas.config.gate import _Strict
+from maas.config.base import Strict
 
 
-class MonitoringParams(_Strict):
+class MonitoringParams(Strict):
     # the prediction log: one folder per model under log_dir, a file per serving process
     log: bool = True  # deployed services log every prediction (request, response, version)
     log_dir: Path = Path(".maas/predictions")
@@ -37,7 +37,7 @@ class MonitoringParams(_Strict):
     cooldown_h: float = Field(24, ge=0)  # no retraining sooner than this after the last one
 
 
-class PartitionDriftParams(_Strict):
+class PartitionDriftParams(Strict):
     """`validation.drift`: each partition against the one before it, by Evidently, before
     anything trains on it. A unit or encoding change moves a column much farther between two
     months than a season does (measured per column in docs/pipeline.md), so each column gets

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from maas.config.gate import EvaluateParams, PromotionParams
-from maas.config.monitoring import MonitoringParams, PartitionDriftParams
-from maas.config.task import (
-    TASK_NAME,
+from maas.config.base import ColumnType, Severity, Strict
+from maas.config.monitoring import PartitionDriftParams
+from maas.config.task_spec import (
     DerivedFeature,
     LabelSpec,
     OutputNames,
@@ -20,19 +17,8 @@ from maas.config.task import (
     TimeSpec,
 )
 
-Severity = Literal["block", "warn"]
-ColumnType = Literal["int", "float", "str"]
 
-
-class ConfigError(ValueError):
-    """params.yaml (or an override) is invalid; the message names the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataParams(_Strict):
+class DataParams(Strict):
     """Shared split settings (params.yaml) and the task's own data (its task file)."""
 
     raw_dir: Path = Path("data/raw")
@@ -44,7 +30,7 @@ class DataParams(_Strict):
     label: LabelSpec
 
 
-class RangeRule(_Strict):
+class RangeRule(Strict):
     column: str
     min: float | None = None
     max: float | None = None
@@ -60,7 +46,7 @@ class RangeRule(_Strict):
         return self
 
 
-class DistributionRule(_Strict):
+class DistributionRule(Strict):
     """The band a statistic of a column over one partition must lie in. A unit or encoding
     change moves a whole partition: an offset moves its mean, a scale its spread (°C for °F
     does both), where value ranges still hold."""
@@ -78,13 +64,13 @@ class DistributionRule(_Strict):
         return self
 
 
-class NotNullRule(_Strict):
+class NotNullRule(Strict):
     column: str
     mostly: float = Field(1.0, gt=0, le=1)
     severity: Severity = "block"
 
 
-class BandRule(_Strict):
+class BandRule(Strict):
     min: float = Field(ge=0)
     max: float = Field(ge=0)
     severity: Severity = "block"
@@ -96,7 +82,7 @@ class BandRule(_Strict):
         return self
 
 
-class ValidationParams(_Strict):
+class ValidationParams(Strict):
     reports_dir: Path = Path("reports/validation")
     columns: dict[str, ColumnType]
     domains: dict[str, list[str]] = {}
@@ -131,13 +117,13 @@ class ValidationParams(_Strict):
         return value
 
 
-class NumericBounds(_Strict):
+class NumericBounds(Strict):
     min: float | None = None
     max: float | None = None
     optional: bool = False
 
 
-class FeatureParams(_Strict):
+class FeatureParams(Strict):
     categorical: list[str]
     numeric: dict[str, NumericBounds]
     derived: dict[str, DerivedFeature] = {}  # features computed from a request's raw fields
@@ -151,7 +137,7 @@ class FeatureParams(_Strict):
         return value
 
 
-class TabMParams(_Strict):
+class TabMParams(Strict):
     """TabM (the `tabm` package): k MLPs sharing most weights, trained at once."""
 
     k: int = Field(32, ge=1, le=256)
@@ -159,7 +145,7 @@ class TabMParams(_Strict):
     d_block: int = Field(512, ge=1, le=8192)
 
 
-class NumericEmbeddingParams(_Strict):
+class NumericEmbeddingParams(Strict):
     """Embeddings of the numeric inputs (the `rtdl-num-embeddings` package), for either kind."""
 
     kind: Literal["none", "piecewise_linear", "periodic"] = "none"
@@ -167,7 +153,7 @@ class NumericEmbeddingParams(_Strict):
     d_embedding: int = Field(16, ge=1, le=512)
 
 
-class ModelParams(_Strict):
+class ModelParams(Strict):
     kind: Literal["mlp", "tabm"] = "mlp"
     embedding_dim_max: int = Field(16, ge=1, le=512)  # mlp: categorical embedding widths
     hidden_sizes: list[int] = [128, 64]  # mlp
@@ -185,7 +171,7 @@ class ModelParams(_Strict):
         return value
 
 
-class TrainParams(_Strict):
+class TrainParams(Strict):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(1024, ge=1)
@@ -211,7 +197,7 @@ class TrainParams(_Strict):
     models_dir: Path = Path("models")
 
 
-class RegistryParams(_Strict):
+class RegistryParams(Strict):
     tracking_uri: str | None = None
     artifact_root: Path = Path(".maas/mlartifacts")
     experiment: str  # default: maas-<task>
@@ -219,7 +205,7 @@ class RegistryParams(_Strict):
     description: str = ""  # of the registered model (default: the task's description)
 
 
-class ServingParams(_Strict):
+class ServingParams(Strict):
     body_key: str = Field("records", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # /predict's list
     outputs: OutputNames = Field(default_factory=lambda: OutputNames.model_validate({}))
     max_records: int = Field(1000, ge=1, le=100_000)
@@ -228,14 +214,14 @@ class ServingParams(_Strict):
     metrics: bool = True
 
 
-class InfraValidationParams(_Strict):
+class InfraValidationParams(Strict):
     sample_rows: int = Field(200, ge=1)
     tolerance: float = Field(1e-5, gt=0)
     latency_requests: int = Field(200, ge=10)
     ready_timeout_s: float = Field(120, gt=0)
 
 
-class PackagingParams(_Strict):
+class PackagingParams(Strict):
     backend: Literal["auto", "docker", "podman", "buildah"] = "auto"
     image_prefix: str = Field("maas", pattern=r"^[a-z0-9][a-z0-9._/-]*$")
     base_image: str = "localhost/maas-base:bookworm"
@@ -247,7 +233,7 @@ class PackagingParams(_Strict):
     infra_validation: InfraValidationParams
 
 
-class DeployParams(_Strict):
+class DeployParams(Strict):
     target: Literal["local", "kubernetes"] = "local"
     address: str = Field("127.0.0.1:3000", pattern=r"^[^:]*:\d+$")
     state_dir: Path = Path(".maas/deploy")
@@ -263,14 +249,14 @@ class DeployParams(_Strict):
     default_model: str | None = None  # what / reaches (None: the default task's model)
 
 
-class ScheduleParams(_Strict):
+class ScheduleParams(Strict):
     training_cron: str = "0 2 * * *"  # checked by Prefect's Cron when `maas schedule` starts
     timezone: str = "UTC"
     reconcile_interval_s: float = Field(60, gt=0)
     prefect_address: str = Field("127.0.0.1:4200", pattern=r"^[^:]*:\d+$")
 
 
-class SearchRange(_Strict):
+class SearchRange(Strict):
     """One searched parameter: a range (`low`, `high`; integers when both are, `log` scale)
     or a list of `choices`."""
 
@@ -291,7 +277,7 @@ class SearchRange(_Strict):
         return self
 
 
-class TuneParams(_Strict):
+class TuneParams(Strict):
     """`maas tune`: an Optuna study on the validation slice (docs/pipeline.md#tuning)."""
 
     trials: int = Field(20, ge=1)
@@ -332,7 +318,7 @@ def searchable(key: str) -> bool:
     return False
 
 
-class RequestParams(_Strict):
+class RequestParams(Strict):
     """What the service's request and response are made of, gathered from the task's sections
     (`Params.request`): the train stage writes it into the model's request spec."""
 
@@ -342,48 +328,3 @@ class RequestParams(_Strict):
     outputs: OutputNames
     types: dict[str, ColumnType]  # validation.columns
     bounds: dict[str, tuple[float | None, float | None]]  # blocking ranges over every row
-
-
-class Params(_Strict):
-    task: str = Field(pattern=TASK_NAME)  # the task these parameters are for (tasks/<task>.yaml)
-    description: str = ""
-    data: DataParams
-    validation: ValidationParams
-    features: FeatureParams
-    model: ModelParams
-    train: TrainParams
-    evaluate: EvaluateParams
-    promotion: PromotionParams
-    registry: RegistryParams
-    serving: ServingParams
-    packaging: PackagingParams
-    deploy: DeployParams
-    schedule: ScheduleParams
-    tune: TuneParams = Field(default_factory=lambda: TuneParams.model_validate({}))
-    monitoring: MonitoringParams = Field(
-        default_factory=lambda: MonitoringParams.model_validate({})
-    )
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Params:
-        from maas.config.checks import cross_check
-
-        cross_check(self)
-        return self
-
-    @property
-    def request(self) -> RequestParams:
-        rules = [r for r in self.validation.ranges if r.severity == "block" and r.mostly == 1.0]
-        return RequestParams(
-            kind=self.data.label.kind,
-            classes=list(self.data.label.classes),
-            body_key=self.serving.body_key,
-            outputs=self.serving.outputs,
-            types=dict(self.validation.columns),
-            bounds={rule.column: (rule.min, rule.max) for rule in rules},
-        )
-
-    def digest(self) -> str:
-        """sha256 of the canonical JSON of all parameters (a lineage tag)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from maas.config import Params
-from maas.errors import MaasError
+from maas.errors import AlertSecretError
 from maas.files import required_secret
 from maas.tracking.webhooks import sign
 
@@ -25,10 +25,6 @@ DELIVERY_ID_HEADER = "X-Maas-Delivery-Id"
 TIMESTAMP_HEADER = "X-Maas-Timestamp"
 
 
-class AlertSecretError(MaasError):
-    """The alert webhook's HMAC key is blank."""
-
-
 def alert_body(
     params: Params, period: str, version: str | None, reasons: list[str]
 ) -> dict[str, Any]:
@@ -36,8 +32,7 @@ def alert_body(
     text = f"maas: {model} v{version} breached its monitoring policy in {period}: " + "; ".join(
         reasons
     )
-    return {"text": text, "model": model, "version": version, "period": period,
-            "reasons": reasons}  # fmt: skip
+    return {"text": text, "model": model, "version": version, "period": period, "reasons": reasons}
 
 
 def post_alert(params: Params, body: dict[str, Any], timeout_s: float = 10) -> str | None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from maas.config import Params
 from maas.config.kinds import gate_metric
-from maas.pipeline.data import (
+from maas.pipeline.data.partitions import (
     Partition,
     label_values,
     list_partitions,
@@ -22,7 +22,7 @@ from maas.pipeline.data import (
     read_partition,
     row_times,
 )
-from maas.pipeline.evaluate import compute_metrics
+from maas.pipeline.evaluation.metrics import compute_metrics
 from maas.serving.preprocessing import as_category_strings
 
 
@@ -86,8 +86,13 @@ class Realized:
     unlabeled: int = 0  # rows of the partition without a label
 
     def summary(self) -> dict[str, Any]:
-        return {"source": self.source, "rows": self.rows, "metrics": self.metrics,
-                "unmatched": self.unmatched, "unlabeled": self.unlabeled}  # fmt: skip
+        return {
+            "source": self.source,
+            "rows": self.rows,
+            "metrics": self.metrics,
+            "unmatched": self.unmatched,
+            "unlabeled": self.unlabeled,
+        }
 
 
 def join_labels(served: pd.DataFrame, labeled: pd.DataFrame, params: Params) -> Realized | None:

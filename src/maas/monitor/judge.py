@@ -17,8 +17,8 @@ import pandas as pd
 from maas.config import Params
 from maas.monitor import evidence
 from maas.monitor.policy import judge
-from maas.pipeline import drift
-from maas.pipeline.data import Partition, read_partition
+from maas.pipeline.data import shift
+from maas.pipeline.data.partitions import Partition, read_partition
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.request import RequestSpec
 
@@ -96,9 +96,15 @@ def judge_period(
     }
     prediction = evidence.prediction_column(params)
     if len(served) >= policy.min_rows:
-        found = drift.compare(reference, served, champion.numeric, champion.categorical,
-                              prediction, policy.drift_share)  # fmt: skip
-        drift.write_report(found, reports, f"{name}-served")
+        found = shift.compare(
+            reference,
+            served,
+            champion.numeric,
+            champion.categorical,
+            prediction,
+            policy.drift_share,
+        )
+        shift.write_report(found, reports, f"{name}-served")
         result["served_drift"] = found.summary()
     elif len(served):
         result["served_note"] = (
@@ -112,9 +118,15 @@ def judge_period(
         if name not in trained_on and len(labeled) >= policy.min_rows:
             scores = champion.score(labeled)
             arrived = with_prediction(labeled, scores, params)
-            found = drift.compare(reference, arrived, champion.numeric, champion.categorical,
-                                  prediction, policy.drift_share)  # fmt: skip
-            drift.write_report(found, reports, f"{name}-arrived")
+            found = shift.compare(
+                reference,
+                arrived,
+                champion.numeric,
+                champion.categorical,
+                prediction,
+                policy.drift_share,
+            )
+            shift.write_report(found, reports, f"{name}-arrived")
             result["arrived_drift"] = found.summary()
         if name in trained_on:
             result["realized_note"] = "the champion trained on this period: not judged on it"

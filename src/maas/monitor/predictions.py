@@ -53,8 +53,11 @@ def read_predictions(folder: Path, body_key: str) -> PredictionRows:
                     result.skipped_by_file[path.name] = result.skipped_by_file.get(path.name, 0) + 1
                     continue
                 records, predictions = entry["request"][body_key], entry["response"]["predictions"]
-                meta = {"request_id": entry["request_id"], "logged_at": entry["time"],
-                        "model_version": str(entry["version"])}  # fmt: skip
+                meta = {
+                    "request_id": entry["request_id"],
+                    "logged_at": entry["time"],
+                    "model_version": str(entry["version"]),
+                }
                 for record, prediction in zip(records, predictions, strict=True):
                     values = _outputs(prediction)
                     outputs.update(dict.fromkeys(values))

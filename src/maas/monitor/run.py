@@ -40,9 +40,15 @@ class Pass:
     retrain: str | None = None  # None: retrain now; else why not (when there was a breach)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "model": self.model, "status": self.status,
-                "periods": self.periods, "skipped_lines": self.skipped_lines,
-                "new_breaches": self.new_breaches, "retrain": self.retrain}  # fmt: skip
+        return {
+            "task": self.task,
+            "model": self.model,
+            "status": self.status,
+            "periods": self.periods,
+            "skipped_lines": self.skipped_lines,
+            "new_breaches": self.new_breaches,
+            "retrain": self.retrain,
+        }
 
 
 def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
@@ -55,8 +61,12 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
     logged = read_predictions(params.monitoring.log_dir / model, params.serving.body_key)
     outcome = Pass(params.task, model, "ok", skipped_lines=logged.skipped)
     if logged.skipped:
-        log.warning("%s: %d torn or unreadable log line(s) skipped: %s", model, logged.skipped,
-                    logged.skipped_by_file)  # fmt: skip
+        log.warning(
+            "%s: %d torn or unreadable log line(s) skipped: %s",
+            model,
+            logged.skipped,
+            logged.skipped_by_file,
+        )
     with temporary_folder() as tmp:
         champion = open_champion(params, client, Path(tmp))
         if champion is None:
@@ -73,8 +83,9 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
         periods = evidence.served_periods(served, params) if not served.empty else pd.Series()
         partitions = evidence.partitions(params)
         last_trained = max(window)
-        names = sorted({*periods.dropna().unique().tolist(),
-                        *(n for n in partitions if n > last_trained)})  # fmt: skip
+        names = sorted(
+            {*periods.dropna().unique().tolist(), *(n for n in partitions if n > last_trained)}
+        )
         for name in names:
             rows = served[periods == name] if not served.empty else served
             partition = partitions.get(name)
@@ -91,14 +102,19 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
                 outcome.new_breaches += [{"period": name, "reason": r} for r in fresh]
                 alerted += fresh
                 _alert(params, client, champion.version, name, fresh)
-            state["periods"][name] = {**result, "evidence": evidence_key, "alerted": alerted,
-                                      "judged_at": now.isoformat()}  # fmt: skip
+            state["periods"][name] = {
+                **result,
+                "evidence": evidence_key,
+                "alerted": alerted,
+                "judged_at": now.isoformat(),
+            }
             write_state(params.monitoring.state_dir, params.task, state)
             outcome.periods.append(result)
     if outcome.new_breaches:
         seen = max([*window, *evidence.partitions_of(champion.tags, "test_partitions")])
-        outcome.retrain = may_retrain(params.monitoring, state.get("last_retrain"), now,
-                                      max(partitions, default=None), seen)  # fmt: skip
+        outcome.retrain = may_retrain(
+            params.monitoring, state.get("last_retrain"), now, max(partitions, default=None), seen
+        )
         if outcome.retrain is None:
             state["last_retrain"] = now.isoformat()
             write_state(params.monitoring.state_dir, params.task, state)
@@ -110,8 +126,7 @@ def _fingerprint(version: str, rows: pd.DataFrame, partition: Any) -> str:
     requests) and the arrived partition's file."""
     ids = sorted(rows["request_id"].unique().tolist()) if len(rows) else []
     stat = partition.path.stat() if partition is not None else None
-    text = json.dumps([version, len(rows), ids,
-                       [stat.st_size, stat.st_mtime_ns] if stat else None])  # fmt: skip
+    text = json.dumps([version, len(rows), ids, [stat.st_size, stat.st_mtime_ns] if stat else None])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -120,19 +135,27 @@ def _record(client: Any, params: Params, result: dict[str, Any], reports: Path) 
     same run when judged again), with its metrics and Evidently's reports."""
     experiment_name = f"{params.registry.experiment}-monitoring"
     experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = (experiment.experiment_id if experiment is not None
-                     else client.create_experiment(experiment_name))  # fmt: skip
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(experiment_name)
+    )
     period, version = result["period"], result["champion"]
     by = f"tags.`{PERIOD_TAG}` = '{period}' and tags.`{VERSION_TAG}` = '{version}'"
     found = client.search_runs([experiment_id], filter_string=by, max_results=1)
-    tags = {PERIOD_TAG: result["period"], VERSION_TAG: result["champion"],
-            "model_name": params.registry.model_name, "task": params.task}  # fmt: skip
+    tags = {
+        PERIOD_TAG: result["period"],
+        VERSION_TAG: result["champion"],
+        "model_name": params.registry.model_name,
+        "task": params.task,
+    }
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
     else:
-        run = client.create_run(experiment_id, run_name=f"{params.task} {result['period']}",
-                                tags=tags)  # fmt: skip
+        run = client.create_run(
+            experiment_id, run_name=f"{params.task} {result['period']}", tags=tags
+        )
         run_id = run.info.run_id
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
@@ -170,6 +193,13 @@ def _alert(params: Params, client: Any, version: str, period: str, reasons: list
     body = alerts.alert_body(params, period, version, reasons)
     log.warning("%s", body["text"])
     problem = alerts.post_alert(params, body)
-    audit(params, "monitor_alert", version, client, actor="monitor", period=period,
-          reason="; ".join(reasons),
-          webhook=problem or ("sent" if params.monitoring.alert_webhook else "none"))  # fmt: skip
+    audit(
+        params,
+        "monitor_alert",
+        version,
+        client,
+        actor="monitor",
+        period=period,
+        reason="; ".join(reasons),
+        webhook=problem or ("sent" if params.monitoring.alert_webhook else "none"),
+    )

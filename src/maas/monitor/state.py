@@ -42,6 +42,17 @@ def judged_periods(state_dir: Path, task: str) -> list[dict[str, Any]]:
         periods = read_state(state_dir, task)["periods"]
     except ValueError:
         return []
-    keep = ("period", "champion", "served_rows", "served_drift", "arrived_drift", "realized",
-            "registered", "judged", "breaches", "judged_at", "run_id")  # fmt: skip
+    keep = (
+        "period",
+        "champion",
+        "served_rows",
+        "served_drift",
+        "arrived_drift",
+        "realized",
+        "registered",
+        "judged",
+        "breaches",
+        "judged_at",
+        "run_id",
+    )
     return [{k: periods[name].get(k) for k in keep} for name in sorted(periods)]

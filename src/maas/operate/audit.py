@@ -13,15 +13,18 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from maas import files
 from maas.clock import utc_timestamp
 from maas.config import Params
-from maas.errors import MaasError
+from maas.errors import AuditError
 from maas.tracking.registry import CHAMPION
 from maas.tracking.store import ensure_experiment, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from maas.pipeline.register import Registration
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,12 @@ def audit(
         try:
             _mirror_to_mlflow(client, params, record)
         except Exception as error:  # the local line is written; the registry may be down
-            log.warning("audit event not mirrored into MLflow (%s); kept in %s", error,
-                        params.deploy.audit_log)  # fmt: skip
+            log.warning(
+                "audit event not mirrored into MLflow (%s); kept in %s",
+                error,
+                params.deploy.audit_log,
+            )
     return record
-
-
-class AuditError(MaasError, OSError):
-    """The local audit trail cannot be written (disk full, read-only); nothing half-written."""
 
 
 def append_line(path: Path, line: str) -> None:
@@ -122,8 +124,15 @@ def read_mlflow_audit(client: Any, params: Params, limit: int = 20) -> list[dict
     ]
 
 
-def audit_gate_promotion(params: Params, registered: dict[str, Any], client: Any) -> None:
+def audit_gate_promotion(params: Params, registered: Registration, client: Any) -> None:
     """One `promoted` event when the gate made the newly registered version champion."""
-    if CHAMPION in registered["aliases"]:
-        audit(params, "promoted", registered["version"], client, actor="gate",
-              reason="passed the promotion gate", run_id=registered["run_id"])  # fmt: skip
+    if CHAMPION in registered.aliases:
+        audit(
+            params,
+            "promoted",
+            registered.version,
+            client,
+            actor="gate",
+            reason="passed the promotion gate",
+            run_id=registered.run_id,
+        )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Params
-from maas.errors import MaasError
+from maas.errors import LockBusy
 from maas.files import locked
 from maas.operate.audit import audit, registry_client
 from maas.operate.catalog import publish
@@ -69,10 +69,6 @@ def policy_problem(tags: dict[str, str], verdict: str | None = None) -> str | No
     return "; ".join(problems) or None
 
 
-class LockBusy(MaasError):
-    """Another pass holds the lock (and wait=False)."""
-
-
 @contextlib.contextmanager
 def controller_lock(folder: Path, wait: bool = True) -> Iterator[None]:
     """One converging pass at a time, across processes: two controllers build nothing twice.
@@ -106,8 +102,9 @@ def reconcile_once(
         with controller_lock(params.deploy.state_dir, wait=wait):
             outcome = _converge(params, client, target, release, retry)
             gone = outcome.action in ("no_champion", "undeployed")
-            publish(params, target, outcome.action, None if gone else outcome.version,
-                    outcome.detail)  # fmt: skip
+            publish(
+                params, target, outcome.action, None if gone else outcome.version, outcome.detail
+            )
             return outcome
     except LockBusy as busy:
         return Outcome("busy", None, str(busy))
@@ -139,16 +136,26 @@ def _converge(
         unhealthy = target.problem(actual, version_digests(desired))
         if unhealthy is None:  # the world, not only the state file, says in sync
             return Outcome("in_sync", version, actual.endpoint)
-        log.warning("%s v%s is recorded as serving, but %s: deploying it again",
-                    params.registry.model_name, version, unhealthy)  # fmt: skip
+        log.warning(
+            "%s v%s is recorded as serving, but %s: deploying it again",
+            params.registry.model_name,
+            version,
+            unhealthy,
+        )
         publish(params, target, "unhealthy", version, unhealthy)
         if dict(desired.tags).get("deploy_status") != "failed":  # audited once, not each pass
             audit(params, "unhealthy", version, client, reason=unhealthy)
     rollback = actual is not None and version == previous_deployed_version(params, actual.version)
     if not move_recorded(params, client, version):  # moved in the MLflow UI or by a script
-        audit(params, "rollback" if rollback else "promoted", version, client,
-              actor=registry_client(params), previous=actual.version if actual else None,
-              reason="champion set outside maas")  # fmt: skip
+        audit(
+            params,
+            "rollback" if rollback else "promoted",
+            version,
+            client,
+            actor=registry_client(params),
+            previous=actual.version if actual else None,
+            reason="champion set outside maas",
+        )
     tags = dict(desired.tags)
     key = load_key(params.promotion.verdict_key_file)
     name = params.registry.model_name
@@ -177,21 +184,46 @@ def _converge(
         reason = f"{type(error).__name__}: {error}"[:1000]
         now = target.current(name)
         if now is not None and now.version == version:  # it serves: a later step failed
-            audit(params, "deployed", version, client, image=now.image, endpoint=now.endpoint,
-                  target=target.name, previous=actual.version if actual else None,
-                  note=f"serving; recording the deployment failed: {reason}")  # fmt: skip
+            audit(
+                params,
+                "deployed",
+                version,
+                client,
+                image=now.image,
+                endpoint=now.endpoint,
+                target=target.name,
+                previous=actual.version if actual else None,
+                note=f"serving; recording the deployment failed: {reason}",
+            )
             return Outcome("deployed", version, f"serving; recording failed: {reason}")
         # nothing switched: the previous version keeps serving
-        failed = {"deploy_status": "failed", "deploy_reason": reason,
-                  "deploy_attempted_at": str(int(time.time()))}  # fmt: skip
+        failed = {
+            "deploy_status": "failed",
+            "deploy_reason": reason,
+            "deploy_attempted_at": str(int(time.time())),
+        }
         # audited before the tag that stops the retries: the tag never shows without its record
-        audit(params, "failed", version, client, reason=reason,
-              still_serving=actual.version if actual else None)  # fmt: skip
+        audit(
+            params,
+            "failed",
+            version,
+            client,
+            reason=reason,
+            still_serving=actual.version if actual else None,
+        )
         set_version_tags(client, params.registry.model_name, version, failed)
         return Outcome("failed", version, reason)
-    audit(params, "deployed", version, client, image=deployment.image,
-          image_id=deployment.image_id, endpoint=deployment.endpoint, target=target.name,
-          previous=actual.version if actual else None)  # fmt: skip
+    audit(
+        params,
+        "deployed",
+        version,
+        client,
+        image=deployment.image,
+        image_id=deployment.image_id,
+        endpoint=deployment.endpoint,
+        target=target.name,
+        previous=actual.version if actual else None,
+    )
     try:  # bookkeeping: the next deploy sweeps again what this one could not write
         record_replaced(client, name, version, "rolled_back" if rollback else "replaced")
     except Exception as error:
@@ -209,17 +241,25 @@ def _without_champion(
     if actual is None:
         return Outcome("no_champion", None)
     if not model_exists(client, name):
-        log.warning("registered model %s not found in the registry: v%s keeps serving", name,
-                    actual.version)  # fmt: skip
+        log.warning(
+            "registered model %s not found in the registry: v%s keeps serving", name, actual.version
+        )
         return Outcome("no_champion", None, f"registered model {name} not found")
     target.stop(name)
-    audit(params, "undeployed", actual.version, client, endpoint=actual.endpoint,
-          reason="no version has the champion alias")  # fmt: skip
+    audit(
+        params,
+        "undeployed",
+        actual.version,
+        client,
+        endpoint=actual.endpoint,
+        reason="no version has the champion alias",
+    )
     try:
         record_undeployed(client, name, actual.version)
     except Exception as error:  # the audit says it; the tags follow on the next deploy
-        log.warning("v%s is out of service; recording it on the version failed: %s",
-                    actual.version, error)  # fmt: skip
+        log.warning(
+            "v%s is out of service; recording it on the version failed: %s", actual.version, error
+        )
     return Outcome("undeployed", actual.version, actual.endpoint)
 
 
@@ -293,8 +333,14 @@ def watch(
                     outcome = reconcile_once(params, client, target, release, versions)
                     # quiet while nothing changes: one line per new state, not one per pass
                     level = logging.DEBUG if outcome == last.get(name) else logging.INFO
-                    log.log(level, "reconcile %s: %s v%s %s", name, outcome.action,
-                            outcome.version, outcome.detail)  # fmt: skip
+                    log.log(
+                        level,
+                        "reconcile %s: %s v%s %s",
+                        name,
+                        outcome.action,
+                        outcome.version,
+                        outcome.detail,
+                    )
                     last[name] = outcome
                 except Exception as error:  # registry unreachable: keep serving, try later
                     log.warning("reconcile %s failed: %s", name, error)

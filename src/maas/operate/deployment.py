@@ -7,12 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maas.errors import MaasError
+from maas.errors import DeployError
 from maas.files import write_text_atomic
-
-
-class DeployError(MaasError):
-    """A version could not be deployed; the previous one keeps serving."""
 
 
 @dataclass(frozen=True)

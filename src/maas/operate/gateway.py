@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from maas.errors import DeployError
 from maas.net import port_open, wait_until
-from maas.operate.deployment import DeployError
 from maas.operate.gateway_routes import (
     FORMAT,
     MODEL_NAME,
@@ -88,14 +88,16 @@ class Gateway:
         self.maps.write(table)  # the check reads them
         candidate = self.config_file.with_suffix(".cfg.new")
         candidate.write_text(render(table, self.host, self.port, self.socket_file, self.maps))
-        checked = subprocess.run([haproxy(), "-c", "-f", str(candidate)],
-                                 capture_output=True, text=True, timeout=30)  # fmt: skip
+        checked = subprocess.run(
+            [haproxy(), "-c", "-f", str(candidate)], capture_output=True, text=True, timeout=30
+        )
         if checked.returncode != 0:
             candidate.unlink(missing_ok=True)
             said = checked.stderr + checked.stdout
             alerts = [line for line in said.splitlines() if "ALERT" in line] or [said]
-            raise DeployError(f"haproxy -c refused the gateway configuration: "
-                              f"{' '.join(alerts).strip()[-500:]}")  # fmt: skip
+            raise DeployError(
+                f"haproxy -c refused the gateway configuration: {' '.join(alerts).strip()[-500:]}"
+            )
         return candidate
 
     def running(self) -> bool:
@@ -131,8 +133,11 @@ class Gateway:
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
                 [haproxy(), "-W", "-db", "-f", str(self.config_file)],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(process.pid))
         if not wait_until(lambda: port_open(self.host, self.port), 15, 0.1):
             raise DeployError(
@@ -257,8 +262,11 @@ class Gateway:
                     continue
                 if not 0 < upstreams[index] < 65536:  # HAProxy would wrap 70000 to 4464
                     raise DeployError(f"{model}: port {upstreams[index]} is not a TCP port")
-                self._expect(f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
-                             "changed", "no need to change")  # fmt: skip
+                self._expect(
+                    f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
+                    "changed",
+                    "no need to change",
+                )
                 self._expect(f"set server {target} state ready")
             table.routes[model] = Route(route.backend, list(upstreams), version, spare)
             self._apply(table, *routes)  # routed, and the new version reachable by number

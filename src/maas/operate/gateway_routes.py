@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maas.errors import DeployError
 from maas.files import write_text_atomic
-from maas.operate.deployment import DeployError
 
 SLOTS = ("blue", "green")  # a fresh gateway serves each model from blue
 POOL = 8  # backends per configuration beyond the routed models: that many models join live

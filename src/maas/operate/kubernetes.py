@@ -11,11 +11,11 @@ import yaml
 
 from maas.clock import utc_timestamp
 from maas.config import MonitoringParams
+from maas.errors import DeployError
 from maas.files import write_text_atomic
 from maas.naming import named
 from maas.operate.deployment import (
     STATE_FILES,
-    DeployError,
     Deployment,
     read_deployment,
     read_deployments,
@@ -60,15 +60,24 @@ class KubernetesTarget:
 
     def deploy(self, model: str, version: str, image: str, image_id: str) -> Deployment:
         path = render_kubernetes(
-            model, version, image, self.folder, replicas=self.replicas, image_id=image_id,
+            model,
+            version,
+            image,
+            self.folder,
+            replicas=self.replicas,
+            image_id=image_id,
             log=self.monitoring if _logs(self.monitoring) else None,
-        )  # fmt: skip
+        )
         deployment = Deployment(
-            model=model, version=version, image=image, image_id=image_id,
+            model=model,
+            version=version,
+            image=image,
+            image_id=image_id,
             container=named("maas", model),
-            port=3000, endpoint=path.resolve().as_uri(),
+            port=3000,
+            endpoint=path.resolve().as_uri(),
             deployed_at=utc_timestamp(),
-        )  # fmt: skip
+        )
         write_state(self.state_file, deployment)
         self._route()
         log.info("%s v%s rendered to %s: kubectl apply -f %s", model, version, path, self.folder)
@@ -131,8 +140,12 @@ def render_kubernetes(
     infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
     person to compare with what the registry serves under that name."""
     name = named("maas", model)
-    env: list[dict[str, Any]] = [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
-        "name": TOKEN_SECRET, "key": "token", "optional": True}}}]  # fmt: skip
+    env: list[dict[str, Any]] = [
+        {
+            "name": TOKEN_ENV,
+            "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token", "optional": True}},
+        }
+    ]
     logged: dict[str, Any] = {}
     claim = None
     if log is not None:  # every pod of every version writes its own files into one claim
@@ -153,25 +166,43 @@ def render_kubernetes(
                 "metadata": {"labels": labels, "annotations": {"maas/image-id": image_id}},
                 "spec": {
                     "securityContext": {"runAsNonRoot": True},
-                    "containers": [{
-                        "name": "service",
-                        "image": image,
-                        "ports": [{"containerPort": port}],
-                        # bearer auth as for local containers: the token by reference only
-                        "env": env,
-                        **logged,
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port},
-                                           "periodSeconds": 2},
-                        "livenessProbe": {"httpGet": {"path": "/livez", "port": port},
-                                          "initialDelaySeconds": 10},
-                        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
-                    }],
-                    **({"volumes": [{"name": "predictions", "persistentVolumeClaim": {
-                        "claimName": claim["metadata"]["name"]}}]} if claim else {}),
+                    "containers": [
+                        {
+                            "name": "service",
+                            "image": image,
+                            "ports": [{"containerPort": port}],
+                            # bearer auth as for local containers: the token by reference only
+                            "env": env,
+                            **logged,
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": port},
+                                "periodSeconds": 2,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/livez", "port": port},
+                                "initialDelaySeconds": 10,
+                            },
+                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                        }
+                    ],
+                    **(
+                        {
+                            "volumes": [
+                                {
+                                    "name": "predictions",
+                                    "persistentVolumeClaim": {
+                                        "claimName": claim["metadata"]["name"]
+                                    },
+                                }
+                            ]
+                        }
+                        if claim
+                        else {}
+                    ),
                 },
             },
         },
-    }  # fmt: skip
+    }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -210,10 +241,13 @@ def render_ingress(models: list[str], default: str | None) -> dict[str, Any]:
     Service with the prefix removed (ingress-nginx's regex paths and rewrite-target), and the
     default task's model is the default backend (`/predict`)."""
     paths = [
-        {"path": f"/models/{model}(/|$)(.*)", "pathType": "ImplementationSpecific",
-         "backend": {"service": {"name": named("maas", model), "port": {"number": 80}}}}
+        {
+            "path": f"/models/{model}(/|$)(.*)",
+            "pathType": "ImplementationSpecific",
+            "backend": {"service": {"name": named("maas", model), "port": {"number": 80}}},
+        }
         for model in models
-    ]  # fmt: skip
+    ]
     spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"http": {"paths": paths}}]}
     if default is not None:
         spec["defaultBackend"] = {

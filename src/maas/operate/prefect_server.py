@@ -16,14 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Params
-from maas.errors import MaasError
+from maas.errors import ScheduleError
 from maas.net import ProcessExited, http_ok, parse_address, wait_for_http
 
 log = logging.getLogger(__name__)
-
-
-class ScheduleError(MaasError):
-    """No Prefect server to schedule on."""
 
 
 def prefect_executable() -> str:
@@ -45,8 +41,11 @@ def start_prefect_server(address: str, log_file: Path) -> subprocess.Popen[bytes
     env.pop("PREFECT_API_URL", None)
     return subprocess.Popen(
         [prefect_executable(), "server", "start", "--host", host, "--port", str(port)],
-        stdout=handle, stderr=handle, env=env, start_new_session=True,
-    )  # fmt: skip
+        stdout=handle,
+        stderr=handle,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def wait_for_api(api_url: str, process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:

@@ -6,18 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maas.config import Params
-from maas.errors import MaasError
-from maas.operate.audit import AuditError, audit, person
+from maas.errors import AuditError, RollbackError
+from maas.operate.audit import audit, person
 from maas.operate.controller import Outcome, retry_now, withdraw
 from maas.operate.deployment import read_deployment
 from maas.operate.history import previous_deployed_version
 from maas.operate.targets import make_target
 from maas.tracking import registry
 from maas.tracking.store import connect
-
-
-class RollbackError(MaasError):
-    """There is nothing to roll back to."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +37,9 @@ def promote(params: Params, version: str, reason: str = "maas promote") -> Promo
 
 def rollback(params: Params) -> Promotion:
     """Move `champion` back to the version deployed before the one serving now."""
-    current = read_deployment(params.deploy.state_dir, params.deploy.target,
-                              params.registry.model_name)  # fmt: skip
+    current = read_deployment(
+        params.deploy.state_dir, params.deploy.target, params.registry.model_name
+    )
     serving = current.version if current else None
     target = previous_deployed_version(params, serving)
     if target is None:
@@ -63,15 +60,28 @@ def undeploy(params: Params) -> tuple[str | None, Outcome]:
     before = registry.get_alias_version(client, name, registry.CHAMPION)
     if before is not None:
         client.delete_registered_model_alias(name, registry.CHAMPION)
-        audit(params, "champion_removed", str(before.version), client, actor=person(),
-              reason="maas undeploy")  # fmt: skip
+        audit(
+            params,
+            "champion_removed",
+            str(before.version),
+            client,
+            actor=person(),
+            reason="maas undeploy",
+        )
     return (str(before.version) if before else None), withdraw(params, client, make_target(params))
 
 
 def _audit_move(params: Params, event: str, moved: Promotion, client: object, reason: str) -> None:
     try:
-        audit(params, event, moved.version, client, actor=person(), reason=reason,
-              previous=moved.previous)  # fmt: skip
+        audit(
+            params,
+            event,
+            moved.version,
+            client,
+            actor=person(),
+            reason=reason,
+            previous=moved.previous,
+        )
     except AuditError as error:  # the alias has moved: say so, not only that the log failed
         raise AuditError(
             f"{moved.model}: champion -> v{moved.version} is set, but not in the audit trail: "

@@ -17,13 +17,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from maas.errors import WebhookSecretError
 from maas.net import parse_address
 from maas.tracking.webhooks import (
     ALIAS_EVENTS,
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    WebhookSecretError,
     sign,
 )
 
@@ -116,8 +116,13 @@ def serve_webhooks(
             except (ValueError, KeyError, TypeError):
                 return self._reply(400, {"error": "not an MLflow webhook payload"})
             if kind in ALIAS_EVENTS and data.get("name") in names:
-                log.info("webhook: %s %s@%s -> v%s", kind, data.get("name"), data.get("alias"),
-                         data.get("version"))  # fmt: skip
+                log.info(
+                    "webhook: %s %s@%s -> v%s",
+                    kind,
+                    data.get("name"),
+                    data.get("alias"),
+                    data.get("version"),
+                )
                 on_alias_event(event)
                 return self._reply(202, {"status": "reconcile scheduled"})
             return self._reply(200, {"status": "ignored", "event": kind})

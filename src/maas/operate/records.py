@@ -25,10 +25,16 @@ SERVING_TAGS = ("serving_version", "serving_endpoint", "serving_since")  # on th
 def record_deployment(client: Any, model: str, target: str, deployment: Deployment) -> None:
     """Tags back on the version (what serves it, where, since when) and on the model."""
     version = deployment.version
-    set_version_tags(client, model, version, {
-        "endpoint": deployment.endpoint, "deployed_at": deployment.deployed_at,
-        "deploy_target": target,
-    })  # fmt: skip
+    set_version_tags(
+        client,
+        model,
+        version,
+        {
+            "endpoint": deployment.endpoint,
+            "deployed_at": deployment.deployed_at,
+            "deploy_target": target,
+        },
+    )
     tags = client.get_model_version(model, version).tags
     delete_version_tags(client, model, version, STALE, tags)
     serving = (version, deployment.endpoint, deployment.deployed_at)
@@ -47,9 +53,15 @@ def record_replaced(client: Any, model: str, version: str, left_as: str = "repla
         if str(found.version) != str(version) and found.tags.get("deploy_status") == DEPLOYED
     ]
     for other in others:
-        set_version_tags(client, model, other.version, {
-            "replaced_at": utc_timestamp(), "replaced_by": str(version),
-        })  # fmt: skip
+        set_version_tags(
+            client,
+            model,
+            other.version,
+            {
+                "replaced_at": utc_timestamp(),
+                "replaced_by": str(version),
+            },
+        )
         delete_version_tags(client, model, other.version, ("endpoint",), other.tags)
         set_version_tags(client, model, other.version, {"deploy_status": left_as})
     return [str(other.version) for other in others]

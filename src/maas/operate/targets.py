@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 from maas.clock import utc_timestamp
 from maas.config import MonitoringParams, Params
+from maas.errors import DeployError
 from maas.naming import named
 from maas.net import free_port, parse_address
 from maas.operate.deployment import (
     STATE_FILE,
-    DeployError,
     Deployment,
     read_deployment,
     read_deployments,
@@ -113,10 +113,17 @@ class LocalTarget:
         names, ports = [c for c, _ in started], [p for _, p in started]
         previous = self.current(model)
         deployment = Deployment(
-            model=model, version=version, image=image, image_id=image_id,
-            container=names[0], port=ports[0], endpoint=self.model_endpoint(model),
-            deployed_at=utc_timestamp(), containers=names, ports=ports,
-        )  # fmt: skip
+            model=model,
+            version=version,
+            image=image,
+            image_id=image_id,
+            container=names[0],
+            port=ports[0],
+            endpoint=self.model_endpoint(model),
+            deployed_at=utc_timestamp(),
+            containers=names,
+            ports=ports,
+        )
         try:
             self.gateway.switch(model, ports, version)  # new requests now reach `names`
         except BaseException:  # refused, or we are stopping: the old ones keep serving
@@ -160,9 +167,16 @@ class LocalTarget:
         env, volumes = self._prediction_log(model)
         try:
             containers.run_container(
-                self.runtime, image_id, name, port, network=self.network, pass_env=secrets,
-                restart="on-failure", env=env, volumes=volumes,
-            )  # fmt: skip
+                self.runtime,
+                image_id,
+                name,
+                port,
+                network=self.network,
+                pass_env=secrets,
+                restart="on-failure",
+                env=env,
+                volumes=volumes,
+            )
         except BaseException:  # created, then failed to start, or we are stopping: leave nothing
             containers.remove_container(self.runtime, name)
             raise
@@ -196,8 +210,9 @@ class LocalTarget:
                 self.ensure_gateway()
             except DeployError as error:
                 return f"the stable address's gateway is not running and did not start: {error}"
-            log.warning("the gateway was not running: started again from %s",
-                        self.gateway.table_file)  # fmt: skip
+            log.warning(
+                "the gateway was not running: started again from %s", self.gateway.table_file
+            )
         if deployment.endpoint != self.model_endpoint(deployment.model):
             return f"recorded at {deployment.endpoint}, not at the gateway's model path"
         try:  # a healthy pass costs one local HTTP call; the container is asked only if not
@@ -317,9 +332,13 @@ def make_target(params: Params) -> Target:
     """The deploy target params.deploy.target names, ready to deploy to."""
     if params.deploy.target == "kubernetes":
         deploy = params.deploy
-        return KubernetesTarget(deploy.state_dir, deploy.kubernetes_dir,
-                                deploy.kubernetes_replicas, deploy.default_model,
-                                monitoring=params.monitoring)  # fmt: skip
+        return KubernetesTarget(
+            deploy.state_dir,
+            deploy.kubernetes_dir,
+            deploy.kubernetes_replicas,
+            deploy.default_model,
+            monitoring=params.monitoring,
+        )
     backend, reasons = containers.select_backend(params.packaging.backend)
     runtime = containers.runtime_for(backend) if backend else None
     if runtime is None:

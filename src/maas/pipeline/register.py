@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict, dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from maas.config import DataParams, RegistryParams
-from maas.pipeline.windows import TEST_FILE, read_lineage, read_window
+from maas.pipeline.data.windows import TEST_FILE, read_lineage, read_window
+from maas.pipeline.evaluation.result import Evaluation
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking.registry import (
@@ -49,47 +51,62 @@ def serving_requirements() -> list[str]:
 
 
 def lineage_tags(
-    metrics: dict[str, Any], lineage: dict[str, Any], params_digest: str
+    metrics: Evaluation, lineage: dict[str, Any], params_digest: str
 ) -> dict[str, str]:
     """The version's tags: code, parameters, data, validation, gate and test metrics."""
-    gate = metrics["gate"]
-    metric = metrics.get("gate_metric", "roc_auc")
+    gate = metrics.gate
+    metric = metrics.gate_metric
     tags = {
-        "kind": metrics.get("kind", "binary"),
-        **({"classes": json.dumps(metrics["classes"])} if metrics.get("classes") else {}),
+        "kind": metrics.kind,
+        **({"classes": json.dumps(metrics.classes)} if metrics.classes else {}),
         "git_commit": git_commit(),
         "params_digest": params_digest,
         "train_partitions": json.dumps(lineage["train_partitions"]),
         "test_partitions": json.dumps(lineage["test_partitions"]),
         "validation_status": lineage["validation_status"],
-        "gate_passed": str(gate["passed"]).lower(),
-        "gate_promoted": str(gate["promoted"]).lower(),
-        "gate_reasons": json.dumps(gate["reasons"]),
-        "onnx_parity_max_abs_diff": f"{metrics['onnx_parity_max_abs_diff']:.3g}",
-        **{f"test_{k}": f"{v:.6f}" for k, v in metrics["test"].items()},
+        "gate_passed": str(gate.passed).lower(),
+        "gate_promoted": str(gate.promoted).lower(),
+        "gate_reasons": json.dumps(gate.reasons),
+        "onnx_parity_max_abs_diff": f"{metrics.onnx_parity_max_abs_diff:.3g}",
+        **{f"test_{k}": f"{v:.6f}" for k, v in metrics.test.items()},
         **{
             f"test_optional_absent_{k}": f"{v:.6f}"
-            for k, v in (metrics.get("test_optional_absent") or {}).items()
+            for k, v in (metrics.test_optional_absent or {}).items()
         },
         "gate_metric": metric,
-        **{f"baseline_{b}_{metric}": f"{m[metric]:.6f}" for b, m in metrics["baselines"].items()},
+        **{f"baseline_{b}_{metric}": f"{m[metric]:.6f}" for b, m in metrics.baselines.items()},
     }
-    champion = metrics["champion"]
+    champion = metrics.champion
     if champion and metric in champion:
         tags["compared_champion"] = champion["version"]
         tags[f"compared_champion_{metric}"] = f"{champion[metric]:.6f}"
     return tags
 
 
+@dataclass(frozen=True)
+class Registration:
+    """The new model version and the aliases the gate's verdict gave it."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    note: str = ""  # why the gate's promotion did not happen after all ("" when it did)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def register_model(
+    *,
     data: DataParams,
     models_dir: Path,
-    metrics: dict[str, Any],
+    metrics: Evaluation,
     registry: RegistryParams,
     tracking: RunTracking,
     params_digest: str,
     verdict_key_file: Path,
-) -> dict[str, Any]:
+) -> Registration:
     """Register the trained model as a new version with full lineage, sign the gate's verdict
     (maas.tracking.verdict), set aliases by the gate (`metrics`: the evaluate stage's)."""
     key = load_key(verdict_key_file)  # before anything is written: a bad key stops here
@@ -105,39 +122,40 @@ def register_model(
         input_example(data, preprocessor),
         serving_requirements(),
     )
-    signature = sign_verdict(key, registry.model_name, str(version.version), tracking.run_id,
-                             dict(version.tags))  # fmt: skip
+    signature = sign_verdict(
+        key, registry.model_name, str(version.version), tracking.run_id, dict(version.tags)
+    )
     set_version_tags(client, registry.model_name, version.version, {SIGNATURE_TAG: signature})
     aliases, note = [], ""
-    gate = metrics["gate"]
-    if gate["passed"]:
+    gate = metrics.gate
+    if gate.passed:
         set_alias(client, registry.model_name, CHALLENGER, version.version)
         aliases.append(CHALLENGER)
-    if gate["promoted"]:
-        note = champion_moved(client, registry.model_name, metrics["champion"])
+    if gate.promoted:
+        note = champion_moved(client, registry.model_name, metrics.compared_champion)
         if note:  # compare-and-set: the gate's verdict is about a champion that is gone
             log.warning("register: v%s not promoted: %s", version.version, note)
-            set_version_tags(client, registry.model_name, version.version,
-                             {"promotion_skipped": note})  # fmt: skip
+            set_version_tags(
+                client, registry.model_name, version.version, {"promotion_skipped": note}
+            )
         else:
             set_alias(client, registry.model_name, CHAMPION, version.version)
             aliases.append(CHAMPION)
     log.info("register: %s version %s aliases=%s", registry.model_name, version.version, aliases)
-    return {
-        "name": registry.model_name,
-        "version": str(version.version),
-        "aliases": aliases,
-        "run_id": tracking.run_id,
-        "note": note,
-    }
+    return Registration(
+        name=registry.model_name,
+        version=str(version.version),
+        aliases=aliases,
+        run_id=tracking.run_id,
+        note=note,
+    )
 
 
-def champion_moved(client: Any, name: str, seen: dict[str, Any] | None) -> str:
+def champion_moved(client: Any, name: str, before: str | None) -> str:
     """Why the gate's promotion no longer holds ("" when it does): `champion` is not the
     version the gate compared with (another run or a person moved it meanwhile)."""
     current = get_alias_version(client, name, CHAMPION)
     now = str(current.version) if current is not None else None
-    before = seen["version"] if seen else None
     if now == before:
         return ""
     return (

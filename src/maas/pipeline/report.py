@@ -6,55 +6,57 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from maas.config.kinds import metric_names
+from maas.pipeline.evaluation.gate import GateDecision
+from maas.pipeline.evaluation.result import Evaluation
 
 if TYPE_CHECKING:
+    from maas.pipeline.register import Registration
     from maas.pipeline.stages import TrainSummary, ValidateResult
 
 
-def metric_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
+def metric_columns(metrics: Evaluation) -> tuple[str, ...]:
     """The metrics of the run's kind of task, in table order."""
-    return metric_names(metrics.get("kind", "binary"))
+    return metric_names(metrics.kind)
 
 
-def metric_rows(metrics: dict[str, Any], model_label: str) -> list[tuple[str, list[str]]]:
+def metric_rows(metrics: Evaluation, model_label: str) -> list[tuple[str, list[str]]]:
     """(label, formatted `metric_columns` values) for the new model, each baseline, the
     champion."""
     columns = metric_columns(metrics)
-    rows = [(model_label, metrics["test"])]
-    if metrics.get("test_optional_absent"):
-        rows.append(("  same, optional inputs absent", metrics["test_optional_absent"]))
-    rows += [(f"baseline: {name}", values) for name, values in metrics["baselines"].items()]
-    champion = metrics["champion"]
+    rows: list[tuple[str, dict[str, Any]]] = [(model_label, metrics.test)]
+    if metrics.test_optional_absent:
+        rows.append(("  same, optional inputs absent", metrics.test_optional_absent))
+    rows += [(f"baseline: {name}", values) for name, values in metrics.baselines.items()]
+    champion = metrics.champion
     if champion and "unscored" not in champion:
         note = "trained on the test partitions" if champion.get("train_overlap") else "re-scored"
         rows.append((f"champion v{champion['version']} ({note})", champion))
     return [(label, [f"{values[n]:.4f}" for n in columns]) for label, values in rows]
 
 
-def window_title(metrics: dict[str, Any]) -> str:
-    names = ", ".join(metrics["test_partitions"])
-    return f"Test partition {names} ({metrics['test_rows']:,} rows)"
+def window_title(metrics: Evaluation) -> str:
+    names = ", ".join(metrics.test_partitions)
+    return f"Test partition {names} ({metrics.test_rows:,} rows)"
 
 
-def gate_lines(gate: dict[str, Any]) -> list[str]:
+def gate_lines(gate: GateDecision) -> list[str]:
     """The verdict, then one line per reason."""
-    verdict = "passed" if gate["passed"] else "failed"
-    promoted = "promoted to champion" if gate["promoted"] else "not promoted"
-    return [f"Gate: {verdict}; {promoted}", *(f"- {reason}" for reason in gate["reasons"])]
+    verdict = "passed" if gate.passed else "failed"
+    promoted = "promoted to champion" if gate.promoted else "not promoted"
+    return [f"Gate: {verdict}; {promoted}", *(f"- {reason}" for reason in gate.reasons)]
 
 
 def summary_markdown(
     validated: ValidateResult,
     trained: TrainSummary,
-    metrics: dict[str, Any],
-    registered: dict[str, Any],
+    metrics: Evaluation,
+    registered: Registration,
 ) -> str:
     """The run summary shown as a Prefect artifact."""
-    verdict, *reasons = gate_lines(metrics["gate"])
+    verdict, *reasons = gate_lines(metrics.gate)
     lines = [
-        f"# {registered['name']} version {registered['version']}",
-        f"aliases: {', '.join(registered['aliases']) or 'none'}; "
-        f"MLflow run `{registered['run_id']}`",
+        f"# {registered.name} version {registered.version}",
+        f"aliases: {', '.join(registered.aliases) or 'none'}; MLflow run `{registered.run_id}`",
         "",
         validated.markdown,
         "",
@@ -68,8 +70,8 @@ def summary_markdown(
     for label, values in metric_rows(metrics, "model"):
         lines.append(f"| {label} | " + " | ".join(values) + " |")
     lines += ["", f"**{verdict}**", *reasons]
-    if registered.get("note"):
-        lines += ["", f"**Not promoted after all:** {registered['note']}"]
+    if registered.note:
+        lines += ["", f"**Not promoted after all:** {registered.note}"]
     return "\n".join(lines)
 
 
@@ -77,14 +79,14 @@ def run_outcome(
     timings: dict[str, float],
     validated: ValidateResult,
     trained: TrainSummary,
-    metrics: dict[str, Any],
-    registered: dict[str, Any],
+    metrics: Evaluation,
+    registered: Registration,
 ) -> dict[str, Any]:
     """What `maas run` prints (and `--json` returns): versions, metrics, gate, timings."""
     return {
         "timings": timings,
-        "registered": registered,
-        "metrics": metrics,
+        "registered": registered.to_json(),
+        "metrics": metrics.to_json(),
         "validation": validated.status,
         "training": {
             "best_epoch": trained.best_epoch,

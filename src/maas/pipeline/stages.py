@@ -30,15 +30,14 @@ from maas.config import (
 )
 from maas.config.kinds import SCORE, baseline_names, gate_metric
 from maas.errors import MaasError
-from maas.pipeline.data import (
+from maas.pipeline.data.partitions import (
     add_label,
     list_partitions,
     read_partition,
     split_latest,
     split_partitions,
 )
-from maas.pipeline.progress import epoch_progress
-from maas.pipeline.windows import (
+from maas.pipeline.data.windows import (
     TEST_FILE,
     TRAIN_FILE,
     clear_windows,
@@ -46,6 +45,8 @@ from maas.pipeline.windows import (
     read_window,
     write_windows,
 )
+from maas.pipeline.evaluation.result import Evaluation
+from maas.pipeline.training.progress import epoch_progress
 from maas.serving.inference import (
     MODEL_CONFIG_FILE,
     ONNX_FILE,
@@ -71,7 +72,7 @@ def ingest_data(data: DataParams, names: list[str] | None = None) -> IngestResul
     """Fill `raw_dir` from the task's source when it holds no partitions yet (`names`: write
     these partitions). Existing partitions are never overwritten: the folder is the input new
     partitions arrive in."""
-    from maas.pipeline.sources import ingest_partitions
+    from maas.pipeline.data.sources import ingest_partitions
 
     frequency = data.time.partition
     existing = list_partitions(data.raw_dir, frequency)
@@ -100,7 +101,7 @@ def validate_data(
     Raises:
         DataValidationError: a blocking expectation failed (nothing is written to processed_dir).
     """
-    from maas.pipeline.validation import raise_for_blocking, validate_partitions
+    from maas.pipeline.validation.run import raise_for_blocking, validate_partitions
 
     train_parts, test_parts = split_partitions(
         list_partitions(data.raw_dir, data.time.partition),
@@ -134,8 +135,11 @@ def validate_data(
     write_windows(data, train_window, test_window, lineage)
     log.info(
         "validate: %s (%d warnings; %d of %d partitions validated by an earlier run)",
-        report.status, len(report.warnings), len(report.cached), len(report.partitions),
-    )  # fmt: skip
+        report.status,
+        len(report.warnings),
+        len(report.cached),
+        len(report.partitions),
+    )
     return ValidateResult(
         status=report.status,
         train_partitions=train_hashes,
@@ -160,6 +164,7 @@ class TrainSummary:
 
 
 def train_model(
+    *,
     data: DataParams,
     features: FeatureParams,
     model: ModelParams,
@@ -169,15 +174,15 @@ def train_model(
 ) -> TrainSummary:
     """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir
     (the preprocessing JSON carries the request spec the service is generated from)."""
-    from maas.pipeline import distributed
-    from maas.pipeline.prepare import prepare_training, training_fingerprint
-    from maas.pipeline.train import fit
+    from maas.pipeline.training import distributed
+    from maas.pipeline.training.fit import fit
+    from maas.pipeline.training.prepare import prepare_training, training_fingerprint
 
     prepared = prepare_training(data, features, model, train, request)
     fingerprint = training_fingerprint(features, model, train, data, read_lineage(data))
     checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
-    # Under `torchrun --nproc_per_node N`: N data-parallel processes (maas.pipeline.distributed).
+    # Under `torchrun --nproc_per_node N`: N data-parallel processes (training.distributed).
     with distributed.session() as main, epoch_progress(train.max_epochs, main) as advance:
 
         def on_epoch_end(metrics: dict[str, float]) -> None:
@@ -232,7 +237,7 @@ def train_model(
 def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) -> None:
     """models_dir afresh: safetensors weights, preprocessing and model config JSON, the ONNX
     graph (exported on validation rows), and the training summary."""
-    from maas.pipeline.export import export_onnx, save_weights
+    from maas.pipeline.training.export import export_onnx, save_weights
 
     if out.exists():
         shutil.rmtree(out)
@@ -248,28 +253,29 @@ def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) ->
 
 
 def evaluate_model(
+    *,
     data: DataParams,
-    models_dir: Path,
-    seed: int,
-    validation_fraction: float,
+    train: TrainParams,
     evaluate: EvaluateParams,
     promotion: PromotionParams,
     registry: RegistryParams | None,
     tracking: RunTracking | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Score the served graph on the test month next to baselines and the champion; decide.
 
     Baselines are fitted on the rows the network trained on: the training window without its
-    latest `validation_fraction` (which only selected the network's epoch); `seed` seeds them.
+    latest `train.validation_fraction` (which only selected the network's epoch); `train.seed`
+    seeds them. The model is read from `train.models_dir`.
     `registry=None` skips the champion (no registry configured).
     """
-    from maas.pipeline.champion import champion_score
-    from maas.pipeline.evaluate import compute_metrics, fit_baselines
-    from maas.pipeline.export import check_onnx_parity, load_weights
-    from maas.pipeline.gate import decide_gate
-    from maas.pipeline.model import ModelConfig
-    from maas.pipeline.plots import write_plots
+    from maas.pipeline.evaluation.champion import champion_score
+    from maas.pipeline.evaluation.gate import decide_gate
+    from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
+    from maas.pipeline.evaluation.plots import write_plots
+    from maas.pipeline.training.export import check_onnx_parity, load_weights
+    from maas.pipeline.training.model import ModelConfig
 
+    models_dir = train.models_dir
     test = read_window(data, TEST_FILE)
     train_window = read_window(data, TRAIN_FILE)
     lineage = read_lineage(data)
@@ -280,8 +286,10 @@ def evaluate_model(
     cat, num = served.preprocessor.transform(test)
     config = ModelConfig.load(models_dir / MODEL_CONFIG_FILE)
     if config.head != kind:
-        raise MaasError(f"{models_dir} holds a {config.head} model and the task is {kind}: "
-                        "train it again (`maas run`, or `maas stage train`)")  # fmt: skip
+        raise MaasError(
+            f"{models_dir} holds a {config.head} model and the task is {kind}: "
+            "train it again (`maas run`, or `maas stage train`)"
+        )
     torch_model = load_weights(config, models_dir / WEIGHTS_FILE)
     parity = check_onnx_parity(
         torch_model, models_dir / ONNX_FILE, cat, num, evaluate.onnx_parity_tolerance
@@ -294,60 +302,75 @@ def evaluate_model(
         if optional
         else None
     )
-    fit_rows, _ = split_latest(train_window, validation_fraction, data.time)
+    fit_rows, _ = split_latest(train_window, train.validation_fraction, data.time)
     train_cat, train_num = served.preprocessor.transform(fit_rows)
     baseline_preds = fit_baselines(
-        baseline_names(list(evaluate.baselines), kind), train_cat, train_num,
-        fit_rows["label"].to_numpy(), cat, num, seed, kind, n_classes,
-    )  # fmt: skip
+        baseline_names(list(evaluate.baselines), kind),
+        train_cat,
+        train_num,
+        fit_rows["label"].to_numpy(),
+        cat,
+        num,
+        train.seed,
+        kind,
+        n_classes,
+    )
     baselines = {name: compute_metrics(labels, p, kind) for name, p in baseline_preds.items()}
     test_partitions = sorted(lineage["test_partitions"])
     classes = list(data.label.classes)
     champion = champion_score(registry, test, test_partitions, kind, classes) if registry else None
-    gate = decide_gate(test_metrics, baselines, champion, lineage["validation_status"], promotion,
-                       optional_absent=absent, kind=kind)  # fmt: skip
+    gate = decide_gate(
+        test_metrics,
+        baselines,
+        champion,
+        lineage["validation_status"],
+        promotion,
+        optional_absent=absent,
+        kind=kind,
+    )
     write_plots(labels, preds, evaluate.plots_dir, kind, classes)
     metric = gate_metric(kind, promotion.metric)
-    metrics = {
-        "kind": kind,
-        "classes": classes,
-        "gate_metric": metric.name,
-        "test": test_metrics,
-        "test_optional_absent": absent,
-        "optional_inputs": optional,
-        "baselines": baselines,
-        "champion": champion,
-        "gate": gate.to_dict(),
-        "test_rows": len(test),
-        "test_partitions": test_partitions,
-        "onnx_parity_max_abs_diff": parity,
-    }
+    metrics = Evaluation(
+        kind=kind,
+        classes=classes,
+        gate_metric=metric.name,
+        test=test_metrics,
+        test_optional_absent=absent,
+        optional_inputs=optional,
+        baselines=baselines,
+        champion=champion,
+        gate=gate,
+        test_rows=len(test),
+        test_partitions=test_partitions,
+        onnx_parity_max_abs_diff=parity,
+    )
     evaluate.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    evaluate.metrics_path.write_text(json.dumps(metrics, indent=1))
+    evaluate.metrics_path.write_text(json.dumps(metrics.to_json(), indent=1))
     if tracking is not None:
         log_evaluation(tracking, metrics, evaluate)
     log.info(
         "evaluate: %s %.4f, gate passed=%s promoted=%s",
-        metric.label, test_metrics[metric.name], gate.passed, gate.promoted,
-    )  # fmt: skip
+        metric.label,
+        test_metrics[metric.name],
+        gate.passed,
+        gate.promoted,
+    )
     return metrics
 
 
-def log_evaluation(
-    tracking: RunTracking, metrics: dict[str, Any], evaluate: EvaluateParams
-) -> None:
+def log_evaluation(tracking: RunTracking, metrics: Evaluation, evaluate: EvaluateParams) -> None:
     """The evaluation in the MLflow run: flat metrics, metrics.json, the plots, the gate tags."""
-    flat = {f"test_{k}": v for k, v in metrics["test"].items()}
+    flat = {f"test_{k}": v for k, v in metrics.test.items()}
     flat |= {
-        f"test_optional_absent_{k}": v for k, v in (metrics["test_optional_absent"] or {}).items()
+        f"test_optional_absent_{k}": v for k, v in (metrics.test_optional_absent or {}).items()
     }
-    flat |= {f"{b}_{k}": v for b, m in metrics["baselines"].items() for k, v in m.items()}
-    champion = metrics["champion"] or {}
+    flat |= {f"{b}_{k}": v for b, m in metrics.baselines.items() for k, v in m.items()}
+    champion = metrics.champion or {}
     flat |= {f"champion_{k}": v for k, v in champion.items() if isinstance(v, float)}
-    tracking.log_metrics({**flat, "onnx_parity_max_abs_diff": metrics["onnx_parity_max_abs_diff"]})
+    tracking.log_metrics({**flat, "onnx_parity_max_abs_diff": metrics.onnx_parity_max_abs_diff})
     tracking.log_artifact(evaluate.metrics_path, "evaluation")
     tracking.log_artifacts(evaluate.plots_dir, "evaluation/plots")
-    gate = metrics["gate"]
+    gate = metrics.gate
     tracking.set_tags(
-        {"gate_passed": str(gate["passed"]).lower(), "gate_promoted": str(gate["promoted"]).lower()}
+        {"gate_passed": str(gate.passed).lower(), "gate_promoted": str(gate.promoted).lower()}
     )

@@ -13,9 +13,9 @@ import zipfile
 from pathlib import Path
 
 from maas.config import PackagingParams
+from maas.errors import ContainerError
 from maas.release.containers import (
     CA_BUNDLE_IN_IMAGE,
-    ContainerError,
     ImageInfo,
     backend_problem,
     cache_home,
@@ -86,8 +86,14 @@ def _install_uv(rootfs: Path, wheel: Path) -> None:
 
 def _slim_rootfs(rootfs: Path) -> None:
     """Drop what a serving image never reads: apt caches and lists, docs, man pages, locales."""
-    for relative in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-                     "usr/share/info", "usr/share/locale"):  # fmt: skip
+    for relative in (
+        "var/cache/apt",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+    ):
         folder = rootfs / relative
         if folder.is_dir():
             for child in folder.iterdir():

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import PackagingParams, RegistryParams, ServingParams
+from maas.errors import PackagingError
 from maas.naming import named
-from maas.release.errors import PackagingError
 from maas.serving.inference import SERVING_FILES, verify_digests
 from maas.tracking.registry import (
     download_serving_artifacts,
@@ -29,8 +29,14 @@ from maas.tracking.serving_code import BENTOFILE, SRC_DIR, read_bentofile
 
 log = logging.getLogger(__name__)
 
-LINEAGE_TAGS = ("git_commit", "train_partitions", "test_partitions", "validation_status",
-                "gate_passed", "params_digest")  # fmt: skip
+LINEAGE_TAGS = (
+    "git_commit",
+    "train_partitions",
+    "test_partitions",
+    "validation_status",
+    "gate_passed",
+    "params_digest",
+)
 
 
 def bento_model_tag(model_name: str, release: str) -> str:
@@ -63,12 +69,18 @@ def create_bento_model(client: Any, registry: RegistryParams, version: Any) -> s
             "model_version": str(version.version),
             "run_id": version.run_id,
             "sha256": digests,
-            "test_metrics": {k[5:]: float(v) for k, v in tags.items() if k.startswith("test_")
-                             and k != "test_partitions"},
+            "test_metrics": {
+                k[5:]: float(v)
+                for k, v in tags.items()
+                if k.startswith("test_") and k != "test_partitions"
+            },
             **{key: tags.get(key, "") for key in LINEAGE_TAGS},
-        }  # fmt: skip
-        labels = {"registered_model": registry.model_name, "model_version": str(version.version),
-                  "run_id": str(version.run_id)}  # fmt: skip
+        }
+        labels = {
+            "registered_model": registry.model_name,
+            "model_version": str(version.version),
+            "run_id": str(version.run_id),
+        }
         labels |= {f"sha256_{name.replace('.', '_')}": value for name, value in digests.items()}
         with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
             for name in SERVING_FILES:
@@ -139,10 +151,25 @@ def build_bento(
         return tag, True
     except NotFound:
         pass
-    command = [sys.executable, "-m", "bentoml", "build", str(code), "--bentofile",
-               str(code / "bentofile.yaml"), "--name", name, "--version", tag.split(":")[1],
-               "--label", f"registered_model={model_name}", "--label",
-               f"model_version={version}", "--output", "tag"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "build",
+        str(code),
+        "--bentofile",
+        str(code / "bentofile.yaml"),
+        "--name",
+        name,
+        "--version",
+        tag.split(":")[1],
+        "--label",
+        f"registered_model={model_name}",
+        "--label",
+        f"model_version={version}",
+        "--output",
+        "tag",
+    ]
     for key, value in args.items():
         command += ["--arg", f"{key}={value}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -165,8 +192,19 @@ def serve_command(
     """`bentoml serve` of the service for one BentoML model (development, no container: the
     checkout's serving code, which may differ from the code the version was registered with)."""
     service = read_bentofile(bentofile)["service"]
-    command = [sys.executable, "-m", "bentoml", "serve", service,
-               "--host", host, "--port", str(port), "--working-dir", str(SRC_DIR)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        service,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--working-dir",
+        str(SRC_DIR),
+    ]
     for key, value in service_args(model_tag, packaging, serving).items():
         command += ["--arg", f"{key}={value}"]
     return command

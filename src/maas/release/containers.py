@@ -17,17 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.errors import MaasError
+from maas.errors import ContainerError
 from maas.net import ProcessExited, wait_for_http
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("docker", "podman", "buildah")
 CA_BUNDLE_IN_IMAGE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-class ContainerError(MaasError):
-    """A container tool is missing or a build/run failed; the message says which and why."""
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import subprocess
 from typing import Any
 
 from maas.config import PackagingParams
+from maas.errors import PackagingError
 from maas.naming import named
 from maas.release import containers
 from maas.release.base_image import build_base_image
-from maas.release.errors import PackagingError
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def ensure_base_image(runtime: str, packaging: PackagingParams) -> None:
             mirror=packaging.base_image_mirror,
         )
         return
-    pulled = subprocess.run([runtime, "pull", packaging.base_image], capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
+    pulled = subprocess.run(
+        [runtime, "pull", packaging.base_image], capture_output=True, text=True, timeout=600
+    )
     if pulled.returncode != 0:
         reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1][:300]
         raise PackagingError(

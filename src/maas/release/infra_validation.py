@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from maas.config import PackagingParams, ServingParams
+from maas.errors import PackagingError
 from maas.net import free_port
 from maas.release import containers
-from maas.release.errors import PackagingError
 from maas.serving.inference import output_difference
 from maas.serving.request import RequestSpec
 from maas.tracking.serving_code import score_with
@@ -95,9 +95,11 @@ def validate_endpoint(
         diff = output_difference(got, expected)
         if diff > tolerance:
             return InfraValidation(
-                False, f"predictions differ from the registered model by {diff:.3g} > {tolerance}",
-                {}, diff,
-            )  # fmt: skip
+                False,
+                f"predictions differ from the registered model by {diff:.3g} > {tolerance}",
+                {},
+                diff,
+            )
         timings = []
         for index in range(latency_requests):
             payload = {key: [records[index % len(records)]]}

@@ -15,9 +15,9 @@ from typing import Any
 
 from maas.clock import timed, utc_timestamp
 from maas.config import PackagingParams, RegistryParams, ServingParams
+from maas.errors import PackagingError
 from maas.release import containers
 from maas.release.bento import bento_model_path, build_bento, create_bento_model
-from maas.release.errors import PackagingError
 from maas.release.images import build_image, ensure_base_image, image_name
 from maas.release.infra_validation import expected_predictions, infra_validate
 from maas.serving.inference import request_spec
@@ -94,9 +94,15 @@ def _package(
         model_tag = create_bento_model(client, registry, version)
     with timed(timings, "bento_build"):
         bento_tag, bento_reused = build_bento(
-            registry.model_name, number, model_tag, version_digests(version), code,
-            version.tags[DIGEST_TAG], packaging, serving,
-        )  # fmt: skip
+            registry.model_name,
+            number,
+            model_tag,
+            version_digests(version),
+            code,
+            version.tags[DIGEST_TAG],
+            packaging,
+            serving,
+        )
     result = PackageResult(registry.model_name, number, bento_tag, timings=timings)
     if bento_reused:
         result.reused.append("bento")
@@ -113,13 +119,23 @@ def _package(
     if "infra_validation" in result.reused:
         return result
     records, expected = expected_predictions(
-        f"models:/{registry.model_name}/{number}", packaging.infra_validation.sample_rows,
-        code, bento_model_path(model_tag),
-    )  # fmt: skip
+        f"models:/{registry.model_name}/{number}",
+        packaging.infra_validation.sample_rows,
+        code,
+        bento_model_path(model_tag),
+    )
     assert result.image is not None  # set by _image
     with timed(timings, "infra_validation"):
-        report = infra_validate(runtime, result.image, number, records, expected, packaging,
-                                serving, request_spec(bento_model_path(model_tag)))  # fmt: skip
+        report = infra_validate(
+            runtime,
+            result.image,
+            number,
+            records,
+            expected,
+            packaging,
+            serving,
+            request_spec(bento_model_path(model_tag)),
+        )
     result.latency_ms = report.latency_ms
     result.infra_validation = "passed" if report.passed else f"failed: {report.reason}"
     tags |= {"infra_validation": result.infra_validation, "packaged_at": utc_timestamp()}
@@ -156,5 +172,9 @@ def _image(
             info = build_image(result.bento_tag, image, result.backend, runtime, packaging)
     result.image, result.image_id, result.image_size_bytes = image, info.id, info.size_bytes
     result.image_user = containers.image_user(runtime, image)
-    return {"bento_tag": result.bento_tag, "image": image, "image_id": info.id,
-            "image_size_bytes": str(info.size_bytes)}  # fmt: skip
+    return {
+        "bento_tag": result.bento_tag,
+        "image": image,
+        "image_id": info.id,
+        "image_size_bytes": str(info.size_bytes),
+    }

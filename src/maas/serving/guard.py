@@ -93,8 +93,10 @@ class ApiGuard:
         except Exception:  # scoring failed: BentoML's handler runs it again and reports it
             answer = None
         if answer is not None:
-            headers = [(b"content-type", b"application/json"),
-                       (b"content-length", str(len(answer)).encode())]  # fmt: skip
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(answer)).encode()),
+            ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": answer})
             return
@@ -145,8 +147,11 @@ async def _reply(
     send: Any, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode()), *(extra or [])]  # fmt: skip
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -184,8 +184,16 @@ class PredictionLog:
                 f'{{"time":"{dt.datetime.now(dt.UTC).isoformat()}",'
                 f'"request_id":"{self._id}{self._sequence}",'
             )
-            line = b"".join((head.encode(), self._prefix, _one_line(request),
-                             b',"response":', _one_line(response), b"}\n"))  # fmt: skip
+            line = b"".join(
+                (
+                    head.encode(),
+                    self._prefix,
+                    _one_line(request),
+                    b',"response":',
+                    _one_line(response),
+                    b"}\n",
+                )
+            )
             self._file.write(line)  # rotation, the write, a flush now and then
         except Exception:  # the file reports its own errors; anything else is a loss too
             self._lose(1)

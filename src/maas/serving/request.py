@@ -31,7 +31,7 @@ class RequestSpec:
     body_key: str
     fields: tuple[FieldSpec, ...]
     kind: str = "binary"  # binary | multiclass | regression
-    # the output field names (the task's serving.outputs, maas.config.task.OutputNames):
+    # the output field names (the task's serving.outputs, maas.config.task_spec.OutputNames):
     # binary "probability", "decision"; multiclass "predicted_class", "probabilities";
     # regression "value"
     outputs: dict[str, str] = field(default_factory=dict)
@@ -57,15 +57,22 @@ class RequestSpec:
         """The response's fields of one prediction, the first being the one compared in
         infra-validation (binary: the probability; multiclass: the class probabilities;
         regression: the value)."""
-        keys = {"binary": ("probability", "decision"),
-                "multiclass": ("probabilities", "predicted_class"),
-                "regression": ("value",)}[self.kind]  # fmt: skip
+        keys = {
+            "binary": ("probability", "decision"),
+            "multiclass": ("probabilities", "predicted_class"),
+            "regression": ("value",),
+        }[self.kind]
         return tuple(self.outputs[key] for key in keys)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"body_key": self.body_key, "kind": self.kind, "outputs": dict(self.outputs),
-                "fields": [asdict(spec) for spec in self.fields],
-                "example": dict(self.example), "classes": list(self.classes)}  # fmt: skip
+        return {
+            "body_key": self.body_key,
+            "kind": self.kind,
+            "outputs": dict(self.outputs),
+            "fields": [asdict(spec) for spec in self.fields],
+            "example": dict(self.example),
+            "classes": list(self.classes),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestSpec:
@@ -132,9 +139,11 @@ def prediction_model(spec: RequestSpec) -> type[BaseModel]:
         names: Any = Literal.__getitem__(spec.classes)  # the class values, as an enum
         outputs = {
             predicted: (names, Field(..., description="the most probable class")),
-            probabilities: (dict[str, float], Field(
-                ..., description=f"each class's probability: {', '.join(spec.classes)}")),
-        }  # fmt: skip
+            probabilities: (
+                dict[str, float],
+                Field(..., description=f"each class's probability: {', '.join(spec.classes)}"),
+            ),
+        }
     elif spec.kind == "regression":
         outputs = {spec.output_fields[0]: (float, ...)}
     else:

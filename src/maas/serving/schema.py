@@ -53,8 +53,10 @@ class Schema:
         if spec.kind == "multiclass":
             probabilities, predicted = spec.output_fields
             best = max(range(len(row)), key=row.__getitem__)
-            return {predicted: spec.classes[best],
-                    probabilities: dict(zip(spec.classes, row, strict=True))}  # fmt: skip
+            return {
+                predicted: spec.classes[best],
+                probabilities: dict(zip(spec.classes, row, strict=True)),
+            }
         if spec.kind == "regression":
             return {spec.output_fields[0]: row}
         return {spec.probability: row, spec.decision: row >= THRESHOLD}

@@ -42,13 +42,15 @@ class TaskModel(PythonModel):
         if request.kind == "multiclass":
             probabilities, predicted = request.output_fields
             columns = {predicted: np.asarray(request.classes)[outputs.argmax(axis=1)]}
-            columns |= {f"{probabilities}_{c}": outputs[:, i]
-                        for i, c in enumerate(request.classes)}  # fmt: skip
+            columns |= {
+                f"{probabilities}_{c}": outputs[:, i] for i, c in enumerate(request.classes)
+            }
             return pd.DataFrame(columns)
         if request.kind == "regression":
             return pd.DataFrame({request.output_fields[0]: outputs})
-        return pd.DataFrame({request.probability: outputs,
-                             request.decision: outputs >= self.threshold})  # fmt: skip
+        return pd.DataFrame(
+            {request.probability: outputs, request.decision: outputs >= self.threshold}
+        )
 
 
 mlflow.models.set_model(TaskModel())

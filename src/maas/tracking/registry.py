@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import RegistryParams
+from maas.errors import RegistryError
 from maas.serving.inference import (
     MODEL_CONFIG_FILE,
     ONNX_FILE,
@@ -24,7 +25,6 @@ from maas.serving.inference import (
 )
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking import serving_code
-from maas.tracking.store import RegistryError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import Params
-from maas.errors import MaasError
+from maas.errors import TrackingServerError
 from maas.files import read_or_create_secret
 from maas.net import ProcessExited, parse_address, wait_for_http
 from maas.tracking.store import resolve_tracking_uri
@@ -24,10 +24,6 @@ from maas.tracking.webhooks import ALIAS_EVENTS, load_or_create_secret
 log = logging.getLogger(__name__)
 
 WEBHOOK_NAME = "maas-controller"
-
-
-class TrackingServerError(MaasError):
-    """The MLflow server did not start or the webhook could not be registered."""
 
 
 def fernet_key(path: Path) -> str:
@@ -76,11 +72,26 @@ def start_server(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handle = log_file.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
-         "--artifacts-destination", artifacts_destination,
-         "--host", host, "--port", str(port), "--workers", "1"],
-        env=server_environment(params), stdout=handle, stderr=handle,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            artifacts_destination,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=server_environment(params),
+        stdout=handle,
+        stderr=handle,
+    )
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
@@ -105,13 +116,19 @@ def register_webhook(server_url: str, params: Params) -> Any:
     existing = [w for w in client.list_webhooks() if w.name == WEBHOOK_NAME]
     if existing:
         return client.update_webhook(
-            existing[0].webhook_id, url=url, events=events, secret=secret,
+            existing[0].webhook_id,
+            url=url,
+            events=events,
+            secret=secret,
             status="ACTIVE",
-        )  # fmt: skip
+        )
     return client.create_webhook(
-        WEBHOOK_NAME, url, events=events, secret=secret,
+        WEBHOOK_NAME,
+        url,
+        events=events,
+        secret=secret,
         description="maas promotion controller: champion moved -> deploy",
-    )  # fmt: skip
+    )
 
 
 def start_ui(

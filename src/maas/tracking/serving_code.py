@@ -16,16 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from maas.errors import MaasError
+from maas.errors import ServingCodeError
 
 SRC_DIR = Path(__file__).resolve().parents[2]  # the checkout's build context (holds maas/)
 BENTOFILE = SRC_DIR.parent / "bentofile.yaml"  # beside src/, whatever the working directory
 ARTIFACT = "serving_code"  # the folder in the logged model's artifacts
 DIGEST_TAG = "serving_code_sha256"  # on the model version
-
-
-class ServingCodeError(MaasError):
-    """A version's recorded serving code is missing or does not match its digest."""
 
 
 def read_bentofile(bentofile: Path = BENTOFILE) -> dict[str, Any]:
@@ -109,10 +105,19 @@ def score_with(context: Path, model_dir: Path, frame: Any) -> Any:
         rows, probs = Path(tmp) / "rows.parquet", Path(tmp) / "probs.npy"
         frame.to_parquet(rows, index=False)
         done = subprocess.run(
-            [sys.executable, "-c", SCORE_SCRIPT, str(context), str(model_dir), str(rows),
-             str(probs)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                SCORE_SCRIPT,
+                str(context),
+                str(model_dir),
+                str(rows),
+                str(probs),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ServingCodeError(f"scoring with the recorded serving code failed: {tail}")

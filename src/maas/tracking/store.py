@@ -9,14 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from maas.config import RegistryParams
-from maas.errors import MaasError
+from maas.errors import RegistryError
 from maas.files import locked
 
 DEFAULT_STORE = Path(".maas")
-
-
-class RegistryError(MaasError):
-    """The registry is unreachable or a version/alias does not exist; the message says which."""
 
 
 def resolve_tracking_uri(params: RegistryParams) -> str:

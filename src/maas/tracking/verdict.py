@@ -18,17 +18,13 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from maas.errors import MaasError
+from maas.errors import VerdictKeyError
 from maas.files import required_secret
 
 KEY_ENV = "MAAS_GATE_KEY"
 SIGNATURE_TAG = "gate_signature"
 SIGNED_TAGS = ("gate_passed", "gate_promoted", "validation_status", "serving_code_sha256")
 DIGEST_PREFIX = "sha256."  # the artifact digests (maas.tracking.registry.SHA_TAG_PREFIX)
-
-
-class VerdictKeyError(MaasError):
-    """The signing key cannot be used (blank)."""
 
 
 def load_key(path: Path) -> str:

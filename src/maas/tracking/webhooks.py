@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from maas.errors import MaasError
+from maas.errors import WebhookSecretError
 from maas.files import required_secret
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
@@ -21,10 +21,6 @@ DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 ALIAS_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
 SECRET_ENV = "MAAS_WEBHOOK_SECRET"
-
-
-class WebhookSecretError(MaasError):
-    """The webhook secret is empty: an HMAC with an empty key authenticates nobody."""
 
 
 def load_or_create_secret(path: Path) -> str:

@@ -16,12 +16,21 @@ from maas.monitor.policy import judge, may_retrain
 
 def _served(days: list[int], probability: list[float]) -> pd.DataFrame:
     n = len(days)
-    return pd.DataFrame({
-        "year": 2013, "month": 7, "day": days, "carrier": "UA", "flight": range(100, 100 + n),
-        "origin": "EWR", "sched_dep_time": 905, "delay_probability": probability,
-        "request_id": [f"r{i}" for i in range(n)], "model_version": "1",
-        "logged_at": pd.Timestamp("2026-11-30T10:00:00Z"),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "year": 2013,
+            "month": 7,
+            "day": days,
+            "carrier": "UA",
+            "flight": range(100, 100 + n),
+            "origin": "EWR",
+            "sched_dep_time": 905,
+            "delay_probability": probability,
+            "request_id": [f"r{i}" for i in range(n)],
+            "model_version": "1",
+            "logged_at": pd.Timestamp("2026-11-30T10:00:00Z"),
+        }
+    )
 
 
 def test_a_record_belongs_to_its_own_time_else_to_when_it_was_served(params: Params) -> None:
@@ -86,8 +95,12 @@ def test_retraining_waits_for_the_cooldown(params: Params) -> None:
     assert may_retrain(on, None, now, newest="2013-08", seen="2013-07") is None
 
 
-BAD = ["monitoring.drift_share=0", "monitoring.min_rows=0", "monitoring.unknown=1",
-       "monitoring.log_max_bytes=10"]  # fmt: skip
+BAD = [
+    "monitoring.drift_share=0",
+    "monitoring.min_rows=0",
+    "monitoring.unknown=1",
+    "monitoring.log_max_bytes=10",
+]
 
 
 @pytest.mark.parametrize("bad", BAD)

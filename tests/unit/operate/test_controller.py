@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from maas.config import load_params
+from maas.errors import LockBusy
 from maas.operate.audit import audit, read_audit
-from maas.operate.controller import OVERRIDE_TAG, LockBusy, controller_lock, policy_problem
+from maas.operate.controller import OVERRIDE_TAG, controller_lock, policy_problem
 from maas.operate.history import previous_deployed_version
 from maas.operate.kubernetes import render_kubernetes
 from tests.helpers import ROOT
@@ -21,13 +22,19 @@ PASSED = {"validation_status": "passed", "gate_passed": "true", "infra_validatio
 def kubernetes_params(tmp_path: Path, *overrides: str):
     """A real SQLite registry and the real kubernetes target (renders manifests); `overrides`
     come last and win."""
-    return load_params(ROOT / "params.yaml", [
-        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"registry.artifact_root={tmp_path / 'artifacts'}",
-        f"deploy.state_dir={tmp_path / 'deploy'}", f"deploy.audit_log={tmp_path / 'a.jsonl'}",
-        "deploy.target=kubernetes", f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
-        f"promotion.verdict_key_file={tmp_path / 'gate.key'}", *overrides,
-    ])  # fmt: skip
+    return load_params(
+        ROOT / "params.yaml",
+        [
+            f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"registry.artifact_root={tmp_path / 'artifacts'}",
+            f"deploy.state_dir={tmp_path / 'deploy'}",
+            f"deploy.audit_log={tmp_path / 'a.jsonl'}",
+            "deploy.target=kubernetes",
+            f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
+            f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
+            *overrides,
+        ],
+    )
 
 
 def champion_by_hand(client, params, source: Path, tags: dict[str, str], signed: bool = True):
@@ -64,8 +71,10 @@ def test_audit_trail_appends_and_finds_the_previous_deployment(tmp_path: Path) -
     audit(params, "refused", "3", reason="gate")
     events = read_audit(params)
     assert [(e["event"], e["version"]) for e in events] == [
-        ("deployed", "1"), ("deployed", "2"), ("refused", "3")
-    ]  # fmt: skip
+        ("deployed", "1"),
+        ("deployed", "2"),
+        ("refused", "3"),
+    ]
     assert events[0]["actor"] == "controller" and events[0]["ts"].endswith("Z")
     assert previous_deployed_version(params, "2") == "1"
     assert previous_deployed_version(params, "1") == "2"
@@ -202,8 +211,10 @@ def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
     """v1, v2, v3 deployed, then one rollback (to v2): the next rollback goes to v1, not back
     to the bad v3; events of another model in the same trail are not this model's history."""
     params = load_params(ROOT / "params.yaml", [f"deploy.audit_log={tmp_path / 'a.jsonl'}"])
-    other = load_params(ROOT / "params.yaml", [f"deploy.audit_log={tmp_path / 'a.jsonl'}",
-                                               "registry.model_name=other"])  # fmt: skip
+    other = load_params(
+        ROOT / "params.yaml",
+        [f"deploy.audit_log={tmp_path / 'a.jsonl'}", "registry.model_name=other"],
+    )
     for version in ("1", "2", "3"):
         audit(params, "deployed", version)
     audit(other, "deployed", "9")

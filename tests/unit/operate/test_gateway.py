@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from maas.errors import DeployError
 from maas.net import free_port, wait_until
-from maas.operate.deployment import DeployError
 from maas.operate.gateway import Gateway
 from maas.operate.gateway_routes import FORMAT, POOL
 
@@ -104,8 +104,12 @@ def test_switching_under_load_fails_no_request_and_a_killed_gateway_comes_back(g
         gateway.ensure()  # what the controller does when a pass finds it gone
         assert gateway.running() and int(gateway.pid_file.read_text()) != pid
         assert httpx.post(url, json={}).text == "a"  # from its table: the same routes
-        assert httpx.post(f"http://127.0.0.1:{gateway.port}/models/m/versions/31/predict",
-                          json={}).text == "a"  # fmt: skip
+        assert (
+            httpx.post(
+                f"http://127.0.0.1:{gateway.port}/models/m/versions/31/predict", json={}
+            ).text
+            == "a"
+        )
     finally:
         a.shutdown()
         b.shutdown()
@@ -140,8 +144,12 @@ def test_models_join_and_leave_the_running_gateway_without_a_reload(gateway) -> 
         threads = hammer(f"{base}/models/m/predict", seen, stop)
         stop.wait(0.3)
         gateway.switch("other-task", [port_b], "7")
-        gateway.publish({"m": {"model": "m", "state": "serving", "detail": "a; b \\ c"},
-                         "other-task": {"model": "other-task", "state": "serving"}})  # fmt: skip
+        gateway.publish(
+            {
+                "m": {"model": "m", "state": "serving", "detail": "a; b \\ c"},
+                "other-task": {"model": "other-task", "state": "serving"},
+            }
+        )
         assert httpx.post(f"{base}/models/other-task/predict", json={}).text == "b"
         assert httpx.post(f"{base}/models/other-task/metadata", json={}).text == "b:/metadata"
         assert httpx.post(f"{base}/predict", json={}).text == "a"  # the default model
@@ -154,8 +162,11 @@ def test_models_join_and_leave_the_running_gateway_without_a_reload(gateway) -> 
         assert httpx.get(f"{base}/models/other-task").json()["state"] == "serving"
         unknown = httpx.post(f'{base}/models/hotel"rates/predict', json={})
         assert unknown.status_code == 404
-        assert unknown.json() == {"error": "no such model", "model": "hotel%22rates",
-                                  "models": ["m", "other-task"]}  # fmt: skip
+        assert unknown.json() == {
+            "error": "no such model",
+            "model": "hotel%22rates",
+            "models": ["m", "other-task"],
+        }
         b.shutdown()
         b.server_close()  # other-task's only container dies: 503 for it, m keeps answering
         assert httpx.post(f"{base}/models/other-task/predict", json={}).status_code == 503

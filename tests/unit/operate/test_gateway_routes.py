@@ -45,7 +45,7 @@ def test_maps_route_served_models_only_and_the_catalog_is_one_line_each(tmp_path
 def test_a_table_that_does_not_parse_is_an_error_not_an_empty_one(tmp_path: Path) -> None:
     import pytest
 
-    from maas.operate.deployment import DeployError
+    from maas.errors import DeployError
 
     (tmp_path / "gateway.json").write_text('{"routes": {"a": {"backend": "b0", "port": 1}}}')
     with pytest.raises(DeployError, match="does not parse"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maas.operate.deployment import DeployError
+from maas.errors import DeployError
 from maas.operate.kubernetes import INGRESS_FILE, KubernetesTarget, checked
 
 
@@ -17,10 +17,14 @@ def test_one_ingress_routes_every_model_and_follows_them_out(tmp_path: Path) -> 
     target.deploy("flight-delay", "3", "maas-flight-delay:v3", "ab12" * 16)
     target.deploy("hotel-rates", "1", "maas-hotel-rates:v1", "cd34" * 16)
     ingress = yaml.safe_load((tmp_path / "k8s" / INGRESS_FILE).read_text())
-    paths = {p["path"]: p["backend"]["service"]["name"]
-             for p in ingress["spec"]["rules"][0]["http"]["paths"]}  # fmt: skip
-    assert paths == {"/models/flight-delay(/|$)(.*)": "maas-flight-delay",
-                     "/models/hotel-rates(/|$)(.*)": "maas-hotel-rates"}  # fmt: skip
+    paths = {
+        p["path"]: p["backend"]["service"]["name"]
+        for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert paths == {
+        "/models/flight-delay(/|$)(.*)": "maas-flight-delay",
+        "/models/hotel-rates(/|$)(.*)": "maas-hotel-rates",
+    }
     assert ingress["spec"]["defaultBackend"]["service"]["name"] == "maas-flight-delay"
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"] == "/$2"
 
@@ -56,9 +60,11 @@ def test_pods_log_their_predictions_to_a_claim_of_the_model(tmp_path: Path) -> N
     from maas.serving import prediction_log
 
     settings = MonitoringParams(
-        log_max_bytes=1 << 20, log_backups=3,
-        kubernetes_storage_class="nfs-client", kubernetes_log_size="5Gi",
-    )  # fmt: skip
+        log_max_bytes=1 << 20,
+        log_backups=3,
+        kubernetes_storage_class="nfs-client",
+        kubernetes_log_size="5Gi",
+    )
     target = KubernetesTarget(tmp_path / "state", tmp_path / "k8s", replicas=2, monitoring=settings)
     target.deploy("flight-delay", "3", "maas-flight-delay:v3", "")
     manifest = (tmp_path / "k8s" / "maas-flight-delay.yaml").read_text()

@@ -73,8 +73,11 @@ def test_one_version_says_deployed_and_moves_outside_maas_are_audited(tmp_path: 
     assert reconcile_once(params, client, target, release).action == "deployed"
     assert events()[-2:] == [("rollback", "1", outsider), ("deployed", "1", "controller")]
     assert status("2")["deploy_status"] == "rolled_back"
-    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")
-            if v.tags.get("deploy_status") == "deployed"] == ["1"]  # fmt: skip
+    assert [
+        str(v.version)
+        for v in client.search_model_versions(f"name = '{name}'")
+        if v.tags.get("deploy_status") == "deployed"
+    ] == ["1"]
 
     promote(params, "2")  # audited by maas itself: the controller adds no second record
     assert reconcile_once(params, client, target, release).action == "deployed"
@@ -97,8 +100,11 @@ def test_undeploy_takes_the_model_out_of_service_and_a_missing_model_does_not(
 
     assert reconcile_once(params, client, target, release).action == "deployed"
     # a controller pointed at a registry without this model (a wrong URI) stops nothing
-    elsewhere = kubernetes_params(tmp_path, f"registry.tracking_uri=sqlite:///{tmp_path / 'o.db'}",
-                                  f"registry.artifact_root={tmp_path / 'other'}")  # fmt: skip
+    elsewhere = kubernetes_params(
+        tmp_path,
+        f"registry.tracking_uri=sqlite:///{tmp_path / 'o.db'}",
+        f"registry.artifact_root={tmp_path / 'other'}",
+    )
     other = MlflowClient(elsewhere.registry.tracking_uri, elsewhere.registry.tracking_uri)
     outcome = reconcile_once(elsewhere, other, make_target(elsewhere), release)
     assert outcome.action == "no_champion" and "not found" in outcome.detail

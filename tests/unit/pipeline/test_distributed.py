@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from maas.pipeline.train import iterate_batches, steps_per_epoch
+from maas.pipeline.training.fit import iterate_batches, steps_per_epoch
 
 
 def test_shards_are_equal_disjoint_and_cover_the_epoch() -> None:

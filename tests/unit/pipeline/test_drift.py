@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from maas.pipeline.drift import compare, write_report
+from maas.pipeline.data.shift import compare, write_report
 
 
 def _rows(rng: np.random.Generator, n: int, temp_mean: float, carriers: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "temp": rng.normal(temp_mean, 10, n),
-        "distance": rng.integers(100, 3000, n),
-        "carrier": rng.choice(list(carriers), n),
-        "wind_gust": np.full(n, np.nan),  # empty: not tested, named
-        "p": rng.uniform(0, 1, n),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "temp": rng.normal(temp_mean, 10, n),
+            "distance": rng.integers(100, 3000, n),
+            "carrier": rng.choice(list(carriers), n),
+            "wind_gust": np.full(n, np.nan),  # empty: not tested, named
+            "p": rng.uniform(0, 1, n),
+        }
+    )
 
 
 def test_a_shifted_period_drifts_and_an_unshifted_one_does_not(tmp_path) -> None:

@@ -23,9 +23,24 @@ def test_task_init_adds_the_tasks_stages_to_dvc_yaml(tmp_path: Path, monkeypatch
     (tmp_path / "params.tuned.yaml").write_text("{}\n")
     data = write(tmp_path, orders())
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["task", "init", "orders", "--data", str(data), "--label",
-                                      "returned", "--time", "placed", "--exclude", "order_id",
-                                      "-p", str(tmp_path / "params.yaml")])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "task",
+            "init",
+            "orders",
+            "--data",
+            str(data),
+            "--label",
+            "returned",
+            "--time",
+            "placed",
+            "--exclude",
+            "order_id",
+            "-p",
+            str(tmp_path / "params.yaml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "evaluate-orders" in result.output
     text = (tmp_path / "dvc.yaml").read_text()
@@ -34,14 +49,36 @@ def test_task_init_adds_the_tasks_stages_to_dvc_yaml(tmp_path: Path, monkeypatch
     with Repo(str(tmp_path)) as repo:
         stages = {stage.addressing: stage for stage in repo.index.stages}
         repo.index.graph  # noqa: B018  DVC refuses overlapping outputs here
-    assert {"validate", "train-hotel-rates", "ingest-orders", "validate-orders", "train-orders",
-            "evaluate-orders"} <= set(stages)  # fmt: skip
+    assert {
+        "validate",
+        "train-hotel-rates",
+        "ingest-orders",
+        "validate-orders",
+        "train-orders",
+        "evaluate-orders",
+    } <= set(stages)
     assert stages["train-orders"].cmd == "maas stage train --task orders"
     assert [out.def_path for out in stages["ingest-orders"].outs] == ["data/orders/raw"]
     assert "orders.csv" in [dep.def_path for dep in stages["ingest-orders"].deps]  # its source
-    again = CliRunner().invoke(app, ["task", "init", "orders", "--data", str(data), "--label",
-                                     "returned", "--time", "placed", "--exclude", "order_id",
-                                     "--force", "-p", str(tmp_path / "params.yaml")])  # fmt: skip
+    again = CliRunner().invoke(
+        app,
+        [
+            "task",
+            "init",
+            "orders",
+            "--data",
+            str(data),
+            "--label",
+            "returned",
+            "--time",
+            "placed",
+            "--exclude",
+            "order_id",
+            "--force",
+            "-p",
+            str(tmp_path / "params.yaml"),
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert (tmp_path / "dvc.yaml").read_text().count("train-orders:") == 1  # replaced, not added
 
@@ -52,8 +89,18 @@ def test_task_init_refusals_are_named(tmp_path: Path) -> None:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
     data = write(tmp_path, orders())
-    base = ["task", "init", "--data", str(data), "--label", "returned", "--time", "placed",
-            "-p", str(tmp_path / "params.yaml")]  # fmt: skip
+    base = [
+        "task",
+        "init",
+        "--data",
+        str(data),
+        "--label",
+        "returned",
+        "--time",
+        "placed",
+        "-p",
+        str(tmp_path / "params.yaml"),
+    ]
     cases = [
         (["hotel-rates"], "task 'hotel-rates' exists"),
         (["orders", "--partition", "fortnight"], "--partition 'fortnight'"),

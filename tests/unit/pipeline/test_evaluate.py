@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from maas.config import PromotionParams
-from maas.pipeline.evaluate import compute_metrics, fit_baselines
-from maas.pipeline.gate import decide_gate
-from maas.pipeline.plots import write_plots
+from maas.pipeline.evaluation.gate import decide_gate
+from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
+from maas.pipeline.evaluation.plots import write_plots
 
 BASELINES = {"prior": {"roc_auc": 0.5}, "logistic_regression": {"roc_auc": 0.70}}
 POLICY = PromotionParams(
@@ -148,8 +148,10 @@ def test_the_floor_holds_for_requests_without_the_optional_inputs() -> None:
         {"roc_auc": 0.72}, BASELINES, None, "passed", POLICY, optional_absent=absent
     )
     assert not decision.passed and not decision.promoted
-    assert any("0.5800 with the optional inputs absent is below the floor 0.6000" in r
-               for r in decision.reasons)  # fmt: skip
+    assert any(
+        "0.5800 with the optional inputs absent is below the floor 0.6000" in r
+        for r in decision.reasons
+    )
     fine = decide_gate(
         {"roc_auc": 0.72}, BASELINES, None, "passed", POLICY, optional_absent={"roc_auc": 0.62}
     )

@@ -5,14 +5,9 @@ import json
 import pytest
 import torch
 
-from maas.pipeline.export import (
-    ExportError,
-    check_onnx_parity,
-    export_onnx,
-    load_weights,
-    save_weights,
-)
-from maas.pipeline.model import TabularNet, build_model_config
+from maas.errors import ExportError
+from maas.pipeline.training.export import check_onnx_parity, export_onnx, load_weights, save_weights
+from maas.pipeline.training.model import TabularNet, build_model_config
 from maas.serving.errors import ArtifactIntegrityError
 from maas.serving.inference import (
     ONNX_FILE,

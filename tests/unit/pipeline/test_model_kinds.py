@@ -7,14 +7,25 @@ import pytest
 import torch
 
 from maas.config import ModelParams
-from maas.pipeline.export import check_onnx_parity, export_onnx, load_weights, save_weights
-from maas.pipeline.model import ModelConfig, TabMNet, build_network, model_config_for, numeric_bins
-from maas.pipeline.train import TensorSet, train_one_epoch
+from maas.pipeline.training.export import check_onnx_parity, export_onnx, load_weights, save_weights
+from maas.pipeline.training.fit import TensorSet, train_one_epoch
+from maas.pipeline.training.model import (
+    ModelConfig,
+    TabMNet,
+    build_network,
+    model_config_for,
+    numeric_bins,
+)
 from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE, OnnxModel
 from tests.helpers import fit_flights, make_flights
 
-KINDS = [("mlp", "piecewise_linear"), ("mlp", "periodic"), ("tabm", "none"),
-         ("tabm", "piecewise_linear"), ("tabm", "periodic")]  # fmt: skip
+KINDS = [
+    ("mlp", "piecewise_linear"),
+    ("mlp", "periodic"),
+    ("tabm", "none"),
+    ("tabm", "piecewise_linear"),
+    ("tabm", "periodic"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +37,15 @@ def rows(params):
 
 
 def small(kind: str, embedding: str) -> ModelParams:
-    return ModelParams.model_validate({
-        "kind": kind, "hidden_sizes": [16], "dropout": 0.0,
-        "tabm": {"k": 4, "n_blocks": 1, "d_block": 16},
-        "numeric_embeddings": {"kind": embedding, "n_bins": 8, "d_embedding": 4},
-    })  # fmt: skip
+    return ModelParams.model_validate(
+        {
+            "kind": kind,
+            "hidden_sizes": [16],
+            "dropout": 0.0,
+            "tabm": {"k": 4, "n_blocks": 1, "d_block": 16},
+            "numeric_embeddings": {"kind": embedding, "n_bins": 8, "d_embedding": 4},
+        }
+    )
 
 
 @pytest.mark.parametrize(("kind", "embedding"), KINDS)
@@ -43,8 +58,10 @@ def test_each_kind_trains_exports_with_parity_and_serves(rows, kind, embedding, 
     model = build_network(config)
     data = TensorSet.from_numpy(cat, num, (frame["arr_delay"] >= 15).to_numpy())
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    losses = [train_one_epoch(model, optimizer, data, 64, torch.Generator().manual_seed(epoch))
-              for epoch in range(6)]  # fmt: skip
+    losses = [
+        train_one_epoch(model, optimizer, data, 64, torch.Generator().manual_seed(epoch))
+        for epoch in range(6)
+    ]
     assert losses[-1] < losses[0] * 0.95, losses
     model.eval()
     export_onnx(model, tmp_path / ONNX_FILE, cat, num)

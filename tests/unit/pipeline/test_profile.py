@@ -8,21 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maas.pipeline.data import DataError
-from maas.pipeline.profile import TaskRequest, profile
+from maas.errors import DataError
+from maas.pipeline.data.profile import TaskRequest, profile
 
 
 def orders(n: int = 700) -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({
-        "order_id": [f"o{i}" for i in range(n)],
-        "placed": pd.date_range("2024-01-01", periods=n, freq="3h").strftime("%Y-%m-%d %H:%M"),
-        "shop": rng.choice(["x", "y"], n),
-        "amount": rng.gamma(2, 20, n),
-        "discount": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
-        "returned": rng.choice([0, 1], n, p=[0.8, 0.2]),
-        "days_late": rng.integers(-3, 10, n),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(n)],
+            "placed": pd.date_range("2024-01-01", periods=n, freq="3h").strftime("%Y-%m-%d %H:%M"),
+            "shop": rng.choice(["x", "y"], n),
+            "amount": rng.gamma(2, 20, n),
+            "discount": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+            "returned": rng.choice([0, 1], n, p=[0.8, 0.2]),
+            "days_late": rng.integers(-3, 10, n),
+        }
+    )
 
 
 def write(tmp_path: Path, frame: pd.DataFrame, name: str = "orders.csv") -> Path:
@@ -78,14 +80,21 @@ def test_multiclass_and_regression_labels(tmp_path: Path) -> None:
     path = write(tmp_path, orders())
     classes = profile(request(path, label="shop", kind="multiclass"))
     label = classes.task["data"]["label"]
-    assert label == {"column": "shop", "kind": "multiclass", "unlabeled": "drop",
-                     "classes": ["x", "y"]}  # fmt: skip
+    assert label == {
+        "column": "shop",
+        "kind": "multiclass",
+        "unlabeled": "drop",
+        "classes": ["x", "y"],
+    }
     assert "label_rate" not in classes.task["validation"]
     assert "classes of shop: x " in " ".join(classes.notes)
     LabelSpec.model_validate(label)  # what it writes is a valid task label
     values = profile(request(path, label="amount", kind="regression"))
-    assert values.task["data"]["label"] == {"column": "amount", "kind": "regression",
-                                            "unlabeled": "drop"}  # fmt: skip
+    assert values.task["data"]["label"] == {
+        "column": "amount",
+        "kind": "regression",
+        "unlabeled": "drop",
+    }
     rule = next(r for r in values.task["validation"]["ranges"] if r["column"] == "amount")
     assert rule["min"] == 0 and rule["severity"] == "warn"
     assert "amount" not in values.task["features"]["numeric"]  # the label is not an input

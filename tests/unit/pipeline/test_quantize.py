@@ -7,9 +7,9 @@ import onnx
 import pytest
 import torch
 
-from maas.pipeline.export import export_onnx
-from maas.pipeline.model import TabularNet, build_model_config
-from maas.pipeline.quantize import quantize_int8
+from maas.pipeline.training.export import export_onnx
+from maas.pipeline.training.model import TabularNet, build_model_config
+from maas.pipeline.training.quantize import quantize_int8
 from maas.serving.inference import create_session
 
 CARDINALITIES = [7, 4, 12]

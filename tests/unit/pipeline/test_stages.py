@@ -3,15 +3,17 @@ write them, scored against baselines fitted on the rows the network trained on."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
 
-from maas.pipeline.data import add_label, split_latest
-from maas.pipeline.evaluate import compute_metrics, fit_baselines
+from maas.pipeline.data.partitions import add_label, split_latest
+from maas.pipeline.data.windows import write_windows
+from maas.pipeline.evaluation.gate import GateDecision
+from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
 from maas.pipeline.stages import evaluate_model
-from maas.pipeline.windows import write_windows
 from maas.serving.inference import OnnxModel
 from tests.helpers import make_flights, write_tiny_model
 
@@ -26,12 +28,16 @@ def project(tmp_path, small_params):
     test = add_label(
         make_flights(300, month=12, seed=12).assign(partition="2013-12"), small_params.data.label
     )
-    lineage = {"train_partitions": {"2013-10": "a", "2013-11": "b"},
-               "test_partitions": {"2013-12": "c"}, "validation_status": "passed"}  # fmt: skip
+    lineage = {
+        "train_partitions": {"2013-10": "a", "2013-11": "b"},
+        "test_partitions": {"2013-12": "c"},
+        "validation_status": "passed",
+    }
     write_windows(data, train, test, lineage)
     models = write_tiny_model(tmp_path / "models", small_params, train)
-    evaluate = small_params.evaluate.model_copy(update={
-        "metrics_path": tmp_path / "metrics.json", "plots_dir": tmp_path / "plots"})  # fmt: skip
+    evaluate = small_params.evaluate.model_copy(
+        update={"metrics_path": tmp_path / "metrics.json", "plots_dir": tmp_path / "plots"}
+    )
     return data, models, evaluate, train, test
 
 
@@ -40,27 +46,50 @@ def test_baselines_are_fitted_on_the_rows_the_network_trained_on(project, small_
     `validation_fraction` only selects its epoch): baselines get exactly the same rows."""
     data, models, evaluate, train, test = project
     fraction = small_params.train.validation_fraction
-    metrics = evaluate_model(data, models, 42, fraction, evaluate, small_params.promotion, None)
+    metrics = evaluate_model(
+        data=data,
+        train=small_params.train.model_copy(
+            update={"models_dir": models, "seed": 42, "validation_fraction": fraction}
+        ),
+        evaluate=evaluate,
+        promotion=small_params.promotion,
+        registry=None,
+    )
     fit_rows, _ = split_latest(train, fraction, data.time)
     pre = OnnxModel.load(models).preprocessor
     train_cat, train_num = pre.transform(fit_rows)
     test_cat, test_num = pre.transform(test)
-    expected = fit_baselines(list(evaluate.baselines), train_cat, train_num,
-                             fit_rows["label"].to_numpy(), test_cat, test_num, 42)  # fmt: skip
+    expected = fit_baselines(
+        list(evaluate.baselines),
+        train_cat,
+        train_num,
+        fit_rows["label"].to_numpy(),
+        test_cat,
+        test_num,
+        42,
+    )
     for name, probs in expected.items():
         want = compute_metrics(test["label"].to_numpy(), probs)
-        assert metrics["baselines"][name] == pytest.approx(want, abs=1e-9), name
+        assert metrics.baselines[name] == pytest.approx(want, abs=1e-9), name
     assert json.loads(evaluate.metrics_path.read_text())["test_rows"] == len(test)
 
 
 def test_the_test_month_is_also_scored_without_the_optional_inputs(project, small_params) -> None:
     data, models, evaluate, _, test = project
-    metrics = evaluate_model(data, models, 42, 0.1, evaluate, small_params.promotion, None)
+    metrics = evaluate_model(
+        data=data,
+        train=small_params.train.model_copy(
+            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
+        ),
+        evaluate=evaluate,
+        promotion=small_params.promotion,
+        registry=None,
+    )
     served = OnnxModel.load(models)
     absent = served.predict(test.drop(columns=served.preprocessor.optional_inputs))
     expected = compute_metrics(test["label"].to_numpy(), absent)
-    assert metrics["test_optional_absent"] == pytest.approx(expected, abs=1e-9)
-    assert metrics["optional_inputs"] == served.preprocessor.optional_inputs
+    assert metrics.test_optional_absent == pytest.approx(expected, abs=1e-9)
+    assert metrics.optional_inputs == served.preprocessor.optional_inputs
 
 
 def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
@@ -81,27 +110,54 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
         model_name="cas",
         experiment="cas",
     )
-    metrics = evaluate_model(data, models, 42, 0.1, evaluate, small_params.promotion, None)
-    metrics["gate"] = {"passed": True, "promoted": True, "reasons": ["test"]}
-    assert metrics["champion"] is None  # the gate saw no champion
+    metrics = evaluate_model(
+        data=data,
+        train=small_params.train.model_copy(
+            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
+        ),
+        evaluate=evaluate,
+        promotion=small_params.promotion,
+        registry=None,
+    )
+    metrics = dataclasses.replace(
+        metrics, gate=GateDecision(passed=True, promoted=True, reasons=["test"])
+    )
+    assert metrics.champion is None  # the gate saw no champion
     other = start_pipeline_run(registry, {"p": 1}, "digest")
     key_file = tmp_path / "gate.key"
-    first = register_model(data, models, metrics, registry, other, "digest", key_file)
-    assert first["aliases"] == ["challenger", "champion"]
+    first = register_model(
+        data=data,
+        models_dir=models,
+        metrics=metrics,
+        registry=registry,
+        tracking=other,
+        params_digest="digest",
+        verdict_key_file=key_file,
+    )
+    assert first.aliases == ["challenger", "champion"]
     mine = start_pipeline_run(registry, {"p": 1}, "digest")
-    second = register_model(data, models, metrics, registry, mine, "digest", key_file)
-    assert second["aliases"] == ["challenger"]
-    assert "champion moved" in second["note"]
+    second = register_model(
+        data=data,
+        models_dir=models,
+        metrics=metrics,
+        registry=registry,
+        tracking=mine,
+        params_digest="digest",
+        verdict_key_file=key_file,
+    )
+    assert second.aliases == ["challenger"]
+    assert "champion moved" in second.note
     client = connect(registry)
-    assert str(get_alias_version(client, "cas", CHAMPION).version) == first["version"]
+    assert str(get_alias_version(client, "cas", CHAMPION).version) == first.version
     assert (
         "champion moved"
-        in client.get_model_version("cas", second["version"]).tags["promotion_skipped"]
+        in client.get_model_version("cas", second.version).tags["promotion_skipped"]
     )
 
 
 def test_one_run_at_a_time_on_the_same_working_files(tmp_path, small_params) -> None:
-    from maas.pipeline.windows import RunBusy, run_lock
+    from maas.errors import RunBusy
+    from maas.pipeline.data.windows import run_lock
 
     data = small_params.data.model_copy(update={"processed_dir": tmp_path / "processed"})
     busy = pytest.raises(RunBusy, match="another pipeline run")

@@ -11,13 +11,13 @@ import torch
 
 from maas.config import LabelSpec, ModelParams, PromotionParams, RequestParams
 from maas.config.kinds import SCORE, baseline_names, gate_metric
-from maas.pipeline.data import add_label
-from maas.pipeline.evaluate import compute_metrics, fit_baselines
-from maas.pipeline.export import check_onnx_parity, export_onnx
-from maas.pipeline.gate import decide_gate
-from maas.pipeline.model import Head, build_network, model_config_for
-from maas.pipeline.request_spec import build_request_spec
-from maas.pipeline.train import TensorSet, evaluate_epoch, train_one_epoch
+from maas.pipeline.data.partitions import add_label
+from maas.pipeline.evaluation.gate import decide_gate
+from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
+from maas.pipeline.training.export import check_onnx_parity, export_onnx
+from maas.pipeline.training.fit import TensorSet, evaluate_epoch, train_one_epoch
+from maas.pipeline.training.model import Head, build_network, model_config_for
+from maas.pipeline.training.request_spec import build_request_spec
 from maas.serving.inference import ONNX_FILE, PREPROCESSING_FILE, OnnxModel
 from maas.serving.preprocessing import fit_preprocessor
 from maas.serving.schema import build_schema
@@ -39,10 +39,16 @@ def stations(n: int = 600, seed: int = 0) -> pd.DataFrame:
     temp = rng.normal(15, 8, n)
     rentals = 5 + 10 * (station == "A") + 0.8 * np.abs(hour - 12) + 0.5 * temp + rng.normal(0, 2, n)
     crowd = np.select([rentals < 14, rentals < 22], ["calm", "busy"], "packed")
-    return pd.DataFrame({
-        "station": station, "hour": hour, "temp": temp, "rentals": rentals, "crowd": crowd,
-        "outcome": np.where(rentals + rng.normal(0, 3, n) > 20, "late", "on time"),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "station": station,
+            "hour": hour,
+            "temp": temp,
+            "rentals": rentals,
+            "crowd": crowd,
+            "outcome": np.where(rentals + rng.normal(0, 3, n) > 20, "late", "on time"),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +70,26 @@ def prepared(frame: pd.DataFrame, name: str):
 def test_each_kind_trains_exports_and_scores(frame, name, kind, tmp_path) -> None:
     label, labeled, pre, cat, num, y = prepared(frame, name)
     head = Head.for_labels(label.kind, y, len(label.classes))
-    model_params = ModelParams.model_validate({
-        "kind": kind, "hidden_sizes": [16], "dropout": 0.0,
-        "tabm": {"k": 4, "n_blocks": 1, "d_block": 16},
-    })  # fmt: skip
+    model_params = ModelParams.model_validate(
+        {
+            "kind": kind,
+            "hidden_sizes": [16],
+            "dropout": 0.0,
+            "tabm": {"k": 4, "n_blocks": 1, "d_block": 16},
+        }
+    )
     config = model_config_for(model_params, pre.cardinalities, num, head)
     assert config.n_outputs == (3 if label.kind == "multiclass" else 1)
     torch.manual_seed(0)
     model = build_network(config)
     data = TensorSet.from_numpy(cat, num, head.scale(y))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    losses = [train_one_epoch(model, optimizer, data, 64, torch.Generator().manual_seed(epoch),
-                              head=label.kind) for epoch in range(8)]  # fmt: skip
+    losses = [
+        train_one_epoch(
+            model, optimizer, data, 64, torch.Generator().manual_seed(epoch), head=label.kind
+        )
+        for epoch in range(8)
+    ]
     assert losses[-1] < losses[0] * 0.9, losses
     validation = evaluate_epoch(model, data)
     assert np.isfinite(validation[f"val_{SCORE[label.kind]}"])
@@ -108,8 +122,10 @@ def test_labels_by_kind(frame) -> None:
     assert set(classes) == {0, 1, 2} and classes.dtype == np.int8
     values = prepared(frame, "regression")[5]
     assert values.dtype == np.float64 and values[0] == pytest.approx(frame["rentals"].iloc[0])
-    odd = add_label(frame.assign(crowd=frame["crowd"].where(frame.index > 0, "unheard")),
-                    LabelSpec.model_validate(LABELS["multiclass"]))  # fmt: skip
+    odd = add_label(
+        frame.assign(crowd=frame["crowd"].where(frame.index > 0, "unheard")),
+        LabelSpec.model_validate(LABELS["multiclass"]),
+    )
     assert (
         len(odd) == len(frame) - 1
     )  # a value outside the classes has no label (validation blocks)
@@ -166,13 +182,18 @@ def test_the_gate_follows_the_metrics_direction() -> None:
     assert not worse.passed
     assert any("does not beat baseline linear_regression" in r for r in worse.reasons)
     champion = {"version": "2", "rmse": 3.0, "r2": 0.75, "train_overlap": []}
-    regress = decide_gate({"rmse": 3.5, "r2": 0.7}, baselines, champion, "passed", lower,
-                          kind="regression")  # fmt: skip
+    regress = decide_gate(
+        {"rmse": 3.5, "r2": 0.7}, baselines, champion, "passed", lower, kind="regression"
+    )
     assert not regress.passed and any("regresses vs champion v2" in r for r in regress.reasons)
     default = PromotionParams.model_validate({"must_beat": ["prior", "logistic_regression"]})
     assert gate_metric("regression", default.metric).name == "r2"  # the family's linear model
-    assert decide_gate({"rmse": 3.5, "r2": 0.7}, baselines, champion, "passed", default,
-                       kind="regression").promoted is False  # fmt: skip
+    assert (
+        decide_gate(
+            {"rmse": 3.5, "r2": 0.7}, baselines, champion, "passed", default, kind="regression"
+        ).promoted
+        is False
+    )
     with pytest.raises(ValueError, match="not a metric of multiclass"):
         gate_metric("multiclass", "rmse")
 
@@ -181,9 +202,13 @@ def test_the_gate_follows_the_metrics_direction() -> None:
 def test_the_response_carries_the_kinds_outputs(frame, name) -> None:
     label, labeled, pre, cat, num, y = prepared(frame, name)
     request = RequestParams(
-        kind=label.kind, classes=label.classes, body_key="stations", outputs={},
-        types={"station": "str", "hour": "int", "temp": "float"}, bounds={"hour": (0, 23)},
-    )  # fmt: skip
+        kind=label.kind,
+        classes=label.classes,
+        body_key="stations",
+        outputs={},
+        types={"station": "str", "hour": "int", "temp": "float"},
+        bounds={"hour": (0, 23)},
+    )
     spec = build_request_spec(request, pre, labeled)
     schema = build_schema(spec, max_records=5)
     body = {"stations": [{"station": "A", "hour": 8, "temp": 21.5}]}
@@ -203,7 +228,7 @@ def test_the_response_carries_the_kinds_outputs(frame, name) -> None:
 
 
 def test_a_champion_predicting_another_target_is_not_compared() -> None:
-    from maas.pipeline.champion import other_target
+    from maas.pipeline.evaluation.champion import other_target
 
     assert other_target({}, "binary", []) is None  # registered before kinds: binary
     assert "a binary model and this task is regression" in other_target({}, "regression", [])
@@ -227,7 +252,7 @@ def test_gate_settings_that_cannot_work_are_refused(promotion, message) -> None:
 
 
 def test_output_names_must_not_collide() -> None:
-    from maas.config.task import OutputNames
+    from maas.config.task_spec import OutputNames
 
     with pytest.raises(ValueError, match="must differ"):
         OutputNames.model_validate({"predicted_class": "p", "probabilities": "p"})

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from maas.pipeline.checkpoints import load_checkpoint
-from maas.pipeline.model import TabularNet, build_model_config
-from maas.pipeline.train import TensorSet, TrainingError, fit, select_device, train_one_epoch
+from maas.errors import TrainingError
+from maas.pipeline.training.checkpoints import load_checkpoint
+from maas.pipeline.training.fit import TensorSet, fit, select_device, train_one_epoch
+from maas.pipeline.training.model import TabularNet, build_model_config
 from tests.helpers import fit_flights, make_flights
 
 
@@ -113,7 +114,7 @@ def test_trains_on_cuda_with_bf16(data, small_params) -> None:
 def test_a_checkpoint_resumes_only_the_same_labels_and_code(small_params) -> None:
     """A killed run restarted with another label definition (or other training code) must not
     resume weights and a best loss learned on the old labels: the fingerprint changes."""
-    from maas.pipeline.prepare import training_fingerprint
+    from maas.pipeline.training.prepare import training_fingerprint
 
     p = small_params
     lineage = {"train_partitions": {"2013-11": "a" * 64}}
@@ -137,7 +138,7 @@ def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
 ) -> None:
     """With mixed_precision off, validation runs in fp32 too; a resumed CUDA run draws the
     same dropout masks as an uninterrupted one (the CUDA generators are in the checkpoint)."""
-    from maas.pipeline.train import predict
+    from maas.pipeline.training.fit import predict
 
     config, train, val = data
     params = small_params.train.model_copy(
@@ -167,12 +168,21 @@ def test_cuda_validation_follows_mixed_precision_and_resume_restores_cuda_rng(
 def test_leaving_optional_inputs_out_is_what_serving_sees_without_them(small_params) -> None:
     """Training's left-out rows must look exactly like requests that omit the optional
     inputs (weather): the same numeric matrix the preprocessing builds for such a record."""
-    from maas.pipeline.augment import Augmentation
+    from maas.pipeline.training.augment import Augmentation
 
     frame = make_flights(200, seed=5)
     pre = fit_flights(frame, small_params)
-    assert pre.optional_inputs == ["temp", "dewp", "humid", "wind_dir", "wind_speed",
-                                   "wind_gust", "precip", "pressure", "visib"]  # fmt: skip
+    assert pre.optional_inputs == [
+        "temp",
+        "dewp",
+        "humid",
+        "wind_dir",
+        "wind_speed",
+        "wind_gust",
+        "precip",
+        "pressure",
+        "visib",
+    ]
     _, full = pre.transform(frame)
     _, without = pre.transform(frame.drop(columns=pre.optional_inputs))
     everything = Augmentation(*pre.optional_positions, optional_rate=0.999999)
@@ -188,7 +198,7 @@ def test_leaving_optional_inputs_out_is_what_serving_sees_without_them(small_par
 def test_the_unknown_bucket_is_trained(data, small_params) -> None:
     """No training row falls into a vocabulary's unknown bucket (index 0), so its embedding
     stayed at its random start; masking a share of category values trains it."""
-    from maas.pipeline.augment import Augmentation
+    from maas.pipeline.training.augment import Augmentation
 
     config, train, val = data
     torch.manual_seed(small_params.train.seed)
@@ -202,7 +212,7 @@ def test_the_unknown_bucket_is_trained(data, small_params) -> None:
 def test_the_epoch_kept_is_the_best_by_the_selection_metric(data, small_params) -> None:
     """`select_by: score` keeps the epoch of the highest validation ROC AUC, `loss` that of the
     lowest validation loss; the weights returned are that epoch's."""
-    from maas.pipeline.train import evaluate_epoch, predict
+    from maas.pipeline.training.fit import evaluate_epoch, predict
 
     config, train, val = data
     kept = []
@@ -222,7 +232,7 @@ def test_the_epoch_kept_is_the_best_by_the_selection_metric(data, small_params) 
 def test_a_one_class_validation_slice_chooses_by_loss(data, small_params) -> None:
     """ROC AUC is undefined on a slice of one class: the loss picks the epoch instead of no
     epoch at all (the untrained weights)."""
-    from maas.pipeline.train import selection_metric
+    from maas.pipeline.training.fit import selection_metric
 
     config, train, val = data
     one_class = TensorSet(val.categorical, val.numeric, torch.zeros_like(val.labels))

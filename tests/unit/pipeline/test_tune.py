@@ -9,13 +9,15 @@ import pytest
 from mlflow import MlflowClient
 
 from maas.config import ConfigError, load_params
-from maas.pipeline.data import add_label
-from maas.pipeline.tune import open_study, search_space, study_name, tune_model
-from maas.pipeline.windows import read_lineage, write_windows
+from maas.pipeline.data.partitions import add_label
+from maas.pipeline.data.windows import read_lineage, write_windows
+from maas.pipeline.training.tune import open_study, search_space, study_name, tune_model
 from tests.helpers import ROOT, make_flights
 
-SPACE = ('tune.space={"train.learning_rate": {"low": 0.001, "high": 0.01, "log": true}, '
-         '"model.hidden_sizes": {"choices": [[16], [32, 16]]}}')  # fmt: skip
+SPACE = (
+    'tune.space={"train.learning_rate": {"low": 0.001, "high": 0.01, "log": true}, '
+    '"model.hidden_sizes": {"choices": [[16], [32, 16]]}}'
+)
 
 
 @pytest.fixture
@@ -35,14 +37,18 @@ def project(tmp_path):
         SPACE,
     ]
     params = load_params(ROOT / "params.yaml", overrides)
-    months = [make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}")
-              for m in (10, 11)]  # fmt: skip
+    months = [
+        make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}") for m in (10, 11)
+    ]
     train = add_label(pd.concat(months, ignore_index=True), params.data.label)
     test = add_label(
         make_flights(200, month=12, seed=12).assign(partition="2013-12"), params.data.label
     )
-    lineage = {"train_partitions": {"2013-10": "a", "2013-11": "b"},
-               "test_partitions": {"2013-12": "c"}, "validation_status": "passed"}  # fmt: skip
+    lineage = {
+        "train_partitions": {"2013-10": "a", "2013-11": "b"},
+        "test_partitions": {"2013-12": "c"},
+        "validation_status": "passed",
+    }
     write_windows(params.data, train, test, lineage)
     return params, overrides
 
@@ -75,7 +81,10 @@ def test_a_study_prunes_a_diverged_trial_writes_the_best_and_resumes(project) ->
         f"tags.mlflow.parentRunId = '{result.run_id}'",
     )
     assert sorted(run.data.tags["optuna_state"] for run in children) == [
-        "complete", "complete", "pruned"]  # fmt: skip
+        "complete",
+        "complete",
+        "pruned",
+    ]
     assert client.get_run(result.run_id).data.metrics["best_val_roc_auc"] == result.best_value
 
     again = tune_model(params, trials=4)  # the stored study resumes: one more trial, not four

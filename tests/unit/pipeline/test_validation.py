@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from maas.pipeline.validation import DataValidationError, raise_for_blocking, validate_partitions
+from maas.errors import DataValidationError
+from maas.pipeline.validation.run import raise_for_blocking, validate_partitions
 from tests.helpers import make_flights
 from tests.unit.pipeline.validation_cases import (
     CASES,
@@ -115,13 +116,15 @@ def test_a_multiclass_value_outside_the_classes_and_a_text_regression_label_bloc
     validation = small_params.validation.model_copy(update={"label_rate": None})
     data = small_params.data.model_copy(update={"label": classes})
     clean = validate_partitions([(JAN, make_flights(300))], validation, data)
-    assert not any(e == "expect_column_values_to_be_in_set" for e, c, _ in failed(clean)
-                   if c == "origin")  # fmt: skip
+    assert not any(
+        e == "expect_column_values_to_be_in_set" for e, c, _ in failed(clean) if c == "origin"
+    )
     odd = make_flights(300).assign(origin=lambda f: f["origin"].where(f.index > 2, "SWF"))
     report = validate_partitions([(JAN, odd)], validation, data)
     assert ("expect_column_values_to_be_in_set", "origin", "block") in failed(report)
-    numbered = LabelSpec.model_validate({"column": "month", "kind": "multiclass",
-                                         "classes": [1, 2, 3]})  # fmt: skip
+    numbered = LabelSpec.model_validate(
+        {"column": "month", "kind": "multiclass", "classes": [1, 2, 3]}
+    )
     data = small_params.data.model_copy(update={"label": numbered})
     report = validate_partitions([(JAN, make_flights(300))], validation, data)
     assert not any(c == "month" for _, c, _ in failed(report))  # integer 1 is class "1"

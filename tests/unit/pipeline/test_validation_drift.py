@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from maas.pipeline.data import Partition, period_bounds
-from maas.pipeline.validation import DataValidationError, raise_for_blocking, validate_partitions
+from maas.errors import DataValidationError
+from maas.pipeline.data.partitions import Partition, period_bounds
+from maas.pipeline.validation.run import raise_for_blocking, validate_partitions
 from tests.helpers import make_flights
 
 DEC, JAN = (

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maas.pipeline.data import Partition, period_bounds
-from maas.pipeline.validation import validate_partitions
+from maas.pipeline.data.partitions import Partition, period_bounds
+from maas.pipeline.validation.run import validate_partitions
 
 JAN = Partition("2013-01", Path("2013-01.parquet"), *period_bounds("2013-01", "month"))
 

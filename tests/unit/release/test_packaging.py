@@ -59,8 +59,9 @@ def test_bento_version_is_a_digest_of_its_inputs(params) -> None:
     first = bento_version("3", code, args, digests)
     assert first == bento_version("3", code, args, digests)  # same inputs: reused
     assert first.startswith("v3-")
-    other = service_args("flight-delay:v3", params.packaging, params.serving.model_copy(
-        update={"max_records": 10}))  # fmt: skip
+    other = service_args(
+        "flight-delay:v3", params.packaging, params.serving.model_copy(update={"max_records": 10})
+    )
     assert bento_version("3", code, other, digests) != first
     assert bento_version("3", code, args, {"model.onnx": "b" * 64}) != first
     assert bento_version("3", "d" * 64, args, digests) != first  # other serving code

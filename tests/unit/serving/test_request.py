@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from maas.config import RequestParams
-from maas.pipeline.request_spec import build_request_spec
+from maas.pipeline.training.request_spec import build_request_spec
 from maas.serving.derive import derive
 from maas.serving.errors import FeatureError
 from maas.serving.preprocessing import Preprocessor, fit_preprocessor
@@ -19,12 +19,16 @@ from maas.serving.schema import build_schema
 
 def rentals(n: int = 50) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "picked_up": pd.date_range("2024-01-01", periods=n, freq="7h").strftime("%Y-%m-%dT%H:%M"),
-        "station": rng.choice(["A", "B"], n),
-        "bikes": rng.integers(0, 30, n),
-        "rain_mm": np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "picked_up": pd.date_range("2024-01-01", periods=n, freq="7h").strftime(
+                "%Y-%m-%dT%H:%M"
+            ),
+            "station": rng.choice(["A", "B"], n),
+            "bikes": rng.integers(0, 30, n),
+            "rain_mm": np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
+        }
+    )
 
 
 def fitted(frame: pd.DataFrame) -> Preprocessor:
@@ -34,10 +38,12 @@ def fitted(frame: pd.DataFrame) -> Preprocessor:
 
 
 REQUEST = RequestParams(
-    kind="binary", body_key="rentals", outputs={"probability": "p_late", "decision": "late"},
+    kind="binary",
+    body_key="rentals",
+    outputs={"probability": "p_late", "decision": "late"},
     types={"bikes": "int", "station": "str", "picked_up": "str", "rain_mm": "float"},
     bounds={"bikes": (0, 100)},
-)  # fmt: skip
+)
 
 
 def test_the_spec_is_the_raw_fields_the_features_read() -> None:
@@ -61,10 +67,14 @@ def test_the_generated_models_carry_the_tasks_names_types_and_bounds() -> None:
     assert len(schema.records(request)) == 2
     for when in ("2024-02-01", "2024-02-01 08:00:00.5Z", "2024-02-01T08:00:00+01:00"):
         schema.request.model_validate({"rentals": [{**good, "picked_up": when}]})
-    bad_records = [({**good, "bikes": 101}, "bikes"), ({**good, "bikes": "3"}, "bikes"),
-                   ({**good, "station": ""}, "station"), ({"bikes": 1}, "station"),
-                   ({**good, "picked_up": "soon"}, "picked_up"),
-                   ({**good, "picked_up": "2024-13-01"}, "picked_up")]  # fmt: skip
+    bad_records = [
+        ({**good, "bikes": 101}, "bikes"),
+        ({**good, "bikes": "3"}, "bikes"),
+        ({**good, "station": ""}, "station"),
+        ({"bikes": 1}, "station"),
+        ({**good, "picked_up": "soon"}, "picked_up"),
+        ({**good, "picked_up": "2024-13-01"}, "picked_up"),
+    ]
     for bad, field in bad_records:
         with pytest.raises(ValidationError, match=field):
             schema.request.model_validate({"rentals": [bad]})
@@ -74,7 +84,10 @@ def test_the_generated_models_carry_the_tasks_names_types_and_bounds() -> None:
         schema.request.model_validate({"rentals": [good] * 4})
     response = schema.to_response("7", np.array([0.2, 0.9]), [[], ["station"]])
     assert response.model_dump()["predictions"][1] == {
-        "p_late": 0.9, "late": True, "unknown_inputs": ["station"]}  # fmt: skip
+        "p_late": 0.9,
+        "late": True,
+        "unknown_inputs": ["station"],
+    }
 
 
 def test_derived_features_of_dates_and_clock_times() -> None:

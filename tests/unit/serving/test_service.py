@@ -136,8 +136,14 @@ def test_metadata_reports_lineage_and_verified_digests(packaged, module) -> None
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(module, change: dict, field: str) -> None:
-    record = {"sched_dep_time": 900, "sched_arr_time": 1200, "carrier": "AA", "origin": "JFK",
-              "dest": "LAX", "distance": 2475}  # fmt: skip
+    record = {
+        "sched_dep_time": 900,
+        "sched_arr_time": 1200,
+        "carrier": "AA",
+        "origin": "JFK",
+        "dest": "LAX",
+        "distance": 2475,
+    }
     with pytest.raises(ValidationError, match=field):
         flights_of(module, [{**record, **change}])
     missing = {k: v for k, v in record.items() if k != "dest"}
@@ -146,16 +152,28 @@ def test_schema_rejects_bad_values_naming_the_field(module, change: dict, field:
 
 
 def test_whole_floats_are_integers_as_in_json_schema(module) -> None:
-    record = {"sched_dep_time": 900.0, "sched_arr_time": 1200, "carrier": "AA", "origin": "JFK",
-              "dest": "LAX", "distance": 2475.0}  # fmt: skip
+    record = {
+        "sched_dep_time": 900.0,
+        "sched_arr_time": 1200,
+        "carrier": "AA",
+        "origin": "JFK",
+        "dest": "LAX",
+        "distance": 2475.0,
+    }
     flight = flights_of(module, [record])[0]
     assert flight.sched_dep_time == 900 and isinstance(flight.sched_dep_time, int)
     assert flight.distance == 2475
 
 
 def test_schema_bounds_the_list_length_and_the_body_key(module) -> None:
-    record = {"sched_dep_time": 900, "sched_arr_time": 1200, "carrier": "AA", "origin": "JFK",
-              "dest": "LAX", "distance": 2475}  # fmt: skip
+    record = {
+        "sched_dep_time": 900,
+        "sched_arr_time": 1200,
+        "carrier": "AA",
+        "origin": "JFK",
+        "dest": "LAX",
+        "distance": 2475,
+    }
     with pytest.raises(ValidationError, match="at least 1"):
         flights_of(module, [])
     with pytest.raises(ValidationError, match=f"at most {module.ARGS.max_records}"):
@@ -256,8 +274,10 @@ def test_bodies_over_the_limit_get_413_declared_or_chunked() -> None:
 
     def call(headers: list, chunks: list[bytes]) -> list[int]:
         sent: list[dict] = []
-        queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                 for i, c in enumerate(chunks)]  # fmt: skip
+        queue = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
 
         async def receive() -> dict:
             return queue.pop(0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from maas.config import RegistryParams
+from maas.errors import RegistryError
 from maas.pipeline.register import serving_requirements
 from maas.serving.errors import ArtifactIntegrityError
 from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE
@@ -22,7 +23,7 @@ from maas.tracking.registry import (
     set_alias,
 )
 from maas.tracking.runs import start_pipeline_run
-from maas.tracking.store import RegistryError, connect
+from maas.tracking.store import connect
 from maas.tracking.versions import list_versions
 from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 

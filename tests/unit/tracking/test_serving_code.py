@@ -31,8 +31,9 @@ def registered(tmp_path_factory, small_params):
     client = connect(registry)
     tracking = start_pipeline_run(registry, {"p": 1}, "digest")
     records = frame[[*RECORD_FIELDS, *WEATHER_FIELDS]]
-    version = register_version(client, registry, tracking.run_id, models, {}, records.head(20),
-                               serving_requirements())  # fmt: skip
+    version = register_version(
+        client, registry, tracking.run_id, models, {}, records.head(20), serving_requirements()
+    )
     return client, version, models, records
 
 

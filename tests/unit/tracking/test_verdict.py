@@ -6,19 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from maas.tracking.verdict import (
-    SIGNATURE_TAG,
-    VerdictKeyError,
-    load_key,
-    sign_verdict,
-    verdict_problem,
-)
+from maas.errors import VerdictKeyError
+from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict, verdict_problem
 
 TAGS = {
-    "gate_passed": "true", "gate_promoted": "true", "validation_status": "passed",
-    "serving_code_sha256": "c0de" * 16, "sha256.model.onnx": "0a" * 32,
-    "sha256.preprocessing.json": "0b" * 32, "test_roc_auc": "0.70",
-}  # fmt: skip
+    "gate_passed": "true",
+    "gate_promoted": "true",
+    "validation_status": "passed",
+    "serving_code_sha256": "c0de" * 16,
+    "sha256.model.onnx": "0a" * 32,
+    "sha256.preprocessing.json": "0b" * 32,
+    "test_roc_auc": "0.70",
+}
 
 
 def signed(key: str, tags: dict[str, str] = TAGS) -> dict[str, str]:
@@ -34,10 +33,12 @@ def test_a_signed_verdict_holds_and_any_change_to_what_it_covers_breaks_it(tmp_p
         verdict_problem(key, "flight-delay", "3", "run-1", {**tags, "deploy_status": "x"}) is None
     )
     for changed in (
-        {"gate_passed": "false"}, {"validation_status": "failed"},
-        {"sha256.model.onnx": "ff" * 32}, {"serving_code_sha256": "bad" * 16},
+        {"gate_passed": "false"},
+        {"validation_status": "failed"},
+        {"sha256.model.onnx": "ff" * 32},
+        {"serving_code_sha256": "bad" * 16},
         {"sha256.extra.bin": "aa" * 32},
-    ):  # fmt: skip
+    ):
         problem = verdict_problem(key, "flight-delay", "3", "run-1", {**tags, **changed})
         assert problem is not None and "does not match" in problem, changed
     # the same tags on another version, run or model

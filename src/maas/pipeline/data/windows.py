@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from maas.config import DataParams
-from maas.errors import MaasError
+from maas.errors import MissingStageOutput, RunBusy
 from maas.files import locked
 
 log = logging.getLogger(__name__)
@@ -23,14 +23,6 @@ log = logging.getLogger(__name__)
 LINEAGE_FILE = "lineage.json"
 TRAIN_FILE = "train.parquet"
 TEST_FILE = "test.parquet"
-
-
-class MissingStageOutput(MaasError, FileNotFoundError):
-    """A stage's input is not there: an earlier stage has not run (the message says which)."""
-
-
-class RunBusy(MaasError):
-    """Another pipeline run holds the same working files."""
 
 
 @contextlib.contextmanager

@@ -63,8 +63,9 @@ def decide_gate(
     failed = False
     shapes = [("", test, params.floors)]
     if optional_absent is not None:  # every request shape the API accepts has a floor
-        shapes.append((" with the optional inputs absent", optional_absent,
-                       params.floors_optional_absent))  # fmt: skip
+        shapes.append(
+            (" with the optional inputs absent", optional_absent, params.floors_optional_absent)
+        )
     for shape, values, floors in shapes:
         for floored, floor in floors.items():
             if floored not in values:  # a metric of another kind
@@ -73,8 +74,9 @@ def decide_gate(
             below = better(rule, values[floored], floor) < 0
             failed = failed or below
             verdict = ("is below" if rule.higher_is_better else "is above") if below else "meets"
-            reasons.append(f"{rule.label} {values[floored]:.4f}{shape} {verdict} the floor "
-                           f"{floor:.4f}")  # fmt: skip
+            reasons.append(
+                f"{rule.label} {values[floored]:.4f}{shape} {verdict} the floor {floor:.4f}"
+            )
     value = test[name]
     for baseline in baseline_names(params.must_beat, kind):
         base = baselines[baseline][name]

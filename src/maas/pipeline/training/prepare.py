@@ -12,12 +12,12 @@ from typing import Any
 import pandas as pd
 
 from maas.config import DataParams, FeatureParams, ModelParams, RequestParams, TrainParams
-from maas.pipeline.augment import Augmentation
-from maas.pipeline.data import split_latest
-from maas.pipeline.model import Head, ModelConfig, model_config_for
-from maas.pipeline.request_spec import build_request_spec
-from maas.pipeline.train import TensorSet
-from maas.pipeline.windows import TRAIN_FILE, read_window
+from maas.pipeline.data.partitions import split_latest
+from maas.pipeline.data.windows import TRAIN_FILE, read_window
+from maas.pipeline.training.augment import Augmentation
+from maas.pipeline.training.fit import TensorSet
+from maas.pipeline.training.model import Head, ModelConfig, model_config_for
+from maas.pipeline.training.request_spec import build_request_spec
 from maas.serving.preprocessing import Preprocessor, fit_preprocessor
 
 
@@ -40,9 +40,12 @@ def fit_features(
 ) -> Preprocessor:
     """Preprocessing fitted on `rows`, carrying the request spec when `request` is given."""
     preprocessor = fit_preprocessor(
-        rows, features.categorical, features.numeric, features.min_frequency,
+        rows,
+        features.categorical,
+        features.numeric,
+        features.min_frequency,
         {name: (d.source, d.transform) for name, d in features.derived.items()},
-    )  # fmt: skip
+    )
     if request is None:
         return preprocessor
     return replace(preprocessor, request=build_request_spec(request, preprocessor, rows))

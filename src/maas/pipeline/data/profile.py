@@ -6,8 +6,6 @@ features, the partitioning — for the user to review, with notes on what to che
 
 from __future__ import annotations
 
-import itertools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,16 +14,21 @@ import numpy as np
 import pandas as pd
 
 from maas.config import TimeSpec
-from maas.config.monitoring import PartitionDriftParams
-from maas.config.task import Frequency
-from maas.pipeline.data import DataError, label_values, period_names, row_times
-from maas.pipeline.sources import read_table
+from maas.config.task_spec import Frequency
+from maas.errors import DataError
+from maas.pipeline.data.partitions import label_values, period_names, row_times
+from maas.pipeline.data.profile_history import (
+    DRIFT_PAIRS,
+    distribution_bands,
+    drift_thresholds,
+    rounded,
+)
+from maas.pipeline.data.sources import read_table
 
 DOMAIN_MAX = 12  # a text column with at most this many values gets a closed domain (block)
 CATEGORY_MAX = 200  # more distinct values than this (and most rows unique): an identifier
 MIN_PARTITIONS = 6  # the partition frequency is the coarsest giving at least this many
 MAX_CLASSES = 50  # a multiclass label with more values is likely a number or an identifier
-DRIFT_PAIRS = 12  # drift thresholds come from the newest this many partition pairs
 
 
 @dataclass(frozen=True)
@@ -65,20 +68,13 @@ def choose_partition(times: pd.Series, asked: Frequency | None) -> Frequency:
     return "day"
 
 
-def _rounded(value: float) -> float:
-    if value == 0 or not math.isfinite(value):
-        return float(value)
-    digits = 3 - math.floor(math.log10(abs(value)))
-    return float(round(value, max(digits, 0)))
-
-
 def numeric_range(values: pd.Series) -> tuple[float, float]:
     """[q0.1%, q99.9%] widened by a tenth of its width (not below 0 for a column that never
     is): robust to a few wild readings."""
     low, high = values.quantile([0.001, 0.999]).to_numpy(dtype=float)
     pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
     floor = 0.0 if values.min() >= 0 else low - pad  # never negative: stays so
-    return _rounded(max(low - pad, floor)), _rounded(high + pad)
+    return rounded(max(low - pad, floor)), rounded(high + pad)
 
 
 def profile(request: TaskRequest) -> Profile:
@@ -115,9 +111,12 @@ def profile(request: TaskRequest) -> Profile:
     # unlabeled rows: each one reported (warn); many more than today's share stop the run
     validation["not_null"] += [
         {"column": request.label, "mostly": 1.0, "severity": "warn"},
-        {"column": request.label, "mostly": _rounded(max(0.5, 1 - 2 * unlabeled - 0.05)),
-         "severity": "block"},
-    ]  # fmt: skip
+        {
+            "column": request.label,
+            "mostly": rounded(max(0.5, 1 - 2 * unlabeled - 0.05)),
+            "severity": "block",
+        },
+    ]
     counts = periods.value_counts()
     validation |= {
         "row_count": {"min": int(counts.min() // 2), "max": int(counts.max() * 2 + 10)},
@@ -130,11 +129,14 @@ def profile(request: TaskRequest) -> Profile:
     label_checks(frame, label, labels, periods, validation, notes)
     validation["distributions"] = distribution_bands(frame, list(features["numeric"]), periods)
     if validation["distributions"]:
-        notes.append("mean and spread bands per partition for the numeric inputs "
-                     "(validation.distributions, warn): a unit change moves them; make the "
-                     "ones you trust `block`")  # fmt: skip
-    drift = drift_thresholds(frame, [*features["numeric"], *features["categorical"]], columns,
-                             periods)  # fmt: skip
+        notes.append(
+            "mean and spread bands per partition for the numeric inputs "
+            "(validation.distributions, warn): a unit change moves them; make the "
+            "ones you trust `block`"
+        )
+    drift = drift_thresholds(
+        frame, [*features["numeric"], *features["categorical"]], columns, periods
+    )
     if drift:
         validation["drift"] = {"thresholds": drift, "severity": "warn"}
         notes.append(
@@ -173,60 +175,6 @@ def _label_spec(label: dict[str, Any]) -> Any:
     return LabelSpec.model_validate(label)
 
 
-def distribution_bands(
-    frame: pd.DataFrame, columns: list[str], periods: pd.Series
-) -> list[dict[str, Any]]:
-    """Per-partition mean and standard deviation bands of numeric columns (at most half
-    missing), from the partitions' own spread: means within half their range plus a quarter
-    of the column's standard deviation, deviations within half to one and a half times."""
-    bands: list[dict[str, Any]] = []
-    if periods.nunique() < 2:
-        return bands
-    for column in columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        if values.isna().mean() > 0.5 or values.std() == 0:
-            continue
-        grouped = values.groupby(periods.to_numpy())
-        means, stdevs = grouped.mean().dropna(), grouped.std().dropna()
-        pad = 0.5 * (means.max() - means.min()) + 0.25 * values.std()
-        bands += [
-            {"column": column, "stat": "mean", "min": _rounded(means.min() - pad),
-             "max": _rounded(means.max() + pad), "severity": "warn"},
-            {"column": column, "stat": "stdev", "min": _rounded(0.5 * stdevs.min()),
-             "max": _rounded(1.5 * stdevs.max()), "severity": "warn"},
-        ]  # fmt: skip
-    return bands
-
-
-def drift_thresholds(
-    frame: pd.DataFrame, inputs: list[str], columns: dict[str, str], periods: pd.Series
-) -> dict[str, float]:
-    """Per input column, 1.5 times the largest Evidently drift score between consecutive
-    partitions (the newest DRIFT_PAIRS pairs), at least 0.1: what the history moves passes, a
-    unit change (several times farther) does not. Columns derived at serving time are not in
-    the file and are left out."""
-    from maas.pipeline import drift
-
-    rule = PartitionDriftParams.model_validate({})  # the methods validation.drift scores with
-    names = sorted(periods.dropna().unique())[-(DRIFT_PAIRS + 1) :]
-    present = [c for c in inputs if c in frame.columns]
-    if len(names) < 2 or not present:
-        return {}
-    numeric = [c for c in present if columns.get(c) != "str"]
-    categorical = [c for c in present if columns.get(c) == "str"]
-    highest: dict[str, float] = {}
-    for before, after in itertools.pairwise(names):
-        sides = [frame.loc[(periods == name).to_numpy(), present] for name in (before, after)]
-        try:
-            scored = drift.compare(sides[0], sides[1], numeric, categorical, drift_share=1.0,
-                                   methods=(rule.num_method, rule.cat_method))  # fmt: skip
-        except ValueError:  # nothing comparable in this pair
-            continue
-        for column, result in scored.columns.items():
-            highest[column] = max(highest.get(column, 0.0), float(result["score"]))
-    return {c: max(0.1, _rounded(1.5 * score)) for c, score in highest.items()}
-
-
 def _rule_text(label: dict[str, Any]) -> str:
     if "threshold" in label:
         return f">= {label['threshold']}"
@@ -250,20 +198,27 @@ def label_checks(
     kind = label["kind"]
     if kind == "binary":
         rates = pd.Series(labels).groupby(periods.to_numpy()).mean()
-        validation["label_rate"] = {"min": _rounded(max(0.0, rates.min() - 0.1)),
-                                    "max": _rounded(min(1.0, rates.max() + 0.1))}  # fmt: skip
-        notes.append(f"label rate {rates.min():.3f}-{rates.max():.3f} per partition (band: "
-                     "validation.label_rate)")  # fmt: skip
+        validation["label_rate"] = {
+            "min": rounded(max(0.0, rates.min() - 0.1)),
+            "max": rounded(min(1.0, rates.max() + 0.1)),
+        }
+        notes.append(
+            f"label rate {rates.min():.3f}-{rates.max():.3f} per partition (band: "
+            "validation.label_rate)"
+        )
     elif kind == "multiclass":
         shares = pd.Series(labels).dropna().value_counts(normalize=True).sort_index()
         named = ", ".join(f"{label['classes'][int(i)]} {share:.1%}" for i, share in shares.items())
-        notes.append(f"classes of {label['column']}: {named}; a value outside them blocks a run "
-                     "(data.label.classes)")  # fmt: skip
+        notes.append(
+            f"classes of {label['column']}: {named}; a value outside them blocks a run "
+            "(data.label.classes)"
+        )
     else:
         values = pd.to_numeric(frame[label["column"]], errors="coerce").dropna()
         low, high = numeric_range(values)
-        validation["ranges"].append({"column": label["column"], "min": low, "max": high,
-                                     "mostly": 0.99, "severity": "warn"})  # fmt: skip
+        validation["ranges"].append(
+            {"column": label["column"], "min": low, "max": high, "mostly": 0.99, "severity": "warn"}
+        )
         notes.append(
             f"{label['column']} ranges {values.min():g} to {values.max():g} (mean "
             f"{values.mean():g}): values outside [{low:g}, {high:g}] are reported"
@@ -278,8 +233,10 @@ def label_rule(frame: pd.DataFrame, request: TaskRequest, notes: list[str]) -> d
         raise DataError(f"--positive and --threshold are for binary labels, not {request.kind}")
     if request.kind == "regression":
         if column_type(values) == "str":
-            raise DataError(f"regression label {request.label!r} is not numeric: it holds text "
-                            f"such as {values.dropna().astype(str).iloc[0]!r}")  # fmt: skip
+            raise DataError(
+                f"regression label {request.label!r} is not numeric: it holds text "
+                f"such as {values.dropna().astype(str).iloc[0]!r}"
+            )
         return rule
     if request.kind == "multiclass":
         return rule | {"classes": class_values(values, request.label)}
@@ -295,11 +252,14 @@ def class_values(values: pd.Series, column: str) -> list[str]:
     strings = as_category_strings(values.dropna().to_numpy())
     classes = sorted(set(strings.tolist()) - {""})
     if len(classes) < 2:
-        raise DataError(f"multiclass label {column!r} has {len(classes)} value(s): it needs two "
-                        "or more")  # fmt: skip
+        raise DataError(
+            f"multiclass label {column!r} has {len(classes)} value(s): it needs two or more"
+        )
     if len(classes) > MAX_CLASSES:
-        raise DataError(f"multiclass label {column!r} has {len(classes)} values (over "
-                        f"{MAX_CLASSES}): a number? use --kind regression")  # fmt: skip
+        raise DataError(
+            f"multiclass label {column!r} has {len(classes)} values (over "
+            f"{MAX_CLASSES}): a number? use --kind regression"
+        )
     return classes
 
 
@@ -313,16 +273,22 @@ def binary_rule(values: pd.Series, request: TaskRequest, notes: list[str]) -> di
     distinct = present.astype(str).unique().tolist()
     if request.positive is not None:
         if request.positive not in distinct:
-            raise DataError(f"positive value {request.positive!r} is not in {request.label!r}: "
-                            f"it holds {sorted(distinct)[:10]}")  # fmt: skip
+            raise DataError(
+                f"positive value {request.positive!r} is not in {request.label!r}: "
+                f"it holds {sorted(distinct)[:10]}"
+            )
         if len(distinct) > 2:
-            raise DataError(f"binary label {request.label!r} has {len(distinct)} values; name a "
-                            "two-valued column, give --threshold or --kind multiclass")  # fmt: skip
+            raise DataError(
+                f"binary label {request.label!r} has {len(distinct)} values; name a "
+                "two-valued column, give --threshold or --kind multiclass"
+            )
         return {"positive": _as_written(present, request.positive)}
     if len(distinct) != 2:
-        raise DataError(f"binary label {request.label!r} has {len(distinct)} values: give "
-                        "--positive VALUE (a two-valued column), --threshold X, or --kind "
-                        "multiclass / regression")  # fmt: skip
+        raise DataError(
+            f"binary label {request.label!r} has {len(distinct)} values: give "
+            "--positive VALUE (a two-valued column), --threshold X, or --kind "
+            "multiclass / regression"
+        )
     rarer = present.astype(str).value_counts().idxmin()
     notes.append(f"positive class: {request.label} == {rarer!r} (the rarer value): check it")
     return {"positive": _as_written(present, rarer)}
@@ -356,8 +322,10 @@ def infer_suite(
         if columns[column] == "str":
             distinct = values.dropna().astype(str).nunique()
             if distinct > CATEGORY_MAX and distinct > 0.5 * values.notna().sum():
-                notes.append(f"{column}: {distinct} distinct values, mostly unique: not a feature "
-                             "(an identifier? add it to --exclude)")  # fmt: skip
+                notes.append(
+                    f"{column}: {distinct} distinct values, mostly unique: not a feature "
+                    "(an identifier? add it to --exclude)"
+                )
                 continue
             categorical.append(column)
             if distinct <= DOMAIN_MAX:
@@ -366,22 +334,34 @@ def infer_suite(
             low, high = numeric_range(values.dropna())
             optional = null_rate > 0.01
             numeric[column] = {"optional": True} if optional else {}
-            ranges.append({"column": column, "min": low, "max": high, "mostly": 0.99,
-                           "severity": "warn"})  # fmt: skip
+            ranges.append(
+                {"column": column, "min": low, "max": high, "mostly": 0.99, "severity": "warn"}
+            )
             if optional:
                 notes.append(f"{column}: {null_rate:.1%} missing: optional in requests (check)")
-        mostly = 1.0 if null_rate == 0 else _rounded(max(0.01, 1 - 2 * null_rate - 0.01))
+        mostly = 1.0 if null_rate == 0 else rounded(max(0.01, 1 - 2 * null_rate - 0.01))
         not_null.append(
             {"column": column, "mostly": mostly, "severity": "block" if null_rate == 0 else "warn"}
         )
     if domains:
-        notes.append(f"closed domains for {sorted(domains)}: a new value blocks a run (edit "
-                     "validation.domains if new values are expected)")  # fmt: skip
+        notes.append(
+            f"closed domains for {sorted(domains)}: a new value blocks a run (edit "
+            "validation.domains if new values are expected)"
+        )
     derived = {f"{request.time}_day_of_week": {"source": request.time, "transform": "day_of_week"}}
     categorical.append(f"{request.time}_day_of_week")
-    features = {"categorical": categorical, "numeric": numeric, "derived": derived,
-                "min_frequency": 5}  # fmt: skip
-    validation = {"reports_dir": f"reports/{request.name}/validation", "columns": columns,
-                  "domains": domains, "ranges": ranges, "not_null": not_null,
-                  "extra_columns": "warn"}  # fmt: skip
+    features = {
+        "categorical": categorical,
+        "numeric": numeric,
+        "derived": derived,
+        "min_frequency": 5,
+    }
+    validation = {
+        "reports_dir": f"reports/{request.name}/validation",
+        "columns": columns,
+        "domains": domains,
+        "ranges": ranges,
+        "not_null": not_null,
+        "extra_columns": "warn",
+    }
     return features, validation

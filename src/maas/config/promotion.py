@@ -1,19 +1,15 @@
 """The evaluate and promotion sections: the baselines fitted beside the model, and the gate's
-metric, floors and tolerances (`maas.pipeline.gate` decides with them)."""
+metric, floors and tolerances (`maas.pipeline.evaluation.gate` decides with them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from maas.config.base import Strict
 from maas.config.kinds import METRICS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 # the linear family is logistic regression for classes, linear regression for values: either
 # name serves every kind (maas.config.kinds.baseline_name)
@@ -22,14 +18,14 @@ BaselineName = Literal[
 ]
 
 
-class EvaluateParams(_Strict):
+class EvaluateParams(Strict):
     metrics_path: Path = Path("reports/metrics.json")
     plots_dir: Path = Path("reports/plots")
     baselines: list[BaselineName] = ["prior", "logistic_regression", "hist_gradient_boosting"]
     onnx_parity_tolerance: float = Field(1e-5, gt=0)
 
 
-class PromotionParams(_Strict):
+class PromotionParams(Strict):
     # the metric the gate decides on (null: the task kind's score: binary roc_auc, multiclass
     # macro_f1, regression r2); floors, baselines and the champion are compared on it
     metric: str | None = None
@@ -55,8 +51,10 @@ class PromotionParams(_Strict):
         if not isinstance(value, dict):
             return value
         value = dict(value)
-        for old, key in (("min_roc_auc", "floors"), ("min_roc_auc_optional_absent",
-                                                      "floors_optional_absent")):  # fmt: skip
+        for old, key in (
+            ("min_roc_auc", "floors"),
+            ("min_roc_auc_optional_absent", "floors_optional_absent"),
+        ):
             if old in value:
                 value[key] = {**(value.get(key) or {}), "roc_auc": value.pop(old)}
         return value
@@ -77,6 +75,8 @@ class PromotionParams(_Strict):
         for name, floor in value.items():
             low, high = METRICS[name].low, METRICS[name].high
             if (low is not None and floor < low) or (high is not None and floor > high):
-                raise ValueError(f"a {name} floor of {floor} can never be met or never fail: "
-                                 f"{name} lies in [{low}, {high}]")  # fmt: skip
+                raise ValueError(
+                    f"a {name} floor of {floor} can never be met or never fail: "
+                    f"{name} lies in [{low}, {high}]"
+                )
         return value

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from maas.errors import MaasError
-from maas.pipeline.model import ModelConfig, ServingNet, build_network
+from maas.errors import ExportError
+from maas.pipeline.training.model import ModelConfig, ServingNet, build_network
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,6 @@ INPUT_NAMES = ["categorical", "numeric"]
 # the graph's output: binary, the positive class's probability (n,); multiclass, each class's
 # probability (n, classes); regression, the value (n,)
 OUTPUT_NAMES = {"binary": "probability", "multiclass": "probabilities", "regression": "value"}
-
-
-class ExportError(MaasError):
-    """The ONNX graph does not reproduce the torch model; nothing may be registered."""
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

@@ -18,8 +18,12 @@ def track_raw_data(raw_dir: Path) -> None:
     with Repo(".") as repo:
         for stage in repo.index.stages:
             if stage.cmd and any(Path(out.fs_path).resolve() == target for out in stage.outs):
-                log.info("dvc: %s is the output of stage %s: `dvc repro %s` records it",
-                         raw_dir, stage.addressing, stage.addressing)  # fmt: skip
+                log.info(
+                    "dvc: %s is the output of stage %s: `dvc repro %s` records it",
+                    raw_dir,
+                    stage.addressing,
+                    stage.addressing,
+                )
                 return
         repo.add([str(raw_dir)])
     log.info("dvc: %s.dvc updated; commit it to version this data", raw_dir)

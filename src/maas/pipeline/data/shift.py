@@ -32,8 +32,13 @@ class Drift:
     json: str = ""
 
     def summary(self) -> dict[str, Any]:
-        return {"share": self.share, "drifted": self.drifted, "prediction": self.prediction,
-                "skipped": self.skipped, "rows": list(self.rows)}  # fmt: skip
+        return {
+            "share": self.share,
+            "drifted": self.drifted,
+            "prediction": self.prediction,
+            "skipped": self.skipped,
+            "rows": list(self.rows),
+        }
 
 
 def compare(
@@ -58,16 +63,20 @@ def compare(
     numbers = [c for c in [*numeric, prediction] if c and c in ref.columns and c not in categorical]
     definition = evidently.DataDefinition(
         numerical_columns=numbers,
-        categorical_columns=[c for c in [*categorical, prediction] if c and c not in numbers
-                             and c in ref.columns],
-    )  # fmt: skip
+        categorical_columns=[
+            c for c in [*categorical, prediction] if c and c not in numbers and c in ref.columns
+        ],
+    )
     metrics: list[Any] = [
         evidently.DataDriftPreset(
-            columns=inputs, drift_share=drift_share, num_method=methods[0], cat_method=methods[1],
+            columns=inputs,
+            drift_share=drift_share,
+            num_method=methods[0],
+            cat_method=methods[1],
             per_column_threshold={c: t for c, t in (thresholds or {}).items() if c in inputs}
             or None,
         )
-    ]  # fmt: skip
+    ]
     if prediction and prediction in ref.columns:
         metrics.append(evidently.ValueDrift(column=prediction))
     with warnings.catch_warnings():
@@ -140,9 +149,11 @@ def _column_results(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for metric in report.get("metrics", []):
         config = metric.get("config", {})
         if config.get("type", "").endswith("ValueDrift"):
-            scores[config["column"]] = {"method": config.get("method"),
-                                        "score": float(metric["value"]),
-                                        "threshold": config.get("threshold")}  # fmt: skip
+            scores[config["column"]] = {
+                "method": config.get("method"),
+                "score": float(metric["value"]),
+                "threshold": config.get("threshold"),
+            }
             by_id[metric["id"]] = config["column"]
     for test in report.get("tests", []):
         column = by_id.get(test.get("metric_config", {}).get("metric_id", ""))
@@ -180,6 +191,9 @@ def _evidently() -> Any:
     from evidently.presets import DataDriftPreset
 
     return types.SimpleNamespace(
-        Report=evidently.Report, Dataset=evidently.Dataset, DataDefinition=evidently.DataDefinition,
-        DataDriftPreset=DataDriftPreset, ValueDrift=ValueDrift,
-    )  # fmt: skip
+        Report=evidently.Report,
+        Dataset=evidently.Dataset,
+        DataDefinition=evidently.DataDefinition,
+        DataDriftPreset=DataDriftPreset,
+        ValueDrift=ValueDrift,
+    )

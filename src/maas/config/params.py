@@ -1,13 +1,76 @@
-"""Checks across sections of one task's parameters (a task file's sections must agree)."""
+"""All of one task's parameters (params.yaml's shared sections with the task file merged over
+them) as one frozen model, and the checks across its sections (a task file's sections must
+agree)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import json
 
+from pydantic import Field, model_validator
+
+from maas.config.base import Strict
 from maas.config.kinds import baseline_names, gate_metric
+from maas.config.monitoring import MonitoringParams
+from maas.config.promotion import EvaluateParams, PromotionParams
+from maas.config.sections import (
+    DataParams,
+    DeployParams,
+    FeatureParams,
+    ModelParams,
+    PackagingParams,
+    RegistryParams,
+    RequestParams,
+    ScheduleParams,
+    ServingParams,
+    TrainParams,
+    TuneParams,
+    ValidationParams,
+)
+from maas.config.task_spec import TASK_NAME
 
-if TYPE_CHECKING:
-    from maas.config.sections import Params
+
+class Params(Strict):
+    task: str = Field(pattern=TASK_NAME)  # the task these parameters are for (tasks/<task>.yaml)
+    description: str = ""
+    data: DataParams
+    validation: ValidationParams
+    features: FeatureParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    promotion: PromotionParams
+    registry: RegistryParams
+    serving: ServingParams
+    packaging: PackagingParams
+    deploy: DeployParams
+    schedule: ScheduleParams
+    tune: TuneParams = Field(default_factory=lambda: TuneParams.model_validate({}))
+    monitoring: MonitoringParams = Field(
+        default_factory=lambda: MonitoringParams.model_validate({})
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        cross_check(self)
+        return self
+
+    @property
+    def request(self) -> RequestParams:
+        rules = [r for r in self.validation.ranges if r.severity == "block" and r.mostly == 1.0]
+        return RequestParams(
+            kind=self.data.label.kind,
+            classes=list(self.data.label.classes),
+            body_key=self.serving.body_key,
+            outputs=self.serving.outputs,
+            types=dict(self.validation.columns),
+            bounds={rule.column: (rule.min, rule.max) for rule in rules},
+        )
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of all parameters (a lineage tag)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cross_check(params: Params) -> None:
@@ -32,8 +95,9 @@ def cross_check(params: Params) -> None:
             raise ValueError(f"derived feature {name!r} is neither categorical nor numeric")
     gate_metric(kind, params.promotion.metric)  # one of the kind's metrics
     if params.validation.label_rate is not None and kind != "binary":
-        raise ValueError(f"validation.label_rate is the positive share of a binary label; "
-                         f"this task is {kind}")  # fmt: skip
+        raise ValueError(
+            f"validation.label_rate is the positive share of a binary label; this task is {kind}"
+        )
     undeclared_columns(params)
 
 

@@ -1,6 +1,6 @@
 """Partitions and rows in time: partition files named by their period, each row's time, the
 label the task declares, and the time-ordered splits. Where partitions come from is
-`maas.pipeline.sources`."""
+`maas.pipeline.data.sources`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from maas.config import LabelSpec, TimeSpec
-from maas.config.task import Frequency
-from maas.errors import MaasError
+from maas.config.task_spec import Frequency
+from maas.errors import DataError
 from maas.serving.preprocessing import as_category_strings
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,6 @@ NAME_PATTERNS: dict[str, tuple[str, re.Pattern[str]]] = {
     "month": ("YYYY-MM", re.compile(r"^(\d{4})-(\d{2})$")),
     "year": ("YYYY", re.compile(r"^(\d{4})$")),
 }
-
-
-class DataError(MaasError):
-    """A partition is missing, misnamed or unreadable, or the data does not fit the task; the
-    message names the file or the column."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +168,11 @@ def add_label(frame: pd.DataFrame, label: LabelSpec) -> pd.DataFrame:
     Classes are small integers (int8, int16 past 127 classes); a regression label is float."""
     values = label_values(frame, label)
     missing = np.isnan(values)
-    dtype = {"binary": "int8", "multiclass": "int8" if len(label.classes) <= 127 else "int16",
-             "regression": "float64"}[label.kind]  # fmt: skip
+    dtype = {
+        "binary": "int8",
+        "multiclass": "int8" if len(label.classes) <= 127 else "int16",
+        "regression": "float64",
+    }[label.kind]
     if label.unlabeled == "drop":
         frame = frame.loc[~missing].copy()
         frame["label"] = values[~missing].astype(dtype)

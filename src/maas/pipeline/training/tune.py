@@ -17,9 +17,9 @@ from typing import Any
 
 from maas.config import Params, SearchRange, apply_overrides, parse_params
 from maas.config.kinds import SCORE
-from maas.pipeline.model import Head, model_config_for
-from maas.pipeline.prepare import PreparedTraining, augmentation
-from maas.pipeline.train import TrainResult, fit
+from maas.pipeline.training.fit import TrainResult, fit
+from maas.pipeline.training.model import Head, model_config_for
+from maas.pipeline.training.prepare import PreparedTraining, augmentation
 from maas.tracking.runs import EpochLogger, log_metrics, start_run
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,13 @@ _RATES = {
 }
 DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
     "mlp": {**_RATES, "model.hidden_sizes": {"choices": [[128, 64], [256, 128], [256, 128, 64]]}},
-    "tabm": {**_RATES, "model.tabm.k": {"choices": [8, 16, 32]},
-             "model.tabm.d_block": {"choices": [128, 256, 512]},
-             "model.tabm.n_blocks": {"choices": [1, 2, 3]}},
-}  # fmt: skip
+    "tabm": {
+        **_RATES,
+        "model.tabm.k": {"choices": [8, 16, 32]},
+        "model.tabm.d_block": {"choices": [128, 256, 512]},
+        "model.tabm.n_blocks": {"choices": [1, 2, 3]},
+    },
+}
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}  # trial -> MLflow
 
@@ -62,11 +65,14 @@ def search_space(params: Params) -> dict[str, SearchRange]:
 
 def study_name(params: Params, space: dict[str, SearchRange], train_partitions: Any) -> str:
     """The same search on the same data resumes one study; another space or data starts anew."""
-    payload = {"space": {k: v.model_dump() for k, v in sorted(space.items())},
-               "kind": params.model.kind, "data": train_partitions,
-               "features": params.features.model_dump(mode="json"),
-               "label": params.data.label.model_dump(mode="json"),
-               "regression_loss": params.train.regression_loss}  # fmt: skip
+    payload = {
+        "space": {k: v.model_dump() for k, v in sorted(space.items())},
+        "kind": params.model.kind,
+        "data": train_partitions,
+        "features": params.features.model_dump(mode="json"),
+        "label": params.data.label.model_dump(mode="json"),
+        "regression_loss": params.train.regression_loss,
+    }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.registry.model_name}-{params.model.kind}-{digest}"
 
@@ -152,13 +158,19 @@ def fit_trial(
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     fit_numeric = prepared.train.numeric.cpu().numpy()
-    config = model_config_for(chosen.model, prepared.preprocessor.cardinalities, fit_numeric,
-                              Head.of(prepared.config))  # fmt: skip
+    config = model_config_for(
+        chosen.model, prepared.preprocessor.cardinalities, fit_numeric, Head.of(prepared.config)
+    )
     augment = augmentation(prepared.preprocessor, chosen.train)
     result = fit(
-        config, chosen.train, prepared.train, prepared.validation,
-        on_epoch_end=on_epoch_end, augment=augment, checkpoint_path=checkpoint_path,
-    )  # fmt: skip
+        config,
+        chosen.train,
+        prepared.train,
+        prepared.validation,
+        on_epoch_end=on_epoch_end,
+        augment=augment,
+        checkpoint_path=checkpoint_path,
+    )
     best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), None)
     if best is None:  # no epoch had a finite validation metric
         raise optuna.TrialPruned("no epoch had a finite validation score")
@@ -188,16 +200,25 @@ def run_study(
 
     def objective(trial: Any) -> float:
         values = {key: suggest(trial, key, spec) for key, spec in space.items()}
-        run_id = start_run(client, params.registry, f"trial {trial.number}", values,
-                           {"mlflow.parentRunId": parent_run, "optuna_study": study.study_name,
-                            "optuna_trial": str(trial.number)})  # fmt: skip
+        run_id = start_run(
+            client,
+            params.registry,
+            f"trial {trial.number}",
+            values,
+            {
+                "mlflow.parentRunId": parent_run,
+                "optuna_study": study.study_name,
+                "optuna_trial": str(trial.number),
+            },
+        )
         epochs = EpochLogger(client, run_id)
         state = "failed"
         try:
             value, best_epoch = fit_trial(trial, with_values(params, values), prepared, epochs)[1:]
             state = "complete"
-            log_metrics(client, run_id, {f"best_{score_key(prepared)}": value,
-                                         "best_epoch": best_epoch})  # fmt: skip
+            log_metrics(
+                client, run_id, {f"best_{score_key(prepared)}": value, "best_epoch": best_epoch}
+            )
             return value
         except optuna.TrialPruned:
             state = "pruned"
@@ -222,8 +243,8 @@ def tune_model(
     from maas.clock import utc_timestamp
     from maas.config import write_tuned_values
     from maas.errors import MaasError
-    from maas.pipeline.prepare import prepare_training
-    from maas.pipeline.windows import read_lineage
+    from maas.pipeline.data.windows import read_lineage
+    from maas.pipeline.training.prepare import prepare_training
     from maas.tracking.runs import RunTracking, git_commit
     from maas.tracking.store import connect
 
@@ -233,27 +254,44 @@ def tune_model(
     study = open_study(params, name)
     client = connect(params.registry)
     parent = start_run(
-        client, params.registry, f"tune-{utc_timestamp()}",
-        {"tune": params.tune.model_dump(mode="json"),
-         "space": {k: v.model_dump() for k, v in space.items()}},
-        {"pipeline": "maas.tune", "optuna_study": name, "git_commit": git_commit(),
-         "params_digest": params.digest()},
-    )  # fmt: skip
+        client,
+        params.registry,
+        f"tune-{utc_timestamp()}",
+        {
+            "tune": params.tune.model_dump(mode="json"),
+            "space": {k: v.model_dump() for k, v in space.items()},
+        },
+        {
+            "pipeline": "maas.tune",
+            "optuna_study": name,
+            "git_commit": git_commit(),
+            "params_digest": params.digest(),
+        },
+    )
     tracking = RunTracking(client.tracking_uri, parent)
     with tracking.recording_outcome():
-        run_study(study, params, prepared, space, client, parent,
-                  trials or params.tune.trials, timeout_s or params.tune.timeout_s)  # fmt: skip
+        run_study(
+            study,
+            params,
+            prepared,
+            space,
+            client,
+            parent,
+            trials or params.tune.trials,
+            timeout_s or params.tune.timeout_s,
+        )
         states = counts(study)
         if not states.get("COMPLETE"):
             raise MaasError(f"no trial of study {name} completed ({states}): nothing written")
         best = decoded(study.best_params, space)
         score = SCORE[prepared.config.head]
         write_tuned_values(
-            params.tune.output, best,
+            params.tune.output,
+            best,
             f"written by `maas tune` at {utc_timestamp()}: study {name}, best validation {score} "
             f"{study.best_value:.4f} over {sum(states.values())} trials ({states}).\n"
             "Every maas command reads these values over params.yaml: commit this file.",
-        )  # fmt: skip
+        )
         log_metrics(client, parent, {f"best_val_{score}": study.best_value})
         tracking.set_tags({"best_values": json.dumps(best)})
         tracking.log_artifact(params.tune.output, "tuning")

@@ -73,20 +73,36 @@ def model_config_for(
 ) -> ModelConfig:
     """The network `model` (params.yaml) describes, sized for these inputs and the task's head
     (default: binary); piecewise-linear bins come from the rows preprocessing was fitted on."""
-    config = build_model_config(cardinalities, fit_numeric.shape[1], model.hidden_sizes,
-                                model.dropout, model.embedding_dim_max)  # fmt: skip
+    config = build_model_config(
+        cardinalities,
+        fit_numeric.shape[1],
+        model.hidden_sizes,
+        model.dropout,
+        model.embedding_dim_max,
+    )
     if head is not None:
-        config = replace(config, head=head.kind, n_outputs=head.n_outputs,
-                         target_mean=head.target_mean, target_std=head.target_std)  # fmt: skip
+        config = replace(
+            config,
+            head=head.kind,
+            n_outputs=head.n_outputs,
+            target_mean=head.target_mean,
+            target_std=head.target_std,
+        )
     embedding = model.numeric_embeddings
     if embedding.kind == "piecewise_linear":
         config = replace(config, bins=numeric_bins(fit_numeric, embedding.n_bins))
     if embedding.kind != "none":
-        config = replace(config, numeric_embedding=embedding.kind,
-                         d_embedding=embedding.d_embedding)  # fmt: skip
+        config = replace(
+            config, numeric_embedding=embedding.kind, d_embedding=embedding.d_embedding
+        )
     if model.kind == "tabm":
-        config = replace(config, kind="tabm", k=model.tabm.k, n_blocks=model.tabm.n_blocks,
-                         d_block=model.tabm.d_block)  # fmt: skip
+        config = replace(
+            config,
+            kind="tabm",
+            k=model.tabm.k,
+            n_blocks=model.tabm.n_blocks,
+            d_block=model.tabm.d_block,
+        )
     return config
 
 
@@ -143,8 +159,9 @@ def numeric_embedding(config: ModelConfig) -> nn.Module | None:
         bins = [torch.tensor(edges, dtype=torch.float32) for edges in config.bins]
         with warnings.catch_warnings():  # one bin is expected: missing-value flags, constants
             warnings.filterwarnings("ignore", message=".*just two bin edges")
-            return rtdl.PiecewiseLinearEmbeddings(bins, config.d_embedding, activation=False,
-                                                  version="B")  # fmt: skip
+            return rtdl.PiecewiseLinearEmbeddings(
+                bins, config.d_embedding, activation=False, version="B"
+            )
     return rtdl.PeriodicEmbeddings(config.numeric_dim, config.d_embedding, lite=False)
 
 
@@ -204,18 +221,25 @@ class TabMNet(nn.Module):
 
         self.config = config
         self.tabm = tabm.TabM.make(
-            n_num_features=config.numeric_dim, cat_cardinalities=list(config.cardinalities),
-            num_embeddings=numeric_embedding(config), d_out=config.n_outputs, k=config.k,
-            n_blocks=config.n_blocks, d_block=config.d_block, dropout=config.dropout,
-        )  # fmt: skip
+            n_num_features=config.numeric_dim,
+            cat_cardinalities=list(config.cardinalities),
+            num_embeddings=numeric_embedding(config),
+            d_out=config.n_outputs,
+            k=config.k,
+            n_blocks=config.n_blocks,
+            d_block=config.d_block,
+            dropout=config.dropout,
+        )
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         model: Any = self.tabm
         if model.num_module is not None:
             numeric = model.num_module(numeric)
         parts = [numeric.flatten(1)]
-        parts += [nn.functional.one_hot(categorical[:, i], card).to(parts[0].dtype)
-                  for i, card in enumerate(self.config.cardinalities)]  # fmt: skip
+        parts += [
+            nn.functional.one_hot(categorical[:, i], card).to(parts[0].dtype)
+            for i, card in enumerate(self.config.cardinalities)
+        ]
         out = model.output(model.backbone(model.ensemble_view(torch.cat(parts, dim=1))))
         if self.config.n_outputs == 1:
             out = out.squeeze(-1)  # (batch, k)

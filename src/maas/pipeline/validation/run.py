@@ -16,31 +16,19 @@ import numpy as np
 import pandas as pd
 
 from maas.config import DataParams, ValidationParams
-from maas.errors import MaasError
-from maas.pipeline.data import Partition
-from maas.pipeline.validation_batch import (
+from maas.errors import DataValidationError
+from maas.pipeline.data.partitions import Partition
+from maas.pipeline.validation.batch import (
     prepare_batch,
 )
-from maas.pipeline.validation_cache import ValidationCache
-from maas.pipeline.validation_drift import EXPECTATION as DRIFT_EXPECTATION
-from maas.pipeline.validation_drift import check_drift
-from maas.pipeline.validation_suite import build_expectations
+from maas.pipeline.validation.cache import ValidationCache
+from maas.pipeline.validation.drift import EXPECTATION as DRIFT_EXPECTATION
+from maas.pipeline.validation.drift import check_drift
+from maas.pipeline.validation.suite import build_expectations
 
 log = logging.getLogger(__name__)
 
 SUITE_NAME = "task_partition"
-
-
-class DataValidationError(MaasError):
-    """A blocking expectation failed; the message names each expectation and column."""
-
-    def __init__(self, failures: list[ExpectationOutcome], report_dir: Path | None = None):
-        self.failures = failures
-        lines = [f"data validation failed: {len(failures)} blocking expectation(s)"]
-        lines += [f"  - {failure.describe()}" for failure in failures]
-        if report_dir is not None:
-            lines.append(f"report: {report_dir}")
-        super().__init__("\n".join(lines))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def champion_score(
     missing artifacts) comes back as `unscored` with the reason, not as an error."""
     from mlflow.exceptions import MlflowException
 
-    from maas.pipeline.evaluate import compute_metrics
+    from maas.pipeline.evaluation.metrics import compute_metrics
     from maas.serving.errors import ServingError
     from maas.tracking.registry import CHAMPION, get_alias_version, score_version
     from maas.tracking.store import connect

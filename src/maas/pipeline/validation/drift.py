@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from maas.config import DataParams, ValidationParams
-from maas.pipeline.data import Partition
-from maas.pipeline.validation_cache import ValidationCache
+from maas.pipeline.data.partitions import Partition
+from maas.pipeline.validation.cache import ValidationCache
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _score(
 ) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """One Evidently report of `current` against `reference` over the rule's columns: the
     outcomes, a summary, and the HTML report when a column failed ('' otherwise)."""
-    from maas.pipeline import drift
+    from maas.pipeline.data import shift
 
     rule = params.drift
     columns = list(rule.thresholds)
@@ -110,10 +110,15 @@ def _score(
         _sample(frame, columns, rule.sample_rows, rule.seed) for frame in (reference, current)
     ]
     try:
-        result = drift.compare(
-            sample[0], sample[1], numeric, categorical, drift_share=1.0,
-            methods=(rule.num_method, rule.cat_method), thresholds=rule.thresholds,
-        )  # fmt: skip
+        result = shift.compare(
+            sample[0],
+            sample[1],
+            numeric,
+            categorical,
+            drift_share=1.0,
+            methods=(rule.num_method, rule.cat_method),
+            thresholds=rule.thresholds,
+        )
     except ValueError as error:  # no column has values on both sides
         result = None
         log.warning("drift of %s against %s not scored: %s", partition, before, error)
@@ -123,19 +128,22 @@ def _score(
         skipped = result.skipped.get(column) if result is not None else "nothing to compare"
         outcomes.append(
             {
-                "partition": partition, "expectation": EXPECTATION, "column": column,
+                "partition": partition,
+                "expectation": EXPECTATION,
+                "column": column,
                 "severity": rule.severity,
                 "success": scored is None or not scored.get("drifted", False),
                 "observed": _observed(scored, rule.thresholds[column], before, skipped),
             }
-        )  # fmt: skip
+        )
     summary = {
-        "partition": partition, "against": before,
+        "partition": partition,
+        "against": before,
         "methods": {"numeric": rule.num_method, "categorical": rule.cat_method},
         "columns": result.columns if result is not None else {},
         "skipped": result.skipped if result is not None else {},
         "failed": [o["column"] for o in outcomes if not o["success"]],
-    }  # fmt: skip
+    }
     html = result.html if result is not None and summary["failed"] else ""
     return outcomes, summary, html
 

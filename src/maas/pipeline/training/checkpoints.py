@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from maas.files import replacing
-from maas.pipeline import distributed
+from maas.pipeline.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,12 @@ def restore_checkpoint(
         )
         checkpoint = None
     if checkpoint is not None and checkpoint.get("monitor") != monitor:
-        log.warning("ignoring checkpoint %s: it chose epochs by %s, this run by %s",
-                    path, checkpoint.get("monitor"), monitor)  # fmt: skip
+        log.warning(
+            "ignoring checkpoint %s: it chose epochs by %s, this run by %s",
+            path,
+            checkpoint.get("monitor"),
+            monitor,
+        )
         checkpoint = None
     if checkpoint is None:
         return progress

@@ -26,19 +26,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from maas.config import TrainParams
 from maas.config.kinds import SCORE
-from maas.errors import MaasError
-from maas.pipeline import distributed
-from maas.pipeline.augment import Augmentation
-from maas.pipeline.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
-from maas.pipeline.model import ModelConfig, build_network, serving_output
+from maas.errors import TrainingError
+from maas.pipeline.training import distributed
+from maas.pipeline.training.augment import Augmentation
+from maas.pipeline.training.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
+from maas.pipeline.training.model import ModelConfig, build_network, serving_output
 
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[dict[str, float]], None]
-
-
-class TrainingError(MaasError):
-    """Training cannot run as configured (e.g. CUDA forced on a machine without it)."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +189,7 @@ def head_loss(
 def predict(
     model: nn.Module, data: TensorSet, batch_size: int = 65536, mixed_precision: bool = True
 ) -> torch.Tensor:
-    """The serving output for each row (maas.pipeline.model.serving_output)."""
+    """The serving output for each row (maas.pipeline.training.model.serving_output)."""
     model.eval()
     config: ModelConfig = model.config  # type: ignore[assignment]
     outputs = []
@@ -213,7 +209,7 @@ def evaluate_epoch(
     """Validation loss and the kind's score, `val_<score>` (maas.config.kinds.SCORE); bf16
     autocast on CUDA only with `mixed_precision`. Regression labels are standardized: the
     loss is in standard deviations, as in training."""
-    from maas.pipeline.evaluate import compute_metrics
+    from maas.pipeline.evaluation.metrics import compute_metrics
 
     config: ModelConfig = model.config  # type: ignore[assignment]
     score = f"val_{SCORE[config.head]}"
@@ -273,10 +269,19 @@ def train_epoch(
         # Dropout: different masks per rank, and a resumed run draws the same ones.
         torch.manual_seed((params.seed * 1000 + epoch) * 1009 + rank)
     return train_one_epoch(
-        net, optimizer, data, params.batch_size, generator, scheduler,
-        rank=rank, world=world, mixed_precision=params.mixed_precision, augment=augment,
-        head=net_config(net).head, regression_loss=params.regression_loss,
-    )  # fmt: skip
+        net,
+        optimizer,
+        data,
+        params.batch_size,
+        generator,
+        scheduler,
+        rank=rank,
+        world=world,
+        mixed_precision=params.mixed_precision,
+        augment=augment,
+        head=net_config(net).head,
+        regression_loss=params.regression_loss,
+    )
 
 
 def net_config(net: nn.Module) -> ModelConfig:
@@ -351,12 +356,15 @@ def fit(
         train_seconds += elapsed
         # Rank 0's metrics everywhere: every rank takes the same early-stopping decision.
         metrics = distributed.broadcast(
-            {"epoch": float(epoch), "train_loss": train_loss,
-             **evaluate_epoch(model, val_d, params.mixed_precision),
-             "samples_per_second": rows_per_epoch / elapsed}
+            {
+                "epoch": float(epoch),
+                "train_loss": train_loss,
+                **evaluate_epoch(model, val_d, params.mixed_precision),
+                "samples_per_second": rows_per_epoch / elapsed,
+            }
             if rank == 0
             else {}
-        )  # fmt: skip
+        )
         progress.record(epoch, metrics, model)
         if rank != 0:
             continue

