@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from maas.config import load_params
 from maas.monitor.report import markdown
 from maas.monitor.run import monitor_task
-from maas.operate.audit import audit
+from maas.operate.audit import AuditTrail
 from maas.tracking.store import connect
 
 judge = task(name="judge_periods", cache_policy=NO_CACHE)(monitor_task)
@@ -35,17 +35,13 @@ def monitoring(
 
         champion = next((p["champion"] for p in outcome.periods), None)
         reasons = [f"{b['period']}: {b['reason']}" for b in outcome.new_breaches]
-        client = connect(params.registry)  # the audit events are mirrored into MLflow
-        audit(
-            params, "monitor_retrain", champion, client, actor="monitor", reason="; ".join(reasons)
-        )
+        trail = AuditTrail.of(params, connect(params.registry))  # mirrored into MLflow
+        trail.record("monitor_retrain", champion, actor="monitor", reason="; ".join(reasons))
         trained = training(params_file=params_file, overrides=overrides, task=task)
         registered = trained["registered"]  # the run's JSON outcome (pipeline.report)
-        audit(
-            params,
+        trail.record(
             "monitor_retrained",
             registered["version"],
-            client,
             actor="monitor",
             reason=f"training run {registered['run_id']} on the breach; aliases "
             f"{registered['aliases'] or 'none'}",

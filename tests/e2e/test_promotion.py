@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from maas.cli import app
 from maas.net import free_port
-from maas.operate.audit import read_audit
+from maas.operate.audit import AuditTrail
 from maas.operate.targets import LocalTarget
 from maas.release import containers
 from maas.release.packaging import package_version
@@ -153,7 +153,7 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
     finally:
         controller.stop()
 
-    events = [(e["event"], e["version"]) for e in read_audit(params)]
+    events = [(e["event"], e["version"]) for e in AuditTrail.of(params).read()]
     assert ("deployed", "1") in events and ("deployed", "2") in events
     assert ("rollback", "1") in events and ("refused", "3") in events
     body = json.loads(cli(overrides, "status", "--json").stdout)
@@ -239,7 +239,7 @@ def test_a_dead_container_or_gateway_is_noticed_and_replaced(setup):
         assert int((params.deploy.state_dir / "gateway.pid").read_text()) != pid
     finally:
         controller.stop()
-    unhealthy = [e["reason"] for e in read_audit(params) if e["event"] == "unhealthy"]
+    unhealthy = [e["reason"] for e in AuditTrail.of(params).read() if e["event"] == "unhealthy"]
     assert any("is not running" in reason for reason in unhealthy), unhealthy
 
 
@@ -280,7 +280,7 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
             f"UI promotion of v{other} -> serving via webhook: {latency:.1f}s "
             f"(total {time.monotonic() - started:.1f}s)"
         )
-        moves = [e for e in read_audit(params) if e["event"] in ("promoted", "rollback")]
+        moves = [e for e in AuditTrail.of(params).read() if e["event"] in ("promoted", "rollback")]
         assert moves[-1]["version"] == other  # the move is recorded, and not as the controller's
         assert moves[-1]["actor"] == f"a registry client of {params.registry.tracking_uri}"
         deadline = time.monotonic() + 30  # the replaced version is marked after the switch
@@ -322,7 +322,7 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     import yaml
     from maas.flows.training import training
 
-    from maas.operate.audit import read_mlflow_audit
+    from maas.operate.audit import AuditTrail
     from maas.release import containers
 
     root, overrides, params, client = setup
@@ -349,7 +349,9 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
         first.stop()
         second.stop()
     deployed = [
-        e for e in read_audit(params) if e["event"] == "deployed" and e["version"] == str(new)
+        e
+        for e in AuditTrail.of(params).read()
+        if e["event"] == "deployed" and e["version"] == str(new)
     ]
     assert len(deployed) == 1, deployed
     logs = [(root / f"{name}.log").read_text() for name in ("watch-a", "watch-b")]
@@ -358,7 +360,7 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     runtime = container_runtime_or_skip()
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
     assert len(containers.list_containers(runtime, target.prefix(MODEL))) == 1
-    mirrored = read_mlflow_audit(client, params, limit=50)
+    mirrored = AuditTrail.of(params, client).read_mlflow(limit=50)
     assert any(e["event"] == "deployed" and e["version"] == str(new) for e in mirrored)
     assert any(e["event"] == "promoted" and e["actor"] != "gate" for e in mirrored)
 
@@ -414,7 +416,7 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     print(f"failed build recorded: {tags['deploy_reason'][:200]}")
     assert "maas-missing-base" in tags["deploy_reason"]
     assert serving_version(endpoint) == current
-    assert ("failed", new) in [(e["event"], e["version"]) for e in read_audit(params)]
+    assert ("failed", new) in [(e["event"], e["version"]) for e in AuditTrail.of(params).read()]
 
     controller = Controller(root, overrides, name="watch-fixed")
     try:

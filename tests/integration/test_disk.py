@@ -17,7 +17,7 @@ import pytest
 
 from maas.config import RegistryParams, load_params
 from maas.errors import AuditError, DeployError
-from maas.operate.audit import audit, read_audit
+from maas.operate.audit import AuditTrail
 from maas.operate.deployment import Deployment, read_deployment, write_state
 from tests.helpers import ROOT
 
@@ -67,15 +67,17 @@ def deployment(version: str, pad: int = 0) -> Deployment:
 def test_full_disk_keeps_audit_trail_and_deploy_state_whole(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "maas", "size=64k") as disk:
         params = load_params(ROOT / "params.yaml", [f"deploy.audit_log={disk / 'audit.jsonl'}"])
-        audit(params, "deployed", "1", reason="first")
+        AuditTrail.of(params).record("deployed", "1", reason="first")
         write_state(disk / "local.json", deployment("1"))
         fill(disk, leave=0)
         with pytest.raises(AuditError, match=r"audit\.jsonl: No space left on device"):
-            audit(params, "deployed", "2", reason="r" * 5000)
+            AuditTrail.of(params).record("deployed", "2", reason="r" * 5000)
         with pytest.raises(DeployError, match=r"local\.json: No space left on device"):
             write_state(disk / "local.json", deployment("2", pad=20000))
         # nothing half-written: the trail parses, the previous state stands, no leftovers
-        assert [(e["event"], e["version"]) for e in read_audit(params)] == [("deployed", "1")]
+        assert [(e["event"], e["version"]) for e in AuditTrail.of(params).read()] == [
+            ("deployed", "1")
+        ]
         assert read_deployment(disk, "local", "m").version == "1"
         assert not (disk / "local.partial").exists()
 
@@ -84,7 +86,7 @@ def test_read_only_disk_is_named(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "ro", "ro,size=64k") as disk:
         params = load_params(ROOT / "params.yaml", [f"deploy.audit_log={disk / 'audit.jsonl'}"])
         with pytest.raises(AuditError, match="Read-only file system"):
-            audit(params, "deployed", "1")
+            AuditTrail.of(params).record("deployed", "1")
         with pytest.raises(DeployError, match="Read-only file system"):
             write_state(disk / "local.json", deployment("1"))
 

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from maas.pipeline.data import shift
 from maas.pipeline.data.partitions import Partition, read_partition
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.request import RequestSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Champion:
     categorical: list[str]
 
 
-def open_champion(params: Params, client: Any, workdir: Path) -> Champion | None:
+def open_champion(params: Params, client: MlflowClient, workdir: Path) -> Champion | None:
     from maas.tracking import serving_code
     from maas.tracking.registry import (
         CHAMPION,

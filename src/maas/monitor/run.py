@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,7 +21,10 @@ from maas.monitor.judge import judge_period, open_champion, temporary_folder, wi
 from maas.monitor.policy import may_retrain
 from maas.monitor.predictions import read_predictions
 from maas.monitor.state import read_state, write_state
-from maas.operate.audit import audit
+from maas.operate.audit import AuditTrail
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ def _fingerprint(version: str, rows: pd.DataFrame, partition: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _record(client: Any, params: Params, result: dict[str, Any], reports: Path) -> str:
+def _record(client: MlflowClient, params: Params, result: dict[str, Any], reports: Path) -> str:
     """The period's MLflow run in `<experiment>-monitoring`, one per period and champion (the
     same run when judged again), with its metrics and Evidently's reports."""
     experiment_name = f"{params.registry.experiment}-monitoring"
@@ -189,15 +192,15 @@ def _kind(reason: str) -> str:
     return " ".join(reason.split(" ")[:2])
 
 
-def _alert(params: Params, client: Any, version: str, period: str, reasons: list[str]) -> None:
+def _alert(
+    params: Params, client: MlflowClient, version: str, period: str, reasons: list[str]
+) -> None:
     body = alerts.alert_body(params, period, version, reasons)
     log.warning("%s", body["text"])
     problem = alerts.post_alert(params, body)
-    audit(
-        params,
+    AuditTrail.of(params, client).record(
         "monitor_alert",
         version,
-        client,
         actor="monitor",
         period=period,
         reason="; ".join(reasons),

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from maas.config import Params
 from maas.errors import LockBusy
 from maas.files import locked
-from maas.operate.audit import audit, registry_client
+from maas.operate.audit import AuditTrail, registry_client
 from maas.operate.catalog import publish
 from maas.operate.deployment import Deployment
 from maas.operate.history import move_recorded, previous_deployed_version
@@ -39,15 +39,24 @@ from maas.tracking.registry import (
 from maas.tracking.store import connect
 from maas.tracking.verdict import load_key, verdict_problem
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 log = logging.getLogger(__name__)
 
 OVERRIDE_TAG = "deploy_override"
 RETRY_AFTER_S = 300  # a failed deploy of the same champion is retried after this long
 
 
+# what one pass did (the catalog and `maas status` show it; `publish` takes it as the state)
+Action = Literal[
+    "in_sync", "no_champion", "deployed", "undeployed", "refused", "failed", "waiting", "busy"
+]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    action: str  # in_sync | no_champion | deployed | undeployed | refused | failed | waiting | busy
+    action: Action
     version: str | None
     detail: str = ""
 
@@ -86,7 +95,7 @@ Release = Callable[[str], Deployment]  # version -> deployed (the Prefect releas
 
 def reconcile_once(
     params: Params,
-    client: Any,
+    client: MlflowClient,
     target: Target,
     release: Release,
     retry: frozenset[str] = frozenset(),
@@ -100,7 +109,8 @@ def reconcile_once(
     """
     try:
         with controller_lock(params.deploy.state_dir, wait=wait):
-            outcome = _converge(params, client, target, release, retry)
+            trail = AuditTrail.of(params, client)
+            outcome = _converge(params, client, trail, target, release, retry)
             gone = outcome.action in ("no_champion", "undeployed")
             publish(
                 params, target, outcome.action, None if gone else outcome.version, outcome.detail
@@ -110,7 +120,7 @@ def reconcile_once(
         return Outcome("busy", None, str(busy))
 
 
-def withdraw(params: Params, client: Any, target: Target) -> Outcome:
+def withdraw(params: Params, client: MlflowClient, target: Target) -> Outcome:
     """One pass that only takes out of service, never deploys (`maas undeploy`, after it
     removed the alias): waits for a running pass, then stops what serves if `champion` is
     still unset."""
@@ -119,18 +129,24 @@ def withdraw(params: Params, client: Any, target: Target) -> Outcome:
         if desired is not None:  # set again meanwhile: the controller deploys it
             return Outcome("in_sync", str(desired.version), "champion was set again")
         name = params.registry.model_name
-        outcome = _without_champion(params, client, target, target.current(name))
+        trail = AuditTrail.of(params, client)
+        outcome = _without_champion(params, client, trail, target, target.current(name))
         publish(params, target, outcome.action, None)
         return outcome
 
 
 def _converge(
-    params: Params, client: Any, target: Target, release: Release, retry: frozenset[str]
+    params: Params,
+    client: MlflowClient,
+    trail: AuditTrail,
+    target: Target,
+    release: Release,
+    retry: frozenset[str],
 ) -> Outcome:
     desired = get_alias_version(client, params.registry.model_name, CHAMPION)
     actual = target.current(params.registry.model_name)
     if desired is None:
-        return _without_champion(params, client, target, actual)
+        return _without_champion(params, client, trail, target, actual)
     version = str(desired.version)
     if actual is not None and actual.version == version:
         unhealthy = target.problem(actual, version_digests(desired))
@@ -144,14 +160,12 @@ def _converge(
         )
         publish(params, target, "unhealthy", version, unhealthy)
         if dict(desired.tags).get("deploy_status") != "failed":  # audited once, not each pass
-            audit(params, "unhealthy", version, client, reason=unhealthy)
-    rollback = actual is not None and version == previous_deployed_version(params, actual.version)
-    if not move_recorded(params, client, version):  # moved in the MLflow UI or by a script
-        audit(
-            params,
+            trail.record("unhealthy", version, reason=unhealthy)
+    rollback = actual is not None and version == previous_deployed_version(trail, actual.version)
+    if not move_recorded(trail, version):  # moved in the MLflow UI or by a script
+        trail.record(
             "rollback" if rollback else "promoted",
             version,
-            client,
             actor=registry_client(params),
             previous=actual.version if actual else None,
             reason="champion set outside maas",
@@ -165,7 +179,7 @@ def _converge(
             reason = f"v{version} not deployed: {problem}; add tag {OVERRIDE_TAG}=<reason>"
             refused = {"deploy_status": "refused", "deploy_reason": reason}
             # audited first: a pass killed between the two audits again rather than never
-            audit(params, "refused", version, client, reason=reason)
+            trail.record("refused", version, reason=reason)
             set_version_tags(client, params.registry.model_name, version, refused)
         return Outcome("refused", version, problem)
     if (
@@ -175,7 +189,7 @@ def _converge(
     ):
         return Outcome("waiting", version, tags.get("deploy_reason", ""))
     if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
-        audit(params, "override", version, client, reason=tags[OVERRIDE_TAG])
+        trail.record("override", version, reason=tags[OVERRIDE_TAG])
     sweep_orphans(target, params.registry.model_name)
     publish(params, target, "switching", version, f"v{version} is being released")
     try:
@@ -184,11 +198,9 @@ def _converge(
         reason = f"{type(error).__name__}: {error}"[:1000]
         now = target.current(name)
         if now is not None and now.version == version:  # it serves: a later step failed
-            audit(
-                params,
+            trail.record(
                 "deployed",
                 version,
-                client,
                 image=now.image,
                 endpoint=now.endpoint,
                 target=target.name,
@@ -203,21 +215,17 @@ def _converge(
             "deploy_attempted_at": str(int(time.time())),
         }
         # audited before the tag that stops the retries: the tag never shows without its record
-        audit(
-            params,
+        trail.record(
             "failed",
             version,
-            client,
             reason=reason,
             still_serving=actual.version if actual else None,
         )
         set_version_tags(client, params.registry.model_name, version, failed)
         return Outcome("failed", version, reason)
-    audit(
-        params,
+    trail.record(
         "deployed",
         version,
-        client,
         image=deployment.image,
         image_id=deployment.image_id,
         endpoint=deployment.endpoint,
@@ -232,7 +240,11 @@ def _converge(
 
 
 def _without_champion(
-    params: Params, client: Any, target: Target, actual: Deployment | None
+    params: Params,
+    client: MlflowClient,
+    trail: AuditTrail,
+    target: Target,
+    actual: Deployment | None,
 ) -> Outcome:
     """No version is champion: what serves is taken out of service (`maas undeploy`, or the
     alias deleted in the UI). A registered model that is not there at all (a wrong tracking
@@ -246,11 +258,9 @@ def _without_champion(
         )
         return Outcome("no_champion", None, f"registered model {name} not found")
     target.stop(name)
-    audit(
-        params,
+    trail.record(
         "undeployed",
         actual.version,
-        client,
         endpoint=actual.endpoint,
         reason="no version has the champion alias",
     )
@@ -271,7 +281,7 @@ def sweep_orphans(target: Target, model: str) -> None:
         log.info("removed containers left by an interrupted deploy: %s", orphans)
 
 
-def retry_now(client: Any, model: str, version: Any) -> None:
+def retry_now(client: MlflowClient, model: str, version: Any) -> None:
     """The alias was set again on a version whose deploy failed: the next pass retries it at
     once instead of waiting RETRY_AFTER_S."""
     if version.tags.get("deploy_status") == "failed":

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from maas.config import Params
-from maas.operate.audit import read_audit, read_mlflow_audit
+from maas.operate.audit import AuditTrail
 
 MOVES = ("promoted", "rollback")  # events that move `champion`
 SERVES = "deployed"
 
 
-def deploy_history(params: Params) -> list[str]:
+def deploy_history(trail: AuditTrail) -> list[str]:
     """This model's versions in the order they came to serve, as a stack: a deploy pushes its
     version, a rollback pops the version it leaves (and its deploy lands on the new top)."""
     stack: list[str] = []
-    for event in read_audit(params):
+    for event in trail.read():
         version = str(event.get("version"))
         if event["event"] == "rollback" and len(stack) > 1:
             stack.pop()
@@ -30,11 +29,11 @@ def deploy_history(params: Params) -> list[str]:
     return stack
 
 
-def previous_deployed_version(params: Params, current: str | None) -> str | None:
+def previous_deployed_version(trail: AuditTrail, current: str | None) -> str | None:
     """Where a rollback goes: the version that served before the current one, walking back
     through the deploy history (a second rollback does not return to the version the first
     one left)."""
-    stack = deploy_history(params)
+    stack = deploy_history(trail)
     if stack and stack[-1] == current:
         stack.pop()
     return stack[-1] if stack and stack[-1] != current else None
@@ -47,13 +46,13 @@ def _last_move(events: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def move_recorded(params: Params, client: Any, champion: str) -> bool:
+def move_recorded(trail: AuditTrail, champion: str) -> bool:
     """Whether the move of `champion` to this version is in the audit trail: the latest move
     or deploy there names it. The local trail is read first; the one in MLflow holds moves
     made from other machines (`maas promote` on a laptop against the team's server)."""
-    if _last_move(read_audit(params)) == champion:
+    if _last_move(trail.read()) == champion:
         return True
     try:
-        return _last_move(read_mlflow_audit(client, params)) == champion
+        return _last_move(trail.read_mlflow()) == champion
     except Exception:  # the registry is down: better a second record than none
         return False

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from maas.config import Params
 from maas.errors import AuditError, RollbackError
-from maas.operate.audit import audit, person
+from maas.operate.audit import AuditTrail, person
 from maas.operate.controller import Outcome, retry_now, withdraw
 from maas.operate.deployment import read_deployment
 from maas.operate.history import previous_deployed_version
@@ -31,7 +31,7 @@ def promote(params: Params, version: str, reason: str = "maas promote") -> Promo
     target = registry.promote(client, name, version, reason=reason)
     retry_now(client, name, target)
     moved = Promotion(name, str(target.version), str(before.version) if before else None)
-    _audit_move(params, "promoted", moved, client, reason)
+    _audit_move(AuditTrail.of(params, client), "promoted", moved, reason)
     return moved
 
 
@@ -41,13 +41,14 @@ def rollback(params: Params) -> Promotion:
         params.deploy.state_dir, params.deploy.target, params.registry.model_name
     )
     serving = current.version if current else None
-    target = previous_deployed_version(params, serving)
+    client = connect(params.registry)
+    trail = AuditTrail.of(params, client)
+    target = previous_deployed_version(trail, serving)
     if target is None:
         raise RollbackError("no earlier deployed version in the audit trail to roll back to")
-    client = connect(params.registry)
     registry.promote(client, params.registry.model_name, target, reason="maas rollback")
     moved = Promotion(params.registry.model_name, target, serving)
-    _audit_move(params, "rollback", moved, client, "maas rollback")
+    _audit_move(trail, "rollback", moved, "maas rollback")
     return moved
 
 
@@ -60,24 +61,20 @@ def undeploy(params: Params) -> tuple[str | None, Outcome]:
     before = registry.get_alias_version(client, name, registry.CHAMPION)
     if before is not None:
         client.delete_registered_model_alias(name, registry.CHAMPION)
-        audit(
-            params,
+        AuditTrail.of(params, client).record(
             "champion_removed",
             str(before.version),
-            client,
             actor=person(),
             reason="maas undeploy",
         )
     return (str(before.version) if before else None), withdraw(params, client, make_target(params))
 
 
-def _audit_move(params: Params, event: str, moved: Promotion, client: object, reason: str) -> None:
+def _audit_move(trail: AuditTrail, event: str, moved: Promotion, reason: str) -> None:
     try:
-        audit(
-            params,
+        trail.record(
             event,
             moved.version,
-            client,
             actor=person(),
             reason=reason,
             previous=moved.previous,

@@ -11,18 +11,23 @@ MLflow writes a version's tags one by one, so `deploy_status` is written last: w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from maas.clock import utc_timestamp
 from maas.operate.deployment import Deployment
 from maas.tracking.registry import delete_version_tags, set_version_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 DEPLOYED = "deployed"
 STALE = ("deploy_reason", "deploy_attempted_at")  # of an earlier failure or refusal
 SERVING_TAGS = ("serving_version", "serving_endpoint", "serving_since")  # on the model
 
 
-def record_deployment(client: Any, model: str, target: str, deployment: Deployment) -> None:
+def record_deployment(
+    client: MlflowClient, model: str, target: str, deployment: Deployment
+) -> None:
     """Tags back on the version (what serves it, where, since when) and on the model."""
     version = deployment.version
     set_version_tags(
@@ -43,7 +48,9 @@ def record_deployment(client: Any, model: str, target: str, deployment: Deployme
     set_version_tags(client, model, version, {"deploy_status": DEPLOYED})  # last: see above
 
 
-def record_replaced(client: Any, model: str, version: str, left_as: str = "replaced") -> list[str]:
+def record_replaced(
+    client: MlflowClient, model: str, version: str, left_as: str = "replaced"
+) -> list[str]:
     """Every other version that still says it is deployed now says `left_as` (`replaced`, or
     `rolled_back` when the champion went back to an earlier version), when and by which
     version, and loses its `endpoint`. Returns those versions."""
@@ -67,7 +74,7 @@ def record_replaced(client: Any, model: str, version: str, left_as: str = "repla
     return [str(other.version) for other in others]
 
 
-def record_undeployed(client: Any, model: str, version: str) -> None:
+def record_undeployed(client: MlflowClient, model: str, version: str) -> None:
     """`version` no longer serves and nothing replaced it: it says `undeployed` and when, and
     the registered model no longer names a serving version."""
     set_version_tags(client, model, version, {"undeployed_at": utc_timestamp()})

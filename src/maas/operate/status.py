@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maas.config import Params
-from maas.operate.audit import read_audit, read_mlflow_audit
+from maas.operate.audit import AuditTrail
 from maas.operate.deployment import Deployment, read_deployment
 from maas.operate.gateway_routes import RouteTable
 from maas.tracking.registry import CHAMPION
@@ -68,9 +68,10 @@ def read_status(
     the newest judged periods (`maas.monitor.state`, read by the caller)."""
     client = connect(params.registry)
     rows = list_versions(client, params.registry.model_name)
-    trail = read_mlflow_audit(client, params, events) if events else []
+    audit = AuditTrail.of(params, client)
+    trail = audit.read_mlflow(events) if events else []
     if events and not trail:
-        trail = read_audit(params)[-events:]
+        trail = audit.read()[-events:]
     return Status(
         model=params.registry.model_name,
         target=params.deploy.target,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config import Params
 from maas.tracking.registry import CHAMPION, get_alias_version
 from maas.tracking.store import connect
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class TaskRow:
         return asdict(self)
 
 
-def last_run(client: Any, experiment: str) -> str | None:
+def last_run(client: MlflowClient, experiment: str) -> str | None:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None

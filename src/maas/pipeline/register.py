@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,6 +28,9 @@ from maas.tracking.registry import (
 from maas.tracking.runs import RunTracking, git_commit
 from maas.tracking.store import connect
 from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ def register_model(
     )
 
 
-def champion_moved(client: Any, name: str, before: str | None) -> str:
+def champion_moved(client: MlflowClient, name: str, before: str | None) -> str:
     """Why the gate's promotion no longer holds ("" when it does): `champion` is not the
     version the gate compared with (another run or a person moved it meanwhile)."""
     current = get_alias_version(client, name, CHAMPION)

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config import PackagingParams, RegistryParams, ServingParams
 from maas.errors import PackagingError
@@ -26,6 +26,9 @@ from maas.tracking.registry import (
     version_digests,
 )
 from maas.tracking.serving_code import BENTOFILE, SRC_DIR, read_bentofile
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def bento_model_tag(model_name: str, release: str) -> str:
     return f"{model_name}:{release}"
 
 
-def create_bento_model(client: Any, registry: RegistryParams, version: Any) -> str:
+def create_bento_model(client: MlflowClient, registry: RegistryParams, version: Any) -> str:
     """Download and verify the serving files, then store them as a BentoML model.
 
     Idempotent: an existing BentoML model for the version is re-verified and reused.
@@ -211,7 +214,7 @@ def serve_command(
 
 
 def dev_server(
-    client: Any,
+    client: MlflowClient,
     registry: RegistryParams,
     packaging: PackagingParams,
     serving: ServingParams,

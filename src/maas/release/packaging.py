@@ -11,7 +11,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.clock import timed, utc_timestamp
 from maas.config import PackagingParams, RegistryParams, ServingParams
@@ -29,6 +29,9 @@ from maas.tracking.registry import (
     version_digests,
 )
 from maas.tracking.serving_code import DIGEST_TAG
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass
@@ -59,7 +62,7 @@ class PackageResult:
 
 
 def package_version(
-    client: Any,
+    client: MlflowClient,
     registry: RegistryParams,
     packaging: PackagingParams,
     serving: ServingParams,
@@ -80,7 +83,7 @@ def package_version(
 
 
 def _package(
-    client: Any,
+    client: MlflowClient,
     registry: RegistryParams,
     packaging: PackagingParams,
     serving: ServingParams,

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config import RegistryParams
 from maas.errors import RegistryError
@@ -26,6 +26,9 @@ from maas.serving.inference import (
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking import serving_code
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -39,7 +42,7 @@ def serving_digests(models_dir: Path) -> dict[str, str]:
 
 
 def register_version(
-    client: Any,
+    client: MlflowClient,
     params: RegistryParams,
     run_id: str,
     models_dir: Path,
@@ -101,7 +104,7 @@ def input_signature(example: Any, optional: set[str]) -> Any:
     return ModelSignature(inputs=Schema(columns))
 
 
-def _ensure_registered_model(client: Any, name: str, description: str) -> str:
+def _ensure_registered_model(client: MlflowClient, name: str, description: str) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -119,7 +122,7 @@ def _not_found(error: Any) -> bool:
     return "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower()
 
 
-def get_alias_version(client: Any, name: str, alias: str) -> Any | None:
+def get_alias_version(client: MlflowClient, name: str, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -130,7 +133,7 @@ def get_alias_version(client: Any, name: str, alias: str) -> Any | None:
         raise
 
 
-def get_version(client: Any, name: str, version: str) -> Any:
+def get_version(client: MlflowClient, name: str, version: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -139,7 +142,7 @@ def get_version(client: Any, name: str, version: str) -> Any:
         raise RegistryError(f"model {name!r} has no version {version!r}") from None
 
 
-def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 5) -> None:
+def set_alias(client: MlflowClient, name: str, alias: str, version: str, attempts: int = 5) -> None:
     """Point `alias` at `version`. MLflow's SQL store reads, then inserts or updates: two
     runs setting the same alias at once make one fail on the unique key (seen with eight
     concurrent registrations on SQLite); the retry finds the row and updates it."""
@@ -157,7 +160,7 @@ def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 
             time.sleep(0.05 * (attempt + 1))
 
 
-def model_exists(client: Any, name: str) -> bool:
+def model_exists(client: MlflowClient, name: str) -> bool:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -169,7 +172,7 @@ def model_exists(client: Any, name: str) -> bool:
     return True
 
 
-def promote(client: Any, name: str, version: str, reason: str = "manual") -> Any:
+def promote(client: MlflowClient, name: str, version: str, reason: str = "manual") -> Any:
     """Move `champion` to `version` (the previous champion keeps its tags for rollback)."""
     target = get_version(client, name, version)
     previous = get_alias_version(client, name, CHAMPION)
@@ -180,7 +183,7 @@ def promote(client: Any, name: str, version: str, reason: str = "manual") -> Any
     return target
 
 
-def resolve_version(client: Any, name: str, ref: str) -> Any:
+def resolve_version(client: MlflowClient, name: str, ref: str) -> Any:
     """A version number or an alias (`champion`) -> the ModelVersion."""
     if ref.isdigit():
         return get_version(client, name, ref)
@@ -218,7 +221,7 @@ def logged_model_id(version: Any) -> str:
     raise RegistryError(f"version {version.version} has no logged model to download ({source})")
 
 
-def download_serving_artifacts(client: Any, version: Any, dest: Path) -> Path:
+def download_serving_artifacts(client: MlflowClient, version: Any, dest: Path) -> Path:
     """Download only the serving files of a version and verify each sha256 against its tags."""
     import mlflow
 
@@ -232,7 +235,7 @@ def download_serving_artifacts(client: Any, version: Any, dest: Path) -> Path:
     return dest
 
 
-def download_serving_code(client: Any, version: Any, dest: Path) -> Path:
+def download_serving_code(client: MlflowClient, version: Any, dest: Path) -> Path:
     """The serving code recorded with a version, as a build context, digest-verified."""
     import mlflow
 
@@ -247,7 +250,7 @@ def download_serving_code(client: Any, version: Any, dest: Path) -> Path:
     return serving_code.verify(context, version.tags[serving_code.DIGEST_TAG], str(version.version))
 
 
-def score_version(client: Any, version: Any, frame: Any) -> Any:
+def score_version(client: MlflowClient, version: Any, frame: Any) -> Any:
     """A version's probabilities for `frame`, by its own digest-verified artifacts and its
     recorded serving code (never unpickled; the checkout's code may have changed since)."""
     with tempfile.TemporaryDirectory(prefix=f"maas-v{version.version}-") as tmp:
@@ -256,13 +259,15 @@ def score_version(client: Any, version: Any, frame: Any) -> Any:
         return serving_code.score_with(context, model_dir, frame)
 
 
-def set_version_tags(client: Any, name: str, version: str, tags: Mapping[str, str]) -> None:
+def set_version_tags(
+    client: MlflowClient, name: str, version: str, tags: Mapping[str, str]
+) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
 
 
 def delete_version_tags(
-    client: Any, name: str, version: str, keys: tuple[str, ...], present: Mapping[str, str]
+    client: MlflowClient, name: str, version: str, keys: tuple[str, ...], present: Mapping[str, str]
 ) -> None:
     """Delete those of `keys` that the version has (`present`: its tags; MLflow refuses to
     delete a tag that is not there)."""

@@ -10,10 +10,13 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config import RegistryParams
 from maas.tracking.store import connect, ensure_experiment
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def git_commit() -> str:
@@ -44,7 +47,7 @@ def flatten(prefix: str, value: Any) -> dict[str, str]:
 
 
 def start_run(
-    client: Any,
+    client: MlflowClient,
     params: RegistryParams,
     run_name: str,
     all_params: Mapping[str, Any],
@@ -64,7 +67,7 @@ def start_run(
 class EpochLogger:
     """Per-epoch metrics sent asynchronously so training never waits on the store."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
         self.pending: list[Any] = []
 
@@ -84,7 +87,7 @@ class EpochLogger:
         self.pending.clear()
 
 
-def log_metrics(client: Any, run_id: str, metrics: Mapping[str, float]) -> None:
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float]) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)

@@ -6,11 +6,14 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config import RegistryParams
 from maas.errors import RegistryError
 from maas.files import locked
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 DEFAULT_STORE = Path(".maas")
 
@@ -56,7 +59,7 @@ def _schema_lock(uri: str) -> contextlib.AbstractContextManager[None]:
     return locked(Path(uri.removeprefix("sqlite:///") + ".lock"))
 
 
-def ensure_experiment(client: Any, params: RegistryParams, name: str | None = None) -> str:
+def ensure_experiment(client: MlflowClient, params: RegistryParams, name: str | None = None) -> str:
     name = name or params.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

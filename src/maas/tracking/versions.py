@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config.kinds import LINEAR
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class VersionRow:
         return self.__dict__.copy()
 
 
-def list_versions(client: Any, name: str) -> list[VersionRow]:
+def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
     from mlflow.exceptions import MlflowException
 
     try:

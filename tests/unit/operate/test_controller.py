@@ -10,7 +10,7 @@ import yaml
 
 from maas.config import load_params
 from maas.errors import LockBusy
-from maas.operate.audit import audit, read_audit
+from maas.operate.audit import AuditTrail
 from maas.operate.controller import OVERRIDE_TAG, controller_lock, policy_problem
 from maas.operate.history import previous_deployed_version
 from maas.operate.kubernetes import render_kubernetes
@@ -65,19 +65,22 @@ def test_policy_accepts_a_clean_version_and_names_every_problem() -> None:
 
 def test_audit_trail_appends_and_finds_the_previous_deployment(tmp_path: Path) -> None:
     params = load_params(ROOT / "params.yaml", [f"deploy.audit_log={tmp_path / 'a.jsonl'}"])
-    assert read_audit(params) == [] and previous_deployed_version(params, None) is None
+    assert (
+        AuditTrail.of(params).read() == []
+        and previous_deployed_version(AuditTrail.of(params), None) is None
+    )
     for version in ("1", "2"):
-        audit(params, "deployed", version, image=f"img:v{version}")
-    audit(params, "refused", "3", reason="gate")
-    events = read_audit(params)
+        AuditTrail.of(params).record("deployed", version, image=f"img:v{version}")
+    AuditTrail.of(params).record("refused", "3", reason="gate")
+    events = AuditTrail.of(params).read()
     assert [(e["event"], e["version"]) for e in events] == [
         ("deployed", "1"),
         ("deployed", "2"),
         ("refused", "3"),
     ]
     assert events[0]["actor"] == "controller" and events[0]["ts"].endswith("Z")
-    assert previous_deployed_version(params, "2") == "1"
-    assert previous_deployed_version(params, "1") == "2"
+    assert previous_deployed_version(AuditTrail.of(params), "2") == "1"
+    assert previous_deployed_version(AuditTrail.of(params), "1") == "2"
 
 
 def test_controller_lock_serializes_passes(tmp_path: Path) -> None:
@@ -141,7 +144,7 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
 
     from mlflow import MlflowClient
 
-    from maas.operate.audit import read_mlflow_audit
+    from maas.operate.audit import AuditTrail
     from maas.operate.controller import reconcile_once
     from maas.operate.targets import make_target
 
@@ -170,9 +173,9 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     manifest = tmp_path / "k8s" / f"maas-{name}.yaml"
     assert f"maas-{name}:v1" in manifest.read_text()
     assert outcome.detail == manifest.resolve().as_uri()
-    mirrored = [(e["event"], e["version"]) for e in read_mlflow_audit(client, params)]
+    mirrored = [(e["event"], e["version"]) for e in AuditTrail.of(params, client).read_mlflow()]
     assert mirrored == [("promoted", "1"), ("failed", "1"), ("deployed", "1")]  # set by hand
-    assert [(e["event"], e["version"]) for e in read_audit(params)] == mirrored
+    assert [(e["event"], e["version"]) for e in AuditTrail.of(params).read()] == mirrored
 
 
 def test_a_verdict_set_by_hand_is_refused_unless_overridden(tmp_path: Path) -> None:
@@ -216,17 +219,19 @@ def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
         [f"deploy.audit_log={tmp_path / 'a.jsonl'}", "registry.model_name=other"],
     )
     for version in ("1", "2", "3"):
-        audit(params, "deployed", version)
-    audit(other, "deployed", "9")
-    audit(params, "rollback", "2", previous="3")
-    audit(params, "deployed", "2", previous="3")
-    assert previous_deployed_version(params, "2") == "1"
-    audit(params, "rollback", "1", previous="2")
-    audit(params, "deployed", "1", previous="2")
-    assert previous_deployed_version(params, "1") is None  # nothing older to go back to
-    audit(params, "deployed", "3", previous="1")  # promoted by hand again
-    assert previous_deployed_version(params, "3") == "1"
-    assert previous_deployed_version(other, "9") is None
+        AuditTrail.of(params).record("deployed", version)
+    AuditTrail.of(other).record("deployed", "9")
+    AuditTrail.of(params).record("rollback", "2", previous="3")
+    AuditTrail.of(params).record("deployed", "2", previous="3")
+    assert previous_deployed_version(AuditTrail.of(params), "2") == "1"
+    AuditTrail.of(params).record("rollback", "1", previous="2")
+    AuditTrail.of(params).record("deployed", "1", previous="2")
+    assert (
+        previous_deployed_version(AuditTrail.of(params), "1") is None
+    )  # nothing older to go back to
+    AuditTrail.of(params).record("deployed", "3", previous="1")  # promoted by hand again
+    assert previous_deployed_version(AuditTrail.of(params), "3") == "1"
+    assert previous_deployed_version(AuditTrail.of(other), "9") is None
 
 
 def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> None:
@@ -234,7 +239,7 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     moment): the version serves, so it is `deployed` in the audit trail, never tagged failed."""
     from mlflow import MlflowClient
 
-    from maas.operate.audit import read_audit
+    from maas.operate.audit import AuditTrail
     from maas.operate.controller import reconcile_once
     from maas.operate.targets import make_target
 
@@ -251,7 +256,7 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     outcome = reconcile_once(params, client, target, release)
     assert outcome.action == "deployed" and "recording" in outcome.detail
     assert client.get_model_version(name, "1").tags.get("deploy_status") != "failed"
-    assert [e["event"] for e in read_audit(params)] == ["promoted", "deployed"]
+    assert [e["event"] for e in AuditTrail.of(params).read()] == ["promoted", "deployed"]
     assert reconcile_once(params, client, target, release).action == "in_sync"
 
 

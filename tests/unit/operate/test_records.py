@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from maas.operate.audit import read_audit
+from maas.operate.audit import AuditTrail
 from maas.operate.controller import reconcile_once
 from maas.operate.promotion import promote
 from maas.operate.records import record_deployment
@@ -51,7 +51,7 @@ def test_one_version_says_deployed_and_moves_outside_maas_are_audited(tmp_path: 
         return client.get_model_version(name, version).tags
 
     def events() -> list[tuple[str, str, str]]:
-        return [(e["event"], e["version"], e["actor"]) for e in read_audit(params)]
+        return [(e["event"], e["version"], e["actor"]) for e in AuditTrail.of(params).read()]
 
     outsider = f"a registry client of {params.registry.tracking_uri}"
     client.set_model_version_tag(name, "1", "deploy_reason", "an old failure")
@@ -116,7 +116,10 @@ def test_undeploy_takes_the_model_out_of_service_and_a_missing_model_does_not(
     tags = client.get_model_version(name, "1").tags
     assert tags["deploy_status"] == "undeployed" and "endpoint" not in tags
     assert "serving_version" not in client.get_registered_model(name).tags
-    assert [e["event"] for e in read_audit(params)][-2:] == ["champion_removed", "undeployed"]
+    assert [e["event"] for e in AuditTrail.of(params).read()][-2:] == [
+        "champion_removed",
+        "undeployed",
+    ]
     assert reconcile_once(params, client, target, release).action == "no_champion"
     again, outcome = undeploy(params)  # again: nothing to do, and no error
     assert again is None and outcome.action == "no_champion"

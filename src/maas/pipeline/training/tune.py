@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.config import Params, SearchRange, apply_overrides, parse_params
 from maas.config.kinds import SCORE
@@ -21,6 +21,9 @@ from maas.pipeline.training.fit import TrainResult, fit
 from maas.pipeline.training.model import Head, model_config_for
 from maas.pipeline.training.prepare import PreparedTraining, augmentation
 from maas.tracking.runs import EpochLogger, log_metrics, start_run
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ def run_study(
     params: Params,
     prepared: PreparedTraining,
     space: dict[str, SearchRange],
-    client: Any,
+    client: MlflowClient,
     parent_run: str,
     trials: int,
     timeout_s: float | None = None,
