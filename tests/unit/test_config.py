@@ -160,21 +160,21 @@ def test_bad_task_files_are_named(tmp_path: Path) -> None:
 def test_the_models_served_together_and_the_default_one(tmp_path: Path) -> None:
     """`maas watch` serves every task (or deploy.tasks); they share the deploy section; / of
     the gateway reaches the default task's model."""
-    from maas.cli.common import load_served
+    from maas.cli.common import Project
 
     params_file = project(tmp_path, "a", "b", default="b")
-    served = load_served(params_file, [], None)
+    served = Project(params_file, None, ()).served()
     assert [p.registry.model_name for p in served] == ["a", "b"]
     assert {p.deploy.default_model for p in served} == {"b"}
-    assert [p.task for p in load_served(params_file, [], "a")] == ["a"]
-    assert [p.task for p in load_served(params_file, ["deploy.tasks=[b]"], None)] == ["b"]
+    assert [p.task for p in Project(params_file, "a", ()).served()] == ["a"]
+    assert [p.task for p in Project(params_file, None, ("deploy.tasks=[b]",)).served()] == ["b"]
     with pytest.raises(ConfigError, match="tasks a and b both register model 'x'"):
-        load_served(params_file, ["registry.model_name=x"], None)
+        Project(params_file, None, ("registry.model_name=x",)).served()
     task_file = tmp_path / "tasks" / "b.yaml"
     task = yaml.safe_load(task_file.read_text())
     task_file.write_text(yaml.safe_dump({**task, "deploy": {"address": "127.0.0.1:4000"}}))
     with pytest.raises(ConfigError, match=r"task a: deploy.address 127.0.0.1:3000 differs"):
-        load_served(params_file, [], None)
+        Project(params_file, None, ()).served()
 
 
 def test_a_column_the_data_does_not_declare_is_named_with_the_task_file(tmp_path: Path) -> None:

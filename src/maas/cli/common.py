@@ -5,12 +5,14 @@ keeps its traceback)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import signal
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -123,37 +125,89 @@ def handled(function: F) -> F:
     return command  # type: ignore[return-value]
 
 
-def load(params_file: Path, overrides: list[str] | None, task: str | None = None) -> Params:
-    return load_params(params_file, overrides or [], task)
+@dataclass(frozen=True)
+class Project:
+    """Where a command's parameters come from: `--params`, `--task` and `--set`, declared once
+    (`with_project` adds them to every command that takes a `project`)."""
 
+    params_file: Path = DEFAULT_PARAMS
+    task: str | None = None
+    overrides: tuple[str, ...] = ()
 
-def load_served(params_file: Path, overrides: list[str] | None, task: str | None) -> list[Params]:
-    """The tasks whose models serve together (`--task`: that one; else deploy.tasks, else
-    every task file), each task's parameters; they must share one deploy address and state."""
-    from maas.config import task_files
+    def load(self, task: str | None = None) -> Params:
+        """The parameters of `task` (default: the command's `--task`, else params.yaml's)."""
+        return load_params(self.params_file, self.overrides, task or self.task)
 
-    if task:
-        return [load(params_file, overrides, task)]
-    first = load(params_file, overrides)
-    names = first.deploy.tasks or sorted(task_files(Path(params_file).parent))
-    loaded = [load(params_file, overrides, name) for name in names]
-    models: dict[str, str] = {}
-    for params in loaded:
-        model = params.registry.model_name
-        if model in models:
-            raise ConfigError(
-                f"tasks {models[model]} and {params.task} both register model {model!r}: "
-                "give each its own registry.model_name, or serve one task (--task NAME)"
-            )
-        models[model] = params.task
-        for key in ("address", "state_dir", "target"):
-            if getattr(params.deploy, key) != getattr(first.deploy, key):
+    def flow_args(self) -> dict[str, Any]:
+        """The same choice as a flow's parameters (flows load their own parameters)."""
+        return {
+            "params_file": str(self.params_file),
+            "overrides": list(self.overrides),
+            "task": self.task,
+        }
+
+    def served(self) -> list[Params]:
+        """The tasks whose models serve together (`--task`: that one; else deploy.tasks, else
+        every task file), each task's parameters; they must share one deploy address and
+        state."""
+        from maas.config import task_files
+
+        if self.task:
+            return [self.load()]
+        first = self.load()
+        names = first.deploy.tasks or sorted(task_files(Path(self.params_file).parent))
+        loaded = [self.load(name) for name in names]
+        models: dict[str, str] = {}
+        for params in loaded:
+            model = params.registry.model_name
+            if model in models:
                 raise ConfigError(
-                    f"task {params.task}: deploy.{key} {getattr(params.deploy, key)} differs from "
-                    f"{getattr(first.deploy, key)}; the models served together share it "
-                    "(or serve one task: --task NAME)"
+                    f"tasks {models[model]} and {params.task} both register model {model!r}: "
+                    "give each its own registry.model_name, or serve one task (--task NAME)"
                 )
-    return loaded
+            models[model] = params.task
+            for key in ("address", "state_dir", "target"):
+                if getattr(params.deploy, key) != getattr(first.deploy, key):
+                    raise ConfigError(
+                        f"task {params.task}: deploy.{key} {getattr(params.deploy, key)} "
+                        f"differs from {getattr(first.deploy, key)}; the models served together "
+                        "share it (or serve one task: --task NAME)"
+                    )
+        return loaded
+
+
+PROJECT_OPTIONS = {"params_file": ParamsOption, "task": TaskOption, "overrides": SetOption}
+
+
+def with_project(function: F) -> F:
+    """A command that takes `project: Project` gets the `--params`, `--task` and `--set`
+    options in its place (Typer reads the signature set here)."""
+    signature = inspect.signature(function, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "project"]
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for (name, kind), default in zip(
+            PROJECT_OPTIONS.items(), (DEFAULT_PARAMS, None, None), strict=True
+        )
+    ]
+
+    @functools.wraps(function)
+    def command(
+        *args: Any,
+        params_file: Path = DEFAULT_PARAMS,
+        task: str | None = None,
+        overrides: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        project = Project(params_file, task, tuple(overrides or ()))
+        return function(*args, project=project, **kwargs)
+
+    command.__signature__ = signature.replace(parameters=[*kept, *options])  # type: ignore[attr-defined]
+    command.__annotations__ = {
+        **{k: v for k, v in function.__annotations__.items() if k != "project"},
+        **PROJECT_OPTIONS,
+    }
+    return command  # type: ignore[return-value]
 
 
 def stop_on_sigterm() -> threading.Event:

@@ -10,33 +10,28 @@ from typing import Annotated, Any
 import typer
 
 from maas.cli.common import (
-    DEFAULT_PARAMS,
     JsonOption,
-    ParamsOption,
-    SetOption,
-    TaskOption,
+    Project,
     handled,
     interrupted,
-    load,
-    load_served,
     log_builds_to,
     out,
     stop_on_sigterm,
+    with_project,
 )
 
 MONITORED_PERIODS = 6  # the newest judged periods `maas status` shows
 
 
 @handled
+@with_project
 def status(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     as_json: JsonOption = False,
     events: Annotated[int, typer.Option(help="Audit trail events to show (0: none).")] = 10,
 ) -> None:
     """Versions with aliases, gate result and test metrics; what serves; the audit trail."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.monitor.state import judged_periods
     from maas.operate.status import read_status
 
@@ -51,14 +46,13 @@ def status(
 
 
 @handled
+@with_project
 def promote(
+    project: Project,
     version: Annotated[str, typer.Argument(help="Model version number to make champion.")],
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
 ) -> None:
     """Move the `champion` alias to VERSION by hand (the controller deploys it)."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.operate.promotion import promote as promote_version
 
     moved = promote_version(params, version)
@@ -66,11 +60,12 @@ def promote(
 
 
 @handled
+@with_project
 def rollback(
-    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+    project: Project,
 ) -> None:
     """Move `champion` back to the version deployed before the current one."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.operate.promotion import rollback as roll_back
 
     moved = roll_back(params)
@@ -81,10 +76,9 @@ def rollback(
 
 
 @handled
+@with_project
 def undeploy(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     every: Annotated[
         bool, typer.Option("--all", help="Every task's model, and the gateway.")
     ] = False,
@@ -94,9 +88,7 @@ def undeploy(
     again."""
     from maas.operate.promotion import undeploy as take_down
 
-    for params in (
-        load_served(params_file, overrides, task) if every else [load(params_file, overrides, task)]
-    ):
+    for params in project.served() if every else [project.load()]:
         champion, outcome = take_down(params)
         name = params.registry.model_name
         was = f"champion was v{champion}" if champion else "no champion was set"
@@ -115,18 +107,17 @@ def undeploy(
 
 
 @handled
+@with_project
 def watch(
+    project: Project,
     interval: Annotated[
         float | None, typer.Option(help="Seconds between passes (default deploy.*).")
     ] = None,
     once: Annotated[bool, typer.Option(help="One reconcile pass, then exit.")] = False,
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
 ) -> None:
     """The promotion controller: keep every task's `champion` serving behind deploy.address
     (`--task`: one task's; deploy.tasks: those listed)."""
-    served = load_served(params_file, overrides, task)
+    served = project.served()
     from maas.flows.release import release
     from maas.operate.controller import watch as watch_loop
 
@@ -169,13 +160,14 @@ def watch(
 
 
 @handled
+@with_project
 def schedule(
-    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+    project: Project,
 ) -> None:
     """Serve the Prefect deployments: training on schedule.training_cron (nightly), the
     controller's reconcile every schedule.reconcile_interval_s, monitoring on monitoring.cron.
     Runs until Ctrl-C."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.operate.prefect_server import ensure_server, stop_server
 
     stop_on_sigterm()
@@ -195,7 +187,7 @@ def schedule(
             f"'{params.monitoring.cron}'. Run one now: "
             f"prefect deployment run training/{nightly}"
         )
-        serve_deployments(params, params_file, list(overrides or []))
+        serve_deployments(params, project.params_file, list(project.overrides))
     except KeyboardInterrupt:
         pass
     finally:
@@ -203,10 +195,9 @@ def schedule(
 
 
 @handled
+@with_project
 def ui(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     backend_store_uri: Annotated[
         str | None,
         typer.Option(
@@ -223,7 +214,7 @@ def ui(
     ] = None,
 ) -> None:
     """The MLflow tracking server + UI on the project's store, with the controller's webhook."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.tracking.server import start_ui
 
     log_file = params.deploy.state_dir / "mlflow-server.log"

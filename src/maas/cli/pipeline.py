@@ -9,16 +9,13 @@ from typing import Annotated
 import typer
 
 from maas.cli.common import (
-    DEFAULT_PARAMS,
     DvcAddOption,
     JsonOption,
-    ParamsOption,
-    SetOption,
-    TaskOption,
+    Project,
     handled,
-    load,
     out,
     track_raw_data,
+    with_project,
 )
 
 stage_app = typer.Typer(help="Single pipeline stages (what dvc.yaml runs).", no_args_is_help=True)
@@ -30,17 +27,16 @@ MonthsOption = Annotated[
 
 
 @handled
+@with_project
 def run(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     json_output: JsonOption = False,
 ) -> None:
     """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
-    load(params_file, overrides, task)  # fail fast with a clear message before Prefect starts
+    project.load()  # fail fast with a clear message before Prefect starts
     from maas.flows.training import training
 
-    result = training(params_file=str(params_file), overrides=list(overrides or []), task=task)
+    result = training(**project.flow_args())
     if json_output:
         print(json.dumps(result, default=str))
         return
@@ -50,10 +46,9 @@ def run(
 
 
 @handled
+@with_project
 def tune(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     trials: Annotated[
         int | None, typer.Option(min=1, help="The study's budget (default: tune.trials).")
     ] = None,
@@ -64,16 +59,10 @@ def tune(
 ) -> None:
     """Search model and training parameters with Optuna on the validation slice (a Prefect
     flow); the best values go to tune.output, which `maas run` reads over params.yaml."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.flows.tuning import tuning
 
-    result = tuning(
-        params_file=str(params_file),
-        overrides=list(overrides or []),
-        trials=trials,
-        timeout_s=timeout,
-        task=task,
-    )
+    result = tuning(**project.flow_args(), trials=trials, timeout_s=timeout)
     if json_output:
         print(json.dumps(result, default=str))
         return
@@ -85,15 +74,14 @@ def tune(
 
 
 @handled
+@with_project
 def ingest(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     months: MonthsOption = None,
     dvc_add: DvcAddOption = True,
 ) -> None:
     """Fill data.raw_dir with the task's partitions from its data.source (if empty)."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.pipeline.stages import ingest_data
 
     result = ingest_data(params.data, months)
@@ -107,14 +95,13 @@ def ingest(
 @data_app.command("add-next")
 @data_app.command("add-month", hidden=True)  # the name from before weekly/daily partitions
 @handled
+@with_project
 def data_add_month(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     dvc_add: DvcAddOption = True,
 ) -> None:
     """Add the partition after the newest one (from data.source): new data arriving."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.pipeline.data.sources import add_next_partition
 
     path = add_next_partition(params.data)
@@ -124,11 +111,12 @@ def data_add_month(
 
 @stage_app.command("validate")
 @handled
+@with_project
 def stage_validate(
-    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+    project: Project,
 ) -> None:
     """Validate the partitions; write data/processed and reports/validation."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.pipeline.stages import validate_data
 
     out.print(validate_data(params.data, params.validation).markdown)
@@ -136,11 +124,12 @@ def stage_validate(
 
 @stage_app.command("train")
 @handled
+@with_project
 def stage_train(
-    params_file: ParamsOption = DEFAULT_PARAMS, task: TaskOption = None, overrides: SetOption = None
+    project: Project,
 ) -> None:
     """Train the model on the validated training window; write models/."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.pipeline.stages import train_model
 
     summary = train_model(
@@ -158,16 +147,15 @@ def stage_train(
 
 @stage_app.command("evaluate")
 @handled
+@with_project
 def stage_evaluate(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     champion: Annotated[
         bool, typer.Option(help="Re-score the registry's champion if one exists.")
     ] = True,
 ) -> None:
     """Evaluate on the test month against baselines (and the champion); write metrics + plots."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.pipeline.stages import evaluate_model
     from maas.tracking.store import store_exists
 
@@ -184,18 +172,17 @@ def stage_evaluate(
 
 
 @handled
+@with_project
 def monitor(
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
+    project: Project,
     json_output: JsonOption = False,
 ) -> None:
     """Judge what the task's champion served and what data arrived since it trained: drift
     (Evidently) and realized quality per period; alert, and retrain when the policy says so."""
-    load(params_file, overrides, task)
+    project.load()
     from maas.flows.monitoring import monitoring
 
-    result = monitoring(params_file=str(params_file), overrides=list(overrides or []), task=task)
+    result = monitoring(**project.flow_args())
     if json_output:
         print(json.dumps(result, default=str))
         return

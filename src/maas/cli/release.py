@@ -9,14 +9,11 @@ from typing import Annotated
 import typer
 
 from maas.cli.common import (
-    DEFAULT_PARAMS,
     JsonOption,
-    ParamsOption,
-    SetOption,
-    TaskOption,
+    Project,
     handled,
-    load,
     out,
+    with_project,
 )
 from maas.tracking.registry import CHAMPION
 
@@ -24,7 +21,9 @@ RefArgument = Annotated[str, typer.Argument(help="Version number or alias.")]
 
 
 @handled
+@with_project
 def package(
+    project: Project,
     ref: RefArgument = CHAMPION,
     backend: Annotated[
         str | None, typer.Option(help="docker | podman | buildah (default: packaging.backend).")
@@ -32,13 +31,10 @@ def package(
     require_image: Annotated[
         bool, typer.Option(help="Exit non-zero when no image could be built.")
     ] = False,
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Package a version: verified BentoML model → Bento → OCI image → infra-validation."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.cli.render import print_package
     from maas.release.packaging import package_version
     from maas.tracking.store import connect
@@ -62,15 +58,14 @@ def package(
 
 
 @handled
+@with_project
 def base_image(
+    project: Project,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
     runtime: Annotated[str, typer.Option(help="podman or docker (imports the image).")] = "",
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
 ) -> None:
     """Make the offline base image (debootstrap + Python + uv) named by packaging.base_image."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.release.base_image import make_base_image
 
     info = make_base_image(params.packaging, runtime, rebuild)
@@ -78,16 +73,15 @@ def base_image(
 
 
 @handled
+@with_project
 def serve(
+    project: Project,
     ref: RefArgument = CHAMPION,
     port: Annotated[int, typer.Option(help="HTTP port (3000 is the controller's address).")] = 3001,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    params_file: ParamsOption = DEFAULT_PARAMS,
-    task: TaskOption = None,
-    overrides: SetOption = None,
 ) -> None:
     """Serve a version locally with BentoML (no container), for development."""
-    params = load(params_file, overrides, task)
+    params = project.load()
     from maas.release.bento import dev_server
     from maas.tracking.store import connect
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from maas.cli.common import DEFAULT_PARAMS, JsonOption, ParamsOption, handled, load, out
+from maas.cli.common import DEFAULT_PARAMS, JsonOption, ParamsOption, Project, handled, out
 from maas.config import ConfigError, task_files
 
 task_app = typer.Typer(help="Tasks: one file each in tasks/ (maas task init makes one).")
@@ -76,7 +76,7 @@ def init(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + yaml.safe_dump(made.task, sort_keys=False, width=100))
-    params = load(params_file, [], name)  # the written file must parse: a bug here, not yours
+    params = Project(params_file).load(name)  # the written file must parse: a bug here, not yours
     out.print(f"wrote {target}")
     for note in made.notes:
         out.print(f"  - {note}")
@@ -95,7 +95,7 @@ def list_tasks(params_file: ParamsOption = DEFAULT_PARAMS, as_json: JsonOption =
     """Each task with its kind, label, registered model, champion and last run."""
     from maas.operate.tasks import task_row
 
-    rows = [task_row(load(params_file, [], name)) for name in task_files(params_file.parent)]
+    rows = [task_row(Project(params_file).load(name)) for name in task_files(params_file.parent)]
     if as_json:
         print(json.dumps([row.to_dict() for row in rows]))
         return
