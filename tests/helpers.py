@@ -3,15 +3,34 @@ model's serving files. Imported by tests; fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from maas.config import Params
 
 ROOT = Path(__file__).resolve().parents[1]
+# The parts of the machine some tests need; a missing one fails those tests, naming it, unless
+# the user opts out of it by name: MAAS_TEST_WITHOUT=containers,postgres,haproxy,tmpfs.
+PARTS = ("containers", "postgres", "haproxy", "tmpfs")
+
+
+def missing(part: str, problem: str) -> NoReturn:
+    """The one rule for a part of the machine that is not there: a loud failure that says how
+    to get it, or a skip where the user said to run without it."""
+    assert part in PARTS, part
+    without = {name.strip() for name in os.environ.get("MAAS_TEST_WITHOUT", "").split(",")}
+    if part in without:
+        pytest.skip(f"{problem} (MAAS_TEST_WITHOUT={part})")
+    pytest.fail(
+        f"{problem}: install it (`make system` installs the container tools and HAProxy), or "
+        f"run the suite without it: MAAS_TEST_WITHOUT={part}"
+    )
+
 
 # The flight-delay task's request fields (tasks/flight-delay.yaml): what is known at scheduling
 # time, and the origin's weather (optional).

@@ -245,6 +245,13 @@ CORRUPTIONS = [
         "december-final.parquet",
     ),
     Corruption(
+        "temperatures in °C (December's temp converted)",
+        rewrite(TEST, lambda f: f.assign(temp=(f["temp"] - 32) * 5 / 9)),
+        "block",
+        "drift_from_previous_partition",
+        "temp",
+    ),
+    Corruption(
         "extra column (source_system)",
         rewrite(TEST, lambda f: f.assign(source_system="feed-b")),
         "warn",

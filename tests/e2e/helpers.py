@@ -9,13 +9,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, missing
 
 MONTHS = ["2013-10", "2013-11", "2013-12"]
 TRAINED_MODEL = "delay-pkg"  # its own BentoML model names, apart from the unit tests'
@@ -72,15 +73,13 @@ def overrides_for(root: Path, raw_dir: Path) -> list[str]:
 
 
 def container_runtime_or_skip() -> str:
-    """The CLI that runs images here; skips without one unless CI requires containers."""
+    """The CLI that runs images here (a missing one: `tests.helpers.missing`)."""
     from maas.release import containers
 
     backend, reasons = containers.select_backend("auto")
     runtime = containers.runtime_for(backend) if backend else None
     if runtime is None:
-        if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":
-            pytest.fail(f"no container backend, but MAAS_REQUIRE_CONTAINERS=1: {reasons}")
-        pytest.skip(f"no container backend here: {reasons}")
+        missing("containers", f"no container backend here ({'; '.join(reasons)})")
     return runtime
 
 
@@ -160,3 +159,68 @@ def wait_for_version(endpoint: str, version: str, timeout: float = 240) -> float
             return time.monotonic() - started
         time.sleep(0.25)
     raise AssertionError(f"v{version} did not serve at {endpoint} within {timeout}s")
+
+
+def wait_for_line(process: Process, text: str, timeout: float = 60, after: int = 0) -> None:
+    """Wait until `text` appears in the process's log past offset `after` (an event the
+    process reports, instead of a sleep that hopes it happened)."""
+    deadline = time.monotonic() + timeout
+    while text not in process.log_path.read_text(errors="replace")[after:]:
+        assert time.monotonic() < deadline, f"{text!r} not logged: {process.tail()}"
+        time.sleep(0.2)
+
+
+class Load:
+    """One client thread posting `FLIGHT` to `endpoint`/predict until stopped, counting each
+    outcome: the version that answered, `http <status>`, or the transport error's name. Any
+    other exception ends the loop and is raised again by `stop()`: a dead load thread fails
+    the test instead of leaving an empty count that passes it."""
+
+    def __init__(self, endpoint: str) -> None:
+        from collections import Counter
+
+        self.url = f"{endpoint}/predict"
+        self.outcomes: Counter[str] = Counter()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        try:
+            with httpx.Client(timeout=5) as http:
+                while not self._stop.is_set():
+                    try:
+                        response = http.post(self.url, json={"flights": [FLIGHT]})
+                    except httpx.HTTPError as error:
+                        self.outcomes[type(error).__name__] += 1
+                        continue
+                    if response.is_success:
+                        self.outcomes[str(response.json()["model_version"])] += 1
+                    else:
+                        self.outcomes[f"http {response.status_code}"] += 1
+        except BaseException as error:
+            self.error = error
+
+    def stop(self) -> dict[str, int]:
+        self.__exit__()
+        assert not self._thread.is_alive(), "the load thread did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the load thread died: {self.error!r}") from self.error
+        return dict(self.outcomes)
+
+    def assert_served_only(self, versions: set[str], at_least: int) -> dict[str, int]:
+        """Stop; every request was answered by one of `versions`, each of them answered at
+        least once, and at least `at_least` requests were made."""
+        seen = self.stop()
+        assert set(seen) <= versions, f"failed requests: {seen}"
+        assert versions <= set(seen), f"not every version answered: {seen}"
+        assert sum(seen.values()) >= at_least, f"too few requests to tell: {seen}"
+        return seen

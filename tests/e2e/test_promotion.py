@@ -10,9 +10,7 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections import Counter
 
 import httpx
 import pytest
@@ -27,13 +25,14 @@ from maas.release import containers
 from maas.release.packaging import package_version
 from maas.tracking.store import connect
 from tests.e2e.helpers import (
-    FLIGHT,
     PARAMS,
     TRAINED_MODEL,
     Controller,
+    Load,
     Process,
     container_runtime_or_skip,
     serving_version,
+    wait_for_line,
     wait_for_version,
 )
 
@@ -92,44 +91,30 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         packaged_v1 = client.get_model_version(MODEL, "1").tags["packaged_at"]
 
         # Promote v2 while a client keeps sending requests to the stable address.
-        outcomes: Counter[str] = Counter()
-        stop = threading.Event()
-
-        def client_loop() -> None:
-            with httpx.Client(timeout=5) as http:
-                while not stop.is_set():
-                    try:
-                        response = http.post(f"{endpoint}/predict", json={"flights": [FLIGHT]})
-                        key = response.json()["model_version"] if response.is_success else "fail"
-                        outcomes[
-                            key if response.is_success else f"http {response.status_code}"
-                        ] += 1
-                    except httpx.HTTPError as error:
-                        outcomes[type(error).__name__] += 1
-
-        thread = threading.Thread(target=client_loop)
-        thread.start()
-        promote(overrides, "2")
-        latency = wait_for_version(endpoint, "2")
-        # The release records its tags after the old container's drain and removal.
-        deadline = time.monotonic() + 60
-        while (
-            client.get_model_version(MODEL, "2").tags.get("deploy_status") != "deployed"
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        stop.set()
-        thread.join()
-        print(f"promote v2 -> v2 serving: {latency:.1f}s; requests during the switch: {outcomes}")
-        assert set(outcomes) <= {"1", "2"}, outcomes  # no failed request during the switch
+        with Load(endpoint) as load:
+            promote(overrides, "2")
+            latency = wait_for_version(endpoint, "2")
+            # The release records its tags after the old container's drain and removal.
+            deadline = time.monotonic() + 60
+            while client.get_model_version(MODEL, "2").tags.get("deploy_status") != "deployed":
+                assert time.monotonic() < deadline, client.get_model_version(MODEL, "2").tags
+                time.sleep(0.5)
+            seen = load.assert_served_only({"1", "2"}, at_least=20)  # no failed request
+        print(f"promote v2 -> v2 serving: {latency:.1f}s; requests during the switch: {seen}")
         tags = client.get_model_version(MODEL, "2").tags
         assert tags["deploy_status"] == "deployed"
         assert tags["endpoint"] == f"{endpoint}/models/{MODEL}"
 
-        # Rollback: v1 serves again from its existing image.
-        cli(overrides, "rollback")
-        latency = wait_for_version(endpoint, "1")
-        print(f"rollback -> v1 serving: {latency:.1f}s")
+        # Rollback under load: v1 serves again from its existing image, no request fails.
+        with Load(endpoint) as load:
+            cli(overrides, "rollback")
+            latency = wait_for_version(endpoint, "1")
+            deadline = time.monotonic() + 60  # until v2's replica is drained and removed
+            while client.get_model_version(MODEL, "2").tags.get("deploy_status") == "deployed":
+                assert time.monotonic() < deadline, client.get_model_version(MODEL, "2").tags
+                time.sleep(0.5)
+            seen = load.assert_served_only({"1", "2"}, at_least=20)
+        print(f"rollback -> v1 serving: {latency:.1f}s; requests during it: {seen}")
         # its image was reused: packaging did not run again
         assert client.get_model_version(MODEL, "1").tags["packaged_at"] == packaged_v1
 
@@ -145,8 +130,7 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         # Controller killed, alias moved meanwhile, controller restarted: it converges.
         controller.kill()
         promote(overrides, "2")
-        time.sleep(2)
-        assert serving_version(endpoint) == "1"  # nobody converged it yet; v1 still serves
+        assert serving_version(endpoint) == "1"  # the alias alone switches nothing
         controller = Controller(root, overrides)
         latency = wait_for_version(endpoint, "2")
         print(f"restart -> v2 serving: {latency:.1f}s")
@@ -306,11 +290,13 @@ def test_promotion_in_the_mlflow_ui_reaches_the_service_through_the_webhook(setu
         assert forged.status_code == 401 and "bad signature" in forged.text
         secret = load_or_create_secret(params.deploy.webhook_secret_file)
         signed = signed_with(secret, "real-1")
+        logged = len(controller.log_path.read_text(errors="replace"))
         assert httpx.post(hook, content=body, headers=signed).status_code == 202
         replay = httpx.post(hook, content=body, headers=signed)
         assert replay.status_code == 401 and "replayed" in replay.text
-        time.sleep(2)
-        assert serving_version(endpoint) == other  # a delivery only wakes; champion decides
+        # the delivery's pass ran, and it kept the champion: a delivery only wakes
+        wait_for_line(controller, "(asked by a delivery for v3)", after=logged)
+        assert serving_version(endpoint) == other
     finally:
         controller.stop()
         ui.stop()
@@ -403,7 +389,7 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     # fresh machine (helpers.session_env)
     controller = Controller(root, broken, name="watch-broken", env=dict(os.environ))
     try:
-        time.sleep(3)  # its first pass: in sync, nothing to build
+        wait_for_line(controller, f"reconcile {MODEL}: in_sync v{current}")  # its first pass
         promote(overrides, new)
         deadline = time.monotonic() + 240
         while client.get_model_version(MODEL, new).tags.get("deploy_status") != "failed":
@@ -420,7 +406,8 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
 
     controller = Controller(root, overrides, name="watch-fixed")
     try:
-        time.sleep(8)  # the fixed controller's first passes: still backing off
+        # its first pass: the failed build is recent, so it backs off
+        wait_for_line(controller, f"reconcile {MODEL}: waiting v{new}")
         assert serving_version(endpoint) == current
         promote(overrides, new)  # asked again: retried at once
         latency = wait_for_version(endpoint, new, timeout=180)

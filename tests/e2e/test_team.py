@@ -36,6 +36,7 @@ from tests.e2e.helpers import (
     overrides_for,
     wait_for_version,
 )
+from tests.helpers import missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "delay-team"
@@ -50,9 +51,7 @@ def postgres_database(prefix: str):
     try:
         admin = psycopg.connect(f"{POSTGRES} dbname=postgres", autocommit=True)
     except psycopg.OperationalError as error:
-        if os.environ.get("MAAS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required here: {error}")
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: {error}")
+        missing("postgres", f"no PostgreSQL at 127.0.0.1:5432 ({error})")
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')

@@ -341,15 +341,19 @@ def watch(
                 try:
                     client = connect(params.registry)
                     outcome = reconcile_once(params, client, target, release, versions)
-                    # quiet while nothing changes: one line per new state, not one per pass
-                    level = logging.DEBUG if outcome == last.get(name) else logging.INFO
+                    # quiet while nothing changes: one line per new state, not one per pass,
+                    # and one for each pass a webhook delivery asked for
+                    changed = outcome != last.get(name) or versions
                     log.log(
-                        level,
-                        "reconcile %s: %s v%s %s",
+                        logging.INFO if changed else logging.DEBUG,
+                        "reconcile %s: %s v%s %s%s",
                         name,
                         outcome.action,
                         outcome.version,
                         outcome.detail,
+                        f" (asked by a delivery for v{', v'.join(sorted(versions))})"
+                        if versions
+                        else "",
                     )
                     last[name] = outcome
                 except Exception as error:  # registry unreachable: keep serving, try later

@@ -1,4 +1,10 @@
-"""Errors of the serving path (the serving package imports nothing from the rest of maas)."""
+"""Errors of the serving path, in one tree (the serving package imports nothing from the rest
+of maas, so it keeps its own root; the service turns them into 4xx/5xx answers):
+
+    ServingError               a model cannot be loaded or a record cannot be scored
+    ├── ArtifactIntegrityError a serving artifact's sha256 differs from the registered digest
+    └── FeatureError           input cannot be featurized (also a ValueError)
+"""
 
 from __future__ import annotations
 

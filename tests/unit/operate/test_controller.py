@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,7 +95,13 @@ def test_controller_lock_serializes_passes(tmp_path: Path) -> None:
     with controller_lock(tmp_path):
         thread = threading.Thread(target=second)
         thread.start()
-        thread.join(0.3)
+        # the second pass is waiting inside the lock call itself (not merely slow to start)
+        deadline = time.monotonic() + 10
+        while (frame := sys._current_frames().get(thread.ident or 0)) is None or (
+            frame.f_code.co_name != "locked"
+        ):
+            assert thread.is_alive() and time.monotonic() < deadline, order
+            time.sleep(0.01)
         order.append("first done")
     thread.join(5)
     assert order == ["first done", "second"]

@@ -17,14 +17,13 @@ from maas.errors import DeployError
 from maas.net import free_port, wait_until
 from maas.operate.gateway import Gateway
 from maas.operate.gateway_routes import FORMAT, POOL
+from tests.helpers import missing
 
 
 @pytest.fixture(autouse=True)
 def needs_haproxy():
     if shutil.which("haproxy") is None:
-        if os.environ.get("MAAS_REQUIRE_CONTAINERS") == "1":
-            pytest.fail("haproxy is not installed, but MAAS_REQUIRE_CONTAINERS=1 (make system)")
-        pytest.skip("haproxy is not installed (make system)")
+        missing("haproxy", "haproxy is not installed")
 
 
 def backend(name: str) -> tuple[ThreadingHTTPServer, int]:

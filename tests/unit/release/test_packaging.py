@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-
-import pytest
 
 from maas.release import base_image, containers
 from maas.release.bento import bento_version, service_args
@@ -20,13 +17,21 @@ def test_no_container_tool_means_no_backend_and_says_why(monkeypatch, tmp_path: 
     assert containers.select_backend("podman") == (None, ["podman is not installed"])
 
 
-@pytest.mark.skipif(
-    shutil.which("docker") is None or Path("/var/run/docker.sock").exists(),
-    reason="needs a docker CLI without a running daemon (as on this machine kind)",
-)
-def test_docker_cli_without_daemon_is_not_a_backend() -> None:
+def test_docker_cli_without_daemon_is_not_a_backend(monkeypatch, tmp_path: Path) -> None:
+    """A docker CLI whose `docker info` cannot reach a daemon (what a machine without Docker's
+    engine has) is refused with Docker's own words; one that answers is accepted."""
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+        "Is the docker daemon running?' >&2\nexit 1\n"
+    )
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
     problem = containers.backend_problem("docker")
     assert problem is not None and problem.startswith("`docker info` failed")
+    assert "Is the docker daemon running?" in problem
+    docker.write_text("#!/bin/sh\necho 'Server Version: 28.2.2'\n")
+    assert containers.backend_problem("docker") is None
 
 
 def test_runtime_for_buildah_is_podman(monkeypatch, tmp_path: Path) -> None:
