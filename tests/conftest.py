@@ -31,9 +31,14 @@ E2E_GROUPS = {
     "test_packaging.py": "e2e-registry",  # packages the trained version ...
     "test_promotion.py": "e2e-registry",  # ... that the controller then deploys
     "test_identity.py": "e2e-registry",  # ... and beside another project's v1
+    "test_concurrency.py": "e2e-registry",  # registers the same trained model (built once)
     "test_tasks.py": "e2e-tasks",  # projects of their own: whichever worker is free
     "test_hotel_rates.py": "e2e-tasks",
     "test_monitoring.py": "e2e-tasks",  # (e2e-pipeline is the longest group)
+}
+# Whole-project runs of minutes outside tests/e2e, scheduled with a group's modules
+SLOW_GROUPS = {
+    "test_bench_smoke.py": "e2e-tasks",  # benchmarks/run_all.py --smoke: a project of its own
 }
 
 
@@ -43,6 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(item.fspath)
         if path.parent.name == "e2e":
             item.add_marker(pytest.mark.xdist_group(E2E_GROUPS.get(path.name, "e2e-pipeline")))
+        elif path.name in SLOW_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(SLOW_GROUPS[path.name]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

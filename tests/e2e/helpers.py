@@ -224,3 +224,33 @@ class Load:
         assert versions <= set(seen), f"not every version answered: {seen}"
         assert sum(seen.values()) >= at_least, f"too few requests to tell: {seen}"
         return seen
+
+
+def register_again(overrides: list[str], *, passed: bool, promoted: bool, why: str) -> str:
+    """A new signed version of the model the project trained last, registered with the gate
+    verdict given here instead of training again: for tests of what happens after the
+    registry (promotion, deploys), where the weights do not matter. Returns its number."""
+    import dataclasses
+    import json
+
+    from maas.config import load_params
+    from maas.pipeline.evaluation.gate import GateDecision
+    from maas.pipeline.evaluation.result import Evaluation
+    from maas.pipeline.register import register_model
+    from maas.tracking.runs import start_pipeline_run
+
+    params = load_params(PARAMS, overrides)
+    evaluation = Evaluation.from_json(json.loads(params.evaluate.metrics_path.read_text()))
+    gate = GateDecision(passed=passed, promoted=promoted, reasons=[why])
+    tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), params.digest())
+    with tracking.recording_outcome():
+        registered = register_model(
+            data=params.data,
+            models_dir=params.train.models_dir,
+            metrics=dataclasses.replace(evaluation, gate=gate),
+            registry=params.registry,
+            tracking=tracking,
+            params_digest=params.digest(),
+            verdict_key_file=params.promotion.verdict_key_file,
+        )
+    return registered.version

@@ -26,16 +26,20 @@ REGISTER = textwrap.dedent(
     """
     import json, sys
     from maas.config import load_params
+    from maas.pipeline.evaluation.result import Evaluation
     from maas.pipeline.register import register_model
     from maas.tracking.runs import start_pipeline_run
 
     params = load_params(sys.argv[1], sys.argv[2:])
     tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
-    metrics = json.loads(params.evaluate.metrics_path.read_text())
-    registered = register_model(params.data, params.train.models_dir, metrics, params.registry,
-                                tracking, params.digest(), params.promotion.verdict_key_file)
+    metrics = Evaluation.from_json(json.loads(params.evaluate.metrics_path.read_text()))
+    registered = register_model(
+        data=params.data, models_dir=params.train.models_dir, metrics=metrics,
+        registry=params.registry, tracking=tracking, params_digest=params.digest(),
+        verdict_key_file=params.promotion.verdict_key_file,
+    )
     tracking.finish("FINISHED")
-    print("REGISTERED", registered["version"], ",".join(registered["aliases"]))
+    print("REGISTERED", registered.version, ",".join(registered.aliases))
     """
 )
 
@@ -104,19 +108,23 @@ DIES_BEFORE_REGISTER = textwrap.dedent(
     import json, os, signal, sys, time
     from maas.cli.common import setup_environment
     from maas.config import load_params
+    from maas.errors import RegistryError
+    from maas.pipeline.evaluation.result import Evaluation
     from maas.pipeline.register import register_model
     from maas.tracking.runs import start_pipeline_run
-    from maas.tracking.store import RegistryError
 
     setup_environment()  # what `maas run` sets: MLflow's HTTP retries capped
     params = load_params(sys.argv[2], sys.argv[3:])
     tracking = start_pipeline_run(params.registry, params.model_dump(mode="json"), "digest")
     os.killpg(int(sys.argv[1]), signal.SIGKILL)  # the tracking server crashes mid-run
     started = time.monotonic()
-    metrics = json.loads(params.evaluate.metrics_path.read_text())
+    metrics = Evaluation.from_json(json.loads(params.evaluate.metrics_path.read_text()))
     try:
-        register_model(params.data, params.train.models_dir, metrics, params.registry,
-                       tracking, params.digest(), params.promotion.verdict_key_file)
+        register_model(
+            data=params.data, models_dir=params.train.models_dir, metrics=metrics,
+            registry=params.registry, tracking=tracking, params_digest=params.digest(),
+            verdict_key_file=params.promotion.verdict_key_file,
+        )
     except RegistryError as error:
         print(f"FAILED AFTER {time.monotonic() - started:.1f}s: {error}")
     """

@@ -25,9 +25,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def other_project(tmp_path_factory, real_months, prefect_api):
+def other_project(tmp_path_factory, real_months, prefect_api, trained_project):
     """Another checkout (or this one after `.maas/` was deleted and the pipeline run again):
-    the same registered model name, its own registry, its own v1."""
+    the same registered model name, its own registry, its own v1 (a one-epoch model; the same
+    months, so the validation outcomes the trained project cached are reused)."""
     from maas.flows.training import training
 
     from maas.config import load_params
@@ -39,6 +40,7 @@ def other_project(tmp_path_factory, real_months, prefect_api):
         f"registry.model_name={TRAINED_MODEL}",
         "train.max_epochs=1",
         "train.seed=7",
+        f"validation.cache_dir={trained_project[0] / 'validation-cache'}",
     ]
     training(params_file=PARAMS, overrides=overrides)
     return load_params(PARAMS, overrides)

@@ -31,6 +31,7 @@ from tests.e2e.helpers import (
     Load,
     Process,
     container_runtime_or_skip,
+    register_again,
     serving_version,
     wait_for_line,
     wait_for_version,
@@ -42,9 +43,9 @@ MODEL = TRAINED_MODEL
 
 @pytest.fixture(scope="session")  # once per worker: xdist may interleave modules
 def setup(trained_project):
-    """v1 (champion), v2 (passes the gate, not promoted), v3 (fails the gate)."""
-    from maas.flows.training import training
-
+    """v1 (champion, trained by the flow), v2 (passes the gate, not promoted), v3 (fails the
+    gate): v2 and v3 are v1's model registered again with those verdicts, signed as the
+    pipeline signs (the controller's tests need versions, not new weights)."""
     from maas.config import load_params
 
     runtime = container_runtime_or_skip()
@@ -56,8 +57,8 @@ def setup(trained_project):
         f"deploy.ui_address=127.0.0.1:{free_port()}",
         f"deploy.webhook_secret_file={root / 'webhook.secret'}",
     ]
-    training(params_file=PARAMS, overrides=overrides)
-    training(params_file=PARAMS, overrides=[*overrides, "promotion.floors.roc_auc=0.99"])
+    assert register_again(overrides, passed=True, promoted=False, why="test: v2") == "2"
+    assert register_again(overrides, passed=False, promoted=False, why="test: v3") == "3"
     params = load_params(PARAMS, overrides)
     client = MlflowClient(params.registry.tracking_uri)
     assert client.get_model_version(MODEL, "3").tags["gate_passed"] == "false"
@@ -306,15 +307,13 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     """Two `maas watch` on one project: the lock lets one build and deploy; the other finds
     the service in sync. Then the kubernetes target renders the same image's manifests."""
     import yaml
-    from maas.flows.training import training
 
     from maas.operate.audit import AuditTrail
     from maas.release import containers
 
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"
-    training(params_file=PARAMS, overrides=[*overrides, "promotion.auto_promote=false"])
-    new = max(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
+    new = int(register_again(overrides, passed=True, promoted=False, why="test: a new version"))
     current = client.get_model_version_by_alias(MODEL, "champion").version
     no_webhook = [*overrides, "deploy.webhook_listen=null"]  # two receivers cannot share a port
     first = Controller(root, no_webhook, name="watch-a")
@@ -372,12 +371,9 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     """The image of a new version cannot be built (its base image does not exist): the
     version is tagged failed with the reason, the current one keeps answering; once fixed,
     `maas promote` again deploys it at once (not after the 5-minute back-off)."""
-    from maas.flows.training import training
-
     root, overrides, params, client = setup
     endpoint = f"http://{params.deploy.address}"
-    training(params_file=PARAMS, overrides=[*overrides, "promotion.auto_promote=false"])
-    new = str(max(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'")))
+    new = register_again(overrides, passed=True, promoted=False, why="test: auto_promote off")
     current = str(client.get_model_version_by_alias(MODEL, "champion").version)
     controller = Controller(root, overrides, name="watch-good")  # the champion serves
     try:
