@@ -8,31 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from maas.flows.artifacts import publish_blocked_validation, publish_run
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from maas.flows.artifacts import publish_run
+from maas.flows.training_tasks import (
+    audit_promotion,
+    evaluate,
+    ingest,
+    register,
+    start_run,
+    train,
+    validate,
+)
+from prefect import flow
 
 from maas.clock import timed
 from maas.config import load_params
-from maas.operate.audit import audit_gate_promotion
-from maas.pipeline import report, stages
+from maas.pipeline import report
 from maas.pipeline.data.windows import run_lock
-from maas.pipeline.register import register_model
-from maas.tracking.runs import start_pipeline_run
-
-ingest = task(name="ingest", cache_policy=NO_CACHE, retries=1)(stages.ingest_data)
-start_run = task(
-    name="start_pipeline_run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3
-)(start_pipeline_run)
-validate = task(name="validate", cache_policy=NO_CACHE, on_failure=[publish_blocked_validation])(
-    stages.validate_data
-)
-train = task(name="train", cache_policy=NO_CACHE)(stages.train_model)
-evaluate = task(name="evaluate", cache_policy=NO_CACHE)(stages.evaluate_model)
-register = task(name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)(
-    register_model
-)
-audit_promotion = task(name="audit_gate_promotion", cache_policy=NO_CACHE)(audit_gate_promotion)
 
 
 @flow(name="training", log_prints=True)
@@ -43,46 +34,49 @@ def training(
     version and the evaluation."""
     params = load_params(params_file, overrides or [], task)
     timings: dict[str, float] = {}
-    with timed(timings, "ingest"):
-        ingest(data=params.data)
-    with timed(timings, "start_run"):
-        tracking = start_run(
-            params=params.registry,
-            all_params=params.model_dump(mode="json"),
-            params_digest=params.digest(),
-        )
-    # one run at a time on these working files; FINISHED, or FAILED when a stage raises
-    with run_lock(params.data, params.train.models_dir), tracking.recording_outcome():
-        with timed(timings, "validate"):
-            validated = validate(data=params.data, validation=params.validation, tracking=tracking)
-        with timed(timings, "train"):
-            trained = train(
-                data=params.data,
-                features=params.features,
-                model=params.model,
-                train=params.train,
-                request=params.request,
-                tracking=tracking,
-            )
-        with timed(timings, "evaluate"):
-            metrics = evaluate(
-                data=params.data,
-                train=params.train,
-                evaluate=params.evaluate,
-                promotion=params.promotion,
-                registry=params.registry,
-                tracking=tracking,
-            )
-        with timed(timings, "register"):
-            registered = register(
-                data=params.data,
-                models_dir=params.train.models_dir,
-                metrics=metrics,
-                registry=params.registry,
-                tracking=tracking,
+    # one run at a time on these working files, ingest included; FINISHED, or FAILED
+    with run_lock(params.data, params.train.models_dir):
+        with timed(timings, "ingest"):
+            ingest(data=params.data)
+        with timed(timings, "start_run"):
+            tracking = start_run(
+                params=params.registry,
+                all_params=params.model_dump(mode="json"),
                 params_digest=params.digest(),
-                verdict_key_file=params.promotion.verdict_key_file,
             )
+        with tracking.recording_outcome():
+            with timed(timings, "validate"):
+                validated = validate(
+                    data=params.data, validation=params.validation, tracking=tracking
+                )
+            with timed(timings, "train"):
+                trained = train(
+                    data=params.data,
+                    features=params.features,
+                    model=params.model,
+                    train=params.train,
+                    request=params.request,
+                    tracking=tracking,
+                )
+            with timed(timings, "evaluate"):
+                metrics = evaluate(
+                    data=params.data,
+                    train=params.train,
+                    evaluate=params.evaluate,
+                    promotion=params.promotion,
+                    registry=params.registry,
+                    tracking=tracking,
+                )
+            with timed(timings, "register"):
+                registered = register(
+                    data=params.data,
+                    models_dir=params.train.models_dir,
+                    metrics=metrics,
+                    registry=params.registry,
+                    tracking=tracking,
+                    params_digest=params.digest(),
+                    verdict_key_file=params.promotion.verdict_key_file,
+                )
     audit_promotion(params=params, registered=registered, client=tracking.client())
     publish_run(validated, trained, metrics, registered)
     return report.run_outcome(timings, validated, trained, metrics, registered)

@@ -77,9 +77,11 @@ def assert_close(got: list[float], expected: pd.Series, relative: bool = False) 
     assert np.max(np.abs(np.array(got) - want) / scale) <= 1e-5
 
 
-def fuzz(base: str, examples: int = 100) -> None:
+def fuzz(base: str, examples: int = 30) -> None:
     """schemathesis from the service's own OpenAPI document, all checks: no 5xx, responses
-    match their schema, invalid data refused, valid data accepted."""
+    match their schema, invalid data refused, valid data accepted. The serving code is the
+    one test_packaging.py fuzzes at full depth (300 examples); here each task's own schema
+    (other field kinds, another body key) is what is new, so fewer examples suffice."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",

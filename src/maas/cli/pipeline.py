@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from typing import Annotated
 
 import typer
 
+from maas.config import Params
 from maas.cli.common import (
     DvcAddOption,
     JsonOption,
@@ -17,6 +20,17 @@ from maas.cli.common import (
     track_raw_data,
     with_project,
 )
+
+def stage_lock(params: Params) -> contextlib.AbstractContextManager[None]:
+    """A DVC stage holds the pipeline's run lock as the flow does (one run at a time on the
+    same working files); under torchrun only rank 0 takes it (the other ranks are the same
+    run, and would wait on it forever)."""
+    from maas.pipeline.data.windows import run_lock
+
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return run_lock(params.data, params.train.models_dir)
+
 
 stage_app = typer.Typer(help="Single pipeline stages (what dvc.yaml runs).", no_args_is_help=True)
 data_app = typer.Typer(help="The raw data folder (data.raw_dir).", no_args_is_help=True)
@@ -119,7 +133,8 @@ def stage_validate(
     params = project.load()
     from maas.pipeline.stages import validate_data
 
-    out.print(validate_data(params.data, params.validation).markdown)
+    with stage_lock(params):
+        out.print(validate_data(params.data, params.validation).markdown)
 
 
 @stage_app.command("train")
@@ -132,13 +147,14 @@ def stage_train(
     params = project.load()
     from maas.pipeline.stages import train_model
 
-    summary = train_model(
-        data=params.data,
-        features=params.features,
-        model=params.model,
-        train=params.train,
-        request=params.request,
-    )
+    with stage_lock(params):
+        summary = train_model(
+            data=params.data,
+            features=params.features,
+            model=params.model,
+            train=params.train,
+            request=params.request,
+        )
     out.print(
         f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "
         f"validation {summary.validation_metric} {summary.validation_score:.4f}"
@@ -161,13 +177,14 @@ def stage_evaluate(
 
     registry = params.registry if champion and store_exists(params.registry) else None
     train = params.train
-    metrics = evaluate_model(
-        data=params.data,
-        train=train,
-        evaluate=params.evaluate,
-        promotion=params.promotion,
-        registry=registry,
-    )
+    with stage_lock(params):
+        metrics = evaluate_model(
+            data=params.data,
+            train=train,
+            evaluate=params.evaluate,
+            promotion=params.promotion,
+            registry=registry,
+        )
     out.print(json.dumps({"test": metrics.test, "gate": metrics.gate.to_dict()}, indent=1))
 
 

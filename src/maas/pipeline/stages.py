@@ -1,4 +1,4 @@
-"""The pipeline stages, one implementation each: the Prefect tasks of flows/training.py and the
+"""The pipeline stages, one implementation each: the Prefect tasks of flows/training_tasks.py and
 `dvc.yaml` stages (`maas stage ...`) call these same functions.
 
 Stages hand data to each other through files (data/processed, models/, reports/), which is
@@ -318,7 +318,18 @@ def evaluate_model(
     baselines = {name: compute_metrics(labels, p, kind) for name, p in baseline_preds.items()}
     test_partitions = sorted(lineage["test_partitions"])
     classes = list(data.label.classes)
-    champion = champion_score(registry, test, test_partitions, kind, classes) if registry else None
+    champion = (
+        champion_score(
+            registry,
+            test,
+            test_partitions,
+            kind,
+            classes,
+            verdict_key_file=promotion.verdict_key_file,
+        )
+        if registry
+        else None
+    )
     gate = decide_gate(
         test_metrics,
         baselines,
