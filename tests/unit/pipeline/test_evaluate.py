@@ -134,11 +134,14 @@ def test_a_champion_scored_on_its_own_training_rows_does_not_block() -> None:
     assert any("v3 trained on the test partition(s) 2013-12" in r for r in decision.reasons)
 
 
-def test_a_champion_that_cannot_be_rescored_is_named_not_fatal() -> None:
-    champion = {"version": "3", "unscored": "no recorded sha256 for model.onnx"}
+def test_a_champion_that_cannot_be_rescored_is_named_and_nothing_is_auto_promoted() -> None:
+    """A transient error (or a refused signature) leaves no comparison: the version passes,
+    and a person, not the gate, promotes it (issue 29: a transient error must not promote)."""
+    champion = {"version": "3", "unscored": "OSError: connection reset while downloading"}
     decision = decide_gate({"roc_auc": 0.72}, BASELINES, champion, "passed", POLICY)
-    assert decision.passed and decision.promoted
+    assert decision.passed and not decision.promoted
     assert any("champion v3 could not be re-scored" in r for r in decision.reasons)
+    assert any("`maas promote` it by hand" in r for r in decision.reasons)
 
 
 def test_the_floor_holds_for_requests_without_the_optional_inputs() -> None:

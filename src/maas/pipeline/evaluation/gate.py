@@ -98,6 +98,11 @@ def decide_gate(
     unusable = champion_unusable(champion, name)
     if unusable is not None:
         reasons.append(unusable)
+        # a champion that could not be scored (an unreachable store, a refused signature) is
+        # no evidence that this version is better: it passes, but only a person promotes it
+        beats_champion = champion is None or "unscored" not in champion
+        if not beats_champion:
+            reasons.append("not promoted without a comparison: `maas promote` it by hand")
         champion = None
     if champion is not None:
         champ = float(champion[name])
