@@ -292,7 +292,12 @@ def evaluate_model(
         )
     torch_model = load_weights(config, models_dir / WEIGHTS_FILE)
     parity = check_onnx_parity(
-        torch_model, models_dir / ONNX_FILE, cat, num, evaluate.onnx_parity_tolerance
+        torch_model,
+        models_dir / ONNX_FILE,
+        cat,
+        num,
+        evaluate.onnx_parity_tolerance,
+        scale=config.target_std if kind == "regression" else 1.0,
     )
     preds = served.predict(test)
     test_metrics = compute_metrics(labels, preds, kind)

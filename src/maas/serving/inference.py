@@ -56,15 +56,18 @@ def verify_digests(folder: Path, expected: Mapping[str, str]) -> dict[str, str]:
     return verified
 
 
-def output_difference(actual: Any, expected: Any) -> float:
-    """max |actual - expected| / max(1, |expected|): absolute for probabilities, relative for
-    values above 1 (float32 keeps ~7 digits: a price of 300 cannot match to 1e-5 absolutely).
-    The ONNX parity check and infra-validation both compare outputs with it."""
+def output_difference(actual: Any, expected: Any, scale: float = 1.0) -> float:
+    """max |actual - expected| / max(scale, |expected|): absolute (in units of `scale`) near
+    zero, relative above it. Probabilities use scale 1; a regression's values the label's
+    standard deviation, the unit the network computes in (float32 keeps ~7 digits: an income
+    of 1e5 cannot match to 1e-5 absolutely, nor a value near 0 when the spread is 1e5). The
+    ONNX parity check and infra-validation both compare outputs with it."""
     want = np.asarray(expected, dtype=np.float64)
     if not want.size:
         return 0.0
     got = np.asarray(actual, dtype=np.float64)
-    return float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+    floor = max(1.0, float(scale))
+    return float(np.max(np.abs(got - want) / np.maximum(floor, np.abs(want))))
 
 
 def create_session(path: Path, threads: int = 1) -> Any:
@@ -111,9 +114,9 @@ class OnnxModel:
 
     def score(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, list[list[str]]]:
         """(the model's output, the fields with a value unknown to the model) for each row."""
-        cat, num = self.preprocessor.transform(columns)
+        cat, num, absent = self.preprocessor.encode(columns)
         if len(cat) == 0:
             width = self.session.get_outputs()[0].shape[1:]  # (batch,) or (batch, classes)
             return np.zeros((0, *width), dtype=np.float32), []
         outputs = self.session.run(None, {"categorical": cat, "numeric": num})[0]
-        return outputs, self.preprocessor.unknown_inputs(cat)
+        return outputs, self.preprocessor.unknown_inputs(cat, absent)

@@ -18,7 +18,7 @@ from maas.pipeline.training.export import check_onnx_parity, export_onnx
 from maas.pipeline.training.fit import TensorSet, evaluate_epoch, train_one_epoch
 from maas.pipeline.training.model import Head, build_network, model_config_for
 from maas.pipeline.training.request_spec import build_request_spec
-from maas.serving.inference import ONNX_FILE, PREPROCESSING_FILE, OnnxModel
+from maas.serving.inference import ONNX_FILE, PREPROCESSING_FILE, OnnxModel, output_difference
 from maas.serving.preprocessing import fit_preprocessor
 from maas.serving.schema import build_schema
 
@@ -258,3 +258,45 @@ def test_output_names_must_not_collide() -> None:
         OutputNames.model_validate({"predicted_class": "p", "probabilities": "p"})
     with pytest.raises(ValueError, match="unknown_inputs"):
         OutputNames.model_validate({"value": "unknown_inputs"})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "tabm"])
+def test_a_heavy_tailed_target_near_1e5_passes_parity_on_its_own_scale(frame, kind, tmp_path):
+    """A label in the tens of thousands with a long tail, whose values also come near zero (an
+    income's change, a profit) crashed the run at the parity check while the tolerance was
+    relative to max(1, |value|) (issue 28): float32 noise of the network, in units of a 1e4
+    standard deviation, is far above 1e-5 where the value is small. The check now measures
+    the difference in units of the label's standard deviation near zero, relative above it."""
+    rng = np.random.default_rng(3)
+    income = np.exp(10.5 + 0.05 * frame["temp"].to_numpy() + rng.normal(0, 0.9, len(frame)))
+    heavy = frame.assign(rentals=income - np.median(income))
+    label, labeled, pre, cat, num, y = prepared(heavy, "regression")
+    assert y.max() > 1e5 and np.std(y) > 1e4 and np.min(np.abs(y)) < 1e3
+    head = Head.for_labels(label.kind, y, 0)
+    model_params = ModelParams.model_validate(
+        {"kind": kind, "hidden_sizes": [16], "tabm": {"k": 4, "n_blocks": 1, "d_block": 16}}
+    )
+    config = model_config_for(model_params, pre.cardinalities, num, head)
+    torch.manual_seed(0)
+    model = build_network(config)
+    data = TensorSet.from_numpy(cat, num, head.scale(y))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    for epoch in range(3):
+        train_one_epoch(
+            model, optimizer, data, 64, torch.Generator().manual_seed(epoch), head="regression"
+        )
+    model.eval()
+    export_onnx(model, tmp_path / ONNX_FILE, cat, num)
+    scale = config.target_std
+    assert check_onnx_parity(model, tmp_path / ONNX_FILE, cat, num, 1e-5, scale=scale) <= 1e-5
+
+
+def test_parity_is_measured_in_the_labels_units_near_zero_and_relatively_above() -> None:
+    """float32 noise of 1e-6 standard deviations on a label of spread 5e4 is 0.05 absolute:
+    against a value of 10 that is 5e-3 relative to max(1, |value|) (the crash), and 1e-6 in
+    the label's units; a value of 2e5 is compared relatively either way."""
+    expected = np.array([10.0, 2e5])
+    actual = expected + np.array([0.05, 0.05])
+    assert output_difference(actual, expected) == pytest.approx(5e-3)
+    assert output_difference(actual, expected, scale=5e4) == pytest.approx(1e-6)
+    assert output_difference(expected + [0.0, 20.0], expected, scale=5e4) == pytest.approx(1e-4)

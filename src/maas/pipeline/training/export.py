@@ -58,11 +58,16 @@ def export_onnx(
 
 
 def check_onnx_parity(
-    model: nn.Module, path: Path, cat: np.ndarray, num: np.ndarray, tolerance: float
+    model: nn.Module,
+    path: Path,
+    cat: np.ndarray,
+    num: np.ndarray,
+    tolerance: float,
+    scale: float = 1.0,
 ) -> float:
-    """Max |torch - onnxruntime| over the given rows, relative to the value where it is above 1
-    (a regression's prices: float32 keeps 7 digits, not 5 decimals); raises ExportError above
-    tolerance. Probabilities are compared absolutely."""
+    """Max |torch - onnxruntime| over the given rows (`output_difference`: relative to the
+    value above `scale`, in units of `scale` below it; a regression passes its label's
+    standard deviation); raises ExportError above tolerance. Probabilities use scale 1."""
     from maas.serving.inference import create_session, output_difference
 
     with torch.no_grad():
@@ -77,10 +82,10 @@ def check_onnx_parity(
     actual = session.run(
         None, {"categorical": cat.astype(np.int64), "numeric": num.astype(np.float32)}
     )[0]
-    max_diff = output_difference(actual, expected)
+    max_diff = output_difference(actual, expected, scale)
     if not max_diff <= tolerance:
         raise ExportError(
-            f"ONNX parity check failed: max |torch - onnx| / max(1, |torch|) = {max_diff:.3g} "
-            f"> {tolerance:g}"
+            f"ONNX parity check failed: max |torch - onnx| / max({max(1.0, scale):.3g}, "
+            f"|torch|) = {max_diff:.3g} > {tolerance:g}"
         )
     return max_diff
