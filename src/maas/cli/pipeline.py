@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from maas.config import Params
 from maas.cli.common import (
     DvcAddOption,
     JsonOption,
@@ -20,6 +19,8 @@ from maas.cli.common import (
     track_raw_data,
     with_project,
 )
+from maas.config import Params
+
 
 def stage_lock(params: Params) -> contextlib.AbstractContextManager[None]:
     """A DVC stage holds the pipeline's run lock as the flow does (one run at a time on the

@@ -31,14 +31,27 @@ class PredictionRows:
 
 
 def log_files(folder: Path) -> list[Path]:
-    """A model's log files, current and rolled-over (`x.jsonl`, `x.jsonl.1`, ...)."""
+    """A model's log files, current and rolled-over, oldest first per serving process: the
+    writer's rotation makes `x.jsonl.N` older than `x.jsonl.N-1` and `x.jsonl` the newest (by
+    name, `x.jsonl.10` sorted before `x.jsonl.2`)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and SUFFIX in p.name)
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and SUFFIX in p.name), key=_rotation_order
+    )
+
+
+def _rotation_order(path: Path) -> tuple[str, int, str]:
+    base, _, number = path.name.partition(SUFFIX)
+    rolled = number[1:]  # ".3" -> "3"; "" for the current file
+    age = int(rolled) if rolled.isdigit() else 0
+    return base, -age, path.name
 
 
 def read_predictions(folder: Path, body_key: str) -> PredictionRows:
-    """Every logged record of one model (`<log_dir>/<model>`), in log order per file."""
+    """Every logged record of one model (`<log_dir>/<model>`), in the order served: by each
+    line's time, lines of one time in log order. A record served twice thus has its newest
+    prediction last, the one `keep="last"` keeps."""
     rows: list[dict[str, Any]] = []
     outputs: dict[str, None] = {}
     result = PredictionRows(pd.DataFrame(), [])
@@ -66,6 +79,8 @@ def read_predictions(folder: Path, body_key: str) -> PredictionRows:
     result.outputs = list(outputs)
     if not result.frame.empty:
         result.frame["logged_at"] = pd.to_datetime(result.frame["logged_at"], utc=True)
+        # processes write files of their own side by side: their lines interleave in time
+        result.frame = result.frame.sort_values("logged_at", kind="stable", ignore_index=True)
     return result
 
 

@@ -4,7 +4,7 @@ training rows and on request records alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,13 +17,21 @@ def as_float(values: Any, name: str) -> np.ndarray:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise FeatureError(f"column {name!r} must be numeric: {error}") from None
+    except OverflowError:  # an integer past float64's range (10**400); requests cannot send one
+        raise FeatureError(f"column {name!r} holds a number too large for a float") from None
 
 
 # The shape of an ISO 8601 date or date-time that requests must have (a `datetime` field):
-# 2024-03-04, 2024-03-04T10:00, 2024-03-04 10:00:00.5Z, 2024-03-04T10:00:00+01:00.
+# 2024-03-04, 2024-03-04T10:00, 2024-03-04 10:00:00.5Z, 2024-03-04T10:00:00+01:00. The day is
+# one its month has (February 29 in leap years only) and digits are ASCII (`\d` is any
+# Unicode digit): a date that is none (2023-02-29) is refused naming the field, not scored as
+# a missing value.
+_MONTH_DAY = r"(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31"
+_LEAP_YEAR = r"[0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00"
 ISO_DATETIME = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)?)?$"
+    rf"^([0-9]{{4}}-({_MONTH_DAY})|({_LEAP_YEAR})-02-29)"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])?)?$"
 )
 
 
@@ -89,6 +97,12 @@ DATE_PARTS = ("hour", "day_of_week", "day_of_month", "day_of_year", "month")
 def reads_dates(transform: str) -> bool:
     """Whether the transform reads its source as a date or date-time."""
     return transform not in CLOCK
+
+
+def clock_sources(derived: Mapping[str, tuple[str, str]]) -> frozenset[str]:
+    """The raw fields that derived features (feature -> (source, transform)) read as clock
+    times written hhmm: a request's value there must be one (minutes 0-59, hours 0-23)."""
+    return frozenset(source for source, transform in derived.values() if transform in CLOCK)
 
 
 def derive(raw: np.ndarray, transform: str, source: str) -> np.ndarray:

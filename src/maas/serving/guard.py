@@ -6,12 +6,24 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 API_ROUTES = ["/predict", "/metadata"]
 PREFIX = r"/models/[A-Za-z0-9._-]+(/versions/[0-9]+)?"  # what the gateway says it serves at
 TOKEN_ENV = "MAAS_API_TOKEN"
+
+# The body of the API request that BentoML's own handler answers, as the guard passed it on
+_RECEIVED: ContextVar[list[bytes] | None] = ContextVar("maas_received_body", default=None)
+
+
+def received_body() -> bytes | None:
+    """The body of the API request being answered by BentoML's handler, as the client sent
+    it (the handler hands the API only the fields the model reads: the prediction log needs
+    the others, a record's keys); None outside a request the guard passed on."""
+    chunks = _RECEIVED.get()
+    return None if chunks is None else b"".join(chunks)
 
 
 class ApiGuard:
@@ -30,7 +42,8 @@ class ApiGuard:
       (pydantic-core validates the raw bytes; no BentoML request/response handling). It
       sits inside BentoML's own middlewares (metrics, timeout) and answers exactly what the
       API answers; any body it does not accept is replayed to BentoML's handler, so every
-      error is still BentoML's (its speed-up: docs/serving.md).
+      error is still BentoML's (its speed-up: docs/serving.md). A body BentoML's handler
+      answers is kept for it as `received_body`, so both paths log the body as sent.
     - /docs.json tells the truth: OpenAPI 3.1 (pydantic's schemas are JSON Schema 2020-12:
       numeric `exclusiveMinimum`, `type: null`), and the 400 body's `detail` is pydantic's
       list of errors naming each field, not the string BentoML 1.4 declares. Behind the
@@ -74,9 +87,20 @@ class ApiGuard:
                     and headers.get(b"content-type", b"").lower().startswith(b"application/json")
                 ):
                     return await self._fast_path(scope, receive, send)
-                return await self.app(scope, receive, send)
+                return await self._recording(scope, receive, send)
             return await self._counting(scope, receive, send)  # chunked: count as it arrives
         return await self._other(path, scope, receive, send)
+
+    async def _recording(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """BentoML's handler answers, and `received_body` gives the body it read."""
+        chunks: list[bytes] = []
+
+        async def recorded_receive() -> dict[str, Any]:
+            message = dict(await receive())
+            chunks.append(message.get("body", b""))
+            return message
+
+        await _passing_on(chunks, self.app(scope, recorded_receive, send))
 
     async def _fast_path(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         chunks = []
@@ -109,11 +133,12 @@ class ApiGuard:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        await _passing_on([body], self.app(scope, replay, send))
 
     async def _counting(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         seen = 0
         refused = False
+        chunks: list[bytes] = []
 
         async def counted_receive() -> dict[str, Any]:
             nonlocal seen, refused
@@ -121,8 +146,10 @@ class ApiGuard:
             seen += len(message.get("body", b""))
             if seen > self.max_body and not refused:
                 refused = True
+                chunks.clear()
                 await _reply(send, 413, f"body over {self.max_body} bytes")
                 return {"type": "http.disconnect"}
+            chunks.append(message.get("body", b""))
             return dict(message)
 
         async def guarded_send(message: dict[str, Any]) -> None:
@@ -130,7 +157,7 @@ class ApiGuard:
                 await send(message)
 
         try:
-            await self.app(scope, counted_receive, guarded_send)
+            await _passing_on(chunks, self.app(scope, counted_receive, guarded_send))
         except Exception:
             if not refused:
                 raise
@@ -141,6 +168,15 @@ class ApiGuard:
             prefix = prefix if re.fullmatch(PREFIX, prefix) else ""
             return await self.app(scope, receive, _patching_openapi(send, prefix))
         return await self.app(scope, receive, send)
+
+
+async def _passing_on(chunks: list[bytes], app_call: Awaitable[None]) -> None:
+    """Run BentoML's handler with `chunks` (filled as it reads the body) as `received_body`."""
+    token = _RECEIVED.set(chunks)
+    try:
+        await app_call
+    finally:
+        _RECEIVED.reset(token)
 
 
 async def _reply(

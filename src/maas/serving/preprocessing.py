@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from maas.serving.derive import as_float, derive
+from maas.serving.derive import as_float, clock_sources, derive
 from maas.serving.errors import FeatureError
 from maas.serving.request import RequestSpec
 
@@ -87,6 +87,11 @@ class Preprocessor:
         return scaled, [len(self.numeric) + i for i in scaled]
 
     @property
+    def clock_inputs(self) -> frozenset[str]:
+        """Raw columns the derived features read as clock times written hhmm."""
+        return clock_sources(self.derived)
+
+    @property
     def input_columns(self) -> list[str]:
         """Raw columns a record must (or may) carry."""
         names: list[str] = []
@@ -96,19 +101,28 @@ class Preprocessor:
                 names.append(source)
         return names
 
-    def unknown_inputs(self, codes: np.ndarray) -> list[list[str]]:
+    def unknown_inputs(
+        self, codes: np.ndarray, absent: np.ndarray | None = None
+    ) -> list[list[str]]:
         """Per row of `transform`'s category codes: the request fields whose value the model
-        has not seen in training (scored with the unknown bucket)."""
+        has not seen in training (scored with the unknown bucket), each named once (features
+        that read one date name it once). `absent` (`encode`'s): values that are missing (a
+        date left out or none) are scored as missing values are in training, not named."""
         names = [self.source_of(name) for name in self.categorical]
         unknown = codes == UNKNOWN_INDEX
+        if absent is not None:
+            unknown &= ~absent
         rows: list[list[str]] = [[] for _ in range(len(codes))]
         for row, column in zip(*np.nonzero(unknown), strict=True):
-            rows[row].append(names[column])
+            if names[column] not in rows[row]:
+                rows[row].append(names[column])
         return rows
 
     def encode_categorical(self, name: str, values: np.ndarray) -> np.ndarray:
+        return self._encode_categorical(name, as_category_strings(values))
+
+    def _encode_categorical(self, name: str, strings: np.ndarray) -> np.ndarray:
         sorted_vocab, codes = self._lookup[name]
-        strings = as_category_strings(values)
         if len(sorted_vocab) == 0:
             return np.zeros(len(strings), dtype=np.int64)
         position = np.minimum(np.searchsorted(sorted_vocab, strings), len(sorted_vocab) - 1)
@@ -117,15 +131,24 @@ class Preprocessor:
 
     def transform(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Raw columns -> (int64 codes [N, C], float32 numeric [N, 2F])."""
+        cat, num, _ = self.encode(columns)
+        return cat, num
+
+    def encode(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`transform`, and which category values are missing (bool [N, C]: no value, or a
+        date that is none), which `unknown_inputs` does not count as values never seen."""
         optional = {name for name, stats in self.numeric.items() if stats.optional}
         derived = derive_columns(
             columns, [*self.categorical, *self.numeric], self.derived, optional
         )
-        codes = [self.encode_categorical(name, derived[name]) for name in self.categorical]
+        strings = {name: as_category_strings(derived[name]) for name in self.categorical}
+        codes = [self._encode_categorical(name, text) for name, text in strings.items()]
         n_rows = _row_count(derived)
         cat = np.stack(codes, axis=1) if codes else np.zeros((n_rows, 0), dtype=np.int64)
+        missing = [text == "" for text in strings.values()]  # "" is no category: no value
+        absent = np.stack(missing, axis=1) if missing else cat.astype(bool)
         if not self.numeric:
-            return cat, np.zeros((n_rows, 0), dtype=np.float32)
+            return cat, np.zeros((n_rows, 0), dtype=np.float32), absent
         means, stds, lows, highs = self._lookup["__numeric__"]
         values = np.empty((n_rows, len(self.numeric)), dtype=np.float64)
         for index, name in enumerate(self.numeric):
@@ -137,7 +160,7 @@ class Preprocessor:
             far = np.abs((values - means) / stds) > MAX_SCALED
         bad = np.isnan(values) | (values < lows) | (values > highs) | far
         scaled = (np.where(bad, means, values) - means) / stds
-        return cat, np.concatenate([scaled, bad], axis=1).astype(np.float32)
+        return cat, np.concatenate([scaled, bad], axis=1).astype(np.float32), absent
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,10 +4,19 @@ document shows the task's own fields and bounds and schemathesis fuzzes them."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    create_model,
+)
 
 from maas.serving.derive import ISO_DATETIME
 
@@ -86,6 +95,17 @@ class RequestSpec:
         )
 
 
+# The widest bounds of an int field: int64, as training columns hold integers. Every such
+# value converts to a float; 10**400 does not (it overflowed featurizing: a 500).
+INT_RANGE = (-(2**63), 2**63 - 1)
+# A clock time written hhmm (1730 = 17:30), as validation's `clock_times` rule blocks in
+# training: hours 0-23, minutes 0-59. In JSON Schema, one range per hour.
+CLOCK_RANGE = (0, 2359)
+CLOCK_HOURS: list[JsonValue] = [
+    {"minimum": 100 * hour, "maximum": 100 * hour + 59} for hour in range(24)
+]
+
+
 def _whole_number(value: Any) -> Any:
     """JSON Schema's `integer` admits 1665.0; `true`, `"1665"` and 1665.5 are not integers."""
     if isinstance(value, float) and value.is_integer():
@@ -93,24 +113,40 @@ def _whole_number(value: Any) -> Any:
     return value  # anything else goes to strict int validation, which names the field
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+WHOLE = BeforeValidator(_whole_number)
 
 
-def _field(spec: FieldSpec) -> tuple[Any, Any]:
-    bounds: dict[str, Any] = {"ge": spec.min, "le": spec.max}
+def _clock_time(value: int) -> int:
+    if value % 100 > 59:  # the hours are the bounds' (CLOCK_RANGE)
+        raise ValueError(f"{value} is no clock time written hhmm: its minutes are over 59")
+    return value
+
+
+def _value_type(spec: FieldSpec, clock: bool) -> Any:
+    """A field's type with its constraints. They sit inside the type, not on the field: for an
+    optional field pydantic wrote the latter as `ge`/`le`, which JSON Schema does not know."""
     if spec.type == "str":
-        annotation: Any = str
-        bounds = {"min_length": 1, "max_length": MAX_TEXT}
-    elif spec.type == "datetime":  # read by date transforms: an ISO 8601 date or date-time
-        annotation, bounds = str, {"pattern": ISO_DATETIME, "max_length": 40}
-    elif spec.type == "int":
-        annotation = WholeNumber
-    else:
-        annotation = float
-        bounds["allow_inf_nan"] = False
+        return Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    if spec.type == "datetime":  # read by date transforms: an ISO 8601 date or date-time
+        return Annotated[str, Field(pattern=ISO_DATETIME, max_length=40)]
+    if spec.type == "float":
+        return Annotated[float, Field(ge=spec.min, le=spec.max, allow_inf_nan=False)]
+    low, high = CLOCK_RANGE if clock else INT_RANGE
+    bounds = Field(
+        ge=low if spec.min is None else max(spec.min, low),
+        le=high if spec.max is None else min(spec.max, high),
+    )
+    if clock:
+        hours = Field(json_schema_extra={"anyOf": CLOCK_HOURS})
+        return Annotated[int, bounds, AfterValidator(_clock_time), hours, WHOLE]
+    return Annotated[int, bounds, WHOLE]
+
+
+def _field(spec: FieldSpec, clock: bool = False) -> tuple[Any, Any]:
+    annotation = _value_type(spec, clock)
     if spec.optional:
-        return annotation | None, Field(None, **bounds)
-    return annotation, Field(..., **bounds)
+        return annotation | None, Field(None)
+    return annotation, Field(...)
 
 
 class _Record(BaseModel):
@@ -120,11 +156,12 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
 
-def record_model(spec: RequestSpec) -> type[BaseModel]:
-    """One record of the request: the task's fields with their types, bounds and optionality.
-    Optional fields may be left out or null; such records score with lower quality (the
-    model's test metrics with and without them are in /metadata)."""
-    fields = {item.name: _field(item) for item in spec.fields}
+def record_model(spec: RequestSpec, clock: Collection[str] = ()) -> type[BaseModel]:
+    """One record of the request: the task's fields with their types, bounds and optionality;
+    `clock`: the int fields the features read as hhmm clock times. Optional fields may be left
+    out or null; such records score with lower quality (the model's test metrics with and
+    without them are in /metadata)."""
+    fields = {item.name: _field(item, item.name in clock) for item in spec.fields}
     model: type[BaseModel] = create_model("Record", __base__=_Record, **fields)  # type: ignore[call-overload]
     return model
 

@@ -17,13 +17,15 @@ THRESHOLD = 0.5  # the same decision threshold as the registered pyfunc model
 @dataclass(frozen=True)
 class Schema:
     """The pydantic models of one task's API: a record, the /predict body (its list under the
-    task's body key, 1..max_records long), one prediction and the response."""
+    task's body key, 1..max_records long), one prediction and the response; `clock`: the
+    fields a record must hold hhmm clock times in."""
 
     spec: RequestSpec
     record: type[BaseModel]
     request: type[BaseModel]
     prediction: type[BaseModel]
     response: type[BaseModel]
+    clock: frozenset[str] = frozenset()
 
     def to_columns(self, records: list[BaseModel]) -> dict[str, list[Any]]:
         """Records -> columns for one vectorized featurize + ONNX call."""
@@ -62,8 +64,12 @@ class Schema:
         return {spec.probability: row, spec.decision: row >= THRESHOLD}
 
 
-def build_schema(spec: RequestSpec, max_records: int) -> Schema:
-    record: Any = record_model(spec)
+def build_schema(
+    spec: RequestSpec, max_records: int, clock: frozenset[str] = frozenset()
+) -> Schema:
+    """`clock`: the fields the model's features read as hhmm clock times
+    (`Preprocessor.clock_inputs`), which a record must hold real clock times in."""
+    record: Any = record_model(spec, clock)
     records: Any = Annotated[list[record], Field(min_length=1, max_length=max_records)]
     request: type[BaseModel] = create_model(  # type: ignore[call-overload]
         "PredictRequest",
@@ -75,4 +81,4 @@ def build_schema(spec: RequestSpec, max_records: int) -> Schema:
     response: type[BaseModel] = create_model(
         "PredictResponse", model_version=(str, ...), predictions=(list[prediction], ...)
     )
-    return Schema(spec, record, request, prediction, response)
+    return Schema(spec, record, request, prediction, response, clock)

@@ -25,9 +25,10 @@ from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel, Field, ValidationError
 
 from maas.serving.errors import ArtifactIntegrityError, FeatureError
-from maas.serving.guard import API_ROUTES, TOKEN_ENV, ApiGuard
+from maas.serving.guard import API_ROUTES, TOKEN_ENV, ApiGuard, received_body
 from maas.serving.inference import PREPROCESSING_FILE, OnnxModel
 from maas.serving.prediction_log import PredictionLog
+from maas.serving.preprocessing import Preprocessor
 from maas.serving.request import MAX_TEXT, RequestSpec
 from maas.serving.schema import Schema, build_schema
 
@@ -48,17 +49,19 @@ class ServiceArgs(BaseModel):
 ARGS = bentoml.use_arguments(ServiceArgs)
 
 
-def load_request_spec(model_tag: str) -> RequestSpec:
-    """The request spec the model version carries. Read when the module is imported (the API's
-    models are declared with the class); the service checks it again after the digests."""
+def load_request_spec(model_tag: str) -> tuple[RequestSpec, frozenset[str]]:
+    """The request spec the model version carries, and the fields its features read as hhmm
+    clock times. Read when the module is imported (the API's models are declared with the
+    class); the service checks them again after the digests."""
     folder = Path(bentoml.models.get(model_tag).path)
-    data = json.loads((folder / PREPROCESSING_FILE).read_text()).get("request")
-    if not data:
+    data = json.loads((folder / PREPROCESSING_FILE).read_text())
+    if not data.get("request"):
         raise ArtifactIntegrityError(f"{model_tag}: {PREPROCESSING_FILE} holds no request spec")
-    return RequestSpec.from_dict(data)
+    return RequestSpec.from_dict(data["request"]), Preprocessor.from_dict(data).clock_inputs
 
 
-SCHEMA: Schema = build_schema(load_request_spec(ARGS.model_tag), ARGS.max_records)
+SPEC, CLOCK = load_request_spec(ARGS.model_tag)
+SCHEMA: Schema = build_schema(SPEC, ARGS.max_records, CLOCK)
 PredictRequest = SCHEMA.request
 PredictResponse = SCHEMA.response
 
@@ -130,7 +133,8 @@ class ModelService:
         folder = Path(self.bento_model.path)
         self.info: dict[str, Any] = json.loads((folder / "metadata.json").read_text())
         self.model = OnnxModel.load(folder, expected_digests=self.info["sha256"])
-        if self.model.preprocessor.request != SCHEMA.spec:
+        preprocessor = self.model.preprocessor
+        if (preprocessor.request, preprocessor.clock_inputs) != (SCHEMA.spec, SCHEMA.clock):
             raise ArtifactIntegrityError("the request spec changed after the service started")
         self.version = str(self.info["model_version"])
         # Every served prediction, when the deploy target mounts a log folder (docs/monitoring.md)
@@ -161,9 +165,13 @@ class ModelService:
         records = body[SCHEMA.spec.body_key]
         response = SCHEMA.to_response(self.version, *self.score_or_400(records))
         if self.prediction_log is not None:  # the fast path logs what it answers itself
-            request = {SCHEMA.spec.body_key: [record.model_dump() for record in records]}
-            answer = response.model_dump_json().encode()
-            self.prediction_log.write(json.dumps(request).encode(), answer)
+            # the body as sent, as the fast path logs it: its fields the model does not read
+            # are a record's keys, which join late labels
+            sent = received_body()
+            if sent is None:  # called in process, not through the guard: the records
+                request = {SCHEMA.spec.body_key: [record.model_dump() for record in records]}
+                sent = json.dumps(request).encode()
+            self.prediction_log.write(sent, response.model_dump_json().encode())
         return response
 
     @bentoml.api

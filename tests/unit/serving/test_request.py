@@ -13,6 +13,7 @@ from maas.config import RequestParams
 from maas.pipeline.training.request_spec import build_request_spec
 from maas.serving.derive import derive
 from maas.serving.errors import FeatureError
+from maas.serving.inference import OnnxModel
 from maas.serving.preprocessing import Preprocessor, fit_preprocessor
 from maas.serving.schema import build_schema
 
@@ -107,3 +108,35 @@ def test_derived_features_of_dates_and_clock_times() -> None:
     assert np.isnan(derive(np.array(["soon", "2023-02-29"], dtype=object), "hour", "t")).all()
     with pytest.raises(FeatureError, match="unknown derived feature transform 'weekday'"):
         derive(times, "weekday", "t")
+
+
+class _Session:
+    """An ONNX session's stand-in: one output of zeros per row."""
+
+    def run(self, names: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.zeros(len(feeds["categorical"]), dtype=np.float32)]
+
+
+def test_each_unknown_input_is_named_once_and_a_date_that_is_none_is_refused() -> None:
+    """Two categorical features read one date: a date whose hour and weekday training never
+    saw is one unknown input (it was `["picked_up", "picked_up"]`); a missing date, or one
+    that is no date (scored as missing), is not a value the model never saw. The request
+    refuses a date that is no date, naming the field, as validation blocks one in training."""
+    days = pd.bdate_range("2024-01-01", periods=40) + pd.Timedelta(hours=8)  # weekdays, 08:00
+    frame = pd.DataFrame(
+        {"picked_up": days.strftime("%Y-%m-%dT%H:%M"), "station": ["A", "B"] * 20, "bikes": 3}
+    )
+    derived = {"hour": ("picked_up", "hour"), "weekday": ("picked_up", "day_of_week")}
+    pre = fit_preprocessor(frame, ["station", "hour", "weekday"], {"bikes": None}, 1, derived)
+    model = OnnxModel(pre, _Session())
+    when = ["2024-03-04T08:00", "2024-03-04T08:00", "2024-03-09T10:00", None, "2024-02-30T08:00"]
+    columns = {"station": ["A", "Z", "A", "A", "A"], "picked_up": when, "bikes": [3] * 5}
+    assert model.score(columns)[1] == [[], ["station"], ["picked_up"], [], []]
+
+    schema = build_schema(build_request_spec(REQUEST, pre, frame), max_records=3)
+    good = {"station": "A", "picked_up": "2024-03-04T08:00", "bikes": 3}
+    for day in ("2024-02-29", "2000-02-29T08:00", "0400-02-29", "2023-12-31 23:59:59.5Z"):
+        schema.request.model_validate({"rentals": [{**good, "picked_up": day}]})
+    for day in ("2023-02-29", "2100-02-29", "2024-02-30T08:00", "2024-04-31", "2024-06-31"):
+        with pytest.raises(ValidationError, match="picked_up"):
+            schema.request.model_validate({"rentals": [{**good, "picked_up": day}]})

@@ -14,53 +14,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from maas.config import RegistryParams
-from maas.pipeline.register import serving_requirements
-from maas.release.bento import create_bento_model
 from maas.serving.errors import ArtifactIntegrityError
 from maas.serving.inference import ONNX_FILE
-from maas.tracking.registry import register_version
-from maas.tracking.runs import start_pipeline_run
-from maas.tracking.store import connect
-from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
-
-MODEL = "flight-delay"  # the service's default Bento argument is flight-delay:latest
-
-
-@pytest.fixture(scope="module")
-def packaged(tmp_path_factory, params):
-    """A registered version whose serving files are a BentoML model in the test store."""
-    root = tmp_path_factory.mktemp("service")
-    registry = RegistryParams(
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-        experiment="service",
-        model_name=MODEL,
-    )
-    frame = make_flights(300, month=12, seed=3)
-    models = write_tiny_model(root / "models", params, frame)
-    records = frame[[*RECORD_FIELDS, *WEATHER_FIELDS]]
-    client = connect(registry)
-    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
-    version = register_version(
-        client,
-        registry,
-        tracking.run_id,
-        models,
-        {"git_commit": "abc123", "test_roc_auc": "0.7", "test_partitions": '{"2013-12": "x"}'},
-        records.head(20),
-        serving_requirements(),
-    )
-    tag = create_bento_model(client, registry, version)
-    return registry, client, version, tag, records
-
-
-@pytest.fixture(scope="module")
-def module(packaged):
-    """maas.serving.service, imported now that flight-delay:latest exists."""
-    from maas.serving import service
-
-    return service
+from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS
+from tests.unit.serving.apps import MODEL, records_of
 
 
 def Service(module):
@@ -76,10 +33,6 @@ def predict(service, rows: list[dict]) -> dict:
 
     body = asyncio.run(service.predict(flights=flights_of(module, rows)))
     return body.model_dump()
-
-
-def records_of(frame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records"))
 
 
 def test_service_predicts_like_the_registered_pyfunc(packaged, module) -> None:
