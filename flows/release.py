@@ -35,6 +35,7 @@ def release(version: str, params: Params) -> Deployment:
         packaging=params.packaging,
         serving=params.serving,
         ref=version,
+        verdict_key_file=params.promotion.verdict_key_file,
     )
     timings = dict(packaged.timings)
     image, image_id = packaged.validated_image()

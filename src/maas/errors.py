@@ -12,6 +12,8 @@ package keeps its own root (`maas.serving.errors`): it imports nothing else of m
     ├── RegistryError          the registry is unreachable, or a version or alias is missing
     ├── ServingCodeError       a version's recorded serving code is missing or altered
     ├── VerdictKeyError        the signing key cannot be used
+    ├── UntrustedVersionError  a version's signed verdict does not verify: nothing of it runs
+    ├── ApprovalError          a deploy override cannot be signed for this version
     ├── TrackingServerError    the MLflow server did not start
     ├── WebhookSecretError     the webhook secret is blank
     ├── PackagingError         a version cannot be packaged
@@ -89,6 +91,16 @@ class ServingCodeError(MaasError):
 
 class VerdictKeyError(MaasError):
     """The signing key cannot be used (blank)."""
+
+
+class UntrustedVersionError(MaasError):
+    """A version's signed gate verdict does not verify (unsigned, or its tags or digests changed
+    since): nothing recorded with it is imported or run on this host."""
+
+
+class ApprovalError(MaasError):
+    """A deploy override cannot be signed: the version's verdict itself does not verify (an
+    approval covers a failed check, never altered artifacts or code)."""
 
 
 class TrackingServerError(MaasError):

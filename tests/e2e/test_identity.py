@@ -53,7 +53,14 @@ def test_two_projects_package_and_serve_their_own_v1_at_once(trained_project, ot
     for params in projects:  # the second used to stop on "model.onnx sha256 ... does not match"
         client = connect(params.registry)
         results.append(
-            package_version(client, params.registry, params.packaging, params.serving, "1")
+            package_version(
+                client,
+                params.registry,
+                params.packaging,
+                params.serving,
+                "1",
+                verdict_key_file=params.promotion.verdict_key_file,
+            )
         )
         version = get_version(client, params.registry.model_name, "1")
         runs.append(version.run_id)

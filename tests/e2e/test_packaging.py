@@ -49,6 +49,7 @@ def packaged(project):
         params.packaging,
         params.serving,
         "champion",
+        verdict_key_file=params.promotion.verdict_key_file,
     )
     # The image stays: the promotion tests deploy this version from it, as the controller
     # reuses a version's validated image (removing it would also drop the build's cached
@@ -219,6 +220,7 @@ def test_packaging_again_reuses_the_bento_image_and_validation(project, packaged
         params.packaging,
         params.serving,
         "1",
+        verdict_key_file=params.promotion.verdict_key_file,
     )
     assert again.reused == ["bento", "image", "infra_validation"]
     assert (again.bento_tag, again.image_id) == (first.bento_tag, first.image_id)

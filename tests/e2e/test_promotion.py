@@ -64,7 +64,12 @@ def setup(trained_project):
     assert client.get_model_version(MODEL, "3").tags["gate_passed"] == "false"
     for version in ("1", "2"):  # each test finds validated images, in whatever order it runs
         package_version(
-            connect(params.registry), params.registry, params.packaging, params.serving, version
+            connect(params.registry),
+            params.registry,
+            params.packaging,
+            params.serving,
+            version,
+            verdict_key_file=params.promotion.verdict_key_file,
         )
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
     yield root, overrides, params, client

@@ -1,5 +1,5 @@
-"""Commands that run and watch services: `status`, `promote`, `rollback`, `watch`, `schedule`,
-`ui`."""
+"""Commands that run and watch services: `status`, `promote`, `approve`, `rollback`, `watch`,
+`schedule`, `ui`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,24 @@ def promote(
 
     moved = promote_version(params, version)
     out.print(f"{moved.model}: champion -> v{moved.version}")
+
+
+@handled
+@with_project
+def approve(
+    project: Project,
+    version: Annotated[str, typer.Argument(help="Model version number to approve.")],
+    reason: Annotated[
+        str, typer.Option(help="Why it may serve although a check failed (signed, audited).")
+    ],
+) -> None:
+    """Sign a deploy override for VERSION with the gate key: the controller deploys it although
+    its gate, data validation or infra-validation failed (never when its verdict was altered)."""
+    params = project.load()
+    from maas.operate.promotion import approve as approve_version
+
+    approved = approve_version(params, version, reason)
+    out.print(f"{approved.model}: v{approved.version} approved by {approved.by}: {reason}")
 
 
 @handled

@@ -46,6 +46,7 @@ def package(
         params.serving,
         ref,
         backend=backend,
+        verdict_key_file=params.promotion.verdict_key_file,
     )
     if as_json:
         out.print_json(json.dumps(result.to_dict()))

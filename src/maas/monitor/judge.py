@@ -39,7 +39,12 @@ class Champion:
     categorical: list[str]
 
 
-def open_champion(params: Params, client: MlflowClient, workdir: Path) -> Champion | None:
+def open_champion(
+    params: Params, client: MlflowClient, workdir: Path, verdict_key_file: Path | None = None
+) -> Champion | None:
+    """The champion, once its signed verdict verifies with the gate key (`verdict_key_file`,
+    default promotion.verdict_key_file, or $MAAS_GATE_KEY): UntrustedVersionError before
+    anything of an unsigned or altered version is downloaded or run."""
     from maas.tracking import serving_code
     from maas.tracking.registry import (
         CHAMPION,
@@ -47,10 +52,12 @@ def open_champion(params: Params, client: MlflowClient, workdir: Path) -> Champi
         download_serving_code,
         get_alias_version,
     )
+    from maas.tracking.verdict import load_key, require_verdict
 
     version = get_alias_version(client, params.registry.model_name, CHAMPION)
     if version is None:
         return None
+    require_verdict(load_key(verdict_key_file or params.promotion.verdict_key_file), version)
     model_dir = download_serving_artifacts(client, version, workdir / "model")
     context = download_serving_code(client, version, workdir / "code")
     spec = RequestSpec.from_dict(

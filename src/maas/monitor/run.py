@@ -71,7 +71,7 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
             logged.skipped_by_file,
         )
     with temporary_folder() as tmp:
-        champion = open_champion(params, client, Path(tmp))
+        champion = open_champion(params, client, Path(tmp), params.promotion.verdict_key_file)
         if champion is None:
             outcome.status = f"no champion of {model} yet: nothing to compare with"
             return outcome

@@ -3,7 +3,8 @@
 Level-triggered: each pass compares the desired version (the alias) with the deployed one
 (the target's state) and converges, so a missed event or a restart never leaves the wrong
 version running. Policy is enforced here too: a version that failed data validation, the
-gate or infra-validation is refused unless it carries a `deploy_override` tag with a reason.
+gate or infra-validation is refused unless a key holder signed an override (`maas approve`,
+maas.tracking.approval); a version whose signed verdict does not verify is always refused.
 Every decision goes to the audit trail (`maas.operate.audit`) and onto the version's tags.
 The release itself (package -> deploy -> record) is passed in: the Prefect release flow.
 """
@@ -29,6 +30,7 @@ from maas.operate.deployment import Deployment
 from maas.operate.history import move_recorded, previous_deployed_version
 from maas.operate.records import record_replaced, record_undeployed
 from maas.operate.targets import Target, make_target
+from maas.tracking.approval import OVERRIDE_BY_TAG, OVERRIDE_TAG, override_problem
 from maas.tracking.registry import (
     CHAMPION,
     get_alias_version,
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OVERRIDE_TAG = "deploy_override"
 RETRY_AFTER_S = 300  # a failed deploy of the same champion is retried after this long
 
 
@@ -61,11 +62,17 @@ class Outcome:
     detail: str = ""
 
 
-def policy_problem(tags: dict[str, str], verdict: str | None = None) -> str | None:
-    """Why this version must not serve, or None. `verdict`: why its signed gate verdict does
-    not hold (maas.tracking.verdict), if it does not. An override tag (its value: the reason)
-    wins."""
-    problems = [verdict] if verdict else []
+def policy_problem(
+    key: str, model: str, version: str, run_id: str | None, tags: dict[str, str]
+) -> str | None:
+    """Why this version must not serve, or None (`key`: the gate key). Its signed verdict must
+    verify: no override covers a version registered outside the pipeline or whose tags or
+    digests changed since. A failed check (data validation, the gate, infra-validation) is
+    covered only by an override a key holder signed (`maas approve`), never by a tag alone."""
+    verdict = verdict_problem(key, model, version, run_id, tags)
+    if verdict is not None:
+        return f"{verdict}; no override covers that: register it again through the pipeline"
+    problems = []
     if tags.get("validation_status") == "failed":
         problems.append("its data validation failed")
     if tags.get("gate_passed") != "true":
@@ -73,9 +80,15 @@ def policy_problem(tags: dict[str, str], verdict: str | None = None) -> str | No
         problems.append(f"it did not pass the gate ({reasons or 'no gate result'})")
     if tags.get("infra_validation", "").startswith("failed"):
         problems.append(f"its image failed infra-validation ({tags['infra_validation']})")
-    if problems and tags.get(OVERRIDE_TAG):
+    if not problems:
         return None
-    return "; ".join(problems) or None
+    override = override_problem(key, model, version, tags)
+    if override is None:
+        return None
+    if tags.get(OVERRIDE_TAG):
+        problems.append(f"the override is refused: {override}")
+    problems.append(f"a key holder can approve it: maas approve {version} --reason TEXT")
+    return "; ".join(problems)
 
 
 @contextlib.contextmanager
@@ -173,10 +186,10 @@ def _converge(
     tags = dict(desired.tags)
     key = load_key(params.promotion.verdict_key_file)
     name = params.registry.model_name
-    problem = policy_problem(tags, verdict_problem(key, name, version, desired.run_id, tags))
+    problem = policy_problem(key, name, version, desired.run_id, tags)
     if problem is not None:
         if tags.get("deploy_status") != "refused":  # audit a refusal once, not each pass
-            reason = f"v{version} not deployed: {problem}; add tag {OVERRIDE_TAG}=<reason>"
+            reason = f"v{version} not deployed: {problem}"
             refused = {"deploy_status": "refused", "deploy_reason": reason}
             # audited first: a pass killed between the two audits again rather than never
             trail.record("refused", version, reason=reason)
@@ -189,7 +202,7 @@ def _converge(
     ):
         return Outcome("waiting", version, tags.get("deploy_reason", ""))
     if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
-        trail.record("override", version, reason=tags[OVERRIDE_TAG])
+        trail.record("override", version, reason=tags[OVERRIDE_TAG], by=tags.get(OVERRIDE_BY_TAG))
     sweep_orphans(target, params.registry.model_name)
     publish(params, target, "switching", version, f"v{version} is being released")
     try:

@@ -1,19 +1,22 @@
-"""Moving `champion` by hand: `maas promote VERSION` and `maas rollback`. The controller then
-makes the version the running service; each move is an audit event."""
+"""Moving `champion` by hand: `maas promote VERSION` and `maas rollback`, and `maas approve
+VERSION` (a signed deploy override). The controller then makes the version the running
+service; each move and approval is an audit event."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from maas.config import Params
-from maas.errors import AuditError, RollbackError
+from maas.errors import ApprovalError, AuditError, RollbackError
 from maas.operate.audit import AuditTrail, person
 from maas.operate.controller import Outcome, retry_now, withdraw
 from maas.operate.deployment import read_deployment
 from maas.operate.history import previous_deployed_version
 from maas.operate.targets import make_target
 from maas.tracking import registry
+from maas.tracking.approval import override_tags
 from maas.tracking.store import connect
+from maas.tracking.verdict import load_key, verdict_problem
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,40 @@ def promote(params: Params, version: str, reason: str = "maas promote") -> Promo
     moved = Promotion(name, str(target.version), str(before.version) if before else None)
     _audit_move(AuditTrail.of(params, client), "promoted", moved, reason)
     return moved
+
+
+@dataclass(frozen=True)
+class Approval:
+    model: str
+    version: str
+    by: str  # user@host of the key holder who signed it
+
+
+def approve(params: Params, version: str, reason: str) -> Approval:
+    """Sign a deploy override for `version` with the gate key (maas.tracking.approval): the
+    controller then deploys it although a check failed. Refused (ApprovalError) for a version
+    whose own verdict does not verify: an approval covers a failed check, never a version
+    registered outside the pipeline or changed since."""
+    if not reason.strip():
+        raise ApprovalError("an approval needs a reason (--reason TEXT): it goes on the record")
+    key = load_key(params.promotion.verdict_key_file)
+    name = params.registry.model_name
+    client = connect(params.registry)
+    target = registry.get_version(client, name, version)
+    number, tags = str(target.version), dict(target.tags)
+    problem = verdict_problem(key, name, number, target.run_id, tags)
+    if problem is not None:
+        raise ApprovalError(
+            f"v{number} cannot be approved: {problem}; an approval covers a failed check, "
+            "never a version changed since the pipeline registered it"
+        )
+    by = person()
+    # audited before the tags: an approval never takes effect without its record
+    AuditTrail.of(params, client).record("approved", number, actor=by, reason=reason)
+    registry.set_version_tags(
+        client, name, number, override_tags(key, name, number, tags, reason, by)
+    )
+    return Approval(name, number, by)
 
 
 def rollback(params: Params) -> Promotion:

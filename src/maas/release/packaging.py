@@ -2,7 +2,9 @@
 
 Only the serving artifacts travel (ONNX graph, preprocessing JSON, model config), each
 sha256-verified against the version's tags; nothing is unpickled. Every step reuses what
-already exists for the version, so packaging twice builds nothing twice.
+already exists for the version, so packaging twice builds nothing twice. With the gate key,
+the version's signed verdict is verified before its recorded code is downloaded or run, and
+an earlier infra-validation is reused only when packaging signed it (maas.release.attestation).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from maas.clock import timed, utc_timestamp
 from maas.config import PackagingParams, RegistryParams, ServingParams
 from maas.errors import PackagingError
 from maas.release import containers
+from maas.release.attestation import SIGNATURE_TAG, reusable_validation, signature_tag
 from maas.release.bento import bento_model_path, build_bento, create_bento_model
 from maas.release.images import build_image, ensure_base_image, image_name
 from maas.release.infra_validation import expected_predictions, infra_validate
@@ -29,6 +32,7 @@ from maas.tracking.registry import (
     version_digests,
 )
 from maas.tracking.serving_code import DIGEST_TAG
+from maas.tracking.verdict import load_key, require_verdict
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -68,6 +72,8 @@ def package_version(
     serving: ServingParams,
     ref: str,
     backend: str | None = None,
+    *,
+    verdict_key_file: Path,
 ) -> PackageResult:
     """Package one version: BentoML model, Bento, image (when a backend works), validation.
 
@@ -75,11 +81,18 @@ def package_version(
     version. Raises PackagingError / ArtifactIntegrityError / ServingCodeError when the version
     cannot be packaged; an image that fails infra-validation is reported in the result and
     tagged on the version.
+
+    `verdict_key_file` (promotion.verdict_key_file; $MAAS_GATE_KEY wins): the version's
+    signed verdict must verify before its recorded code is downloaded or run
+    (UntrustedVersionError), and what packaging concludes is signed; an earlier
+    infra-validation is reused only where its signature verifies.
     """
     version = resolve_version(client, registry.model_name, ref)
+    key = load_key(verdict_key_file)
+    require_verdict(key, version)
     with tempfile.TemporaryDirectory(prefix="maas-package-") as tmp:
         code = download_serving_code(client, version, Path(tmp))
-        return _package(client, registry, packaging, serving, version, code, backend)
+        return _package(client, registry, packaging, serving, version, code, backend, key)
 
 
 def _package(
@@ -90,6 +103,7 @@ def _package(
     version: Any,
     code: Path,
     backend: str | None,
+    key: str | None,
 ) -> PackageResult:
     number = str(version.version)
     timings: dict[str, float] = {}
@@ -118,7 +132,7 @@ def _package(
         set_version_tags(client, registry.model_name, number, {"bento_tag": bento_tag})
         return result
     result.backend = chosen
-    tags = _image(result, release_tag(version), dict(version.tags), runtime, packaging)
+    tags = _image(result, release_tag(version), dict(version.tags), runtime, packaging, key)
     if "infra_validation" in result.reused:
         return result
     records, expected = expected_predictions(
@@ -144,6 +158,7 @@ def _package(
     tags |= {"infra_validation": result.infra_validation, "packaged_at": utc_timestamp()}
     if report.passed:
         tags["infra_latency_ms"] = json.dumps(report.latency_ms)
+    tags[SIGNATURE_TAG] = signature_tag(key, registry.model_name, number, tags)
     set_version_tags(client, registry.model_name, number, tags)
     return result
 
@@ -154,17 +169,17 @@ def _image(
     current: dict[str, str],
     runtime: str,
     packaging: PackagingParams,
+    key: str | None,
 ) -> dict[str, str]:
     """The version's image into `result`: reused when it holds this Bento (and, when its
-    validation passed before, that result too), else built. Returns the tags to write."""
+    validation passed before and packaging signed that, the result too), else built. Returns
+    the tags to write."""
     assert result.backend is not None
     image = image_name(packaging, result.model, release)
     info = containers.inspect_image(runtime, image)
     if info is not None and info.labels.get("org.maas.bento") == result.bento_tag:
         result.reused.append("image")
-        if current.get("image_id") == info.id and current.get("infra_validation", "").startswith(
-            "passed"
-        ):
+        if reusable_validation(key, result.model, result.version, current, info.id):
             result.reused.append("infra_validation")
             result.infra_validation = "passed"
             result.latency_ms = json.loads(current.get("infra_latency_ms") or "{}")

@@ -25,6 +25,7 @@ from maas.serving.inference import (
 )
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking import serving_code
+from maas.tracking.verdict import require_verdict
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -250,9 +251,12 @@ def download_serving_code(client: MlflowClient, version: Any, dest: Path) -> Pat
     return serving_code.verify(context, version.tags[serving_code.DIGEST_TAG], str(version.version))
 
 
-def score_version(client: MlflowClient, version: Any, frame: Any) -> Any:
+def score_version(client: MlflowClient, version: Any, frame: Any, key: str) -> Any:
     """A version's probabilities for `frame`, by its own digest-verified artifacts and its
-    recorded serving code (never unpickled; the checkout's code may have changed since)."""
+    recorded serving code (never unpickled; the checkout's code may have changed since).
+    Its signed verdict (`key`: the gate key) is verified first: digests a registry writer can
+    set are no proof; UntrustedVersionError before anything is downloaded or run."""
+    require_verdict(key, version)
     with tempfile.TemporaryDirectory(prefix=f"maas-v{version.version}-") as tmp:
         model_dir = download_serving_artifacts(client, version, Path(tmp) / "model")
         context = download_serving_code(client, version, Path(tmp) / "code")

@@ -9,10 +9,12 @@ validated with, not whatever the checkout holds later.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,23 @@ def verify(context: Path, expected: str | None, version: str) -> Path:
     return context
 
 
+# what the child that runs recorded code needs to start Python and find its libraries; not
+# the gate key, tracking credentials or any other secret of this process
+CHILD_ENV = ("PATH", "LANG", "HOME", "TMPDIR", "TZ", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
+CHILD_ENV_PREFIXES = ("LC_", "PYTHON")
+SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_TOKEN", "_KEY")
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allowlisted part of `environ` for a child process that runs recorded code."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in CHILD_ENV or name.startswith(CHILD_ENV_PREFIXES))
+        and not name.upper().endswith(SECRET_SUFFIXES)
+    }
+
+
 SCORE_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])  # the recorded serving code, before any installed maas
@@ -98,7 +117,9 @@ np.save(sys.argv[4], predict(pd.read_parquet(sys.argv[3])))
 
 def score_with(context: Path, model_dir: Path, frame: Any) -> Any:
     """Probabilities for `frame`'s records from the serving artifacts in `model_dir`, scored
-    by the recorded serving code in `context` (its own process: this one holds another maas)."""
+    by the recorded serving code in `context` (its own process: this one holds another maas),
+    with an allowlisted environment (`child_environment`). The caller has verified the
+    version's signed verdict first (maas.tracking.verdict.require_verdict)."""
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="maas-score-") as tmp:
@@ -117,6 +138,7 @@ def score_with(context: Path, model_dir: Path, frame: Any) -> Any:
             capture_output=True,
             text=True,
             timeout=600,
+            env=child_environment(os.environ),
         )
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]

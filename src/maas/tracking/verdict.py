@@ -6,8 +6,10 @@ version number, its run, the gate and validation results and the digests of the 
 the serving code (HMAC-SHA256, tag `gate_signature`). The controller checks the signature
 before it deploys: a version whose `gate_passed` was flipped by hand, whose artifacts or code
 digests were edited, or that was registered outside the pipeline is refused like a version
-that failed the gate. A person can still deploy it on purpose with the `deploy_override` tag
-(recorded in the audit trail): that is the trust boundary docs/operations.md describes.
+that failed the gate. Nothing recorded with a version (its serving code, its artifacts) is
+imported or run on a host before its verdict verifies (`require_verdict`). A key holder can
+still deploy a version that failed a check on purpose with a signed override
+(maas.tracking.approval, `maas approve`); that is the trust boundary docs/security.md describes.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import hmac
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from maas.errors import VerdictKeyError
+from maas.errors import UntrustedVersionError, VerdictKeyError
 from maas.files import required_secret
 
 KEY_ENV = "MAAS_GATE_KEY"
@@ -65,3 +68,15 @@ def verdict_problem(
             f"registration, or signed with another key than promotion.verdict_key_file/${KEY_ENV})"
         )
     return None
+
+
+def require_verdict(key: str, version: Any) -> None:
+    """Raise UntrustedVersionError unless the registry version's signed verdict verifies: the
+    check before anything of it (serving code, artifacts) is imported or run on this host."""
+    tags = dict(version.tags)
+    problem = verdict_problem(key, version.name, str(version.version), version.run_id, tags)
+    if problem is not None:
+        raise UntrustedVersionError(
+            f"v{version.version} is not trusted, its gate verdict signature does not hold: "
+            f"{problem}; nothing recorded with it is run"
+        )

@@ -13,12 +13,29 @@ import yaml
 from maas.config import load_params
 from maas.errors import LockBusy
 from maas.operate.audit import AuditTrail
-from maas.operate.controller import OVERRIDE_TAG, controller_lock, policy_problem
+from maas.operate.controller import controller_lock, policy_problem
 from maas.operate.history import previous_deployed_version
 from maas.operate.kubernetes import render_kubernetes
+from maas.tracking.approval import (
+    OVERRIDE_BY_TAG,
+    OVERRIDE_SIGNATURE_TAG,
+    OVERRIDE_TAG,
+    override_tags,
+)
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 from tests.helpers import ROOT
 
 PASSED = {"validation_status": "passed", "gate_passed": "true", "infra_validation": "passed"}
+KEY = "gate-key-of-this-project-" + "0" * 16
+
+
+def signed(tags: dict[str, str]) -> dict[str, str]:
+    """`tags` with the verdict signature the register stage writes (model m, v1, run-1)."""
+    return {**tags, SIGNATURE_TAG: sign_verdict(KEY, "m", "1", "run-1", tags)}
+
+
+def problem_of(tags: dict[str, str]) -> str | None:
+    return policy_problem(KEY, "m", "1", "run-1", tags)
 
 
 def kubernetes_params(tmp_path: Path, *overrides: str):
@@ -55,14 +72,49 @@ def champion_by_hand(client, params, source: Path, tags: dict[str, str], signed:
 
 
 def test_policy_accepts_a_clean_version_and_names_every_problem() -> None:
-    assert policy_problem(PASSED) is None
-    failed_gate = {**PASSED, "gate_passed": "false", "gate_reasons": '["ROC AUC 0.61 < 0.65"]'}
-    assert "did not pass the gate (ROC AUC 0.61 < 0.65)" in str(policy_problem(failed_gate))
-    bad = {"validation_status": "failed", "infra_validation": "failed: /readyz not ready"}
-    problem = str(policy_problem(bad))
+    assert problem_of(signed(PASSED)) is None
+    failed_gate = signed(
+        {**PASSED, "gate_passed": "false", "gate_reasons": '["ROC AUC 0.61 < 0.65"]'}
+    )
+    assert "did not pass the gate (ROC AUC 0.61 < 0.65)" in str(problem_of(failed_gate))
+    assert "maas approve 1 --reason" in str(problem_of(failed_gate))
+    bad = signed({"validation_status": "failed", "infra_validation": "failed: /readyz not ready"})
+    problem = str(problem_of(bad))
     assert "data validation failed" in problem and "no gate result" in problem
     assert "infra-validation" in problem
-    assert policy_problem({**failed_gate, OVERRIDE_TAG: "hotfix approved by J. Doe"}) is None
+    assert "not signed" in str(problem_of(PASSED))  # registered outside the pipeline
+
+
+def test_an_override_tag_set_in_the_registry_deploys_nothing() -> None:
+    """The attack: a registry writer sets `deploy_override` on a version that failed the gate.
+    Only an override a key holder signed (`maas approve`) deploys it, and no override covers a
+    version whose own verdict does not verify."""
+    failed = signed(
+        {
+            **PASSED,
+            "gate_passed": "false",
+            "gate_reasons": '["ROC AUC 0.61 < 0.65"]',
+            "sha256.model.onnx": "a" * 64,
+            "serving_code_sha256": "c" * 64,
+        }
+    )
+    tagged = {**failed, OVERRIDE_TAG: "hotfix approved by J. Doe"}
+    assert "override is refused" in str(problem_of(tagged)) and "not signed" in str(
+        problem_of(tagged)
+    )
+    forged = {**tagged, OVERRIDE_SIGNATURE_TAG: "0" * 64, OVERRIDE_BY_TAG: "jdoe@host"}
+    assert "does not match" in str(problem_of(forged))
+    other_key = {**failed, **override_tags("another key", "m", "1", failed, "hotfix", "x@y")}
+    assert problem_of(other_key) is not None
+    approved = {**failed, **override_tags(KEY, "m", "1", failed, "hotfix", "jdoe@host")}
+    assert problem_of(approved) is None
+    assert problem_of({**approved, OVERRIDE_TAG: "another reason"}) is not None
+    assert problem_of({**approved, OVERRIDE_BY_TAG: "someone@else"}) is not None
+    # the code swapped after the approval: the verdict breaks, and no override covers that
+    swapped = str(problem_of({**approved, "serving_code_sha256": "d" * 64}))
+    assert "signature does not match" in swapped and "no override covers" in swapped
+    unsigned = {k: v for k, v in approved.items() if k != SIGNATURE_TAG}
+    assert "not signed" in str(problem_of(unsigned))
 
 
 def test_audit_trail_appends_and_finds_the_previous_deployment(tmp_path: Path) -> None:
@@ -186,13 +238,15 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
     assert [(e["event"], e["version"]) for e in AuditTrail.of(params).read()] == mirrored
 
 
-def test_a_verdict_set_by_hand_is_refused_unless_overridden(tmp_path: Path) -> None:
+def test_a_verdict_set_by_hand_is_refused_even_with_an_override_tag(tmp_path: Path) -> None:
     """`gate_passed=true` is a tag anyone with registry write access can set: a version made
-    outside the pipeline, or whose failed verdict was flipped by hand, is refused; a person's
-    `deploy_override` still deploys it, on the record."""
+    outside the pipeline, or whose failed verdict was flipped by hand, is refused, and a
+    `deploy_override` tag does not change that; `maas approve` refuses to sign it too."""
     from mlflow import MlflowClient
 
+    from maas.errors import ApprovalError
     from maas.operate.controller import reconcile_once
+    from maas.operate.promotion import approve
     from maas.operate.targets import make_target
 
     params = kubernetes_params(tmp_path)
@@ -208,7 +262,10 @@ def test_a_verdict_set_by_hand_is_refused_unless_overridden(tmp_path: Path) -> N
     assert outcome.action == "refused" and "not signed" in str(outcome.detail)
     assert client.get_model_version(name, "1").tags["deploy_status"] == "refused"
     client.set_model_version_tag(name, "1", OVERRIDE_TAG, "hand-made model, approved by J. Doe")
-    assert reconcile_once(params, client, target, release).action == "deployed"
+    outcome = reconcile_once(params, client, target, release)
+    assert outcome.action == "refused" and "no override covers" in str(outcome.detail)
+    with pytest.raises(ApprovalError, match="not signed"):
+        approve(params, "1", "hand-made model")
 
     flipped = kubernetes_params(tmp_path / "flipped")
     client = MlflowClient(flipped.registry.tracking_uri, flipped.registry.tracking_uri)
@@ -216,6 +273,48 @@ def test_a_verdict_set_by_hand_is_refused_unless_overridden(tmp_path: Path) -> N
     client.set_model_version_tag(name, "1", "gate_passed", "true")  # flipped after signing
     outcome = reconcile_once(flipped, client, make_target(flipped), release)
     assert outcome.action == "refused" and "does not match" in str(outcome.detail)
+
+
+def test_maas_approve_deploys_a_version_that_failed_the_gate_on_the_record(tmp_path) -> None:
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from maas.cli import app
+    from maas.operate.controller import reconcile_once
+    from maas.operate.targets import make_target
+
+    flags = [
+        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"registry.artifact_root={tmp_path / 'artifacts'}",
+        f"deploy.state_dir={tmp_path / 'deploy'}",
+        f"deploy.audit_log={tmp_path / 'a.jsonl'}",
+        "deploy.target=kubernetes",
+        f"deploy.kubernetes_dir={tmp_path / 'k8s'}",
+        f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
+    ]
+    params = kubernetes_params(tmp_path)
+    client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
+    name = params.registry.model_name
+    champion_by_hand(client, params, tmp_path, {**PASSED, "gate_passed": "false"})
+    target = make_target(params)
+
+    def release(version: str):
+        return target.deploy(name, version, f"maas-{name}:v{version}", "ab12" * 16)
+
+    client.set_model_version_tag(name, "1", OVERRIDE_TAG, "set in the registry")
+    assert reconcile_once(params, client, target, release).action == "refused"
+    reason = "hotfix, the gate's floor is being revised"
+    sets = [arg for flag in flags for arg in ("--set", flag)]
+    command = ["approve", "1", "--reason", reason, "-p", str(ROOT / "params.yaml"), *sets]
+    done = CliRunner().invoke(app, command)
+    assert done.exit_code == 0, done.output
+    by = client.get_model_version(name, "1").tags[OVERRIDE_BY_TAG]
+    assert f"approved by {by}" in done.output
+    assert reconcile_once(params, client, target, release).action == "deployed"
+    events = AuditTrail.of(params).read()
+    assert [e["actor"] for e in events if e["event"] == "approved"] == [by]
+    override = [e for e in events if e["event"] == "override"]
+    assert override and override[-1]["by"] == by and override[-1]["reason"] == reason
 
 
 def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:

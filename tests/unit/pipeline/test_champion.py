@@ -10,6 +10,7 @@ from maas.pipeline.register import serving_requirements
 from maas.tracking.registry import CHAMPION, register_version, set_alias
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
+from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
 from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
@@ -38,12 +39,18 @@ def test_overlap_with_the_champions_training_partitions_is_reported(tmp_path, sm
         frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
         serving_requirements(),
     )
+    key_file = tmp_path / "gate.key"
+    signature = sign_verdict(
+        load_key(key_file), registry.model_name, "1", tracking.run_id, dict(version.tags)
+    )
+    client.set_model_version_tag(registry.model_name, "1", SIGNATURE_TAG, signature)
     set_alias(client, registry.model_name, CHAMPION, version.version)
     test = frame.assign(label=(frame["arr_delay"] >= 15).astype(int))
-    scored = champion_score(registry, test, ["2013-12"])
+    scored = champion_score(registry, test, ["2013-12"], verdict_key_file=key_file)
     assert scored is not None and scored["version"] == "1" and 0 <= scored["roc_auc"] <= 1
     assert scored["train_overlap"] == ["2013-12"]
-    assert champion_score(registry, test, ["2014-01"])["train_overlap"] == []
+    again = champion_score(registry, test, ["2014-01"], verdict_key_file=key_file)
+    assert again is not None and again["train_overlap"] == []
 
 
 def test_a_champion_registered_by_hand_without_digests_is_unscored(tmp_path) -> None:
@@ -55,6 +62,9 @@ def test_a_champion_registered_by_hand_without_digests_is_unscored(tmp_path) -> 
     client.create_model_version(registry.model_name, str(tmp_path), tags={})
     set_alias(client, registry.model_name, CHAMPION, "1")
     frame = make_flights(100, month=12, seed=4)
-    scored = champion_score(registry, frame.assign(label=0), ["2013-12"])
+    scored = champion_score(
+        registry, frame.assign(label=0), ["2013-12"], verdict_key_file=tmp_path / "gate.key"
+    )
     assert scored is not None and scored["version"] == "1"
     assert "unscored" in scored and "roc_auc" not in scored
+    assert "not signed" in scored["unscored"]  # nothing of it was downloaded or run

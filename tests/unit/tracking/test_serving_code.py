@@ -14,6 +14,7 @@ from maas.tracking import serving_code
 from maas.tracking.registry import download_serving_code, register_version, score_version
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
+from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
 from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
@@ -34,11 +35,14 @@ def registered(tmp_path_factory, small_params):
     version = register_version(
         client, registry, tracking.run_id, models, {}, records.head(20), serving_requirements()
     )
-    return client, version, models, records
+    key = load_key(root / "gate.key")
+    signature = sign_verdict(key, "code", "1", tracking.run_id, dict(version.tags))
+    client.set_model_version_tag("code", "1", SIGNATURE_TAG, signature)
+    return client, client.get_model_version("code", "1"), models, records, key
 
 
 def test_a_version_records_the_code_the_bentofile_ships(registered, tmp_path) -> None:
-    client, version, _, _ = registered
+    client, version, _, _, _ = registered
     assert version.tags[serving_code.DIGEST_TAG] == serving_code.code_digest()
     context = download_serving_code(client, version, tmp_path)
     shipped = serving_code.service_files(context / "bentofile.yaml", context)
@@ -48,7 +52,7 @@ def test_a_version_records_the_code_the_bentofile_ships(registered, tmp_path) ->
 
 
 def test_a_modified_recorded_copy_is_refused_naming_both_digests(registered, tmp_path) -> None:
-    client, version, _, _ = registered
+    client, version, _, _, _ = registered
     context = download_serving_code(client, version, tmp_path / "one")
     (context / "maas/serving/preprocessing.py").write_text("# changed\n", encoding="utf-8")
     expected = version.tags[serving_code.DIGEST_TAG]
@@ -59,10 +63,10 @@ def test_a_modified_recorded_copy_is_refused_naming_both_digests(registered, tmp
 def test_scoring_runs_the_recorded_code_not_the_checkouts(registered, tmp_path) -> None:
     """The same artifacts through the recorded copy equal the checkout's scores while the
     code is the same; a different recorded copy gives its own answers (it is what runs)."""
-    client, version, models, records = registered
+    client, version, models, records, key = registered
     sample = records.head(50).reset_index(drop=True)
     current = OnnxModel.load(models).predict(sample)
-    assert score_version(client, version, sample) == pytest.approx(current, abs=1e-7)
+    assert score_version(client, version, sample, key) == pytest.approx(current, abs=1e-7)
     context = download_serving_code(client, version, tmp_path / "two")
     inference = context / "maas/serving/inference.py"
     inference.write_text(

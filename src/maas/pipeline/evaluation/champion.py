@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,18 +22,24 @@ def champion_score(
     test_partitions: list[str],
     kind: str = "binary",
     classes: list[str] | None = None,
+    *,
+    verdict_key_file: Path,
 ) -> dict[str, Any] | None:
     """Re-score the current champion on this test month; None when there is no champion.
 
     `train_overlap` names test partitions the champion trained on (its score there is
     inflated); a champion that cannot be re-scored (registered by hand without digests,
-    missing artifacts) comes back as `unscored` with the reason, not as an error."""
+    missing artifacts) comes back as `unscored` with the reason, not as an error. Its recorded
+    code runs only once its signed verdict verifies with the gate key (`verdict_key_file`,
+    promotion.verdict_key_file / $MAAS_GATE_KEY): an unsigned or altered champion is
+    `unscored`, the reason naming the signature, and nothing of it runs."""
     from mlflow.exceptions import MlflowException
 
     from maas.pipeline.evaluation.metrics import compute_metrics
     from maas.serving.errors import ServingError
     from maas.tracking.registry import CHAMPION, get_alias_version, score_version
     from maas.tracking.store import connect
+    from maas.tracking.verdict import load_key
 
     client = connect(registry)
     version = get_alias_version(client, registry.model_name, CHAMPION)
@@ -43,7 +50,7 @@ def champion_score(
     if other is not None:  # its outputs would be scored as if they were this task's
         return {"version": number, "unscored": other}
     try:
-        preds = score_version(client, version, test)
+        preds = score_version(client, version, test, load_key(verdict_key_file))
     except (MaasError, ServingError, MlflowException, OSError) as error:
         log.warning("champion v%s not re-scored: %s", number, error)
         return {"version": number, "unscored": str(error)[:300]}

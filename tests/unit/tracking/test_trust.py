@@ -1,0 +1,140 @@
+"""The attack the trust boundary stops: a registry writer (tags and artifacts, no gate key)
+swaps the champion's recorded serving code and fixes its digest tags. Training's champion
+re-scoring and the monitor must not run it: its signed verdict no longer verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from maas.config import load_params
+from maas.errors import UntrustedVersionError
+from maas.monitor.judge import open_champion
+from maas.pipeline.evaluation.champion import champion_score
+from maas.pipeline.register import serving_requirements
+from maas.tracking import serving_code
+from maas.tracking.registry import (
+    CHAMPION,
+    download_serving_artifacts,
+    download_serving_code,
+    logged_model_id,
+    register_version,
+    set_alias,
+)
+from maas.tracking.runs import start_pipeline_run
+from maas.tracking.store import connect
+from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+from tests.helpers import RECORD_FIELDS, ROOT, WEATHER_FIELDS, make_flights, write_tiny_model
+
+
+@pytest.fixture
+def project(tmp_path, small_params):
+    """A signed champion, registered as the register stage does it."""
+    params = load_params(
+        ROOT / "params.yaml",
+        [
+            f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"registry.artifact_root={tmp_path / 'artifacts'}",
+            "registry.model_name=trust",
+            "registry.experiment=trust",
+            f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
+        ],
+    )
+    registry = params.registry
+    frame = make_flights(300, month=12, seed=3)
+    models = write_tiny_model(tmp_path / "models", small_params, frame)
+    client = connect(registry)
+    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
+    version = register_version(
+        client,
+        registry,
+        tracking.run_id,
+        models,
+        {"gate_passed": "true"},
+        frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
+        serving_requirements(),
+    )
+    key = load_key(params.promotion.verdict_key_file)
+    name, number = registry.model_name, str(version.version)
+    signature = sign_verdict(key, name, number, tracking.run_id, dict(version.tags))
+    client.set_model_version_tag(name, number, SIGNATURE_TAG, signature)
+    set_alias(client, name, CHAMPION, number)
+    test = frame.assign(label=(frame["arr_delay"] >= 15).astype(int))
+    return params, client, number, test
+
+
+def tamper_serving_code(client, name: str, number: str, marker: Path) -> None:
+    """What a registry writer can do with the REST API or the artifact store's own
+    credentials: rewrite the recorded inference module in place, then set the digest tag the
+    download checks against to the new code's digest."""
+    version = client.get_model_version(name, number)
+    location = client.get_logged_model(logged_model_id(version)).artifact_location
+    context = Path(location.removeprefix("file://")) / "artifacts" / serving_code.ARTIFACT
+    inference = context / "maas/serving/inference.py"
+    payload = f"\nimport pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+    inference.write_text(inference.read_text() + payload)  # runs on import
+    digest = serving_code.code_digest(context / "bentofile.yaml", context)
+    client.set_model_version_tag(name, number, serving_code.DIGEST_TAG, digest)
+
+
+def test_a_champion_whose_code_was_swapped_is_unscored_and_never_run(project, tmp_path):
+    params, client, number, test = project
+    name = params.registry.model_name
+    assert "roc_auc" in champion_score(
+        params.registry, test, ["2014-01"], verdict_key_file=params.promotion.verdict_key_file
+    )  # the signed champion is scored with its recorded code
+    marker = tmp_path / "attacker-code-ran"
+    tamper_serving_code(client, name, number, marker)
+    scored = champion_score(
+        params.registry, test, ["2014-01"], verdict_key_file=params.promotion.verdict_key_file
+    )
+    assert not marker.exists()
+    assert scored is not None and "roc_auc" not in scored
+    assert "signature" in scored["unscored"]
+
+
+def test_the_monitor_never_runs_a_champion_whose_code_was_swapped(project, tmp_path):
+    params, client, number, test = project
+    marker = tmp_path / "attacker-code-ran"
+    tamper_serving_code(client, params.registry.model_name, number, marker)
+    with pytest.raises(UntrustedVersionError, match="signature"):
+        champion = open_champion(
+            params, client, tmp_path / "monitor", params.promotion.verdict_key_file
+        )
+        assert champion is not None
+        champion.score(test)  # what a monitor pass does next
+    assert not marker.exists()
+
+
+def test_recorded_code_runs_without_the_parents_secrets(monkeypatch) -> None:
+    monkeypatch.setenv("MAAS_GATE_KEY", "k")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "p")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "u")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("GITHUB_TOKEN", "t")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    kept = serving_code.child_environment(os.environ)
+    assert not {"MAAS_GATE_KEY", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"} & set(kept)
+    assert not {"MLFLOW_TRACKING_USERNAME", "GITHUB_TOKEN"} & set(kept)
+    assert kept["PATH"] == os.environ["PATH"] and kept["LC_ALL"] == "C.UTF-8"
+
+
+def test_the_child_that_runs_recorded_code_gets_no_secret(project, tmp_path, monkeypatch):
+    """score_with's child process, as it runs: the recorded module reports its environment."""
+    params, client, number, test = project
+    version = client.get_model_version(params.registry.model_name, number)
+    models = download_serving_artifacts(client, version, tmp_path / "model")
+    context = download_serving_code(client, version, tmp_path / "code")
+    seen = tmp_path / "environment.json"
+    inference = context / "maas/serving/inference.py"
+    report = f"\nimport json, os\nopen({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+    inference.write_text(inference.read_text() + report)
+    monkeypatch.setenv("MAAS_GATE_KEY", "the-gate-key")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "a-token")
+    serving_code.score_with(context, models, test.head(5))
+    environment = json.loads(seen.read_text())
+    assert "MAAS_GATE_KEY" not in environment and "MLFLOW_TRACKING_TOKEN" not in environment
+    assert environment["PATH"] == os.environ["PATH"]
