@@ -130,33 +130,31 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
         assert any(b["period"] == "2013-12" for b in judged["new_breaches"])
         assert judged["training"]["version"] == "2"
         print("December:", {k: dec[k] for k in ("served_drift", "arrived_drift", "realized")})
+        print("retrained:", judged["training"])
 
         chain = audit_chain(root)
         assert chain[0] == "monitor_alert", chain
         start = chain.index("monitor_retrain")
-        gate = "promoted" if "champion" in judged["training"]["aliases"] else None
-        if gate:  # the controller deploys the new champion, as for any promotion
-            wait = time.monotonic() + 600
-            while serving_version(base) != "2":
-                assert time.monotonic() < wait, controller.tail()
-                time.sleep(2)
-            while "deployed" not in audit_chain(root)[start:]:  # written after the old drains
-                assert time.monotonic() < wait, controller.tail()
-                time.sleep(1)
-            chain = audit_chain(root)[start:]
-            assert chain[:2] == ["monitor_retrain", "promoted"], chain
-            assert {"monitor_retrained", "deployed"} <= set(chain[2:]), chain
-        else:
-            assert chain[start:] == ["monitor_retrain", "monitor_retrained"], chain
+        # v2 trained on October and November beats v1 (October alone) on December: the gate
+        # promotes it, and the controller deploys it as it deploys any promotion
+        assert "champion" in judged["training"]["aliases"], judged["training"]
+        wait = time.monotonic() + 600
+        while serving_version(base) != "2":
+            assert time.monotonic() < wait, controller.tail()
+            time.sleep(2)
+        while "deployed" not in audit_chain(root)[start:]:  # written after the old drains
+            assert time.monotonic() < wait, controller.tail()
+            time.sleep(1)
+        chain = audit_chain(root)[start:]
+        assert chain[:2] == ["monitor_retrain", "promoted"], chain
+        assert {"monitor_retrained", "deployed"} <= set(chain[2:]), chain
         status = json.loads(maas(root, "status", "--task", "flight-delay", "--json", *sets).stdout)
         assert [p["period"] for p in status["monitoring"]][:2] == ["2013-11", "2013-12"]
 
+        # a new champion: December is judged again, against its own window
         again = json.loads(maas(root, "monitor", "--task", "flight-delay", "--json", *sets).stdout)
-        if gate:  # a new champion: December is judged again, against its own window
-            assert {p["champion"] for p in again["periods"]} == {"2"}
-            assert "2013-12" in [p["period"] for p in again["periods"]]
-        else:  # the same evidence (probes aside): nothing is judged twice
-            assert {p["period"] for p in again["periods"]} <= {p["period"] for p in probes}
+        assert {p["champion"] for p in again["periods"]} == {"2"}
+        assert "2013-12" in [p["period"] for p in again["periods"]]
     finally:
         controller.stop()
         maas(root, "undeploy", "--all", *sets)
