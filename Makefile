@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 # make test: pytest-xdist workers (the e2e modules are two groups, tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench
+.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,8 +91,8 @@ serve: install
 	$(BIN)/maas serve champion
 
 lint: dev
-	$(BIN)/ruff check src flows tests
-	$(BIN)/ruff format --check src flows tests
+	$(BIN)/ruff check src flows tests benchmarks examples
+	$(BIN)/ruff format --check src flows tests benchmarks examples
 
 typecheck: dev
 	$(BIN)/mypy
@@ -125,3 +125,11 @@ bench: system dev .dvc
 	$(BIN)/maas ingest
 	CONTAINERS_CONF="$${CONTAINERS_CONF:-$(CURDIR)/tests/e2e/containers.conf}" \
 		$(BIN)/python -u benchmarks/run_all.py
+
+## make bench-smoke: every benchmark step but promotion once, with tiny settings (the newest
+## three partitions, 1 epoch, ~1 s load phases): proves the harness works, measures nothing
+## -> reports/bench-smoke/ (~3 min; tests/integration/test_bench_smoke.py runs the same)
+bench-smoke: system dev .dvc
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(BIN)/maas ingest
+	$(BIN)/python -u benchmarks/run_all.py --smoke

@@ -28,5 +28,5 @@ app = FastAPI()
 
 @app.post("/predict", response_model=SCHEMA.response)
 async def predict(request: PredictRequest) -> Any:  # type: ignore[valid-type]
-    records = SCHEMA.records(request)  # type: ignore[arg-type]
+    records = SCHEMA.records(request)
     return SCHEMA.to_response(version, *model.score(SCHEMA.to_columns(records)))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gateway_configs import GATEWAYS, Gateway
-from benchmarks.serving import RECORD, ROOT, free_port, wait_ready, write_report, wrk
+from benchmarks.serving import ROOT, free_port, request_body, wait_ready, write_report, wrk
 
 
 def serve(model_tag: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -63,7 +62,7 @@ def serve(model_tag: str) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def wrk_errors(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk_errors(url: str, body: str, connections: int, seconds: int) -> dict[str, Any]:
     """wrk's counts of failed requests (non-2xx, and socket errors of every kind)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
@@ -93,9 +92,10 @@ def wrk_errors(url: str, body: str, connections: int, seconds: int) -> dict[str,
     }
 
 
-def switching_under_load(gateway: Gateway, ports: tuple[int, int], seconds: int) -> dict[str, Any]:
+def switching_under_load(
+    gateway: Gateway, ports: tuple[int, int], body: str, seconds: int
+) -> dict[str, Any]:
     """Switch the upstream every second while wrk keeps 32 connections busy."""
-    body = json.dumps({"flights": [RECORD]})
     stop = threading.Event()
     switches: list[float] = []
 
@@ -141,14 +141,13 @@ def busy(times: Any) -> float:
 
 
 def replicas_under_load(
-    gateway: Any, services: list[tuple[subprocess.Popen[bytes], int]], seconds: int
+    gateway: Any, services: list[tuple[subprocess.Popen[bytes], int]], body: str, seconds: int
 ) -> dict[str, Any]:
     """deploy.replicas: one model behind maas's gateway on 1 and then 2 service instances
     (one worker each) at c = 32, and where the machine's CPU went in each run: the services,
     the gateway, and the rest (the load generator, wrk)."""
     import psutil
 
-    body = json.dumps({"flights": [RECORD]})
     ports = [port for _, port in services]
     rows: dict[str, Any] = {}
     for replicas in (1, 2):
@@ -161,7 +160,7 @@ def replicas_under_load(
             cpu_seconds(service_pids),
             cpu_seconds(gateway_pid),
         )
-        row = wrk(gateway.url, body, 32, seconds)
+        row: dict[str, Any] = dict(wrk(gateway.url, body, 32, seconds))
         used = busy(psutil.cpu_times()) - busy(machine)
         served, routed = cpu_seconds(service_pids) - ours, cpu_seconds(gateway_pid) - proxy
         row["cpu_s"] = {
@@ -179,6 +178,63 @@ def replicas_under_load(
     return rows
 
 
+def throughput(
+    targets: dict[str, str], body: str, concurrency: str, rounds: int, seconds: int, pause: float
+) -> dict[str, dict[str, dict[str, float]]]:
+    """wrk through each target at each concurrency, targets alternating; medians of the rounds
+    (errors summed), and each gateway's ratios to going direct."""
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for round_ in range(rounds):
+        print(f"round {round_ + 1} of {rounds}")
+        for connections in (int(c) for c in concurrency.split(",")):
+            order = list(targets) if round_ % 2 == 0 else list(targets)[::-1]
+            for name in order:
+                time.sleep(pause)
+                row = wrk(targets[name], body, connections, seconds)
+                runs.setdefault((name, connections), []).append(row)
+                print(
+                    f"  c={connections:<3} {name:<15} {row['rps']:>8.0f} req/s "
+                    f"p50 {row['p50_ms']:>6.2f} p99 {row['p99_ms']:>6.2f} ms "
+                    f"non-2xx {row['non_2xx']:.0f}"
+                )
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for (name, connections), rows in runs.items():
+        summary = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+        summary |= {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
+        results.setdefault(name, {})[f"c={connections}"] = summary
+    print(f"median of {rounds} rounds; ratios to direct")
+    for name in [t for t in targets if t != "direct"]:
+        for case, row in results[name].items():
+            direct = results["direct"][case]
+            row["rps_ratio"] = row["rps"] / direct["rps"]
+            row["p99_added_ms"] = row["p99_ms"] - direct["p99_ms"]
+            print(
+                f"  {case:<5} {name:<15} {row['rps_ratio']:.3f}x req/s, "
+                f"p99 {row['p99_added_ms']:+.2f} ms, non-2xx {row['non_2xx']:.0f}"
+            )
+    return results
+
+
+def switching(
+    gateways: dict[str, Gateway], ports: tuple[int, int], body: str, seconds: int
+) -> dict[str, Any]:
+    print(f"switching the upstream every second under load (c=32, {seconds} s)")
+    results: dict[str, Any] = {}
+    for name, gateway in gateways.items():
+        served = getattr(gateway, "served", None)
+        before = served() if served else {}
+        row = switching_under_load(gateway, ports, body, seconds)
+        if served:
+            row["served_by_slot"] = {k: v - before.get(k, 0) for k, v in served().items()}
+        results[name] = row
+        slots = f", by slot {row['served_by_slot']}" if "served_by_slot" in row else ""
+        print(
+            f"  {name:<15} {row['switches']} switches, {row['requests']} requests, "
+            f"non-2xx {row['non_2xx']}, socket errors {row['socket_errors']}{slots}"
+        )
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-tag", required=True, help="BentoML model, e.g. flight-delay:v1")
@@ -186,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--switch-seconds", type=int, default=20)
     parser.add_argument("--concurrency", default="8,32,64")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds before each wrk run")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--gateways", default=",".join(GATEWAYS), help="a subset, by name")
     args = parser.parse_args(argv)
@@ -200,67 +257,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     services = [serve(args.model_tag) for _ in range(2)]
     ports = (services[0][1], services[1][1])
     gateways: dict[str, Gateway] = {}
-    results: dict[str, Any] = {"throughput": {}, "switching": {}, "features": {}}
+    results: dict[str, Any] = {}
     try:
+        one = request_body(args.model_tag)  # a record of the model's own task
         for _, port in services:
-            wait_ready(f"http://127.0.0.1:{port}/predict")
+            wait_ready(f"http://127.0.0.1:{port}/predict", one)
         for name, make in chosen.items():
             gateways[name] = make(work / name, free_port(), ports[0])
-            wait_ready(f"{gateways[name].url}")
-        one = json.dumps({"flights": [RECORD]})
+            wait_ready(gateways[name].url, one)
         targets = {"direct": f"http://127.0.0.1:{ports[0]}/predict"} | {
             name: gateway.url for name, gateway in gateways.items()
         }
-        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
-        for round_ in range(args.rounds):
-            print(f"round {round_ + 1} of {args.rounds}")
-            for connections in (int(c) for c in args.concurrency.split(",")):
-                order = list(targets) if round_ % 2 == 0 else list(targets)[::-1]
-                for name in order:
-                    time.sleep(1)
-                    row = wrk(targets[name], one, connections, args.seconds)
-                    runs.setdefault((name, connections), []).append(row)
-                    print(
-                        f"  c={connections:<3} {name:<15} {row['rps']:>8.0f} req/s "
-                        f"p50 {row['p50_ms']:>6.2f} p99 {row['p99_ms']:>6.2f} ms "
-                        f"non-2xx {row['non_2xx']:.0f}"
-                    )
-        for (name, connections), rows in runs.items():
-            summary = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
-            summary |= {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
-            results["throughput"].setdefault(name, {})[f"c={connections}"] = summary
-        print(f"median of {args.rounds} rounds; ratios to direct")
-        for name in gateways:
-            for case, row in results["throughput"][name].items():
-                direct = results["throughput"]["direct"][case]
-                row["rps_ratio"] = row["rps"] / direct["rps"]
-                row["p99_added_ms"] = row["p99_ms"] - direct["p99_ms"]
-                print(
-                    f"  {case:<5} {name:<15} {row['rps_ratio']:.3f}x req/s, "
-                    f"p99 {row['p99_added_ms']:+.2f} ms, non-2xx {row['non_2xx']:.0f}"
-                )
+        results["throughput"] = throughput(
+            targets, one, args.concurrency, args.rounds, args.seconds, args.pause
+        )
         if "maas_gateway" in gateways:
             print(f"replicas behind maas's gateway (c=32, {os.cpu_count()} cores)")
             results["replicas"] = replicas_under_load(
-                gateways["maas_gateway"], services, args.seconds
+                gateways["maas_gateway"], services, one, args.seconds
             )
-        print(f"switching the upstream every second under load (c=32, {args.switch_seconds} s)")
-        for name, gateway in gateways.items():
-            served = getattr(gateway, "served", None)
-            before = served() if served else {}
-            row = switching_under_load(gateway, ports, args.switch_seconds)
-            if served:
-                row["served_by_slot"] = {k: v - before.get(k, 0) for k, v in served().items()}
-            results["switching"][name] = row
-            slots = f", by slot {row['served_by_slot']}" if "served_by_slot" in row else ""
-            print(
-                f"  {name:<15} {row['switches']} switches, {row['requests']} requests, "
-                f"non-2xx {row['non_2xx']}, socket errors {row['socket_errors']}{slots}"
-            )
+        results["switching"] = switching(gateways, ports, one, args.switch_seconds)
         print("what each proxy's own validator accepts")
-        for name, gateway in gateways.items():
-            results["features"][name] = gateway.features(ports)
-            print(f"  {name:<15} {results['features'][name]}")
+        results["features"] = {name: gateway.features(ports) for name, gateway in gateways.items()}
+        for name, features in results["features"].items():
+            print(f"  {name:<15} {features}")
     finally:
         for gateway in gateways.values():
             gateway.stop()

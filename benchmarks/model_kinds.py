@@ -9,7 +9,8 @@ training window), never on the test rows: `--search-trials N` first runs an Optu
 and its best values become the configuration `tuned`. The test score of each configuration is
 then its mean over `--seeds`.
 
-    python benchmarks/model_kinds.py [--task NAME] [--seeds 1 2 3] [--device auto]
+    python benchmarks/model_kinds.py [--params params.yaml] [--task NAME] [--seeds 1 2 3]
+        [--device auto]
         [--config 'NAME=key=value key=value' ...] [--search-kind tabm --search-trials 40
         --search-timeout 300 --search-set key=value ...] [--output reports/model-kinds.json]
 
@@ -63,7 +64,7 @@ def onnx_latency_ms(model: Any, cat: Any, num: Any, calls: int = 2000) -> dict[s
 
 
 def train_and_score(
-    params: Any, prepared: Any, test: Any, latency: bool, trace: bool = False
+    params: Any, prepared: Any, test: Any, latency: bool, trace: bool = False, calls: int = 2000
 ) -> dict[str, Any]:
     """One configuration, one seed: early stopping on the validation slice, the test score of
     the chosen epoch (full precision, as the ONNX graph computes it). `trace`: also the test
@@ -135,7 +136,7 @@ def train_and_score(
             }
         )
     if latency:
-        row["onnx_ms"] = onnx_latency_ms(result.model, cat, num)
+        row["onnx_ms"] = onnx_latency_ms(result.model, cat, num, calls)
     return row
 
 
@@ -223,7 +224,7 @@ def latencies(configs: dict[str, Any], prepared: Any, calls: int = 2000) -> dict
 
     cat = prepared.validation.categorical.numpy()
     num = prepared.validation.numeric.numpy()
-    out = {}
+    out: dict[str, Any] = {}
     for name, params in configs.items():
         numeric, head = prepared.train.numeric.numpy(), Head.of(prepared.config)
         config = model_config_for(params.model, prepared.preprocessor.cardinalities, numeric, head)
@@ -253,6 +254,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--task", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--device", default="auto")
@@ -267,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trace", action="store_true", help="test score of every epoch too")
     parser.add_argument("--output", type=Path, default=ROOT / "reports/model-kinds.json")
     parser.add_argument("--latency-only", action="store_true", help="no training: ONNX latency")
+    parser.add_argument("--calls", type=int, default=2000, help="one-record calls timed")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def params_for(overrides: list[str]) -> Any:
         return load_params(
-            ROOT / "params.yaml",
+            args.params,
             [*overrides, f"train.device={args.device}", *args.set],
             task=args.task,
         )
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.latency_only:
         chosen = {name: params_for(spec.split()) for name, spec in configs.items()}
-        out["latency"] = latencies(chosen, prepared)
+        out["latency"] = latencies(chosen, prepared, args.calls)
         save()
         return out
     if args.search_trials:
@@ -352,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for i, seed in enumerate(args.seeds):
             chosen = params_for([*spec.split(), f"train.seed={seed}"])
             latency = i == 0 and not args.no_latency
-            rows.append(train_and_score(chosen, prepared, test, latency, args.trace))
+            rows.append(train_and_score(chosen, prepared, test, latency, args.trace, args.calls))
             traced = {
                 k: round(v, 4)
                 for k, v in rows[-1].items()

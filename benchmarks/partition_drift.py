@@ -1,8 +1,11 @@
-"""What validation.drift sees on the flight-delay task's real months: each 2013 month against
-the month before (all must pass), and July with one column converted to another unit or
-encoding (each must block). Prints a table and writes reports/partition-drift.json.
+"""What validation.drift sees on a task's real partitions: each partition against the one
+before (all must pass), and one partition (the flight-delay task's July) with one column
+converted to another unit or encoding (each must block). The conversions are the flight-delay
+task's columns; another task's partitions are scored month against month, and converted where
+it has a column of the same name. Prints a table and writes reports/partition-drift.json.
 
-    python benchmarks/partition_drift.py [--params params.yaml] [--out reports/partition-drift.json]
+    python benchmarks/partition_drift.py [--params params.yaml] [--task NAME]
+        [--out reports/partition-drift.json]
 
 Needs the task's raw partitions (`maas ingest`).
 """
@@ -15,6 +18,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -47,34 +51,42 @@ CONVERSIONS = {  # column: (the change, the conversion)
 }
 
 
-def _score(outcome: dict) -> float:
+def _score(outcome: dict[str, Any]) -> float:
     return float(outcome["observed"].split()[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--task", default=None, help="the task (default: params.yaml's)")
     parser.add_argument("--out", type=Path, default=Path("reports/partition-drift.json"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    params = load_params(args.params)
+    params = load_params(args.params, task=args.task)
     validation = params.validation.model_copy(update={"cache_dir": None})
-    frames = [(p, read_partition(p)) for p in list_partitions(params.data.raw_dir)]
+    partitions = list_partitions(params.data.raw_dir, params.data.time.partition)
+    frames = [(p, read_partition(p)) for p in partitions]
+    if len(frames) < 2:
+        raise SystemExit(f"{params.data.raw_dir} holds {len(frames)} partition(s); need two")
     started = time.perf_counter()
     months = check_drift(frames, validation, params.data, None, Path(tempfile.mkdtemp()))
     seconds = time.perf_counter() - started
-    largest: dict[str, dict] = {}
+    largest: dict[str, dict[str, Any]] = {}
     for partition, outcomes in months.items():
         for o in outcomes:
             if o["column"] not in largest or _score(o) > largest[o["column"]]["score"]:
                 largest[o["column"]] = {"score": _score(o), "partition": partition}
     failed = [(p, o["column"]) for p, os in months.items() for o in os if not o["success"]]
-    (before, reference), (july, current) = frames[5], frames[6]
+    # July against June for the flight-delay task's year; the newest pair for a shorter one
+    index = 6 if len(frames) > 6 else len(frames) - 1
+    (before, reference), (july, current) = frames[index - 1], frames[index]
     converted = {}
     for column, (change, convert) in CONVERSIONS.items():
+        if column not in current or column not in validation.drift.thresholds:
+            continue
         bad = current.assign(**{column: convert(current[column])})
-        outcomes = check_drift([(before, reference), (july, bad)], validation, params.data)
-        (mine,) = [o for o in outcomes[july.name] if o["column"] == column]
+        pair = check_drift([(before, reference), (july, bad)], validation, params.data)
+        (mine,) = [o for o in pair[july.name] if o["column"] == column]
         blocked = not mine["success"]
         converted[column] = {"change": change, "score": _score(mine), "blocked": blocked}
     result = {

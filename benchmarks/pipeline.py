@@ -16,7 +16,8 @@ Validation = the GX import (a fresh process) + the suite on every partition, as 
 ours. The same suite is also timed against the same checks written in plain pandas on the
 full year (they must agree on every failing check).
 
-    python benchmarks/pipeline.py [--output reports/benchmarks/pipeline.json]
+    python benchmarks/pipeline.py [--task NAME] [--set key=value ...]
+        [--output reports/benchmarks/pipeline.json]
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from maas.config.kinds import SCORE
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -44,21 +48,33 @@ BIN = Path(sys.executable).parent
 MODEL = ["model.kind=mlp"]
 
 
-def make_project(where: Path, raw_dir: Path) -> Path:
+def make_project(where: Path, raw_dir: Path, task: str | None = None) -> Path:
+    """A new project folder: params.yaml, the task files, `raw_dir`'s partitions as the task's
+    raw data."""
+    from maas.config import read_raw
+
     where.mkdir(parents=True)
     shutil.copy(ROOT / "params.yaml", where / "params.yaml")
     shutil.copytree(ROOT / "tasks", where / "tasks")
-    shutil.copytree(raw_dir, where / "data" / "raw")
+    shutil.copytree(raw_dir, where / read_raw(where / "params.yaml", task)["data"]["raw_dir"])
     return where
 
 
-def run_ours(project: Path) -> dict[str, Any]:
+def set_flags(task: str | None, overrides: Sequence[str]) -> list[str]:
+    """`--task NAME --set a=b ...` for a command line."""
+    flags = ["--task", task] if task else []
+    return flags + [arg for item in overrides for arg in ("--set", item)]
+
+
+def run_ours(
+    project: Path, task: str | None = None, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own SQLite registry
     env.pop("PREFECT_API_URL", None)  # a temporary server, as `make run` on a fresh machine
     started = time.perf_counter()
     done = subprocess.run(
-        [str(BIN / "maas"), "run", "--json", *[a for o in MODEL for a in ("--set", o)]],
+        [str(BIN / "maas"), "run", "--json", *set_flags(task, [*MODEL, *overrides])],
         cwd=project,
         env=env,
         capture_output=True,
@@ -72,10 +88,13 @@ def run_ours(project: Path) -> dict[str, Any]:
     return {"wall_s": wall, "stages_s": result["timings"], "result": result}
 
 
-def run_plain(project: Path) -> dict[str, Any]:
+def run_plain(
+    project: Path, task: str | None = None, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
     started = time.perf_counter()
+    flags = set_flags(task, overrides)
     done = subprocess.run(
-        [sys.executable, __file__, "--plain", str(project)], capture_output=True, text=True
+        [sys.executable, __file__, "--plain", str(project), *flags], capture_output=True, text=True
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -83,7 +102,7 @@ def run_plain(project: Path) -> dict[str, Any]:
     return {"wall_s": wall, **json.loads(done.stdout.splitlines()[-1])}
 
 
-def plain_pipeline(project: Path) -> None:
+def plain_pipeline(project: Path, task: str | None, overrides: list[str]) -> None:
     """The baseline: the same work as `maas run`, with nothing around it (prints JSON)."""
     t0 = time.perf_counter()
     os.chdir(project)
@@ -97,7 +116,7 @@ def plain_pipeline(project: Path) -> None:
         split_partitions,
     )
 
-    params = load_params("params.yaml", MODEL)
+    params = load_params("params.yaml", [*MODEL, *overrides], task)
     data = params.data
     t1 = time.perf_counter()
     train_parts, test_parts = split_partitions(
@@ -143,7 +162,7 @@ def plain_pipeline(project: Path) -> None:
                     "train": t3 - t2,
                     "evaluate": t4 - t3,
                 },
-                "test_roc_auc": metrics.test["roc_auc"],
+                "test_score": metrics.test[SCORE[metrics.kind]],
             }
         )
     )
@@ -218,7 +237,7 @@ def pandas_checks(batch: pd.DataFrame, params: Any) -> set[str]:
     return failed
 
 
-def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
+def gx_vs_pandas(raw_dir: Path, task: str | None, overrides: list[str]) -> dict[str, Any]:
     """The validation suite (GX) and the same checks in pandas, on every partition."""
     import_s = fresh_import_seconds("great_expectations")
     from maas.config import load_params
@@ -226,7 +245,7 @@ def gx_vs_pandas(raw_dir: Path) -> dict[str, Any]:
     from maas.pipeline.validation.batch import prepare_batch
     from maas.pipeline.validation.run import validate_partitions
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(ROOT / "params.yaml", overrides, task)
     frames = [(p, read_partition(p)) for p in list_partitions(raw_dir, params.data.time.partition)]
     rows = sum(len(f) for _, f in frames)
     validate_partitions(frames[:1], params.validation, params.data)  # warm: imports, first use
@@ -266,6 +285,10 @@ def fresh_import_seconds(module: str) -> float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw-dir", type=Path, default=ROOT / "data/raw")
+    parser.add_argument("--task", default=None, help="the task (default: params.yaml's)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="a.b=value, both sides"
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument(
         "--keep",
@@ -276,23 +299,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--plain", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain is not None:
-        plain_pipeline(args.plain)
+        plain_pipeline(args.plain, args.task, args.overrides)
         return {}
     if not any(args.raw_dir.glob("*.parquet")):
         sys.exit(f"no partitions in {args.raw_dir}: run `maas ingest` first")
+    task, overrides = args.task, args.overrides
     with tempfile.TemporaryDirectory() as tmp:
-        plain = run_plain(make_project(Path(tmp) / "plain", args.raw_dir))
-        ours_project = make_project(args.keep or Path(tmp) / "ours", args.raw_dir)
-        ours = run_ours(ours_project)
+        plain = run_plain(make_project(Path(tmp) / "plain", args.raw_dir, task), task, overrides)
+        ours_project = make_project(args.keep or Path(tmp) / "ours", args.raw_dir, task)
+        ours = run_ours(ours_project, task, overrides)
         # the next scheduled run with no new month: every partition was validated already
-        rerun = run_ours(ours_project)
-    validation = gx_vs_pandas(args.raw_dir)
+        rerun = run_ours(ours_project, task, overrides)
+    validation = gx_vs_pandas(args.raw_dir, task, overrides)
     plain_data_s = plain["steps_s"]["data"]
     # ours' validate stage = read + GX + write the windows; the plain script did read + write
     validation_s = max(0.0, ours["stages_s"]["validate"] - plain_data_s)
     overhead = (ours["wall_s"] - plain["wall_s"]) / ours["wall_s"]
     rerun_validation_s = max(0.0, rerun["stages_s"]["validate"] - plain_data_s)
+    metrics = ours["result"]["metrics"]
+    metric = SCORE[metrics["kind"]]  # the task kind's score: binary ROC AUC, regression R²
     result = {
+        "model": ours["result"]["registered"]["name"],
         "ours_wall_s": ours["wall_s"],
         "ours_stages_s": ours["stages_s"],
         "ours_outside_stages_s": ours["wall_s"] - sum(ours["stages_s"].values()),
@@ -307,35 +334,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rerun_overhead_share": (rerun["wall_s"] - plain["wall_s"]) / rerun["wall_s"],
         "rerun_validation_s": rerun_validation_s,
         "rerun_validation_share": rerun_validation_s / rerun["wall_s"],
-        "test_roc_auc": {
-            "ours": ours["result"]["metrics"]["test"]["roc_auc"],
-            "plain": plain["test_roc_auc"],
-        },
+        "metric": metric,
+        "test_score": {"ours": metrics["test"][metric], "plain": plain["test_score"]},
         "quality": {
-            "maas_mlp": ours["result"]["metrics"]["test"]["roc_auc"],
-            **{k: v["roc_auc"] for k, v in ours["result"]["metrics"]["baselines"].items()},
+            "maas_mlp": metrics["test"][metric],
+            **{k: v[metric] for k, v in metrics["baselines"].items()},
         },
     }
+    print_report(result)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    stages, steps = result["ours_stages_s"], result["plain_steps_s"]
     print(
-        f"maas run          {ours['wall_s']:6.1f} s  stages: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in ours["stages_s"].items())
+        f"maas run          {result['ours_wall_s']:6.1f} s  stages: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
         + f"; outside stages {result['ours_outside_stages_s']:.1f}"
     )
     print(
-        f"plain script      {plain['wall_s']:6.1f} s  steps: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in plain["steps_s"].items())
+        f"plain script      {result['plain_wall_s']:6.1f} s  steps: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
     )
-    print(f"overhead          {100 * overhead:5.1f}% of the run (goal <= 10%)")
+    print(f"overhead          {100 * result['overhead_share']:5.1f}% of the run (goal <= 10%)")
     print(
-        f"validation        {validation_s:5.1f} s = {100 * result['validation_share']:.1f}% "
-        "of the run (goal <= 5%)"
+        f"validation        {result['validation_s']:5.1f} s = "
+        f"{100 * result['validation_share']:.1f}% of the run (goal <= 5%)"
     )
     print(
-        f"re-run (all partitions validated before): {rerun['wall_s']:.1f} s, validation "
-        f"{rerun_validation_s:.1f} s = {100 * result['rerun_validation_share']:.1f}%, overhead "
-        f"{100 * result['rerun_overhead_share']:.1f}%"
+        f"re-run (all partitions validated before): {result['rerun_wall_s']:.1f} s, validation "
+        f"{result['rerun_validation_s']:.1f} s = {100 * result['rerun_validation_share']:.1f}%, "
+        f"overhead {100 * result['rerun_overhead_share']:.1f}%"
     )
-    v = validation
+    v = result["gx_vs_pandas"]
     print(
         f"GX suite ({v['expectations_per_partition']} expectations x {v['partitions']} "
         f"partitions, {v['rows']:,} rows): {v['gx_suite_s']:.2f} s + import "
@@ -343,11 +377,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{v['ratio_gx_vs_pandas']:.0f}x; failing checks GX {v['gx_failed_checks']} / "
         f"pandas {v['pandas_failed_checks']}"
     )
-    print("test ROC AUC: " + ", ".join(f"{k} {x:.4f}" for k, x in result["quality"].items()))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1, default=float))
-    return result
+    quality = ", ".join(f"{k} {x:.4f}" for k, x in result["quality"].items())
+    print(f"test {result['metric']}: {quality}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Promotion latency: alias set → the new version answering at the stable address, against a
 bare `bentoml containerize` + container start of a Bento.
 
-One project (Oct–Nov train, December test, 2 epochs): v1 is trained and served by a real
+One project (the task's newest three partitions: for flight-delay Oct–Nov train, December
+test; 2 epochs): v1 is trained and served by a real
 `maas watch` controller (polling every second; webhooks off), then two more versions are
 trained. Measured in one run, both with the dependency layers of the image already cached
 (the v1 build filled the cache) and a model layer that is new to the cache:
@@ -14,7 +15,7 @@ trained. Measured in one run, both with the dependency layers of the image alrea
 - bare: for v3, with its Bento already built (untimed): `bentoml.container.build(...)` (what
   `bentoml containerize` runs) + `podman run` until `/predict` answers.
 
-    python benchmarks/promotion.py [--raw-dir data/raw] [--output ...]
+    python benchmarks/promotion.py [--raw-dir data/raw] [--task NAME] [--output ...]
 """
 
 from __future__ import annotations
@@ -38,37 +39,29 @@ from maas.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-MONTHS = ["2013-10", "2013-11", "2013-12"]
-FLIGHT = {
-    "month": 12,
-    "day": 5,
-    "sched_dep_time": 830,
-    "sched_arr_time": 1130,
-    "carrier": "AA",
-    "origin": "JFK",
-    "dest": "LAX",
-    "distance": 2475,
-}
+PARTITIONS = 3  # the newest: two train, one tests (flight-delay: Oct-Nov, December)
 
 
-def served_version(endpoint: str) -> str | None:
+def served_version(predict_url: str, body: dict[str, Any]) -> str | None:
     try:
-        response = httpx.post(f"{endpoint}/predict", json={"flights": [FLIGHT]}, timeout=5)
+        response = httpx.post(predict_url, json=body, timeout=5)
     except httpx.HTTPError:
         return None
     return response.json().get("model_version") if response.status_code == 200 else None
 
 
-def wait_for(endpoint: str, version: str, started: float, timeout: float = 600) -> float:
+def wait_for(
+    predict_url: str, body: dict[str, Any], version: str, started: float, timeout: float = 600
+) -> float:
     while time.perf_counter() - started < timeout:
-        if served_version(endpoint) == version:
+        if served_version(predict_url, body) == version:
             return time.perf_counter() - started
         time.sleep(0.1)
-    raise RuntimeError(f"v{version} did not answer at {endpoint} within {timeout:.0f}s")
+    raise RuntimeError(f"v{version} did not answer at {predict_url} within {timeout:.0f}s")
 
 
-def maas(root: Path, sets: list[str], *args: str) -> None:
-    flags = [arg for item in sets for arg in ("--set", item)]
+def maas(root: Path, sets: list[str], *args: str, task: str | None = None) -> None:
+    flags = [arg for item in sets for arg in ("--set", item)] + (["--task", task] if task else [])
     done = subprocess.run(
         [str(BIN / "maas"), *args, "-p", str(root / "params.yaml"), *flags],
         cwd=root,
@@ -84,17 +77,19 @@ def maas(root: Path, sets: list[str], *args: str) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw-dir", type=Path, default=ROOT / "data/raw")
+    parser.add_argument("--task", default=None, help="the task (default: params.yaml's)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
 
     from mlflow import MlflowClient
 
-    from maas.config import load_params
+    from maas.config import load_params, read_raw
     from maas.operate.prefect_server import stop_server
     from maas.release import containers
     from maas.release.bento import build_bento, create_bento_model
     from maas.release.containers import wait_ready
     from maas.release.images import build_options
+    from maas.serving.inference import request_spec
     from maas.tracking.registry import download_serving_code, resolve_version, version_digests
     from maas.tracking.serving_code import DIGEST_TAG
 
@@ -105,21 +100,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit(f"no container backend here: {reasons}")
     tmp = Path(tempfile.mkdtemp(prefix="maas-bench-promotion-"))
     root = tmp / "project"
-    (root / "data/raw").mkdir(parents=True)
+    root.mkdir()
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     shutil.copytree(ROOT / "tasks", root / "tasks")
     shutil.copy(ROOT / "bentofile.yaml", root / "bentofile.yaml")
-    for month in MONTHS:
-        shutil.copy(args.raw_dir / f"{month}.parquet", root / "data/raw" / f"{month}.parquet")
+    raw = root / read_raw(root / "params.yaml", args.task)["data"]["raw_dir"]
+    raw.mkdir(parents=True)
+    for partition in sorted(args.raw_dir.glob("*.parquet"))[-PARTITIONS:]:
+        shutil.copy(partition, raw / partition.name)
     model = f"bench-promotion-{os.getpid()}"
     address = f"127.0.0.1:{free_port()}"
     sets = [
         "model.kind=mlp",  # quick: the task's TabM takes ~11 min per epoch on 2 cores
         "train.max_epochs=2",
         "promotion.must_beat=[prior]",
-        "promotion.floors.roc_auc=0.5",  # v2 and v3 must pass the gate: the controller refuses
-        "promotion.floors_optional_absent.roc_auc=0.5",
-        "promotion.max_regression=1",  # a version that did not (their AUC does not matter)
+        "promotion.floors={}",  # v2 and v3 must pass the gate: the controller refuses
+        "promotion.floors_optional_absent={}",
+        "promotion.max_regression=1",  # a version that did not (their score does not matter)
         f"registry.model_name={model}",
         f"deploy.address={address}",
         "deploy.webhook_listen=null",
@@ -127,15 +124,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # elsewhere in this process (benchmarks/run_all.py)
         f"registry.tracking_uri=sqlite:///{root / '.maas/mlflow.db'}",
     ]
-    endpoint = f"http://{address}"
-    params = load_params(root / "params.yaml", sets)
+    params = load_params(root / "params.yaml", sets, args.task)
+    ours_url = f"http://{address}/models/{params.registry.model_name}/predict"
     os.chdir(root)
     uri = str(params.registry.tracking_uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not a registry set earlier
     watch = None
     bare_container = None
     try:
-        maas(root, sets, "run")  # v1: the champion
+        maas(root, sets, "run", task=args.task)  # v1: the champion
+        spec = request_spec(root / params.train.models_dir)  # the task's request, its example
+        body = {spec.body_key: [spec.example]}
         log = (root / "watch.log").open("ab")
         watch = subprocess.Popen(
             [
@@ -154,16 +153,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stderr=log,
             start_new_session=True,
         )
-        first = wait_for(endpoint, "1", time.perf_counter())
+        first = wait_for(ours_url, body, "1", time.perf_counter())
         print(f"controller start -> v1 serving: {first:.1f} s (includes the first image build)")
         no_gate = [*sets, "promotion.auto_promote=false"]
-        maas(root, [*no_gate, "train.seed=7"], "run")  # v2
-        maas(root, [*no_gate, "train.seed=8"], "run")  # v3
+        maas(root, [*no_gate, "train.seed=7"], "run", task=args.task)  # v2
+        maas(root, [*no_gate, "train.seed=8"], "run", task=args.task)  # v3
         time.sleep(3)  # the controller is idle again
 
         started = time.perf_counter()
         client.set_registered_model_alias(model, "champion", "2")
-        ours = wait_for(endpoint, "2", started)
+        ours = wait_for(ours_url, body, "2", started)
         print(f"ours: alias -> v2 answering at the stable address: {ours:.1f} s")
 
         # bare: the v3 Bento is built first (not timed), from v3's recorded serving code as
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         if not wait_ready(f"http://127.0.0.1:{port}", 300):
             raise RuntimeError("bare container did not get ready")
-        bare = wait_for(f"http://127.0.0.1:{port}", "3", started)
+        bare = wait_for(f"http://127.0.0.1:{port}/predict", body, "3", started)
         print(f"bare: containerize {built:.1f} s + start -> v3 answering: {bare:.1f} s")
         steps = [
             line.split("timings (s): ", 1)[1]

@@ -6,13 +6,13 @@ settings — and changes one thing:
 
 - `RuntimeService` (through the shipped fast path): the model runtime, from
   $MAAS_BENCH_RUNTIME: `onnx` (what ships), `onnx-int8` (the graph dynamically quantized at
-  start by `maas.export.quantize_int8`) or `torch` (eager PyTorch from the version's
-  safetensors weights, $MAAS_BENCH_WEIGHTS).
+  start by `maas.pipeline.training.quantize.quantize_int8`) or `torch` (eager PyTorch from
+  the version's safetensors weights, $MAAS_BENCH_WEIGHTS).
 - `BatchingService`: BentoML adaptive batching (`batchable=True`): requests are merged into
   one model call of up to 1,000 records, waiting at most $MAAS_BENCH_BATCH_MS (default 20).
   Its response is the list of predictions (a batchable API returns one item per input). Its
-  input is a list argument named `flights` (BentoML names the body key after the argument):
-  benchmarks/serving.py measures the flight-delay task.
+  input is the shipped request model (the task's body key): BentoML batches the one list it
+  holds and calls the API with the merged list.
 
     bentoml serve benchmarks.service_variants:RuntimeService --arg model_tag=flight-delay:v1
 """
@@ -102,6 +102,7 @@ class RuntimeService:
         self.info: dict[str, Any] = json.loads((folder / "metadata.json").read_text())
         self.model = load_model(folder, self.info)
         self.version = str(self.info["model_version"])
+        self.prediction_log = None  # the shipped fast path reads it: off, as in serving.py's maas
         warm_up(self.model)
         LIVE["service"] = self  # the same fast path as the shipped service
         settle_garbage_collector()
@@ -129,16 +130,23 @@ class BatchingService:
         warm_up(self.model)
         settle_garbage_collector()
 
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=1000, max_latency_ms=BATCH_MS)
-    async def predict(self, flights: list[Record]) -> list[Prediction]:  # type: ignore[valid-type]
-        probs, unknown = self.model.score(SCHEMA.to_columns(flights))
+    @bentoml.api(
+        batchable=True,
+        batch_dim=0,
+        max_batch_size=1000,
+        max_latency_ms=BATCH_MS,
+        input_spec=PredictRequest,
+    )
+    async def predict(self, records: list[Record]) -> list[Prediction]:  # type: ignore[valid-type]
+        probs, unknown = self.model.score(SCHEMA.to_columns(records))
         response = SCHEMA.to_response("", probs, unknown)
         return list(response.predictions)  # type: ignore[attr-defined]
 
 
 # RuntimeService answers through the shipped fast path; BatchingService must not (the fast
 # path would bypass BentoML's batching, which is what it measures).
-for _service, _fast in ((RuntimeService, fast_predict), (BatchingService, None)):
-    _service.add_asgi_middleware(  # type: ignore[attr-defined]
+_services: list[tuple[Any, Any]] = [(RuntimeService, fast_predict), (BatchingService, None)]
+for _service, _fast in _services:  # bentoml Service objects (typed as the classes)
+    _service.add_asgi_middleware(
         ApiGuard, token=os.environ.get(TOKEN_ENV) or None, max_body=MAX_BODY, fast=_fast
     )

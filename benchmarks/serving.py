@@ -28,25 +28,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = {
-    "month": 12,
-    "day": 5,
-    "sched_dep_time": 830,
-    "sched_arr_time": 1130,
-    "carrier": "AA",
-    "origin": "JFK",
-    "dest": "LAX",
-    "distance": 2475,
-    "temp": 40.1,
-    "dewp": 30.0,
-    "humid": 60.0,
-    "wind_dir": 200,
-    "wind_speed": 10.4,
-    "wind_gust": None,
-    "precip": 0,
-    "pressure": 1012.3,
-    "visib": 10,
-}
 
 
 def free_port() -> int:
@@ -57,13 +38,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, timeout: float = 90) -> None:
+def request_body(model_tag: str, records: int = 1) -> str:
+    """A /predict body of the model version's own task: its example record (the training
+    record its request spec keeps for the warm-up) `records` times, under the task's body key."""
+    import bentoml
+
+    from maas.serving.inference import request_spec
+
+    spec = request_spec(Path(bentoml.models.get(model_tag).path))
+    return json.dumps({spec.body_key: [spec.example] * records})
+
+
+def wait_ready(url: str, body: str, timeout: float = 90) -> None:
+    """Until `url` answers `body` (a /predict request) with 200."""
     import httpx
 
+    headers = {"Content-Type": "application/json"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.post(url, json={"flights": [RECORD]}, timeout=2).status_code == 200:
+            if httpx.post(url, content=body, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -121,7 +115,9 @@ def wrk(
     }
 
 
-def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> dict[str, Any]:
+def start_servers(
+    model_tag: str, weights: Path | None, bentoml_config: str, log_dir: Path
+) -> dict[str, Any]:
     """Every server of the comparison, each on its own port: name -> (process, url)."""
     import bentoml
 
@@ -156,12 +152,11 @@ def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> 
 
     bentoml_serve("maas", "maas.serving.service:ModelService", ROOT / "src")
     # the same service with its prediction log on (as the deploy target runs it): the log's cost
-    log_dir = tempfile.mkdtemp(prefix="maas-bench-predictions-")
     bentoml_serve(
         "maas_logging",
         "maas.serving.service:ModelService",
         ROOT / "src",
-        MAAS_PREDICTION_LOG_DIR=log_dir,
+        MAAS_PREDICTION_LOG_DIR=str(log_dir),
     )
     port = free_port()
     servers["fastapi"] = (
@@ -198,6 +193,75 @@ def start_servers(model_tag: str, weights: Path | None, bentoml_config: str) -> 
     return servers
 
 
+Case = tuple[str, str, int, list[str]]  # name, request body, connections, servers compared
+
+
+def comparison_cases(model_tag: str, concurrency: str, servers: dict[str, Any]) -> list[Case]:
+    """Every case of the comparison, with bodies of the model's own task."""
+    one, bulk = request_body(model_tag), request_body(model_tag, 1000)
+    runtimes: list[str] = [n for n in ("maas", "onnx_int8", "torch_eager") if n in servers]
+    cases: list[Case] = [
+        (f"1 record, c={c}", one, int(c), ["maas", "fastapi"]) for c in concurrency.split(",")
+    ]
+    cases.append(("1000 records, c=4", bulk, 4, ["maas", "fastapi"]))
+    cases += [(f"batching: 1 record, c={c}", one, c, ["maas", "maas_batching"]) for c in (8, 64)]
+    cases += [
+        (f"prediction log: 1 record, c={c}", one, c, ["maas", "maas_logging"]) for c in (1, 8)
+    ]
+    cases.append(("prediction log: 1000 records, c=4", bulk, 4, ["maas", "maas_logging"]))
+    cases.append(("runtime: 1 record, c=8", one, 8, runtimes))
+    cases.append(("runtime: 1000 records, c=4", bulk, 4, runtimes))
+    return cases
+
+
+def run_cases(
+    cases: list[Case], servers: dict[str, Any], rounds: int, seconds: int, pause: float
+) -> dict[str, dict[str, dict[str, float]]]:
+    """wrk on every server of every case, `rounds` times; medians (errors summed)."""
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_ in range(rounds):
+        print(f"round {round_ + 1} of {rounds}")
+        for name, body, connections, names in cases:
+            # the servers of a case run back to back, in reverse order every other round,
+            # with a pause before each: drift and a busy predecessor hit all alike
+            for server in names if round_ % 2 == 0 else names[::-1]:
+                time.sleep(pause)
+                process, url = servers[server]
+                row = wrk(url, body, connections, seconds, process.pid)
+                runs.setdefault((server, name), []).append(row)
+                print(
+                    f"  {name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
+                    f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8} {row['cpu_ms_per_req']:>8.3f}"
+                )
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
+    for (server, name), rows in runs.items():
+        results[server][name] = {
+            key: statistics.median(row[key] for row in rows) for key in rows[0]
+        } | {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
+    return results
+
+
+def print_results(cases: list[Case], results: dict[str, Any], rounds: int) -> None:
+    header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/req")
+    print(f"median of {rounds} rounds")
+    print("{:<26} {:<14} {:>8} {:>8} {:>8} {:>8} {:>10}".format(*header))
+    for name, _, _, names in cases:
+        for server in names:
+            row = results[server][name]
+            print(
+                f"{name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
+                f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8.0f} {row['cpu_ms_per_req']:>10.3f}"
+            )
+        first = results[names[0]][name]
+        ratios = [
+            f"{o} {results[o][name]['rps'] / first['rps']:.2f}x req/s, "
+            f"{results[o][name]['cpu_ms_per_req'] / first['cpu_ms_per_req']:.2f}x "
+            "CPU per request"
+            for o in names[1:]
+        ]
+        print(f"{'':<26} ratio to {names[0]}: " + "; ".join(ratios))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-tag", required=True, help="BentoML model, e.g. flight-delay:v1")
@@ -207,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds before each wrk run")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--only", default="", help="run only the cases whose name starts so")
     parser.add_argument(
@@ -215,70 +280,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
-    servers = start_servers(args.model_tag, args.weights, args.bentoml_config)
-    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
+    log_dir = Path(tempfile.mkdtemp(prefix="maas-bench-predictions-"))
+    servers = start_servers(args.model_tag, args.weights, args.bentoml_config, log_dir)
     try:
-        for _, url in servers.values():
-            wait_ready(url)
-        one = json.dumps({"flights": [RECORD]})
-        bulk = json.dumps({"flights": [RECORD] * 1000})
-        runtimes = [n for n in ("maas", "onnx_int8", "torch_eager") if n in servers]
-        cases = [
-            (f"1 record, c={c}", one, int(c), ["maas", "fastapi"])
-            for c in args.concurrency.split(",")
-        ]
-        cases.append(("1000 records, c=4", bulk, 4, ["maas", "fastapi"]))
-        cases += [
-            (f"batching: 1 record, c={c}", one, c, ["maas", "maas_batching"]) for c in (8, 64)
-        ]
-        cases += [
-            (f"prediction log: 1 record, c={c}", one, c, ["maas", "maas_logging"]) for c in (1, 8)
-        ]
-        cases.append(("prediction log: 1000 records, c=4", bulk, 4, ["maas", "maas_logging"]))
-        cases.append(("runtime: 1 record, c=8", one, 8, runtimes))
-        cases.append(("runtime: 1000 records, c=4", bulk, 4, runtimes))
+        cases = comparison_cases(args.model_tag, args.concurrency, servers)
         cases = [case for case in cases if case[0].startswith(args.only)]
-        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-        for round_ in range(args.rounds):
-            print(f"round {round_ + 1} of {args.rounds}")
-            for name, body, connections, names in cases:
-                # the servers of a case run back to back, in reverse order every other round,
-                # with a pause before each: drift and a busy predecessor hit all alike
-                for server in names if round_ % 2 == 0 else names[::-1]:
-                    time.sleep(1)
-                    process, url = servers[server]
-                    row = wrk(url, body, connections, args.seconds, process.pid)
-                    runs.setdefault((server, name), []).append(row)
-                    print(
-                        f"  {name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
-                        f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8} {row['cpu_ms_per_req']:>8.3f}"
-                    )
-        for (server, name), rows in runs.items():  # medians over the rounds; errors summed
-            results[server][name] = {
-                key: statistics.median(row[key] for row in rows) for key in rows[0]
-            } | {key: sum(row[key] for row in rows) for key in ("non_2xx", "socket_errors")}
-        header = ("case", "server", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/req")
-        print(f"median of {args.rounds} rounds")
-        print("{:<26} {:<14} {:>8} {:>8} {:>8} {:>8} {:>10}".format(*header))
-        for name, _, _, names in cases:
-            for server in names:
-                row = results[server][name]
-                print(
-                    f"{name:<26} {server:<14} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
-                    f"{row['p99_ms']:>8.2f} {row['non_2xx']:>8.0f} {row['cpu_ms_per_req']:>10.3f}"
-                )
-            first = results[names[0]][name]
-            ratios = [
-                f"{o} {results[o][name]['rps'] / first['rps']:.2f}x req/s, "
-                f"{results[o][name]['cpu_ms_per_req'] / first['cpu_ms_per_req']:.2f}x "
-                "CPU per request"
-                for o in names[1:]
-            ]
-            print(f"{'':<26} ratio to {names[0]}: " + "; ".join(ratios))
+        for _, url in servers.values():
+            wait_ready(url, request_body(args.model_tag))
+        results = run_cases(cases, servers, args.rounds, args.seconds, args.pause)
+        print_results(cases, results, args.rounds)
     finally:
         for process, _ in servers.values():
             process.terminate()
             process.wait(timeout=30)
+        shutil.rmtree(log_dir, ignore_errors=True)
     write_report(args.output, results)
     return results
 

@@ -1,18 +1,19 @@
-"""Training loop: `maas.train.fit` vs a minimal hand-written PyTorch loop, and MLflow on vs off.
+"""Training loop: the pipeline's `fit` vs a minimal hand-written PyTorch loop; MLflow on vs off.
 
 Same model (the MLP params.yaml shapes), same tensors (the pipeline's own training window
-and preprocessing from data/processed), same batch size, optimizer and epochs. Variants run
+and preprocessing from data/processed), same batch size, optimizer, loss (the task kind's:
+`maas.pipeline.training.fit.head_loss`) and epochs. Variants run
 interleaved round by round (minimal, fit, fit + MLflow, minimal, ...) so machine drift hits
 all of them alike; the medians are compared.
 
-- minimal: randperm, split into batches, forward, BCE-with-logits, zero_grad, backward, step.
+- minimal: randperm, split into batches, forward, the loss, zero_grad, backward, step.
   Nothing else: no scheduler, validation, early stopping or checkpoints.
 - fit: the pipeline's `fit` with everything it does (OneCycle, per-epoch validation loss and
   ROC AUC, best-weights copy), checkpoints off; timed end to end.
 - fit + MLflow: the same, with the per-epoch metrics logged to a real MLflow run (the
   pipeline's asynchronous `EpochLogger` on a SQLite store in a temporary folder).
 
-    python benchmarks/training.py [--project DIR] [--epochs 2] [--rounds 3]
+    python benchmarks/training.py [--project DIR] [--task NAME] [--epochs 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,13 +24,26 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def minimal_loop(config: Any, train: Any, batch_size: int, epochs: int, lr: float) -> float:
+Loss = Callable[[Any, Any], Any]  # (the network's output, the labels) -> the loss tensor
+
+
+def task_loss(config: Any, train: Any) -> Loss:
+    """The task kind's loss, as `fit` computes it (BCE on the logit for a binary label)."""
+    from maas.pipeline.training.fit import head_loss
+
+    return lambda out, labels: head_loss(config.head, out, labels, train.regression_loss)
+
+
+def minimal_loop(
+    config: Any, train: Any, batch_size: int, epochs: int, lr: float, loss_fn: Loss
+) -> float:
     """The baseline: what anyone would write by hand. Returns wall seconds."""
     import torch
 
@@ -38,7 +52,6 @@ def minimal_loop(config: Any, train: Any, batch_size: int, epochs: int, lr: floa
     torch.manual_seed(0)
     model = build_network(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     cat, num, y = train.categorical, train.numeric, train.labels
     started = time.perf_counter()
     model.train()
@@ -52,7 +65,7 @@ def minimal_loop(config: Any, train: Any, batch_size: int, epochs: int, lr: floa
 
 
 def dataloader_loop(
-    config: Any, train: Any, batch_size: int, epochs: int, lr: float, device: str
+    config: Any, train: Any, batch_size: int, epochs: int, lr: float, loss_fn: Loss, device: str
 ) -> float:
     """The textbook input pipeline: a TensorDataset in host memory, a shuffling DataLoader,
     every batch copied to the device. Otherwise the minimal loop. Returns wall seconds."""
@@ -64,7 +77,6 @@ def dataloader_loop(
     torch.manual_seed(0)
     model = build_network(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     dataset = TensorDataset(train.categorical, train.numeric, train.labels)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, pin_memory=device == "cuda")
     started = time.perf_counter()
@@ -137,6 +149,7 @@ def ours(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=ROOT, help="folder with params.yaml")
+    parser.add_argument("--task", default=None, help="the task (default: params.yaml's)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--output", type=Path, default=None)
@@ -151,12 +164,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     os.chdir(args.project)
     # the MLP: the minimal loops fit one output per row (TabM has one per member)
-    params = load_params(Path("params.yaml"), ["model.kind=mlp"])
+    params = load_params(Path("params.yaml"), ["model.kind=mlp"], task=args.task)
     if params.train.num_threads:
         torch.set_num_threads(params.train.num_threads)
     prepared = prepare_training(params.data, params.features, params.model, params.train)
     rows = len(prepared.train)
     batch, lr = params.train.batch_size, params.train.learning_rate
+    loss = task_loss(prepared.config, params.train)
     samples = rows * args.epochs
     walls: dict[str, list[float]] = {"minimal": [], "dataloader": [], "fit": [], "fit_mlflow": []}
     cuda = torch.cuda.is_available()
@@ -169,12 +183,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def run_variant(name: str, round_: int) -> None:
             if name == "minimal":
                 walls[name].append(
-                    minimal_loop(prepared.config, prepared.train, batch, args.epochs, lr)
+                    minimal_loop(prepared.config, prepared.train, batch, args.epochs, lr, loss)
                 )
             elif name in ("dataloader", "cuda_dataloader_fp32"):
                 device = "cuda" if name.startswith("cuda") else "cpu"
                 walls[name].append(
-                    dataloader_loop(prepared.config, prepared.train, batch, args.epochs, lr, device)
+                    dataloader_loop(
+                        prepared.config, prepared.train, batch, args.epochs, lr, loss, device
+                    )
                 )
             elif name.startswith("cuda_fit"):
                 bf16 = name.endswith("bf16")

@@ -15,8 +15,8 @@ from maas.config import Params
 
 ROOT = Path(__file__).resolve().parents[1]
 # The parts of the machine some tests need; a missing one fails those tests, naming it, unless
-# the user opts out of it by name: MAAS_TEST_WITHOUT=containers,postgres,haproxy,tmpfs.
-PARTS = ("containers", "postgres", "haproxy", "tmpfs")
+# the user opts out of it by name: MAAS_TEST_WITHOUT=containers,postgres,haproxy,tmpfs,wrk.
+PARTS = ("containers", "postgres", "haproxy", "tmpfs", "wrk")
 
 
 def missing(part: str, problem: str) -> NoReturn:
@@ -27,7 +27,7 @@ def missing(part: str, problem: str) -> NoReturn:
     if part in without:
         pytest.skip(f"{problem} (MAAS_TEST_WITHOUT={part})")
     pytest.fail(
-        f"{problem}: install it (`make system` installs the container tools and HAProxy), or "
+        f"{problem}: install it (`make system` installs the container tools, HAProxy and wrk), or "
         f"run the suite without it: MAAS_TEST_WITHOUT={part}"
     )
 

@@ -1,0 +1,1 @@
+"""The benchmark harness (`make bench`): scripts that measure ours against baselines."""
