@@ -166,3 +166,45 @@ def test_one_run_at_a_time_on_the_same_working_files(tmp_path, small_params) -> 
             pass
         with run_lock(data, tmp_path / "other-models", wait=False):
             pass  # other working files: no conflict
+
+
+@pytest.mark.parametrize("stage", ["validate", "train", "evaluate"])
+def test_each_dvc_stage_waits_for_the_run_lock(stage, tmp_path) -> None:
+    """`maas stage ...` (what `dvc repro` runs) takes the pipeline's run lock like the flow: a
+    stage started while a run holds it waits inside the lock call until the run is done."""
+    import sys
+    import threading
+    import time
+
+    from typer.testing import CliRunner
+
+    from maas.cli import app
+    from maas.config import load_params
+    from maas.pipeline.data.windows import run_lock
+    from tests.helpers import ROOT
+
+    sets = [
+        f"data.raw_dir={tmp_path / 'raw'}",
+        f"data.processed_dir={tmp_path / 'processed'}",
+        f"train.models_dir={tmp_path / 'models'}",
+    ]
+    params = load_params(ROOT / "params.yaml", sets)
+    args = ["stage", stage, "-p", str(ROOT / "params.yaml")]
+    args += [arg for item in sets for arg in ("--set", item)]
+    if stage == "evaluate":
+        args.append("--no-champion")
+    done: list[int] = []
+    with run_lock(params.data, params.train.models_dir):
+        thread = threading.Thread(
+            target=lambda: done.append(CliRunner().invoke(app, args).exit_code)
+        )
+        thread.start()
+        deadline = time.monotonic() + 60
+        while (frame := sys._current_frames().get(thread.ident or 0)) is None or (
+            frame.f_code.co_name != "locked"
+        ):
+            assert thread.is_alive(), f"the stage ran without waiting for the lock: {done}"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    thread.join(60)
+    assert done and done[0] != 0  # it went on once the lock was free (nothing to work on here)
