@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maas.config import Params
+from maas.config import Params, RegistryParams
 
 ROOT = Path(__file__).resolve().parents[1]
 # The parts of the machine some tests need; a missing one fails those tests, naming it, unless
@@ -139,3 +139,27 @@ def write_tiny_model(folder: Path, params: Params, frame: pd.DataFrame) -> Path:
     config.save(folder / MODEL_CONFIG_FILE)
     save_weights(model, folder / WEIGHTS_FILE)
     return folder
+
+
+def register_tiny(
+    registry: RegistryParams, models: Path, frame: pd.DataFrame, tags: dict[str, str]
+) -> tuple[Any, Any, Any]:
+    """A tiny model's serving files registered as the register stage does, with `tags`:
+    (client, the run's tracking, the model version). No verdict is signed here."""
+    from maas.pipeline.register import serving_requirements
+    from maas.tracking.registry import register_version
+    from maas.tracking.runs import start_pipeline_run
+    from maas.tracking.store import connect
+
+    client = connect(registry)
+    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
+    version = register_version(
+        client,
+        registry,
+        tracking.run_id,
+        models,
+        tags,
+        frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
+        serving_requirements(),
+    )
+    return client, tracking, version

@@ -13,13 +13,15 @@ from types import ModuleType
 from typing import Any
 
 from maas.config import Params, RegistryParams
-from maas.pipeline.register import serving_requirements
 from maas.release.bento import create_bento_model
 from maas.serving.inference import PREPROCESSING_FILE
-from maas.tracking.registry import register_version
-from maas.tracking.runs import start_pipeline_run
-from maas.tracking.store import connect
-from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
+from tests.helpers import (
+    RECORD_FIELDS,
+    WEATHER_FIELDS,
+    make_flights,
+    register_tiny,
+    write_tiny_model,
+)
 
 MODEL = "flight-delay"  # the service's default Bento argument is flight-delay:latest
 SpecEdit = Callable[[dict[str, Any]], None]  # changes a saved request spec in place
@@ -43,17 +45,8 @@ def package_flights(
         edit_request(saved["request"])
         (models / PREPROCESSING_FILE).write_text(json.dumps(saved))
     records = frame[[*RECORD_FIELDS, *WEATHER_FIELDS]]
-    client = connect(registry)
-    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
-    version = register_version(
-        client,
-        registry,
-        tracking.run_id,
-        models,
-        {"git_commit": "abc123", "test_roc_auc": "0.7", "test_partitions": '{"2013-12": "x"}'},
-        records.head(20),
-        serving_requirements(),
-    )
+    tags = {"git_commit": "abc123", "test_roc_auc": "0.7", "test_partitions": '{"2013-12": "x"}'}
+    client, _, version = register_tiny(registry, models, frame, tags)
     tag = create_bento_model(client, registry, version)
     return registry, client, version, tag, records
 

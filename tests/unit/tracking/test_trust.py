@@ -14,20 +14,16 @@ from maas.config import load_params
 from maas.errors import UntrustedVersionError
 from maas.monitor.judge import open_champion
 from maas.pipeline.evaluation.champion import champion_score
-from maas.pipeline.register import serving_requirements
 from maas.tracking import serving_code
 from maas.tracking.registry import (
     CHAMPION,
     download_serving_artifacts,
     download_serving_code,
     logged_model_id,
-    register_version,
     set_alias,
 )
-from maas.tracking.runs import start_pipeline_run
-from maas.tracking.store import connect
 from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
-from tests.helpers import RECORD_FIELDS, ROOT, WEATHER_FIELDS, make_flights, write_tiny_model
+from tests.helpers import ROOT, make_flights, register_tiny, write_tiny_model
 
 
 @pytest.fixture
@@ -46,17 +42,7 @@ def project(tmp_path, small_params):
     registry = params.registry
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(tmp_path / "models", small_params, frame)
-    client = connect(registry)
-    tracking = start_pipeline_run(registry, {"p": 1}, "digest")
-    version = register_version(
-        client,
-        registry,
-        tracking.run_id,
-        models,
-        {"gate_passed": "true"},
-        frame[[*RECORD_FIELDS, *WEATHER_FIELDS]].head(20),
-        serving_requirements(),
-    )
+    client, tracking, version = register_tiny(registry, models, frame, {"gate_passed": "true"})
     key = load_key(params.promotion.verdict_key_file)
     name, number = registry.model_name, str(version.version)
     signature = sign_verdict(key, name, number, tracking.run_id, dict(version.tags))
