@@ -172,7 +172,7 @@ CORRUPTIONS = [
         rewrite(TEST, _duplicated),
         "block",
         "expect_compound_columns_to_be_unique",
-        "year,month,day,carrier",
+        "year,month,day,carrier,flight,origin",
     ),
     Corruption(
         "empty file (0 bytes)",
