@@ -151,7 +151,7 @@ def replicas_under_load(
     ports = [port for _, port in services]
     rows: dict[str, Any] = {}
     for replicas in (1, 2):
-        gateway.haproxy.switch("bench", ports[:replicas], f"r{replicas}")
+        gateway.haproxy.switch("bench", ports[:replicas], str(replicas))
         gateway_pid = [int(gateway.haproxy.pid_file.read_text())]  # 2 restarts it once
         time.sleep(1)
         service_pids = [process.pid for process, _ in services[:replicas]]
@@ -173,7 +173,7 @@ def replicas_under_load(
             f"  replicas={replicas}: {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, "
             f"CPU s {row['cpu_s']}"
         )
-    gateway.haproxy.switch("bench", ports[:1], "r1")
+    gateway.haproxy.switch("bench", ports[:1], "1")
     rows["ratio_2_vs_1"] = rows["2 replicas"]["rps"] / rows["1 replica"]["rps"]
     return rows
 

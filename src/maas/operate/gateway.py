@@ -239,6 +239,10 @@ class Gateway:
         again and the maps are the old ones."""
         if not re.fullmatch(MODEL_NAME, model):
             raise DeployError(f"model name {model!r} cannot be a gateway route")
+        # the version reaches the Runtime API's command lines (the version map), where a
+        # newline would be a command of its own: a registry's version is a number
+        if not re.fullmatch(r"[0-9]{1,9}", version):
+            raise DeployError(f"{model}: version {version!r} is not a version number")
         if not upstreams:
             raise DeployError(f"{model}: no replica to switch to")
         table = self.table()

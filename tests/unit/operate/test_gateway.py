@@ -320,3 +320,16 @@ def test_a_relative_state_folder_works(tmp_path: Path, monkeypatch) -> None:
     finally:
         gateway.stop()
         server.shutdown()
+
+
+@pytest.mark.parametrize("version", ["2\nshow info", "2;x", "", "v2", "1" * 10])
+def test_a_version_that_is_not_a_number_never_reaches_the_runtime_api(
+    tmp_path: Path, version: str
+) -> None:
+    """A version string reaches the Runtime API's command lines (the version map), where a
+    newline would start a command of its own: only digits pass, before anything is read or
+    sent (issue 27 item 13)."""
+    gateway = Gateway(tmp_path / "gw", "127.0.0.1", free_port())
+    with pytest.raises(DeployError, match="is not a version number"):
+        gateway.switch("m", [8081], version)
+    assert not (tmp_path / "gw" / "gateway.json").exists()  # nothing was recorded
