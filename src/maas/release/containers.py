@@ -148,8 +148,9 @@ def run_container(
         folder.mkdir(parents=True, exist_ok=True)
         if Path(runtime).name == "podman":
             command += ["--volume", f"{folder.resolve()}:{inside}:U"]
-        else:
-            folder.chmod(0o777)
+        else:  # Docker has no :U: the service's user joins the folder's group, not everyone
+            folder.chmod(0o2770)  # setgid: the files it writes stay in that group
+            command += ["--group-add", str(folder.stat().st_gid)]
             command += ["--volume", f"{folder.resolve()}:{inside}"]
     return run_tool([*command, image], timeout=120).strip()
 

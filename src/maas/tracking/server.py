@@ -19,6 +19,7 @@ from maas.errors import TrackingServerError
 from maas.files import read_or_create_secret
 from maas.net import ProcessExited, parse_address, wait_for_http
 from maas.tracking.store import resolve_tracking_uri
+from maas.tracking.verdict import KEY_ENV
 from maas.tracking.webhooks import ALIAS_EVENTS, load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,20 @@ def fernet_key(path: Path) -> str:
 
 
 def server_environment(params: Params) -> dict[str, str]:
+    """The MLflow server's environment: this one without the gate key (the server never signs
+    and must not be able to), plus its webhook settings.
+
+    MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS: the controller's receiver listens on loopback or a
+    private network, which MLflow's SSRF guard refuses by default, and MLflow 3.17 has no
+    per-host allowlist for webhooks (mlflow/webhooks/ssrf.py checks only this switch). The
+    price: whoever may create webhooks can point one at an internal address; in team mode
+    only MLflow's admins manage webhooks (docs/security.md, "Webhook targets")."""
     key_file = params.deploy.webhook_secret_file.with_name("webhook.fernet")
+    inherited = {name: value for name, value in os.environ.items() if name != KEY_ENV}
     return {
-        **os.environ,
+        **inherited,
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",  # the controller listens on http
-        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",  # ... on this machine
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",  # ... on this machine or its network
         "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": fernet_key(key_file),
         "MLFLOW_WEBHOOK_CACHE_TTL": "2",  # a new webhook fires within seconds, not a minute
     }

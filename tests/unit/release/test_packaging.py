@@ -106,3 +106,22 @@ def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
     one_line.write_text("deb [arch=amd64] http://other.example/debian bookworm main\n")
     assert base_image.apt_mirror([tmp_path / "missing", one_line]) == "http://other.example/debian"
     assert base_image.apt_mirror([]) == base_image.DEFAULT_MIRROR
+
+
+def test_a_docker_volume_is_shared_with_the_folders_group_not_with_everyone(tmp_path: Path) -> None:
+    """Docker has no `:U` volume option: the prediction-log folder is opened to the service's
+    user through the folder's group (setgid 2770, `--group-add`), never made 0777."""
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    argv = tmp_path / "argv"
+    docker.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv}\necho container-id\n')
+    docker.chmod(0o755)
+    folder = tmp_path / "predictions"
+    started = containers.run_container(
+        str(docker), "img", "name", 8080, volumes={folder: "/var/log/maas"}
+    )
+    assert started.strip() == "container-id"
+    assert folder.stat().st_mode & 0o7777 == 0o2770  # nobody else may read or write
+    args = argv.read_text().splitlines()
+    assert args[args.index("--group-add") + 1] == str(folder.stat().st_gid)
+    assert f"{folder.resolve()}:/var/log/maas" in args

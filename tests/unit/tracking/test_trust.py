@@ -124,3 +124,17 @@ def test_the_child_that_runs_recorded_code_gets_no_secret(project, tmp_path, mon
     environment = json.loads(seen.read_text())
     assert "MAAS_GATE_KEY" not in environment and "MLFLOW_TRACKING_TOKEN" not in environment
     assert environment["PATH"] == os.environ["PATH"]
+
+
+def test_the_mlflow_server_gets_no_gate_key(monkeypatch, small_params, tmp_path) -> None:
+    """`maas ui` starts `mlflow server` with this process's environment: not with the key that
+    signs verdicts (the server never signs; a plugin or a bug in it could leak it)."""
+    from maas.tracking.server import server_environment
+    from maas.tracking.verdict import KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, "a-secret-gate-key")
+    monkeypatch.setenv("MAAS_SOMETHING_ELSE", "kept")
+    deploy = small_params.deploy.model_copy(update={"webhook_secret_file": tmp_path / "w.secret"})
+    env = server_environment(small_params.model_copy(update={"deploy": deploy}))
+    assert KEY_ENV not in env and "a-secret-gate-key" not in env.values()
+    assert env["MAAS_SOMETHING_ELSE"] == "kept"
