@@ -10,10 +10,9 @@ signature verifies for the very image it found, else it validates again.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Mapping
+
+from maas.tracking.verdict import same_signature, sign_json
 
 SIGNATURE_TAG = "packaging_signature"
 SIGNED_TAGS = ("bento_tag", "image", "image_id", "infra_validation", "infra_latency_ms")
@@ -26,8 +25,7 @@ def sign_packaging(key: str, model: str, version: str, tags: Mapping[str, str]) 
         "version": str(version),
         **{name: tags.get(name) for name in SIGNED_TAGS},
     }
-    message = json.dumps(body, sort_keys=True).encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return sign_json(key, body)
 
 
 def signature_tag(key: str | None, model: str, version: str, tags: Mapping[str, str]) -> str:
@@ -47,4 +45,4 @@ def reusable_validation(
         return False
     signature = current.get(SIGNATURE_TAG) or ""
     expected = sign_packaging(key, model, version, current)
-    return hmac.compare_digest(signature.encode(), expected.encode())
+    return same_signature(signature, expected)

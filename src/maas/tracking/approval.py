@@ -11,38 +11,37 @@ the version must still be exactly what the pipeline registered.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Mapping
+from typing import Any
 
-from maas.tracking.verdict import DIGEST_PREFIX
+from maas.tracking.serving_code import DIGEST_TAG
+from maas.tracking.verdict import DIGEST_PREFIX, same_signature, sign_json
 
 OVERRIDE_TAG = "deploy_override"  # its value: the reason
 OVERRIDE_SIGNATURE_TAG = "deploy_override_signature"
 OVERRIDE_BY_TAG = "deploy_override_by"  # user@host of the key holder who approved
-CODE_DIGEST_TAG = "serving_code_sha256"  # maas.tracking.serving_code.DIGEST_TAG
 
 
-def _message(model: str, version: str, tags: Mapping[str, str], reason: str, by: str) -> bytes:
+def _body(
+    model: str, version: str, tags: Mapping[str, str], reason: str, by: str
+) -> dict[str, Any]:
     digests = {k: v for k, v in tags.items() if k.startswith(DIGEST_PREFIX)}
     body = {
         "purpose": "deploy_override",  # never valid as another kind of signature
         "model": model,
         "version": str(version),
-        CODE_DIGEST_TAG: tags.get(CODE_DIGEST_TAG),
+        DIGEST_TAG: tags.get(DIGEST_TAG),
         "digests": digests,
         "reason": reason,
         "by": by,
     }
-    return json.dumps(body, sort_keys=True).encode()
+    return body
 
 
 def sign_override(
     key: str, model: str, version: str, tags: Mapping[str, str], reason: str, by: str
 ) -> str:
-    message = _message(model, version, tags, reason, by)
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return sign_json(key, _body(model, version, tags, reason, by))
 
 
 def override_tags(
@@ -66,7 +65,7 @@ def override_problem(key: str, model: str, version: str, tags: Mapping[str, str]
     if not signature:
         return f"its {OVERRIDE_TAG} tag is not signed (set in the registry, not by `maas approve`)"
     expected = sign_override(key, model, version, tags, reason, tags.get(OVERRIDE_BY_TAG, ""))
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    if not same_signature(signature, expected):
         return (
             f"its {OVERRIDE_TAG} signature does not match (reason, signer or digests changed "
             "after `maas approve`, or signed with another key)"

@@ -36,19 +36,28 @@ def load_key(path: Path) -> str:
     return required_secret(path, KEY_ENV, VerdictKeyError)
 
 
-def _message(model: str, version: str, run_id: str | None, tags: Mapping[str, str]) -> bytes:
+def sign_json(key: str, body: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 (hex) of `body`'s canonical JSON: the one way maas signs what it concluded
+    (gate verdicts, approvals, packaging results; each body names its own purpose or shape)."""
+    message = json.dumps(body, sort_keys=True).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def same_signature(signature: str, expected: str) -> bool:
+    """A constant-time comparison of two hex signatures."""
+    return hmac.compare_digest(signature.encode(), expected.encode())
+
+
+def _body(model: str, version: str, run_id: str | None, tags: Mapping[str, str]) -> dict[str, Any]:
     signed = {name: tags.get(name) for name in SIGNED_TAGS}
     digests = {k: v for k, v in tags.items() if k.startswith(DIGEST_PREFIX)}
-    body = {"model": model, "version": str(version), "run_id": run_id or "", **signed, **digests}
-    return json.dumps(body, sort_keys=True).encode()
+    return {"model": model, "version": str(version), "run_id": run_id or "", **signed, **digests}
 
 
 def sign_verdict(
     key: str, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
 ) -> str:
-    return hmac.new(
-        key.encode(), _message(model, version, run_id, tags), hashlib.sha256
-    ).hexdigest()
+    return sign_json(key, _body(model, version, run_id, tags))
 
 
 def verdict_problem(
@@ -62,7 +71,7 @@ def verdict_problem(
             "verdicts were signed)"
         )
     expected = sign_verdict(key, model, version, run_id, tags)
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    if not same_signature(signature, expected):
         return (
             "its gate verdict's signature does not match (tags or digests changed after "
             f"registration, or signed with another key than promotion.verdict_key_file/${KEY_ENV})"
