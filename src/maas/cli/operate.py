@@ -137,7 +137,7 @@ def watch(
     (`--task`: one task's; deploy.tasks: those listed)."""
     served = project.served()
     from maas.flows.release import release
-    from maas.operate.controller import watch as watch_loop
+    from maas.operate.watch import watch as watch_loop
 
     stop = stop_on_sigterm()
 

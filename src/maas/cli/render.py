@@ -125,7 +125,12 @@ def print_status(status: Any) -> None:
                     e["model"],
                     e.get("task", ""),
                     e.get("kind", ""),
-                    e.get("state", ""),
+                    e.get("state", "")
+                    + (
+                        f" (v{e.get('champion_version')} {e['champion_state']})"
+                        if e.get("champion_state", e.get("state")) != e.get("state")
+                        else ""
+                    ),
                     f"v{e.get('served_version') or '-'}",
                     f"v{e.get('champion_version') or '-'}",
                     e.get("endpoint") or "-",

@@ -42,11 +42,11 @@ def person() -> str:
         return f"uid-{os.getuid()}@{socket.gethostname()}"
 
 
-def registry_client(params: Params) -> str:
+def registry_client(registry: RegistryParams) -> str:
     """The actor of a `champion` move made outside maas (the MLflow UI, a script): MLflow's
     webhooks and the registry do not say who, so the trail names the server it was made on
     (without credentials)."""
-    server = resolve_tracking_uri(params.registry)
+    server = resolve_tracking_uri(registry)
     uri = urlsplit(server)
     if uri.username or uri.password:
         server = urlunsplit(uri._replace(netloc=uri.netloc.rsplit("@", 1)[1], query=""))

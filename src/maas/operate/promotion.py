@@ -11,7 +11,7 @@ from maas.errors import ApprovalError, AuditError, RollbackError
 from maas.operate.audit import AuditTrail, person
 from maas.operate.controller import Outcome, retry_now, withdraw
 from maas.operate.deployment import read_deployment
-from maas.operate.history import previous_deployed_version
+from maas.operate.history import History
 from maas.operate.targets import make_target
 from maas.tracking import registry
 from maas.tracking.approval import override_tags
@@ -80,7 +80,7 @@ def rollback(params: Params) -> Promotion:
     serving = current.version if current else None
     client = connect(params.registry)
     trail = AuditTrail.of(params, client)
-    target = previous_deployed_version(trail, serving)
+    target = History.read(trail).previous(serving)
     if target is None:
         raise RollbackError("no earlier deployed version in the audit trail to roll back to")
     registry.promote(client, params.registry.model_name, target, reason="maas rollback")

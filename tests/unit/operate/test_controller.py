@@ -14,7 +14,7 @@ from maas.config import load_params
 from maas.errors import LockBusy
 from maas.operate.audit import AuditTrail
 from maas.operate.controller import controller_lock, policy_problem
-from maas.operate.history import previous_deployed_version
+from maas.operate.history import History
 from maas.operate.kubernetes import render_kubernetes
 from maas.tracking.approval import (
     OVERRIDE_BY_TAG,
@@ -121,7 +121,7 @@ def test_audit_trail_appends_and_finds_the_previous_deployment(tmp_path: Path) -
     params = load_params(ROOT / "params.yaml", [f"deploy.audit_log={tmp_path / 'a.jsonl'}"])
     assert (
         AuditTrail.of(params).read() == []
-        and previous_deployed_version(AuditTrail.of(params), None) is None
+        and History.read(AuditTrail.of(params)).previous(None) is None
     )
     for version in ("1", "2"):
         AuditTrail.of(params).record("deployed", version, image=f"img:v{version}")
@@ -133,8 +133,8 @@ def test_audit_trail_appends_and_finds_the_previous_deployment(tmp_path: Path) -
         ("refused", "3"),
     ]
     assert events[0]["actor"] == "controller" and events[0]["ts"].endswith("Z")
-    assert previous_deployed_version(AuditTrail.of(params), "2") == "1"
-    assert previous_deployed_version(AuditTrail.of(params), "1") == "2"
+    assert History.read(AuditTrail.of(params)).previous("2") == "1"
+    assert History.read(AuditTrail.of(params)).previous("1") == "2"
 
 
 def test_controller_lock_serializes_passes(tmp_path: Path) -> None:
@@ -330,15 +330,15 @@ def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
     AuditTrail.of(other).record("deployed", "9")
     AuditTrail.of(params).record("rollback", "2", previous="3")
     AuditTrail.of(params).record("deployed", "2", previous="3")
-    assert previous_deployed_version(AuditTrail.of(params), "2") == "1"
+    assert History.read(AuditTrail.of(params)).previous("2") == "1"
     AuditTrail.of(params).record("rollback", "1", previous="2")
     AuditTrail.of(params).record("deployed", "1", previous="2")
     assert (
-        previous_deployed_version(AuditTrail.of(params), "1") is None
+        History.read(AuditTrail.of(params)).previous("1") is None
     )  # nothing older to go back to
     AuditTrail.of(params).record("deployed", "3", previous="1")  # promoted by hand again
-    assert previous_deployed_version(AuditTrail.of(params), "3") == "1"
-    assert previous_deployed_version(AuditTrail.of(other), "9") is None
+    assert History.read(AuditTrail.of(params)).previous("3") == "1"
+    assert History.read(AuditTrail.of(other)).previous("9") is None
 
 
 def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> None:

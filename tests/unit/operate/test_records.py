@@ -147,3 +147,37 @@ def test_deploy_status_is_written_after_what_it_vouches_for(tmp_path: Path) -> N
     assert reconcile_once(params, Recording(), target, release).action == "deployed"
     mine = [key for version, key in written if version == "1"]
     assert mine[-1] == "deploy_status" and "endpoint" in mine
+
+
+def test_the_catalog_says_the_previous_version_serves_while_the_champion_failed(
+    tmp_path: Path,
+) -> None:
+    """Issue 29.13: v2's deploy fails and v1 keeps answering; the catalog entry the pass
+    publishes must say both (state `serving` with v1, champion v2 `failed` and why), not
+    `failed` alone. (The kubernetes target keeps no catalog: the entry is built the same way.)"""
+    from maas.operate.catalog import Catalog
+
+    params = kubernetes_params(tmp_path)
+    client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
+    champion_by_hand(client, params, tmp_path, PASSED)
+    target, release = releasing(client, params)
+    catalog = Catalog.of(params, target)
+    assert reconcile_once(params, client, target, release).action == "deployed"
+    assert add_version(client, params, tmp_path) == "2"
+    promote(params, "2")
+
+    def broken(version: str):
+        raise RuntimeError("image build failed: disk full")
+
+    for action in ("failed", "waiting"):  # the failing pass, then the next one
+        outcome = reconcile_once(params, client, target, broken)
+        assert outcome.action == action
+        entry = catalog.entry(outcome.action, outcome.version, outcome.detail) or {}
+        assert entry["state"] == "serving" and entry["served_version"] == "1"
+        assert entry["champion_version"] == "2" and entry["champion_state"] == "failed"
+        assert entry["detail"].startswith("serving v1; v2 failed: RuntimeError: image build")
+    target.stop(params.registry.model_name)  # nothing answers any more
+    outcome = reconcile_once(params, client, target, broken, retry=frozenset({"2"}))
+    entry = catalog.entry(outcome.action, outcome.version, outcome.detail) or {}
+    assert entry["state"] == "failed" and entry["served_version"] is None
+    assert entry["detail"].startswith("RuntimeError: image build failed")
