@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from maas.cli import operate, pipeline, release, tasks
+from maas.cli import keys, operate, pipeline, release, tasks
 
 app = typer.Typer(
     help="maas: validate, train, register, promote and serve a model for each tabular task.",
@@ -23,6 +23,7 @@ app.add_typer(pipeline.stage_app, name="stage")
 app.command()(operate.status)
 app.command()(operate.promote)
 app.command()(operate.approve)
+app.add_typer(keys.key_app, name="key")
 app.command()(release.package)
 app.command("base-image")(release.base_image)
 app.command()(release.serve)

@@ -46,13 +46,14 @@ def open_champion(
     default promotion.verdict_key_file, or $MAAS_GATE_KEY): UntrustedVersionError before
     anything of an unsigned or altered version is downloaded or run."""
     from maas.tracking import serving_code
+    from maas.tracking.keyring import load_key
     from maas.tracking.registry import (
         CHAMPION,
         download_serving_artifacts,
         download_serving_code,
         get_alias_version,
     )
-    from maas.tracking.verdict import load_key, require_verdict
+    from maas.tracking.verdict import require_verdict
 
     version = get_alias_version(client, params.registry.model_name, CHAMPION)
     if version is None:

@@ -30,6 +30,7 @@ from maas.operate.history import History
 from maas.operate.records import record_replaced, record_undeployed
 from maas.operate.targets import Target
 from maas.tracking.approval import OVERRIDE_BY_TAG, OVERRIDE_TAG, override_problem
+from maas.tracking.keyring import Key, load_key
 from maas.tracking.registry import (
     CHAMPION,
     get_alias_version,
@@ -37,7 +38,7 @@ from maas.tracking.registry import (
     set_version_tags,
     version_digests,
 )
-from maas.tracking.verdict import load_key, verdict_problem
+from maas.tracking.verdict import verdict_problem
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -61,7 +62,7 @@ class Outcome:
 
 
 def policy_problem(
-    key: str, model: str, version: str, run_id: str | None, tags: dict[str, str]
+    key: Key, model: str, version: str, run_id: str | None, tags: dict[str, str]
 ) -> str | None:
     """Why this version must not serve, or None (`key`: the gate key). Its signed verdict must
     verify: no override covers a version registered outside the pipeline or whose tags or

@@ -15,8 +15,9 @@ from maas.operate.history import History
 from maas.operate.targets import make_target
 from maas.tracking import registry
 from maas.tracking.approval import override_tags
+from maas.tracking.keyring import load_key
 from maas.tracking.store import connect
-from maas.tracking.verdict import load_key, verdict_problem
+from maas.tracking.verdict import verdict_problem
 
 
 @dataclass(frozen=True)

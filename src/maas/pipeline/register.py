@@ -17,6 +17,7 @@ from maas.pipeline.data.windows import TEST_FILE, read_lineage, read_window
 from maas.pipeline.evaluation.result import Evaluation
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.preprocessing import Preprocessor
+from maas.tracking.keyring import load_key
 from maas.tracking.registry import (
     CHALLENGER,
     CHAMPION,
@@ -27,7 +28,7 @@ from maas.tracking.registry import (
 )
 from maas.tracking.runs import RunTracking, git_commit
 from maas.tracking.store import connect
-from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -112,7 +113,8 @@ def register_model(
 ) -> Registration:
     """Register the trained model as a new version with full lineage, sign the gate's verdict
     (maas.tracking.verdict), set aliases by the gate (`metrics`: the evaluate stage's)."""
-    key = load_key(verdict_key_file)  # before anything is written: a bad key stops here
+    # before anything is written: a bad key stops here (the project's first run makes one)
+    key = load_key(verdict_key_file, create=True)
     lineage = read_lineage(data)
     preprocessor = Preprocessor.load(models_dir / PREPROCESSING_FILE)
     client = connect(registry)

@@ -12,30 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from maas.tracking.verdict import same_signature, sign_json
+from maas.tracking.keyring import Key, sign_json, verifies
 
 SIGNATURE_TAG = "packaging_signature"
 SIGNED_TAGS = ("bento_tag", "image", "image_id", "infra_validation", "infra_latency_ms")
 
 
-def sign_packaging(key: str, model: str, version: str, tags: Mapping[str, str]) -> str:
-    body = {
+def _body(model: str, version: str, tags: Mapping[str, str]) -> dict[str, str | None]:
+    return {
         "purpose": "packaging",  # never valid as another kind of signature
         "model": model,
         "version": str(version),
         **{name: tags.get(name) for name in SIGNED_TAGS},
     }
-    return sign_json(key, body)
 
 
-def signature_tag(key: str | None, model: str, version: str, tags: Mapping[str, str]) -> str:
+def sign_packaging(key: Key, model: str, version: str, tags: Mapping[str, str]) -> str:
+    return sign_json(key, _body(model, version, tags))
+
+
+def signature_tag(key: Key | None, model: str, version: str, tags: Mapping[str, str]) -> str:
     """The `packaging_signature` value to write with `tags`: empty without a key, so that a
     signature of an earlier packaging never stays beside new results."""
     return sign_packaging(key, model, version, tags) if key else ""
 
 
 def reusable_validation(
-    key: str | None, model: str, version: str, current: Mapping[str, str], image_id: str
+    key: Key | None, model: str, version: str, current: Mapping[str, str], image_id: str
 ) -> bool:
     """Whether the version's recorded infra-validation (`current`: its tags) may stand for the
     image found (`image_id`): it passed, for this image, and packaging signed it."""
@@ -43,6 +46,4 @@ def reusable_validation(
         return False
     if current.get("infra_validation") != "passed":
         return False
-    signature = current.get(SIGNATURE_TAG) or ""
-    expected = sign_packaging(key, model, version, current)
-    return same_signature(signature, expected)
+    return verifies(key, _body(model, version, current), current.get(SIGNATURE_TAG) or "")

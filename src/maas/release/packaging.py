@@ -24,6 +24,7 @@ from maas.release.bento import bento_model_path, build_bento, create_bento_model
 from maas.release.images import build_image, ensure_base_image, image_name
 from maas.release.infra_validation import expected_predictions, infra_validate
 from maas.serving.inference import request_spec
+from maas.tracking.keyring import Key, load_key
 from maas.tracking.registry import (
     download_serving_code,
     release_tag,
@@ -32,7 +33,7 @@ from maas.tracking.registry import (
     version_digests,
 )
 from maas.tracking.serving_code import DIGEST_TAG
-from maas.tracking.verdict import load_key, require_verdict
+from maas.tracking.verdict import require_verdict
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -103,7 +104,7 @@ def _package(
     version: Any,
     code: Path,
     backend: str | None,
-    key: str | None,
+    key: Key | None,
 ) -> PackageResult:
     number = str(version.version)
     timings: dict[str, float] = {}
@@ -169,7 +170,7 @@ def _image(
     current: dict[str, str],
     runtime: str,
     packaging: PackagingParams,
-    key: str | None,
+    key: Key | None,
 ) -> dict[str, str]:
     """The version's image into `result`: reused when it holds this Bento (and, when its
     validation passed before and packaging signed that, the result too), else built. Returns

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from maas.tracking.keyring import Key, sign_json, verifies
 from maas.tracking.serving_code import DIGEST_TAG
-from maas.tracking.verdict import DIGEST_PREFIX, same_signature, sign_json
+from maas.tracking.verdict import DIGEST_PREFIX
 
 OVERRIDE_TAG = "deploy_override"  # its value: the reason
 OVERRIDE_SIGNATURE_TAG = "deploy_override_signature"
@@ -39,13 +40,13 @@ def _body(
 
 
 def sign_override(
-    key: str, model: str, version: str, tags: Mapping[str, str], reason: str, by: str
+    key: Key, model: str, version: str, tags: Mapping[str, str], reason: str, by: str
 ) -> str:
     return sign_json(key, _body(model, version, tags, reason, by))
 
 
 def override_tags(
-    key: str, model: str, version: str, tags: Mapping[str, str], reason: str, by: str
+    key: Key, model: str, version: str, tags: Mapping[str, str], reason: str, by: str
 ) -> dict[str, str]:
     """The tags that record an approval of `version` (its current `tags`) by `by`."""
     return {
@@ -55,7 +56,7 @@ def override_tags(
     }
 
 
-def override_problem(key: str, model: str, version: str, tags: Mapping[str, str]) -> str | None:
+def override_problem(key: Key, model: str, version: str, tags: Mapping[str, str]) -> str | None:
     """Why the version's deploy override cannot be trusted, or None when a key holder signed
     it for exactly these digests, this reason and this signer."""
     reason = tags.get(OVERRIDE_TAG)
@@ -64,8 +65,8 @@ def override_problem(key: str, model: str, version: str, tags: Mapping[str, str]
     signature = tags.get(OVERRIDE_SIGNATURE_TAG)
     if not signature:
         return f"its {OVERRIDE_TAG} tag is not signed (set in the registry, not by `maas approve`)"
-    expected = sign_override(key, model, version, tags, reason, tags.get(OVERRIDE_BY_TAG, ""))
-    if not same_signature(signature, expected):
+    body = _body(model, version, tags, reason, tags.get(OVERRIDE_BY_TAG, ""))
+    if not verifies(key, body, signature):
         return (
             f"its {OVERRIDE_TAG} signature does not match (reason, signer or digests changed "
             "after `maas approve`, or signed with another key)"

@@ -25,6 +25,7 @@ from maas.serving.inference import (
 )
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking import serving_code
+from maas.tracking.keyring import Key
 from maas.tracking.verdict import require_verdict
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ def download_serving_code(client: MlflowClient, version: Any, dest: Path) -> Pat
     return serving_code.verify(context, version.tags[serving_code.DIGEST_TAG], str(version.version))
 
 
-def score_version(client: MlflowClient, version: Any, frame: Any, key: str) -> Any:
+def score_version(client: MlflowClient, version: Any, frame: Any, key: Key) -> Any:
     """A version's probabilities for `frame`, by its own digest-verified artifacts and its
     recorded serving code (never unpickled; the checkout's code may have changed since).
     Its signed verdict (`key`: the gate key) is verified first: digests a registry writer can

@@ -14,38 +14,15 @@ still deploy a version that failed a check on purpose with a signed override
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from maas.errors import UntrustedVersionError, VerdictKeyError
-from maas.files import required_secret
+from maas.errors import UntrustedVersionError
+from maas.tracking.keyring import KEY_ENV, Key, sign_json, verifies
 
-KEY_ENV = "MAAS_GATE_KEY"
 SIGNATURE_TAG = "gate_signature"
 SIGNED_TAGS = ("gate_passed", "gate_promoted", "validation_status", "serving_code_sha256")
 DIGEST_PREFIX = "sha256."  # the artifact digests (maas.tracking.registry.SHA_TAG_PREFIX)
-
-
-def load_key(path: Path) -> str:
-    """$MAAS_GATE_KEY (a team's processes on several machines), else the key file, made once
-    with mode 0600 (promotion.verdict_key_file)."""
-    return required_secret(path, KEY_ENV, VerdictKeyError)
-
-
-def sign_json(key: str, body: Mapping[str, Any]) -> str:
-    """HMAC-SHA256 (hex) of `body`'s canonical JSON: the one way maas signs what it concluded
-    (gate verdicts, approvals, packaging results; each body names its own purpose or shape)."""
-    message = json.dumps(body, sort_keys=True).encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-
-
-def same_signature(signature: str, expected: str) -> bool:
-    """A constant-time comparison of two hex signatures."""
-    return hmac.compare_digest(signature.encode(), expected.encode())
 
 
 def _body(model: str, version: str, run_id: str | None, tags: Mapping[str, str]) -> dict[str, Any]:
@@ -55,13 +32,13 @@ def _body(model: str, version: str, run_id: str | None, tags: Mapping[str, str])
 
 
 def sign_verdict(
-    key: str, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
+    key: Key, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
 ) -> str:
     return sign_json(key, _body(model, version, run_id, tags))
 
 
 def verdict_problem(
-    key: str, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
+    key: Key, model: str, version: str, run_id: str | None, tags: Mapping[str, str]
 ) -> str | None:
     """Why the version's verdict cannot be trusted, or None when its signature holds."""
     signature = tags.get(SIGNATURE_TAG)
@@ -70,16 +47,15 @@ def verdict_problem(
             "its gate verdict is not signed (registered outside the pipeline, or before "
             "verdicts were signed)"
         )
-    expected = sign_verdict(key, model, version, run_id, tags)
-    if not same_signature(signature, expected):
+    if not verifies(key, _body(model, version, run_id, tags), signature):
         return (
             "its gate verdict's signature does not match (tags or digests changed after "
-            f"registration, or signed with another key than promotion.verdict_key_file/${KEY_ENV})"
+            f"registration, or signed with a key not in promotion.verdict_key_file/${KEY_ENV})"
         )
     return None
 
 
-def require_verdict(key: str, version: Any) -> None:
+def require_verdict(key: Key, version: Any) -> None:
     """Raise UntrustedVersionError unless the registry version's signed verdict verifies: the
     check before anything of it (serving code, artifacts) is imported or run on this host."""
     tags = dict(version.tags)

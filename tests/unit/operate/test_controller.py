@@ -22,6 +22,7 @@ from maas.tracking.approval import (
     OVERRIDE_TAG,
     override_tags,
 )
+from maas.tracking.keyring import load_key
 from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 from tests.helpers import ROOT
 
@@ -59,13 +60,14 @@ def kubernetes_params(tmp_path: Path, *overrides: str):
 def champion_by_hand(client, params, source: Path, tags: dict[str, str], signed: bool = True):
     """Version 1 made champion outside the pipeline; `signed`: with the verdict signature the
     register stage would have written (maas.tracking.verdict)."""
-    from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+    from maas.tracking.keyring import load_key
+    from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 
     name = params.registry.model_name
     client.create_registered_model(name)
     version = client.create_model_version(name, str(source), tags=tags)
     if signed:
-        key = load_key(params.promotion.verdict_key_file)
+        key = load_key(params.promotion.verdict_key_file, create=True)
         signature = sign_verdict(key, name, "1", version.run_id, tags)
         client.set_model_version_tag(name, "1", SIGNATURE_TAG, signature)
     client.set_registered_model_alias(name, "champion", "1")
@@ -252,6 +254,7 @@ def test_a_verdict_set_by_hand_is_refused_even_with_an_override_tag(tmp_path: Pa
     params = kubernetes_params(tmp_path)
     client = MlflowClient(params.registry.tracking_uri, params.registry.tracking_uri)
     name = params.registry.model_name
+    load_key(params.promotion.verdict_key_file, create=True)  # this project's own key
     champion_by_hand(client, params, tmp_path, PASSED, signed=False)
     target = make_target(params)
 
@@ -333,9 +336,7 @@ def test_rollback_walks_back_through_the_deploy_history(tmp_path: Path) -> None:
     assert History.read(AuditTrail.of(params)).previous("2") == "1"
     AuditTrail.of(params).record("rollback", "1", previous="2")
     AuditTrail.of(params).record("deployed", "1", previous="2")
-    assert (
-        History.read(AuditTrail.of(params)).previous("1") is None
-    )  # nothing older to go back to
+    assert History.read(AuditTrail.of(params)).previous("1") is None  # nothing older to go back to
     AuditTrail.of(params).record("deployed", "3", previous="1")  # promoted by hand again
     assert History.read(AuditTrail.of(params)).previous("3") == "1"
     assert History.read(AuditTrail.of(other)).previous("9") is None

@@ -14,14 +14,15 @@ from maas.operate.controller import reconcile_once
 from maas.operate.promotion import promote
 from maas.operate.records import record_deployment
 from maas.operate.targets import make_target
-from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+from maas.tracking.keyring import load_key
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 from tests.unit.operate.test_controller import PASSED, champion_by_hand, kubernetes_params
 
 
 def add_version(client, params, source: Path) -> str:
     name = params.registry.model_name
     version = client.create_model_version(name, str(source), tags=PASSED)
-    key = load_key(params.promotion.verdict_key_file)
+    key = load_key(params.promotion.verdict_key_file, create=True)
     signature = sign_verdict(key, name, version.version, version.run_id, PASSED)
     client.set_model_version_tag(name, version.version, SIGNATURE_TAG, signature)
     return str(version.version)

@@ -7,10 +7,11 @@ import json
 from maas.config import RegistryParams
 from maas.pipeline.evaluation.champion import champion_score
 from maas.pipeline.register import serving_requirements
+from maas.tracking.keyring import load_key
 from maas.tracking.registry import CHAMPION, register_version, set_alias
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
-from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
@@ -41,7 +42,11 @@ def test_overlap_with_the_champions_training_partitions_is_reported(tmp_path, sm
     )
     key_file = tmp_path / "gate.key"
     signature = sign_verdict(
-        load_key(key_file), registry.model_name, "1", tracking.run_id, dict(version.tags)
+        load_key(key_file, create=True),
+        registry.model_name,
+        "1",
+        tracking.run_id,
+        dict(version.tags),
     )
     client.set_model_version_tag(registry.model_name, "1", SIGNATURE_TAG, signature)
     set_alias(client, registry.model_name, CHAMPION, version.version)
@@ -62,6 +67,7 @@ def test_a_champion_registered_by_hand_without_digests_is_unscored(tmp_path) -> 
     client.create_model_version(registry.model_name, str(tmp_path), tags={})
     set_alias(client, registry.model_name, CHAMPION, "1")
     frame = make_flights(100, month=12, seed=4)
+    load_key(tmp_path / "gate.key", create=True)  # this project's own key
     scored = champion_score(
         registry, frame.assign(label=0), ["2013-12"], verdict_key_file=tmp_path / "gate.key"
     )

@@ -11,10 +11,11 @@ from maas.config import RegistryParams
 from maas.pipeline.register import serving_requirements
 from maas.serving.inference import OnnxModel
 from maas.tracking import serving_code
+from maas.tracking.keyring import load_key
 from maas.tracking.registry import download_serving_code, register_version, score_version
 from maas.tracking.runs import start_pipeline_run
 from maas.tracking.store import connect
-from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 from tests.helpers import RECORD_FIELDS, WEATHER_FIELDS, make_flights, write_tiny_model
 
 
@@ -35,7 +36,7 @@ def registered(tmp_path_factory, small_params):
     version = register_version(
         client, registry, tracking.run_id, models, {}, records.head(20), serving_requirements()
     )
-    key = load_key(root / "gate.key")
+    key = load_key(root / "gate.key", create=True)
     signature = sign_verdict(key, "code", "1", tracking.run_id, dict(version.tags))
     client.set_model_version_tag("code", "1", SIGNATURE_TAG, signature)
     return client, client.get_model_version("code", "1"), models, records, key

@@ -15,6 +15,7 @@ from maas.errors import UntrustedVersionError
 from maas.monitor.judge import open_champion
 from maas.pipeline.evaluation.champion import champion_score
 from maas.tracking import serving_code
+from maas.tracking.keyring import load_key
 from maas.tracking.registry import (
     CHAMPION,
     download_serving_artifacts,
@@ -22,7 +23,7 @@ from maas.tracking.registry import (
     logged_model_id,
     set_alias,
 )
-from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
 from tests.helpers import ROOT, make_flights, register_tiny, write_tiny_model
 
 
@@ -43,7 +44,7 @@ def project(tmp_path, small_params):
     frame = make_flights(300, month=12, seed=3)
     models = write_tiny_model(tmp_path / "models", small_params, frame)
     client, tracking, version = register_tiny(registry, models, frame, {"gate_passed": "true"})
-    key = load_key(params.promotion.verdict_key_file)
+    key = load_key(params.promotion.verdict_key_file, create=True)
     name, number = registry.model_name, str(version.version)
     signature = sign_verdict(key, name, number, tracking.run_id, dict(version.tags))
     client.set_model_version_tag(name, number, SIGNATURE_TAG, signature)

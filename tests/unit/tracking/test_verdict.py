@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from maas.errors import VerdictKeyError
-from maas.tracking.verdict import SIGNATURE_TAG, load_key, sign_verdict, verdict_problem
+from maas.tracking.keyring import load_key
+from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict, verdict_problem
 
 TAGS = {
     "gate_passed": "true",
@@ -25,7 +26,7 @@ def signed(key: str, tags: dict[str, str] = TAGS) -> dict[str, str]:
 
 
 def test_a_signed_verdict_holds_and_any_change_to_what_it_covers_breaks_it(tmp_path) -> None:
-    key = load_key(tmp_path / "gate.key")
+    key = load_key(tmp_path / "gate.key", create=True)
     tags = signed(key)
     assert verdict_problem(key, "flight-delay", "3", "run-1", tags) is None
     # tags it does not cover (deploy status, metrics) may change
@@ -50,7 +51,7 @@ def test_a_signed_verdict_holds_and_any_change_to_what_it_covers_breaks_it(tmp_p
 
 
 def test_an_unsigned_verdict_is_named(tmp_path) -> None:
-    key = load_key(tmp_path / "gate.key")
+    key = load_key(tmp_path / "gate.key", create=True)
     problem = verdict_problem(key, "flight-delay", "3", "run-1", TAGS)
     assert problem is not None and "not signed" in problem
 
@@ -60,16 +61,16 @@ def test_the_key_file_is_made_once_private_and_a_blank_key_is_refused(
 ) -> None:
     monkeypatch.delenv("MAAS_GATE_KEY", raising=False)
     path = tmp_path / "gate.key"
-    key = load_key(path)
-    assert load_key(path) == key and len(key) >= 32
+    key = load_key(path, create=True)
+    assert load_key(path, create=True) == key and len(key.current) >= 32 and key.older == ()
     assert path.stat().st_mode & 0o777 == 0o600
     monkeypatch.setenv("MAAS_GATE_KEY", "team-key-from-a-secret-store")
-    assert load_key(path) == "team-key-from-a-secret-store"
+    assert load_key(path, create=True).current == "team-key-from-a-secret-store"
     monkeypatch.setenv("MAAS_GATE_KEY", "  ")
     with pytest.raises(VerdictKeyError, match="blank"):
-        load_key(path)
+        load_key(path, create=True)
     monkeypatch.delenv("MAAS_GATE_KEY")
     empty = tmp_path / "empty.key"
     empty.write_text("")
-    with pytest.raises(VerdictKeyError, match="empty"):
-        load_key(empty)
+    with pytest.raises(VerdictKeyError, match="no key"):
+        load_key(empty, create=True)

@@ -37,9 +37,9 @@ def champion_score(
 
     from maas.pipeline.evaluation.metrics import compute_metrics
     from maas.serving.errors import ServingError
+    from maas.tracking.keyring import load_key
     from maas.tracking.registry import CHAMPION, get_alias_version, score_version
     from maas.tracking.store import connect
-    from maas.tracking.verdict import load_key
 
     client = connect(registry)
     version = get_alias_version(client, registry.model_name, CHAMPION)
