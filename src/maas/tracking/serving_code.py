@@ -51,8 +51,26 @@ def service_files(bentofile: Path = BENTOFILE, root: Path = SRC_DIR) -> list[str
     return sorted(found)
 
 
+FRAMED = "v2:"  # the digest's scheme: each name and content framed by its length
+
+
 def code_digest(bentofile: Path = BENTOFILE, root: Path = SRC_DIR) -> str:
-    """sha256 over the bentofile and every file it ships (names and bytes)."""
+    """sha256 over the bentofile and every file it ships, each name and content preceded by
+    its length (8 bytes, big-endian), so that no two sets of files share a digest; written
+    `v2:<hex>`."""
+    digest = hashlib.sha256()
+    entries = [("bentofile.yaml", bentofile)]
+    entries += [(name, root / name) for name in service_files(bentofile, root)]
+    for name, path in entries:
+        for part in (name.encode(), path.read_bytes()):
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return FRAMED + digest.hexdigest()
+
+
+def unframed_digest(bentofile: Path, root: Path) -> str:
+    """The digest versions registered before `v2:` carry (names and bytes joined by a NUL,
+    without lengths). Still verified so that they stay deployable; their tag is covered by
+    the signed verdict, so a version recorded with `v2:` can never be passed off as one."""
     digest = hashlib.sha256(bentofile.read_bytes())
     for name in service_files(bentofile, root):
         digest.update(name.encode() + b"\0" + (root / name).read_bytes())
@@ -77,7 +95,9 @@ def verify(context: Path, expected: str | None, version: str) -> Path:
             f"v{version} has no recorded serving code ({DIGEST_TAG} tag): it was registered "
             "before maas recorded it; package it from the commit in its git_commit tag"
         )
-    found = code_digest(context / "bentofile.yaml", context)
+    bentofile = context / "bentofile.yaml"
+    framed = expected.startswith(FRAMED)
+    found = code_digest(bentofile, context) if framed else unframed_digest(bentofile, context)
     if found != expected:
         raise ServingCodeError(
             f"v{version}'s recorded serving code has sha256 {found}, not the registered "

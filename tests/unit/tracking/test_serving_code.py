@@ -81,3 +81,29 @@ def test_scoring_runs_the_recorded_code_not_the_checkouts(registered, tmp_path) 
 def test_a_version_without_recorded_code_is_named(tmp_path: Path) -> None:
     with pytest.raises(serving_code.ServingCodeError, match="v7 has no recorded serving code"):
         serving_code.verify(tmp_path, None, "7")
+
+
+def _context(root: Path, files: dict[str, bytes]) -> Path:
+    root.mkdir()
+    (root / "bentofile.yaml").write_text('include: ["maas/*.py"]\n')
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return root / "bentofile.yaml"
+
+
+def test_the_code_digest_frames_each_file_so_two_sets_never_share_one(tmp_path) -> None:
+    """Issue 29.16: joined without lengths, one file holding `X` + the next file's name and
+    bytes digested like the two files; each name and content is framed by its length now,
+    and a digest recorded before (no `v2:`) still verifies its own code."""
+    two = _context(tmp_path / "two", {"maas/a.py": b"X", "maas/b.py": b"Y"})
+    one = _context(tmp_path / "one", {"maas/a.py": b"Xmaas/b.py\0Y"})
+    assert serving_code.unframed_digest(two, two.parent) == serving_code.unframed_digest(
+        one, one.parent
+    )  # the ambiguity, shown
+    assert serving_code.code_digest(two, two.parent) != serving_code.code_digest(one, one.parent)
+    assert serving_code.code_digest(two, two.parent).startswith("v2:")
+    legacy = serving_code.unframed_digest(two, two.parent)
+    assert serving_code.verify(two.parent, legacy, "1") == two.parent  # registered before
+    with pytest.raises(serving_code.ServingCodeError, match="was modified"):
+        serving_code.verify(one.parent, serving_code.code_digest(two, two.parent), "1")
