@@ -14,6 +14,7 @@ from maas.operate.deployment import read_deployment
 from maas.operate.history import History
 from maas.operate.targets import make_target
 from maas.tracking import registry
+from maas.tracking.alias_lock import champion_lock
 from maas.tracking.approval import override_tags
 from maas.tracking.keyring import load_key
 from maas.tracking.store import connect
@@ -96,9 +97,11 @@ def undeploy(params: Params) -> tuple[str | None, Outcome]:
     that was champion and what the pass did. `maas promote N` serves again."""
     name = params.registry.model_name
     client = connect(params.registry)
-    before = registry.get_alias_version(client, name, registry.CHAMPION)
+    with champion_lock(client.tracking_uri, name):
+        before = registry.get_alias_version(client, name, registry.CHAMPION)
+        if before is not None:
+            client.delete_registered_model_alias(name, registry.CHAMPION)
     if before is not None:
-        client.delete_registered_model_alias(name, registry.CHAMPION)
         AuditTrail.of(params, client).record(
             "champion_removed",
             str(before.version),

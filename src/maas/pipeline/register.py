@@ -17,6 +17,7 @@ from maas.pipeline.data.windows import TEST_FILE, read_lineage, read_window
 from maas.pipeline.evaluation.result import Evaluation
 from maas.serving.inference import PREPROCESSING_FILE
 from maas.serving.preprocessing import Preprocessor
+from maas.tracking.alias_lock import champion_lock
 from maas.tracking.keyring import load_key
 from maas.tracking.registry import (
     CHALLENGER,
@@ -137,15 +138,17 @@ def register_model(
         set_alias(client, registry.model_name, CHALLENGER, version.version)
         aliases.append(CHALLENGER)
     if gate.promoted:
-        note = champion_moved(client, registry.model_name, metrics.compared_champion)
-        if note:  # compare-and-set: the gate's verdict is about a champion that is gone
+        # compare-and-set: no maas move of `champion` lands between the check and the set
+        with champion_lock(client.tracking_uri, registry.model_name):
+            note = champion_moved(client, registry.model_name, metrics.compared_champion)
+            if not note:
+                set_alias(client, registry.model_name, CHAMPION, version.version)
+                aliases.append(CHAMPION)
+        if note:  # the gate's verdict is about a champion that is gone
             log.warning("register: v%s not promoted: %s", version.version, note)
             set_version_tags(
                 client, registry.model_name, version.version, {"promotion_skipped": note}
             )
-        else:
-            set_alias(client, registry.model_name, CHAMPION, version.version)
-            aliases.append(CHAMPION)
     log.info("register: %s version %s aliases=%s", registry.model_name, version.version, aliases)
     return Registration(
         name=registry.model_name,

@@ -25,6 +25,7 @@ from maas.serving.inference import (
 )
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking import serving_code
+from maas.tracking.alias_lock import champion_lock
 from maas.tracking.keyring import Key
 from maas.tracking.verdict import require_verdict
 
@@ -177,8 +178,9 @@ def model_exists(client: MlflowClient, name: str) -> bool:
 def promote(client: MlflowClient, name: str, version: str, reason: str = "manual") -> Any:
     """Move `champion` to `version` (the previous champion keeps its tags for rollback)."""
     target = get_version(client, name, version)
-    previous = get_alias_version(client, name, CHAMPION)
-    set_alias(client, name, CHAMPION, target.version)
+    with champion_lock(client.tracking_uri, name):  # no maas move lands in between
+        previous = get_alias_version(client, name, CHAMPION)
+        set_alias(client, name, CHAMPION, target.version)
     client.set_model_version_tag(name, target.version, "promoted_by", reason)
     if previous is not None and previous.version != target.version:
         client.set_model_version_tag(name, target.version, "previous_champion", previous.version)

@@ -155,6 +155,81 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
     )
 
 
+def test_a_promote_landing_between_the_gates_check_and_set_is_not_overwritten(
+    project, tmp_path, small_params, monkeypatch
+) -> None:
+    """Issue 29.10: the register stage reads `champion`, then sets it; a `maas promote` in
+    between was overwritten. Both hold the champion lock now: the promote waits for the set
+    and lands after it, so the person's move is the one that stands."""
+    import threading
+    import time
+
+    from maas.config import RegistryParams
+    from maas.pipeline import register
+    from maas.tracking import registry as registry_module
+    from maas.tracking.registry import CHAMPION, get_alias_version
+    from maas.tracking.runs import start_pipeline_run
+    from maas.tracking.store import connect
+
+    data, models, evaluate, _, _ = project
+    settings = RegistryParams(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        model_name="cas-race",
+        experiment="cas-race",
+    )
+    monkeypatch.setenv("MAAS_CACHE_DIR", str(tmp_path / "cache"))
+    metrics = evaluate_model(
+        data=data,
+        train=small_params.train.model_copy(
+            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
+        ),
+        evaluate=evaluate,
+        promotion=small_params.promotion,
+        registry=None,
+    )
+
+    def registered(promoted: bool, champion: str | None) -> str:
+        gate = GateDecision(passed=True, promoted=promoted, reasons=["test"])
+        judged = dataclasses.replace(
+            metrics, gate=gate, champion={"version": champion} if champion else None
+        )
+        return register.register_model(
+            data=data,
+            models_dir=models,
+            metrics=judged,
+            registry=settings,
+            tracking=start_pipeline_run(settings, {"p": 1}, "digest"),
+            params_digest="digest",
+            verdict_key_file=tmp_path / "gate.key",
+        ).version
+
+    assert registered(True, None) == "1"  # champion v1
+    assert registered(False, "1") == "2"  # a challenger a person will promote
+    client = connect(settings)
+    promoted_at: list[float] = []
+    person = threading.Thread(
+        target=lambda: (
+            registry_module.promote(client, "cas-race", "2", reason="maas promote"),
+            promoted_at.append(time.monotonic()),
+        )
+    )
+    checked = register.champion_moved
+
+    def check_then_let_a_person_promote(*args):
+        note = checked(*args)
+        person.start()  # `maas promote 2` now, between this check and the set
+        time.sleep(1.0)  # time enough for it to land first, were nothing held
+        return note
+
+    monkeypatch.setattr(register, "champion_moved", check_then_let_a_person_promote)
+    assert registered(True, "1") == "3"
+    set_at = time.monotonic()
+    person.join(timeout=30)
+    assert promoted_at and promoted_at[0] >= set_at - 0.5  # it waited for the set
+    assert str(get_alias_version(client, "cas-race", CHAMPION).version) == "2"  # and stands
+
+
 def test_one_run_at_a_time_on_the_same_working_files(tmp_path, small_params) -> None:
     from maas.errors import RunBusy
     from maas.pipeline.data.windows import run_lock
