@@ -16,7 +16,7 @@ from maas.config import Params
 from maas.config.kinds import gate_metric
 from maas.pipeline.data.partitions import (
     Partition,
-    label_values,
+    counted_labels,
     list_partitions,
     period_names,
     read_partition,
@@ -107,7 +107,7 @@ def join_labels(served: pd.DataFrame, labeled: pd.DataFrame, params: Params) -> 
         return None
     left = served[[*keys, *outputs]].copy()
     right = labeled[keys].copy()
-    right["__label"] = label_values(labeled, params.data.label)
+    right["__label"] = counted_labels(labeled, params.data.label)  # the gate's rule
     for frame in (left, right):  # 12 and 12.0 and "12" are one key, as categories read
         for key in keys:
             frame[key] = as_category_strings(frame[key].to_numpy())
@@ -123,9 +123,24 @@ def join_labels(served: pd.DataFrame, labeled: pd.DataFrame, params: Params) -> 
     return Realized("logged", len(scored), metrics, unmatched, len(matched) - len(scored))
 
 
+def realized_by_version(
+    served: pd.DataFrame, labeled: pd.DataFrame, params: Params
+) -> dict[str, Realized]:
+    """Each served version's own predictions of the period against the arrived labels: a
+    version is judged on the rows it answered, never on another version's."""
+    if served.empty or "model_version" not in served.columns:
+        return {}
+    found = {}
+    for version, rows in served.groupby(served["model_version"].astype(str), sort=True):
+        realized = join_labels(rows, labeled, params)
+        if realized is not None:
+            found[str(version)] = realized
+    return found
+
+
 def rescored(labeled: pd.DataFrame, predictions: np.ndarray, params: Params) -> Realized:
     """The champion's metrics on a partition it scored itself (nothing of it was logged)."""
-    y = label_values(labeled, params.data.label)
+    y = counted_labels(labeled, params.data.label)
     keep = ~np.isnan(y)
     preds = np.asarray(predictions)
     preds = preds.reshape(len(y), -1) if preds.ndim > 1 else preds.reshape(len(y), 1)

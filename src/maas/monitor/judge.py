@@ -94,9 +94,13 @@ def judge_period(
     served: pd.DataFrame,
     partition: Partition | None,
     reports: Path,
+    *,
+    tags_of: Callable[[str], dict[str, str]],
 ) -> dict[str, Any]:
     """The period's evidence and verdict (a JSON-able dict); Evidently's reports are written
-    under `reports`."""
+    under `reports`. A period may span versions: each served version's realized quality is
+    judged on its own rows against its own registered metric (`tags_of`: a version's tags);
+    the champion's also on the partition it re-scores when none of its rows matched."""
     policy = params.monitoring
     result: dict[str, Any] = {
         "period": name,
@@ -139,11 +143,15 @@ def judge_period(
             )
             shift.write_report(found, reports, f"{name}-arrived")
             result["arrived_drift"] = found.summary()
+        own = evidence.realized_by_version(served, labeled, params)
+        by_version = _with_registered(params, own, name, tags_of)
+        if by_version:
+            result["realized_by_version"] = by_version
         if name in trained_on:
             result["realized_note"] = "the champion trained on this period: not judged on it"
         else:
-            realized = evidence.join_labels(served, labeled, params)
-            if realized is None and len(served):
+            realized = own.get(champion.version)
+            if realized is None and len(served) and not own:
                 keys = ", ".join(params.validation.unique_key) or "none declared"
                 result["realized_note"] = (
                     f"none of the {len(served)} served records matched a labeled row by the "
@@ -159,6 +167,24 @@ def judge_period(
     verdict = judge(result, policy)
     result["judged"], result["breaches"] = verdict.judged, verdict.breaches
     return result
+
+
+def _with_registered(
+    params: Params,
+    own: dict[str, evidence.Realized],
+    name: str,
+    tags_of: Callable[[str], dict[str, str]],
+) -> dict[str, dict[str, Any]]:
+    """Each served version's realized quality with the metric it was registered with; a
+    version is not judged on a period it trained on."""
+    found = {}
+    for version, realized in own.items():
+        tags = tags_of(version)
+        if name in evidence.partitions_of(tags):
+            continue
+        metric, value = evidence.registered_metric(params, tags)
+        found[version] = {**realized.summary(), "registered": {"metric": metric, "value": value}}
+    return found
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory[str]:

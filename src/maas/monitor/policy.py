@@ -23,7 +23,8 @@ class Verdict:
 
 def judge(period: dict[str, Any], policy: MonitoringParams) -> Verdict:
     """A period's breaches: input drift (served or arrived rows) at or above `drift_share`, or
-    the realized gate metric below the registered one by more than `metric_drop`."""
+    the realized gate metric below the registered one by more than `metric_drop` — the
+    champion's, and each other version's that served in the period against its own."""
     reasons: list[str] = []
     judged = False
     for source in ("served", "arrived"):
@@ -44,10 +45,25 @@ def judge(period: dict[str, Any], policy: MonitoringParams) -> Verdict:
             judged = True
             drop = -better(METRICS[name], now, value)
             if drop > policy.metric_drop:
+                how = " (re-scored)" if realized.get("source") == "rescored" else ""
                 reasons.append(
-                    f"realized {name} {now:.4f} is {drop:.4f} below the registered "
-                    f"{value:.4f} (> {policy.metric_drop})"
+                    f"v{period.get('champion')}'s realized {name}{how} {now:.4f} is {drop:.4f} "
+                    f"below its registered {value:.4f} (> {policy.metric_drop})"
                 )
+    for version, own in sorted((period.get("realized_by_version") or {}).items()):
+        if version == period.get("champion") or own["rows"] < policy.min_rows:
+            continue  # the champion's own rows are `realized` above
+        name, value = own["registered"]["metric"], own["registered"]["value"]
+        now = own["metrics"].get(name)
+        if now is None or value is None:
+            continue
+        judged = True
+        drop = -better(METRICS[name], now, value)
+        if drop > policy.metric_drop:
+            reasons.append(
+                f"v{version}'s realized {name} {now:.4f} is {drop:.4f} below its registered "
+                f"{value:.4f} (> {policy.metric_drop})"
+            )
     return Verdict(reasons, judged)
 
 

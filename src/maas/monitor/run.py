@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,7 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
             outcome.status = f"no reference window yet: {error}"
             return outcome
         reference = with_prediction(reference, champion.score(reference), params)
+        tags_of = _registered_tags(client, model)
         served = logged.frame
         periods = evidence.served_periods(served, params) if not served.empty else pd.Series()
         partitions = evidence.partitions(params)
@@ -97,7 +99,9 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
             if kept.get("evidence") == evidence_key:
                 continue  # judged on exactly this evidence already
             reports = Path(tmp) / "reports" / name
-            result = judge_period(params, champion, reference, name, rows, partition, reports)
+            result = judge_period(
+                params, champion, reference, name, rows, partition, reports, tags_of=tags_of
+            )
             result["run_id"] = _record(client, params, result, reports)
             alerted = list(kept.get("alerted", []))
             fresh = [r for r in result["breaches"] if _kind(r) not in {_kind(a) for a in alerted}]
@@ -188,8 +192,27 @@ def _metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def _kind(reason: str) -> str:
-    """A breach's kind: "served inputs", "arrived inputs", "realized <metric>"."""
+    """A breach's kind: "served inputs", "arrived inputs", "v<N>'s realized" (the same for
+    a version before and after a promotion, so a period judged again alerts nothing twice)."""
     return " ".join(reason.split(" ")[:2])
+
+
+def _registered_tags(client: MlflowClient, model: str) -> Callable[[str], dict[str, str]]:
+    """A version's registry tags, read once per pass (a deleted version: none)."""
+    cache: dict[str, dict[str, str]] = {}
+
+    def tags_of(version: str) -> dict[str, str]:
+        if version not in cache:
+            try:
+                cache[version] = dict(client.get_model_version(model, version).tags)
+            except Exception as error:  # deleted since it served: nothing to compare with
+                log.warning(
+                    "%s v%s: no registered metric to judge it by (%s)", model, version, error
+                )
+                cache[version] = {}
+        return cache[version]
+
+    return tags_of
 
 
 def _alert(

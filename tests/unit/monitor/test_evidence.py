@@ -64,6 +64,7 @@ def test_labels_with_no_matching_prediction_are_not_a_join(params: Params) -> No
 
 def _period(share: float, auc: float, rows: int = 500) -> dict:
     return {
+        "champion": "2",
         "served_drift": {"share": share, "drifted": ["temp"], "rows": [3000, rows]},
         "realized": {"rows": rows, "metrics": {"roc_auc": auc}},
         "registered": {"metric": "roc_auc", "value": 0.70},
@@ -76,7 +77,7 @@ def test_the_policy_names_each_breach(params: Params) -> None:
     verdict = judge(_period(0.6, 0.66), policy)
     assert verdict.judged and len(verdict.breaches) == 2
     assert verdict.breaches[0].startswith("served inputs drifted: 60%")
-    assert verdict.breaches[1].startswith("realized roc_auc 0.6600 is 0.0400 below")
+    assert verdict.breaches[1].startswith("v2's realized roc_auc 0.6600 is 0.0400 below its")
     few = judge(_period(0.9, 0.5, rows=50), policy)
     assert not few.judged and not few.breach  # too few rows to judge
 
@@ -110,3 +111,46 @@ def test_bad_monitoring_params_are_named(bad: str) -> None:
 
     with pytest.raises(ConfigError, match="monitoring"):
         load_params(ROOT / "params.yaml", [bad])
+
+
+def test_each_version_is_judged_on_its_own_rows_against_its_own_metric(params: Params) -> None:
+    """Issue 29.4: a period served by v1 (registered 0.80, now poor) and then by v2 (registered
+    0.70, holding up): v1's rows are v1's breach, never v2's, and v2 is judged on its own."""
+    from maas.monitor.evidence import realized_by_version
+
+    # v1 ranks them backwards, v2 right
+    served = _served([1] * 8, [0.1, 0.9, 0.2, 0.8, 0.9, 0.1, 0.8, 0.2])
+    served["model_version"] = ["1"] * 4 + ["2"] * 4
+    labels = served[["year", "month", "day", "carrier", "flight", "origin"]].copy()
+    labels["arr_delay"] = [30.0, 0.0, 30.0, 0.0] * 2
+    own = realized_by_version(served, labels, params)
+    assert sorted(own) == ["1", "2"] and all(r.rows == 4 for r in own.values())
+    assert own["1"].metrics["roc_auc"] == 0.0 and own["2"].metrics["roc_auc"] == 1.0
+    period = {
+        "champion": "2",
+        "realized": {**own["2"].summary()},
+        "registered": {"metric": "roc_auc", "value": 0.70},
+        "realized_by_version": {
+            version: {**found.summary(), "registered": {"metric": "roc_auc", "value": value}}
+            for (version, found), value in zip(sorted(own.items()), (0.80, 0.70), strict=True)
+        },
+    }
+    policy = params.monitoring.model_copy(update={"min_rows": 4})
+    verdict = judge(period, policy)
+    assert verdict.breaches == [
+        "v1's realized roc_auc 0.0000 is 0.8000 below its registered 0.8000 (> 0.03)"
+    ]
+
+
+def test_realized_quality_counts_unlabeled_rows_as_the_gate_did(params: Params) -> None:
+    """Issue 29.15: with `unlabeled: positive` (a cancelled flight counts as delayed) the gate
+    scored unlabeled rows as positive; realized quality dropped them. One rule now."""
+    label = params.data.label.model_copy(update={"unlabeled": "positive"})
+    positive = params.model_copy(update={"data": params.data.model_copy(update={"label": label})})
+    served = _served([1, 2, 3], [0.9, 0.2, 0.8])
+    labels = served[["year", "month", "day", "carrier", "flight", "origin"]].copy()
+    labels["arr_delay"] = [40.0, -5.0, np.nan]  # the third was cancelled
+    dropped, counted = (join_labels(served, labels, p) for p in (params, positive))
+    assert dropped is not None and dropped.rows == 2 and dropped.unlabeled == 1
+    assert counted is not None and counted.rows == 3 and counted.unlabeled == 0
+    assert rescored(labels, np.array([0.9, 0.2, 0.8]), positive).rows == 3

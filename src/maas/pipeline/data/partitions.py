@@ -163,22 +163,26 @@ def label_values(frame: pd.DataFrame, label: LabelSpec) -> np.ndarray:
     return np.where(strings == "", np.nan, (strings == positive).astype(float))
 
 
+def counted_labels(frame: pd.DataFrame, label: LabelSpec) -> np.ndarray:
+    """The label each row counts as wherever a label is scored (training, the gate, realized
+    quality): `label_values`, with the task's rule for rows without one applied (binary
+    `unlabeled: positive`: positive; `drop`: NaN, left out)."""
+    values = label_values(frame, label)
+    return np.where(np.isnan(values), 1.0, values) if label.unlabeled == "positive" else values
+
+
 def add_label(frame: pd.DataFrame, label: LabelSpec) -> pd.DataFrame:
     """Add `label`; rows without one are dropped or (binary, `unlabeled: positive`) positive.
     Classes are small integers (int8, int16 past 127 classes); a regression label is float."""
-    values = label_values(frame, label)
+    values = counted_labels(frame, label)
     missing = np.isnan(values)
     dtype = {
         "binary": "int8",
         "multiclass": "int8" if len(label.classes) <= 127 else "int16",
         "regression": "float64",
     }[label.kind]
-    if label.unlabeled == "drop":
-        frame = frame.loc[~missing].copy()
-        frame["label"] = values[~missing].astype(dtype)
-    else:
-        frame = frame.copy()
-        frame["label"] = np.where(missing, 1.0, values).astype(dtype)
+    frame = frame.loc[~missing].copy()
+    frame["label"] = values[~missing].astype(dtype)
     return frame
 
 
