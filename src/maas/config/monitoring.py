@@ -31,7 +31,9 @@ class MonitoringParams(Strict):
     # policy: a period breaches when either threshold is crossed
     drift_share: float = Field(0.5, gt=0, le=1)  # share of input columns that drifted (Evidently)
     metric_drop: float = Field(0.03, ge=0)  # realized gate metric below the registered one by more
-    alert_webhook: str | None = None  # POST a Slack-compatible, HMAC-signed JSON alert here
+    # POST a Slack-compatible, HMAC-signed JSON alert here: a URL is a secret, so by reference
+    # (`env:NAME` or `file:PATH`, mode 0600; a literal URL works but lands in the repo)
+    alert_webhook: str | None = None
     alert_secret_file: Path = Path(".maas/alert.secret")  # the HMAC key (or $MAAS_ALERT_SECRET)
     retrain: bool = False  # on a breach, run the training flow now (the gate still decides)
     cooldown_h: float = Field(24, ge=0)  # no retraining sooner than this after the last one

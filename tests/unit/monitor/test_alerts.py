@@ -8,6 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import pytest
+
 from maas.config import Params
 from maas.monitor.alerts import (
     DELIVERY_ID_HEADER,
@@ -70,10 +72,56 @@ def test_a_receiver_that_refuses_or_is_down_is_reported(params: Params, tmp_path
     configured = params.model_copy(update={"monitoring": settings})
     body = alert_body(configured, "2013-08", "1", ["x"])
     try:
-        assert post_alert(configured, body) == f"{url} answered 500"
+        # the URL's path is the webhook's secret: never in what the audit event records
+        assert (
+            post_alert(configured, body)
+            == f"http://127.0.0.1:{server.server_port}/*** answered 500"
+        )
     finally:
         server.shutdown()
     down = f"http://127.0.0.1:{free_port()}/hook"
     settings = settings.model_copy(update={"alert_webhook": down})
     problem = post_alert(params.model_copy(update={"monitoring": settings}), body, timeout_s=2)
-    assert problem is not None and problem.startswith(f"{down} unreachable")
+    assert problem is not None and problem.startswith(f"{down[: -len('/hook')]}/*** unreachable")
+    assert "/hook" not in problem
+
+
+def test_the_webhook_url_is_a_secret_read_by_reference(
+    params: Params, tmp_path: Path, monkeypatch
+) -> None:
+    """Issue 27.11: a Slack-style URL carries its key in the path. It is read from the
+    environment or a 0600 file, and a failure names the server without the path."""
+    from maas.errors import AlertSecretError
+    from maas.monitor.alerts import webhook_url
+
+    secret_url = f"http://127.0.0.1:{free_port()}/services/T000/B000/s3cr3t-path"
+    monkeypatch.setenv("TEAM_ALERT_URL", secret_url)
+    assert webhook_url("env:TEAM_ALERT_URL") == secret_url
+    with pytest.raises(AlertSecretError, match=r"\$NOT_SET_HERE, which is not set"):
+        webhook_url("env:NOT_SET_HERE")
+    kept = tmp_path / "alert.url"
+    kept.write_text(secret_url + "\n")
+    kept.chmod(0o644)
+    with pytest.raises(AlertSecretError, match="others may read it: chmod 600"):
+        webhook_url(f"file:{kept}")
+    kept.chmod(0o600)
+    assert webhook_url(f"file:{kept}") == secret_url
+    settings = params.monitoring.model_copy(
+        update={"alert_webhook": "env:TEAM_ALERT_URL", "alert_secret_file": tmp_path / "s"}
+    )
+    configured = params.model_copy(update={"monitoring": settings})
+    problem = post_alert(configured, alert_body(configured, "2013-08", "1", ["x"]), timeout_s=2)
+    assert problem is not None and "unreachable" in problem and "s3cr3t" not in problem
+
+
+def test_urls_and_dsns_are_shown_without_their_secrets() -> None:
+    from maas.redact import redact_text, redact_url
+
+    assert redact_url("https://hooks.slack.com/services/T0/B0/XYZ") == "https://hooks.slack.com/***"
+    assert redact_url("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    dsn = "postgresql://maas:hunter2@db.internal:5432/mlflow"
+    assert redact_url(dsn) == "postgresql://maas@db.internal:5432/***"
+    error = f"could not connect to {dsn}: connection refused (also tried mysql://u:pw@h/x)"
+    shown = redact_text(error)
+    assert "hunter2" not in shown and ":pw@" not in shown and "maas:***@db.internal" in shown
+    assert redact_text("token abc123 failed", ["abc123"]) == "token *** failed"
