@@ -3,6 +3,7 @@ container store (no registry is needed; the root filesystem tarball is cached)."
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -26,6 +27,12 @@ from maas.release.containers import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# Debian's signing keys: debootstrap checks the Release file's signature against them, and
+# every package against the Release file's hashes (so an http mirror cannot swap a package)
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+# the uv BentoML's image build runs, pinned by version and by the sha256 of its PyPI wheel
+UV_WHEEL = "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+UV_SHA256 = "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19"
 
 
 def apt_mirror(sources: list[Path] | None = None) -> str:
@@ -49,8 +56,10 @@ def _uv_wheel(cache_dir: Path) -> Path:
     """The uv wheel from PyPI, cached: BentoML's Dockerfile needs uv and would otherwise
     install it with the system pip, which Debian's Python refuses (PEP 668)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache_dir.glob("uv-*.whl"))
-    if not found:
+    wheel = cache_dir / UV_WHEEL
+    if not wheel.is_file():
+        pinned = cache_dir / "uv-requirements.txt"
+        pinned.write_text(f"uv=={UV_WHEEL.split('-')[1]} --hash=sha256:{UV_SHA256}\n")
         run_tool(
             [
                 sys.executable,
@@ -58,20 +67,28 @@ def _uv_wheel(cache_dir: Path) -> Path:
                 "pip",
                 "download",
                 "--no-deps",
+                "--require-hashes",
                 "--only-binary",
                 ":all:",
                 "--platform",
                 "manylinux2014_x86_64",
                 "--dest",
                 str(cache_dir),
-                "uv>=0.13.4,<1",
+                "-r",
+                str(pinned),
             ],
             timeout=300,
         )
-        found = sorted(cache_dir.glob("uv-*.whl"))
-    if not found:
-        raise ContainerError(f"could not download the uv wheel into {cache_dir}")
-    return found[-1]
+    if not wheel.is_file():
+        raise ContainerError(f"could not download {UV_WHEEL} into {cache_dir}")
+    found = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if found != UV_SHA256:
+        wheel.unlink()
+        raise ContainerError(
+            f"{wheel} has sha256 {found}, not the pinned {UV_SHA256}: removed; nothing of it "
+            "goes into the image"
+        )
+    return wheel
 
 
 def _install_uv(rootfs: Path, wheel: Path) -> None:
@@ -132,9 +149,16 @@ def build_base_image(
             rootfs = Path(tmp) / "rootfs"
             mirror = mirror or apt_mirror()
             log.info("debootstrap %s from %s (about a minute)", suite, mirror)
+            if not DEBIAN_KEYRING.is_file():
+                raise ContainerError(
+                    f"{DEBIAN_KEYRING} is missing: `apt-get install debian-archive-keyring` "
+                    "(debootstrap checks the mirror's signatures with it)"
+                )
             run_tool(
                 [
                     "debootstrap",
+                    "--force-check-gpg",
+                    f"--keyring={DEBIAN_KEYRING}",
                     "--variant=minbase",
                     "--include=python3,ca-certificates,passwd",
                     suite,

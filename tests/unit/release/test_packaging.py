@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from maas.release import base_image, containers
 from maas.release.bento import bento_version, service_args
 from maas.release.images import build_options, image_name
@@ -125,3 +127,17 @@ def test_a_docker_volume_is_shared_with_the_folders_group_not_with_everyone(tmp_
     args = argv.read_text().splitlines()
     assert args[args.index("--group-add") + 1] == str(folder.stat().st_gid)
     assert f"{folder.resolve()}:/var/log/maas" in args
+
+
+def test_the_uv_wheel_is_pinned_by_hash_and_a_swapped_one_is_refused(tmp_path) -> None:
+    """Issue 27.12: the uv that BentoML's image build runs comes from PyPI pinned by version
+    and sha256 (pip --require-hashes); a wheel in the cache that is not that file is removed
+    and nothing of it goes into the image."""
+    cache = tmp_path / "wheels"
+    cache.mkdir()
+    (cache / base_image.UV_WHEEL).write_bytes(b"PK\x03\x04 a wheel someone swapped in")
+    with pytest.raises(containers.ContainerError, match="not the pinned"):
+        base_image._uv_wheel(cache)
+    assert not (cache / base_image.UV_WHEEL).exists()
+    wheel = base_image._uv_wheel(cache)  # the real download, checked by pip and by us
+    assert wheel.name == base_image.UV_WHEEL
