@@ -23,7 +23,8 @@ package keeps its own root (`maas.serving.errors`): it imports nothing else of m
     ├── LockBusy               another controller pass holds the lock
     ├── ScheduleError          no Prefect server to schedule on
     ├── AuditError             the audit trail cannot be written (also an OSError)
-    └── AlertSecretError       the alert webhook's key is blank
+    ├── AlertSecretError       the alert webhook's key is blank
+    └── ScoringError           a batch scoring job cannot start or its input is unreadable
 """
 
 from __future__ import annotations
@@ -141,3 +142,7 @@ class AuditError(MaasError, OSError):
 
 class AlertSecretError(MaasError):
     """The alert webhook's HMAC key is blank."""
+
+
+class ScoringError(MaasError):
+    """A batch scoring job cannot run as asked (input, output or version); nothing written."""

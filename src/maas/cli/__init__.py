@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from maas.cli import keys, operate, pipeline, release, tasks
+from maas.cli import keys, operate, pipeline, release, scoring, tasks
 
 app = typer.Typer(
     help="maas: validate, train, register, promote and serve a model for each tabular task.",
@@ -25,6 +25,7 @@ app.command()(operate.promote)
 app.command()(operate.approve)
 app.add_typer(keys.key_app, name="key")
 app.command()(release.package)
+app.command()(scoring.score)
 app.command("base-image")(release.base_image)
 app.command()(release.serve)
 app.command()(operate.watch)
