@@ -73,3 +73,15 @@ def test_a_pipe_gets_whole_rows(monkeypatch, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert any(ACTOR in line and "promoted" in line for line in lines)
     assert any("0123456789ab" in line and "champion, challenger" in line for line in lines)
+
+
+def test_recent_batch_jobs_are_listed(monkeypatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=200, force_terminal=True))
+    job = {"version": "12", "rows": 1_000_000.0, "errors": 3.0, "records_per_s": 41_000.0}
+    shown = status()
+    shown.scoring.append({**job, "output": "/data/scored/tomorrow.parquet"})
+    render.print_status(shown)
+    text = screen.getvalue()
+    assert "batch jobs" in text and "/data/scored/tomorrow.parquet" in text
+    assert "1,000,000" in text and "41,000" in text

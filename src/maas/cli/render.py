@@ -139,6 +139,21 @@ def print_status(status: Any) -> None:
                 for e in status.catalog
             ],
         )
+    if status.scoring:
+        print_table(
+            "batch jobs (maas score)",
+            ("version", "rows", "refused", "records/s", "output"),
+            [
+                [
+                    f"v{job.get('version', '-')}",
+                    f"{job.get('rows', 0):,.0f}",
+                    f"{job.get('errors', 0):,.0f}",
+                    f"{job.get('records_per_s', 0):,.0f}",
+                    job.get("output", ""),
+                ]
+                for job in status.scoring
+            ],
+        )
     if status.monitoring:
         from maas.monitor.report import COLUMNS, period_row
 

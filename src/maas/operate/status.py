@@ -10,6 +10,7 @@ from maas.config import Params
 from maas.operate.audit import AuditTrail
 from maas.operate.deployment import Deployment, read_deployment
 from maas.operate.gateway_routes import RouteTable
+from maas.scoring.lineage import recent_jobs
 from maas.tracking.registry import CHAMPION
 from maas.tracking.store import connect
 from maas.tracking.versions import VersionRow, list_versions
@@ -25,6 +26,7 @@ class Status:
     audit: list[dict[str, Any]]
     catalog: list[dict[str, Any]]  # every model behind the stable address (GET /models)
     monitoring: list[dict[str, Any]] = field(default_factory=list)  # newest judged periods
+    scoring: list[dict[str, Any]] = field(default_factory=list)  # newest batch jobs
 
     @property
     def champion(self) -> str | None:
@@ -57,6 +59,7 @@ class Status:
             "audit": self.audit,
             "catalog": self.catalog,
             "monitoring": self.monitoring,
+            "scoring": self.scoring,
         }
 
 
@@ -83,6 +86,7 @@ def read_status(
         audit=trail,
         catalog=read_catalog(params),
         monitoring=monitoring or [],
+        scoring=recent_jobs(client, params.registry.model_name, limit=5),
     )
 
 

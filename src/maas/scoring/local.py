@@ -29,6 +29,7 @@ from maas.config import Params
 from maas.errors import ScoringError
 from maas.scoring import worker
 from maas.scoring.inputs import Unit, fingerprint, input_files, plan
+from maas.scoring.lineage import record_job
 from maas.serving.inference import request_spec
 from maas.tracking.keyring import load_key
 from maas.tracking.registry import (
@@ -121,8 +122,7 @@ def score_table(
     )
     rows, errors = _merge(tasks, output, errors_path(output))
     shutil.rmtree(parts)
-    log.info("score: %s v%s, %d rows, %d refused -> %s", name, number, rows, errors, output)
-    return Summary(
+    summary = Summary(
         name,
         number,
         rows,
@@ -132,6 +132,23 @@ def score_table(
         errors_path(output) if errors else None,
         len(tasks) - len(todo),
     )
+    job_record = {
+        "version": number,
+        "input": input_uri,
+        "input_digest": job,
+        "input_rows": str(sum(unit.rows for unit in units)),
+        "output": str(output.resolve()),
+        "backend": "local",
+    }
+    numbers = {
+        "rows": rows,
+        "errors": errors,
+        "seconds": summary.seconds,
+        "records_per_s": summary.records_per_s,
+    }
+    record_job(client, params.registry, job=job_record, metrics=numbers)
+    log.info("score: %s v%s, %d rows, %d refused -> %s", name, number, rows, errors, output)
+    return summary
 
 
 def _task(

@@ -111,6 +111,12 @@ def test_batch_gives_the_services_answers_with_keys_passed_through(project, tmp_
     assert error["row"] == 7 and "sched_dep_time" in error["error"]
     assert error["flight"] == rows.loc[7, "flight"]
     assert not output.with_name("out.parquet.parts").exists()  # nothing left behind
+    from maas.scoring.lineage import recent_jobs
+    from maas.tracking.store import connect
+
+    (job,) = recent_jobs(connect(params.registry), "batch")  # the job's lineage run
+    assert job["version"] == "1" and job["input_rows"] == "250" and job["rows"] == 249.0
+    assert job["errors"] == 1.0 and job["output"] == str(output.resolve())
 
 
 def test_a_killed_job_started_again_resumes_and_bad_input_is_refused_first(
