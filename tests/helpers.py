@@ -163,3 +163,34 @@ def register_tiny(
         serving_requirements(),
     )
     return client, tracking, version
+
+
+def signed_champion(tmp_path: Path, small_params: Params, name: str) -> tuple[Any, ...]:
+    """A project whose tiny model `name` v1 is registered, signed with the project's key and
+    made champion, as the register stage does it: (params, client, "1", frame, models)."""
+    from maas.config import load_params
+    from maas.tracking.keyring import load_key
+    from maas.tracking.registry import CHAMPION, set_alias
+    from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
+
+    params = load_params(
+        ROOT / "params.yaml",
+        [
+            f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"registry.artifact_root={tmp_path / 'artifacts'}",
+            f"registry.model_name={name}",
+            f"registry.experiment={name}",
+            f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
+        ],
+    )
+    frame = make_flights(300, month=12, seed=3)
+    models = write_tiny_model(tmp_path / "models", small_params, frame)
+    client, tracking, version = register_tiny(
+        params.registry, models, frame, {"gate_passed": "true"}
+    )
+    key = load_key(params.promotion.verdict_key_file, create=True)
+    number = str(version.version)
+    signature = sign_verdict(key, name, number, tracking.run_id, dict(version.tags))
+    client.set_model_version_tag(name, number, SIGNATURE_TAG, signature)
+    set_alias(client, name, CHAMPION, number)
+    return params, client, number, frame, models

@@ -41,6 +41,20 @@ def project(tmp_path, small_params):
     return data, models, evaluate, train, test
 
 
+def evaluated(project, small_params):
+    """The project's model evaluated without a registry (seed 42, 10% validation)."""
+    data, models, evaluate, _, _ = project
+    return evaluate_model(
+        data=data,
+        train=small_params.train.model_copy(
+            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
+        ),
+        evaluate=evaluate,
+        promotion=small_params.promotion,
+        registry=None,
+    )
+
+
 def test_baselines_are_fitted_on_the_rows_the_network_trained_on(project, small_params) -> None:
     """The network trains on the earlier part of the training window (the latest
     `validation_fraction` only selects its epoch): baselines get exactly the same rows."""
@@ -76,15 +90,7 @@ def test_baselines_are_fitted_on_the_rows_the_network_trained_on(project, small_
 
 def test_the_test_month_is_also_scored_without_the_optional_inputs(project, small_params) -> None:
     data, models, evaluate, _, test = project
-    metrics = evaluate_model(
-        data=data,
-        train=small_params.train.model_copy(
-            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
-        ),
-        evaluate=evaluate,
-        promotion=small_params.promotion,
-        registry=None,
-    )
+    metrics = evaluated(project, small_params)
     served = OnnxModel.load(models)
     absent = served.predict(test.drop(columns=served.preprocessor.optional_inputs))
     expected = compute_metrics(test["label"].to_numpy(), absent)
@@ -110,15 +116,7 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
         model_name="cas",
         experiment="cas",
     )
-    metrics = evaluate_model(
-        data=data,
-        train=small_params.train.model_copy(
-            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
-        ),
-        evaluate=evaluate,
-        promotion=small_params.promotion,
-        registry=None,
-    )
+    metrics = evaluated(project, small_params)
     metrics = dataclasses.replace(
         metrics, gate=GateDecision(passed=True, promoted=True, reasons=["test"])
     )
@@ -179,15 +177,7 @@ def test_a_promote_landing_between_the_gates_check_and_set_is_not_overwritten(
         experiment="cas-race",
     )
     monkeypatch.setenv("MAAS_CACHE_DIR", str(tmp_path / "cache"))
-    metrics = evaluate_model(
-        data=data,
-        train=small_params.train.model_copy(
-            update={"models_dir": models, "seed": 42, "validation_fraction": 0.1}
-        ),
-        evaluate=evaluate,
-        promotion=small_params.promotion,
-        registry=None,
-    )
+    metrics = evaluated(project, small_params)
 
     def registered(promoted: bool, champion: str | None) -> str:
         gate = GateDecision(passed=True, promoted=promoted, reasons=["test"])

@@ -14,16 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from maas.config import load_params
 from maas.errors import ScoringError, UntrustedVersionError
 from maas.scoring import local
 from maas.scoring.local import errors_path, score_table
 from maas.serving.inference import OnnxModel, request_spec
 from maas.serving.schema import build_schema
-from maas.tracking.keyring import load_key
-from maas.tracking.registry import CHAMPION, set_alias
-from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
-from tests.helpers import ROOT, make_flights, register_tiny, write_tiny_model
+from tests.helpers import make_flights, register_tiny, signed_champion
 
 KEYS = ["year", "month", "day", "carrier", "flight", "origin"]
 
@@ -31,26 +27,7 @@ KEYS = ["year", "month", "day", "carrier", "flight", "origin"]
 @pytest.fixture
 def project(tmp_path, small_params):
     """A signed champion (v1) and an unsigned v2, registered as the register stage does."""
-    params = load_params(
-        ROOT / "params.yaml",
-        [
-            f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            f"registry.artifact_root={tmp_path / 'artifacts'}",
-            "registry.model_name=batch",
-            "registry.experiment=batch",
-            f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
-        ],
-    )
-    frame = make_flights(300, month=12, seed=3)
-    models = write_tiny_model(tmp_path / "models", small_params, frame)
-    client, tracking, version = register_tiny(
-        params.registry, models, frame, {"gate_passed": "true"}
-    )
-    key = load_key(params.promotion.verdict_key_file, create=True)
-    number = str(version.version)
-    signature = sign_verdict(key, "batch", number, tracking.run_id, dict(version.tags))
-    client.set_model_version_tag("batch", number, SIGNATURE_TAG, signature)
-    set_alias(client, "batch", CHAMPION, number)
+    params, _, _, frame, models = signed_champion(tmp_path, small_params, "batch")
     register_tiny(params.registry, models, frame, {"gate_passed": "true"})  # v2: unsigned
     return params, models
 

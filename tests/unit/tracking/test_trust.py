@@ -10,45 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from maas.config import load_params
 from maas.errors import UntrustedVersionError
 from maas.monitor.judge import open_champion
 from maas.pipeline.evaluation.champion import champion_score
 from maas.tracking import serving_code
-from maas.tracking.keyring import load_key
 from maas.tracking.registry import (
-    CHAMPION,
     download_serving_artifacts,
     download_serving_code,
     logged_model_id,
-    set_alias,
 )
-from maas.tracking.verdict import SIGNATURE_TAG, sign_verdict
-from tests.helpers import ROOT, make_flights, register_tiny, write_tiny_model
+from tests.helpers import signed_champion
 
 
 @pytest.fixture
 def project(tmp_path, small_params):
     """A signed champion, registered as the register stage does it."""
-    params = load_params(
-        ROOT / "params.yaml",
-        [
-            f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            f"registry.artifact_root={tmp_path / 'artifacts'}",
-            "registry.model_name=trust",
-            "registry.experiment=trust",
-            f"promotion.verdict_key_file={tmp_path / 'gate.key'}",
-        ],
-    )
-    registry = params.registry
-    frame = make_flights(300, month=12, seed=3)
-    models = write_tiny_model(tmp_path / "models", small_params, frame)
-    client, tracking, version = register_tiny(registry, models, frame, {"gate_passed": "true"})
-    key = load_key(params.promotion.verdict_key_file, create=True)
-    name, number = registry.model_name, str(version.version)
-    signature = sign_verdict(key, name, number, tracking.run_id, dict(version.tags))
-    client.set_model_version_tag(name, number, SIGNATURE_TAG, signature)
-    set_alias(client, name, CHAMPION, number)
+    params, client, number, frame, _ = signed_champion(tmp_path, small_params, "trust")
     test = frame.assign(label=(frame["arr_delay"] >= 15).astype(int))
     return params, client, number, test
 
