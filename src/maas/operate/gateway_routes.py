@@ -5,11 +5,11 @@ model's live version runs, with the prefix removed, `/models/<name>/versions/<N>
 where version N runs (404 once another version took over), `GET /models` and
 `GET /models/<name>` answer the catalog, and any other path reaches the default task's
 model. Each model holds one of a pool of backend pairs, `bN-blue` and `bN-green` (a slot each,
-of `replicas` servers balanced round-robin). Which slot serves a model, which version runs in
-which slot and what the catalog says live in three HAProxy map files, so that adding a model,
-switching a version or publishing the catalog changes a map through the Runtime API and never
-reloads the configuration; only a model beyond the pool or more replicas make a new
-configuration (a graceful reload).
+of `replicas` servers balanced round-robin). Which slot serves a model and which version runs
+in which slot live in two HAProxy map files, so that adding a model or switching a version
+changes a map through the Runtime API and never reloads the configuration; only a model beyond
+the pool or more replicas make a new configuration (a graceful reload). The catalog is files
+HAProxy's Lua reads (`maas.operate.gateway_catalog`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from maas.files import write_text_atomic
 SLOTS = ("blue", "green")  # a fresh gateway serves each model from blue
 POOL = 8  # backends per configuration beyond the routed models: that many models join live
 NO_SERVER_PORT = 1  # an empty slot: disabled; with both disabled HAProxy answers 503
-ALL, NAMES, DEFAULT = "*all", "*names", "*default"  # map keys no model name can take
-FORMAT = "maas gateway format 3"  # in the configuration: a gateway of another one is reloaded
-CATALOG_BYTES = 12_000  # a map value is one Runtime API payload, within tune.bufsize (16 KiB)
+DEFAULT = "*default"  # a map key no model name can take
+FORMAT = "maas gateway format 4"  # in the configuration: a gateway of another one is reloaded
 MODEL_NAME = r"[A-Za-z0-9._-]+"
+ROUTES_MAP, VERSIONS_MAP = "routes.map", "versions.map"  # beside the configuration
 
 
 @dataclass
@@ -63,6 +63,7 @@ class RouteTable:
     pool: int = POOL
     replicas: int = 1  # servers per slot (the most replicas a model runs)
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
+    worker: str | None = None  # the HAProxy worker (pid) this table was confirmed by
 
     @classmethod
     def read(cls, path: Path) -> RouteTable:
@@ -116,63 +117,68 @@ def version_map(table: RouteTable) -> dict[str, str]:
     }
 
 
-def catalog_map(table: RouteTable) -> dict[str, str]:
-    """`*all` -> the catalog as a JSON list, `*names` -> the model names, model -> its entry."""
-    entries = {name: _compact(entry) for name, entry in sorted(table.catalog.items())}
-    listed = "[" + ",".join(entries.values()) + "]"
-    if len(listed) > CATALOG_BYTES:  # many models: the list without the input fields
-        brief = [
-            {k: v for k, v in e.items() if k != "inputs"} for _, e in sorted(table.catalog.items())
-        ]
-        listed = _compact(brief)
-    too_long = [key for key, value in entries.items() if len(value) > CATALOG_BYTES]
-    if len(listed) > CATALOG_BYTES or too_long:
-        raise DeployError(f"the catalog is over {CATALOG_BYTES} bytes ({too_long or 'the list'})")
-    return {ALL: listed, NAMES: _compact(sorted(table.served())), **entries}
-
-
-def _compact(value: Any) -> str:
-    """One line (a map entry's value), no spaces between tokens."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
 def map_text(entries: dict[str, str]) -> str:
     return "".join(f"{key} {value}\n" for key, value in entries.items())
 
 
 @dataclass(frozen=True)
 class MapFiles:
+    """The map files, in the configuration's folder: the configuration and the Runtime API
+    name them by file name (`default-path config`), so no folder name reaches a command."""
+
     routes: Path
     versions: Path
-    catalog: Path
+
+    @classmethod
+    def at(cls, folder: Path) -> MapFiles:
+        return cls(folder / ROUTES_MAP, folder / VERSIONS_MAP)
+
+    def entries(self, table: RouteTable) -> dict[Path, dict[str, str]]:
+        return {self.routes: route_map(table), self.versions: version_map(table)}
 
     def write(self, table: RouteTable) -> dict[Path, dict[str, str]]:
         """Every map file as `table` says (what a starting HAProxy reads); their entries."""
-        maps = {
-            self.routes: route_map(table),
-            self.versions: version_map(table),
-            self.catalog: catalog_map(table),
-        }
+        maps = self.entries(table)
         for path, entries in maps.items():
             write_text_atomic(path, map_text(entries))
         return maps
 
 
-def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: MapFiles) -> str:
-    """The HAProxy configuration: one frontend, `table.pool` pairs of slot backends."""
-    catalog, routes, versions = maps.catalog, maps.routes, maps.versions
-    unknown = (
-        '{\\"error\\":\\"no such model\\",\\"model\\":\\"%[var(txn.model),json(utf8s)]\\",'
-        f'\\"models\\":%[str({NAMES}),map({catalog})]}}'
-    )
+@dataclass(frozen=True)
+class Listen:
+    """Where the gateway listens, its admin socket, and its limits (deploy.gateway)."""
+
+    host: str
+    port: int
+    socket_file: Path
+    maxconn: int = 4096
+    rate_limit: int = 0  # requests per client address per 10 s; 0: none
+
+
+def config_word(text: str) -> str:
+    """`text` as one word of HAProxy's configuration, whatever it holds (spaces, `#`, `$`,
+    non-ASCII): single quotes, in which HAProxy expands nothing."""
+    if "\n" in text or "\0" in text:
+        raise DeployError(f"{text!r}: a gateway path cannot hold a newline")
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def render(table: RouteTable, listen: Listen) -> str:
+    """The HAProxy configuration: one frontend, `table.pool` pairs of slot backends. Every
+    file it names but the socket is in its own folder, by file name (`default-path config`);
+    the socket's path is quoted (a project path may hold a space or any character)."""
+    routes, versions = ROUTES_MAP, VERSIONS_MAP
+    catalog = "use-service lua.maas_catalog"  # maas.operate.gateway_catalog
     not_running = (
         '{\\"error\\":\\"version not running\\",\\"model\\":\\"%[var(txn.model),json(utf8s)]\\",'
         '\\"version\\":\\"%[var(txn.version),json(utf8s)]\\"}'
     )
-    no_default = (
-        '{\\"error\\":\\"no default model serves here: use /models/<name>/...\\",'
-        f'\\"models\\":%[str({NAMES}),map({catalog})]}}'
-    )
+    limit = ""
+    if listen.rate_limit:
+        limit = f"""  stick-table type ipv6 size 100k expire 30s store http_req_rate(10s)
+  http-request track-sc0 src
+  http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt {listen.rate_limit} }}
+"""
     backends = []
     for index in range(table.pool):
         name = f"b{index}"
@@ -186,10 +192,13 @@ def render(table: RouteTable, host: str, port: int, socket_file: Path, maps: Map
                 else:
                     lines.append(f"  server {server} 127.0.0.1:{NO_SERVER_PORT} disabled")
             backends.append("\n".join(lines) + "\n")
-    return f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from {socket_file.parent}/gateway.json
+    return f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from gateway.json beside it
 global
   master-worker
-  stats socket {socket_file} mode 600 level admin expose-fd listeners
+  default-path config
+  maxconn {listen.maxconn}
+  stats socket {config_word(str(listen.socket_file))} mode 600 level admin expose-fd listeners
+  lua-load catalog.lua
 defaults
   mode http
   timeout connect 5s
@@ -201,14 +210,20 @@ defaults
   retry-on conn-failure empty-response
   option redispatch 1
 frontend maas
-  bind {host}:{port}
-  acl model_path path_beg /models/
+  bind {listen.host}:{listen.port}
+  maxconn {listen.maxconn}
+{limit}  acl model_path path_beg /models/
   acl catalog_path path /models /models/
-  http-request return status 200 content-type application/json lf-string "%[str({ALL}),map({catalog})]" if METH_GET catalog_path
+  http-request set-var(txn.answer) str(list) if METH_GET catalog_path
+  http-request {catalog} if METH_GET catalog_path
   http-request set-var(txn.model) path,field(3,/) if model_path
+  http-request set-var(txn.model_json) var(txn.model),json(utf8s) if model_path
   http-request set-var(txn.backend) var(txn.model),map({routes}) if model_path {{ var(txn.model) -m reg ^{MODEL_NAME}$ }}
-  http-request return status 200 content-type application/json lf-string "%[var(txn.model),map({catalog})]" if METH_GET {{ path_reg ^/models/{MODEL_NAME}/?$ }} {{ var(txn.model),map({catalog}) -m found }}
-  http-request return status 404 content-type application/json lf-string "{unknown}" if model_path !{{ var(txn.backend) -m found }}
+  acl entry_path path_reg ^/models/{MODEL_NAME}/?$
+  http-request set-var(txn.answer) str(entry) if METH_GET entry_path {{ var(txn.model),lua.maas_has_entry -m int 1 }}
+  http-request {catalog} if {{ var(txn.answer) -m str entry }}
+  http-request set-var(txn.answer) str(unknown) if model_path !{{ var(txn.backend) -m found }}
+  http-request {catalog} if {{ var(txn.answer) -m str unknown }}
   acl version_path path_reg ^/models/{MODEL_NAME}/versions/[0-9]+(/|$)
   http-request set-var(txn.version) path,field(5,/) if version_path
   http-request set-var(txn.slot) var(txn.model),concat(/,txn.version),map({versions}) if version_path
@@ -218,7 +233,8 @@ frontend maas
   http-request set-header X-Forwarded-Prefix /models/%[var(txn.model)] if model_path !version_path
   http-request set-header X-Forwarded-Prefix /models/%[var(txn.model)]/versions/%[var(txn.version)] if version_path
   http-request set-var(txn.backend) str({DEFAULT}),map({routes}) if !model_path
-  http-request return status 404 content-type application/json lf-string "{no_default}" if !model_path !{{ var(txn.backend) -m found }}
+  http-request set-var(txn.answer) str(no_default) if !model_path !{{ var(txn.backend) -m found }}
+  http-request {catalog} if {{ var(txn.answer) -m str no_default }}
   # the prefix goes last: the rules above read the path as the client sent it
   http-request set-path %[path,regsub(^/models/[^/]+/versions/[0-9]+,)] if version_path
   http-request set-path %[path,regsub(^/models/[^/]+,)] if model_path !version_path

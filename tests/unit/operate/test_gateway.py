@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,33 +15,12 @@ from maas.errors import DeployError
 from maas.net import free_port, wait_until
 from maas.operate.gateway import Gateway
 from maas.operate.gateway_routes import FORMAT, POOL
-from tests.helpers import missing
+from tests.unit.operate.gateway_backends import backend, needs_haproxy
 
 
 @pytest.fixture(autouse=True)
-def needs_haproxy():
-    if shutil.which("haproxy") is None:
-        missing("haproxy", "haproxy is not installed")
-
-
-def backend(name: str) -> tuple[ThreadingHTTPServer, int]:
-    class Answer(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the BentoML service
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            body = name.encode() if self.path == "/predict" else f"{name}:{self.path}".encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
+def haproxy_installed() -> None:
+    needs_haproxy()
 
 
 @pytest.fixture
@@ -223,15 +200,16 @@ def test_replicas_share_the_load_and_a_dead_one_is_not_seen(gateway) -> None:
 
 
 def test_a_failed_switch_leaves_the_old_version_serving_alone(gateway) -> None:
-    """A switch HAProxy refuses halfway (here: a port it cannot take) puts the spare slot back
-    in maintenance and the maps back: the old version keeps every request."""
+    """A port HAProxy would take wrongly (it wraps 70000 to 4464) is refused before any step:
+    the old version keeps every request. A refusal at each step of a switch:
+    test_gateway_faults.py."""
     server, port = backend("a")
     url = f"http://127.0.0.1:{gateway.port}/models/m/predict"
     try:
         gateway.ensure()
         gateway.switch("m", [port], "1")
         with pytest.raises(DeployError, match="not a TCP port"):  # HAProxy would wrap it
-            gateway.switch("m", [port, 70000], "2")  # the first replica was already ready
+            gateway.switch("m", [port, 70000], "2")
         assert {httpx.post(url, json={}).text for _ in range(20)} == {"a"}
         assert gateway.table().routes["m"].version == "1"
         base = f"http://127.0.0.1:{gateway.port}/models/m/versions"
