@@ -19,7 +19,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from maas.monitor.predictions import read_predictions
+from maas.config import load_params
+from maas.monitor.predictions import LogColumns, read_predictions
 from maas.net import free_port
 from tests.e2e.helpers import (
     FAST,
@@ -87,14 +88,17 @@ def test_served_predictions_are_judged_and_a_breach_retrains(tmp_path: Path, rea
             assert http.post(f"{base}/predict", json={"flights": [{}]}).status_code == 400
             metrics = http.get(f"{base}/models/flight-delay/metrics").text
         folder = root / ".maas" / "predictions" / "flight-delay"
+        columns = LogColumns.of(load_params(root / "params.yaml", settings, "flight-delay"))
         deadline = time.monotonic() + 10  # a served line reaches the file within a second
-        while len(logged := read_predictions(folder, "flights").frame) < 1200:
+        while len(logged := read_predictions(folder, "flights", columns).frame) < 1200:
             assert time.monotonic() < deadline, len(logged)
             time.sleep(0.5)
-        logged = read_predictions(folder, "flights")
+        logged = read_predictions(folder, "flights", columns)
         replayed = logged.frame[logged.frame["flight"].notna()]  # not the readiness probes
         assert len(replayed) == 1200 and logged.skipped == 0  # the 400 is not a prediction
-        assert set(KEYS) <= set(logged.frame.columns)  # what the client sent, as sent
+        assert set(KEYS) <= set(logged.frame.columns)  # the keys the client sent are logged
+        lines = b"".join(path.read_bytes() for path in folder.iterdir())
+        assert b'"tailnum"' not in lines and b'"arr_time"' not in lines  # fields of no use
         assert set(logged.frame["model_version"]) == {"1"}
         assert "maas_prediction_log_lost_total 0.0" in metrics
 

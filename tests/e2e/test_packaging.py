@@ -142,6 +142,92 @@ def test_container_predicts_like_the_pyfunc_on_december(project, endpoint):
     assert [p["delayed"] for p in body["predictions"]] == list(expected["delayed"])
 
 
+@pytest.fixture
+def neighbour(tmp_path):
+    """A network neighbour of the test's own: a namespace joined to the host by a veth pair
+    (host 10.77.0.1, neighbour 10.77.0.2). Traffic goes only from inside it to the veth's host
+    address (docs of the sandbox: /work/shared/STACK.md). Yields a function that says whether
+    a TCP connection from the neighbour to 10.77.0.1:port is accepted."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("network namespaces need root and iproute2")
+    name = f"maas-t{os.getpid() % 100000}"
+    host, peer = f"{name}-h"[:15], f"{name}-p"[:15]
+    steps = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", host, "type", "veth", "peer", "name", peer],
+        ["ip", "link", "set", peer, "netns", name],
+        ["ip", "addr", "add", "10.77.0.1/24", "dev", host],
+        ["ip", "link", "set", host, "up"],
+        ["ip", "-n", name, "addr", "add", "10.77.0.2/24", "dev", peer],
+        ["ip", "-n", name, "link", "set", peer, "up"],
+        ["ip", "-n", name, "link", "set", "lo", "up"],
+    ]
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+
+        def reaches(port: int) -> bool:
+            probe = (
+                "import socket,sys\n"
+                "try:\n socket.create_connection(('10.77.0.1', int(sys.argv[1])), timeout=3)\n"
+                "except OSError: sys.exit(1)\n"
+            )
+            done = subprocess.run(
+                ["ip", "netns", "exec", name, sys.executable, "-c", probe, str(port)],
+                capture_output=True,
+                timeout=30,
+            )
+            return done.returncode == 0
+
+        yield reaches
+    finally:
+        subprocess.run(["ip", "link", "del", host], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_a_replica_is_confined_and_not_reachable_from_the_network(
+    project, packaged, endpoint, neighbour
+):
+    """Issue 27 items 6 and 7, on the running container: a neighbour on the host's network
+    cannot reach the replica's port (it listened on 0.0.0.0 with `--network host`), while a
+    listener of the test on every interface is reachable from it (the probe can tell); the
+    root file system is read-only, the processes hold no capabilities and cannot gain any,
+    memory and processes are limited; and it still predicts."""
+    _, runtime = packaged
+    port = int(endpoint.rsplit(":", 1)[1])
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+    assert listening.stdout.split() and all(
+        line.split()[3] == f"127.0.0.1:{port}" for line in listening.stdout.strip().splitlines()
+    ), listening.stdout
+    with socket.create_server(("0.0.0.0", 0)) as control:
+        assert neighbour(control.getsockname()[1])  # the probe reaches an open port
+    assert not neighbour(port)
+
+    container = _container_of(endpoint)
+    info = json.loads(containers.run_tool([runtime, "container", "inspect", container]))[0]
+    config = info["HostConfig"]
+    assert config["ReadonlyRootfs"] is True
+    assert config["Memory"] == 2048 << 20 and config["PidsLimit"] == 1024
+    assert "no-new-privileges" in " ".join(config.get("SecurityOpt") or [])
+    written = subprocess.run(
+        [runtime, "exec", container, "sh", "-c", "touch /home/bentoml/x || touch /x"],
+        capture_output=True,
+        text=True,
+    )
+    assert written.returncode != 0 and "Read-only file system" in written.stderr
+    pids = [int(info["State"]["Pid"])]
+    pids += [int(p) for p in Path(f"/proc/{pids[0]}/task/{pids[0]}/children").read_text().split()]
+    for pid in pids:
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        assert int(status["CapEff"].strip(), 16) == 0 and int(status["CapPrm"].strip(), 16) == 0
+        assert status["NoNewPrivs"].strip() == "1"
+    records = december_records(project, 5)
+    payload = {"flights": json.loads(records.to_json(orient="records"))}
+    assert httpx.post(f"{endpoint}/predict", json=payload, timeout=30).status_code == 200
+
+
 def test_metadata_and_health(endpoint):
     meta = httpx.post(f"{endpoint}/metadata", json={}, timeout=10).json()
     assert meta["model_name"] == MODEL and meta["model_version"] == "1"
@@ -516,3 +602,46 @@ def test_soak_script_holds_rate_without_errors(packaged, tmp_path):
     assert body["planned"] == 2000 and body["sent"] == body["planned"], body
     assert body["failures"] == {} and body["ok"] == body["sent"], body
     assert body["max_lag_s"] < 2.0, body
+
+
+def test_batch_scoring_answers_as_the_running_container_does(project, endpoint, tmp_path):
+    """Issue 31.2: `maas score` over a table and the served container over HTTP give the same
+    outputs for the same records, an unknown category and a left-out optional field among
+    them; a record the service refuses with a 400 is a refused row of the batch."""
+    import pyarrow.parquet as pq
+
+    _, overrides, _ = project
+    records = december_records(project, 120).reset_index(drop=True)
+    records.loc[0, "carrier"] = "ZZ"
+    records.loc[1, "temp"] = None
+    source = tmp_path / "records.parquet"
+    records.to_parquet(source, index=False, row_group_size=50)
+    output = tmp_path / "scored.parquet"
+    ran = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--params",
+            PARAMS,
+            *[f"--set={o}" for o in overrides],
+            "--input",
+            str(source),
+            "--output",
+            str(output),
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)  # --json: stdout holds the JSON alone
+    assert summary["rows"] == 120 and summary["errors"] == 0 and summary["version"] == "1"
+    payload = {"flights": json.loads(records.to_json(orient="records"))}
+    served = httpx.post(f"{endpoint}/predict", json=payload, timeout=30).json()["predictions"]
+    scored = pq.read_table(output).to_pylist()
+    assert [r["delay_probability"] for r in scored] == pytest.approx(
+        [p["delay_probability"] for p in served], abs=1e-6
+    )
+    assert [r["delayed"] for r in scored] == [p["delayed"] for p in served]
+    assert [r["unknown_inputs"] for r in scored] == [p["unknown_inputs"] for p in served]
+    assert scored[0]["unknown_inputs"] == ["carrier"]

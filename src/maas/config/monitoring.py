@@ -18,6 +18,10 @@ class MonitoringParams(Strict):
     log_dir: Path = Path(".maas/predictions")
     log_max_bytes: int = Field(64 << 20, ge=4096)  # a process's file rolls over at this size
     log_backups: int = Field(8, ge=0)  # rolled-over files kept per process (retention)
+    # files last written longer ago are deleted by the services (null: kept until log_backups)
+    retention_days: float | None = Field(90, gt=0)
+    # record fields logged redacted: drop (never logged) | hash (sha256: joins, but guessable)
+    redact: dict[str, Literal["drop", "hash"]] = {}
     # deploy.target kubernetes: the pods log into a ReadWriteMany claim of this storage class
     # (one the cluster has, e.g. nfs-client, efs-sc, azurefile; null: the pods log nothing)
     kubernetes_storage_class: str | None = None

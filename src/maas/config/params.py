@@ -67,6 +67,13 @@ class Params(Strict):
             bounds={rule.column: (rule.min, rule.max) for rule in rules},
         )
 
+    @property
+    def logged_keys(self) -> list[str]:
+        """Record fields the prediction log keeps beside the request's own: the task's key
+        columns (validation.unique_key: late labels join on them) and time columns (the period
+        a served record belongs to)."""
+        return list(dict.fromkeys([*self.validation.unique_key, *self.data.time.columns]))
+
     def digest(self) -> str:
         """sha256 of the canonical JSON of all parameters (a lineage tag)."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -20,7 +20,7 @@ from maas.config import Params
 from maas.monitor import alerts, evidence
 from maas.monitor.judge import judge_period, open_champion, temporary_folder, with_prediction
 from maas.monitor.policy import may_retrain
-from maas.monitor.predictions import read_predictions
+from maas.monitor.predictions import LogColumns, read_predictions
 from maas.monitor.state import read_state, write_state
 from maas.operate.audit import AuditTrail
 
@@ -62,7 +62,9 @@ def monitor_task(params: Params, now: dt.datetime | None = None) -> Pass:
     model = params.registry.model_name
     client = connect(params.registry)
     state = read_state(params.monitoring.state_dir, params.task)
-    logged = read_predictions(params.monitoring.log_dir / model, params.serving.body_key)
+    logged = read_predictions(
+        params.monitoring.log_dir / model, params.serving.body_key, LogColumns.of(params)
+    )
     outcome = Pass(params.task, model, "ok", skipped_lines=logged.skipped)
     if logged.skipped:
         log.warning(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from maas.operate.deployment import (
     remove_state,
     write_state,
 )
+from maas.release.containers import BENTOML_HOME, WRITABLE, Limits
 from maas.serving import prediction_log
 from maas.serving.guard import TOKEN_ENV
 
@@ -49,8 +50,13 @@ class KubernetesTarget:
         replicas: int = 2,
         default: str | None = None,
         monitoring: MonitoringParams | None = None,
+        *,
+        log_keys: Sequence[str] = (),
+        limits: Limits | None = None,
     ) -> None:
         self.state_dir, self.folder, self.replicas = state_dir, folder, replicas
+        self.log_keys = tuple(log_keys)  # logged beside the request's fields
+        self.limits = limits or Limits()  # each pod's resources
         self.default = default  # the model the Ingress's default backend is
         self.monitoring = monitoring  # with .log: the pods log predictions to a volume
         self.state_file = state_dir / STATE_FILES["kubernetes"]
@@ -67,6 +73,8 @@ class KubernetesTarget:
             replicas=self.replicas,
             image_id=image_id,
             log=self.monitoring if _logs(self.monitoring) else None,
+            log_keys=self.log_keys,
+            limits=self.limits,
         )
         deployment = Deployment(
             model=model,
@@ -131,6 +139,8 @@ def render_kubernetes(
     replicas: int = 2,
     image_id: str = "",
     log: MonitoringParams | None = None,
+    log_keys: Sequence[str] = (),
+    limits: Limits | None = None,
 ) -> Path:
     """A Deployment (readiness on /readyz, liveness on /livez) and a Service for the image,
     and with `log` the PersistentVolumeClaim (`log.kubernetes_storage_class`) its pods write
@@ -138,21 +148,46 @@ def render_kubernetes(
 
     The cluster pulls `image` by name from its registry; the ID of the image that passed
     infra-validation is the pod annotation `maas/image-id`, for an admission policy or a
-    person to compare with what the registry serves under that name."""
+    person to compare with what the registry serves under that name.
+
+    The pods are confined as local containers are (`maas.release.containers.hardening`): a
+    read-only root file system with an emptyDir for each path the service writes, no
+    capabilities, no privilege escalation, the runtime's default seccomp profile, and
+    resource requests and limits (`limits`, deploy.container_*)."""
     name = named("maas", model)
     env: list[dict[str, Any]] = [
         {
             "name": TOKEN_ENV,
             "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token", "optional": True}},
-        }
+        },
+        {"name": "BENTOML_HOME", "value": BENTOML_HOME},  # in an emptyDir: the root is read-only
     ]
     logged: dict[str, Any] = {}
     claim = None
     if log is not None:  # every pod of every version writes its own files into one claim
-        settings = prediction_log.environment(log.log_max_bytes, log.log_backups)
+        settings = prediction_log.environment(
+            log.log_max_bytes,
+            log.log_backups,
+            keys=log_keys,
+            redact=log.redact,
+            retention_days=log.retention_days,
+        )
         env += [{"name": key, "value": value} for key, value in settings.items()]
         logged = {"volumeMounts": [{"name": "predictions", "mountPath": prediction_log.MOUNT}]}
         claim = prediction_claim(f"{name}-predictions", log)
+    scratch = [f"scratch-{number}" for number in range(len(WRITABLE))]
+    mounts = [{"name": n, "mountPath": path} for n, path in zip(scratch, WRITABLE, strict=True)]
+    mounts += logged.get("volumeMounts", [])
+    volumes: list[dict[str, Any]] = [
+        {"name": n, "emptyDir": {"sizeLimit": "256Mi"}} for n in scratch
+    ]
+    if claim:
+        volumes.append(
+            {
+                "name": "predictions",
+                "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+            }
+        )
     labels = {"app": name, "maas/model": model, "maas/version": str(version)}
     deployment = {
         "apiVersion": "apps/v1",
@@ -165,7 +200,10 @@ def render_kubernetes(
             "template": {
                 "metadata": {"labels": labels, "annotations": {"maas/image-id": image_id}},
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": "service",
@@ -173,7 +211,13 @@ def render_kubernetes(
                             "ports": [{"containerPort": port}],
                             # bearer auth as for local containers: the token by reference only
                             "env": env,
-                            **logged,
+                            "volumeMounts": mounts,
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                                "runAsNonRoot": True,
+                            },
                             "readinessProbe": {
                                 "httpGet": {"path": "/readyz", "port": port},
                                 "periodSeconds": 2,
@@ -182,23 +226,10 @@ def render_kubernetes(
                                 "httpGet": {"path": "/livez", "port": port},
                                 "initialDelaySeconds": 10,
                             },
-                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                            "resources": pod_resources(limits or Limits()),
                         }
                     ],
-                    **(
-                        {
-                            "volumes": [
-                                {
-                                    "name": "predictions",
-                                    "persistentVolumeClaim": {
-                                        "claimName": claim["metadata"]["name"]
-                                    },
-                                }
-                            ]
-                        }
-                        if claim
-                        else {}
-                    ),
+                    "volumes": volumes,
                 },
             },
         },
@@ -213,6 +244,21 @@ def render_kubernetes(
     documents = [deployment, service, *([claim] if claim else [])]
     write_text_atomic(path, yaml.safe_dump_all(checked(documents), sort_keys=False))
     return path
+
+
+def pod_resources(limits: Limits) -> dict[str, dict[str, str]]:
+    """Requests (what the scheduler reserves) and limits (`limits`; a pod's process count is
+    the kubelet's `podPidsLimit`, not the manifest's)."""
+    memory = limits.memory_mb
+    requests = {"cpu": "500m", "memory": f"{min(512, memory or 512)}Mi"}
+    if limits.cpus is not None and limits.cpus < 0.5:
+        requests["cpu"] = f"{limits.cpus:g}"
+    capped: dict[str, str] = {}
+    if memory is not None:
+        capped["memory"] = f"{memory}Mi"
+    if limits.cpus is not None:
+        capped["cpu"] = f"{limits.cpus:g}"
+    return {"requests": requests, **({"limits": capped} if capped else {})}
 
 
 def _logs(monitoring: MonitoringParams | None) -> bool:

@@ -4,20 +4,28 @@ A delivery with a bad or missing signature, a timestamp outside the tolerance, o
 id already seen gets 401 and changes nothing. A valid alias event only wakes the reconcile
 loop: the loop compares `champion` with what serves, so duplicate or out-of-order deliveries
 are harmless.
+
+Slow clients are bounded twice: every read times out after `READ_TIMEOUT_S`, and a whole
+request (headers, body, answer) must be done within `deadline_s`, or its connection is cut
+(a byte every few seconds kept a connection open forever under the per-read timeout alone).
+At most `max_connections` are served at once; one more is answered 503 and closed at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from maas.errors import WebhookSecretError
+from maas.errors import ConfigError, WebhookSecretError
 from maas.net import parse_address
 from maas.tracking.webhooks import (
     ALIAS_EVENTS,
@@ -32,6 +40,9 @@ log = logging.getLogger(__name__)
 TOLERANCE_S = 300
 MAX_BODY = 64 * 1024
 READ_TIMEOUT_S = 10  # a client that stops sending loses its connection after this long
+DEADLINE_S = 10.0  # a whole request, however it trickles in (deploy.webhook_deadline_s)
+MAX_CONNECTIONS = 32  # served at once; more get 503 (deploy.webhook_max_connections)
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class ReplayGuard:
@@ -80,21 +91,75 @@ def verify_delivery(
     return None
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """At most `max_connections` connections in service; one more is answered 503 and
+    closed by the accepting thread, without a thread of its own."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.settimeout(1)
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def serve_webhooks(
     address: str,
     secret: str,
     model_names: str | Collection[str],
     on_alias_event: Callable[[dict], None],
+    *,
+    deadline_s: float = DEADLINE_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ThreadingHTTPServer:
     """An HTTP receiver on `address` (POST /webhook) in a daemon thread. Bodies are bounded
-    (a declared, valid Content-Length up to MAX_BODY) and reads time out."""
+    (a declared, valid Content-Length up to MAX_BODY), reads time out, a whole request must be
+    done within `deadline_s`, and at most `max_connections` are served at once."""
     if not secret.strip():
         raise WebhookSecretError("the webhook secret is empty: refusing to verify with it")
     guard = ReplayGuard()
     names = {model_names} if isinstance(model_names, str) else set(model_names)
 
     class Handler(BaseHTTPRequestHandler):
-        timeout = READ_TIMEOUT_S  # socket timeout for every read (StreamRequestHandler)
+        timeout = min(READ_TIMEOUT_S, deadline_s)  # for every read (StreamRequestHandler)
+
+        def setup(self) -> None:
+            super().setup()
+            # the whole request's deadline: the connection is shut when it passes, which ends
+            # a read in progress however slowly its bytes come
+            self.deadline = threading.Timer(deadline_s, self._cut)
+            self.deadline.daemon = True
+            self.deadline.start()
+
+        def _cut(self) -> None:
+            log.warning(
+                "webhook: a request from %s exceeded %.0fs", self.client_address[0], deadline_s
+            )
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def finish(self) -> None:
+            self.deadline.cancel()
+            with contextlib.suppress(OSError):  # a cut connection cannot flush
+                super().finish()
 
         def do_POST(self) -> None:
             if self.path.rstrip("/") != "/webhook":
@@ -138,6 +203,11 @@ def serve_webhooks(
         def log_message(self, format: str, *args: object) -> None:
             log.debug(format, *args)
 
-    server = ThreadingHTTPServer(parse_address(address), Handler)
+    if deadline_s <= 0 or max_connections < 1:
+        raise ConfigError(
+            f"webhook receiver limits must be positive: deadline_s={deadline_s}, "
+            f"max_connections={max_connections}"
+        )
+    server = _BoundedServer(parse_address(address), Handler, max_connections)
     threading.Thread(target=server.serve_forever, daemon=True, name="webhooks").start()
     return server

@@ -14,12 +14,13 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from maas.clock import utc_timestamp
 from maas.config import MonitoringParams, Params
+from maas.config.sections import GatewayParams
 from maas.errors import DeployError
 from maas.naming import named
 from maas.net import free_port, parse_address
@@ -71,16 +72,21 @@ class LocalTarget:
         default: str | None = None,
         replicas: int = 1,
         monitoring: MonitoringParams | None = None,
+        log_keys: Sequence[str] = (),
+        gateway: GatewayParams | None = None,
+        limits: containers.Limits | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.monitoring = monitoring  # with .log: each container logs its predictions
+        self.log_keys = tuple(log_keys)  # logged beside the request's fields (Params.logged_keys)
+        self.limits = limits  # each container's resources (None: containers.Limits())
         self.host, self.port = parse_address(address)
         self.runtime, self.network = runtime, network
         self.ready_timeout_s, self.drain_s = ready_timeout_s, drain_s
         self.replicas = replicas  # containers per model, balanced by the gateway
         self.state_file = state_dir / STATE_FILE
         self.endpoint = f"http://{self.host}:{self.port}"
-        self.gateway = Gateway(state_dir, self.host, self.port, default)
+        self.gateway = Gateway(state_dir, self.host, self.port, default, limits=gateway)
 
     def current(self, model: str) -> Deployment | None:
         return read_deployment(self.state_dir, self.name, model)
@@ -132,11 +138,14 @@ class LocalTarget:
         try:
             self._write_state(deployment)
         except DeployError:  # unrecorded: back to the old ones, which still run (or none)
-            with contextlib.suppress(DeployError):
-                if previous is not None:
-                    self.gateway.switch(model, previous.all_ports, previous.version)
+            try:
+                if previous is not None:  # stands even where the disk is full
+                    self.gateway.switch(model, previous.all_ports, previous.version, restoring=True)
                 else:
                     self.gateway.remove(model)
+            except DeployError as error:  # the new ones still serve: they stay
+                log.warning("%s: v%s still serves, unrecorded: %s", model, version, error)
+                raise
             self._remove(names)
             raise
         except BaseException:  # stopped right after the switch: what serves is recorded
@@ -156,7 +165,13 @@ class LocalTarget:
         settings = self.monitoring
         if settings is None or not settings.log:
             return {}, {}
-        env = prediction_log.environment(settings.log_max_bytes, settings.log_backups)
+        env = prediction_log.environment(
+            settings.log_max_bytes,
+            settings.log_backups,
+            keys=self.log_keys,
+            redact=settings.redact,
+            retention_days=settings.retention_days,
+        )
         return env, {settings.log_dir.resolve() / model: prediction_log.MOUNT}
 
     def _start(self, model: str, version: str, image: str, image_id: str) -> tuple[str, int]:
@@ -176,6 +191,7 @@ class LocalTarget:
                 restart="on-failure",
                 env=env,
                 volumes=volumes,
+                limits=self.limits,
             )
         except BaseException:  # created, then failed to start, or we are stopping: leave nothing
             containers.remove_container(self.runtime, name)
@@ -328,6 +344,13 @@ def _served_version(base_url: str) -> str | None:
     return str(version) if version is not None else None
 
 
+def container_limits(params: Params) -> containers.Limits:
+    deploy = params.deploy
+    return containers.Limits(
+        deploy.container_memory_mb, deploy.container_cpus, deploy.container_pids_limit
+    )
+
+
 def make_target(params: Params) -> Target:
     """The deploy target params.deploy.target names, ready to deploy to."""
     if params.deploy.target == "kubernetes":
@@ -338,6 +361,8 @@ def make_target(params: Params) -> Target:
             deploy.kubernetes_replicas,
             deploy.default_model,
             monitoring=params.monitoring,
+            log_keys=params.logged_keys,
+            limits=container_limits(params),
         )
     backend, reasons = containers.select_backend(params.packaging.backend)
     runtime = containers.runtime_for(backend) if backend else None
@@ -352,6 +377,9 @@ def make_target(params: Params) -> Target:
         default=params.deploy.default_model,
         replicas=params.deploy.replicas,
         monitoring=params.monitoring,
+        log_keys=params.logged_keys,
+        gateway=params.deploy.gateway,
+        limits=container_limits(params),
     )
 
 

@@ -59,7 +59,14 @@ def watch(
         from maas.tracking.webhooks import load_or_create_secret
 
         secret = load_or_create_secret(first.deploy.webhook_secret_file)
-        server = serve_webhooks(first.deploy.webhook_listen, secret, names, on_alias_event)
+        server = serve_webhooks(
+            first.deploy.webhook_listen,
+            secret,
+            names,
+            on_alias_event,
+            deadline_s=first.deploy.webhook_deadline_s,
+            max_connections=first.deploy.webhook_max_connections,
+        )
         log.info("webhooks: POST http://%s/webhook", first.deploy.webhook_listen)
     with contextlib.suppress(LockBusy), controller_lock(first.deploy.state_dir, wait=False):
         for target, name in zip(targets, names, strict=True):

@@ -24,6 +24,45 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("docker", "podman", "buildah")
 CA_BUNDLE_IN_IMAGE = "/etc/ssl/certs/ca-certificates.crt"
+# What a serving container writes besides a mounted volume: BentoML's home (at start it makes
+# its store folders there, then Prometheus files; /home/bentoml/ in its images, which also
+# holds the Bento) moved to BENTOML_HOME below, and its sockets and temporary files in /tmp.
+# WRITABLE is a tmpfs; the rest of the image is read-only.
+WRITABLE = ("/tmp",)
+BENTOML_HOME = "/tmp/bentoml"
+TMPFS_OPTIONS = "rw,nosuid,nodev,noexec,size=256m"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A serving container's resources (deploy.container_*): None leaves one unlimited."""
+
+    memory_mb: int | None = 2048
+    cpus: float | None = 2.0
+    pids: int | None = 1024
+
+    def arguments(self) -> list[str]:
+        out = []
+        if self.memory_mb is not None:
+            out += ["--memory", f"{self.memory_mb}m"]
+        if self.cpus is not None:
+            out += ["--cpus", f"{self.cpus:g}"]
+        if self.pids is not None:
+            out += ["--pids-limit", str(self.pids)]
+        return out
+
+
+def hardening(runtime: str, limits: Limits) -> list[str]:
+    """Run arguments that confine a serving container: a read-only root file system with a
+    tmpfs for each WRITABLE path (BentoML's home in one), no capabilities, no privilege gain
+    (setuid), and `limits`."""
+    command = ["--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges"]
+    command += ["--env", f"BENTOML_HOME={BENTOML_HOME}"]
+    if Path(runtime).name == "podman":
+        command += ["--read-only-tmpfs=false"]  # podman's own /tmp, /run...: WRITABLE instead
+    for path in WRITABLE:
+        command += ["--tmpfs", f"{path}:{TMPFS_OPTIONS}"]
+    return [*command, *limits.arguments()]
 
 
 @dataclass(frozen=True)
@@ -124,20 +163,27 @@ def run_container(
     pass_env: list[str] | None = None,
     restart: str | None = None,
     volumes: dict[Path, str] | None = None,
+    limits: Limits | None = None,
 ) -> str:
-    """Start `image` detached, answering on 127.0.0.1:`port`; returns the container id.
+    """Start `image` detached, answering on 127.0.0.1:`port` only; returns the container id.
+
+    The container is confined (`hardening`: read-only, no capabilities, no privilege gain,
+    `limits` or the defaults). On the host network the service binds 127.0.0.1
+    (`BENTOML_HOST`): without it, it listened on every interface, around the gateway.
 
     `pass_env`: variable names handed over from this process's environment (`--env NAME`),
     so secret values never appear on a command line. `restart`: the runtime's restart policy
     (`on-failure`: a crashed or OOM-killed service comes back by itself). `volumes`: host
     folder -> path in the container, writable by the image's (non-root) user: podman maps the
-    folder's owner to it (`:U`); other runtimes get a folder anyone may write."""
+    folder's owner to it (`:U`); Docker shares it through its group (setgid 2770).
+    `limits`: the container's resources (None: `Limits()`'s defaults)."""
     run_tool([runtime, "rm", "--force", "--ignore", name], check=False)
     command = [runtime, "run", "--detach", "--init", "--name", name]
+    command += hardening(runtime, limits or Limits())
     if restart:
         command += ["--restart", restart]
     if network == "host":
-        command += ["--network", "host", "--env", f"PORT={port}"]
+        command += ["--network", "host", "--env", f"PORT={port}", "--env", "BENTOML_HOST=127.0.0.1"]
     else:  # a bridge network publishes the service's default port on loopback
         command += ["--publish", f"127.0.0.1:{port}:3000"]
     for key, value in (env or {}).items():
@@ -145,7 +191,7 @@ def run_container(
     for key in pass_env or []:
         command += ["--env", key]
     for folder, inside in (volumes or {}).items():
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
         if Path(runtime).name == "podman":
             command += ["--volume", f"{folder.resolve()}:{inside}:U"]
         else:  # Docker has no :U: the service's user joins the folder's group, not everyone

@@ -138,7 +138,9 @@ class ModelService:
             raise ArtifactIntegrityError("the request spec changed after the service started")
         self.version = str(self.info["model_version"])
         # Every served prediction, when the deploy target mounts a log folder (docs/monitoring.md)
-        self.prediction_log = PredictionLog.from_env(self.info["registered_model"], self.version)
+        self.prediction_log = PredictionLog.from_env(
+            self.info["registered_model"], self.version, SCHEMA.spec.body_key, SCHEMA.spec.names
+        )
         # Warm-up: /readyz turns ready only once a real prediction has run, on a record of
         # the task's own (kept with the request spec at training).
         warmup = SCHEMA.record.model_validate(SCHEMA.spec.example)
@@ -165,8 +167,8 @@ class ModelService:
         records = body[SCHEMA.spec.body_key]
         response = SCHEMA.to_response(self.version, *self.score_or_400(records))
         if self.prediction_log is not None:  # the fast path logs what it answers itself
-            # the body as sent, as the fast path logs it: its fields the model does not read
-            # are a record's keys, which join late labels
+            # the body as sent, as the fast path logs it: the log keeps the declared fields
+            # and the task's keys (which join late labels) of it
             sent = received_body()
             if sent is None:  # called in process, not through the guard: the records
                 request = {SCHEMA.spec.body_key: [record.model_dump() for record in records]}

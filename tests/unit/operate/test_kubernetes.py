@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from maas.config import MonitoringParams
 from maas.errors import DeployError
 from maas.operate.kubernetes import INGRESS_FILE, KubernetesTarget, checked
 
@@ -75,8 +76,8 @@ def test_pods_log_their_predictions_to_a_claim_of_the_model(tmp_path: Path) -> N
     assert env[prediction_log.DIR_ENV] == prediction_log.MOUNT
     assert env[prediction_log.MAX_BYTES_ENV] == str(1 << 20)
     assert env[prediction_log.BACKUPS_ENV] == "3"
-    assert container["volumeMounts"] == [{"name": "predictions", "mountPath": prediction_log.MOUNT}]
-    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert {"name": "predictions", "mountPath": prediction_log.MOUNT} in container["volumeMounts"]
+    assert pod["volumes"][-1]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     assert claim["metadata"]["name"] == "maas-flight-delay-predictions"
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
@@ -85,4 +86,45 @@ def test_pods_log_their_predictions_to_a_claim_of_the_model(tmp_path: Path) -> N
         target = KubernetesTarget(tmp_path / f"s{number}", tmp_path / f"k{number}", monitoring=off)
         target.deploy("m", "1", "m:v1", "")  # no class (the default), or the log off
         documents = list(yaml.safe_load_all((tmp_path / f"k{number}" / "maas-m.yaml").read_text()))
-        assert len(documents) == 2 and "volumes" not in documents[0]["spec"]["template"]["spec"]
+        volumes = documents[0]["spec"]["template"]["spec"]["volumes"]
+        assert len(documents) == 2 and all("emptyDir" in volume for volume in volumes)
+
+
+def test_pods_are_confined_and_limited_like_local_containers(tmp_path: Path) -> None:
+    """Issue 27 item 7 on the kubernetes target: a read-only root file system with an emptyDir
+    for each path the service writes, no capabilities, no privilege escalation, the default
+    seccomp profile, resource requests and limits (the deploy settings), and the prediction
+    log's keys and redactions passed on."""
+    from maas.release.containers import WRITABLE, Limits
+    from maas.serving import prediction_log
+
+    settings = MonitoringParams(kubernetes_storage_class="nfs", redact={"tailnum": "drop"})
+    target = KubernetesTarget(
+        tmp_path / "state",
+        tmp_path / "k8s",
+        monitoring=settings,
+        log_keys=["flight", "year"],
+        limits=Limits(memory_mb=1024, cpus=1.5, pids=100),
+    )
+    target.deploy("flight-delay", "3", "maas-flight-delay:v3", "")
+    deployment, *_ = yaml.safe_load_all((tmp_path / "k8s" / "maas-flight-delay.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+    }
+    mounted = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert set(WRITABLE) | {prediction_log.MOUNT} == mounted
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"memory": "1024Mi", "cpu": "1.5"},
+    }
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[prediction_log.KEYS_ENV] == "flight,year"
+    assert env["BENTOML_HOME"].startswith(tuple(WRITABLE))
+    assert env[prediction_log.REDACT_ENV] == '{"tailnum": "drop"}'
+    assert float(env[prediction_log.RETENTION_ENV]) == 90

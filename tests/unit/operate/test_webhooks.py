@@ -153,3 +153,58 @@ def test_a_slow_client_is_cut_off() -> None:
             assert time.monotonic() - started < receiver.READ_TIMEOUT_S + 5
     finally:
         server.shutdown()
+
+
+def test_slowloris_clients_are_cut_at_the_deadline_and_capped() -> None:
+    """Issue 27 item 10, the attack: connections that send a byte every 0.3 s never trip the
+    per-read timeout. Each is cut when the whole-request deadline passes; beyond the cap a
+    connection gets 503 at once; a real delivery is answered afterwards."""
+    port, cap, deadline = free_port(), 4, 1.0
+    server = serve_webhooks(
+        f"127.0.0.1:{port}",
+        SECRET,
+        "flight-delay",
+        lambda event: None,
+        deadline_s=deadline,
+        max_connections=cap,
+    )
+    socks = []
+    try:
+        for _ in range(cap):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n")
+            socks.append(sock)
+        time.sleep(0.2)  # the cap's connections are being served
+        assert raw_request(port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 503")
+        started, open_ = time.monotonic(), list(socks)
+        while open_ and time.monotonic() - started < deadline + 5:
+            time.sleep(0.3)
+            for sock in list(open_):
+                try:
+                    sock.sendall(b"{")  # one byte: always within the per-read timeout
+                except OSError:
+                    open_.remove(sock)
+                    continue
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1) == b"":
+                        open_.remove(sock)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    open_.remove(sock)
+                sock.setblocking(True)
+        assert not open_, f"{len(open_)} trickling connections still open"
+        assert time.monotonic() - started < deadline + 2
+        now = int(time.time())
+        signature = _generate_hmac_signature(SECRET, "d-slow", str(now), BODY)
+        head = (
+            "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers("d-slow", now, signature).items())
+            + f"Content-Length: {len(BODY)}\r\n\r\n"
+        ).encode()
+        assert raw_request(port, head, BODY.encode()).split(b" ")[1] == b"202"
+    finally:
+        for sock in socks:
+            sock.close()
+        server.shutdown()

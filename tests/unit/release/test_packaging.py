@@ -129,6 +129,40 @@ def test_a_docker_volume_is_shared_with_the_folders_group_not_with_everyone(tmp_
     assert f"{folder.resolve()}:/var/log/maas" in args
 
 
+@pytest.mark.parametrize("tool", ["docker", "podman"])
+def test_a_serving_container_is_confined_and_binds_loopback(tmp_path: Path, tool: str) -> None:
+    """Issue 27 items 6 and 7, the run arguments of both runtimes: on the host network the
+    service binds 127.0.0.1 (`BENTOML_HOST`; without it BentoML listened on 0.0.0.0), the root
+    file system is read-only with a tmpfs where the service writes, no capabilities, no
+    privilege gain, and the deploy settings' limits (tests/e2e/test_packaging.py checks a real
+    container)."""
+    runtime = tmp_path / "bin" / tool
+    runtime.parent.mkdir()
+    argv = tmp_path / "argv"
+    runtime.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {argv}\necho container-id\n')
+    runtime.chmod(0o755)
+    limits = containers.Limits(memory_mb=512, cpus=1.5, pids=64)
+    containers.run_container(str(runtime), "img", "name", 8080, limits=limits)
+    args = argv.read_text().splitlines()
+    args = args[args.index("run") :]
+    assert args[args.index("--network") + 1] == "host"
+    assert "BENTOML_HOST=127.0.0.1" in args and "PORT=8080" in args
+    assert {"--read-only", "--cap-drop=ALL"} <= set(args)
+    assert args[args.index("--security-opt") + 1] == "no-new-privileges"
+    tmpfs = [args[i + 1].split(":")[0] for i, arg in enumerate(args) if arg == "--tmpfs"]
+    assert tmpfs == list(containers.WRITABLE)
+    assert f"BENTOML_HOME={containers.BENTOML_HOME}" in args  # its store folders: in the tmpfs
+    assert args[args.index("--memory") + 1] == "512m"
+    assert args[args.index("--cpus") + 1] == "1.5"
+    assert args[args.index("--pids-limit") + 1] == "64"
+    assert args[-1] == "img"
+    argv.unlink()
+    containers.run_container(str(runtime), "img", "name", 8080, network="bridge")
+    args = argv.read_text().splitlines()
+    assert args[args.index("--publish") + 1] == "127.0.0.1:8080:3000"
+    assert "--read-only" in args and args[args.index("--memory") + 1] == "2048m"
+
+
 def test_the_uv_wheel_is_pinned_by_hash_and_a_swapped_one_is_refused(tmp_path) -> None:
     """Issue 27.12: the uv that BentoML's image build runs comes from PyPI pinned by version
     and sha256 (pip --require-hashes); a wheel in the cache that is not that file is removed

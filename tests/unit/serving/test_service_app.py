@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from maas.monitor.predictions import read_predictions
+from maas.monitor.predictions import LogColumns, read_predictions
 from maas.serving.prediction_log import DIR_ENV
 from tests.unit.serving.apps import asgi_app, load_service, package_flights, records_of
 
@@ -124,17 +124,29 @@ def test_an_impossible_clock_time_gets_a_400_naming_the_field(
     assert (clock["minimum"], clock["maximum"]) == (0, 2359)
 
 
-def test_both_paths_log_the_same_line_with_the_key_fields(
-    packaged, module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_both_paths_log_the_same_line_with_the_key_fields_and_nothing_else(
+    packaged, module, params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chunked or `text/plain` body (BentoML's own handler) was logged from the validated
     records, which drop the fields the model does not read: a flight's date and number, the
-    keys that join late labels. Every path logs the body as the client sent it."""
+    keys that join late labels. Every path logs the same records: the request's declared
+    fields and the task's keys, nothing else a client sends (issue 27 item 8, the attack: a
+    `passenger_name` and a `card_number` were logged verbatim, in a 0644 file); a field the
+    task redacts with `hash` is logged as its sha256."""
+    import hashlib
+    import stat
+
+    from maas.serving.prediction_log import KEYS_ENV, REDACT_ENV
+
     monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(KEYS_ENV, ",".join(params.logged_keys))
+    monkeypatch.setenv(REDACT_ENV, json.dumps({"flight": "hash", "origin": "drop"}))
+    module.LIVE.clear()  # the service is created again, reading the log's settings
     *_, records = packaged
     keys = {"year": 2013, "month": 12, "day": 3}
+    secret = {"passenger_name": "Ada Lovelace", "card_number": "4111111111111111"}
     rows = [
-        {**row, **keys, "flight": 1545 + i, "sched_dep_time": 900.0}  # 900.0: an integer
+        {**row, **keys, **secret, "flight": 1545 + i, "sched_dep_time": 900.0}  # 900.0: an int
         for i, row in enumerate(records_of(records.head(3)))
     ]
     body = json.dumps({"flights": rows}, indent=1).encode()  # newlines too, as a client may
@@ -145,11 +157,19 @@ def test_both_paths_log_the_same_line_with_the_key_fields(
         log = module.LIVE["service"].prediction_log
     assert fast.status_code == plain.status_code == chunked.status_code == 200
     log.flush()
-    lines = log.path.read_bytes().splitlines()
+    text = log.path.read_bytes()
+    assert b"Lovelace" not in text and b"4111" not in text and b"passenger" not in text
+    assert stat.S_IMODE(log.path.stat().st_mode) & 0o037 == 0  # 0640 or stricter
+    lines = text.splitlines()
     assert len(lines) == 3
     # the same line but for its time and request id
     assert len({line.split(b'"model":', 1)[1] for line in lines}) == 1
     entry = json.loads(lines[1])
-    assert entry["request"] == json.loads(body) and entry["response"] == fast.json()
-    logged = read_predictions(tmp_path, "flights").frame
+    declared = set(module.SCHEMA.spec.names) | set(params.logged_keys)
+    expected = [{k: v for k, v in row.items() if k in declared and k != "origin"} for row in rows]
+    for row in expected:
+        row["flight"] = "sha256:" + hashlib.sha256(str(row["flight"]).encode()).hexdigest()
+    assert entry["request"] == {"flights": expected} and entry["response"] == fast.json()
+    logged = read_predictions(tmp_path, "flights", LogColumns.of(params)).frame
     assert len(logged) == 9 and {*keys, "flight"} <= set(logged.columns)
+    assert "origin" not in logged.columns
