@@ -11,7 +11,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from maas.config import load_params
+from maas.config.scheduled import load_run_params
 from maas.monitor.report import markdown
 from maas.monitor.run import monitor_task
 from maas.operate.audit import AuditTrail
@@ -25,7 +25,7 @@ def monitoring(
     params_file: str = "params.yaml", overrides: list[str] | None = None, task: str | None = None
 ) -> dict[str, Any]:
     """Judge each period with new evidence; alert, and retrain when the policy says so."""
-    params = load_params(params_file, overrides or [], task)
+    params = load_run_params(params_file, overrides, task)  # a scheduled run: the owner's
     outcome = judge(params=params)
     result = outcome.to_dict()
     about = f"{params.task}: drift and realized quality per period"

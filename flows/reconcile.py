@@ -12,7 +12,7 @@ from typing import Any
 from maas.flows.release import release
 from prefect import flow
 
-from maas.config import load_params
+from maas.config.scheduled import load_run_params
 from maas.operate.controller import reconcile_once
 from maas.operate.deployment import Deployment
 from maas.operate.targets import make_target
@@ -23,7 +23,7 @@ from maas.tracking.store import connect
 def reconcile(
     params_file: str = "params.yaml", overrides: list[str] | None = None, task: str | None = None
 ) -> dict[str, Any]:
-    params = load_params(params_file, overrides or [], task)
+    params = load_run_params(params_file, overrides, task)  # a scheduled run: the owner's
 
     def release_version(version: str) -> Deployment:
         return release(version=version, params=params)

@@ -15,6 +15,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron, Interval
 
 from maas.config import Params
+from maas.config.scheduled import ScheduledProject, pin
 from maas.errors import ScheduleError
 
 
@@ -74,7 +75,10 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
 
 
 def serve_deployments(params: Params, params_file: Path, overrides: list[str]) -> None:
-    """Register the deployments and run their scheduled flow runs here until interrupted."""
+    """Register the deployments and run their scheduled flow runs here until interrupted.
+    The runs take exactly these parameters: pinned in this process's environment, which they
+    inherit and no Prefect API client can change (maas.config.scheduled)."""
+    pin(ScheduledProject(str(params_file.resolve()), tuple(overrides), params.task))
     try:
         serve(*deployments(params, params_file, overrides), print_starting_message=False)
     except ValueError as error:  # a cron expression or time zone Prefect does not accept

@@ -21,7 +21,7 @@ from maas.flows.training_tasks import (
 from prefect import flow
 
 from maas.clock import timed
-from maas.config import load_params
+from maas.config.scheduled import load_run_params
 from maas.pipeline import report
 from maas.pipeline.data.windows import run_lock
 
@@ -32,7 +32,7 @@ def training(
 ) -> dict[str, Any]:
     """Run the whole pipeline once for `task` (default: params.yaml's); returns the registered
     version and the evaluation."""
-    params = load_params(params_file, overrides or [], task)
+    params = load_run_params(params_file, overrides, task)  # a scheduled run: the owner's
     timings: dict[str, float] = {}
     # one run at a time on these working files, ingest included; FINISHED, or FAILED
     with run_lock(params.data, params.train.models_dir):
@@ -57,6 +57,7 @@ def training(
                     train=params.train,
                     request=params.request,
                     tracking=tracking,
+                    promotion=params.promotion,
                 )
             with timed(timings, "evaluate"):
                 metrics = evaluate(

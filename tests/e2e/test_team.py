@@ -6,6 +6,11 @@ reconcile deployments against them. A month arrives (`maas data add-month`), a r
 training deployment picks it up and registers a version through the tracking server (rows in
 PostgreSQL), the gate makes it champion, and the *scheduled* reconcile deploys it to the
 stable address.
+
+With authentication on, as docs/operations.md says to run a team (issue 27 item 4): `maas ui
+--auth` (MLflow's basic-auth app; the owner is the admin and makes the `pipeline` and `viewer`
+users), the Prefect server with an auth string. Anonymous clients get 401 from both, and a run
+created through the Prefect API with the caller's own overrides is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +46,15 @@ from tests.helpers import missing
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "delay-team"
 POSTGRES = "host=127.0.0.1 port=5432 user=postgres connect_timeout=5"
+OWNER = ("owner", "owner-password-5521")  # the MLflow admin: whoever runs `maas ui --auth`
+PIPELINE = ("pipeline", "pipeline-password-7730")  # `maas schedule`: trains and reconciles
+VIEWER = ("viewer", "viewer-password-1184")  # another team member: reads
+PREFECT_AUTH = ("team", "prefect-password-9921")
+
+
+def mlflow_user(env: dict, user: tuple[str, str]) -> dict:
+    """`env` with an MLflow user's credentials (by environment, as every client reads them)."""
+    return {**env, "MLFLOW_TRACKING_USERNAME": user[0], "MLFLOW_TRACKING_PASSWORD": user[1]}
 
 
 @contextlib.contextmanager
@@ -99,8 +113,10 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
         **os.environ,
         "MLFLOW_TRACKING_URI": ui_url,
         "PREFECT_API_URL": api,
+        "PREFECT_API_AUTH_STRING": ":".join(PREFECT_AUTH),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
+    pf = httpx.Client(auth=PREFECT_AUTH, timeout=60)  # the test's own Prefect API calls
     team_env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
     processes: list[Process] = []
     with postgres_database("maas_mlflow") as mlflow_db, postgres_database("maas_prefect") as pf_db:
@@ -109,6 +125,7 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
             "PREFECT_HOME": str(root / "prefect-home"),
             "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pf_db}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_AUTH_STRING": ":".join(PREFECT_AUTH),
         }
         server_env.pop("PREFECT_API_URL", None)
         from maas.operate.prefect_server import prefect_executable
@@ -139,7 +156,8 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
             store,
             "--artifacts-destination",
             artifacts,
-            env=team_env,
+            "--auth",
+            env=mlflow_user(team_env, OWNER),
         )
         processes.append(ui)
         try:
@@ -155,20 +173,33 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 "the MLflow server on PostgreSQL",
                 processes,
             )
+            webhooks = f"{ui_url}/api/2.0/mlflow/webhooks"
             wait_until(
                 lambda: any(
-                    h.name == "maas-controller"
-                    for h in MlflowClient(ui_url, registry_uri=ui_url).list_webhooks()
+                    h["name"] == "maas-controller"
+                    for h in httpx.get(webhooks, auth=OWNER, timeout=60).json().get("webhooks", [])
                 ),
                 60,
                 "the webhook registration",
                 processes,
             )
-            schedule = Process(root, overrides, "schedule", env=team_env)
+            # Authentication: anonymous clients are refused by both servers.
+            search = f"{ui_url}/api/2.0/mlflow/registered-models/search"
+            assert httpx.get(search, timeout=60).status_code == 401
+            assert httpx.post(f"{api}/deployments/filter", json={}).status_code == 401
+            for user in (PIPELINE, VIEWER):  # the owner (admin) makes the team's users
+                made = httpx.post(
+                    f"{ui_url}/api/2.0/mlflow/users/create",
+                    json={"username": user[0], "password": user[1]},
+                    auth=OWNER,
+                    timeout=60,
+                )
+                assert made.status_code == 200, made.text
+            schedule = Process(root, overrides, "schedule", env=mlflow_user(team_env, PIPELINE))
             processes.append(schedule)
 
             def deployment(flow: str, name: str) -> dict:
-                response = httpx.get(f"{api}/deployments/name/{flow}/{name}")
+                response = pf.get(f"{api}/deployments/name/{flow}/{name}")
                 response.raise_for_status()
                 return response.json()
 
@@ -195,12 +226,28 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 app, ["data", "add-month", "--no-dvc-add", "-p", PARAMS, *sets]
             )
             assert added.exit_code == 0, added.output
+            # Whoever reaches the Prefect API cannot re-aim a run with overrides of their own.
+            aimed = [*overrides, "registry.tracking_uri=http://127.0.0.1:9"]
+            attack = pf.post(
+                f"{api}/deployments/{nightly['id']}/create_flow_run",
+                json={"parameters": {"overrides": aimed}},
+            )
+            attack.raise_for_status()
+
+            def attack_state() -> dict:
+                return dict(pf.get(f"{api}/flow_runs/{attack.json()['id']}").json()["state"])
+
+            wait_until(
+                lambda: attack_state()["type"] == "FAILED", 120, "the refused run", processes
+            )
+            assert "not the caller's" in str(attack_state()["message"]), attack_state()
+
             started = time.monotonic()
-            run = httpx.post(f"{api}/deployments/{nightly['id']}/create_flow_run", json={})
+            run = pf.post(f"{api}/deployments/{nightly['id']}/create_flow_run", json={})
             run.raise_for_status()
 
             def training_state() -> str:
-                state = httpx.get(f"{api}/flow_runs/{run.json()['id']}").json()["state"]["type"]
+                state = pf.get(f"{api}/flow_runs/{run.json()['id']}").json()["state"]["type"]
                 assert state not in {"FAILED", "CRASHED", "CANCELLED"}, state
                 return str(state)
 
@@ -208,8 +255,12 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 lambda: training_state() == "COMPLETED", 600, "the training run", processes
             )
             print(f"team mode: training deployment run {took:.1f}s")
-            client = MlflowClient(ui_url, registry_uri=ui_url)
-            version = client.get_model_version_by_alias(MODEL, "champion")
+            viewer = mlflow_user({}, VIEWER)
+            with pytest.MonkeyPatch.context() as patch:  # this test's client reads as `viewer`
+                for name, value in viewer.items():
+                    patch.setenv(name, value)
+                client = MlflowClient(ui_url, registry_uri=ui_url)
+                version = client.get_model_version_by_alias(MODEL, "champion")
             assert version.version == "1"
             assert list(json.loads(version.tags["test_partitions"])) == ["2013-12"]
 
@@ -229,23 +280,29 @@ def test_team_mode_pipeline_schedule_and_promotion(tmp_path: Path, real_months):
                 f"team mode: champion v1 serving {latency:.1f}s after the training run; "
                 f"{time.monotonic() - started:.1f}s from the run's start"
             )
-            runs = httpx.post(
+            runs = pf.post(
                 f"{api}/flow_runs/filter", json={"deployments": {"id": {"any_": [reconcile["id"]]}}}
             ).json()
             assert any(r["auto_scheduled"] and r["state_type"] == "COMPLETED" for r in runs)
 
-            status = subprocess.run(
-                [sys.executable, "-m", "maas.cli", "status", "--json", "-p", PARAMS, *sets],
-                env=team_env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )  # another team member's `maas status`, through the tracking server
-            assert status.returncode == 0, status.stderr
-            body = json.loads(status.stdout)
+            def status() -> dict:  # another team member's `maas status`, through the server
+                done = subprocess.run(
+                    [sys.executable, "-m", "maas.cli", "status", "--json", "-p", PARAMS, *sets],
+                    env=mlflow_user(team_env, VIEWER),
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert done.returncode == 0, done.stderr
+                return dict(json.loads(done.stdout))
+
+            def recorded(body: dict) -> bool:  # the pass records after the switch
+                events = {(e["event"], e["actor"]) for e in body["audit"]}
+                return ("promoted", "gate") in events and ("deployed", "controller") in events
+
+            wait_until(lambda: recorded(status()), 120, "the deployment's audit event", processes)
+            body = status()
             assert body["in_sync"] is True and body["deployed"]["version"] == "1"
-            events = {(e["event"], e["actor"]) for e in body["audit"]}
-            assert ("promoted", "gate") in events and ("deployed", "controller") in events
         finally:
             for process in reversed(processes):
                 process.stop()

@@ -230,6 +230,14 @@ def ui(
             "(default: registry.artifact_root)."
         ),
     ] = None,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth",
+            help="Team mode: MLflow's users and permissions; $MLFLOW_TRACKING_USERNAME and "
+            "$MLFLOW_TRACKING_PASSWORD are the admin's (docs/operations.md).",
+        ),
+    ] = False,
 ) -> None:
     """The MLflow tracking server + UI on the project's store, with the controller's webhook."""
     params = project.load()
@@ -237,7 +245,7 @@ def ui(
 
     log_file = params.deploy.state_dir / "mlflow-server.log"
     stop_on_sigterm()
-    process, hook = start_ui(params, log_file, backend_store_uri, artifacts_destination)
+    process, hook = start_ui(params, log_file, backend_store_uri, artifacts_destination, auth=auth)
     out.print(
         f"MLflow UI: http://{params.deploy.ui_address}  (model "
         f"{params.registry.model_name}; log {log_file})"

@@ -33,12 +33,16 @@ def api_healthy(api_url: str) -> bool:
 
 def start_prefect_server(address: str, log_file: Path) -> subprocess.Popen[bytes]:
     """`prefect server start` on `address` (UI and API); its database from Prefect's own
-    settings (SQLite in ~/.prefect unless PREFECT_API_DATABASE_CONNECTION_URL is set)."""
+    settings (SQLite in ~/.prefect unless PREFECT_API_DATABASE_CONNECTION_URL is set). With
+    $PREFECT_API_AUTH_STRING set (the client's `user:password`), the server requires it
+    (PREFECT_SERVER_API_AUTH_STRING): anonymous API calls get 401."""
     host, port = parse_address(address)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handle = log_file.open("ab")
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        env["PREFECT_SERVER_API_AUTH_STRING"] = os.environ["PREFECT_API_AUTH_STRING"]
     return subprocess.Popen(
         [prefect_executable(), "server", "start", "--host", host, "--port", str(port)],
         stdout=handle,

@@ -125,6 +125,14 @@ def _not_found(error: Any) -> bool:
     return "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower()
 
 
+def _model_missing(client: MlflowClient, name: str) -> bool:
+    """Whether the registered model `name` does not exist. MLflow's basic-auth app (team mode)
+    answers 403, not 404, to a non-admin asking about a model that does not exist yet; a
+    search (filtered to what the user may read) tells the two apart."""
+    quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+    return not client.search_registered_models(filter_string=f"name = '{quoted}'")
+
+
 def get_alias_version(client: MlflowClient, name: str, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
@@ -132,6 +140,8 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> Any | None
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
         if _not_found(error):
+            return None
+        if "PERMISSION_DENIED" in str(error.error_code) and _model_missing(client, name):
             return None
         raise
 
