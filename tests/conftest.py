@@ -35,6 +35,7 @@ E2E_GROUPS = {
     "test_tasks.py": "e2e-tasks",  # projects of their own: whichever worker is free
     "test_hotel_rates.py": "e2e-tasks",
     "test_monitoring.py": "e2e-tasks",  # (e2e-pipeline is the longest group)
+    "test_corpus.py": "e2e-tasks",  # real public tables, each a project of its own
 }
 # Whole-project runs of minutes outside tests/e2e, scheduled with a group's modules
 SLOW_GROUPS = {

@@ -4,6 +4,9 @@ operate). A command parses, calls one maas function and renders; errors are hand
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
 
 from maas.cli import keys, operate, pipeline, release, scoring, tasks
@@ -13,6 +16,29 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show every library's log lines and warnings here too."
+        ),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="DEBUG | INFO | WARNING | ERROR (default INFO; MAAS_LOG_LEVEL)."),
+    ] = None,
+) -> None:
+    """Log lines go to .maas/logs/maas.log (MAAS_LOG_FILE) at the chosen level; the terminal
+    shows maas's own lines and errors, everything with --verbose (maas.cli.logs)."""
+    if verbose:  # the environment carries the choice to the command and its children
+        os.environ["MAAS_VERBOSE"] = "1"
+    if log_level:
+        os.environ["MAAS_LOG_LEVEL"] = log_level
+
+
 app.add_typer(tasks.task_app, name="task")
 app.command()(pipeline.run)
 app.command()(pipeline.tune)

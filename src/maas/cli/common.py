@@ -18,13 +18,27 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from maas.cli.logs import configure_from_environment
 from maas.config import ConfigError, Params, load_params
 from maas.errors import MaasError
 from maas.serving.errors import ServingError
 
-console = Console(stderr=True)
-out = Console()
+PIPED_WIDTH = 10_000  # piped or redirected output: lines and tables print whole
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that fits its terminal, and prints full width when piped (Rich would wrap at
+    80 columns there), unless COLUMNS says otherwise."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH)
+
+
+console = make_console(stderr=True)
+out = make_console()
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters file.")]
 TaskOption = Annotated[
@@ -75,13 +89,14 @@ def setup_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-    )
-    for noisy in QUIET_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow's loggers keep their own stderr handler unless told not to; without it their
+    # records (the database set-up lines) follow maas's rule: the log file (maas.cli.logs)
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    configure_from_environment()
+    if logging.getLogger().level >= logging.INFO:  # at DEBUG (asked for) they say all
+        for noisy in QUIET_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     # The signature is declared on purpose (long times/distance, optional double weather).
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
@@ -104,7 +119,7 @@ def log_builds_to(path: Path) -> None:
 
 
 def fail(error: BaseException, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {error}")
+    console.print(f"[red]error:[/red] {escape(str(error))}")  # "[block]" is text, not markup
     return typer.Exit(code)
 
 
