@@ -66,6 +66,17 @@ def test_override_sets_nested_values_parsed_as_yaml() -> None:
     assert params.model.hidden_sizes == [8, 4]
 
 
+def test_an_override_may_add_a_key_to_a_mapping_but_not_to_a_section() -> None:
+    """`promotion.floors` maps metric names to floors: a task without floors can be given one
+    (`--set promotion.floors.roc_auc=0.6`), while a typo in a section's key still fails."""
+    params = load_params(ROOT / "params.yaml", ["promotion.floors.r2=0.2"], task="hotel-rates")
+    assert params.promotion.floors == {"r2": 0.2}
+    with pytest.raises(ConfigError, match="unknown key 'promotion.flors.r2'"):
+        load_params(ROOT / "params.yaml", ["promotion.flors.r2=0.2"], task="hotel-rates")
+    with pytest.raises(ConfigError, match="unknown key 'train.max_epoch'"):
+        load_params(ROOT / "params.yaml", ["train.max_epoch=3"])
+
+
 def test_override_of_unknown_key_fails() -> None:
     with pytest.raises(ConfigError, match=r"train\.epochz"):
         apply_overrides(raw_params(), ["train.epochz=3"])
@@ -195,3 +206,20 @@ def test_the_default_model_follows_the_overrides(tmp_path: Path) -> None:
     assert load_params(params_file, ["registry.model_name=x"]).deploy.default_model == "x"
     assert load_params(params_file, task="b").deploy.default_model == "a"
     assert load_params(params_file, ["deploy.default_model=b"]).deploy.default_model == "b"
+
+
+def test_floors_are_a_tasks_own_and_flight_delay_keeps_its_floor() -> None:
+    """params.yaml sets no floor (issue 28 item 5): a new task is judged against the run's
+    baselines and the champion, not flight-delay's ROC AUC 0.65."""
+    flights = load_params(ROOT / "params.yaml", task="flight-delay").promotion
+    assert flights.floors == {"roc_auc": 0.65}
+    assert flights.floors_optional_absent == {"roc_auc": 0.6}
+    assert load_params(ROOT / "params.yaml", task="hotel-rates").promotion.floors == {}
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["promotion"]["floors"] == {}
+
+
+def test_the_test_window_settings_are_checked() -> None:
+    raw = raw_params()
+    raw["data"]["min_test_rows"] = 0
+    with pytest.raises(ConfigError, match="min_test_rows"):
+        parse_params(raw)

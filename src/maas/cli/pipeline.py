@@ -19,6 +19,7 @@ from maas.cli.common import (
     track_raw_data,
     with_project,
 )
+from maas.cli.logs import adopt_torch_loggers
 from maas.config import Params
 
 
@@ -49,6 +50,7 @@ def run(
 ) -> None:
     """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
     project.load()  # fail fast with a clear message before Prefect starts
+    adopt_torch_loggers()
     from maas.flows.training import training
 
     result = training(**project.flow_args())
@@ -75,6 +77,7 @@ def tune(
     """Search model and training parameters with Optuna on the validation slice (a Prefect
     flow); the best values go to tune.output, which `maas run` reads over params.yaml."""
     params = project.load()
+    adopt_torch_loggers()
     from maas.flows.tuning import tuning
 
     result = tuning(**project.flow_args(), trials=trials, timeout_s=timeout)
@@ -146,6 +149,7 @@ def stage_train(
 ) -> None:
     """Train the model on the validated training window; write models/."""
     params = project.load()
+    adopt_torch_loggers()
     from maas.pipeline.stages import train_model
 
     with stage_lock(params):
@@ -155,6 +159,7 @@ def stage_train(
             model=params.model,
             train=params.train,
             request=params.request,
+            promotion=params.promotion,
         )
     out.print(
         f"best epoch {summary.best_epoch}/{summary.epochs_run} on {summary.device}, "

@@ -37,6 +37,16 @@ def init(
     ] = None,
     exclude: Annotated[str | None, typer.Option(help="Columns to leave out: a,b,c.")] = None,
     key: Annotated[str | None, typer.Option(help="Columns unique per row: a,b.")] = None,
+    min_test_rows: Annotated[
+        int | None, typer.Option(help="Test window: at least this many rows (default: proposed).")
+    ] = None,
+    min_test_class_rows: Annotated[
+        int | None,
+        typer.Option(help="Test window: at least this many rows of each class (proposed)."),
+    ] = None,
+    transform: Annotated[
+        str | None, typer.Option(help="regression: none | log1p (default: proposed).")
+    ] = None,
     params_file: ParamsOption = DEFAULT_PARAMS,
     force: Annotated[bool, typer.Option(help="Overwrite an existing task file.")] = False,
 ) -> None:
@@ -51,6 +61,8 @@ def init(
         raise ConfigError(f"task name {name!r}: use lower-case letters, digits, '.', '_', '-'")
     if partition not in (None, "day", "week", "month", "year"):
         raise ConfigError(f"--partition {partition!r}: day, week, month or year")
+    if transform not in (None, "none", "log1p"):
+        raise ConfigError(f"--transform {transform!r}: none or log1p")
     if positive is not None and threshold is not None:
         raise ConfigError("give --positive or --threshold, not both")
     target = params_file.parent / "tasks" / f"{name}.yaml"
@@ -68,11 +80,16 @@ def init(
         partition=partition,  # type: ignore[arg-type]  # checked against Frequency above
         exclude=_names(exclude),
         keys=_names(key),
+        min_test_rows=min_test_rows,
+        min_test_class_rows=min_test_class_rows,
+        transform=transform,
     )
     made = profile(request)
     header = (
         f"# Task {name}: made by `maas task init` on {dt.date.today()} from {data}.\n"
         "# Review it: the suite's bands and ranges come from the data as it is today.\n"
+        "# Rows without a label are dropped (data.label.unlabeled): the label's not-null\n"
+        "# check (validation.not_null) reports them as a warning and never blocks a run.\n"
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + yaml.safe_dump(made.task, sort_keys=False, width=100))

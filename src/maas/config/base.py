@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 Severity = Literal["block", "warn"]
-ColumnType = Literal["int", "float", "str"]
+ColumnType = Literal["int", "float", "str", "bool"]  # bool: True/False, read as a category
+CATEGORY_TYPES = ("str", "bool")  # the column types features and drift read as categories
 
 
 class Strict(BaseModel):

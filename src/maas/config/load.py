@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import yaml
 from pydantic import ValidationError
@@ -43,10 +43,31 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
             node = node[part]
-        if not isinstance(node, dict) or path[-1] not in node:
+        known = isinstance(node, dict) and (path[-1] in node or _is_mapping(path[:-1]))
+        if not known:
             raise ConfigError(f"override {text!r}: unknown key {'.'.join(path)!r}")
         node[path[-1]] = value
     return result
+
+
+def _is_mapping(path: list[str]) -> bool:
+    """Whether `path` names a free-form mapping of Params (e.g. `promotion.floors`, whose keys
+    are metric names): an override may add a key to it."""
+    from pydantic import BaseModel
+
+    model: Any = Params
+    annotation: Any = None
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+    return get_origin(annotation) is dict or annotation is dict
 
 
 def _format_errors(error: ValidationError, source: str) -> str:

@@ -30,10 +30,12 @@ class PromotionParams(Strict):
     # macro_f1, regression r2); floors, baselines and the champion are compared on it
     metric: str | None = None
     # metric -> floor (at least, or at most for a lower-is-better metric such as rmse); a floor
-    # on a metric the task's kind does not have is not applied
-    floors: dict[str, float] = {"roc_auc": 0.65}
+    # on a metric the task's kind does not have is not applied. None by default: what a task
+    # can reach is its own, so the gate asks it to beat the run's baselines (must_beat) and
+    # the champion; `maas task init` proposes floors from the baselines it measured
+    floors: dict[str, float] = {}
     # the floors for records without the optional inputs (a request shape the API accepts)
-    floors_optional_absent: dict[str, float] = {"roc_auc": 0.6}
+    floors_optional_absent: dict[str, float] = {}
     must_beat: list[BaselineName] = ["prior", "logistic_regression"]
     baseline_tolerance: float = Field(0.0, ge=0)  # in the gate metric's units
     max_regression: float = Field(0.005, ge=0)  # in the gate metric's units

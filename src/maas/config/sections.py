@@ -23,7 +23,11 @@ class DataParams(Strict):
 
     raw_dir: Path = Path("data/raw")
     processed_dir: Path = Path("data/processed")
-    test_partitions: int = Field(1, ge=1)
+    test_partitions: int = Field(1, ge=1)  # the test window's fewest partitions
+    # ... and the fewest rows, of each class for classification: the newest partitions are
+    # taken until they hold them (maas.pipeline.data.test_window)
+    min_test_rows: int = Field(100, ge=1)
+    min_test_class_rows: int = Field(5, ge=0)
     max_train_partitions: int | None = Field(None, ge=1)
     source: SourceSpec = Field(default_factory=lambda: SourceSpec.model_validate({}))
     time: TimeSpec
@@ -187,6 +191,9 @@ class TrainParams(Strict):
     num_threads: int = Field(0, ge=0)
     mixed_precision: bool = True  # bf16 autocast on CUDA (no effect on the CPU)
     regression_loss: Literal["mse", "huber"] = "mse"  # regression tasks (standardized label)
+    # multiclass loss weights (maas.pipeline.training.imbalance): auto, balanced when the gate
+    # judges macro F1 and the classes are uneven; balanced; none
+    class_weights: Literal["auto", "balanced", "none"] = "auto"
     # share of training rows whose optional inputs (features.numeric optional: true) are left
     # out, as a request may leave them out
     optional_absent_rate: float = Field(0.0, ge=0, lt=1)
@@ -233,6 +240,13 @@ class PackagingParams(Strict):
     infra_validation: InfraValidationParams
 
 
+class GatewayParams(Strict):
+    """The local target's HAProxy gateway's limits (docs/operations.md, docs/security.md)."""
+
+    maxconn: int = Field(4096, ge=1)  # connections at once; more wait in the kernel's queue
+    rate_limit: int = Field(0, ge=0)  # requests per client address per 10 s (0: no limit)
+
+
 class DeployParams(Strict):
     target: Literal["local", "kubernetes"] = "local"
     address: str = Field("127.0.0.1:3000", pattern=r"^[^:]*:\d+$")
@@ -241,12 +255,19 @@ class DeployParams(Strict):
     reconcile_interval_s: float = Field(10, gt=0)
     webhook_listen: str | None = Field("127.0.0.1:3100", pattern=r"^[^:]*:\d+$")
     webhook_secret_file: Path = Path(".maas/webhook.secret")
+    webhook_deadline_s: float = Field(10, gt=0)  # a whole webhook request, or it is cut
+    webhook_max_connections: int = Field(32, ge=1)  # at once; one more gets 503
     ui_address: str = Field("127.0.0.1:5000", pattern=r"^[^:]*:\d+$")
     kubernetes_dir: Path = Path(".maas/deploy/kubernetes")
     kubernetes_replicas: int = Field(2, ge=1)
     tasks: list[str] | None = None  # the tasks `maas watch` serves (None: every task file)
     replicas: int = Field(1, ge=1, le=16)  # local: containers per model behind the gateway
+    # each serving container's (and kubernetes pod's) limits; null: unlimited
+    container_memory_mb: int | None = Field(2048, ge=128)
+    container_cpus: float | None = Field(2.0, gt=0)
+    container_pids_limit: int | None = Field(1024, ge=32)  # local containers only
     default_model: str | None = None  # what / reaches (None: the default task's model)
+    gateway: GatewayParams = Field(default_factory=lambda: GatewayParams.model_validate({}))
 
 
 class ScheduleParams(Strict):

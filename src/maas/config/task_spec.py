@@ -69,7 +69,8 @@ class LabelSpec(Strict):
     """The target. binary: `positive` names the value that is the positive class, or
     `threshold` makes a numeric column binary (value >= threshold is positive). multiclass:
     `classes` lists the values (a value outside them blocks the run). regression: a numeric
-    column, predicted as is."""
+    column, learned as is or (`transform: log1p`, a skewed positive value) as log(1 + value);
+    predictions and metrics are in the column's own units either way."""
 
     column: str
     kind: TaskKind = "binary"
@@ -79,6 +80,7 @@ class LabelSpec(Strict):
     # rows without a label value: drop them, or (binary) count them as positive (a cancelled
     # flight is as bad as a late one)
     unlabeled: Literal["drop", "positive"] = "drop"
+    transform: Literal["none", "log1p"] = "none"  # regression: how the network learns it
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -106,6 +108,8 @@ class LabelSpec(Strict):
             raise ValueError(f"{where} needs `classes`: two or more distinct values")
         if self.kind != "multiclass" and self.classes:
             raise ValueError(f"{where}: `classes` is for multiclass labels")
+        if self.kind != "regression" and self.transform != "none":
+            raise ValueError(f"{where}: `transform` is for regression labels")
         return self
 
     @property

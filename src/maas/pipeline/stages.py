@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,13 @@ from maas.config import (
     TrainParams,
     ValidationParams,
 )
-from maas.config.kinds import SCORE, baseline_names, gate_metric
+from maas.config.kinds import baseline_names, gate_metric
 from maas.errors import MaasError
 from maas.pipeline.data.partitions import (
     add_label,
     list_partitions,
     read_partition,
     split_latest,
-    split_partitions,
 )
 from maas.pipeline.data.windows import (
     TEST_FILE,
@@ -45,7 +44,7 @@ from maas.pipeline.data.windows import (
     read_window,
     write_windows,
 )
-from maas.pipeline.evaluation.result import Evaluation
+from maas.pipeline.evaluation.result import Evaluation, log_evaluation
 from maas.pipeline.training.progress import epoch_progress
 from maas.serving.inference import (
     MODEL_CONFIG_FILE,
@@ -97,19 +96,23 @@ def validate_data(
     data: DataParams, validation: ValidationParams, tracking: RunTracking | None = None
 ) -> ValidateResult:
     """Validate the partitions this run uses; on success write labeled train/test windows.
+    The test window is the newest partitions holding data.min_test_rows rows (and
+    data.min_test_class_rows of each class): maas.pipeline.data.test_window.
 
     Raises:
+        DataError: no scoreable test window leaves partitions to train on (nothing written).
         DataValidationError: a blocking expectation failed (nothing is written to processed_dir).
     """
+    from maas.pipeline.data.test_window import split_by_size
     from maas.pipeline.validation.run import raise_for_blocking, validate_partitions
 
-    train_parts, test_parts = split_partitions(
-        list_partitions(data.raw_dir, data.time.partition),
-        data.test_partitions,
-        data.max_train_partitions,
-    )
-    clear_windows(data)
-    frames = [(p, read_partition(p)) for p in train_parts + test_parts]
+    clear_windows(data)  # a run that stops here leaves no windows for the next stage
+    sized = split_by_size(list_partitions(data.raw_dir, data.time.partition), data)
+    train_parts, test_parts = sized.train, sized.test
+    frames = [
+        (p, sized.frames[p.name] if p.name in sized.frames else read_partition(p))
+        for p in train_parts + test_parts
+    ]
     train_hashes = {p.name: sha256_file(p.path) for p in train_parts}
     test_hashes = {p.name: sha256_file(p.path) for p in test_parts}
     report = validate_partitions(
@@ -131,6 +134,7 @@ def validate_data(
         "train_partitions": train_hashes,
         "test_partitions": test_hashes,
         "validation_status": report.status,
+        "test_window": sized.window.describe(),
     }
     write_windows(data, train_window, test_window, lineage)
     log.info(
@@ -158,9 +162,11 @@ class TrainSummary:
     resumed_from_epoch: int | None
     train_rows: int
     validation_rows: int
-    validation_metric: str  # the kind's score (maas.config.kinds.SCORE)
+    validation_metric: str  # the gate's metric (promotion.metric, else the kind's score)
     validation_score: float
     history: list[dict[str, float]]
+    # multiclass: the decision rule's offsets on the class logits (empty: the plain argmax)
+    class_bias: list[float] = field(default_factory=list)
 
 
 def train_model(
@@ -171,14 +177,19 @@ def train_model(
     train: TrainParams,
     request: RequestParams,
     tracking: RunTracking | None = None,
+    promotion: PromotionParams | None = None,
 ) -> TrainSummary:
     """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir
-    (the preprocessing JSON carries the request spec the service is generated from)."""
+    (the preprocessing JSON carries the request spec the service is generated from). Epochs
+    are chosen on the gate's metric (`promotion.metric`, else the kind's score), and so is a
+    multiclass decision rule (maas.pipeline.training.imbalance)."""
     from maas.pipeline.training import distributed
-    from maas.pipeline.training.fit import fit
+    from maas.pipeline.training.fit import fit, predict
+    from maas.pipeline.training.imbalance import decide_on_validation
     from maas.pipeline.training.prepare import prepare_training, training_fingerprint
 
     prepared = prepare_training(data, features, model, train, request)
+    metric = gate_metric(data.label.kind, promotion.metric if promotion else None).name
     fingerprint = training_fingerprint(features, model, train, data, read_lineage(data))
     checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
@@ -198,11 +209,11 @@ def train_model(
             checkpoint_path=checkpoint,
             on_epoch_end=on_epoch_end,
             augment=prepared.augment,
+            metric=metric,
         )
     if epoch_logger is not None:
         epoch_logger.flush()
     best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
-    metric = SCORE[prepared.config.head]
     summary = TrainSummary(
         best_epoch=result.best_epoch,
         epochs_run=len(result.history),
@@ -214,6 +225,12 @@ def train_model(
         validation_metric=metric,
         validation_score=float(best.get(f"val_{metric}", float("nan"))),
         history=result.history,
+        class_bias=decide_on_validation(
+            result.model,
+            predict(result.model, prepared.validation, mixed_precision=False).numpy(),
+            prepared.validation.labels.numpy(),
+            metric,
+        ),
     )
     if not main:  # another torchrun rank: it only trained; rank 0 writes, exports and logs
         return summary
@@ -235,7 +252,8 @@ def train_model(
 
 
 def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) -> None:
-    """models_dir afresh: safetensors weights, preprocessing and model config JSON, the ONNX
+    """models_dir afresh: safetensors weights, preprocessing and the network's model config
+    JSON, the ONNX
     graph (exported on validation rows), and the training summary."""
     from maas.pipeline.training.export import export_onnx, save_weights
 
@@ -244,7 +262,7 @@ def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) ->
     out.mkdir(parents=True)
     save_weights(network, out / WEIGHTS_FILE)
     prepared.preprocessor.save(out / PREPROCESSING_FILE)
-    prepared.config.save(out / MODEL_CONFIG_FILE)
+    network.config.save(out / MODEL_CONFIG_FILE)  # with the decision rule chosen after fit
     validation = prepared.validation
     export_onnx(
         network, out / ONNX_FILE, validation.categorical.numpy(), validation.numeric.numpy()
@@ -273,7 +291,7 @@ def evaluate_model(
     from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
     from maas.pipeline.evaluation.plots import write_plots
     from maas.pipeline.training.export import check_onnx_parity, load_weights
-    from maas.pipeline.training.model import ModelConfig
+    from maas.pipeline.training.model import Head, ModelConfig
 
     models_dir = train.models_dir
     test = read_window(data, TEST_FILE)
@@ -297,7 +315,7 @@ def evaluate_model(
         cat,
         num,
         evaluate.onnx_parity_tolerance,
-        scale=config.target_std if kind == "regression" else 1.0,
+        scale=Head.of(config).output_scale,
     )
     preds = served.predict(test)
     test_metrics = compute_metrics(labels, preds, kind)
@@ -343,6 +361,7 @@ def evaluate_model(
         promotion,
         optional_absent=absent,
         kind=kind,
+        positive_rate=float(labels.mean()) if kind == "binary" and len(labels) else None,
     )
     write_plots(labels, preds, evaluate.plots_dir, kind, classes)
     metric = gate_metric(kind, promotion.metric)
@@ -372,21 +391,3 @@ def evaluate_model(
         gate.promoted,
     )
     return metrics
-
-
-def log_evaluation(tracking: RunTracking, metrics: Evaluation, evaluate: EvaluateParams) -> None:
-    """The evaluation in the MLflow run: flat metrics, metrics.json, the plots, the gate tags."""
-    flat = {f"test_{k}": v for k, v in metrics.test.items()}
-    flat |= {
-        f"test_optional_absent_{k}": v for k, v in (metrics.test_optional_absent or {}).items()
-    }
-    flat |= {f"{b}_{k}": v for b, m in metrics.baselines.items() for k, v in m.items()}
-    champion = metrics.champion or {}
-    flat |= {f"champion_{k}": v for k, v in champion.items() if isinstance(v, float)}
-    tracking.log_metrics({**flat, "onnx_parity_max_abs_diff": metrics.onnx_parity_max_abs_diff})
-    tracking.log_artifact(evaluate.metrics_path, "evaluation")
-    tracking.log_artifacts(evaluate.plots_dir, "evaluation/plots")
-    gate = metrics.gate
-    tracking.set_tags(
-        {"gate_passed": str(gate.passed).lower(), "gate_promoted": str(gate.promoted).lower()}
-    )

@@ -20,7 +20,8 @@ from pydantic import (
 
 from maas.serving.derive import ISO_DATETIME
 
-FieldType = Literal["int", "float", "str", "datetime"]  # datetime: an ISO 8601 string
+# datetime: an ISO 8601 string; bool: JSON true/false, read as the category "True"/"False"
+FieldType = Literal["int", "float", "str", "bool", "datetime"]
 MAX_TEXT = 256  # longest string a request field may carry
 
 
@@ -127,6 +128,8 @@ def _value_type(spec: FieldSpec, clock: bool) -> Any:
     optional field pydantic wrote the latter as `ge`/`le`, which JSON Schema does not know."""
     if spec.type == "str":
         return Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    if spec.type == "bool":  # strict: "true" or 1 is no boolean
+        return bool
     if spec.type == "datetime":  # read by date transforms: an ISO 8601 date or date-time
         return Annotated[str, Field(pattern=ISO_DATETIME, max_length=40)]
     if spec.type == "float":

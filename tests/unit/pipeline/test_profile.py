@@ -64,7 +64,7 @@ def test_the_suite_and_features_come_from_the_data(tmp_path: Path) -> None:
     assert "discount: " in notes and "optional in requests" in notes
     assert task["train"]["models_dir"] == "models/orders"
     label_rules = [r for r in validation["not_null"] if r["column"] == "returned"]
-    assert [(r["mostly"], r["severity"]) for r in label_rules] == [(1.0, "warn"), (0.95, "block")]
+    assert [(r["mostly"], r["severity"]) for r in label_rules] == [(1.0, "warn")]  # dropped rows
 
 
 def test_a_threshold_makes_a_numeric_label_binary(tmp_path: Path) -> None:

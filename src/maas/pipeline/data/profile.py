@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from maas.config import TimeSpec
+from maas.config.base import CATEGORY_TYPES
 from maas.config.task_spec import Frequency
 from maas.errors import DataError
 from maas.pipeline.data.partitions import label_values, period_names, row_times
@@ -22,6 +23,13 @@ from maas.pipeline.data.profile_history import (
     distribution_bands,
     drift_thresholds,
     rounded,
+)
+from maas.pipeline.data.proposal import (
+    label_transform,
+    one_class,
+    propose_batch_size,
+    propose_floors,
+    propose_window,
 )
 from maas.pipeline.data.sources import read_table
 
@@ -45,6 +53,9 @@ class TaskRequest:
     partition: Frequency | None = None
     exclude: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
+    min_test_rows: int | None = None  # None: proposed from the data (proposal.py)
+    min_test_class_rows: int | None = None
+    transform: str | None = None  # regression: none | log1p (None: proposed)
 
 
 @dataclass
@@ -54,7 +65,11 @@ class Profile:
 
 
 def column_type(values: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+    """int, float, str, or bool (True/False, with or without missing values)."""
+    present = values.dropna().map(type).isin([bool, np.bool_])
+    if pd.api.types.is_bool_dtype(values) or (len(present) and present.all()):
+        return "bool"
+    if not pd.api.types.is_numeric_dtype(values):
         return "str"
     return "int" if pd.api.types.is_integer_dtype(values) else "float"
 
@@ -80,7 +95,7 @@ def numeric_range(values: pd.Series) -> tuple[float, float]:
 def profile(request: TaskRequest) -> Profile:
     frame = read_table(request.data)
     if frame.empty:
-        raise DataError(f"{request.data} holds no rows")
+        raise DataError(f"{request.data} holds no rows: --data names a file with rows")
     if frame.shape[1] < 2:
         raise DataError(
             f"{request.data} has {frame.shape[1]} column: a task needs a label and inputs"
@@ -93,30 +108,31 @@ def profile(request: TaskRequest) -> Profile:
     time = TimeSpec(column=request.time)
     times = row_times(frame, time)
     if times.isna().all():
-        raise DataError(f"{request.data}: time column {request.time!r} does not parse as dates")
+        example = frame[request.time].dropna().astype(str).head(1).tolist()
+        raise DataError(
+            f"{request.data}: time column {request.time!r} does not parse as dates (e.g. "
+            f"{example[0] if example else 'empty'!r}): --time names the column of dates"
+        )
     if times.isna().any():
         notes.append(f"{int(times.isna().sum())} row(s) have no parseable {request.time}: left out")
     frequency = choose_partition(times, request.partition)
     periods = period_names(times, frequency)
     label = label_rule(frame, request, notes)
     labels = label_values(frame, _label_spec(label))
+    one_class(labels, label, request.label)
+    label |= label_transform(request.transform, request.kind, labels, request.label, notes)
     unlabeled = float(np.isnan(labels).mean())
     if unlabeled:
         notes.append(
-            f"{unlabeled:.1%} of rows have no label: they are dropped (data.label.unlabeled)"
+            f"{unlabeled:.1%} of rows have no label: they are dropped (data.label.unlabeled), "
+            "so a partition's unlabeled rows are reported (validation.not_null, warn), never block"
         )
     inputs = [c for c in frame.columns if c not in {request.label, *request.exclude, *request.keys}]
     columns = {c: column_type(frame[c]) for c in frame.columns}  # the suite sees every column
     features, validation = infer_suite(frame, inputs, columns, request, notes)
-    # unlabeled rows: each one reported (warn); many more than today's share stop the run
-    validation["not_null"] += [
-        {"column": request.label, "mostly": 1.0, "severity": "warn"},
-        {
-            "column": request.label,
-            "mostly": rounded(max(0.5, 1 - 2 * unlabeled - 0.05)),
-            "severity": "block",
-        },
-    ]
+    # unlabeled rows are dropped (data.label.unlabeled: drop): each one is reported (warn),
+    # none blocks a partition, however many a small one holds
+    validation["not_null"].append({"column": request.label, "mostly": 1.0, "severity": "warn"})
     counts = periods.value_counts()
     validation |= {
         "row_count": {"min": int(counts.min() // 2), "max": int(counts.max() * 2 + 10)},
@@ -144,6 +160,13 @@ def profile(request: TaskRequest) -> Profile:
             "(validation.drift, warn): 1.5x the largest score between the newest "
             f"{DRIFT_PAIRS + 1} partitions; make them `block` where you trust them"
         )
+    asked = {"min_test_rows": request.min_test_rows}
+    asked["min_test_class_rows"] = request.min_test_class_rows
+    window_settings, window = propose_window(labels, periods, label, notes, asked)
+    floors = (
+        propose_floors(frame, labels, periods, window, features, label, notes) if window else {}
+    )
+    batch_size = propose_batch_size(labels, periods, window, notes)
     name = request.name
     task = {
         "name": name,
@@ -154,18 +177,25 @@ def profile(request: TaskRequest) -> Profile:
             "source": {"kind": "file", "path": str(request.data)},
             "time": {"column": request.time, "partition": frequency},
             "label": label,
+            **window_settings,
         },
         "validation": validation,
         "features": features,
         "serving": {"body_key": "records"},
         # the task's own working files, apart from every other task's
-        "train": {"models_dir": f"models/{name}", "checkpoint_dir": f".maas/checkpoints/{name}"},
+        "train": {
+            "models_dir": f"models/{name}",
+            "checkpoint_dir": f".maas/checkpoints/{name}",
+            **({"batch_size": batch_size} if batch_size != 1024 else {}),
+        },
         "evaluate": {
             "metrics_path": f"reports/{name}/metrics.json",
             "plots_dir": f"reports/{name}/plots",
         },
         "tune": {"output": f"params.tuned.{name}.yaml"},
     }
+    if floors:
+        task["promotion"] = {"floors": floors}
     return Profile(task, notes)
 
 
@@ -232,7 +262,7 @@ def label_rule(frame: pd.DataFrame, request: TaskRequest, notes: list[str]) -> d
     if request.kind != "binary" and (request.positive is not None or request.threshold is not None):
         raise DataError(f"--positive and --threshold are for binary labels, not {request.kind}")
     if request.kind == "regression":
-        if column_type(values) == "str":
+        if column_type(values) in CATEGORY_TYPES:
             raise DataError(
                 f"regression label {request.label!r} is not numeric: it holds text "
                 f"such as {values.dropna().astype(str).iloc[0]!r}"
@@ -253,7 +283,8 @@ def class_values(values: pd.Series, column: str) -> list[str]:
     classes = sorted(set(strings.tolist()) - {""})
     if len(classes) < 2:
         raise DataError(
-            f"multiclass label {column!r} has {len(classes)} value(s): it needs two or more"
+            f"multiclass label {column!r} has {len(classes)} value(s): it needs two or more "
+            "(--label names another column)"
         )
     if len(classes) > MAX_CLASSES:
         raise DataError(
@@ -266,7 +297,7 @@ def class_values(values: pd.Series, column: str) -> list[str]:
 def binary_rule(values: pd.Series, request: TaskRequest, notes: list[str]) -> dict[str, Any]:
     """The binary label: by threshold, by the named positive value, or (two values) the rarer."""
     if request.threshold is not None:
-        if column_type(values) == "str":
+        if column_type(values) in CATEGORY_TYPES:
             raise DataError(f"--threshold needs a numeric label; {request.label!r} holds text")
         return {"threshold": request.threshold}
     present = values.dropna()
@@ -296,7 +327,7 @@ def binary_rule(values: pd.Series, request: TaskRequest, notes: list[str]) -> di
 
 def _as_written(values: pd.Series, text: str) -> Any:
     """The positive value as the column holds it (a number stays a number in the YAML)."""
-    if column_type(values) == "str":
+    if column_type(values) in CATEGORY_TYPES:
         return text
     number = float(text)
     return int(number) if number.is_integer() else number
@@ -319,7 +350,7 @@ def infer_suite(
         null_rate = float(values.isna().mean())
         if column == request.time:
             continue
-        if columns[column] == "str":
+        if columns[column] in CATEGORY_TYPES:
             distinct = values.dropna().astype(str).nunique()
             if distinct > CATEGORY_MAX and distinct > 0.5 * values.notna().sum():
                 notes.append(
@@ -328,7 +359,7 @@ def infer_suite(
                 )
                 continue
             categorical.append(column)
-            if distinct <= DOMAIN_MAX:
+            if distinct <= DOMAIN_MAX and columns[column] == "str":  # bool: its type pins it
                 domains[column] = sorted(values.dropna().astype(str).unique().tolist())
         else:
             low, high = numeric_range(values.dropna())

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from maas.config.base import CATEGORY_TYPES
 from maas.config.monitoring import PartitionDriftParams
 
 DRIFT_PAIRS = 12  # drift thresholds come from the newest this many partition pairs
@@ -70,8 +71,8 @@ def drift_thresholds(
     present = [c for c in inputs if c in frame.columns]
     if len(names) < 2 or not present:
         return {}
-    numeric = [c for c in present if columns.get(c) != "str"]
-    categorical = [c for c in present if columns.get(c) == "str"]
+    numeric = [c for c in present if columns.get(c) not in CATEGORY_TYPES]
+    categorical = [c for c in present if columns.get(c) in CATEGORY_TYPES]
     highest: dict[str, float] = {}
     for before, after in itertools.pairwise(names):
         sides = [frame.loc[(periods == name).to_numpy(), present] for name in (before, after)]

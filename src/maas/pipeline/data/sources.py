@@ -64,16 +64,32 @@ def load_flights_with_weather(source_dir: Path | None = None) -> pd.DataFrame:
 
 def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
     """A CSV or parquet file (with `sha256`: only if its bytes have that digest); an
-    unreadable one is an error naming it."""
+    unreadable, empty or ambiguous one (two columns of one name) is an error naming it and
+    the flag that names another file."""
     if not path.is_file():
         raise DataError(f"data file {path} not found")
+    fix = "--data names another file at `maas task init` (data.source.path in a task file)"
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty: no columns, no rows; {fix}")
     source: Path | io.BytesIO = io.BytesIO(verified_bytes(path, sha256)) if sha256 else path
     try:
         if path.suffix == ".parquet":
-            return pd.read_parquet(source)
-        return pd.read_csv(source)
+            frame = pd.read_parquet(source)
+        else:
+            frame = pd.read_csv(source)
+            names = list(pd.read_csv(path, header=None, nrows=1).iloc[0].astype(str))
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise DataError(f"{path} has two or more columns named {twice}: rename them; {fix}")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: no columns, no rows; {fix}") from None
     except Exception as error:  # the parsers raise many types
         raise DataError(f"{path} is unreadable as {path.suffix or 'CSV'}: {error}") from error
+    if frame.empty:
+        raise DataError(f"{path} holds no rows (only a header); {fix}")
+    return frame
 
 
 def load_source(data: DataParams) -> pd.DataFrame:
@@ -137,7 +153,10 @@ def split_by_period(data: DataParams, frame: pd.DataFrame) -> dict[str, pd.DataF
     names = period_names(row_times(frame, data.time), data.time.partition)
     untimed = int(names.isna().sum())
     if untimed == len(frame):
-        raise DataError(f"no row has a time that parses in {data.time.columns} (data.time)")
+        raise DataError(
+            f"no row has a time that parses in {data.time.columns}: data.time names the "
+            "column of dates (--time at `maas task init`)"
+        )
     if untimed:
         log.warning("ingest: %d row(s) without a parseable time left out", untimed)
     groups = frame.loc[names.notna()].groupby(names[names.notna()], sort=True)

@@ -42,6 +42,20 @@ def champion_unusable(champion: dict[str, Any] | None, metric: str = "roc_auc") 
     return None
 
 
+RARE_POSITIVE = 0.03  # a positive share at most this: PR AUC is the telling score
+
+
+def rare_positive(test: dict[str, float], positive_rate: float | None) -> str | None:
+    """A binary task with a rare positive: ROC AUC reads high on it, PR AUC against its chance
+    level (the positive share) tells more; None otherwise."""
+    if positive_rate is None or positive_rate > RARE_POSITIVE or "pr_auc" not in test:
+        return None
+    return (
+        f"rare positive ({positive_rate:.1%} of test rows): PR AUC {test['pr_auc']:.4f} against "
+        f"{positive_rate:.4f} by chance, beside ROC AUC {test['roc_auc']:.4f}"
+    )
+
+
 def decide_gate(
     test: dict[str, float],
     baselines: dict[str, dict[str, float]],
@@ -50,13 +64,15 @@ def decide_gate(
     params: PromotionParams,
     optional_absent: dict[str, float] | None = None,
     kind: str = "binary",
+    positive_rate: float | None = None,
 ) -> GateDecision:
     """Floors, baselines, no regression vs the champion, validation; then the promotion policy.
     Baselines and the champion are compared on the gate metric (promotion.metric, else the
     kind's score) in its direction; floors apply to every metric of the kind they name.
 
     `optional_absent`: the test metrics of records without the optional inputs (a request
-    shape the API accepts), held to `floors_optional_absent`."""
+    shape the API accepts), held to `floors_optional_absent`. `positive_rate` (binary: the
+    test rows' positive share): a rare positive is said, with PR AUC beside ROC AUC."""
     metric = gate_metric(kind, params.metric)
     name, label = metric.name, metric.label
     reasons: list[str] = []
@@ -121,6 +137,9 @@ def decide_gate(
             )
     elif unusable is None:
         reasons.append("no champion yet")
+    note = rare_positive(test, positive_rate)
+    if note is not None:
+        reasons.append(note)
     promoted = not failed and params.auto_promote and beats_champion
     if not failed and not params.auto_promote:
         reasons.append("auto_promote is off: promote by hand with `maas promote`")

@@ -4,9 +4,13 @@ and the gate's decision, as one frozen value (written as metrics.json, read by r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maas.pipeline.evaluation.gate import GateDecision
+
+if TYPE_CHECKING:
+    from maas.config import EvaluateParams
+    from maas.tracking.runs import RunTracking
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,21 @@ class Evaluation:
     def compared_champion(self) -> str | None:
         """The champion version the gate compared with (None: there was none)."""
         return str(self.champion["version"]) if self.champion else None
+
+
+def log_evaluation(tracking: RunTracking, metrics: Evaluation, evaluate: EvaluateParams) -> None:
+    """The evaluation in the MLflow run: flat metrics, metrics.json, the plots, the gate tags."""
+    flat = {f"test_{k}": v for k, v in metrics.test.items()}
+    flat |= {
+        f"test_optional_absent_{k}": v for k, v in (metrics.test_optional_absent or {}).items()
+    }
+    flat |= {f"{b}_{k}": v for b, m in metrics.baselines.items() for k, v in m.items()}
+    champion = metrics.champion or {}
+    flat |= {f"champion_{k}": v for k, v in champion.items() if isinstance(v, float)}
+    tracking.log_metrics({**flat, "onnx_parity_max_abs_diff": metrics.onnx_parity_max_abs_diff})
+    tracking.log_artifact(evaluate.metrics_path, "evaluation")
+    tracking.log_artifacts(evaluate.plots_dir, "evaluation/plots")
+    gate = metrics.gate
+    tracking.set_tags(
+        {"gate_passed": str(gate.passed).lower(), "gate_promoted": str(gate.promoted).lower()}
+    )

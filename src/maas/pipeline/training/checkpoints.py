@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maas.config.kinds import METRICS
 from maas.files import replacing
 from maas.pipeline.training import distributed
 
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Progress:
     """Where training stands after an epoch: what a checkpoint saves and a resume restores.
-    `monitor` is the validation metric that picks the epoch kept (`val_loss`: lower is better;
-    a score such as `val_roc_auc`: higher is better)."""
+    `monitor` is the validation metric that picks the epoch kept (`val_loss` and `val_rmse`:
+    lower is better; a score such as `val_roc_auc`: higher is better)."""
 
     best_state: dict[str, torch.Tensor]
     monitor: str = "val_loss"
@@ -39,7 +40,7 @@ class Progress:
         (a NaN never improves: a diverged epoch is not kept)."""
         self.history.append(metrics)
         value = metrics[self.monitor]
-        sign = 1.0 if self.monitor == "val_loss" else -1.0  # compare as "lower is better"
+        sign = 1.0 if lower_is_better(self.monitor) else -1.0  # compare as "lower is better"
         if value == value and (
             self.best_value != self.best_value or sign * value < sign * self.best_value - 1e-6
         ):
@@ -47,6 +48,12 @@ class Progress:
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.bad_epochs += 1
+
+
+def lower_is_better(monitor: str) -> bool:
+    """`val_loss` and a lower-is-better metric (`val_rmse`, `val_log_loss`)."""
+    metric = METRICS.get(monitor.removeprefix("val_"))
+    return monitor == "val_loss" or (metric is not None and not metric.higher_is_better)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -10,14 +10,11 @@ the same early-stopping decision; only rank 0 writes checkpoints and calls `on_e
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +27,10 @@ from maas.errors import TrainingError
 from maas.pipeline.training import distributed
 from maas.pipeline.training.augment import Augmentation
 from maas.pipeline.training.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
-from maas.pipeline.training.model import ModelConfig, build_network, serving_output
+from maas.pipeline.training.device import autocast, set_seed, training_device
+from maas.pipeline.training.device import select_device as select_device
+from maas.pipeline.training.imbalance import class_weights
+from maas.pipeline.training.model import Head, ModelConfig, build_network, serving_output
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +71,6 @@ class TrainResult:
     samples_per_second: float
     resumed_from_epoch: int | None = None
     stopped_early: bool = False
-
-
-def select_device(requested: str) -> torch.device:
-    """`auto` takes CUDA when present; `cuda` without a GPU is an error, not a silent CPU run."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device=cuda but no CUDA device is available; use auto or cpu")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; full precision on CPU (CPU bf16 is slower for this size)."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def iterate_batches(
@@ -140,6 +118,7 @@ def train_one_epoch(
     augment: Augmentation | None = None,
     head: str = "binary",
     regression_loss: str = "mse",
+    class_weight: torch.Tensor | None = None,
 ) -> float:
     """One pass in random order; returns the mean training loss (over all ranks' rows)."""
     model.train()
@@ -151,7 +130,7 @@ def train_one_epoch(
             categorical, numeric = augment.apply(categorical, numeric, generator)
         with autocast(device, mixed_precision):
             logits = model(categorical, numeric)
-        loss = head_loss(head, logits, data.labels[index], regression_loss)
+        loss = head_loss(head, logits, data.labels[index], regression_loss, class_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -165,17 +144,25 @@ def train_one_epoch(
 
 
 def head_loss(
-    head: str, out: torch.Tensor, labels: torch.Tensor, regression_loss: str = "mse"
+    head: str,
+    out: torch.Tensor,
+    labels: torch.Tensor,
+    regression_loss: str = "mse",
+    class_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The task's loss: BCE on the logit (binary), cross-entropy on the class logits
-    (multiclass), MSE or Huber on the standardized value (regression). An ensemble's output
-    (tabm: a member axis after the batch) fits every member to the labels."""
+    (multiclass, weighted by `class_weight`: maas.pipeline.training.imbalance), MSE or Huber on
+    the standardized value (regression). An ensemble's output (tabm: a member axis after the
+    batch) fits every member to the labels."""
     out = out.float()
     if head == "multiclass":
         targets = labels.long()
         if out.dim() == 3:  # (batch, k, classes)
             targets = targets[:, None].expand(out.shape[:2])
-        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1))
+        weight = class_weight.to(out.device) if class_weight is not None else None
+        return nn.functional.cross_entropy(
+            out.reshape(-1, out.shape[-1]), targets.reshape(-1), weight=weight
+        )
     if out.dim() == 2:  # (batch, k)
         labels = labels[:, None].expand_as(out)
     if head == "regression":
@@ -204,41 +191,36 @@ def predict(
 
 
 def evaluate_epoch(
-    model: nn.Module, data: TensorSet, mixed_precision: bool = True
+    model: nn.Module, data: TensorSet, mixed_precision: bool = True, metric: str | None = None
 ) -> dict[str, float]:
-    """Validation loss and the kind's score, `val_<score>` (maas.config.kinds.SCORE); bf16
-    autocast on CUDA only with `mixed_precision`. Regression labels are standardized: the
-    loss is in standard deviations, as in training."""
+    """Validation loss, the kind's score `val_<score>` (maas.config.kinds.SCORE) and, when
+    another, `val_<metric>` (the gate's); bf16 autocast on CUDA only with `mixed_precision`.
+    Regression labels are standardized: the loss is in standard deviations, as in training;
+    the metrics are in the label's units (its transform undone, in float64)."""
     from maas.pipeline.evaluation.metrics import compute_metrics
 
     config: ModelConfig = model.config  # type: ignore[assignment]
-    score = f"val_{SCORE[config.head]}"
+    names = list(dict.fromkeys([SCORE[config.head], metric or SCORE[config.head]]))
     preds = predict(model, data, mixed_precision=mixed_precision)
     if not bool(torch.isfinite(preds).all()):  # diverged: nothing to keep (a tuning trial: pruned)
-        return {"val_loss": float("nan"), score: float("nan")}
+        return {"val_loss": float("nan")} | {f"val_{name}": float("nan") for name in names}
     labels = data.labels
+    head = Head.of(config)
     if config.head == "regression":
-        scaled = (preds - config.target_mean) / config.target_std
-        loss = nn.functional.mse_loss(scaled, labels).item()
+        served = preds.double().cpu().numpy()  # log1p: a value at -1 has no log
+        served = np.maximum(served, -1 + 1e-12) if head.transform == "log1p" else served
+        scaled = torch.as_tensor(head.scale(served), dtype=torch.float32)
+        loss = nn.functional.mse_loss(scaled.to(labels.device), labels).item()
     elif config.head == "multiclass":
         loss = nn.functional.nll_loss(preds.clamp_min(1e-7).log(), labels.long()).item()
     else:
         loss = nn.functional.binary_cross_entropy(preds.clamp(1e-7, 1 - 1e-7), labels).item()
-    y, p = labels.cpu().numpy(), preds.cpu().numpy()
-    if config.head == "regression":
-        y, p = y * config.target_std + config.target_mean, p
+    y, p = head.unscale(labels.cpu().numpy()), preds.cpu().numpy()
     try:
-        value = compute_metrics(y, p, config.head)[SCORE[config.head]]
+        values = compute_metrics(y, p, config.head)
     except ValueError:  # e.g. one class only in a tiny validation slice
-        value = float("nan")
-    return {"val_loss": loss, score: value}
-
-
-def training_device(requested: str, world: int) -> torch.device:
-    device = select_device(requested)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
-    return device
+        values = {}
+    return {"val_loss": loss} | {f"val_{name}": values.get(name, float("nan")) for name in names}
 
 
 def make_scheduler(
@@ -260,6 +242,7 @@ def train_epoch(
     params: TrainParams,
     epoch: int,
     augment: Augmentation | None = None,
+    class_weight: torch.Tensor | None = None,
 ) -> float:
     """Epoch `epoch` of `fit` on this rank's share; returns the mean training loss."""
     rank, world = distributed.rank(), distributed.world()
@@ -281,6 +264,7 @@ def train_epoch(
         augment=augment,
         head=net_config(net).head,
         regression_loss=params.regression_loss,
+        class_weight=class_weight,
     )
 
 
@@ -291,16 +275,18 @@ def net_config(net: nn.Module) -> ModelConfig:
     return config
 
 
-def selection_metric(params: TrainParams, config: ModelConfig, validation: TensorSet) -> str:
-    """The validation metric that picks the epoch kept and stops training early: the kind's
-    score (`train.select_by: score`), or the loss when asked, or when the score is undefined on
-    this validation slice (ROC AUC of a slice holding one class)."""
+def selection_metric(
+    params: TrainParams, config: ModelConfig, validation: TensorSet, metric: str | None = None
+) -> str:
+    """The validation metric that picks the epoch kept and stops training early: the gate's
+    metric (`metric`, else the kind's score; `train.select_by: score`), or the loss when asked,
+    or when the score is undefined on this validation slice (ROC AUC of one class)."""
     if params.select_by == "loss":
         return "val_loss"
     if config.head == "binary" and validation.labels.unique().numel() < 2:
         log.warning("the validation slice holds one class: epochs are chosen by validation loss")
         return "val_loss"
-    return f"val_{SCORE[config.head]}"
+    return f"val_{metric or SCORE[config.head]}"
 
 
 def fit(
@@ -312,10 +298,12 @@ def fit(
     checkpoint_path: Path | None = None,
     on_epoch_end: EpochCallback | None = None,
     augment: Augmentation | None = None,
+    metric: str | None = None,
 ) -> TrainResult:
-    """Train with early stopping on the validation metric `selection_metric` names (the kind's
-    score by default) and keep its best epoch; resume from `checkpoint_path` if present.
-    `augment`: training batches made to look like requests the data rarely holds.
+    """Train with early stopping on the validation metric `selection_metric` names (`metric`,
+    the gate's; default the kind's score) and keep its best epoch; resume from
+    `checkpoint_path` if present. `augment`: training batches made to look like requests the
+    data rarely holds. Uneven classes weigh the loss (`train.class_weights`).
 
     Data-parallel (DDP) when a process group of more than one process is initialized; the
     returned model is the plain network (not its DDP wrapper), on the CPU, the same on every rank.
@@ -335,7 +323,13 @@ def fit(
     val_d = validation.to(device) if rank == 0 else validation  # only rank 0 validates
     rows_per_epoch = len(train_d) - len(train_d) % world
     scheduler = make_scheduler(optimizer, params, len(train_d), world)
-    monitor = selection_metric(params, config, validation)
+    monitor = selection_metric(params, config, validation, metric)
+    gate_score = metric or SCORE[config.head]
+    weight = (
+        class_weights(train.labels.numpy(), config.n_outputs, params.class_weights, gate_score)
+        if config.head == "multiclass"
+        else None
+    )
     progress = restore_checkpoint(checkpoint_path, model, optimizer, scheduler, monitor)
     # Constructing DDP broadcasts rank 0's weights; gradients are averaged in backward.
     net: nn.Module = model
@@ -350,7 +344,7 @@ def fit(
         if progress.bad_epochs >= params.patience:
             break
         started = time.perf_counter()
-        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch, augment)
+        train_loss = train_epoch(net, optimizer, scheduler, train_d, params, epoch, augment, weight)
         elapsed = time.perf_counter() - started
         trained_samples += rows_per_epoch
         train_seconds += elapsed
@@ -359,7 +353,7 @@ def fit(
             {
                 "epoch": float(epoch),
                 "train_loss": train_loss,
-                **evaluate_epoch(model, val_d, params.mixed_precision),
+                **evaluate_epoch(model, val_d, params.mixed_precision, metric),
                 "samples_per_second": rows_per_epoch / elapsed,
             }
             if rank == 0

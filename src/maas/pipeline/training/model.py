@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from maas.config import ModelParams
+from maas.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,17 @@ class ModelConfig:
     n_blocks: int = 0
     d_block: int = 0
     # the head: binary (one logit), multiclass (a logit per class), regression (one value,
-    # trained standardized: the serving graph returns value * target_std + target_mean)
+    # trained standardized: the serving graph returns value * target_std + target_mean, then
+    # expm1 of it when the label is trained as log1p(label), `target_transform`)
     head: str = "binary"
     n_outputs: int = 1
     target_mean: float = 0.0
     target_std: float = 1.0
+    target_transform: str = "none"
+    # multiclass: the decision rule, offsets added to the class logits before the softmax,
+    # chosen on the validation slice for the gate's metric (maas.pipeline.training.decision);
+    # the served probabilities and their argmax carry it. Empty: none.
+    class_bias: list[float] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -87,6 +94,7 @@ def model_config_for(
             n_outputs=head.n_outputs,
             target_mean=head.target_mean,
             target_std=head.target_std,
+            target_transform=head.transform,
         )
     embedding = model.numeric_embeddings
     if embedding.kind == "piecewise_linear":
@@ -109,32 +117,75 @@ def model_config_for(
 @dataclass(frozen=True)
 class Head:
     """The output of a task's network: its kind, width and (regression) the training label's
-    mean and standard deviation, which the network learns to predict in units of."""
+    mean and standard deviation, which the network learns to predict in units of, computed in
+    float64 after the label's `transform` (`log1p`: a skewed positive label is learned as
+    log(1 + label), and the serving graph returns expm1 of the prediction)."""
 
     kind: str = "binary"
     n_outputs: int = 1
     target_mean: float = 0.0
     target_std: float = 1.0
+    transform: str = "none"
 
     @classmethod
-    def for_labels(cls, kind: str, labels: np.ndarray, n_classes: int = 2) -> Head:
+    def for_labels(
+        cls, kind: str, labels: np.ndarray, n_classes: int = 2, transform: str = "none"
+    ) -> Head:
         if kind == "multiclass":
             return cls(kind, n_classes)
         if kind == "regression":
-            values = np.asarray(labels, dtype=np.float64)
+            values = transformed(np.asarray(labels, dtype=np.float64), transform)
             std = float(values.std())
-            return cls(kind, 1, float(values.mean()), std if std > 0 else 1.0)
+            return cls(kind, 1, float(values.mean()), std if std > 0 else 1.0, transform)
         return cls()
 
     @classmethod
     def of(cls, config: ModelConfig) -> Head:
-        return cls(config.head, config.n_outputs, config.target_mean, config.target_std)
+        return cls(
+            config.head,
+            config.n_outputs,
+            config.target_mean,
+            config.target_std,
+            config.target_transform,
+        )
 
     def scale(self, labels: np.ndarray) -> np.ndarray:
-        """Labels as the network trains on them (regression: standardized)."""
+        """Labels as the network trains on them (regression: transformed, standardized)."""
         if self.kind != "regression":
             return labels
-        return (np.asarray(labels, dtype=np.float64) - self.target_mean) / self.target_std
+        values = transformed(np.asarray(labels, dtype=np.float64), self.transform)
+        return (values - self.target_mean) / self.target_std
+
+    def unscale(self, values: np.ndarray) -> np.ndarray:
+        """`scale` undone, in float64: the label's own units."""
+        if self.kind != "regression":
+            return values
+        raw = np.asarray(values, dtype=np.float64) * self.target_std + self.target_mean
+        return np.expm1(raw) if self.transform == "log1p" else raw
+
+    @property
+    def output_scale(self) -> float:
+        """The size of the served value the export parity check measures differences in
+        (`maas.serving.inference.output_difference`): the label's standard deviation, or
+        with `log1p` the value one standard deviation above the mean, in the label's units;
+        1 for probabilities."""
+        if self.kind != "regression":
+            return 1.0
+        if self.transform == "log1p":
+            return float(np.expm1(self.target_mean + self.target_std))
+        return self.target_std
+
+
+def transformed(values: np.ndarray, transform: str) -> np.ndarray:
+    """The label as the network learns it: as is, or log(1 + label) (label > -1)."""
+    if transform != "log1p":
+        return values
+    if values.size and float(np.nanmin(values)) <= -1:
+        raise TrainingError(
+            f"label.transform log1p needs labels above -1; the smallest is "
+            f"{float(np.nanmin(values)):g}: remove label.transform from the task file"
+        )
+    return np.log1p(values)
 
 
 def numeric_bins(numeric: np.ndarray, n_bins: int) -> list[list[float]]:
@@ -254,12 +305,16 @@ class TabMNet(nn.Module):
 
 def serving_output(config: ModelConfig, out: torch.Tensor) -> torch.Tensor:
     """The network's eval output as the service returns it: the positive class's probability
-    (binary), each class's probability (multiclass), the value in the label's units
-    (regression)."""
+    (binary), each class's probability after the decision rule's offsets (multiclass), the
+    value in the label's units (regression: the label's transform undone)."""
     if config.head == "multiclass":
-        return torch.softmax(out.float(), dim=-1)
+        logits = out.float()
+        if config.class_bias:
+            logits = logits + torch.tensor(config.class_bias, dtype=torch.float32)
+        return torch.softmax(logits, dim=-1)
     if config.head == "regression":
-        return out.float() * config.target_std + config.target_mean
+        value = out.float() * config.target_std + config.target_mean
+        return torch.expm1(value) if config.target_transform == "log1p" else value
     return torch.sigmoid(out.float())
 
 

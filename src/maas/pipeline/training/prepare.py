@@ -64,7 +64,9 @@ def prepare_training(
     fit_cat, fit_num = preprocessor.transform(fit_part)
     val_cat, val_num = preprocessor.transform(val_part)
     label = data.label
-    head = Head.for_labels(label.kind, fit_part["label"].to_numpy(), len(label.classes))
+    head = Head.for_labels(
+        label.kind, fit_part["label"].to_numpy(), len(label.classes), label.transform
+    )
     config = model_config_for(model, preprocessor.cardinalities, fit_num, head)
     return PreparedTraining(
         fit_part,

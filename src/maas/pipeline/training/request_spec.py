@@ -20,7 +20,9 @@ def field_type(name: str, request: RequestParams, rows: pd.DataFrame) -> FieldTy
     if name in request.types:
         return request.types[name]
     dtype = rows[name].dtype
-    if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if not pd.api.types.is_numeric_dtype(dtype):
         return "str"
     return "int" if pd.api.types.is_integer_dtype(dtype) else "float"
 
@@ -30,6 +32,8 @@ def json_value(value: Any, kind: FieldType) -> Any:
         return None
     if kind in ("str", "datetime"):
         return str(value)
+    if kind == "bool":
+        return value if isinstance(value, bool) else str(value) == "True"
     return int(value) if kind == "int" else float(value)
 
 
@@ -46,7 +50,7 @@ def build_request_spec(
     for name in preprocessor.input_columns:
         low, high = request.bounds.get(name, (None, None))
         kind = "datetime" if name in dates else field_type(name, request, rows)
-        if kind in ("str", "datetime"):
+        if kind in ("str", "bool", "datetime"):
             low = high = None
         fields.append(FieldSpec(name, kind, low, high, name in optional))
     complete = rows.dropna(subset=[f.name for f in fields])

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from maas.config import DataParams, ValidationParams
+from maas.config.base import CATEGORY_TYPES
 from maas.pipeline.data.partitions import Partition
 from maas.pipeline.validation.cache import ValidationCache
 
@@ -104,8 +105,8 @@ def _score(
 
     rule = params.drift
     columns = list(rule.thresholds)
-    numeric = [c for c in columns if params.columns.get(c) != "str"]
-    categorical = [c for c in columns if params.columns.get(c) == "str"]
+    numeric = [c for c in columns if params.columns.get(c) not in CATEGORY_TYPES]
+    categorical = [c for c in columns if params.columns.get(c) in CATEGORY_TYPES]
     sample = [
         _sample(frame, columns, rule.sample_rows, rule.seed) for frame in (reference, current)
     ]

@@ -39,6 +39,7 @@ TYPE_LISTS = {
     # GX 1.24 does not recognise pandas 3's default `str` dtype: string columns are handed
     # over as object columns and each value's type is checked.
     "str": ["str"],
+    "bool": ["bool", "boolean"],  # numpy's bool, pandas' nullable boolean (each value: bool)
 }
 
 
