@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,21 @@ def api_healthy(api_url: str) -> bool:
     return http_ok(f"{api_url.rstrip('/')}/health")
 
 
+SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_TOKEN", "_KEY", "_AUTH_STRING")
+
+
+def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the Prefect server is given of this process's environment: everything but its
+    secrets (the gate key, MLflow and cloud credentials, alert and webhook secrets): the
+    server never needs them, and its flows run in the worker, not in it. Prefect's own
+    settings (`PREFECT_*`, the database URL included) are kept."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith("PREFECT_") or not name.upper().endswith(SECRET_SUFFIXES)
+    }
+
+
 def start_prefect_server(address: str, log_file: Path) -> subprocess.Popen[bytes]:
     """`prefect server start` on `address` (UI and API); its database from Prefect's own
     settings (SQLite in ~/.prefect unless PREFECT_API_DATABASE_CONNECTION_URL is set). With
@@ -39,7 +55,7 @@ def start_prefect_server(address: str, log_file: Path) -> subprocess.Popen[bytes
     host, port = parse_address(address)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handle = log_file.open("ab")
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**server_environment(os.environ), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     if os.environ.get("PREFECT_API_AUTH_STRING"):
         env["PREFECT_SERVER_API_AUTH_STRING"] = os.environ["PREFECT_API_AUTH_STRING"]

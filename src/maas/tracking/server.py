@@ -107,7 +107,7 @@ def start_server(
     if artifacts_destination is None:
         params.registry.artifact_root.mkdir(parents=True, exist_ok=True)
         artifacts_destination = str(params.registry.artifact_root.resolve())
-    env = server_environment(params, auth=auth)
+    env = {**server_environment(params, auth=auth), "MLFLOW_BACKEND_STORE_URI": store}
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handle = log_file.open("ab")
     return subprocess.Popen(
@@ -115,9 +115,7 @@ def start_server(
             sys.executable,
             "-m",
             "mlflow",
-            "server",
-            "--backend-store-uri",
-            store,
+            "server",  # the store by environment: a DSN's password never on argv (`ps`)
             "--artifacts-destination",
             artifacts_destination,
             "--host",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from maas.config import RegistryParams
 from maas.errors import RegistryError
 from maas.files import locked
+from maas.redact import redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,7 +48,9 @@ def connect(params: RegistryParams, retries: int = 3, backoff_s: float = 1.0) ->
         except Exception as error:  # unreachable server, locked DB, bad URI
             last_error = error
             time.sleep(backoff_s * 2**attempt)
-    raise RegistryError(f"MLflow tracking store {uri} is not reachable: {last_error}")
+    # a DSN's password never reaches a message (the driver's error may repeat the URI)
+    shown = redact_text(f"MLflow tracking store {uri} is not reachable: {last_error}", [])
+    raise RegistryError(shown)
 
 
 def _schema_lock(uri: str) -> contextlib.AbstractContextManager[None]:

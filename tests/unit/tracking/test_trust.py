@@ -116,3 +116,43 @@ def test_the_mlflow_server_gets_no_gate_key(monkeypatch, small_params, tmp_path)
     env = server_environment(small_params.model_copy(update={"deploy": deploy}))
     assert KEY_ENV not in env and "a-secret-gate-key" not in env.values()
     assert env["MAAS_SOMETHING_ELSE"] == "kept"
+
+
+def test_no_secret_reaches_a_servers_argv_environment_or_an_error(
+    monkeypatch, small_params, tmp_path
+) -> None:
+    """Issue 27.11: a DSN with its password was on `mlflow server`'s argv (`ps` shows it to
+    every local user) and in connection errors; the Prefect server got the whole environment,
+    the gate key included."""
+    import subprocess
+
+    from maas.errors import RegistryError
+    from maas.operate.prefect_server import server_environment as prefect_environment
+    from maas.tracking import server
+    from maas.tracking.store import connect
+
+    dsn = "postgresql://maas:hunter2@127.0.0.1:1/mlflow"
+    started: dict = {}
+
+    class Recorded:
+        def __init__(self, argv, env, **kwargs):
+            started.update(argv=argv, env=env)
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    deploy = small_params.deploy.model_copy(update={"webhook_secret_file": tmp_path / "w.secret"})
+    params = small_params.model_copy(update={"deploy": deploy})
+    server.start_server(params, tmp_path / "mlflow.log", backend_store_uri=dsn)
+    assert not any("hunter2" in arg for arg in started["argv"])
+    assert started["env"]["MLFLOW_BACKEND_STORE_URI"] == dsn
+    monkeypatch.setenv("MAAS_GATE_KEY", "a-secret-gate-key")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "owner-password")
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "sqlite+aiosqlite:///p.db")
+    import os
+
+    given = prefect_environment(os.environ)
+    assert "MAAS_GATE_KEY" not in given and "MLFLOW_TRACKING_PASSWORD" not in given
+    assert given["PREFECT_API_DATABASE_CONNECTION_URL"] == "sqlite+aiosqlite:///p.db"
+    registry = params.registry.model_copy(update={"tracking_uri": dsn})
+    with pytest.raises(RegistryError) as refused:
+        connect(registry, retries=1, backoff_s=0)
+    assert "hunter2" not in str(refused.value) and "maas:***@127.0.0.1" in str(refused.value)
