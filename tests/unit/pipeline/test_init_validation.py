@@ -5,7 +5,6 @@ bird-strikes)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +22,9 @@ from maas.pipeline.training.request_spec import field_type, json_value
 from maas.pipeline.validation.run import raise_for_blocking, validate_partitions
 from maas.serving.preprocessing import as_category_strings
 from maas.serving.request import FieldSpec, RequestSpec, record_model
-from tests.helpers import ROOT
 from tests.unit.pipeline.validation_cases import failed
 
 NOT_NULL = "expect_column_values_to_not_be_null"
-
-
-@pytest.fixture()
-def project(tmp_path: Path, monkeypatch) -> Path:
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def inspections(n: int = 1200, seed: int = 0) -> pd.DataFrame:

@@ -4,7 +4,6 @@ refuses in one line naming the flag, writing nothing (at `maas run` too)."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from maas.errors import DataError
 from maas.pipeline.data.profile import TaskRequest, profile
 from maas.pipeline.data.sources import read_table, split_by_period
 from maas.pipeline.data.test_window import choose_test_window, rule_of
-from tests.helpers import ROOT
 
 
 def bookings(n: int = 2400, seed: int = 0) -> pd.DataFrame:
@@ -47,14 +45,6 @@ def init(root: Path, name: str, data: Path, *flags: str):
     return CliRunner().invoke(
         app, ["task", "init", name, "--data", str(data), *flags, "-p", str(root / "params.yaml")]
     )
-
-
-@pytest.fixture()
-def project(tmp_path: Path, monkeypatch) -> Path:
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_task_init_shows_the_test_window_and_proposes_floors(project: Path) -> None:
