@@ -171,7 +171,7 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
     target = LocalTarget(state_dir, own[-1].split("=", 1)[1], runtime)
     try:
         deadline = time.monotonic() + 120
-        while "for flow 'release'" not in controller.tail(20000):
+        while "releasing (package, validate, start, switch)" not in controller.tail(20000):
             assert time.monotonic() < deadline, controller.tail()
             assert controller.process.poll() is None, controller.tail()
             time.sleep(0.2)
@@ -184,7 +184,7 @@ def test_sigterm_in_the_middle_of_a_release_stops_the_controller_and_leaves_noth
                 f"still running 30 s after SIGTERM:\n{controller.tail()}"
             ) from None
         print(f"SIGTERM mid-release -> exited in {time.monotonic() - signalled:.1f}s")
-        assert "for flow 'release'" in controller.tail(20000)
+        assert "releasing (package, validate, start, switch)" in controller.tail(20000)
         assert containers.list_containers(runtime, target.prefix(MODEL)) == []
         assert target.current(MODEL) is None  # nothing was switched to
         tags = client.get_model_version(MODEL, champion.version).tags

@@ -233,6 +233,7 @@ class Pass:
         previous = actual.version if actual else None
         sweep_orphans(self.target, self.model)
         self.catalog.publish("switching", version, f"v{version} is being released")
+        log.info("%s v%s: releasing (package, validate, start, switch)", self.model, version)
         try:
             deployment = release(version)
         except Exception as error:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from maas.config import DataParams, LabelSpec
+from maas.config import DataParams
 from maas.errors import DataError
-from maas.pipeline.data.partitions import Partition, label_values, read_partition
+from maas.pipeline.data.partitions import Partition, counted_labels, read_partition
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +197,6 @@ def rule_of(data: DataParams) -> WindowRule:
     )
 
 
-def task_labels(frame: pd.DataFrame, label: LabelSpec) -> np.ndarray:
-    """The label values a window counts: as `add_label` keeps them (unlabeled rows NaN, or
-    positive under `unlabeled: positive`)."""
-    values = label_values(frame, label)
-    return np.where(np.isnan(values), 1.0, values) if label.unlabeled == "positive" else values
-
-
 def split_by_size(partitions: list[Partition], data: DataParams) -> SizedSplit:
     """`choose_test_window` over the task's partitions; `data.max_train_partitions` then
     keeps the newest training ones."""
@@ -211,8 +204,10 @@ def split_by_size(partitions: list[Partition], data: DataParams) -> SizedSplit:
     frames: dict[str, pd.DataFrame] = {}
 
     def labels_of(name: str) -> np.ndarray:
-        frames[name] = read_partition(by_name[name])
-        return task_labels(frames[name], data.label)
+        frames[name] = frame = read_partition(by_name[name])
+        if data.label.column not in frame.columns:  # no labeled row here: validation then
+            return np.full(len(frame), np.nan)  # names the missing column (a blocking rule)
+        return counted_labels(frame, data.label)  # as training and the gate count them
 
     window = choose_test_window(list(by_name), labels_of, rule_of(data))
     log.info("%s", window.describe())
