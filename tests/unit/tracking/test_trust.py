@@ -152,7 +152,12 @@ def test_no_secret_reaches_a_servers_argv_environment_or_an_error(
     given = prefect_environment(os.environ)
     assert "MAAS_GATE_KEY" not in given and "MLFLOW_TRACKING_PASSWORD" not in given
     assert given["PREFECT_API_DATABASE_CONNECTION_URL"] == "sqlite+aiosqlite:///p.db"
-    registry = params.registry.model_copy(update={"tracking_uri": dsn})
+    # an unreachable tracking server with credentials in its URI (MLflow's SQL store retries
+    # a database for minutes; the REST client's retries can be turned off)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    server_uri = "http://maas:hunter2@127.0.0.1:1"
+    registry = params.registry.model_copy(update={"tracking_uri": server_uri})
     with pytest.raises(RegistryError) as refused:
         connect(registry, retries=1, backoff_s=0)
     assert "hunter2" not in str(refused.value) and "maas:***@127.0.0.1" in str(refused.value)
