@@ -99,3 +99,9 @@ def locked(path: Path, wait: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_home() -> Path:
+    """maas's per-user cache ($MAAS_CACHE_DIR, else ~/.cache/maas): the base image's tarball,
+    the champion locks."""
+    return Path(os.environ.get("MAAS_CACHE_DIR", Path.home() / ".cache" / "maas"))

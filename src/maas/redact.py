@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 HIDDEN = "***"
+SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_TOKEN", "_KEY", "_AUTH_STRING")
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
 
 
@@ -42,3 +43,9 @@ def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
         shown = redact_url(secret) if "://" in secret else HIDDEN
         text = text.replace(secret, shown)
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{HIDDEN}@", text)
+
+
+def secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (`*_PASSWORD`,
+    `*_SECRET`, `*_TOKEN`, `*_KEY`, `*_AUTH_STRING`): child processes are not given those."""
+    return name.upper().endswith(SECRET_SUFFIXES)

@@ -19,6 +19,7 @@ from typing import Any
 from maas.config import Params
 from maas.errors import ScheduleError
 from maas.net import ProcessExited, http_ok, parse_address, wait_for_http
+from maas.redact import secret_name
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,6 @@ def api_healthy(api_url: str) -> bool:
     return http_ok(f"{api_url.rstrip('/')}/health")
 
 
-SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_TOKEN", "_KEY", "_AUTH_STRING")
-
-
 def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """What the Prefect server is given of this process's environment: everything but its
     secrets (the gate key, MLflow and cloud credentials, alert and webhook secrets): the
@@ -43,7 +41,7 @@ def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in environ.items()
-        if name.startswith("PREFECT_") or not name.upper().endswith(SECRET_SUFFIXES)
+        if name.startswith("PREFECT_") or not secret_name(name)
     }
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from maas.config import PackagingParams
 from maas.errors import ContainerError
+from maas.files import cache_home
 from maas.release.containers import (
     CA_BUNDLE_IN_IMAGE,
     ImageInfo,
     backend_problem,
-    cache_home,
     inspect_image,
     run_tool,
 )

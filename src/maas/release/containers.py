@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -279,7 +278,3 @@ def wait_ready(base_url: str, timeout_s: float, alive: Callable[[], bool] | None
         return wait_for_http(f"{base_url}/readyz", timeout_s, alive=alive, interval_s=0.2)
     except ProcessExited:
         raise ContainerError("the container exited before it was ready") from None
-
-
-def cache_home() -> Path:
-    return Path(os.environ.get("MAAS_CACHE_DIR", Path.home() / ".cache" / "maas"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from maas.config import PackagingParams
 from maas.errors import PackagingError
+from maas.files import cache_home
 from maas.naming import named
 from maas.release import containers
 from maas.release.base_image import build_base_image
@@ -61,7 +62,7 @@ def ensure_base_image(runtime: str, packaging: PackagingParams) -> None:
         build_base_image(
             runtime,
             packaging.base_image,
-            containers.cache_home() / "base",
+            cache_home() / "base",
             suite=packaging.base_image_suite,
             mirror=packaging.base_image_mirror,
         )

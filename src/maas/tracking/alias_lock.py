@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from maas.files import locked
+from maas.files import cache_home, locked
 
 
 def lock_folder() -> Path:
-    folder = Path(os.environ.get("MAAS_CACHE_DIR", Path.home() / ".cache" / "maas")) / "locks"
+    folder = cache_home() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     return folder

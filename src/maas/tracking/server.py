@@ -77,7 +77,10 @@ def server_environment(params: Params, *, auth: bool = False) -> dict[str, str]:
     return {
         **inherited,
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",  # the controller listens on http
-        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",  # ... on this machine or its network
+        # the receiver is on this machine or its network; MLflow's switch opens every private
+        # address, so maas's app (server_app) then allows only the receiver's URL: tested by
+        # tests/integration/test_webhook_targets.py (an internal service is never reached)
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         ALLOWED_URLS_ENV: receiver or "",  # ... and webhooks may reach only it
         "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": fernet_key(key_file),
         "MLFLOW_WEBHOOK_CACHE_TTL": "2",  # a new webhook fires within seconds, not a minute

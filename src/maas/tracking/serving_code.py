@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from maas.errors import ServingCodeError
+from maas.redact import secret_name
 
 SRC_DIR = Path(__file__).resolve().parents[2]  # the checkout's build context (holds maas/)
 BENTOFILE = SRC_DIR.parent / "bentofile.yaml"  # beside src/, whatever the working directory
@@ -110,7 +111,6 @@ def verify(context: Path, expected: str | None, version: str) -> Path:
 # the gate key, tracking credentials or any other secret of this process
 CHILD_ENV = ("PATH", "LANG", "HOME", "TMPDIR", "TZ", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 CHILD_ENV_PREFIXES = ("LC_", "PYTHON")
-SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_TOKEN", "_KEY")
 
 
 def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -118,8 +118,7 @@ def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in environ.items()
-        if (name in CHILD_ENV or name.startswith(CHILD_ENV_PREFIXES))
-        and not name.upper().endswith(SECRET_SUFFIXES)
+        if (name in CHILD_ENV or name.startswith(CHILD_ENV_PREFIXES)) and not secret_name(name)
     }
 
 
