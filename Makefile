@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 # make test: pytest-xdist workers (the e2e modules are two groups, tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke corpus
+.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke corpus lock-serving
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,12 @@ clean:
 ## make soak: the champion's image under 200 req/s for 10 minutes (errors, p99, memory growth)
 soak: install
 	$(BIN)/python benchmarks/soak.py --ref champion --seconds 600 --rate 200
+
+## make lock-serving: the serving image's packages pinned by version and sha256
+# (src/maas/serving/requirements.lock, from requirements.in and the installed bentoml; after
+# changing either: tests/unit/release/test_serving_lock.py fails while the lock is stale)
+lock-serving: install
+	$(BIN)/python -m maas.release.serving_lock
 
 ## make audit: pip-audit over the installed (locked) dependencies
 audit: dev

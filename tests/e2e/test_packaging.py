@@ -125,6 +125,34 @@ def test_image_holds_only_what_serving_needs(packaged):
     assert out.stdout.strip() == "[]"
 
 
+def test_the_image_installs_exactly_the_hashed_lock(packaged):
+    """Issue 27.12: the Bento installs the lock verbatim (hash-checking on, no unhashed line
+    of BentoML's own), and every distribution in the image is a locked one at its version."""
+    import bentoml
+    from packaging.utils import canonicalize_name
+
+    from maas.release.serving_lock import LOCK, parse_lock
+
+    result, runtime = packaged
+    lock = parse_lock(LOCK.read_text())
+    installed = Path(bentoml.bentos.get(result.bento_tag).path, "env/python/requirements.txt")
+    assert parse_lock(installed.read_text()) == lock and lock.require_hashes
+    probe = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    )
+    python = ["--entrypoint", "/app/.venv/bin/python"]
+    out = subprocess.run(
+        [runtime, "run", "--rm", *python, result.image, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = {canonicalize_name(name): v for name, v in json.loads(out.stdout).items()}
+    assert found == {name: locked.version for name, locked in lock.packages.items()}
+
+
 def test_container_predicts_like_the_pyfunc_on_december(project, endpoint):
     import mlflow
 

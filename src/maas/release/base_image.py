@@ -91,6 +91,14 @@ def _uv_wheel(cache_dir: Path) -> Path:
     return wheel
 
 
+def uv_binary(cache_dir: Path, dest: Path) -> Path:
+    """The pinned uv's executable, taken from its verified wheel (cached under `cache_dir`)
+    into `dest/usr/local/bin/uv`: the serving lock is made, and checked, with the uv that
+    installs it in the image."""
+    _install_uv(dest, _uv_wheel(cache_dir))
+    return dest / "usr/local/bin/uv"
+
+
 def _install_uv(rootfs: Path, wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.namelist():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from maas.config import PackagingParams, RegistryParams, ServingParams
 from maas.errors import PackagingError
+from maas.files import cache_home
 from maas.naming import named
+from maas.release.base_image import uv_binary
 from maas.serving.inference import SERVING_FILES, verify_digests
 from maas.tracking.registry import (
     download_serving_artifacts,
@@ -175,7 +178,12 @@ def build_bento(
     ]
     for key, value in args.items():
         command += ["--arg", f"{key}={value}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    # BentoML runs the uv on PATH, else pip-installs whatever uv the index has into this
+    # environment: give it the pinned one (maas.release.base_image)
+    with tempfile.TemporaryDirectory(prefix="maas-uv-") as tmp:
+        uv = uv_binary(cache_home() / "base" / "wheels", Path(tmp))
+        env = {**os.environ, "PATH": f"{uv.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
         raise PackagingError(f"bentoml build failed for {model_name} v{version}:\n{tail}")
