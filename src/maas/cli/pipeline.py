@@ -20,6 +20,7 @@ from maas.cli.common import (
     with_project,
 )
 from maas.cli.logs import adopt_torch_loggers
+from maas.cli.prefect_boot import EarlyServer
 from maas.config import Params
 
 
@@ -50,9 +51,11 @@ def run(
 ) -> None:
     """Run the whole training pipeline once (a Prefect flow) and print the outcome."""
     project.load()  # fail fast with a clear message before Prefect starts
+    early = EarlyServer.start()  # Prefect's temporary server boots while the flow imports
     adopt_torch_loggers()
     from maas.flows.training import training
 
+    early.wait()
     result = training(**project.flow_args())
     if json_output:
         print(json.dumps(result, default=str))
