@@ -41,6 +41,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pydantic import BaseModel
+
 from maas.serving.log_policy import LogPolicy
 
 DIR_ENV = "MAAS_PREDICTION_LOG_DIR"  # where the deploy target mounts the model's log folder
@@ -265,11 +267,20 @@ class PredictionLog:
             retention_days=float(retention) if retention else None,
         )
 
-    def write(self, request: bytes, response: bytes) -> None:
-        """Log one request and its response (both JSON documents, as bytes)."""
+    def write(
+        self, request: bytes, response: bytes, records: list[BaseModel] | None = None
+    ) -> None:
+        """Log one request and its response (both JSON documents, as bytes); `records`: what
+        the service validated out of the request, which the policy logs without parsing the
+        request again (`LogPolicy.logged`)."""
         try:
             self._sequence += 1
-            logged = _one_line(request) if self.policy is None else self.policy.filtered(request)
+            if self.policy is None:
+                logged = _one_line(request)
+            elif records is None:
+                logged = self.policy.filtered(request)
+            else:
+                logged = self.policy.logged(records, request)
             head = (
                 f'{{"time":"{dt.datetime.now(dt.UTC).isoformat()}",'
                 f'"request_id":"{self._id}{self._sequence}",'

@@ -98,13 +98,14 @@ def fast_predict(body: bytes) -> bytes | None:
         request = PredictRequest.model_validate_json(body)
     except ValidationError:
         return None
+    records = SCHEMA.records(request)
     try:
-        scored = service.score(SCHEMA.records(request))
+        scored = service.score(records)
     except FeatureError:  # BentoML's handler answers it (a 400 naming the field)
         return None
     answer = SCHEMA.to_response(service.version, *scored).model_dump_json().encode()
-    if service.prediction_log is not None:
-        service.prediction_log.write(body, answer)
+    if service.prediction_log is not None:  # logs the validated records, not the body again
+        service.prediction_log.write(body, answer, records)
     return answer
 
 
@@ -167,13 +168,13 @@ class ModelService:
         records = body[SCHEMA.spec.body_key]
         response = SCHEMA.to_response(self.version, *self.score_or_400(records))
         if self.prediction_log is not None:  # the fast path logs what it answers itself
-            # the body as sent, as the fast path logs it: the log keeps the declared fields
-            # and the task's keys (which join late labels) of it
+            # as the fast path logs it: the validated records' declared fields, and the task's
+            # keys (which join late labels) from the body as sent where no field holds them
             sent = received_body()
             if sent is None:  # called in process, not through the guard: the records
                 request = {SCHEMA.spec.body_key: [record.model_dump() for record in records]}
                 sent = json.dumps(request).encode()
-            self.prediction_log.write(sent, response.model_dump_json().encode())
+            self.prediction_log.write(sent, response.model_dump_json().encode(), records)
         return response
 
     @bentoml.api

@@ -173,3 +173,41 @@ def test_both_paths_log_the_same_line_with_the_key_fields_and_nothing_else(
     logged = read_predictions(tmp_path, "flights", LogColumns.of(params)).frame
     assert len(logged) == 9 and {*keys, "flight"} <= set(logged.columns)
     assert "origin" not in logged.columns
+
+
+def test_without_undeclared_keys_every_path_logs_the_validated_records(
+    packaged, module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No key column beyond the declared fields (`bentoml serve` with a log folder, or a task
+    whose keys the request declares): every path logs the records the service validated,
+    without reading the body again (issue 33), so the line is the same on each path, holds a
+    whole number sent as 900.0 as the integer the service read, and nothing undeclared."""
+    import hashlib
+
+    from maas.serving.prediction_log import KEYS_ENV, REDACT_ENV
+
+    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(KEYS_ENV, raising=False)
+    monkeypatch.setenv(REDACT_ENV, json.dumps({"carrier": "hash", "origin": "drop"}))
+    module.LIVE.clear()  # the service is created again, reading the log's settings
+    *_, records = packaged
+    secret = {"passenger_name": "Ada Lovelace", "card_number": "4111111111111111", "flight": 1}
+    rows = [{**row, **secret, "sched_dep_time": 900.0} for row in records_of(records.head(2))]
+    body = json.dumps({"flights": rows}, indent=1).encode()
+    with TestClient(asgi_app(module)) as client:
+        fast = client.post("/predict", content=body, headers=JSON)
+        plain = client.post("/predict", content=body, headers=PLAIN)
+        chunked = client.post("/predict", content=iter([body[:100], body[100:]]), headers=JSON)
+        log = module.LIVE["service"].prediction_log
+    assert fast.status_code == plain.status_code == chunked.status_code == 200
+    assert not log.policy.unchecked
+    log.flush()
+    lines = log.path.read_bytes().splitlines()
+    assert len(lines) == 3 and log.lost == 0
+    assert len({line.split(b'"model":', 1)[1] for line in lines}) == 1
+    assert b"Lovelace" not in lines[0] and b"4111" not in lines[0] and b"900.0" not in lines[0]
+    declared = set(module.SCHEMA.spec.names) - {"origin"}
+    expected = [{k: v for k, v in row.items() if k in declared} for row in rows]
+    for row in expected:
+        row["carrier"] = "sha256:" + hashlib.sha256(row["carrier"].encode()).hexdigest()
+    assert json.loads(lines[2])["request"] == {"flights": expected}
