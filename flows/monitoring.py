@@ -11,10 +11,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from maas.audit import AuditTrail
 from maas.config.scheduled import load_run_params
 from maas.monitor.report import markdown
 from maas.monitor.run import monitor_task
-from maas.operate.audit import AuditTrail
 from maas.tracking.store import connect
 
 judge = task(name="judge_periods", cache_policy=NO_CACHE)(monitor_task)

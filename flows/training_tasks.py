@@ -7,7 +7,7 @@ from maas.flows.artifacts import publish_blocked_validation
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from maas.operate.audit import audit_gate_promotion
+from maas.audit import audit_gate_promotion
 from maas.pipeline import stages
 from maas.pipeline.register import register_model
 from maas.tracking.runs import start_pipeline_run

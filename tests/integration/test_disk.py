@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from maas.audit import AuditTrail
 from maas.config import RegistryParams, load_params
 from maas.errors import AuditError, DeployError
-from maas.operate.audit import AuditTrail
 from maas.operate.deployment import Deployment, read_deployment, write_state
 from tests.helpers import ROOT, missing
 

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from maas.audit import AuditTrail
 from maas.config import Params
 from maas.monitor import alerts, evidence
 from maas.monitor.judge import judge_period, open_champion, temporary_folder, with_prediction
 from maas.monitor.policy import may_retrain
 from maas.monitor.predictions import LogColumns, read_predictions
 from maas.monitor.state import read_state, write_state
-from maas.operate.audit import AuditTrail
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from maas.operate.audit import AuditTrail
+from maas.audit import AuditTrail
 
 MOVES = ("promoted", "rollback")  # events that move `champion`
 SERVES = "deployed"

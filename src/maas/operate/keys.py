@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maas.audit import AuditTrail, person
 from maas.config import Params
 from maas.errors import VerdictKeyError
-from maas.operate.audit import AuditTrail, person
 from maas.tracking import keyring
 from maas.tracking.keyring import Keyring, fingerprint
 from maas.tracking.store import connect

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maas.audit import AuditTrail, person
 from maas.config import Params
 from maas.errors import ApprovalError, AuditError, RollbackError
-from maas.operate.audit import AuditTrail, person
 from maas.operate.controller import Outcome, retry_now, withdraw
 from maas.operate.deployment import read_deployment
 from maas.operate.history import History

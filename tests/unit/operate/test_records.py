@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from maas.operate.audit import AuditTrail
+from maas.audit import AuditTrail
 from maas.operate.controller import reconcile_once
 from maas.operate.promotion import promote
 from maas.operate.records import record_deployment
