@@ -32,6 +32,7 @@ E2E_GROUPS = {
     "test_promotion.py": "e2e-registry",  # ... that the controller then deploys
     "test_identity.py": "e2e-registry",  # ... and beside another project's v1
     "test_concurrency.py": "e2e-registry",  # registers the same trained model (built once)
+    "test_rollout.py": "e2e-registry",  # rolls out two more versions of it
     "test_tasks.py": "e2e-tasks",  # projects of their own: whichever worker is free
     "test_hotel_rates.py": "e2e-tasks",
     "test_monitoring.py": "e2e-tasks",  # (e2e-pipeline is the longest group)

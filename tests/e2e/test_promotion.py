@@ -17,9 +17,9 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from maas.audit import AuditTrail
 from maas.cli import app
 from maas.net import free_port
-from maas.operate.audit import AuditTrail
 from maas.operate.targets import LocalTarget
 from maas.release import containers
 from maas.release.packaging import package_version
@@ -313,7 +313,7 @@ def test_two_controllers_racing_deploy_a_new_version_once(setup):
     the service in sync. Then the kubernetes target renders the same image's manifests."""
     import yaml
 
-    from maas.operate.audit import AuditTrail
+    from maas.audit import AuditTrail
     from maas.release import containers
 
     root, overrides, params, client = setup

@@ -107,6 +107,9 @@ def print_status(status: Any) -> None:
             f"serving ({status.target}) at {where}: v{status.serving or '-'}; champion: "
             f"v{status.champion or '-'} ({state})"
         )
+    if status.rollout is not None:  # `maas rollout status` shows its checks
+        shown = status.rollout
+        out.print(f"rollout: v{shown['candidate']} {shown['state']} (step {shown['step']})")
     if len(status.catalog) > 1 or any(e["model"] != status.model for e in status.catalog):
         print_table(
             f"models at {status.address} (GET /models)",

@@ -5,7 +5,7 @@ Level-triggered: each pass compares the desired version (the alias) with the dep
 version running. Policy is enforced here too: a version that failed data validation, the
 gate or infra-validation is refused unless a key holder signed an override (`maas approve`,
 maas.tracking.approval); a version whose signed verdict does not verify is always refused.
-Every decision goes to the audit trail (`maas.operate.audit`) and onto the version's tags.
+Every decision goes to the audit trail (`maas.audit`) and onto the version's tags.
 The release itself (package -> deploy -> record) is passed in: the Prefect release flow.
 """
 
@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from maas.audit import AuditTrail, registry_client
 from maas.config import Params
 from maas.errors import LockBusy
 from maas.files import locked
-from maas.operate.audit import AuditTrail, registry_client
 from maas.operate.catalog import Catalog
 from maas.operate.deployment import Deployment
 from maas.operate.history import History
 from maas.operate.records import record_replaced, record_undeployed
-from maas.operate.targets import Target
+from maas.operate.rollout import Rollouts
+from maas.operate.rollout_state import Progress, Rollout, RolloutStore
+from maas.operate.targets import LocalTarget, Target
 from maas.tracking.approval import OVERRIDE_BY_TAG, OVERRIDE_TAG, override_problem
 from maas.tracking.keyring import Key, load_key
 from maas.tracking.registry import (
@@ -50,7 +52,16 @@ RETRY_AFTER_S = 300  # a failed deploy of the same champion is retried after thi
 
 # what one pass did (the catalog and `maas status` show it; `publish` takes it as the state)
 Action = Literal[
-    "in_sync", "no_champion", "deployed", "undeployed", "refused", "failed", "waiting", "busy"
+    "in_sync",
+    "no_champion",
+    "deployed",
+    "undeployed",
+    "refused",
+    "failed",
+    "waiting",
+    "busy",
+    "rolling_out",
+    "rolled_back",
 ]
 
 
@@ -59,6 +70,7 @@ class Outcome:
     action: Action
     version: str | None
     detail: str = ""
+    label: str = ""  # what the catalog says instead of the action's state (`canary 25%`)
 
 
 def policy_problem(
@@ -124,7 +136,8 @@ def reconcile_once(
             one = Pass.of(params, client, target)
             outcome = one.converge(release, retry)
             gone = outcome.action in ("no_champion", "undeployed")
-            one.catalog.publish(outcome.action, None if gone else outcome.version, outcome.detail)
+            state = outcome.label or outcome.action
+            one.catalog.publish(state, None if gone else outcome.version, outcome.detail)
             return outcome
     except LockBusy as busy:
         return Outcome("busy", None, str(busy))
@@ -156,9 +169,12 @@ class Pass:
     catalog: Catalog
     key_file: Path
     outsider: str  # the actor of a move made outside maas (see `registry_client`)
+    rollouts: Rollouts | None = None  # the local target's progressive rollouts
+    progressive: bool = False  # deploy.rollout.strategy: a champion move starts a rollout
 
     @classmethod
     def of(cls, params: Params, client: MlflowClient, target: Target) -> Pass:
+        local = isinstance(target, LocalTarget)
         return cls(
             model=params.registry.model_name,
             client=client,
@@ -167,6 +183,10 @@ class Pass:
             catalog=Catalog.of(params, target),
             key_file=params.promotion.verdict_key_file,
             outsider=registry_client(params.registry),
+            rollouts=Rollouts.of(params, client, target)
+            if isinstance(target, LocalTarget)
+            else None,
+            progressive=local and params.deploy.rollout.strategy == "progressive",
         )
 
     def note(
@@ -181,6 +201,11 @@ class Pass:
 
     def converge(self, release: Release, retry: frozenset[str]) -> Outcome:
         desired = get_alias_version(self.client, self.model, CHAMPION)
+        rollout = self.rollouts.current() if self.rollouts is not None else None
+        if rollout is not None:
+            during = self.during_rollout(rollout, str(desired.version) if desired else None)
+            if during is not None:
+                return during
         actual = self.target.current(self.model)
         if desired is None:
             return self.without_champion(actual)
@@ -224,7 +249,40 @@ class Pass:
             return Outcome("waiting", version, tags.get("deploy_reason", ""))
         if tags.get(OVERRIDE_TAG) and tags.get("deploy_status") == "refused":
             self.note("override", version, reason=tags[OVERRIDE_TAG], by=tags.get(OVERRIDE_BY_TAG))
+        if self.progressive and self.rollouts is not None and actual is not None and not rollback:
+            # a new version beside the serving one; a rollback (or a first deploy, or the
+            # same version again) switches at once
+            sweep_orphans(self.target, self.model)
+            log.info("%s v%s: starting a rollout beside v%s", self.model, version, actual.version)
+            return self.outcome_of(self.rollouts.begin(version, actual), actual.version)
         return self.release(version, actual, rollback, release)
+
+    def during_rollout(self, rollout: Rollout, champion: str | None) -> Outcome | None:
+        """A pass while a rollout runs: its step judged, or its decision finished; a champion
+        moved elsewhere meanwhile ends it (rolled back) and the pass goes on (None) to
+        serve what `champion` names now."""
+        assert self.rollouts is not None
+        if rollout.phase != "running" or champion == rollout.candidate:
+            return self.outcome_of(self.rollouts.advance(rollout), rollout.previous)
+        why = (
+            "no version has the champion alias"
+            if champion is None
+            else f"champion moved to v{champion} during the rollout"
+        )
+        self.rollouts.roll_back(rollout, why)
+        return None
+
+    def outcome_of(self, progress: Progress, previous: str) -> Outcome:
+        """A rollout's progress as the pass's outcome; the catalog shows the step."""
+        if progress.action == "promoted":
+            return Outcome("deployed", progress.version, progress.detail)
+        if progress.action == "rolled_back":
+            detail = f"v{progress.version} rolled back: {progress.detail}"
+            return Outcome("rolled_back", previous, detail, label="in_sync")
+        if progress.action == "failed":
+            return Outcome("failed", progress.version, progress.detail)
+        detail = f"v{previous} serves the rest; {progress.detail}"
+        return Outcome("rolling_out", progress.version, detail, label=progress.label)
 
     def release(
         self, version: str, actual: Deployment | None, rollback: bool, release: Release
@@ -308,7 +366,10 @@ class Pass:
 
 def sweep_orphans(target: Target, model: str) -> None:
     """Remove containers an interrupted deploy left behind (done before each deploy and when a
-    controller starts, not on every in-sync pass: listing containers is not free)."""
+    controller starts, not on every in-sync pass: listing containers is not free). A rollout
+    in progress owns its candidate's containers: nothing is swept until it ends."""
+    if isinstance(target, LocalTarget) and RolloutStore.at(target.state_dir).get(model):
+        return
     orphans = target.remove_orphans(model)
     if orphans:
         log.info("removed containers left by an interrupted deploy: %s", orphans)

@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from maas.operate.gateway_routes import DEFAULT, NO_SERVER_PORT, Route, RouteTable
+from maas.operate.gateway_routes import (
+    CANARY,
+    DEFAULT,
+    NO_SERVER_PORT,
+    SLOTS,
+    Canary,
+    Route,
+    RouteTable,
+    slot_backend,
+)
 
 MAINTENANCE = 0x01  # srv_admin_state: forced maintenance (`set server ... state maint`)
 
@@ -20,6 +29,7 @@ MAINTENANCE = 0x01  # srv_admin_state: forced maintenance (`set server ... state
 class Server:
     port: int
     ready: bool
+    weight: int = 1
 
 
 def parse_map(answer: str) -> dict[str, str]:
@@ -43,7 +53,7 @@ def parse_servers(answer: str) -> dict[str, list[Server]]:
         if len(row) != len(columns) or not row.get("srv_id", "").isdigit():
             continue
         ready = not int(row["srv_admin_state"]) & MAINTENANCE
-        server = Server(int(row["srv_port"]), ready)
+        server = Server(int(row["srv_port"]), ready, int(row.get("srv_uweight", "1")))
         found.setdefault(row["be_name"], []).append((int(row["srv_id"]), server))
     return {
         name: [server for _, server in sorted(listed, key=lambda pair: pair[0])]
@@ -74,10 +84,9 @@ def live_table(
         if model == DEFAULT or "-" not in backend:
             continue
         name, slot = backend.rsplit("-", 1)
-        slot_servers = servers.get(backend, [])
-        ports = [s.port for s in slot_servers if s.ready] or [
-            s.port for s in slot_servers if s.port != NO_SERVER_PORT
-        ]
+        if slot == CANARY:
+            table.routes[model] = canary_route(recorded.routes.get(model), name, servers, versions)
+            continue
         version = next(
             (
                 key.split("/", 1)[1]
@@ -86,7 +95,7 @@ def live_table(
             ),
             None,
         )
-        table.routes[model] = Route(name, ports, version, slot)
+        table.routes[model] = Route(name, ready_ports(servers.get(backend, [])), version, slot)
     held = {route.backend for route in table.routes.values()}
     for model, route in recorded.routes.items():  # out of service: it keeps its backend
         inside = int(route.backend[1:]) < pool if route.backend[1:].isdigit() else False
@@ -94,3 +103,45 @@ def live_table(
             table.routes[model] = Route(route.backend, live=route.live)
             held.add(route.backend)
     return table
+
+
+def ready_ports(listed: list[Server]) -> list[int]:
+    """A slot's replicas: its ready servers' ports (else those it holds in maintenance)."""
+    return [s.port for s in listed if s.ready] or [
+        s.port for s in listed if s.port != NO_SERVER_PORT
+    ]
+
+
+def canary_route(
+    recorded: Route | None,
+    name: str,
+    servers: dict[str, list[Server]],
+    versions: dict[str, str],
+) -> Route:
+    """A model routed to its canary backend: which slot holds the candidate is the recorded
+    candidate's version's slot in the versions map (else the slot of the higher version), its
+    share the canary backend's weights."""
+    model_versions = {  # version -> slot, of this pool entry's slots
+        key.split("/", 1)[1]: value.rsplit("-", 1)[1]
+        for key, value in versions.items()
+        if value.rsplit("-", 1)[0] == name
+    }
+    known = recorded.canary.version if recorded and recorded.canary else None
+    if known not in model_versions:
+        known = max(model_versions, key=int, default=None)
+    spare = model_versions.get(known or "", SLOTS[1])
+    live = SLOTS[0] if spare == SLOTS[1] else SLOTS[1]
+    version = next((v for v, slot in model_versions.items() if slot == live), None)
+    weighted = servers.get(slot_backend(name, CANARY), [])
+    half = len(weighted) // 2  # the canary backend lists blue's servers, then green's
+    by_slot = {SLOTS[0]: weighted[:half], SLOTS[1]: weighted[half:]}
+    shares = {slot: sum(s.weight for s in by_slot[slot] if s.ready) for slot in SLOTS}
+    total = sum(shares.values())
+    weight = round(100 * shares[spare] / total) if total else 0
+    sticky = recorded.canary.sticky if recorded and recorded.canary else None
+    candidate = Canary(
+        ready_ports(servers.get(slot_backend(name, spare), [])), str(known), weight, sticky
+    )
+    return Route(
+        name, ready_ports(servers.get(slot_backend(name, live), [])), version, live, candidate
+    )

@@ -5,10 +5,13 @@ model's live version runs, with the prefix removed, `/models/<name>/versions/<N>
 where version N runs (404 once another version took over), `GET /models` and
 `GET /models/<name>` answer the catalog, and any other path reaches the default task's
 model. Each model holds one of a pool of backend pairs, `bN-blue` and `bN-green` (a slot each,
-of `replicas` servers balanced round-robin). Which slot serves a model and which version runs
-in which slot live in two HAProxy map files, so that adding a model or switching a version
-changes a map through the Runtime API and never reloads the configuration; only a model beyond
-the pool or more replicas make a new configuration (a graceful reload). The catalog is files
+of `replicas` servers balanced round-robin), and `bN-canary`, which holds both slots' servers
+with weights: while a progressive rollout runs, the model's requests reach it and split
+between the champion and the candidate by those weights (`maas.operate.gateway_canary`).
+Which slot serves a model and which version runs in which slot live in two HAProxy map files,
+so that adding a model or switching a version changes a map through the Runtime API and never
+reloads the configuration; only a model beyond the pool, more replicas or another sticky
+header make a new configuration (a graceful reload). The catalog is files
 HAProxy's Lua reads (`maas.operate.gateway_catalog`).
 """
 
@@ -26,9 +29,25 @@ SLOTS = ("blue", "green")  # a fresh gateway serves each model from blue
 POOL = 8  # backends per configuration beyond the routed models: that many models join live
 NO_SERVER_PORT = 1  # an empty slot: disabled; with both disabled HAProxy answers 503
 DEFAULT = "*default"  # a map key no model name can take
-FORMAT = "maas gateway format 4"  # in the configuration: a gateway of another one is reloaded
+FORMAT = "maas gateway format 5"  # in the configuration: a gateway of another one is reloaded
 MODEL_NAME = r"[A-Za-z0-9._-]+"
 ROUTES_MAP, VERSIONS_MAP = "routes.map", "versions.map"  # beside the configuration
+
+
+CANARY = "canary"  # the backend of a pool entry that holds both slots' servers, weighted
+WEIGHT_SCALE = 2  # HAProxy weights per percent of a slot's share (a server's weight <= 256)
+
+
+@dataclass
+class Canary:
+    """A candidate beside the live version: its replicas (in the spare slot), its version and
+    the percent of the model's requests it gets; `sticky`: a header whose hash pins a client
+    to one version (None: requests are spread by weight alone)."""
+
+    ports: list[int]
+    version: str
+    weight: int
+    sticky: str | None = None
 
 
 @dataclass
@@ -37,6 +56,31 @@ class Route:
     ports: list[int] = field(default_factory=list)  # the live slot's replicas (none: out)
     version: str | None = None  # the version in the live slot
     live: str = SLOTS[0]
+    canary: Canary | None = None  # a progressive rollout's candidate, in the spare slot
+
+    def __post_init__(self) -> None:
+        if isinstance(self.canary, dict):  # read from gateway.json
+            self.canary = Canary(**self.canary)
+
+    @property
+    def spare(self) -> str:
+        return SLOTS[1] if self.live == SLOTS[0] else SLOTS[0]
+
+
+def server_weight(percent: int, replicas: int) -> int:
+    """The HAProxy weight of each of a slot's `replicas` servers when the slot gets `percent`
+    of the requests (0: none; never 0 for a share above 0)."""
+    if percent <= 0 or replicas <= 0:
+        return 0
+    return max(1, round(WEIGHT_SCALE * percent / replicas))
+
+
+def balance(canary: Canary | None) -> str:
+    """The canary backend's balance line: by weight, or by a header's hash (consistent
+    hashing, so a weight set at run time takes effect and moves few clients)."""
+    if canary is None or canary.sticky is None:
+        return "balance roundrobin"
+    return f"balance hdr({canary.sticky})\n  hash-type consistent"
 
 
 def slot_backend(backend: str, slot: str) -> str:
@@ -97,10 +141,10 @@ class RouteTable:
 
 
 def route_map(table: RouteTable) -> dict[str, str]:
-    """model -> its live slot's backend for the models in service; `*default` -> the default
-    model's."""
+    """model -> its live slot's backend for the models in service (the canary backend while a
+    rollout runs); `*default` -> the default model's."""
     entries = {
-        name: slot_backend(route.backend, route.live)
+        name: slot_backend(route.backend, CANARY if route.canary else route.live)
         for name, route in sorted(table.served().items())
     }
     if table.default in entries:
@@ -111,10 +155,12 @@ def route_map(table: RouteTable) -> dict[str, str]:
 def version_map(table: RouteTable) -> dict[str, str]:
     """`<model>/<version>` -> the backend of the slot it runs in (the live versions: at a
     switch the new version's entry replaces the old one's, whose requests in flight finish)."""
-    return {
-        f"{name}/{r.version}": slot_backend(r.backend, r.live)
-        for name, r in sorted(table.served().items())
-    }
+    entries = {}
+    for name, r in sorted(table.served().items()):
+        entries[f"{name}/{r.version}"] = slot_backend(r.backend, r.live)
+        if r.canary is not None:  # the candidate, by its number, alone
+            entries[f"{name}/{r.canary.version}"] = slot_backend(r.backend, r.spare)
+    return entries
 
 
 def map_text(entries: dict[str, str]) -> str:
@@ -163,6 +209,43 @@ def config_word(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+def slot_ports(route: Route | None) -> dict[str, list[int]]:
+    """The ports each slot of `route` holds: the live version's, and the candidate's in the
+    spare slot while a rollout runs."""
+    held: dict[str, list[int]] = {slot: [] for slot in SLOTS}
+    if route is not None and route.ports:
+        held[route.live] = list(route.ports)
+        if route.canary is not None:
+            held[route.spare] = list(route.canary.ports)
+    return held
+
+
+def canary_weights(route: Route | None, replicas: int) -> dict[str, int]:
+    """Each slot's servers' weight in the canary backend: the live slot's share is what the
+    candidate (in the spare slot) does not get."""
+    if route is None or route.canary is None or not route.ports:
+        return {slot: 0 for slot in SLOTS}
+    candidate = route.canary.weight
+    return {
+        route.live: server_weight(100 - candidate, len(route.ports)),
+        route.spare: server_weight(candidate, len(route.canary.ports)),
+    }
+
+
+def server_lines(
+    slot: str, ports: list[int], replicas: int, weight: int | None = None
+) -> list[str]:
+    """A slot's `server` lines: one per replica, those without a port disabled."""
+    lines = []
+    weighted = "" if weight is None else f" weight {weight}"
+    for number, server in enumerate(servers(slot, replicas)):
+        if number < len(ports):
+            lines.append(f"  server {server} 127.0.0.1:{ports[number]}{weighted}")
+        else:
+            lines.append(f"  server {server} 127.0.0.1:{NO_SERVER_PORT} disabled{weighted}")
+    return lines
+
+
 def render(table: RouteTable, listen: Listen) -> str:
     """The HAProxy configuration: one frontend, `table.pool` pairs of slot backends. Every
     file it names but the socket is in its own folder, by file name (`default-path config`);
@@ -183,15 +266,16 @@ def render(table: RouteTable, listen: Listen) -> str:
     for index in range(table.pool):
         name = f"b{index}"
         route = next((r for r in table.routes.values() if r.backend == name), None)
+        held = slot_ports(route)
         for slot in SLOTS:
-            live = route.ports if route is not None and slot == route.live else []
             lines = [f"backend {slot_backend(name, slot)}", "  balance roundrobin"]
-            for number, server in enumerate(servers(slot, table.replicas)):
-                if number < len(live):
-                    lines.append(f"  server {server} 127.0.0.1:{live[number]}")
-                else:
-                    lines.append(f"  server {server} 127.0.0.1:{NO_SERVER_PORT} disabled")
+            lines += server_lines(slot, held[slot], table.replicas)
             backends.append("\n".join(lines) + "\n")
+        canary = route.canary if route is not None and route.ports else None
+        lines = [f"backend {slot_backend(name, CANARY)}", f"  {balance(canary)}"]
+        for slot, weight in canary_weights(route, table.replicas).items():
+            lines += server_lines(slot, held[slot] if canary else [], table.replicas, weight)
+        backends.append("\n".join(lines) + "\n")
     return f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from gateway.json beside it
 global
   master-worker

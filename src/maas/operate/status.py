@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from maas.audit import AuditTrail
 from maas.config import Params
-from maas.operate.audit import AuditTrail
 from maas.operate.deployment import Deployment, read_deployment
 from maas.operate.gateway_routes import RouteTable
+from maas.operate.rollout_control import rollout_status
 from maas.scoring.lineage import recent_jobs
 from maas.tracking.registry import CHAMPION
 from maas.tracking.store import connect
@@ -27,6 +28,7 @@ class Status:
     catalog: list[dict[str, Any]]  # every model behind the stable address (GET /models)
     monitoring: list[dict[str, Any]] = field(default_factory=list)  # newest judged periods
     scoring: list[dict[str, Any]] = field(default_factory=list)  # newest batch jobs
+    rollout: dict[str, Any] | None = None  # a progressive rollout in progress (`canary 25%`)
 
     @property
     def champion(self) -> str | None:
@@ -38,7 +40,9 @@ class Status:
 
     @property
     def in_sync(self) -> bool:
-        return self.serving == self.champion
+        """What serves is the champion, or the champion is rolling out beside it."""
+        rolling = self.rollout is not None and self.rollout["candidate"] == self.champion
+        return self.serving == self.champion or rolling
 
     def to_dict(self) -> dict[str, Any]:
         deployed = self.deployed
@@ -56,6 +60,7 @@ class Status:
             if deployed
             else None,
             "in_sync": self.in_sync,
+            "rollout": self.rollout,
             "audit": self.audit,
             "catalog": self.catalog,
             "monitoring": self.monitoring,
@@ -87,6 +92,7 @@ def read_status(
         catalog=read_catalog(params),
         monitoring=monitoring or [],
         scoring=recent_jobs(client, params.registry.model_name, limit=5),
+        rollout=rollout_status(params),
     )
 
 

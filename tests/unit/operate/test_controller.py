@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from maas.audit import AuditTrail
 from maas.config import load_params
 from maas.errors import LockBusy
-from maas.operate.audit import AuditTrail
 from maas.operate.controller import controller_lock, policy_problem
 from maas.operate.history import History
 from maas.operate.kubernetes import render_kubernetes
@@ -206,7 +206,7 @@ def test_a_failed_deploy_waits_unless_the_alias_is_set_again(tmp_path: Path) -> 
 
     from mlflow import MlflowClient
 
-    from maas.operate.audit import AuditTrail
+    from maas.audit import AuditTrail
     from maas.operate.controller import reconcile_once
     from maas.operate.targets import make_target
 
@@ -347,7 +347,7 @@ def test_a_failure_after_the_switch_is_not_a_failed_deploy(tmp_path: Path) -> No
     moment): the version serves, so it is `deployed` in the audit trail, never tagged failed."""
     from mlflow import MlflowClient
 
-    from maas.operate.audit import AuditTrail
+    from maas.audit import AuditTrail
     from maas.operate.controller import reconcile_once
     from maas.operate.targets import make_target
 
