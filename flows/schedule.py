@@ -1,6 +1,7 @@
 """The Prefect deployments `maas schedule` serves: training on `schedule.training_cron`, the
-controller's reconcile every `schedule.reconcile_interval_s`, monitoring on `monitoring.cron`
-(on the server that `maas.operate.prefect_server` found or started)."""
+controller's reconcile every `schedule.reconcile_interval_s`, monitoring on `monitoring.cron`,
+and, with `scoring.schedule` on, scoring new partitions every `scoring.interval_s` (on the
+server that `maas.operate.prefect_server` found or started)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from maas.flows.monitoring import monitoring
 from maas.flows.reconcile import reconcile
+from maas.flows.scoring import scoring_deployments
 from maas.flows.training import training
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -26,8 +28,8 @@ def deployment_names(task: str) -> tuple[str, str, str]:
 
 
 def deployments(params: Params, params_file: Path, overrides: list[str]) -> list[Any]:
-    """The task's three deployments, with the same parameters (the params file by absolute path,
-    the task by name)."""
+    """The task's three deployments (four with scoring.schedule on), with the same parameters
+    (the params file by absolute path, the task by name)."""
     parameters = {
         "params_file": str(params_file.resolve()),
         "overrides": overrides,
@@ -37,7 +39,7 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
     nightly = Cron(schedule.training_cron, timezone=schedule.timezone)
     tags = ["maas", params.task, params.registry.model_name]
     nightly_name, controller_name, monitor_name = deployment_names(params.task)
-    return [
+    served = [
         training.to_deployment(
             nightly_name,
             schedules=[nightly],
@@ -72,6 +74,7 @@ def deployments(params: Params, params_file: Path, overrides: list[str]) -> list
             ),
         ),
     ]
+    return served + scoring_deployments(params, parameters, tags)
 
 
 def serve_deployments(params: Params, params_file: Path, overrides: list[str]) -> None:

@@ -27,11 +27,26 @@ def score(
         int | None, typer.Option(help="Worker processes (default: the cores).", min=1)
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    backend: Annotated[
+        str, typer.Option(help="local (worker processes) or spark (a Parquet folder).")
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(help="--backend spark: the Spark master URL (default local[2])."),
+    ] = None,
+    log_predictions: Annotated[
+        bool,
+        typer.Option(
+            help="Also append the scored rows to the task's prediction log, as served ones "
+            "(maas monitor then covers batch use)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Score every row of a table with one version, by its own recorded serving code: the
     task's key columns, the version's outputs, `unknown_inputs`, `model_version`. A killed job
-    started again resumes; rows the service would refuse go to <output>.errors.parquet."""
+    started again resumes; rows the service would refuse go to <output>.errors.parquet.
+    --backend spark runs the same scoring on Spark (pip install 'maas[spark]')."""
     import json
     import sys
 
@@ -60,27 +75,21 @@ def score(
             overwrite=overwrite,
             workers=workers,
             progress=progress,
+            backend=backend,
+            master=master,
+            log_predictions=log_predictions,
         )
     finally:
         if bar is not None:
             bar.stop()
-    result = {
-        "model": summary.model,
-        "version": summary.version,
-        "rows": summary.rows,
-        "errors": summary.errors,
-        "seconds": round(summary.seconds, 2),
-        "records_per_s": round(summary.records_per_s),
-        "output": str(summary.output),
-        "errors_file": str(summary.errors_file) if summary.errors_file else None,
-        "resumed_units": summary.resumed_units,
-    }
     if as_json:
-        out.print_json(json.dumps(result))
+        out.print_json(json.dumps(summary.to_dict()))
         return
-    refused = f"; {summary.errors} refused -> {summary.errors_file}" if summary.errors else ""
+    notes = f"; {summary.errors} refused -> {summary.errors_file}" if summary.errors else ""
+    if summary.logged:
+        notes += f"; {summary.logged} rows logged for maas monitor"
     out.print(
         f"{summary.model} v{summary.version}: {summary.rows} rows scored in "
         f"{summary.seconds:.1f} s ({summary.records_per_s:,.0f} records/s) -> "
-        f"{summary.output}{refused}"
+        f"{summary.output}{notes}"
     )

@@ -13,6 +13,7 @@ from maas.config.base import Strict
 from maas.config.kinds import baseline_names, gate_metric
 from maas.config.monitoring import MonitoringParams
 from maas.config.promotion import EvaluateParams, PromotionParams
+from maas.config.scoring import ScoringParams
 from maas.config.sections import (
     DataParams,
     DeployParams,
@@ -49,6 +50,7 @@ class Params(Strict):
     monitoring: MonitoringParams = Field(
         default_factory=lambda: MonitoringParams.model_validate({})
     )
+    scoring: ScoringParams = Field(default_factory=lambda: ScoringParams.model_validate({}))
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -72,7 +74,7 @@ class Params(Strict):
         """Record fields the prediction log keeps beside the request's own: the task's key
         columns (validation.unique_key: late labels join on them) and time columns (the period
         a served record belongs to)."""
-        return list(dict.fromkeys([*self.validation.unique_key, *self.data.time.columns]))
+        return list(dict.fromkeys([*self.validation.unique_key, *self.data.time_columns]))
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of all parameters (a lineage tag)."""
@@ -121,7 +123,8 @@ def undeclared_columns(params: Params) -> None:
         **{c: "features.categorical" for c in features.categorical if c not in derived},
         **{c: "features.numeric" for c in features.numeric if c not in derived},
         **{d.source: f"features.derived.{name}.source" for name, d in derived.items()},
-        **{c: "data.time" for c in params.data.time.columns},
+        **{c: "data.time" for c in params.data.time_columns},
+        **{c: "data.split.key" for c in params.data.split.key},
         params.data.label.column: "data.label.column",
         **{c: "validation.drift.thresholds" for c in params.validation.drift.thresholds},
     }

@@ -1,4 +1,5 @@
-"""`maas score`, local backend: a registered version over a table, in N worker processes.
+"""`maas score`: a registered version over a table, by the local backend (N worker
+processes) or Spark (`maas.scoring.spark`).
 
 The version is resolved once (a number or an alias) and its signed verdict verified before
 anything of it is downloaded; its serving artifacts and recorded serving code are digest-
@@ -44,6 +45,7 @@ from maas.tracking.verdict import require_verdict
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 10_000  # records per ONNX call inside a unit
+BACKENDS = ("local", "spark")
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,25 @@ class Summary:
     errors_file: Path | None
     resumed_units: int  # units a previous run of the same job had written
 
+    logged: int = 0  # rows appended to the prediction log (--log-predictions)
+
     @property
     def records_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "rows": self.rows,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 2),
+            "records_per_s": round(self.records_per_s),
+            "output": str(self.output),
+            "errors_file": str(self.errors_file) if self.errors_file else None,
+            "resumed_units": self.resumed_units,
+            "logged": self.logged,
+        }
 
 
 def errors_path(output: Path) -> Path:
@@ -76,15 +94,29 @@ def score_table(
     overwrite: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    backend: str = "local",
+    master: str | None = None,
+    log_predictions: bool = False,
 ) -> Summary:
     """Score every row of `input_uri` with `version` of the task's model into `output`
     (Parquet): the task's key columns and `columns` passed through, then the version's
-    outputs, `unknown_inputs` and `model_version`."""
+    outputs, `unknown_inputs` and `model_version`. `backend` "spark" scores on Spark
+    (`master`, default local[2]: maas.scoring.spark) into a Parquet folder of the same schema
+    and values. `log_predictions`: the scored rows also go to the task's prediction log, as
+    served ones (maas.scoring.predictions), for `maas monitor`."""
     started = time.perf_counter()
+    if backend not in BACKENDS:
+        raise ScoringError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    if master is not None and backend != "spark":
+        raise ScoringError("--master is for --backend spark")
     if output.suffix != ".parquet":
         raise ScoringError(f"--output {output}: name a .parquet file")
     if output.exists() and not overwrite:
         raise ScoringError(f"--output {output} exists: choose another path or --overwrite")
+    if backend == "spark":
+        from maas.scoring.spark import spark_submit
+
+        spark_submit()  # pyspark (or $SPARK_HOME) is there, before anything is downloaded
     name = params.registry.model_name
     client = connect(params.registry)
     found = resolve_version(client, name, version)
@@ -94,7 +126,8 @@ def score_table(
     parts.mkdir(parents=True, exist_ok=True)
     model_dir = download_serving_artifacts(client, found, parts / "model")
     context = download_serving_code(client, found, parts / "code")
-    required = [field.name for field in request_spec(model_dir).fields if not field.optional]
+    spec = request_spec(model_dir)
+    required = [field.name for field in spec.fields if not field.optional]
     units, common = plan(input_files(input_uri), required)
     absent = [name for name in columns if name not in common]
     if absent:
@@ -102,6 +135,87 @@ def score_table(
     keys = [name for name in params.validation.unique_key if name in common]
     pass_through = list(dict.fromkeys([*keys, *columns]))
     job = fingerprint(number, units, pass_through)
+    resumed = 0
+    if backend == "spark":
+        from maas.scoring.spark import DEFAULT_MASTER, score_on_spark
+
+        rows, errors = score_on_spark(
+            master=master or DEFAULT_MASTER,
+            version=number,
+            model_dir=model_dir,
+            context=context,
+            units=units,
+            pass_through=pass_through,
+            output=output,
+            errors_file=errors_path(output),
+            batch_rows=BATCH_ROWS,
+        )
+        _place_spark(output, rows, errors)
+    else:
+        tasks = _resume(parts, job, input_uri, overwrite, number, model_dir, units, pass_through)
+        todo = [task for task in tasks if not Path(task["done"]).is_file()]
+        resumed = len(tasks) - len(todo)
+        _run(context, todo, workers or os.cpu_count() or 1, resumed, len(tasks), progress)
+        rows, errors = _merge(tasks, output, errors_path(output))
+    if not errors:
+        _remove(errors_path(output))  # an earlier job's, overwritten: not this output's
+    shutil.rmtree(parts)
+    logged = 0
+    if log_predictions:
+        from maas.scoring.predictions import log_scored
+
+        logged = log_scored(
+            params,
+            version=number,
+            units=units,
+            fields=spec.names,
+            pass_through=pass_through,
+            output=output,
+            errors_file=errors_path(output) if errors else None,
+        )
+    summary = Summary(
+        name,
+        number,
+        rows,
+        errors,
+        time.perf_counter() - started,
+        output,
+        errors_path(output) if errors else None,
+        resumed,
+        logged,
+    )
+    job_record = {
+        "version": number,
+        "input": input_uri,
+        "input_digest": job,
+        "input_rows": str(sum(unit.rows for unit in units)),
+        "output": str(output.resolve()),
+        "backend": backend if backend == "local" else f"spark {master or 'local[2]'}",
+    }
+    numbers = {
+        "rows": rows,
+        "errors": errors,
+        "seconds": summary.seconds,
+        "records_per_s": summary.records_per_s,
+        "logged": logged,
+    }
+    record_job(client, params.registry, job=job_record, metrics=numbers)
+    log.info("score: %s v%s, %d rows, %d refused -> %s", name, number, rows, errors, output)
+    return summary
+
+
+def _resume(
+    parts: Path,
+    job: str,
+    input_uri: str,
+    overwrite: bool,
+    version: str,
+    model_dir: Path,
+    units: list[Unit],
+    pass_through: list[str],
+) -> list[dict[str, Any]]:
+    """The local backend's tasks, one per unit; a previous run's parts of the same job stay
+    (their markers say so), another job's are refused unless `overwrite`."""
     marker = parts / "job.json"
     if marker.is_file() and json.loads(marker.read_text()).get("job") != job:
         if not overwrite:
@@ -111,44 +225,44 @@ def score_table(
             )
         for stale in parts.glob("part-*"):
             stale.unlink()
-    marker.write_text(json.dumps({"job": job, "version": number, "input": input_uri}))
-    tasks = [
-        _task(parts, number, model_dir, unit, index, pass_through)
+    marker.write_text(json.dumps({"job": job, "version": version, "input": input_uri}))
+    return [
+        _task(parts, version, model_dir, unit, index, pass_through)
         for index, unit in enumerate(units)
     ]
-    todo = [task for task in tasks if not Path(task["done"]).is_file()]
-    _run(
-        context, todo, workers or os.cpu_count() or 1, len(tasks) - len(todo), len(tasks), progress
-    )
-    rows, errors = _merge(tasks, output, errors_path(output))
-    shutil.rmtree(parts)
-    summary = Summary(
-        name,
-        number,
-        rows,
-        errors,
-        time.perf_counter() - started,
-        output,
-        errors_path(output) if errors else None,
-        len(tasks) - len(todo),
-    )
-    job_record = {
-        "version": number,
-        "input": input_uri,
-        "input_digest": job,
-        "input_rows": str(sum(unit.rows for unit in units)),
-        "output": str(output.resolve()),
-        "backend": "local",
-    }
-    numbers = {
-        "rows": rows,
-        "errors": errors,
-        "seconds": summary.seconds,
-        "records_per_s": summary.records_per_s,
-    }
-    record_job(client, params.registry, job=job_record, metrics=numbers)
-    log.info("score: %s v%s, %d rows, %d refused -> %s", name, number, rows, errors, output)
-    return summary
+
+
+def _place_spark(output: Path, rows: int, errors: int) -> None:
+    """The Spark driver's folders (`.<name>.partial` beside each target) into place."""
+    from maas.scoring.spark_job import partial_path
+
+    if errors:
+        place(partial_path(str(errors_path(output))), errors_path(output))
+    if not rows and errors:
+        raise ScoringError(
+            f"no row could be scored: the {errors} reasons are in {errors_path(output)}"
+        )
+    place(partial_path(str(output)), output)
+
+
+def place(partial: Path, target: Path) -> None:
+    """`partial` (a file or a folder) renamed to `target`, replacing what is there: a file in
+    one rename; a folder moved aside first (a rename cannot replace a folder)."""
+    if target.is_dir() and not target.is_symlink():
+        aside = target.with_name(f".{target.name}.replaced")
+        _remove(aside)
+        os.replace(target, aside)
+        os.replace(partial, target)
+        shutil.rmtree(aside)
+    else:
+        os.replace(partial, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _task(
@@ -251,5 +365,5 @@ def _concat(paths: list[Path], target: Path) -> int:
             table = pq.read_table(path)
             writer.write_table(table.select(schema.names).cast(schema))
             rows += table.num_rows
-    os.replace(partial, target)
+    place(partial, target)
     return rows

@@ -1,22 +1,162 @@
-"""One batch-scoring worker, run as a script in a child process whose `sys.path` starts with a
-version's recorded serving code (`maas.tracking.serving_code`): it scores the row groups it is
-given exactly as that version's service answers /predict — each row validated by the
-service's record model (a row it refuses is a per-row error with the reason, as a 400 would
-be), featurized and scored in one ONNX call, the outputs built by the service's own response
-fields — and writes one Parquet part of outputs (and one of errors) atomically.
+"""The scoring of one unit of rows (a Parquet row group, a CSV file) exactly as a version's
+service answers /predict — each row validated by the service's record model (a row it refuses
+is a per-row error with the reason, as a 400 would be), featurized and scored in one ONNX call
+per batch, the outputs built by the service's own response fields — by the version's RECORDED
+serving code, loaded from its verified folder (`load_recorded`), never this package's copy.
 
-It imports nothing of maas but the recorded `maas.serving`, and runs with an allowlisted
-environment (no gate key). Arguments: the recorded code's folder, then one JSON object (see
-`maas.scoring.local.WorkerTask`).
+Both backends run it: the local backend as a script in child processes (arguments: the
+recorded code's folder, then one JSON task per line on stdin; see `maas.scoring.local`), the
+Spark backend in its executors (`score_partition`, shipped by value by
+`maas.scoring.spark_job`). Either way it imports nothing of maas but the recorded
+`maas.serving`, and its process has an allowlisted environment (no gate key).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# the Spark backend's union of scored rows and refused ones (dropped from the output)
+ROW, ERROR = "__maas_row", "__maas_error"
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` (relative names; caches left out)."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def load_recorded(context: Path, digests: dict[str, str] | None = None) -> None:
+    """Make `import maas.serving` load the recorded code in `context` (a copy checked against
+    `digests`, when given): first on sys.path, and any other maas this process imported
+    before forgotten. Raises RuntimeError when it cannot be made so."""
+    if digests is not None and file_digests(context) != digests:
+        raise RuntimeError(f"the serving code shipped to {context} differs from the verified one")
+    root = str(context)
+    if sys.path[:1] != [root]:
+        sys.path.insert(0, root)
+    loaded = sys.modules.get("maas")
+    if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(root):
+        for name in [n for n in sys.modules if n == "maas" or n.startswith("maas.")]:
+            del sys.modules[name]
+    import maas.serving.inference as inference
+
+    if not str(inference.__file__).startswith(root):
+        raise RuntimeError(f"maas.serving came from {inference.__file__}, not from {root}")
+
+
+class Scorer:
+    """One version's model, request spec and service schema, loaded once per process (local)
+    or per partition (Spark): one ONNX session."""
+
+    def __init__(self, model_dir: Path, version: str, digests: dict[str, str] | None = None):
+        from maas.serving.inference import OnnxModel, request_spec
+        from maas.serving.schema import build_schema
+
+        self.model = OnnxModel.load(model_dir, digests)
+        self.spec = request_spec(model_dir)
+        clock = frozenset(getattr(self.model.preprocessor, "clock_inputs", ()) or ())
+        self.schema = build_schema(self.spec, 1, clock)
+        self.version = version
+        self._schemas: dict[Any, Any] = {}
+
+    def output_schema(self, passed: Any) -> Any:
+        """The output's Arrow schema: the passed-through fields (`passed`), the version's
+        outputs as the service builds them (from its example record), `unknown_inputs` and
+        `model_version`."""
+        import pyarrow as pa
+
+        if passed in self._schemas:
+            return self._schemas[passed]
+        example = self.schema.record.model_validate(self.spec.example)
+        outputs, _ = self.model.score(self.schema.to_columns([example]))
+        row = self.schema.output_values(outputs.astype(float).tolist()[0])
+        fields = [*(_plain(f) for f in passed), *pa.Table.from_pylist([row]).schema]
+        fields += [pa.field("unknown_inputs", pa.list_(pa.string()))]
+        self._schemas[passed] = pa.schema([*fields, pa.field("model_version", pa.string())])
+        return self._schemas[passed]
+
+    def score(self, table: Any, offset: int, passed: list[str], batch_rows: int) -> tuple[Any, Any]:
+        """(the scored rows, the refused rows) of an Arrow `table` whose first row is input row
+        `offset`: the `passed` columns, then the outputs (scored) or `row`, `error` (refused);
+        None for an empty side."""
+        import pyarrow as pa
+        from pydantic import ValidationError
+
+        names = [name for name in self.spec.names if name in table.column_names]
+        records: list[Any] = []
+        kept: list[int] = []
+        errors: list[dict[str, Any]] = []
+        for index, row in enumerate(table.select(names).to_pylist()):
+            # a NaN is a missing value, as a JSON body cannot hold one
+            values = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+            try:
+                records.append(self.schema.record.model_validate(values))
+                kept.append(index)
+            except ValidationError as error:
+                problem = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
+                    for e in error.errors()
+                )
+                errors.append({"row": offset + index, "error": problem[:1000]})
+        out_rows: list[dict[str, Any]] = []
+        for start in range(0, len(records), batch_rows):
+            chunk = records[start : start + batch_rows]
+            outputs, unknown = self.model.score(self.schema.to_columns(chunk))
+            for values, fields in zip(outputs.astype(float).tolist(), unknown, strict=True):
+                row = self.schema.output_values(values)
+                out_rows.append({**row, "unknown_inputs": fields, "model_version": self.version})
+        through = table.select(passed)
+        scored = refused = None
+        if out_rows:
+            scored = _beside(through.take(pa.array(kept, type=pa.int64())), out_rows)
+            scored = scored.cast(self.output_schema(through.schema))
+        if errors:
+            rows = pa.array([e["row"] - offset for e in errors], type=pa.int64())
+            refused = _beside(through.take(rows), errors)
+            refused = refused.cast(pa.schema([_plain(f) for f in refused.schema]))
+        return scored, refused
+
+
+def _plain(field: Any) -> Any:
+    """`field` with a 32-bit-offset string, binary or list type for a large one (what pandas
+    writes for strings): both backends write the same types, and Spark has no large ones."""
+    import pyarrow as pa
+
+    large = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+    kind = field.type
+    if kind in large:
+        return field.with_type(large[kind])
+    if pa.types.is_large_list(kind):
+        return field.with_type(pa.list_(_plain(kind.value_field)))
+    return field
+
+
+def _beside(through: Any, rows: list[dict[str, Any]]) -> Any:
+    """The passed-through columns, then `rows`' own columns."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows)
+    for name in reversed(through.column_names):
+        table = table.add_column(0, through.field(name), through[name])
+    return table
+
+
+def read_unit(source: str, unit: int, kind: str) -> Any:
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    if kind == "parquet":
+        return pq.ParquetFile(source).read_row_group(unit)
+    return pcsv.read_csv(source)  # a CSV file is one unit
 
 
 def _atomic(table: Any, path: Path) -> None:
@@ -27,76 +167,72 @@ def _atomic(table: Any, path: Path) -> None:
     os.replace(partial, path)
 
 
-def _read(source: str, unit: int, kind: str) -> Any:
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    if kind == "parquet":
-        return pq.ParquetFile(source).read_row_group(unit)
-    table = pcsv.read_csv(source)  # a CSV file is one unit
-    return table
-
-
-def _outputs(schema: Any, version: str, outputs: Any, unknown: list[list[str]]) -> list[dict]:
-    rows = []
-    for values, fields in zip(outputs.astype(float).tolist(), unknown, strict=True):
-        row = schema.output_values(values)
-        rows.append({**row, "unknown_inputs": fields, "model_version": version})
-    return rows
-
-
-def score(task: dict[str, Any]) -> dict[str, int]:
-    import pyarrow as pa
-    from pydantic import ValidationError
-
-    from maas.serving.inference import OnnxModel, request_spec
-    from maas.serving.schema import build_schema
-
-    model_dir = Path(task["model_dir"])
-    model = OnnxModel.load(model_dir)
-    spec = request_spec(model_dir)
-    clock = frozenset(getattr(model.preprocessor, "clock_inputs", ()) or ())
-    schema = build_schema(spec, 1, clock)
-    table = _read(task["source"], task["unit"], task["kind"])
+def score(scorer: Scorer, task: dict[str, Any]) -> dict[str, int]:
+    """Local backend: one unit into its part files (each written atomically), then its
+    marker."""
+    table = read_unit(task["source"], task["unit"], task["kind"])
     passed = [c for c in task["pass_through"] if c in table.column_names]
-    names = [name for name in spec.names if name in table.column_names]
-    records, kept, errors = [], [], []
-    for index, row in enumerate(table.select(names).to_pylist()):
-        # a NaN is a missing value, as a JSON body cannot hold one
-        fields = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
-        try:
-            records.append(schema.record.model_validate(fields))
-            kept.append(index)
-        except ValidationError as error:
-            problem = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
-                for e in error.errors()
-            )
-            errors.append({"row": task["offset"] + index, "error": problem[:1000]})
-    out_rows: list[dict[str, Any]] = []
-    for start in range(0, len(records), task["batch_rows"]):
-        chunk = records[start : start + task["batch_rows"]]
-        outputs, unknown = model.score(schema.to_columns(chunk))
-        out_rows += _outputs(schema, task["version"], outputs, unknown)
-    result = pa.Table.from_pylist(out_rows) if out_rows else None
-    if result is not None:
-        through = table.select(passed).take(pa.array(kept, type=pa.int64()))
-        for name in reversed(through.column_names):
-            result = result.add_column(0, name, through[name])
-        _atomic(result, Path(task["part"]))
-    if errors:
-        errs = pa.Table.from_pylist(errors)
-        rows = pa.array([e["row"] - task["offset"] for e in errors], type=pa.int64())
-        through = table.select(passed).take(rows)
-        for name in reversed(through.column_names):
-            errs = errs.add_column(0, name, through[name])
-        _atomic(errs, Path(task["errors"]))
-    Path(task["done"]).write_text(json.dumps({"rows": len(kept), "errors": len(errors)}))
-    return {"rows": len(kept), "errors": len(errors)}
+    scored, refused = scorer.score(table, task["offset"], passed, task["batch_rows"])
+    if scored is not None:
+        _atomic(scored, Path(task["part"]))
+    if refused is not None:
+        _atomic(refused, Path(task["errors"]))
+    counts = {
+        "rows": scored.num_rows if scored is not None else 0,
+        "errors": refused.num_rows if refused is not None else 0,
+    }
+    Path(task["done"]).write_text(json.dumps(counts))
+    return counts
+
+
+def score_partition(batches: Iterator[Any], job: dict[str, Any]) -> Iterator[Any]:
+    """Spark backend (`mapInArrow`): each unit named in `batches` (a `unit` column of JSON
+    tasks) scored into one Arrow batch of `job["union"]`'s schema — the output's columns, then
+    ROW and ERROR, set for a refused row only. One Scorer (one ONNX session) per partition,
+    from the serving files and code Spark shipped to this executor, checked against the
+    digests the driver verified."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    from pyspark import SparkFiles
+
+    load_recorded(Path(SparkFiles.get(job["code_name"])), job["code_digests"])
+    model_dir = Path(SparkFiles.get(job["model_name"]))
+    scorer = Scorer(model_dir, job["version"], job["model_digests"])
+    union = ipc.read_schema(pa.py_buffer(bytes.fromhex(job["union"])))
+    for batch in batches:
+        for text in batch.column("unit").to_pylist():
+            task = json.loads(text)
+            table = read_unit(task["source"], task["unit"], task["kind"])
+            passed = job["pass_through"]
+            scored, refused = scorer.score(table, task["offset"], passed, job["batch_rows"])
+            for part in (scored, refused):
+                if part is not None:
+                    if part is refused:
+                        part = part.rename_columns([*passed, ROW, ERROR])
+                    columns = {
+                        f.name: part[f.name] if f.name in part.column_names else None for f in union
+                    }
+                    yield from _conform(columns, union, part.num_rows).to_batches()
+
+
+def _conform(columns: dict[str, Any], schema: Any, rows: int) -> Any:
+    """A table of `schema` from `columns` (None: a column of nulls)."""
+    import pyarrow as pa
+
+    arrays = [
+        pa.nulls(rows, f.type) if columns[f.name] is None else columns[f.name].cast(f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, sys.argv[1])  # the recorded serving code, before any installed maas
+    load_recorded(Path(sys.argv[1]))  # the recorded serving code, before any installed maas
+    scorers: dict[tuple[str, str], Scorer] = {}
     for line in sys.stdin:
         if line.strip():
-            print(json.dumps(score(json.loads(line))), flush=True)
+            task = json.loads(line)
+            key = (task["model_dir"], task["version"])
+            if key not in scorers:  # the model loaded once per process
+                scorers[key] = Scorer(Path(task["model_dir"]), task["version"])
+            print(json.dumps(score(scorers[key], task)), flush=True)

@@ -1,0 +1,157 @@
+"""Batch scoring (`maas score`): the local backend against the raw ONNX Runtime limit, and
+Spark local[2] against the local backend, on one synthetic table (issue 31's goals).
+
+The table is the trained project's test window, its rows repeated to `--rows`, in row groups
+of `--group-rows` (the local backend's units). Measured on it, one after the other:
+
+  * local: `maas score`'s whole job (verdict, downloads, workers, merge, lineage run) with one
+    worker per core, records/s;
+  * raw: the same ONNX graph with the service's session options, fed rows featurized
+    beforehand (not timed), in as many processes as cores, 10,000 rows a call: records/s over
+    the slowest process's time — what no scoring of raw records can beat;
+  * spark: the same job with `--backend spark` on local[2] (its start included), records/s,
+    and whether every output column equals the local backend's, value for value.
+
+    python benchmarks/scoring.py --project DIR --test DIR/data/processed/test.parquet
+        [--task T] [--rows 1000000] [--group-rows 100000] [--no-spark] [--output JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, too
+
+CALL_ROWS = 10_000  # the local backend's rows per ONNX call (maas.scoring.local.BATCH_ROWS)
+
+
+def synthetic_table(test: Path, rows: int, group_rows: int, into: Path) -> None:
+    """`rows` rows of the test window (its columns, repeated in order) into a Parquet file."""
+    import pyarrow.parquet as pq
+
+    window = pq.read_table(test)
+    picks = np.resize(np.arange(window.num_rows), rows)
+    pq.write_table(window.take(picks), into, row_group_size=group_rows)
+
+
+def _raw_share(models: str, table: str, start: int, stop: int) -> tuple[int, float]:
+    """One process's share of the raw limit: rows [start, stop) featurized (untimed), then
+    scored by the service's session in CALL_ROWS calls (timed)."""
+    import pyarrow.parquet as pq
+
+    from maas.serving.inference import OnnxModel, request_spec
+
+    model = OnnxModel.load(Path(models))
+    names = request_spec(Path(models)).names
+    frame = pq.read_table(table, columns=names).slice(start, stop - start)
+    columns = {name: frame[name].to_numpy(zero_copy_only=False) for name in names}
+    cat, num, _ = model.preprocessor.encode(columns)
+    began = time.perf_counter()
+    for first in range(0, len(cat), CALL_ROWS):
+        feed = {
+            "categorical": cat[first : first + CALL_ROWS],
+            "numeric": num[first : first + CALL_ROWS],
+        }
+        model.session.run(None, feed)
+    return len(cat), time.perf_counter() - began
+
+
+def raw_limit(models: Path, table: Path, rows: int, cores: int) -> float:
+    bounds = np.linspace(0, rows, cores + 1).astype(int)
+    with ProcessPoolExecutor(cores) as pool:
+        shares = list(
+            pool.map(
+                _raw_share,
+                [str(models)] * cores,
+                [str(table)] * cores,
+                bounds[:-1].tolist(),
+                bounds[1:].tolist(),
+            )
+        )
+    return sum(n for n, _ in shares) / max(seconds for _, seconds in shares)
+
+
+def same_output(local: Path, spark: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    expected, got = pq.read_table(local), pq.read_table(spark)
+    same_schema = got.schema.names == expected.schema.names
+    same_schema = same_schema and got.schema.types == expected.schema.types
+    return same_schema and all(got[name].equals(expected[name]) for name in expected.column_names)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--project", type=Path, required=True, help="a trained project")
+    parser.add_argument("--test", type=Path, required=True, help="its test window (Parquet)")
+    parser.add_argument("--task", default=None)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--group-rows", type=int, default=100_000)
+    parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from maas.config import load_params
+    from maas.scoring.local import score_table
+
+    cores = os.cpu_count() or 1
+    previous = Path.cwd()
+    os.chdir(args.project)  # the project's relative paths (registry, gate key)
+    try:
+        params = load_params("params.yaml", task=args.task)
+        with tempfile.TemporaryDirectory(prefix="maas-bench-scoring-") as tmp:
+            table = Path(tmp) / "table.parquet"
+            synthetic_table(args.test.resolve(), args.rows, args.group_rows, table)
+            local = score_table(
+                params,
+                version="champion",
+                input_uri=str(table),
+                output=Path(tmp) / "local.parquet",
+                workers=cores,
+            )
+            models = args.project / params.train.models_dir
+            raw = raw_limit(models, table, args.rows, cores)
+            result: dict[str, Any] = {
+                "rows": args.rows,
+                "group_rows": args.group_rows,
+                "cores": cores,
+                "local_records_per_s": local.records_per_s,
+                "local_seconds": local.seconds,
+                "raw_records_per_s": raw,
+                "local_share_of_raw": local.records_per_s / raw,
+            }
+            if not args.no_spark:
+                spark = score_table(
+                    params,
+                    version="champion",
+                    input_uri=str(table),
+                    output=Path(tmp) / "spark.parquet",
+                    backend="spark",
+                )
+                result["spark_records_per_s"] = spark.records_per_s
+                result["spark_seconds"] = spark.seconds
+                result["local_over_spark"] = local.records_per_s / spark.records_per_s
+                result["spark_output_identical"] = same_output(
+                    Path(tmp) / "local.parquet", Path(tmp) / "spark.parquet"
+                )
+    finally:
+        os.chdir(previous)
+    print(json.dumps(result, indent=1))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,104 @@
+"""The Spark backend's driver, run by `spark-submit` (`maas.scoring.spark`; on a cluster, the
+same command with another `--master`: docs/scoring.md): `spark-submit spark_job.py job.json`.
+
+It imports nothing of the installed maas: `maas.scoring.worker` is loaded from its file and
+shipped to the executors by value (cloudpickle), so they run it without any maas of their own
+and import `maas.serving` only from the verified serving code this driver ships them with the
+serving files (`SparkContext.addFile`), each checked against the digests in the job. One Spark
+task per unit (row group or CSV file), in input order; `mapInArrow` hands Arrow batches to the
+worker and takes Arrow batches back, so no pandas conversion touches a value. The scored rows
+and the refused ones are written as two Parquet folders beside the output (`.<name>.partial`),
+which `maas.scoring.local` then renames into place; the result file gives their row counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+WORKER_MODULE = "maas_scoring_worker"  # not under maas: executors never import it by name
+
+
+def load_worker(path: str) -> ModuleType:
+    """`maas.scoring.worker` from its file, registered to be pickled by value."""
+    from pyspark import cloudpickle
+
+    spec = importlib.util.spec_from_file_location(WORKER_MODULE, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[WORKER_MODULE] = module
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def partial_path(target: str) -> Path:
+    path = Path(target)
+    return path.with_name(f".{path.name}.partial")
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow as pa
+    from pyspark import StorageLevel
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+    worker = load_worker(job["worker"])
+    code_dir, model_dir = Path(job["code_dir"]), Path(job["model_dir"])
+    sys.dont_write_bytecode = True  # no compiled file of this driver's goes out with the code
+    worker.load_recorded(code_dir, job["code_digests"])  # the output's schema, from the service
+    scorer = worker.Scorer(model_dir, job["version"], job["model_digests"])
+    first = job["units"][0]
+    passed = job["pass_through"]
+    through = worker.read_unit(first["source"], first["unit"], first["kind"]).select(passed)
+    output = scorer.output_schema(through.schema)
+    union = pa.schema([*output, pa.field(worker.ROW, pa.int64()), (worker.ERROR, pa.string())])
+    spark_schema = from_arrow_schema(union)
+
+    spark = SparkSession.builder.appName(f"maas score v{job['version']}").getOrCreate()
+    context = spark.sparkContext
+    context.setLogLevel("ERROR")
+    context.addFile(str(code_dir), recursive=True)
+    context.addFile(str(model_dir), recursive=True)
+    expected = to_arrow_schema(spark_schema)  # exactly what Spark takes back
+    shipped = {
+        "version": job["version"],
+        "pass_through": passed,
+        "batch_rows": job["batch_rows"],
+        "code_name": code_dir.name,
+        "code_digests": job["code_digests"],
+        "model_name": model_dir.name,
+        "model_digests": job["model_digests"],
+        "union": expected.serialize().to_pybytes().hex(),
+    }
+    units = [(json.dumps(unit),) for unit in job["units"]]
+    slices = min(len(units), max(1, context.defaultParallelism * 4))  # contiguous, in order
+    tasks = spark.createDataFrame(context.parallelize(units, slices), "unit string")
+    scored = tasks.mapInArrow(
+        functools.partial(worker.score_partition, job=shipped), spark_schema
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = {ok: n for ok, n in scored.groupBy(F.col(worker.ERROR).isNull()).count().collect()}
+    rows, errors = counts.get(True, 0), counts.get(False, 0)
+    if errors:
+        refused = scored.filter(F.col(worker.ERROR).isNotNull()).select(
+            *passed, F.col(worker.ROW).alias("row"), F.col(worker.ERROR).alias("error")
+        )
+        refused.write.mode("overwrite").parquet(partial_path(job["errors"]).as_uri())
+    if rows:
+        kept = scored.filter(F.col(worker.ERROR).isNull()).drop(worker.ROW, worker.ERROR)
+        kept.write.mode("overwrite").parquet(partial_path(job["output"]).as_uri())
+    spark.stop()
+    return {"rows": rows, "errors": errors}
+
+
+if __name__ == "__main__":
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+    job = json.loads(Path(sys.argv[1]).read_text())
+    result = run(job)
+    Path(job["result"]).write_text(json.dumps(result))
