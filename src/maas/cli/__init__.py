@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from maas.cli import keys, operate, pipeline, release, scoring, tasks
+from maas.cli import keys, operate, pipeline, release, rollout, rollout_shadow, scoring, tasks
 
 app = typer.Typer(
     help="maas: validate, train, register, promote and serve a model for each tabular task.",
@@ -58,7 +58,10 @@ app.command()(operate.watch)
 app.command()(operate.rollback)
 app.command()(operate.undeploy)
 app.command()(operate.schedule)
+app.command()(operate.worker)
 app.command()(operate.ui)
+rollout.register(rollout_shadow.rollout_app)  # status, pause, resume, promote, abort
+app.add_typer(rollout_shadow.rollout_app, name="rollout")
 
 
 def main() -> None:

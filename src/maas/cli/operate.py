@@ -1,10 +1,11 @@
 """Commands that run and watch services: `status`, `promote`, `approve`, `rollback`, `watch`,
-`schedule`, `ui`."""
+`schedule`, `worker`, `ui`."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -181,17 +182,52 @@ def watch(
 @with_project
 def schedule(
     project: Project,
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help="Deploy to this Prefect work pool (type process; created when missing) "
+            "instead of serving here: `maas worker --pool NAME` runs them on any host."
+        ),
+    ] = None,
+    crashed_after: Annotated[
+        float, typer.Option(help="With --pool: a run without heartbeat this long is CRASHED.")
+    ] = 90.0,
+    kubernetes_template: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a Kubernetes work pool's base job template (schedule.kubernetes: "
+            "image, resources), validated, to this JSON file and exit."
+        ),
+    ] = None,
 ) -> None:
     """Serve the Prefect deployments: training on schedule.training_cron (nightly), the
     controller's reconcile every schedule.reconcile_interval_s, monitoring on monitoring.cron.
-    Runs until Ctrl-C."""
+    Runs until Ctrl-C (with --pool: deploys them and returns, unless it started the server)."""
     params = project.load()
+    if kubernetes_template is not None:
+        from maas.operate.kubernetes_pool import write_job_template
+
+        job = write_job_template(params.schedule.kubernetes, kubernetes_template)
+        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        out.print(
+            f"{kubernetes_template}: the base job template ({image}; its Job valid Kubernetes); "
+            f"prefect work-pool create NAME --type kubernetes --base-job-template "
+            f"{kubernetes_template}"
+        )
+        return
     from maas.operate.prefect_server import ensure_server, stop_server
 
     stop_on_sigterm()
     log_file = params.deploy.state_dir / "prefect-server.log"
     api_url, server = ensure_server(params, log_file)  # before Prefect is imported
     try:
+        if pool:
+            deploy_to(
+                pool, project, crashed_after, api_url, server_log=log_file if server else None
+            )
+            if server is not None:  # the workers need it: it stops with this command
+                server.wait()
+            return
         from maas.flows.schedule import deployment_names, serve_deployments
 
         nightly, controller, monitor = deployment_names(params.task)
@@ -210,6 +246,63 @@ def schedule(
         pass
     finally:
         stop_server(server)
+
+
+def deploy_to(
+    pool: str, project: Project, crashed_after_s: float, api_url: str, server_log: Any
+) -> None:
+    """`maas schedule --pool`: the task's deployments on `pool`, and what the workers need."""
+    from maas.flows.schedule import deployments
+    from maas.operate.work_pools import deploy_to_pool
+
+    params = project.load()
+    made = deployments(params, project.params_file, list(project.overrides))
+    names = deploy_to_pool(made, pool, crashed_after_s)
+    started = f"started here, log {server_log}; Ctrl-C stops it" if server_log else "running"
+    out.print(f"Prefect API {api_url} ({started}); on work pool {pool}: {', '.join(names)}")
+    out.print(
+        f"run them on each worker host (the project at {project.params_file.resolve().parent}, "
+        f"PREFECT_API_URL={api_url}, PREFECT_API_AUTH_STRING if the server has one): "
+        f"maas worker --pool {pool} with the same --params/--set"
+    )
+
+
+@handled
+@with_project
+def worker(
+    project: Project,
+    pool: Annotated[str, typer.Option(help="The work pool of `maas schedule --pool`.")],
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
+    limit: Annotated[int, typer.Option(help="Flow runs at a time on this worker.")] = 1,
+) -> None:
+    """A Prefect worker on this host for `maas schedule --pool POOL`: runs the deployments of
+    the tasks it serves (--task, else every task) with exactly this --params/--set, and
+    refuses any run whose parameters, code or job variables differ. Runs until Ctrl-C."""
+    import os
+
+    from maas.errors import ScheduleError
+    from maas.operate.prefect_server import api_healthy
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise ScheduleError("PREFECT_API_URL is not set: a worker needs the Prefect server's API")
+    if not api_healthy(api_url):
+        raise ScheduleError(f"PREFECT_API_URL={api_url} does not answer (is the server up?)")
+    from maas.config import task_files
+    from maas.flows.schedule import deployments
+    from maas.operate.pinned_worker import pinned_deployments, run_worker
+
+    params_file = Path(project.params_file)
+    tasks = [project.task] if project.task else sorted(task_files(params_file.parent))
+    pinned = pinned_deployments(
+        deployment
+        for task in tasks
+        for deployment in deployments(project.load(task), params_file, list(project.overrides))
+    )
+    stop_on_sigterm()
+    out.print(f"worker on pool {pool} ({api_url}): {', '.join(pinned)}; Ctrl-C stops it")
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(pool, pinned, params_file.resolve().parent, name=name, limit=limit)
 
 
 @handled

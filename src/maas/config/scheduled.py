@@ -7,6 +7,9 @@ pins the project it was started with in its own environment (`pin`), which the r
 inherit and no API call can change; a flow run in such a process accepts only exactly those
 parameters (`load_run_params`): no free-form overrides, no other params file, no other task.
 Outside `maas schedule` (a flow called by `maas run`), nothing is pinned and nothing changes.
+On a work pool (`maas schedule --pool`) the pin lives where runs execute: `maas worker` pins
+the project its host's owner started it with and sets it in each run's environment
+(maas.operate.pinned_worker), so a Prefect API writer cannot change it either.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ class ScheduledProject:
 
 def pin(project: ScheduledProject) -> None:
     """Pin `project` for the flow runs this process serves (they inherit the environment)."""
-    os.environ[PIN_ENV] = json.dumps(
+    os.environ[PIN_ENV] = pin_value(project)
+
+
+def pin_value(project: ScheduledProject) -> str:
+    """`project` as the value of PIN_ENV (a work-pool worker sets it in each run's environment:
+    maas.operate.pinned_worker)."""
+    return json.dumps(
         {
             "params_file": project.params_file,
             "overrides": list(project.overrides),
