@@ -136,3 +136,49 @@ def test_its_container_answers_with_the_tasks_own_fields(churn: tuple[Path, dict
         fields = {"plan", "region", "tenure_days", "monthly_spend", "signed_up"}
         assert record_fields(base) == fields
         fuzz(base)
+
+
+def houses(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """A table with no time column: sold houses, their price from the area and the town."""
+    rng = np.random.default_rng(seed)
+    area = rng.gamma(4, 30, n).round(1)
+    town = rng.choice(["north", "south", "east"], n)
+    price = 1000 * area * np.where(town == "south", 1.3, 1.0) + rng.normal(0, 5000, n)
+    return pd.DataFrame(
+        {
+            "house_id": [f"h{i:05d}" for i in range(n)],
+            "area": area,
+            "town": town,
+            "rooms": rng.integers(1, 7, n),
+            "price": price.round(),
+        }
+    )
+
+
+def test_a_table_without_a_time_column_runs_on_buckets_of_its_key(
+    prefect_api, tmp_path: Path
+) -> None:
+    """No --time: task init writes a key_hash split, `maas run` trains on the first buckets
+    and tests on the last, and the registered model answers records with no time field."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    houses().to_csv(tmp_path / "houses.csv", index=False)
+    made = maas(
+        tmp_path,
+        *("task", "init", "houses", "--data", "houses.csv", "--label", "price"),
+        *("--kind", "regression", "--key", "house_id"),
+    )
+    assert "no time column: each row goes to one of 10 buckets" in " ".join(made.stdout.split())
+    gate = ["--set", "promotion.must_beat=[prior]", "--set", "promotion.floors={}"]
+    result = json.loads(maas(tmp_path, "run", "--task", "houses", "--json", *gate).stdout)
+    metrics = result["metrics"]
+    assert result["registered"]["version"] == "1", result
+    assert metrics["test_partitions"] and all(
+        name.startswith("hash-") for name in metrics["test_partitions"]
+    )
+    assert metrics["gate"]["promoted"], metrics["gate"]
+    assert metrics["test"]["r2"] > 0.5  # price follows area: learned, not the prior
+    rows = houses(20, seed=5).drop(columns=["house_id", "price"])
+    predicted = pyfunc_predictions(tmp_path, "houses", rows)
+    assert len(predicted) == 20 and np.isfinite(predicted["prediction"]).all()
+    (row,) = json.loads(maas(tmp_path, "task", "list", "--json").stdout)
+    assert row["partition"] == "bucket"

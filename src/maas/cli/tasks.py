@@ -26,14 +26,21 @@ def init(
     name: Annotated[str, typer.Argument(help="The task's name (tasks/NAME.yaml, the model name).")],
     data: Annotated[Path, typer.Option(help="A CSV or parquet file with every row.")],
     label: Annotated[str, typer.Option(help="The column to predict.")],
-    time: Annotated[str, typer.Option(help="The column saying when each row happened.")],
+    time: Annotated[
+        str | None,
+        typer.Option(
+            help="The column saying when each row happened (dates, or integers such as a "
+            "year). Left out: a table without one, split by a hash of --key."
+        ),
+    ] = None,
     kind: Annotated[str, typer.Option(help="binary, multiclass or regression.")] = "binary",
     positive: Annotated[str | None, typer.Option(help="binary: the positive value.")] = None,
     threshold: Annotated[
         float | None, typer.Option(help="binary: label >= this is positive (numeric label).")
     ] = None,
     partition: Annotated[
-        str | None, typer.Option(help="day | week | month | year (default: inferred).")
+        str | None,
+        typer.Option(help="day | week | month | year | number (default: inferred)."),
     ] = None,
     exclude: Annotated[str | None, typer.Option(help="Columns to leave out: a,b,c.")] = None,
     key: Annotated[str | None, typer.Option(help="Columns unique per row: a,b.")] = None,
@@ -59,8 +66,10 @@ def init(
 
     if not re.match(TASK_NAME, name):
         raise ConfigError(f"task name {name!r}: use lower-case letters, digits, '.', '_', '-'")
-    if partition not in (None, "day", "week", "month", "year"):
-        raise ConfigError(f"--partition {partition!r}: day, week, month or year")
+    if partition not in (None, "day", "week", "month", "year", "number"):
+        raise ConfigError(f"--partition {partition!r}: day, week, month, year or number")
+    if time is None and partition is not None:
+        raise ConfigError("--partition is for a --time column; without one rows split by hash")
     if transform not in (None, "none", "log1p"):
         raise ConfigError(f"--transform {transform!r}: none or log1p")
     if positive is not None and threshold is not None:
@@ -69,6 +78,9 @@ def init(
     existing = task_files(params_file.parent)
     if name in existing and not force:
         raise ConfigError(f"task {name!r} exists ({existing[name]}); --force overwrites it")
+    from maas.config.task_files import read_yaml
+
+    shared_train = read_yaml(params_file, "parameters file").get("train") or {}
     request = TaskRequest(
         name=name,
         data=data,
@@ -83,6 +95,8 @@ def init(
         min_test_rows=min_test_rows,
         min_test_class_rows=min_test_class_rows,
         transform=transform,
+        validation_fraction=float(shared_train.get("validation_fraction", 0.1)),
+        seed=int(shared_train.get("seed", 42)),
     )
     made = profile(request)
     header = (
@@ -91,6 +105,15 @@ def init(
         "# Rows without a label are dropped (data.label.unlabeled): the label's not-null\n"
         "# check (validation.not_null) reports them as a warning and never blocks a run.\n"
     )
+    split = made.task["data"].get("split")
+    if split is not None:  # no time column: say how rows are split, in words
+        import textwrap
+
+        from maas.config.task_spec import SplitSpec
+        from maas.pipeline.data.key_hash import describe
+
+        said = f"data.split: {describe(SplitSpec.model_validate(split))}."
+        header += "".join(f"# {line}\n" for line in textwrap.wrap(said, 92))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + yaml.safe_dump(made.task, sort_keys=False, width=100))
     params = Project(params_file).load(name)  # the written file must parse: a bug here, not yours

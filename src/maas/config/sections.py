@@ -9,11 +9,14 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from maas.config.base import ColumnType, Severity, Strict
 from maas.config.monitoring import PartitionDriftParams
+from maas.config.rollout import RolloutParams
 from maas.config.task_spec import (
     DerivedFeature,
     LabelSpec,
     OutputNames,
+    Partitioning,
     SourceSpec,
+    SplitSpec,
     TimeSpec,
 )
 
@@ -30,8 +33,29 @@ class DataParams(Strict):
     min_test_class_rows: int = Field(5, ge=0)
     max_train_partitions: int | None = Field(None, ge=1)
     source: SourceSpec = Field(default_factory=lambda: SourceSpec.model_validate({}))
-    time: TimeSpec
+    time: TimeSpec | None = None  # none: a table without a time column (split: key_hash)
+    split: SplitSpec = Field(default_factory=lambda: SplitSpec.model_validate({}))
     label: LabelSpec
+
+    @model_validator(mode="after")
+    def _split_or_time(self) -> DataParams:
+        if self.split.by == "time" and self.time is None:
+            raise ValueError(
+                "data.time names the time column; a table without one needs "
+                "data.split: {by: key_hash} (maas task init without --time writes it)"
+            )
+        if self.split.by == "key_hash" and self.time is not None:
+            raise ValueError("data.split.by key_hash is for a table without data.time")
+        return self
+
+    @property
+    def partitioning(self) -> Partitioning:
+        """How rows become partitions: the time's period, or `bucket` (key_hash)."""
+        return "bucket" if self.time is None else self.time.partition
+
+    @property
+    def time_columns(self) -> list[str]:
+        return [] if self.time is None else self.time.columns
 
 
 class RangeRule(Strict):
@@ -268,6 +292,28 @@ class DeployParams(Strict):
     container_pids_limit: int | None = Field(1024, ge=32)  # local containers only
     default_model: str | None = None  # what / reaches (None: the default task's model)
     gateway: GatewayParams = Field(default_factory=lambda: GatewayParams.model_validate({}))
+    rollout: RolloutParams = Field(default_factory=lambda: RolloutParams.model_validate({}))
+
+    @model_validator(mode="after")
+    def _rollout_target(self) -> DeployParams:
+        if self.rollout.strategy == "progressive" and self.target != "local":
+            raise ValueError(
+                "rollout.strategy: progressive needs deploy.target local (the HAProxy "
+                "gateway's weights); a cluster's rollout is its own (Argo Rollouts, Flagger)"
+            )
+        return self
+
+
+class PoolJobParams(Strict):
+    """A flow run's Job on a Kubernetes work pool (`maas schedule --kubernetes-template`)."""
+
+    image: str = "registry.example.com/maas-pipeline:latest"  # maas and the project installed
+    namespace: str = "maas"
+    cpu_request: str = "1"
+    memory_request: str = "2Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    finished_job_ttl_s: int = Field(86400, ge=0)  # finished Jobs (and their pods) removed after
 
 
 class ScheduleParams(Strict):
@@ -275,6 +321,7 @@ class ScheduleParams(Strict):
     timezone: str = "UTC"
     reconcile_interval_s: float = Field(60, gt=0)
     prefect_address: str = Field("127.0.0.1:4200", pattern=r"^[^:]*:\d+$")
+    kubernetes: PoolJobParams = Field(default_factory=lambda: PoolJobParams.model_validate({}))
 
 
 class SearchRange(Strict):

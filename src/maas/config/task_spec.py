@@ -11,7 +11,12 @@ from pydantic import Field, field_validator, model_validator
 
 from maas.config.base import Strict
 
-Frequency = Literal["day", "week", "month", "year"]
+Frequency = Literal["day", "week", "month", "year"]  # calendar periods of a date column
+# How a time column's rows become partitions: a calendar period of its dates, or (`number`, an
+# integer time such as a year 2018 or a day number 1..365) `span` consecutive values
+TimePartition = Literal["day", "week", "month", "year", "number"]
+# Every partitioning: by time, or (`bucket`, a table with no time column) by a key's hash
+Partitioning = Literal["day", "week", "month", "year", "number", "bucket"]
 TaskKind = Literal["binary", "multiclass", "regression"]
 # The closed vocabulary of derived features: name -> (source column, transform).
 Transform = Literal[
@@ -43,17 +48,25 @@ class DateParts(Strict):
 
 
 class TimeSpec(Strict):
-    """When each row happened: one date/date-time column, or date parts. Orders rows for the
-    time-ordered splits and decides which partition a row belongs to."""
+    """When each row happened: one date/date-time column, or date parts, or (`partition:
+    number`) one integer column read as an ordered period (a year, a day number), never as a
+    date. Orders rows for the time-ordered splits and decides which partition a row belongs
+    to."""
 
     column: str | None = None
     parts: DateParts | None = None
-    partition: Frequency = "month"  # one partition file per day, ISO week, month or year
+    # one partition file per day, ISO week, month or year; `number`: per `span` values
+    partition: TimePartition = "month"
+    span: int = Field(default=1, ge=1)  # `number`: consecutive values one partition holds
 
     @model_validator(mode="after")
     def _one_source(self) -> TimeSpec:
         if (self.column is None) == (self.parts is None):
             raise ValueError("give the time as `column` or as date `parts`, exactly one")
+        if self.partition == "number" and self.column is None:
+            raise ValueError("partition `number` reads one integer `column`, not date `parts`")
+        if self.partition != "number" and self.span != 1:
+            raise ValueError("`span` is for partition `number` (an integer time column)")
         return self
 
     @property
@@ -63,6 +76,24 @@ class TimeSpec(Strict):
         assert self.parts is not None
         clock = [self.parts.clock] if self.parts.clock else []
         return [self.parts.year, self.parts.month, self.parts.day, *clock]
+
+
+class SplitSpec(Strict):
+    """How rows become partitions. `time`: by data.time's periods (the newest test). `key_hash`:
+    a table with no time column: each row goes to one of `buckets` buckets by the sha256 of
+    its `key` columns (none: of all its values but the label's, so identical rows land on the
+    same side), the same on every run and machine; the buckets play the partitions' role (the
+    last ones are the test window, drift compares each bucket with the one before)."""
+
+    by: Literal["time", "key_hash"] = "time"
+    buckets: int = Field(default=10, ge=2, le=1000)
+    key: list[str] = []  # key_hash: the columns hashed (validation.unique_key)
+
+    @model_validator(mode="after")
+    def _keyed(self) -> SplitSpec:
+        if self.by == "time" and self.key:
+            raise ValueError("data.split.key is for `by: key_hash`")
+        return self
 
 
 class LabelSpec(Strict):

@@ -17,10 +17,11 @@ from maas.config.kinds import gate_metric
 from maas.pipeline.data.partitions import (
     Partition,
     counted_labels,
-    list_partitions,
     period_names,
     read_partition,
     row_times,
+    served_frequency,
+    task_partitions,
 )
 from maas.pipeline.evaluation.metrics import compute_metrics
 from maas.serving.preprocessing import as_category_strings
@@ -30,12 +31,13 @@ def served_periods(rows: pd.DataFrame, params: Params) -> pd.Series:
     """Each logged record's period: from its own time columns when the client sent them (a
     flight's date: a replay of last year's months lands in those months), else from when it
     was served."""
-    time, frequency = params.data.time, params.data.time.partition
+    time = params.data.time
     if rows.empty:
         return pd.Series([], dtype=object)
-    logged = period_names(rows["logged_at"].dt.tz_convert("UTC").dt.tz_localize(None), frequency)
-    if all(column in rows.columns for column in time.columns):
-        own = period_names(row_times(rows, time), frequency)
+    served = rows["logged_at"].dt.tz_convert("UTC").dt.tz_localize(None)
+    logged = period_names(served, served_frequency(params.data))
+    if time is not None and all(column in rows.columns for column in time.columns):
+        own = period_names(row_times(rows, time), time.partition, time.span)
         return own.where(own.notna(), logged)
     return logged
 
@@ -60,7 +62,7 @@ def prediction_column(params: Params) -> str:
 
 
 def partitions(params: Params) -> dict[str, Partition]:
-    return {p.name: p for p in list_partitions(params.data.raw_dir, params.data.time.partition)}
+    return {p.name: p for p in task_partitions(params.data)}
 
 
 def reference_rows(params: Params, train_partitions: list[str]) -> pd.DataFrame:

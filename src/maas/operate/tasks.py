@@ -49,7 +49,7 @@ def task_row(params: Params) -> TaskRow:
         task=params.task,
         kind=params.data.label.kind,
         label=params.data.label.rule,
-        partition=params.data.time.partition,
+        partition=params.data.partitioning,
         model=params.registry.model_name,
         champion=str(champion.version) if champion is not None else None,
         last_run=last_run(client, params.registry.experiment),

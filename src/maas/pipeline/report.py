@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from maas.config.kinds import metric_names
+from maas.pipeline.data.key_hash import PREFIX
 from maas.pipeline.evaluation.gate import GateDecision
 from maas.pipeline.evaluation.result import Evaluation
 
@@ -36,7 +37,10 @@ def metric_rows(metrics: Evaluation, model_label: str) -> list[tuple[str, list[s
 
 def window_title(metrics: Evaluation) -> str:
     names = ", ".join(metrics.test_partitions)
-    return f"Test partition {names} ({metrics.test_rows:,} rows)"
+    title = f"Test partition {names} ({metrics.test_rows:,} rows)"
+    if metrics.test_partitions and all(n.startswith(PREFIX) for n in metrics.test_partitions):
+        title += ": buckets of a hash of the key (no time column, data.split)"
+    return title
 
 
 def gate_lines(gate: GateDecision) -> list[str]:

@@ -32,9 +32,9 @@ from maas.config.kinds import baseline_names, gate_metric
 from maas.errors import MaasError
 from maas.pipeline.data.partitions import (
     add_label,
-    list_partitions,
     read_partition,
     split_latest,
+    task_partitions,
 )
 from maas.pipeline.data.windows import (
     TEST_FILE,
@@ -73,12 +73,11 @@ def ingest_data(data: DataParams, names: list[str] | None = None) -> IngestResul
     partitions arrive in."""
     from maas.pipeline.data.sources import ingest_partitions
 
-    frequency = data.time.partition
-    existing = list_partitions(data.raw_dir, frequency)
+    existing = task_partitions(data)
     written: list[Path] = []
     if names is not None or not existing:
         written = ingest_partitions(data, names)
-    names = [p.name for p in list_partitions(data.raw_dir, frequency)]
+    names = [p.name for p in task_partitions(data)]
     log.info("ingest: %d partition(s) written, %d available", len(written), len(names))
     return IngestResult([p.stem for p in written], names)
 
@@ -107,7 +106,7 @@ def validate_data(
     from maas.pipeline.validation.run import raise_for_blocking, validate_partitions
 
     clear_windows(data)  # a run that stops here leaves no windows for the next stage
-    sized = split_by_size(list_partitions(data.raw_dir, data.time.partition), data)
+    sized = split_by_size(task_partitions(data), data)
     train_parts, test_parts = sized.train, sized.test
     frames = [
         (p, sized.frames[p.name] if p.name in sized.frames else read_partition(p))
@@ -339,7 +338,7 @@ def evaluate_model(
         n_classes,
     )
     baselines = {name: compute_metrics(labels, p, kind) for name, p in baseline_preds.items()}
-    test_partitions = sorted(lineage["test_partitions"])
+    test_partitions = list(lineage["test_partitions"])  # in the task's order (95 before 100)
     classes = list(data.label.classes)
     champion = (
         champion_score(

@@ -112,3 +112,20 @@ def test_task_init_refusals_are_named(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*base[:2], extra[0], *base[2:], *extra[1:]])
         assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == before
+
+
+def test_a_task_without_a_time_column_gets_stages_reading_its_split(tmp_path: Path) -> None:
+    import yaml
+
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    data = write(tmp_path, orders().drop(columns="placed"))
+    result = CliRunner().invoke(
+        app,
+        ["task", "init", "orders", "--data", str(data), "--label", "returned"]
+        + ["--key", "order_id", "-p", str(tmp_path / "params.yaml")],
+    )
+    assert result.exit_code == 0, result.output
+    ingest = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]["ingest-orders"]
+    assert ingest["params"] == [{"tasks/orders.yaml": ["data.source", "data.split"]}]
+    assert "src/maas/pipeline/data/key_hash.py" in ingest["deps"]

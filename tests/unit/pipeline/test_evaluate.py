@@ -98,6 +98,27 @@ def test_baselines_learn_a_real_signal() -> None:
         fit_baselines(["xgboost"], cat, num, y, cat, num, seed=0)
 
 
+def test_baselines_fit_a_table_with_numeric_inputs_only() -> None:
+    """A table with no categorical input (the corpus' digits: 64 pixel counts) stopped the run
+    at evaluation: one-hot encoding zero columns is an error in scikit-learn."""
+    rng = np.random.default_rng(1)
+    num = rng.normal(size=(1200, 4)).astype(np.float32)
+    y = num[:, 0] * 3 + rng.normal(scale=0.1, size=1200)
+    none = np.empty((1200, 0), dtype=np.int64)
+    values = fit_baselines(
+        ["linear_regression", "hist_gradient_boosting"],
+        none[:1000],
+        num[:1000],
+        y[:1000],
+        none[1000:],
+        num[1000:],
+        seed=0,
+        kind="regression",
+    )
+    for name, predicted in values.items():
+        assert compute_metrics(y[1000:], predicted, kind="regression")["r2"] > 0.9, name
+
+
 def test_plots_are_written(tmp_path) -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 500)

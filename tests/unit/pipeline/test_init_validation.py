@@ -57,7 +57,8 @@ def init_and_validate(project: Path, frame: pd.DataFrame):
     for name, rows in split_by_period(params.data, frame).items():
         file = project / f"{name}.parquet"
         rows.to_parquet(file, index=False)
-        batches.append((Partition(name, file, *period_bounds(name, "year")), pd.read_parquet(file)))
+        bounds = period_bounds(name, params.data.partitioning)  # an integer year: `number`
+        batches.append((Partition(name, file, *bounds), pd.read_parquet(file)))
     report = validate_partitions(batches, params.validation, params.data, None)
     return result.output, params, report
 

@@ -300,3 +300,31 @@ def test_parity_is_measured_in_the_labels_units_near_zero_and_relatively_above()
     assert output_difference(actual, expected) == pytest.approx(5e-3)
     assert output_difference(actual, expected, scale=5e4) == pytest.approx(1e-6)
     assert output_difference(expected + [0.0, 20.0], expected, scale=5e4) == pytest.approx(1e-4)
+
+
+def test_a_category_left_blank_in_training_may_be_null_in_a_request(frame) -> None:
+    """Real tables leave categories blank (the corpus' ames-prices, covid-tests): such a field
+    may be null or left out in a request and is scored as in training (the unknown bucket); a
+    category every training row gives stays required."""
+    blank = frame.assign(zone=np.where(np.arange(len(frame)) % 7 == 0, None, "north"))
+    label = LabelSpec.model_validate(LABELS["regression"])
+    labeled = add_label(blank, label)
+    pre = fit_preprocessor(labeled, ["station", "zone"], {"hour": None, "temp": None}, 1, {})
+    request = RequestParams(
+        kind="regression",
+        body_key="stations",
+        outputs={},
+        types={"station": "str", "zone": "str", "hour": "int", "temp": "float"},
+        bounds={"hour": (0, 23)},
+    )
+    spec = build_request_spec(request, pre, labeled)
+    optional = {field.name: field.optional for field in spec.fields}
+    assert optional["zone"] is True and optional["station"] is False
+    schema = build_schema(spec, max_records=5)
+    given = {"station": "A", "hour": 8, "temp": 21.5}
+    for record in ({**given, "zone": None}, given):
+        parsed = schema.records(schema.request.model_validate({"stations": [record]}))
+        cat, _, absent = pre.encode(schema.to_columns(parsed))  # as the service does
+        assert cat[0, 1] == 0 and absent[0, 1]  # the unknown bucket, as a blank in training
+    with pytest.raises(ValueError, match="station"):
+        schema.request.model_validate({"stations": [{**given, "station": None}]})

@@ -59,13 +59,13 @@ def task_stages(params: Params, task_file: str) -> dict[str, dict[str, Any]]:
     tuned = [str(params.tune.output)] if params.tune.output.is_file() else []  # once tuned
     stages: dict[str, dict[str, Any]] = {}
     if data.source.kind != "folder":  # else the partitions are dropped in and `dvc add`ed
-        ingest_deps = ["src/maas/pipeline/data/sources.py"]
+        ingest_deps = ["src/maas/pipeline/data/sources.py", "src/maas/pipeline/data/key_hash.py"]
         if data.source.kind == "file" and data.source.path is not None:
             ingest_deps.append(str(data.source.path))
         stages[f"ingest-{name}"] = {
             "cmd": f"maas ingest --task {name}",
             "deps": ingest_deps,
-            "params": [{task_file: ["data.source", "data.time"]}],
+            "params": [{task_file: ["data.source", "data.time" if data.time else "data.split"]}],
             "outs": [raw],
         }
     return {

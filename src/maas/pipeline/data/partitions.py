@@ -1,6 +1,7 @@
 """Partitions and rows in time: partition files named by their period, each row's time, the
-label the task declares, and the time-ordered splits. Where partitions come from is
-`maas.pipeline.data.sources`."""
+label the task declares, and the time-ordered splits. A table with no time column is
+partitioned into buckets by a key's hash (`maas.pipeline.data.key_hash`). Where partitions
+come from is `maas.pipeline.data.sources`."""
 
 from __future__ import annotations
 
@@ -9,74 +10,136 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from maas.config import LabelSpec, TimeSpec
-from maas.config.task_spec import Frequency
+from maas.config import DataParams, LabelSpec, TimeSpec
+from maas.config.task_spec import Frequency, Partitioning
 from maas.errors import DataError
+from maas.pipeline.data import key_hash
 from maas.serving.preprocessing import as_category_strings
 
 log = logging.getLogger(__name__)
 
 PARTITION_SUFFIXES = (".parquet", ".csv")
-# A partition file's name (without suffix) for each frequency, and how to read it back.
+# A partition file's name (without suffix) for each partitioning, and how to read it back.
 NAME_PATTERNS: dict[str, tuple[str, re.Pattern[str]]] = {
     "day": ("YYYY-MM-DD", re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")),
     "week": ("YYYY-Www (ISO week)", re.compile(r"^(\d{4})-W(\d{2})$")),
     "month": ("YYYY-MM", re.compile(r"^(\d{4})-(\d{2})$")),
     "year": ("YYYY", re.compile(r"^(\d{4})$")),
+    "number": ("N, the period's first value,", re.compile(r"^(-?\d+)$")),
+    "bucket": ("hash-NN (the bucket)", re.compile(r"^hash-(\d+)$")),
 }
+# Where a row lies in the task's order: its time (dates), its value (an integer time) or its
+# bucket (key_hash); a partition holds the rows of [start, end).
+Position: TypeAlias = pd.Timestamp | float
 
 
 @dataclass(frozen=True)
 class Partition:
-    name: str  # "2013-05"
+    name: str  # "2013-05", "2018" (an integer time), "hash-07" (a bucket)
     path: Path
-    start: pd.Timestamp  # the period's first instant
-    end: pd.Timestamp  # the next period's first instant (exclusive)
+    start: Position  # the period's first instant (value, bucket)
+    end: Position  # the next period's first instant (exclusive)
 
 
-def period_bounds(name: str, frequency: Frequency) -> tuple[pd.Timestamp, pd.Timestamp]:
+def period_bounds(
+    name: str, partitioning: Partitioning, span: int = 1
+) -> tuple[Position, Position]:
     """[start, end) of the period a partition name stands for; ValueError if it is none."""
-    shape, pattern = NAME_PATTERNS[frequency]
+    shape, pattern = NAME_PATTERNS[partitioning]
     match = pattern.match(name)
     if not match:
         raise ValueError(f"partition files must be named {shape}.parquet (or .csv)")
     numbers = [int(group) for group in match.groups()]
-    if frequency == "week":
+    if partitioning in ("number", "bucket"):
+        width = span if partitioning == "number" else 1
+        return float(numbers[0]), float(numbers[0] + width)
+    if partitioning == "week":
         start = pd.Timestamp(dt.date.fromisocalendar(numbers[0], numbers[1], 1))
         return start, start + pd.Timedelta(days=7)
-    if frequency == "year":
+    if partitioning == "year":
         return pd.Timestamp(numbers[0], 1, 1), pd.Timestamp(numbers[0] + 1, 1, 1)
-    if frequency == "month":
+    if partitioning == "month":
         start = pd.Timestamp(numbers[0], numbers[1], 1)
         return start, start + pd.DateOffset(months=1)
     start = pd.Timestamp(numbers[0], numbers[1], numbers[2])
     return start, start + pd.Timedelta(days=1)
 
 
-def period_names(times: pd.Series, frequency: Frequency) -> pd.Series:
-    """The partition name of each row's time (None where the time is missing)."""
-    if frequency == "week":
+def period_names(times: pd.Series, partitioning: Partitioning, span: int = 1) -> pd.Series:
+    """The partition name of each row's time (None where the time is missing); `number`:
+    the first value of its span (2018; span 10: 120 for 127)."""
+    if partitioning == "number":
+        values = pd.to_numeric(times, errors="coerce").astype("float64")
+        starts = np.floor(values / span) * span
+        names = pd.Series(
+            [None if np.isnan(v) else str(int(v)) for v in starts.to_numpy()],
+            index=times.index,
+            dtype=object,
+        )
+        return names
+    if partitioning == "bucket":
+        raise ValueError("bucket names come from the key's hash (maas.pipeline.data.key_hash)")
+    if partitioning == "week":
         iso = times.dt.isocalendar()
         names = iso["year"].astype("string") + "-W" + iso["week"].astype("string").str.zfill(2)
     else:
-        names = times.dt.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[frequency])
+        names = times.dt.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[partitioning])
     return names.astype(object).where(times.notna(), None)
 
 
-def list_partitions(raw_dir: Path, frequency: Frequency = "month") -> list[Partition]:
+def row_positions(frame: pd.DataFrame, data: DataParams) -> pd.Series:
+    """Where each row lies in the task's order: its time (`row_times`), or its bucket (a
+    table with no time column); NaN/NaT where it has none."""
+    if data.time is None:
+        return key_hash.row_buckets(frame, data.split, data.label.column)
+    return row_times(frame, data.time)
+
+
+def row_periods(frame: pd.DataFrame, data: DataParams) -> pd.Series:
+    """The partition each row belongs to (None where its time or key is missing)."""
+    if data.time is None:
+        return key_hash.bucket_names(row_positions(frame, data), data.split.buckets)
+    return period_names(row_times(frame, data.time), data.time.partition, data.time.span)
+
+
+def name_order(names: list[str], partitioning: Partitioning, span: int = 1) -> list[str]:
+    """Partition names in the task's order (2 before 10 for an integer time)."""
+    return sorted(names, key=lambda name: period_bounds(name, partitioning, span)[0])
+
+
+def served_frequency(data: DataParams) -> Frequency:
+    """The period served records are grouped by when they carry no time of their own: the
+    task's calendar period, or (an integer time, a table without one) the month they were
+    served in."""
+    if data.time is not None and data.time.partition != "number":
+        return data.time.partition
+    return "month"
+
+
+def task_partitions(data: DataParams) -> list[Partition]:
+    """The task's partitions in `data.raw_dir`, in its order."""
+    span = data.time.span if data.time is not None else 1
+    return list_partitions(data.raw_dir, data.partitioning, span)
+
+
+def list_partitions(
+    raw_dir: Path, frequency: Partitioning = "month", span: int = 1
+) -> list[Partition]:
     """Partitions in time order; a file whose name is not a period is an error naming it."""
     if not raw_dir.is_dir():
         return []
     partitions = []
     for path in sorted(p for p in raw_dir.iterdir() if p.suffix in PARTITION_SUFFIXES):
         try:
-            start, end = period_bounds(path.stem, frequency)
+            start, end = period_bounds(path.stem, frequency, span)
         except ValueError as error:
-            raise DataError(f"{path}: {error}: data.time.partition is {frequency}") from None
+            setting = "data.split is key_hash" if frequency == "bucket" else "data.time.partition"
+            raise DataError(f"{path}: {error}: {setting} is {frequency}") from None
         partitions.append(Partition(path.stem, path, start, end))
     names = [p.name for p in partitions]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -113,10 +176,15 @@ def split_partitions(
 
 def row_times(frame: pd.DataFrame, time: TimeSpec) -> pd.Series:
     """Each row's time as naive datetime64 (UTC when the column carries a zone); NaT where it
-    does not parse (an impossible date such as 2013-02-30 included)."""
+    does not parse (an impossible date such as 2013-02-30 included). An integer time
+    (`partition: number`) is its value as float, NaN where it is missing or not a number."""
     missing = [column for column in time.columns if column not in frame.columns]
     if missing:
         raise DataError(f"time column(s) {missing} not in the data (task: data.time)")
+    if time.partition == "number":
+        assert time.column is not None
+        values = pd.to_numeric(frame[time.column], errors="coerce").astype("float64")
+        return values.where(np.isfinite(values))
     if time.column is not None:
         values = frame[time.column]
         if pd.api.types.is_datetime64_any_dtype(values):
@@ -186,16 +254,20 @@ def add_label(frame: pd.DataFrame, label: LabelSpec) -> pd.DataFrame:
     return frame
 
 
-def sort_by_time(frame: pd.DataFrame, time: TimeSpec) -> pd.DataFrame:
-    """Rows in time order (stable: rows of the same instant keep their order)."""
+def sort_by_time(frame: pd.DataFrame, time: TimeSpec | None) -> pd.DataFrame:
+    """Rows in time order (stable: rows of the same instant keep their order). Without a time
+    (key_hash) the order is the frame's: its buckets in order, as the windows hold them."""
+    if time is None:
+        return frame.reset_index(drop=True)
     order = np.argsort(row_times(frame, time).to_numpy(), kind="stable")
     return frame.iloc[order].reset_index(drop=True)
 
 
 def split_latest(
-    frame: pd.DataFrame, fraction: float, time: TimeSpec
+    frame: pd.DataFrame, fraction: float, time: TimeSpec | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(earlier, latest) where `latest` is the last `fraction` of time-ordered rows."""
+    """(earlier, latest) where `latest` is the last `fraction` of time-ordered rows (no time:
+    the last rows of the newest buckets, a slice the hash chose)."""
     ordered = sort_by_time(frame, time)
     cut = round(len(ordered) * (1 - fraction))
     if cut <= 0 or cut >= len(ordered):

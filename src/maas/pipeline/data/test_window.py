@@ -21,6 +21,7 @@ import pandas as pd
 
 from maas.config import DataParams
 from maas.errors import DataError
+from maas.pipeline.data import key_hash
 from maas.pipeline.data.partitions import Partition, counted_labels, read_partition
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,8 @@ def split_by_size(partitions: list[Partition], data: DataParams) -> SizedSplit:
         return counted_labels(frame, data.label)  # as training and the gate count them
 
     window = choose_test_window(list(by_name), labels_of, rule_of(data))
+    if data.time is None:
+        log.info("data.split: %s", key_hash.describe(data.split))
     log.info("%s", window.describe())
     if window.too_rare:
         log.warning(

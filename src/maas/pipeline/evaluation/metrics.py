@@ -99,9 +99,12 @@ def fit_baselines(
             preds[name] = _prior(train_y, len(test_cat), kind, n_classes)
             continue
         if name in ("logistic_regression", "linear_regression"):
-            encoder = OneHotEncoder(handle_unknown="ignore", dtype=np.float32)
-            train_x = sparse.hstack([encoder.fit_transform(train_cat), train_num]).tocsr()
-            test_x = sparse.hstack([encoder.transform(test_cat), test_num]).tocsr()
+            if train_cat.shape[1]:
+                encoder = OneHotEncoder(handle_unknown="ignore", dtype=np.float32)
+                train_x = sparse.hstack([encoder.fit_transform(train_cat), train_num]).tocsr()
+                test_x = sparse.hstack([encoder.transform(test_cat), test_num]).tocsr()
+            else:  # a table of numeric inputs only (the encoder refuses 0 columns)
+                train_x, test_x = sparse.csr_matrix(train_num), sparse.csr_matrix(test_num)
             model = LinearRegression() if regression else LogisticRegression(max_iter=1000)
         elif name == "hist_gradient_boosting":
             train_x = np.hstack([train_cat, train_num])

@@ -113,7 +113,7 @@ def training_fingerprint(
         "model": model.model_dump(mode="json"),
         "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
         "labels": data.label.model_dump(mode="json"),
-        "time": data.time.model_dump(mode="json"),
+        "time": data.time.model_dump(mode="json") if data.time else data.split.model_dump(),
         "data": lineage["train_partitions"],
         "code": code if code is not None else code_digest(),
     }

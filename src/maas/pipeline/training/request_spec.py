@@ -41,8 +41,12 @@ def build_request_spec(
     request: RequestParams, preprocessor: Preprocessor, rows: pd.DataFrame
 ) -> RequestSpec:
     """From the fitted preprocessing (which fields, which optional) and training rows (an
-    example; types where the task declares none)."""
+    example; types where the task declares none; the categories they leave blank)."""
     optional = set(preprocessor.optional_inputs)
+    # a category some training rows left blank may be null in a request too: it is scored as
+    # in training (the unknown bucket); a category always given stays required
+    categories = {preprocessor.source_of(name) for name in preprocessor.categorical}
+    optional |= {name for name in categories if name in rows and rows[name].isna().any()}
     dates = {
         source for source, transform in preprocessor.derived.values() if reads_dates(transform)
     }

@@ -1,17 +1,18 @@
 """The check columns a partition gets before Great Expectations sees it: each row's time and
-whether it lies in the partition's period, the label by the task's rule, and the parts of clock
-times (derived in pandas, checked by the suite)."""
+whether it lies in the partition's period (a table with no time column: its key's bucket and
+whether that is the partition's), the label by the task's rule, and the parts of clock times
+(derived in pandas, checked by the suite)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from maas.config import DataParams, ValidationParams
-from maas.pipeline.data.partitions import Partition, label_values, row_times
+from maas.pipeline.data.partitions import Partition, label_values, row_positions
 
 # Derived columns added to each batch so GX can check dates and the label rate.
 PARTITION_COLUMN = "_in_partition"  # 1 when the row's time lies in the partition's period
-DATE_COLUMN = "_time"  # the row's time; NaT where it does not parse (2013-02-30)
+DATE_COLUMN = "_time"  # the row's time (bucket); NaT where it does not parse (2013-02-30)
 LABEL_COLUMN = "_label"  # the task's label (binary: 1/0), NaN where the row has none
 
 
@@ -45,8 +46,9 @@ def prepare_batch(
     for column in batch.columns:
         if isinstance(batch[column].dtype, pd.StringDtype):
             batch[column] = batch[column].astype(object)
-    if set(data.time.columns) <= set(batch.columns):
-        times = row_times(batch, data.time)
+    needed = data.time_columns if data.time is not None else data.split.key
+    if set(needed) <= set(batch.columns):
+        times = row_positions(batch, data)
         batch[DATE_COLUMN] = times
         inside = (times >= partition.start) & (times < partition.end)
         batch[PARTITION_COLUMN] = inside.astype("float64").where(times.notna())
