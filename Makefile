@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 # make test: pytest-xdist workers (the e2e modules are two groups, tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke corpus lock-serving
+.PHONY: run test install dev system bench-gateway unit integration e2e repro lint typecheck status package serve clean soak audit bench bench-smoke bench-scale corpus lock-serving
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -139,6 +139,13 @@ bench: system dev .dvc
 	$(BIN)/maas ingest
 	CONTAINERS_CONF="$${CONTAINERS_CONF:-$(CURDIR)/tests/e2e/containers.conf}" \
 		$(BIN)/python -u benchmarks/run_all.py
+
+## make bench-scale: cost growth with data alone (benchmarks/scale.py; `make bench` runs it at
+## 1x and 3x): SCALE_SIZES=1,3,10 adds the 10x run (3.4M rows) -> reports/benchmarks/scale.json
+SCALE_SIZES ?= 1,3,10
+bench-scale: dev
+	$(BIN)/maas ingest
+	$(BIN)/python -u benchmarks/scale.py --sizes $(SCALE_SIZES) --output reports/benchmarks/scale.json
 
 ## make bench-smoke: every benchmark step but promotion once, with tiny settings (the newest
 ## three partitions, 1 epoch, ~1 s load phases): proves the harness works, measures nothing

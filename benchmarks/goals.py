@@ -212,6 +212,38 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             switching["non_2xx"] + switching["socket_errors"] == 0,
             "requests",
         )
+    if "rollout" in results:
+        r = results["rollout"]
+        canary, slot = r["cases"]["canary"], r["cases"]["slot"]
+        add(
+            f"rollout: req/s lost to a canary's weighted routing vs the live slot's (p99 "
+            f"{canary['p99_ms']:.1f} vs {slot['p99_ms']:.1f} ms, {100 * r['p99_cost']:+.1f}%; "
+            f"non-2xx {canary['non_2xx']:.0f})",
+            r["rps_cost"],
+            "<= 2%",
+            r["rps_cost"] <= 0.02 and canary["non_2xx"] == 0,
+            "share",
+        )
+    if "scoring" in results:
+        b = results["scoring"]
+        add(
+            f"scoring: local backend / raw ONNX Runtime limit ({b['rows']:,} rows, "
+            f"{b['cores']} cores)",
+            b["local_share_of_raw"],
+            ">= 0.7",
+            b["local_share_of_raw"] >= 0.7,
+            "share",
+        )
+        if "spark_records_per_s" in b:
+            add(
+                "scoring: local backend / Spark local[2] records/s (output identical: "
+                f"{b['spark_output_identical']})",
+                b["local_over_spark"],
+                "<= 2.0x, identical",
+                b["local_over_spark"] <= 2.0 and b["spark_output_identical"],
+            )
+    if "scale" in results:
+        scale_goals(results["scale"], add)
     if "promotion" in results:
         ratio = results["promotion"]["ratio_ours_vs_bare"]
         add(
@@ -221,3 +253,52 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             ratio <= 1.3,
         )
     return rows
+
+
+# benchmarks/scale.py's stages with a growth goal (the whole run's is one of them)
+SCALE_STAGES = {
+    "ingest": "ingest",
+    "validation_suite": "validation (GX suite)",
+    "drift": "drift",
+    "validate": "validate stage",
+    "train_prepare": "training preparation",
+    "train_epoch": "training per epoch",
+    "baselines": "evaluation baselines",
+    "evaluate": "evaluate stage",
+    "register": "registration",
+    "run": "whole run",
+}
+RSS_LIMIT_GIB = 8.0  # the 10x run's peak RSS on one machine (issue 32)
+
+
+def scale_goals(scale: dict[str, Any], add: Any) -> None:
+    """benchmarks/scale.py: each stage's time and the run's peak RSS grow at most as the rows
+    do (vs the smallest size); the peak RSS of every size, and at 10x within 8 GiB."""
+    for pair, row in scale["growth"].items():
+        rows = row["rows"]
+        for name, label in SCALE_STAGES.items():
+            ratio = row["stages"].get(name, {}).get("time")
+            if ratio is not None:
+                add(
+                    f"scale {pair}: {label}, time (rows x{rows:.2f})",
+                    ratio,
+                    f"<= {rows:.2f}x (at most linear)",
+                    ratio <= rows,
+                )
+        rss = row["stages"]["run"]["peak_rss"]
+        add(
+            f"scale {pair}: peak RSS of the run's process tree (rows x{rows:.2f})",
+            rss,
+            f"<= {rows:.2f}x (at most linear)",
+            rss <= rows,
+        )
+    for size in scale["sizes"]:
+        gib = size["stages"]["run"]["peak_rss_mib"] / 1024
+        add(
+            f"scale {size['factor']:g}x ({size['rows']:,} rows): peak RSS of the run's process "
+            f"tree (largest process {size['largest_process_peak_rss_mib'] / 1024:.2f} GiB)",
+            gib,
+            f"<= {RSS_LIMIT_GIB:g} GiB at 10x",
+            gib <= RSS_LIMIT_GIB if size["factor"] >= 10 else None,
+            "GiB",
+        )

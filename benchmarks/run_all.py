@@ -2,11 +2,11 @@
 
 Order: the pipeline run (ours vs a plain script; it also yields the model quality table and
 the trained project the next steps use), the training loop, the model runtimes, serving
-(ours vs FastAPI vs the alternatives) and promotion latency (containers). Each step's own
-JSON lands in reports/benchmarks/<step>.json; the summary of ratios against the goals is
-printed and written to reports/benchmarks.json with the machine it ran on. Any task runs
-(`--task`, default params.yaml's): request bodies and fields come from the trained model's
-request spec, scores are the task kind's.
+(ours vs FastAPI vs the alternatives), batch scoring and promotion latency (containers).
+Each step's own JSON lands in reports/benchmarks/<step>.json; the summary of ratios against
+the goals is printed and written to reports/benchmarks.json with the machine it ran on. Any
+task runs (`--task`, default params.yaml's): request bodies and fields come from the trained
+model's request spec, scores are the task kind's.
 
 `--smoke` (`make bench-smoke`; tests/integration/test_bench_smoke.py) runs the harness with
 tiny settings, to prove that it works, not to measure: the newest three partitions, one
@@ -19,7 +19,11 @@ reports). It covers every step but promotion, which builds and packages containe
 - runtime: int8 quantization and 2 timing rounds of 5 ms samples;
 - kinds: the MLP's and TabM's untrained one-record ONNX latency, 200 calls each;
 - serving: every server and case once, 1 s of wrk each (c=8 for the single-record cases);
-- gateway: maas's gateway and the old forwarder, 1 s of wrk at c=8, 2 s of switching.
+- gateway: maas's gateway and the old forwarder, 1 s of wrk at c=8, 2 s of switching;
+- rollout: a canary's weighted routing vs the live slot's, 1 s of wrk at c=8, one round;
+- scoring: `maas score` on 20,000 rows (local backend, the raw ONNX limit, Spark local[2]);
+- scale: `maas run` on a 5% and a 10% sample of the partitions, one epoch (the full run: the
+  data at 1x and 3x, 2 epochs; 10x on demand: `python benchmarks/scale.py --sizes 1,3,10`).
 
     python benchmarks/run_all.py [--task NAME] [--skip promotion,serving] [--seconds 5]
     python benchmarks/run_all.py --smoke [--raw-dir data/raw] [--out-dir DIR]
@@ -46,13 +50,27 @@ from benchmarks import (  # noqa: E402
     model_kinds,
     pipeline,
     promotion,
+    rollout,
     runtime,
+    scale,
+    scoring,
     serving,
     training,
 )
 from benchmarks.goals import goals  # noqa: E402
 
-STEPS = ("pipeline", "training", "runtime", "kinds", "serving", "gateway", "promotion")
+STEPS = (
+    "pipeline",
+    "training",
+    "runtime",
+    "kinds",
+    "serving",
+    "gateway",
+    "scoring",
+    "scale",
+    "promotion",
+    "rollout",
+)
 SMOKE_PARTITIONS = 3  # the newest ones: two to train on (drift needs a predecessor), one to test
 # The smoke's pipeline: one epoch, no slow baseline, and a gate that passes whatever a one-epoch
 # model scores (the next steps need a champion), for any task kind.
@@ -70,8 +88,18 @@ SMOKE_ARGS = {
     "kinds": ["--calls", "200"],
     "serving": ["--seconds", "1", "--rounds", "1", "--concurrency", "8", "--pause", "0.2"],
     "gateway": ["--seconds", "1", "--switch-seconds", "2", "--concurrency", "8", "--pause", "0.2"],
+    "rollout": ["--seconds", "1", "--rounds", "1", "--concurrency", "8", "--pause", "0.2"],
+    "scoring": ["--rows", "20000", "--group-rows", "5000"],
+    "scale": ["--sizes", "0.05,0.1", "--epochs", "1"],
 }
-TASK_STEPS = {"pipeline", "training", "kinds", "promotion"}  # the others read the trained model
+TASK_STEPS = {
+    "pipeline",
+    "training",
+    "kinds",
+    "scoring",
+    "promotion",
+    "scale",
+}  # the others read the trained model
 
 
 def machine() -> dict[str, Any]:
@@ -151,6 +179,7 @@ def markdown(summary: dict[str, Any]) -> str:
             "requests": f"{v:.0f} failed",
             "share": f"{100 * v:.1f}%",
             "score": f"{v:+.4f}",
+            "GiB": f"{v:.2f} GiB",
         }.get(g["unit"], f"{v:.2f}×")
         met = "—" if g["met"] is None else ("met" if g["met"] else "**missed**")
         lines.append(f"| {g['what']} | {shown} | {g['goal']} | {met} |")
@@ -226,12 +255,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             *("--raw-dir", str(raw_dir), "--keep", str(project), *sets),
             *("--output", str(out / "pipeline.json")),
         )
-        if {"training", "runtime", "kinds", "serving", "gateway"} - skip:
+        if {"training", "runtime", "kinds", "serving", "gateway", "rollout", "scoring"} - skip:
             if not (project / "params.yaml").is_file():  # the pipeline step was skipped
                 made = pipeline.make_project(project, raw_dir, task)
                 pipeline.run_ours(made, task, SMOKE_SETS if args.smoke else [])
             model_tag, models, test = trained_model(project, task)
             later_steps(step, project, model_tag, models, test, args)
+        step(  # cost growth with data: 1x and 3x the rows (data growth, issue 32)
+            "scale",
+            scale.main,
+            *("--raw-dir", str(raw_dir), *sets, "--output", str(out / "scale.json")),
+        )
         step(
             "promotion",
             promotion.main,
@@ -293,6 +327,17 @@ def later_steps(
         *("--rounds", "1", "--seconds", str(args.seconds), "--switch-seconds", "10"),
         *("--output", str(out / "gateway.json")),
     )
+    step(  # a canary's weighted routing vs the live slot's
+        "rollout",
+        rollout.main,
+        *("--model-tag", model_tag, "--seconds", str(args.seconds)),
+        *("--output", str(out / "rollout.json")),
+    )
+    step(  # local backend vs the raw ONNX limit, Spark local[2] vs local
+        "scoring",
+        scoring.main,
+        *("--project", str(project), "--test", str(test), "--output", str(out / "scoring.json")),
+    )
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -306,6 +351,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             shown = f"{value:,.0f} records/s"
         elif row["unit"] == "share":
             shown = f"{100 * value:.1f}%"
+        elif row["unit"] == "GiB":
+            shown = f"{value:.2f} GiB"
         else:
             shown = f"{value:.4g}{row['unit'] if row['unit'] == 'x' else ''}"
         mark = "-" if row["met"] is None else ("met" if row["met"] else "MISSED")
