@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from maas.config import load_params
-from maas.pipeline.data.partitions import list_partitions, read_partition
+from maas.pipeline.data.partitions import read_partition, task_partitions
 from maas.pipeline.validation.drift import check_drift
 
 
@@ -64,7 +64,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     params = load_params(args.params, task=args.task)
     validation = params.validation.model_copy(update={"cache_dir": None})
-    partitions = list_partitions(params.data.raw_dir, params.data.time.partition)
+    partitions = task_partitions(params.data)
     frames = [(p, read_partition(p)) for p in partitions]
     if len(frames) < 2:
         raise SystemExit(f"{params.data.raw_dir} holds {len(frames)} partition(s); need two")

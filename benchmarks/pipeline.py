@@ -111,16 +111,16 @@ def plain_pipeline(project: Path, task: str | None, overrides: list[str]) -> Non
     from maas.pipeline.data import windows
     from maas.pipeline.data.partitions import (
         add_label,
-        list_partitions,
         read_partition,
         split_partitions,
+        task_partitions,
     )
 
     params = load_params("params.yaml", [*MODEL, *overrides], task)
     data = params.data
     t1 = time.perf_counter()
     train_parts, test_parts = split_partitions(
-        list_partitions(data.raw_dir, data.time.partition),
+        task_partitions(data),
         data.test_partitions,
         data.max_train_partitions,
     )
@@ -241,12 +241,13 @@ def gx_vs_pandas(raw_dir: Path, task: str | None, overrides: list[str]) -> dict[
     """The validation suite (GX) and the same checks in pandas, on every partition."""
     import_s = fresh_import_seconds("great_expectations")
     from maas.config import load_params
-    from maas.pipeline.data.partitions import list_partitions, read_partition
+    from maas.pipeline.data.partitions import read_partition, task_partitions
     from maas.pipeline.validation.batch import prepare_batch
     from maas.pipeline.validation.run import validate_partitions
 
     params = load_params(ROOT / "params.yaml", overrides, task)
-    frames = [(p, read_partition(p)) for p in list_partitions(raw_dir, params.data.time.partition)]
+    data = params.data.model_copy(update={"raw_dir": raw_dir})
+    frames = [(p, read_partition(p)) for p in task_partitions(data)]
     rows = sum(len(f) for _, f in frames)
     validate_partitions(frames[:1], params.validation, params.data)  # warm: imports, first use
     started = time.perf_counter()
