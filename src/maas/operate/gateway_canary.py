@@ -17,9 +17,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from maas.errors import DeployError
 from maas.operate.gateway import Gateway
@@ -132,7 +130,8 @@ def start_canary(
         gateway._push(table)  # the model's requests now reach the canary backend
         gateway._record(table)
     except BaseException:
-        _undo(gateway, before, [*spares, *_canary_servers(route, table.replicas)])
+        # as a failed switch is undone: the old maps and table, the readied servers in maint
+        gateway._undo(before, [], [*spares, *_canary_servers(route, table.replicas)])
         raise
     gateway._files(table)
 
@@ -218,19 +217,3 @@ def _canary_servers(route: Route, replicas: int) -> list[str]:
         *_slot_in_canary(route.backend, route.live, replicas),
         *_slot_in_canary(route.backend, route.spare, replicas),
     ]
-
-
-def _undo(gateway: Gateway, before: RouteTable, servers: list[str]) -> None:
-    """A canary start that failed: the old maps, the servers it readied in maintenance, the
-    old table recorded; each step whatever the others did."""
-    steps: list[Callable[[], object]] = [
-        partial(gateway._push, before),
-        *[partial(gateway._expect, f"set server {name} state maint") for name in servers],
-        partial(gateway._record, before),
-        partial(gateway._files, before),
-    ]
-    for step in steps:
-        try:
-            step()
-        except Exception as error:  # the next step still runs
-            log.warning("undoing a failed canary start: %s", error)
