@@ -103,12 +103,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from maas.config import load_params
     from maas.scoring.local import score_table
+    from maas.tracking.store import DEFAULT_STORE
 
     cores = os.cpu_count() or 1
     previous = Path.cwd()
     os.chdir(args.project)  # the project's relative paths (registry, gate key)
     try:
         params = load_params("params.yaml", task=args.task)
+        if params.registry.tracking_uri is None:
+            # this project's own store: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI, so
+            # in run_all's process it names the store of whichever step connected last
+            store = f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+            params = load_params("params.yaml", [f"registry.tracking_uri={store}"], args.task)
         with tempfile.TemporaryDirectory(prefix="maas-bench-scoring-") as tmp:
             table = Path(tmp) / "table.parquet"
             synthetic_table(args.test.resolve(), args.rows, args.group_rows, table)

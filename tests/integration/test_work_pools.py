@@ -262,7 +262,10 @@ def test_a_worker_whose_host_dies_leaves_the_run_crashed_and_the_next_run_succee
     # open (MLflow 3.17: "table evaluation_datasets already exists").
     from mlflow import MlflowClient
 
-    registry = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    # both URIs: without registry_uri MLflow takes the process-wide one, which an earlier test
+    # in this worker process set (mlflow.set_registry_uri) to its own store
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert registry.search_registered_models() == []
     workers = start_workers(project, env, overrides, "--task", "flight-delay")
     try:
