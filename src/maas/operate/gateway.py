@@ -296,16 +296,7 @@ class Gateway(HAProxyAdmin):
         lives = slot_servers(route.backend, live, table.replicas)
         before = copy.deepcopy(table)  # what serves until the maps below are committed
         try:
-            for index, target in enumerate(spares):
-                if index >= len(upstreams):
-                    self._expect(f"set server {target} state maint")
-                    continue
-                self._expect(
-                    f"set server {target} addr 127.0.0.1 port {upstreams[index]}",
-                    "changed",
-                    "no need to change",
-                )
-                self._expect(f"set server {target} state ready")
+            self._point(spares, upstreams)
             table.routes[model] = Route(route.backend, list(upstreams), version, spare)
             self._push(table)  # routed, and the new version reachable by number
         except BaseException:
@@ -327,6 +318,19 @@ class Gateway(HAProxyAdmin):
                 self._expect(f"set server {target} state maint")
             except DeployError as error:
                 log.warning("%s: the old slot stays ready, unrouted: %s", model, error)
+
+    def _point(self, servers: list[str], ports: list[int]) -> None:
+        """`servers` at `ports` and ready, in order; those beyond the ports in maintenance."""
+        for index, target in enumerate(servers):
+            if index >= len(ports):
+                self._expect(f"set server {target} state maint")
+                continue
+            self._expect(
+                f"set server {target} addr 127.0.0.1 port {ports[index]}",
+                "changed",
+                "no need to change",
+            )
+            self._expect(f"set server {target} state ready")
 
     def _undo(self, before: RouteTable, lives: list[str], spares: list[str]) -> None:
         """A switch that failed: the old slot's servers ready, the old maps, the spare slot in

@@ -116,16 +116,7 @@ def start_canary(
         return
     spares = slot_servers(route.backend, route.spare, table.replicas)
     try:
-        for index, server in enumerate(spares):
-            if index >= len(ports):
-                gateway._expect(f"set server {server} state maint")
-                continue
-            gateway._expect(
-                f"set server {server} addr 127.0.0.1 port {ports[index]}",
-                "changed",
-                "no need to change",
-            )
-            gateway._expect(f"set server {server} state ready")
+        gateway._point(spares, ports)  # as a switch readies its spare slot
         _weigh(gateway, route, table.replicas)
         gateway._push(table)  # the model's requests now reach the canary backend
         gateway._record(table)
