@@ -120,6 +120,10 @@ def test_the_command_prints_the_report_as_json(served) -> None:
         "shadow_disagreement",
         "shadow_quality",
     ]
+    # judged with the task's deploy.rollout thresholds, as a rollout's shadow step is
+    strict = [*arguments, "--set", "deploy.rollout.min_requests=100000"]
+    waiting = json.loads(CliRunner().invoke(app, strict).stdout)["checks"]
+    assert all(c["passed"] is None and "< 100000" in c["reason"] for c in waiting), waiting
     refused = CliRunner().invoke(app, [*arguments[:3], "3", *arguments[4:]])
     assert refused.exit_code == 1 and "v3 is not trusted" in refused.output
     bad = CliRunner().invoke(app, [*arguments[:5], "yesterday", *arguments[6:]])

@@ -54,7 +54,8 @@ def shadow(
     as_json: JsonOption = False,
 ) -> None:
     """Replay the champion's recent served requests with VERSION (no client sees its answers)
-    and compare: disagreement, quality where labels have arrived, scoring time per record."""
+    and compare: disagreement, quality where labels have arrived, scoring time per record;
+    judged with the task's deploy.rollout thresholds, as a rollout's shadow step is."""
     import json
 
     from maas.errors import RegistryError
@@ -75,8 +76,9 @@ def shadow(
         version,
         since=parse_since(since) if since else None,
         max_requests=max_requests or MAX_REQUESTS,
+        alpha=params.deploy.rollout.alpha,
     )
-    checks = checks_of(report)
+    checks = checks_of(report, **params.deploy.rollout.shadow_thresholds())  # the task's
     if as_json:
         body = {**report.to_dict(), "checks": [asdict(check) for check in checks]}
         out.print_json(json.dumps(_finite(body)))

@@ -4,7 +4,7 @@ read by `maas.operate.rollout`)."""
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -47,3 +47,13 @@ class RolloutParams(Strict):
         if any(b <= a for a, b in itertools.pairwise(live)) or live[-1:] != [100]:
             raise ValueError(f"the percents must rise and end at 100, not {live}")
         return steps
+
+    def shadow_thresholds(self) -> dict[str, Any]:
+        """The shadow checks' settings this task sets (`maas.operate.shadow.checks_of`'s
+        keywords; the replay's own `alpha` is `self.alpha`), for a rollout's shadow step and
+        `maas rollout shadow` alike."""
+        return {
+            "min_requests": self.min_requests,
+            "max_quality_drop": self.max_quality_drop,
+            "max_disagreement": self.max_mean_abs_delta,
+        }

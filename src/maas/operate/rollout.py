@@ -336,10 +336,8 @@ def shadow_of(params: Params, client: MlflowClient) -> ShadowChecks:
             rollout.previous,
             rollout.candidate,
             since=None,  # the champion's newest served requests, whenever they came
-            min_requests=settings.min_requests,
             alpha=settings.alpha,
-            max_quality_drop=settings.max_quality_drop,
-            max_disagreement=settings.max_mean_abs_delta,
+            **settings.shadow_thresholds(),
         )
 
     return checks
