@@ -62,7 +62,9 @@ def setup(trained_project):
     params = load_params(PARAMS, overrides)
     client = MlflowClient(params.registry.tracking_uri)
     assert client.get_model_version(MODEL, "3").tags["gate_passed"] == "false"
-    for version in ("1", "2"):  # each test finds validated images, in whatever order it runs
+    # each test finds v1's validated image, in whatever order it runs; v2 is packaged ahead by
+    # the first controller that is idle (packaging.prepare_newest), or at its promotion
+    for version in ("1",):
         package_version(
             connect(params.registry),
             params.registry,
@@ -95,6 +97,14 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         first = wait_for_version(endpoint, "1")
         print(f"controller start -> v1 serving: {first:.1f}s")
         packaged_v1 = client.get_model_version(MODEL, "1").tags["packaged_at"]
+        # idle, the controller packages v2 (the newest version that passed the gate) ahead
+        deadline = time.monotonic() + 180
+        while "packaged_at" not in client.get_model_version(MODEL, "2").tags:
+            assert time.monotonic() < deadline, client.get_model_version(MODEL, "2").tags
+            time.sleep(0.5)
+        packaged_v2 = client.get_model_version(MODEL, "2").tags["packaged_at"]
+        assert client.get_model_version(MODEL, "2").tags["infra_validation"] == "passed"
+        assert "infra_validation" not in client.get_model_version(MODEL, "3").tags  # refused
 
         # Promote v2 while a client keeps sending requests to the stable address.
         with Load(endpoint) as load:
@@ -110,6 +120,7 @@ def test_champion_moves_serve_rollback_refuse_and_restart(setup):
         tags = client.get_model_version(MODEL, "2").tags
         assert tags["deploy_status"] == "deployed"
         assert tags["endpoint"] == f"{endpoint}/models/{MODEL}"
+        assert tags["packaged_at"] == packaged_v2  # the release reused what was packaged ahead
 
         # Rollback under load: v1 serves again from its existing image, no request fails.
         with Load(endpoint) as load:
@@ -380,6 +391,8 @@ def test_a_failed_build_keeps_the_old_version_serving_and_a_new_promote_retries_
     endpoint = f"http://{params.deploy.address}"
     new = register_again(overrides, passed=True, promoted=False, why="test: auto_promote off")
     current = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    # packaging ahead off: the new version must meet the broken base image at its promotion
+    overrides = [*overrides, "packaging.prepare_newest=0"]
     controller = Controller(root, overrides, name="watch-good")  # the champion serves
     try:
         wait_for_version(endpoint, current)

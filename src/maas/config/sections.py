@@ -261,6 +261,8 @@ class PackagingParams(Strict):
     ca_bundle: Path | None = Path("/etc/ssl/certs/ca-certificates.crt")
     build_options: dict[str, str | list[str]] = {}
     network: Literal["host", "bridge"] = "host"
+    # `maas watch` packages the newest N gate-passed versions while idle (maas.operate.prepare)
+    prepare_newest: int = Field(1, ge=0, le=10)
     infra_validation: InfraValidationParams
 
 

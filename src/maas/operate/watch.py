@@ -1,7 +1,9 @@
 """`maas watch`: the promotion controller's loop over every task's model.
 
 A pass per model now, on every MLflow alias webhook, and every interval
-(`maas.operate.controller.reconcile_once` does one pass), until Ctrl-C or SIGTERM.
+(`maas.operate.controller.reconcile_once` does one pass), until Ctrl-C or SIGTERM. Between
+passes, while every model is in sync, the newest versions that passed the gate are packaged
+ahead of a promotion (`maas.operate.prepare`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from maas.operate.controller import (
     reconcile_once,
     sweep_orphans,
 )
+from maas.operate.prepare import prepare_once
 from maas.operate.targets import make_target
 from maas.tracking.registry import CHAMPION
 from maas.tracking.store import connect
 
 log = logging.getLogger(__name__)
+
+IDLE = ("in_sync", "no_champion")  # a model in these states may have versions packaged ahead
 
 
 def watch(
@@ -46,6 +51,7 @@ def watch(
     retry_lock = threading.Lock()
     server = None
     last: dict[str, Outcome] = {}
+    tried: dict[str, set[str]] = {name: set() for name in names}  # packaged ahead, or tried
 
     def on_alias_event(event: dict[str, Any]) -> None:  # the receiver's thread
         data = event.get("data") or {}
@@ -103,6 +109,16 @@ def watch(
                     log.warning("reconcile %s failed: %s", name, error)
             if once or stop.is_set():
                 return
+            for params, _ in tasks:
+                name = params.registry.model_name
+                if wake.is_set() or stop.is_set():  # a move to serve first
+                    break
+                if last.get(name) is None or last[name].action not in IDLE:
+                    continue
+                try:
+                    prepare_once(params, connect(params.registry), tried[name])
+                except Exception as error:  # registry unreachable: try on a later pass
+                    log.warning("packaging ahead for %s failed: %s", name, error)
             wake.wait(interval_s)
     finally:
         if server is not None:
