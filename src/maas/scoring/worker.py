@@ -67,6 +67,14 @@ class Scorer:
         self.schema = build_schema(self.spec, 1, clock)
         self.version = version
         self._schemas: dict[Any, Any] = {}
+        self.columnar: Any = None
+        try:  # absent from the serving code of versions recorded before it
+            import maas.serving.columnar as columnar
+
+            self.columnar = columnar
+        except ModuleNotFoundError as error:
+            if error.name != "maas.serving.columnar":
+                raise
 
     def output_schema(self, passed: Any) -> Any:
         """The output's Arrow schema: the passed-through fields (`passed`), the version's
@@ -87,43 +95,108 @@ class Scorer:
     def score(self, table: Any, offset: int, passed: list[str], batch_rows: int) -> tuple[Any, Any]:
         """(the scored rows, the refused rows) of an Arrow `table` whose first row is input row
         `offset`: the `passed` columns, then the outputs (scored) or `row`, `error` (refused);
-        None for an empty side."""
+        None for an empty side. By the recorded code's column-by-column path when it has one
+        (`maas.serving.columnar`), else record by record as the service validates them."""
+        import pyarrow as pa
+
+        if self.columnar is None:  # a version recorded before the columnar path
+            kept, errors, outputs, unknown = self._by_record(table, batch_rows)
+        else:
+            kept, errors, outputs, unknown = self._by_column(table, batch_rows)
+        through = table.select(passed)
+        scored = refused = None
+        if len(kept):
+            scored = through.take(pa.array(kept, type=pa.int64()))
+            for name, column in outputs.items():
+                scored = scored.append_column(name, _arrow(column))
+            if isinstance(unknown, list):  # the record path's
+                unknown = pa.array(unknown, type=pa.list_(pa.string()))
+            scored = scored.append_column("unknown_inputs", unknown)
+            version = pa.array([self.version] * len(kept), type=pa.string())
+            scored = scored.append_column("model_version", version)
+            scored = scored.cast(self.output_schema(through.schema))
+        if errors:
+            rows = pa.array([e["row"] for e in errors], type=pa.int64())
+            refused = _beside(through.take(rows), [{**e, "row": offset + e["row"]} for e in errors])
+            refused = refused.cast(pa.schema([_plain(f) for f in refused.schema]))
+        return scored, refused
+
+    def _validate(self, table: Any, rows: list[int]) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The service's record model on `rows` of `table`: (accepted records, index), and
+        the refused rows' {"row": index, "error": the reason}."""
         import pyarrow as pa
         from pydantic import ValidationError
 
         names = [name for name in self.spec.names if name in table.column_names]
-        records: list[Any] = []
-        kept: list[int] = []
+        picked = table.select(names).take(pa.array(rows, type=pa.int64()))
+        accepted: list[Any] = []
         errors: list[dict[str, Any]] = []
-        for index, row in enumerate(table.select(names).to_pylist()):
+        for index, row in zip(rows, picked.to_pylist(), strict=True):
             # a NaN is a missing value, as a JSON body cannot hold one
             values = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
             try:
-                records.append(self.schema.record.model_validate(values))
-                kept.append(index)
+                accepted.append((self.schema.record.model_validate(values), index))
             except ValidationError as error:
                 problem = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
                     for e in error.errors()
                 )
-                errors.append({"row": offset + index, "error": problem[:1000]})
-        out_rows: list[dict[str, Any]] = []
-        for start in range(0, len(records), batch_rows):
-            chunk = records[start : start + batch_rows]
-            outputs, unknown = self.model.score(self.schema.to_columns(chunk))
-            for values, fields in zip(outputs.astype(float).tolist(), unknown, strict=True):
-                row = self.schema.output_values(values)
-                out_rows.append({**row, "unknown_inputs": fields, "model_version": self.version})
-        through = table.select(passed)
-        scored = refused = None
-        if out_rows:
-            scored = _beside(through.take(pa.array(kept, type=pa.int64())), out_rows)
-            scored = scored.cast(self.output_schema(through.schema))
-        if errors:
-            rows = pa.array([e["row"] - offset for e in errors], type=pa.int64())
-            refused = _beside(through.take(rows), errors)
-            refused = refused.cast(pa.schema([_plain(f) for f in refused.schema]))
-        return scored, refused
+                errors.append({"row": index, "error": problem[:1000]})
+        return accepted, errors
+
+    def _by_record(self, table: Any, batch_rows: int) -> tuple[Any, ...]:
+        """(kept rows, errors, output columns, unknown inputs), each record validated by the
+        record model and its outputs built by `Schema.output_values`."""
+        accepted, errors = self._validate(table, list(range(table.num_rows)))
+        rows: list[dict[str, Any]] = []
+        unknown: list[list[str]] = []
+        for start in range(0, len(accepted), batch_rows):
+            chunk = [record for record, _ in accepted[start : start + batch_rows]]
+            outputs, fields = self.model.score(self.schema.to_columns(chunk))
+            rows += [self.schema.output_values(v) for v in outputs.astype(float).tolist()]
+            unknown += fields
+        names = list(rows[0]) if rows else []
+        columns = {name: [row[name] for row in rows] for name in names}
+        return [index for _, index in accepted], errors, columns, unknown
+
+    def _by_column(self, table: Any, batch_rows: int) -> tuple[Any, ...]:
+        """`_by_record`'s result by the columnar path: the rows it vouches for checked column
+        by column, the others by the record model (so a refusal is the service's message)."""
+        import numpy as np
+        import pyarrow as pa
+
+        columnar = self.columnar
+        records = columnar.check_table(self.schema, table)
+        doubtful = np.flatnonzero(~records.vouched).tolist()
+        accepted, errors = self._validate(table, doubtful) if doubtful else ([], [])
+        for record, index in accepted:
+            records.fill(index, record)
+            records.vouched[index] = True
+        kept = np.flatnonzero(records.vouched)
+        parts: list[Any] = []
+        counts = np.zeros(len(kept), dtype=np.int32)
+        names: list[str] = []
+        for start in range(0, len(kept), batch_rows):
+            columns = columnar.batch_columns(self.spec, records, kept[start : start + batch_rows])
+            outputs, rows, fields = columnar.score(self.model, columns)
+            parts.append(outputs)
+            counts[start + rows] = [len(f) for f in fields]
+            names += [name for f in fields for name in f]
+        if not parts:
+            return kept, errors, {}, []
+        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+        unknown = pa.ListArray.from_arrays(offsets, pa.array(names, type=pa.string()))
+        outputs = columnar.output_columns(self.spec, np.concatenate(parts))
+        return kept, errors, outputs, unknown
+
+
+def _arrow(column: Any) -> Any:
+    """An output column (a list, an array, or a dict of arrays: a struct) as an Arrow array."""
+    import pyarrow as pa
+
+    if isinstance(column, dict):
+        return pa.StructArray.from_arrays([_arrow(c) for c in column.values()], list(column))
+    return pa.array(column)
 
 
 def _plain(field: Any) -> Any:

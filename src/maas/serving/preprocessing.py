@@ -278,6 +278,8 @@ def as_category_strings(values: Any) -> np.ndarray:
         return np.where(missing, "", np.where(whole, as_int, array.astype(str)))
     if array.dtype.kind in "iub":
         return array.astype(str)
+    if array.dtype.kind == "U":  # strings already: each is its own category string
+        return array
     return np.array([_category_string(value) for value in array.astype(object)], dtype=str)
 
 
