@@ -261,16 +261,16 @@ class PackagingParams(Strict):
     ca_bundle: Path | None = Path("/etc/ssl/certs/ca-certificates.crt")
     build_options: dict[str, str | list[str]] = {}
     network: Literal["host", "bridge"] = "host"
-    # `maas watch` packages the newest N gate-passed versions while idle (maas.operate.prepare)
-    prepare_newest: int = Field(1, ge=0, le=10)
+    prepare_newest: int = Field(1, ge=0, le=10)  # packaged ahead by an idle maas watch
     infra_validation: InfraValidationParams
 
 
 class GatewayParams(Strict):
-    """The local target's HAProxy gateway's limits (docs/operations.md, docs/security.md)."""
+    """The local target's HAProxy gateway: limits, metrics (docs/operations.md, security.md)."""
 
     maxconn: int = Field(4096, ge=1)  # connections at once; more wait in the kernel's queue
     rate_limit: int = Field(0, ge=0)  # requests per client address per 10 s (0: no limit)
+    metrics_listen: str | None = Field(None, pattern=r"^[^:]*:\d+$")  # gateway_metrics
 
 
 class DeployParams(Strict):

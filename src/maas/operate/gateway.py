@@ -38,6 +38,7 @@ from maas.net import port_open, wait_until
 from maas.operate.gateway_admin import HAProxyAdmin, haproxy
 from maas.operate.gateway_catalog import CatalogFiles
 from maas.operate.gateway_live import live_table, parse_map, parse_servers
+from maas.operate.gateway_metrics import MetricsFiles, metrics_address_free
 from maas.operate.gateway_routes import (
     FORMAT,
     MODEL_NAME,
@@ -47,6 +48,7 @@ from maas.operate.gateway_routes import (
     MapFiles,
     Route,
     RouteTable,
+    metrics_frontend,
     render,
     route_map,
     slot_servers,
@@ -81,6 +83,7 @@ class Gateway(HAProxyAdmin):
         self.log_file = folder / "gateway.log"
         self.maps = MapFiles.at(folder)
         self.catalog = CatalogFiles(folder)
+        self.metrics = MetricsFiles(folder, self.limits.metrics_listen)  # gateway_metrics
 
     def table(self) -> RouteTable:
         table = RouteTable.read(self.table_file)
@@ -94,6 +97,7 @@ class Gateway(HAProxyAdmin):
             self.socket_file,
             maxconn=fitting_maxconn(self.limits.maxconn),
             rate_limit=self.limits.rate_limit,
+            metrics=self.limits.metrics_listen,
         )
 
     def checked_config(self, table: RouteTable) -> Path:
@@ -135,6 +139,7 @@ class Gateway(HAProxyAdmin):
                 f"{self.host}:{self.port} (deploy.address) is held by another process: stop it "
                 "(e.g. `maas serve`) or choose another deploy.address"
             )
+        metrics_address_free(self.limits.metrics_listen, self.host, self.port)
         self.stop()  # a master whose listener is gone
         table = self.table()
         table.pool = max(table.pool, POOL * (len(table.routes) // POOL + 1))
@@ -161,10 +166,12 @@ class Gateway(HAProxyAdmin):
         self._record(table)
 
     def _record(self, table: RouteTable) -> None:
-        """The table (what a starting gateway serves) and the catalog files it says."""
+        """The table (what a starting gateway serves) and the catalog and metrics files it
+        says."""
         try:
             table.write(self.table_file)
             self.catalog.write(table.catalog, sorted(table.served()))
+            self.metrics.write(table)
         except OSError as error:
             raise DeployError(f"cannot record the gateway's table: {error}") from None
 
@@ -177,10 +184,14 @@ class Gateway(HAProxyAdmin):
             write_text_atomic(self.config_file, render(table, self.listen()))
 
     def _outdated(self) -> bool:
-        """The configuration in place is of an older format (an older maas wrote it)."""
-        return self.config_file.is_file() and FORMAT not in self.config_file.read_text(
-            errors="replace"
-        )
+        """The configuration in place is of an older format (an older maas wrote it), or
+        has another metrics frontend than deploy.gateway.metrics_listen says."""
+        if not self.config_file.is_file():
+            return False
+        text = self.config_file.read_text(errors="replace")
+        wanted = metrics_frontend(self.listen())
+        has_metrics = "\nfrontend metrics\n" in text
+        return FORMAT not in text or (wanted not in text if wanted else has_metrics)
 
     def live(self) -> RouteTable:
         """What the running gateway serves, read back from it (`show servers state`, `show

@@ -73,6 +73,17 @@ core.register_service("maas_catalog", "http", function(applet)
   return answer(applet, 404,
     '{"error":"no such model","model":"' .. model .. '","models":' .. names .. '}')
 end)
+
+-- the metrics frontend's /metrics/backends: which model each backend serves, in Prometheus's
+-- text format (backends.prom, maas.operate.gateway_metrics)
+core.register_service("maas_backends", "http", function(applet)
+  local body = read(folder .. "/backends.prom") or ""
+  applet:set_status(200)
+  applet:add_header("content-type", "text/plain; version=0.0.4")
+  applet:add_header("content-length", string.len(body))
+  applet:start_response()
+  applet:send(body)
+end)
 """
 
 

@@ -199,6 +199,7 @@ class Listen:
     socket_file: Path
     maxconn: int = 4096
     rate_limit: int = 0  # requests per client address per 10 s; 0: none
+    metrics: str | None = None  # host:port of the Prometheus frontend (None: none)
 
 
 def config_word(text: str) -> str:
@@ -276,7 +277,7 @@ def render(table: RouteTable, listen: Listen) -> str:
         for slot, weight in canary_weights(route, table.replicas).items():
             lines += server_lines(slot, held[slot] if canary else [], table.replicas, weight)
         backends.append("\n".join(lines) + "\n")
-    return f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from gateway.json beside it
+    frontend = f"""# {FORMAT}: rendered by maas (maas.operate.gateway_routes) from gateway.json beside it
 global
   master-worker
   default-path config
@@ -324,4 +325,19 @@ frontend maas
   http-request set-path %[path,regsub(^/models/[^/]+,)] if model_path !version_path
   http-request set-path / if {{ path -m len 0 }}
   use_backend %[var(txn.backend)]
-""" + "".join(backends)  # noqa: E501
+"""  # noqa: E501
+    return frontend + "".join(backends) + metrics_frontend(listen)
+
+
+def metrics_frontend(listen: Listen) -> str:
+    """HAProxy's own Prometheus exporter and which model each backend serves (the Lua
+    service `maas_backends`, from backends.prom: `maas.operate.gateway_metrics`), on a
+    frontend of their own: the model's address never answers /metrics."""
+    if listen.metrics is None:
+        return ""
+    return f"""frontend metrics
+  bind {listen.metrics}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
+  http-request use-service lua.maas_backends if {{ path /metrics/backends }}
+  http-request return status 404
+"""

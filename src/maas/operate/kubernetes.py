@@ -198,7 +198,7 @@ def render_kubernetes(
             "selector": {"matchLabels": {"app": name}},
             "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels, "annotations": {"maas/image-id": image_id}},
+                "metadata": {"labels": labels, "annotations": scrape_annotations(image_id, port)},
                 "spec": {
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -244,6 +244,18 @@ def render_kubernetes(
     documents = [deployment, service, *([claim] if claim else [])]
     write_text_atomic(path, yaml.safe_dump_all(checked(documents), sort_keys=False))
     return path
+
+
+def scrape_annotations(image_id: str, port: int) -> dict[str, str]:
+    """The pod's annotations: the image that passed infra-validation, and where Prometheus's
+    usual `kubernetes_sd_configs` relabelling (prometheus.io/*) finds the service's BentoML
+    metrics; the pod labels maas/model and maas/version name the model (docs/operations.md)."""
+    return {
+        "maas/image-id": image_id,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def pod_resources(limits: Limits) -> dict[str, dict[str, str]]:

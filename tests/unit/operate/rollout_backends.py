@@ -24,7 +24,7 @@ def version_server(
         "request_duration_seconds",
         "API HTTP request duration in seconds",
         ["endpoint", "http_response_code"],
-        namespace="bentoml_api_server",
+        namespace="bentoml_service",  # BentoML 1.4 services (its v2 configuration)
         buckets=BUCKETS,
         registry=registry,
     )

@@ -172,9 +172,8 @@ def test_kubernetes_manifests_probe_readyz(tmp_path: Path) -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "maas-flight-delay:v7"
     # the cluster pulls by name; the validated image's ID travels with the pods
-    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
-        "maas/image-id": "ab12" * 16
-    }
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["maas/image-id"] == "ab12" * 16
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert deployment["spec"]["template"]["metadata"]["labels"]["maas/version"] == "7"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0

@@ -128,3 +128,20 @@ def test_pods_are_confined_and_limited_like_local_containers(tmp_path: Path) -> 
     assert env["BENTOML_HOME"].startswith(tuple(WRITABLE))
     assert env[prediction_log.REDACT_ENV] == '{"tailnum": "drop"}'
     assert float(env[prediction_log.RETENTION_ENV]) == 90
+
+
+def test_pods_say_where_prometheus_scrapes_them(tmp_path: Path) -> None:
+    """Issue 32 item 5: the usual prometheus.io annotations point a `kubernetes_sd_configs`
+    scrape at the service's own /metrics on its container port; the pod's labels name the
+    model and version (what the Grafana dashboard groups by)."""
+    target = KubernetesTarget(tmp_path / "state", tmp_path / "k8s")
+    target.deploy("flight-delay", "3", "maas-flight-delay:v3", "")
+    deployment, *_ = yaml.safe_load_all((tmp_path / "k8s" / "maas-flight-delay.yaml").read_text())
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
+    labels = template["metadata"]["labels"]
+    assert (labels["maas/model"], labels["maas/version"]) == ("flight-delay", "3")
