@@ -10,9 +10,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
-import numpy as np
 import pandas as pd
 
 from maas.config import DataParams, ValidationParams
@@ -24,36 +23,22 @@ from maas.pipeline.validation.batch import (
 from maas.pipeline.validation.cache import ValidationCache
 from maas.pipeline.validation.drift import EXPECTATION as DRIFT_EXPECTATION
 from maas.pipeline.validation.drift import check_drift
+from maas.pipeline.validation.outcome import ExpectationOutcome, outcome_of, passed_outcome
+from maas.pipeline.validation.screen import (
+    SCREEN_ROWS,
+    chunks,
+    processing_order,
+    raised,
+    screened,
+    stack,
+)
 from maas.pipeline.validation.suite import build_expectations
+
+__all__ = ["ExpectationOutcome", "ValidationReport", "raise_for_blocking", "validate_partitions"]
 
 log = logging.getLogger(__name__)
 
 SUITE_NAME = "task_partition"
-
-
-@dataclass(frozen=True)
-class ExpectationOutcome:
-    partition: str
-    expectation: str
-    column: str | None
-    severity: str
-    success: bool
-    observed: Any = None
-    unexpected_count: int | None = None
-    unexpected_percent: float | None = None
-    error: str | None = None
-
-    def describe(self) -> str:
-        where = f" column={self.column}" if self.column else ""
-        detail = []
-        if self.error:
-            detail.append(self.error)
-        if self.unexpected_count:
-            detail.append(f"{self.unexpected_count} unexpected ({self.unexpected_percent:.3g}%)")
-        if self.observed is not None and not self.unexpected_count:
-            detail.append(f"observed {self.observed}")
-        suffix = f": {'; '.join(detail)}" if detail else ""
-        return f"partition {self.partition}: {self.expectation}{where} [{self.severity}]{suffix}"
 
 
 @dataclass
@@ -104,45 +89,22 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _outcome(partition: str, result: Any) -> ExpectationOutcome:
-    config = result.expectation_config
-    details = result.result or {}
-    error = None
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        error = str(result.exception_info.get("exception_message", "")).splitlines()[0][:300]
-    observed = details.get("observed_value")
-    if isinstance(observed, np.generic):
-        observed = observed.item()
-    if isinstance(observed, float) and not np.isfinite(observed):
-        observed = None
-    return ExpectationOutcome(
-        partition=partition,
-        expectation=config.type,
-        column=config.kwargs.get("column")
-        or (",".join(config.kwargs["column_list"]) if config.kwargs.get("column_list") else None),
-        severity=(config.meta or {}).get("severity", "block"),
-        success=bool(result.success),
-        observed=observed
-        if isinstance(observed, (int, float, str, bool)) or observed is None
-        else str(observed),
-        unexpected_count=details.get("unexpected_count"),
-        unexpected_percent=details.get("unexpected_percent"),
-        error=error,
-    )
-
-
 def validate_partitions(
     frames: list[tuple[Partition, pd.DataFrame]],
     params: ValidationParams,
     data: DataParams,
     reports_dir: Path | None = None,
     content_sha256: dict[str, str] | None = None,
+    *,
+    screen: bool = True,
 ) -> ValidationReport:
     """Run the suite once per partition in one GX context; write JSON + Data Docs if asked.
 
     With `params.cache_dir` and each partition's file sha256 in `content_sha256`, a partition
     already validated with the same suite takes its outcomes from the cache (a nightly run
     checks only the new month; when nothing is new, Great Expectations is not even imported).
+    With `screen` (and two new partitions or more), the row-wise expectations run once on all
+    new partitions together first (screen.py); the outcomes are the same as without.
     Does not raise on failures: callers decide (see `raise_for_blocking`).
     """
     report = ValidationReport()
@@ -164,7 +126,8 @@ def validate_partitions(
             report.cached.append(partition.name)
     todo = [(p, f) for p, f in frames if p.name not in by_name]
     if todo:
-        fresh = _run_suite(todo, params, data, reports_dir)
+        fresh, screens = _run_suite(todo, params, data, reports_dir, screen)
+        raw_results.update(screens)
         for name, (outcomes, result) in fresh.items():
             by_name[name], raw_results[name] = outcomes, result
             if cache is not None:
@@ -183,62 +146,132 @@ def validate_partitions(
     return report
 
 
+class SuiteRun(NamedTuple):
+    fresh: dict[str, tuple[list[ExpectationOutcome], Any]]  # partition: outcomes, GX result
+    screens: dict[str, Any]  # the screen's run name: its GX result (none without a screen)
+
+
 def _run_suite(
     frames: list[tuple[Partition, pd.DataFrame]],
     params: ValidationParams,
     data: DataParams,
     reports_dir: Path | None,
-) -> dict[str, tuple[list[ExpectationOutcome], Any]]:
-    """The Great Expectations part: one context, one checkpoint, one run per partition;
-    Data Docs (of these partitions) under reports_dir."""
+    screen: bool = True,
+) -> SuiteRun:
+    """The Great Expectations part: one context; per chunk of partitions (at most SCREEN_ROWS
+    rows together), the screen on the chunk's partitions together (two or more), then one run
+    per partition of the expectations it did not pass; Data Docs (of these runs) under
+    reports_dir."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs_dir = None
     if reports_dir is not None:
-        docs_dir = (reports_dir / "data_docs").resolve()
         context.add_data_docs_site(
             site_name="maas",
             site_config={
                 "class_name": "SiteBuilder",
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
+                    "base_directory": str((reports_dir / "data_docs").resolve()),
                 },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
     asset = context.data_sources.add_pandas("partitions").add_dataframe_asset("partition")
     batch_definition = asset.add_batch_definition_whole_dataframe("whole_partition")
-    # the whole suite in one store write: adding expectations one by one re-serialises the
-    # suite on every add (4.7 s for the flight task's 98 against 0.07 s at once, measured)
-    suite = context.suites.add(
-        gx.ExpectationSuite(name=SUITE_NAME, expectations=build_expectations(params, data.label))
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="validate_partition", data=batch_definition, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="partitions", validation_definitions=[definition], result_format="SUMMARY"
-        )
-    )
 
-    fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
-    for partition, frame in frames:
-        batch = prepare_batch(frame, params, data, partition)
-        result = checkpoint.run(
-            batch_parameters={"dataframe": batch},
-            run_id=gx.RunIdentifier(run_name=partition.name),
+    def checkpoint(
+        name: str, indices: list[int], result_format: Literal["BOOLEAN_ONLY", "SUMMARY"]
+    ) -> tuple[Any, list[str]]:
+        """A checkpoint of the suite's expectations at `indices`, and their ids in that order."""
+        # the whole suite in one store write: adding expectations one by one re-serialises the
+        # suite on every add (4.7 s for the flight task's 98 against 0.07 s at once, measured)
+        fresh_copies = build_expectations(params, data.label)  # an expectation joins one suite
+        chosen = [fresh_copies[i] for i in indices]
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=chosen))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
-        for suite_result in result.run_results.values():
-            outcomes = [_outcome(partition.name, r) for r in suite_result.results]
-            fresh[partition.name] = (outcomes, suite_result.to_json_dict())
+        point = context.checkpoints.add(
+            gx.Checkpoint(
+                name=name, validation_definitions=[definition], result_format=result_format
+            )
+        )
+        return point, [str(e.id) for e in suite.expectations]
+
+    def run(point: Any, batch: pd.DataFrame, run_name: str) -> Any:
+        result = point.run(
+            batch_parameters={"dataframe": batch}, run_id=gx.RunIdentifier(run_name=run_name)
+        )
+        (suite_result,) = result.run_results.values()
+        return suite_result
+
+    expectations = build_expectations(params, data.label)
+    everything = list(range(len(expectations)))
+    order = processing_order(expectations)
+    points: dict[tuple[int, ...], tuple[Any, list[str]]] = {}  # the rest's checkpoints
+
+    def rest_point(rest: list[int]) -> tuple[Any, list[str]]:
+        if tuple(rest) not in points:
+            points[tuple(rest)] = checkpoint(f"{SUITE_NAME}_{len(points)}", rest, "SUMMARY")
+        return points[tuple(rest)]
+
+    screens: dict[str, Any] = {}
+    fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
+    whole: Any = None
+    # a chunk of partitions at a time: its batches and their stack are what memory holds
+    for chunk in chunks(frames, SCREEN_ROWS if screen else 0):
+        names = [partition.name for partition, _ in chunk]
+        batches = [prepare_batch(frame, params, data, p) for p, frame in chunk]
+        passed: set[int] = set()
+        if len(chunk) > 1:
+            stacked = stack(batches)
+            candidates = screened(expectations, batches, stacked)
+            if candidates:
+                point, ids = checkpoint(
+                    f"{SUITE_NAME}_screen_{len(screens)}", candidates, "BOOLEAN_ONLY"
+                )
+                run_name = f"screen: {names[0]}..{names[-1]}"
+                suite_result = run(point, stacked, run_name)
+                by_id = dict(zip(ids, candidates, strict=True))
+                passed = {
+                    by_id[r.expectation_config.id]
+                    for r in suite_result.results
+                    if r.success and not raised(r)
+                }
+                screens[run_name] = suite_result.to_json_dict()
+            del stacked
+        rest = [i for i in everything if i not in passed]
+        point, ids = rest_point(rest)
+        position = {id_: i for id_, i in zip(ids, rest, strict=True)}
+        rest_order = [rest[i] for i in processing_order([expectations[i] for i in rest])]
+        for name, batch in zip(names, batches, strict=True):
+            suite_result = run(point, batch, name)
+            results = suite_result.results
+            if not passed:
+                outcomes = [outcome_of(name, r) for r in results]
+            elif (
+                any(raised(r) for r in results)
+                or [position[r.expectation_config.id] for r in results] != rest_order
+            ):
+                # an exception puts its result first: the whole suite shows where (rare: a
+                # partition without a column, say)
+                if whole is None:
+                    whole = checkpoint(f"{SUITE_NAME}_whole", everything, "SUMMARY")[0]
+                suite_result = run(whole, batch, f"{name} (whole suite)")
+                outcomes = [outcome_of(name, r) for r in suite_result.results]
+            else:
+                by_index = {position[r.expectation_config.id]: outcome_of(name, r) for r in results}
+                for i in passed:
+                    by_index[i] = passed_outcome(name, expectations[i].configuration, batch)
+                outcomes = [by_index[i] for i in order]
+            fresh[name] = (outcomes, suite_result.to_json_dict())
+        del batches
     if reports_dir is not None:
         context.build_data_docs(site_names=["maas"])
-    return fresh
+    return SuiteRun(fresh, screens)
 
 
 def raise_for_blocking(report: ValidationReport, reports_dir: Path | None = None) -> None:
