@@ -137,6 +137,11 @@ def watch(
     """The promotion controller: keep every task's `champion` serving behind deploy.address
     (`--task`: one task's; deploy.tasks: those listed)."""
     served = project.served()
+    from maas.cli.prefect_boot import EarlyServer
+
+    # Prefect's temporary server (no PREFECT_API_URL) boots now, not at the first release: a
+    # promotion after a controller (re)start does not wait for it
+    early = None if once else EarlyServer.start()
     from maas.flows.release import release
     from maas.operate.watch import watch as watch_loop
 
@@ -144,6 +149,8 @@ def watch(
 
     def releaser(params: Any) -> Any:
         def release_version(version: str) -> Any:
+            if early is not None:
+                early.wait()
             try:
                 return release(version=version, params=params)
             except Exception as error:
