@@ -17,6 +17,8 @@ Frequency = Literal["day", "week", "month", "year"]  # calendar periods of a dat
 TimePartition = Literal["day", "week", "month", "year", "number"]
 # Every partitioning: by time, or (`bucket`, a table with no time column) by a key's hash
 Partitioning = Literal["day", "week", "month", "year", "number", "bucket"]
+# A date written as digits, an integer or a string: 20130105 (yyyymmdd), 201301 (yyyymm)
+DateCode = Literal["yyyymmdd", "yyyymm"]
 TaskKind = Literal["binary", "multiclass", "regression"]
 # The closed vocabulary of derived features: name -> (source column, transform).
 Transform = Literal[
@@ -48,21 +50,32 @@ class DateParts(Strict):
 
 
 class TimeSpec(Strict):
-    """When each row happened: one date/date-time column, or date parts, or (`partition:
-    number`) one integer column read as an ordered period (a year, a day number), never as a
-    date. Orders rows for the time-ordered splits and decides which partition a row belongs
-    to."""
+    """When each row happened: one date/date-time column (`format`: dates written as digits,
+    20130105 or 201301, integers or strings), or date parts, or (`partition: number`) one
+    integer column read as an ordered period (a year, a day number), never as a date. Orders
+    rows for the time-ordered splits and decides which partition a row belongs to."""
 
     column: str | None = None
     parts: DateParts | None = None
     # one partition file per day, ISO week, month or year; `number`: per `span` values
     partition: TimePartition = "month"
     span: int = Field(default=1, ge=1)  # `number`: consecutive values one partition holds
+    format: DateCode | None = None  # `column` holds dates as digits; none: ISO 8601 text
 
     @model_validator(mode="after")
     def _one_source(self) -> TimeSpec:
         if (self.column is None) == (self.parts is None):
             raise ValueError("give the time as `column` or as date `parts`, exactly one")
+        if self.format is not None and (self.column is None or self.partition == "number"):
+            raise ValueError(
+                "`format` reads a `column` of dates written as digits; partition `number` and "
+                "date `parts` read no dates"
+            )
+        if self.format == "yyyymm" and self.partition in ("day", "week"):
+            raise ValueError(
+                f"`format: yyyymm` holds months: partition {self.partition!r} needs days "
+                "(month or year)"
+            )
         if self.partition == "number" and self.column is None:
             raise ValueError("partition `number` reads one integer `column`, not date `parts`")
         if self.partition != "number" and self.span != 1:

@@ -19,6 +19,7 @@ from maas.config import DataParams, LabelSpec, TimeSpec
 from maas.config.task_spec import Frequency, Partitioning
 from maas.errors import DataError
 from maas.pipeline.data import key_hash
+from maas.pipeline.data.date_codes import parse_date_codes
 from maas.serving.preprocessing import as_category_strings
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,9 @@ def split_partitions(
 
 def row_times(frame: pd.DataFrame, time: TimeSpec) -> pd.Series:
     """Each row's time as naive datetime64 (UTC when the column carries a zone); NaT where it
-    does not parse (an impossible date such as 2013-02-30 included). An integer time
-    (`partition: number`) is its value as float, NaN where it is missing or not a number."""
+    does not parse (an impossible date such as 2013-02-30 included). Dates written as digits
+    (`format`: 20130105, 201301) are read in that form only. An integer time (`partition:
+    number`) is its value as float, NaN where it is missing or not a number."""
     missing = [column for column in time.columns if column not in frame.columns]
     if missing:
         raise DataError(f"time column(s) {missing} not in the data (task: data.time)")
@@ -185,6 +187,8 @@ def row_times(frame: pd.DataFrame, time: TimeSpec) -> pd.Series:
         assert time.column is not None
         values = pd.to_numeric(frame[time.column], errors="coerce").astype("float64")
         return values.where(np.isfinite(values))
+    if time.column is not None and time.format is not None:
+        return parse_date_codes(frame[time.column], time.format)
     if time.column is not None:
         values = frame[time.column]
         if pd.api.types.is_datetime64_any_dtype(values):

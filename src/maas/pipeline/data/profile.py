@@ -114,7 +114,9 @@ def profile(request: TaskRequest) -> Profile:
         )
     inputs = [c for c in frame.columns if c not in {request.label, *request.exclude, *request.keys}]
     columns = {c: column_type(frame[c]) for c in frame.columns}  # the suite sees every column
-    integer_time = order.partitioning == "number"
+    # no weekday feature from an integer period, nor (as yet) from dates written as digits:
+    # a request's date field is ISO 8601 text (maas.serving.derive), which 20130105 is not
+    integer_time = order.partitioning == "number" or bool(order.time and order.time.format)
     features, validation = infer_suite(frame, inputs, columns, request, notes, integer_time)
     # unlabeled rows are dropped (data.label.unlabeled: drop): each one is reported (warn),
     # none blocks a partition, however many a small one holds

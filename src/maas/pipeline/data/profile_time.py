@@ -1,7 +1,8 @@
 """How `maas task init` orders a table's rows into partitions: by a date column's calendar
-period, by an integer time column's values (a year 2018, a day number 1..365: an ordered
-period, never a date string), or, for a table with no time column, by a reproducible hash of
-its key (`data.split: {by: key_hash}`, maas.pipeline.data.key_hash)."""
+period (dates written as digits, 20130105 or 201301, included: maas.pipeline.data.date_codes),
+by an integer time column's values (a year 2018, a day number 1..365: an ordered period, never
+a date string), or, for a table with no time column, by a reproducible hash of its key
+(`data.split: {by: key_hash}`, maas.pipeline.data.key_hash)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from maas.config import TimeSpec
-from maas.config.task_spec import Frequency, Partitioning, SplitSpec
+from maas.config.task_spec import DateCode, Frequency, Partitioning, SplitSpec
 from maas.errors import DataError
 from maas.pipeline.data import key_hash
+from maas.pipeline.data.date_codes import detect_date_code, parse_date_codes
 from maas.pipeline.data.partitions import period_names, row_times
 
 MIN_PARTITIONS = 6  # the partition frequency is the coarsest giving at least this many
@@ -91,6 +93,10 @@ def order_rows(
             "the column saying when each row happened, or leave --time out for a table "
             "without one (a split by a hash of --key)"
         )
+    form = None if asked == "number" else detect_date_code(frame[time])
+    if form is not None:
+        assert asked != "number"
+        return _date_code_ordering(frame, time, form, asked, notes)
     if integer_valued(frame[time]) and asked in (None, "number", "year"):
         span = 1 if asked == "year" else choose_span(frame[time])
         spec = TimeSpec(column=time, partition="number", span=span)
@@ -124,8 +130,38 @@ def order_rows(
     )
 
 
+def _date_code_ordering(
+    frame: pd.DataFrame, time: str, form: DateCode, asked: Frequency | None, notes: list[str]
+) -> Ordering:
+    """A time column of dates written as digits (20130105, 201301): read as dates in that
+    form (`data.time.format`), partitioned by calendar period; yyyymm by month or year."""
+    values = frame[time]
+    if form == "yyyymm" and asked in ("day", "week"):
+        raise DataError(
+            f"--partition {asked}: {time!r} holds months written yyyymm (e.g. "
+            f"{values.dropna().iloc[0]}), no days: --partition month or year"
+        )
+    times = parse_date_codes(values, form)
+    frequency = asked or ("month" if form == "yyyymm" else choose_partition(times, None))
+    spec = TimeSpec(column=time, partition=frequency, format=form)
+    span = f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d}"
+    each = {"day": "daily"}.get(frequency, f"{frequency}ly")
+    notes.append(
+        f"{time} holds dates written as digits ({span}): read as dates {form} "
+        f"(data.time.format: {form}), {each} partitions (data.time.partition); "
+        "--partition number reads them as plain numbers instead"
+    )
+    if times.isna().any():
+        notes.append(f"{int(times.isna().sum())} row(s) have no {time}: left out")
+    return Ordering(
+        _section(spec), period_names(times, frequency), frequency, spec, SplitSpec(by="time")
+    )
+
+
 def _section(spec: TimeSpec) -> dict[str, Any]:
     section: dict[str, Any] = {"column": spec.column, "partition": spec.partition}
     if spec.partition == "number":
         section["span"] = spec.span
+    if spec.format is not None:
+        section["format"] = spec.format
     return section
