@@ -16,7 +16,13 @@ from maas.tracking.registry import CHAMPION
 def score(
     project: Project,
     input_uri: Annotated[
-        str, typer.Option("--input", help="A Parquet or CSV file, a folder of them, or a glob.")
+        str,
+        typer.Option(
+            "--input",
+            help="A Parquet or CSV file, a folder of them, or a glob; or such a URI "
+            "(s3://bucket/prefix/, read by fsspec: pip install s3fs; credentials by "
+            "environment, e.g. AWS_ACCESS_KEY_ID).",
+        ),
     ],
     output: Annotated[Path, typer.Option(help="The Parquet file to write.")],
     version: Annotated[str, typer.Option(help="Version number or alias.")] = CHAMPION,

@@ -28,9 +28,11 @@ from typing import Any
 
 from maas.config import Params
 from maas.errors import ScoringError
+from maas.redact import redact_text
 from maas.scoring import worker
 from maas.scoring.inputs import Unit, fingerprint, input_files, plan
 from maas.scoring.lineage import record_job
+from maas.scoring.remote import is_uri, shown, storage_environment
 from maas.serving.inference import request_spec
 from maas.tracking.keyring import load_key
 from maas.tracking.registry import (
@@ -109,6 +111,13 @@ def score_table(
         raise ScoringError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     if master is not None and backend != "spark":
         raise ScoringError("--master is for --backend spark")
+    if is_uri(input_uri) and backend == "spark":
+        raise ScoringError(
+            f"--input {shown(input_uri)}: --backend spark reads local or shared-filesystem "
+            "paths; score a URI with --backend local (or give Spark the files on a shared path)"
+        )
+    if input_uri.lower().startswith("memory://"):
+        raise ScoringError("--input memory://: lives in this process only; workers cannot read it")
     if output.suffix != ".parquet":
         raise ScoringError(f"--output {output}: name a .parquet file")
     if output.exists() and not overwrite:
@@ -155,7 +164,8 @@ def score_table(
         tasks = _resume(parts, job, input_uri, overwrite, number, model_dir, units, pass_through)
         todo = [task for task in tasks if not Path(task["done"]).is_file()]
         resumed = len(tasks) - len(todo)
-        _run(context, todo, workers or os.cpu_count() or 1, resumed, len(tasks), progress)
+        env = child_environment(os.environ) | storage_environment(input_uri, os.environ)
+        _run(context, todo, workers or os.cpu_count() or 1, resumed, len(tasks), progress, env)
         rows, errors = _merge(tasks, output, errors_path(output))
     if not errors:
         _remove(errors_path(output))  # an earlier job's, overwritten: not this output's
@@ -186,7 +196,7 @@ def score_table(
     )
     job_record = {
         "version": number,
-        "input": input_uri,
+        "input": shown(input_uri),  # without user:password@ or a ?query
         "input_digest": job,
         "input_rows": str(sum(unit.rows for unit in units)),
         "output": str(output.resolve()),
@@ -225,7 +235,7 @@ def _resume(
             )
         for stale in parts.glob("part-*"):
             stale.unlink()
-    marker.write_text(json.dumps({"job": job, "version": version, "input": input_uri}))
+    marker.write_text(json.dumps({"job": job, "version": version, "input": shown(input_uri)}))
     return [
         _task(parts, version, model_dir, unit, index, pass_through)
         for index, unit in enumerate(units)
@@ -290,9 +300,11 @@ def _run(
     done: int,
     total: int,
     progress: Callable[[int, int], None] | None,
+    env: dict[str, str],
 ) -> None:
     """Each task by one of `workers` long-lived child processes (the recorded code loaded
-    once per process); the first failure stops the job (what is done stays done)."""
+    once per process) with the environment `env`; the first failure stops the job (what is
+    done stays done)."""
     pending: queue.Queue[dict[str, Any]] = queue.Queue()
     for task in tasks:
         pending.put(task)
@@ -307,7 +319,7 @@ def _run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=child_environment(os.environ),
+            env=env,
         )
         assert child.stdin is not None and child.stdout is not None
         try:
@@ -320,7 +332,8 @@ def _run(
                 child.stdin.flush()
                 if not child.stdout.readline():
                     tail = (child.stderr.read() if child.stderr else "").strip().splitlines()
-                    failures.append(f"{Path(task['source']).name}: {' '.join(tail[-3:])}")
+                    reason = redact_text(f"{Path(task['source']).name}: {' '.join(tail[-3:])}")
+                    failures.append(reason)
                     return
                 with lock:
                     count[0] += 1

@@ -8,7 +8,9 @@ its JVM or the executors, which inherit theirs. The driver ships the verified fo
 executors (`SparkContext.addFile`) and scores one task per unit with `mapInArrow`, one ONNX
 session per partition, by `maas.scoring.worker` — the function the local workers run.
 
-Imported only when the Spark backend is chosen; pyspark is the `spark` extra.
+Its inputs are local or shared-filesystem paths: a URI input (`s3://...`) is refused before
+anything is downloaded (`maas.scoring.local`). Imported only when the Spark backend is
+chosen; pyspark is the `spark` extra.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,9 +225,18 @@ def _beside(through: Any, rows: list[dict[str, Any]]) -> Any:
 
 
 def read_unit(source: str, unit: int, kind: str) -> Any:
+    """One unit of `source`: a local path, or a URI with a scheme (`s3://bucket/key`) opened
+    through fsspec, whose filesystem reads its credentials from this process's environment."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", source):  # as maas.scoring.remote.is_uri
+        import fsspec
+
+        with fsspec.open(source, "rb") as handle:
+            if kind == "parquet":
+                return pq.ParquetFile(handle).read_row_group(unit)
+            return pcsv.read_csv(handle)
     if kind == "parquet":
         return pq.ParquetFile(source).read_row_group(unit)
     return pcsv.read_csv(source)  # a CSV file is one unit
