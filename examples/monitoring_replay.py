@@ -32,19 +32,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "examples"))
+
+from replay_project import maas, new_project  # noqa: E402
 
 from maas.config import load_params  # noqa: E402
 from maas.monitor.report import short  # noqa: E402
-from maas.net import free_port  # noqa: E402
-
-
-def maas(workdir: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "maas.cli", *args, "-p", str(workdir / "params.yaml")]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        tail = done.stdout[-3000:] + done.stderr[-3000:]
-        raise SystemExit(f"maas {' '.join(args)} failed:\n{tail}")
-    return done.stdout
 
 
 def served_version(base: str, model: str) -> str | None:
@@ -92,11 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(f"/tmp/maas-replay-{args.task}")
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    shutil.copy(ROOT / "params.yaml", workdir / "params.yaml")
-    shutil.copytree(ROOT / "tasks", workdir / "tasks")
-    base = f"http://127.0.0.1:{free_port()}"
+    base = new_project(workdir)
     settings = [
         f"deploy.address={base.removeprefix('http://')}",
         "deploy.webhook_listen=null",

@@ -45,22 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "examples"))
 
+from replay_project import maas, new_project  # noqa: E402
 from rollout_timeline import plot, rollout_record, write  # noqa: E402
 
 from maas.config import load_params  # noqa: E402
-from maas.net import free_port  # noqa: E402
 
 BATCH = 20  # records per request
 OUTCOMES = ("deployed", "rollout_rolled_back", "failed")  # how a rollout ends in the audit trail
-
-
-def maas(workdir: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "maas.cli", *args, "-p", str(workdir / "params.yaml")]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        tail = done.stdout[-3000:] + done.stderr[-3000:]
-        raise SystemExit(f"maas {' '.join(args)} failed:\n{tail}")
-    return done.stdout
 
 
 def served(base: str, model: str) -> dict[str, Any]:
@@ -155,11 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(f"/tmp/maas-rollout-{args.task}")
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    shutil.copy(ROOT / "params.yaml", workdir / "params.yaml")
-    shutil.copytree(ROOT / "tasks", workdir / "tasks")
-    base = f"http://127.0.0.1:{free_port()}"
+    base = new_project(workdir)
     settings = [
         f"deploy.address={base.removeprefix('http://')}",
         "deploy.webhook_listen=null",
