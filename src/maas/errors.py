@@ -24,7 +24,8 @@ package keeps its own root (`maas.serving.errors`): it imports nothing else of m
     ├── ScheduleError          no Prefect server to schedule on
     ├── AuditError             the audit trail cannot be written (also an OSError)
     ├── AlertSecretError       the alert webhook's key is blank
-    └── ScoringError           a batch scoring job cannot start or its input is unreadable
+    ├── ScoringError           a batch scoring job cannot start or its input is unreadable
+    └── SparkError             validation on Spark: no master answers, or Spark cannot start
 """
 
 from __future__ import annotations
@@ -146,3 +147,8 @@ class AlertSecretError(MaasError):
 
 class ScoringError(MaasError):
     """A batch scoring job cannot run as asked (input, output or version); nothing written."""
+
+
+class SparkError(MaasError):
+    """Validation on Spark cannot run: the master (validation.spark_master) does not answer,
+    or Spark does not start here (no Java, no pyspark); the message names the setting."""

@@ -20,6 +20,10 @@ VALIDATE = [
     "validation/batch.py",
     "validation/suite.py",
     "validation/drift.py",
+    "validation/screen.py",
+    "validation/outcome.py",
+    "validation/context.py",
+    "validation/spark.py",
 ]
 TRAIN = [
     "stages.py",
@@ -73,7 +77,7 @@ def task_stages(params: Params, task_file: str) -> dict[str, dict[str, Any]]:
         f"validate-{name}": {
             "cmd": f"maas stage validate --task {name}",
             "deps": [raw, *_pipeline(VALIDATE)],
-            "params": ["data", {task_file: ["data", "validation"]}],
+            "params": ["data", "validation", {task_file: ["data", "validation"]}],
             "outs": [processed, {str(params.validation.reports_dir): {"cache": False}}],
         },
         f"train-{name}": {

@@ -21,6 +21,7 @@ from maas.pipeline.validation.batch import (
     prepare_batch,
 )
 from maas.pipeline.validation.cache import ValidationCache
+from maas.pipeline.validation.context import gx_context
 from maas.pipeline.validation.drift import EXPECTATION as DRIFT_EXPECTATION
 from maas.pipeline.validation.drift import check_drift
 from maas.pipeline.validation.outcome import ExpectationOutcome, outcome_of, passed_outcome
@@ -161,24 +162,14 @@ def _run_suite(
     """The Great Expectations part: one context; per chunk of partitions (at most SCREEN_ROWS
     rows together), the screen on the chunk's partitions together (two or more), then one run
     per partition of the expectations it did not pass; Data Docs (of these runs) under
-    reports_dir."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    reports_dir. validation.engine spark: the whole suite per partition on Spark instead."""
+    if params.engine == "spark":  # the whole suite per partition, no screen (spark.py)
+        from maas.pipeline.validation.spark import run_suite_on_spark
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    if reports_dir is not None:
-        context.add_data_docs_site(
-            site_name="maas",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str((reports_dir / "data_docs").resolve()),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
+        return SuiteRun(run_suite_on_spark(frames, params, data, reports_dir), {})
+    import great_expectations as gx
+
+    context = gx_context(reports_dir)
     asset = context.data_sources.add_pandas("partitions").add_dataframe_asset("partition")
     batch_definition = asset.add_batch_definition_whole_dataframe("whole_partition")
 
