@@ -53,6 +53,24 @@ ORIGINS = ["EWR", "JFK", "LGA"]
 DESTS = ["ATL", "BOS", "ORD", "LAX", "MIA", "SFO"]
 
 
+def make_sales(n: int = 1200, seed: int = 0, nulls: int = 0) -> pd.DataFrame:
+    """Daily sales of 2013 with the date written as yyyymmdd integers (the first `nulls` rows
+    without one: a CSV column with blanks, read back as floats): units from price and store."""
+    rng = np.random.default_rng(seed)
+    days = pd.Timestamp(2013, 1, 1) + pd.to_timedelta(rng.integers(0, 365, n), unit="D")
+    frame = pd.DataFrame(
+        {
+            "date": days.strftime("%Y%m%d").astype(int),
+            "store": rng.choice(["a", "b", "c"], n),
+            "price": rng.uniform(1, 10, n).round(2),
+        }
+    )
+    lift = frame["store"].map({"a": 0.0, "b": 3.0, "c": -2.0})
+    frame["units"] = (20 - 1.5 * frame["price"] + lift + rng.normal(0, 1, n)).round(2)
+    frame.loc[: nulls - 1, "date"] = None
+    return frame
+
+
 def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) -> pd.DataFrame:
     """Synthetic flights with every raw column; delays depend on hour and precipitation."""
     rng = np.random.default_rng(seed)

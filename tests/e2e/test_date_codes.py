@@ -11,39 +11,20 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
 from tests.e2e.task_projects import maas, pyfunc_predictions
-from tests.helpers import ROOT
+from tests.helpers import ROOT, make_sales
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def sales(n: int = 1200, seed: int = 0) -> pd.DataFrame:
-    """Daily sales of 2013 (date as yyyymmdd integers, a few missing): units from the price
-    and the store."""
-    rng = np.random.default_rng(seed)
-    days = pd.Timestamp(2013, 1, 1) + pd.to_timedelta(rng.integers(0, 365, n), unit="D")
-    frame = pd.DataFrame(
-        {
-            "date": days.strftime("%Y%m%d").astype(int),
-            "store": rng.choice(["a", "b", "c"], n),
-            "price": rng.uniform(1, 10, n).round(2),
-        }
-    )
-    lift = frame["store"].map({"a": 0.0, "b": 3.0, "c": -2.0})
-    frame["units"] = (20 - 1.5 * frame["price"] + lift + rng.normal(0, 1, n)).round(2)
-    return frame
 
 
 def test_an_integer_date_column_runs_as_dates_from_init_to_a_prediction(
     prefect_api, tmp_path: Path
 ) -> None:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    frame = sales()
-    frame.loc[:4, "date"] = None  # the CSV holds 20130105.0 and blanks
+    frame = make_sales(nulls=5)  # the CSV holds 20130105.0 and blanks
     frame.to_csv(tmp_path / "sales.csv", index=False)
     made = maas(
         tmp_path,
@@ -63,7 +44,7 @@ def test_an_integer_date_column_runs_as_dates_from_init_to_a_prediction(
     assert metrics["test_partitions"][-1] == "2013-12", metrics["test_partitions"]
     assert metrics["gate"]["promoted"], metrics["gate"]
     assert metrics["test"]["r2"] > 0.5  # units follow the price: learned, not the prior
-    rows = sales(10, seed=5).drop(columns=["units"])
+    rows = make_sales(10, seed=5).drop(columns=["units"])
     without = pyfunc_predictions(tmp_path, "sales", rows.drop(columns=["date"]))
     with_date = pyfunc_predictions(tmp_path, "sales", rows)  # the date is no input: ignored
     assert np.isfinite(without["prediction"]).all()

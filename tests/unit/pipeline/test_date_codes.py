@@ -20,7 +20,7 @@ from maas.pipeline.data.date_codes import detect_date_code, parse_date_codes
 from maas.pipeline.data.partitions import Partition, row_periods, row_times
 from maas.pipeline.data.profile import TaskRequest, profile
 from maas.pipeline.validation.batch import DATE_COLUMN, PARTITION_COLUMN, prepare_batch
-from tests.helpers import ROOT
+from tests.helpers import ROOT, make_sales
 
 
 @pytest.mark.parametrize(
@@ -70,24 +70,9 @@ def test_parsing_reads_ints_floats_and_text_alike_and_refuses_other_forms() -> N
     assert pd.isna(months[2])
 
 
-def sales(n: int = 1200, seed: int = 0, nulls: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    days = pd.Timestamp(2013, 1, 1) + pd.to_timedelta(rng.integers(0, 365, n), unit="D")
-    frame = pd.DataFrame(
-        {
-            "date": days.strftime("%Y%m%d").astype(int),
-            "store": rng.choice(["a", "b", "c"], n),
-            "price": rng.uniform(1, 10, n).round(2),
-        }
-    )
-    frame["units"] = (20 - frame["price"] + rng.normal(0, 1, n)).round(1)
-    frame.loc[: nulls - 1, "date"] = None  # a CSV column with blanks: read back as floats
-    return frame
-
-
 def test_init_reads_an_integer_date_column_as_dates_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "sales.csv"
-    sales(nulls=3).to_csv(path, index=False)
+    make_sales(nulls=3).to_csv(path, index=False)
     assert pd.read_csv(path)["date"].dtype == np.float64  # 20130105.0 and blanks
     made = profile(TaskRequest("sales", path, "units", time="date", kind="regression"))
     data, notes = made.task["data"], " ".join(made.notes)
@@ -109,7 +94,7 @@ def test_init_reads_an_integer_date_column_as_dates_and_says_so(tmp_path: Path) 
 
 
 def test_init_reads_yyyymm_months_by_month_and_refuses_days(tmp_path: Path) -> None:
-    frame = sales()
+    frame = make_sales()
     frame["date"] = frame["date"].astype(str).str[:6]  # text: "201301"
     path = tmp_path / "sales.parquet"
     frame.to_parquet(path, index=False)
@@ -121,7 +106,7 @@ def test_init_reads_yyyymm_months_by_month_and_refuses_days(tmp_path: Path) -> N
 
 
 def test_a_year_column_stays_an_ordered_number(tmp_path: Path) -> None:
-    frame = sales()
+    frame = make_sales()
     frame["date"] = frame["date"] // 10000  # 2013
     frame.loc[:600, "date"] = 2012
     path = tmp_path / "sales.csv"
