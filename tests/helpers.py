@@ -67,7 +67,8 @@ def make_sales(n: int = 1200, seed: int = 0, nulls: int = 0) -> pd.DataFrame:
     )
     lift = frame["store"].map({"a": 0.0, "b": 3.0, "c": -2.0})
     frame["units"] = (20 - 1.5 * frame["price"] + lift + rng.normal(0, 1, n)).round(2)
-    frame.loc[: nulls - 1, "date"] = None
+    if nulls:
+        frame.loc[: nulls - 1, "date"] = None
     return frame
 
 
