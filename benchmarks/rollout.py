@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-tag", required=True)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)  # interleaved; the median of each
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between phases")
     parser.add_argument("--output", type=Path, default=None)
