@@ -330,8 +330,9 @@ class Gateway(HAProxyAdmin):
             except DeployError as error:
                 log.warning("%s: the old slot stays ready, unrouted: %s", model, error)
 
-    def _point(self, servers: list[str], ports: list[int]) -> None:
-        """`servers` at `ports` and ready, in order; those beyond the ports in maintenance."""
+    def _point(self, servers: list[str], ports: list[int], weight: int | None = None) -> None:
+        """`servers` at `ports` (with `weight`, set before they turn ready) and ready, in order;
+        those beyond the ports in maintenance."""
         for index, target in enumerate(servers):
             if index >= len(ports):
                 self._expect(f"set server {target} state maint")
@@ -341,6 +342,8 @@ class Gateway(HAProxyAdmin):
                 "changed",
                 "no need to change",
             )
+            if weight is not None:
+                self._expect(f"set server {target} weight {weight}")
             self._expect(f"set server {target} state ready")
 
     def _undo(self, before: RouteTable, lives: list[str], spares: list[str]) -> None:

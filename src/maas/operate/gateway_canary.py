@@ -86,17 +86,7 @@ def _weigh(gateway: Gateway, route: Route, replicas: int) -> None:
     held = {route.live: route.ports, route.spare: route.canary.ports if route.canary else []}
     weights = canary_weights(route, replicas)
     for slot, ports in held.items():
-        for index, name in enumerate(_slot_in_canary(route.backend, slot, replicas)):
-            if index >= len(ports):
-                gateway._expect(f"set server {name} state maint")
-                continue
-            gateway._expect(
-                f"set server {name} addr 127.0.0.1 port {ports[index]}",
-                "changed",
-                "no need to change",
-            )
-            gateway._expect(f"set server {name} weight {weights[slot]}")
-            gateway._expect(f"set server {name} state ready")
+        gateway._point(_slot_in_canary(route.backend, slot, replicas), ports, weights[slot])
 
 
 def start_canary(
