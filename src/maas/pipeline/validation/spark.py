@@ -32,7 +32,7 @@ from maas.config import DataParams, LabelSpec, ValidationParams
 from maas.errors import DataError, SparkError
 from maas.pipeline.data.partitions import Partition
 from maas.pipeline.validation.batch import prepare_batch
-from maas.pipeline.validation.context import gx_context
+from maas.pipeline.validation.context import add_checkpoint, gx_context
 from maas.pipeline.validation.outcome import ExpectationOutcome, outcome_of
 from maas.pipeline.validation.suite import TYPE_LISTS, build_expectations
 
@@ -183,19 +183,8 @@ def run_suite_on_spark(
         context = gx_context(reports_dir)
         asset = context.data_sources.add_spark("partitions").add_dataframe_asset("partition")
         batch_definition = asset.add_batch_definition_whole_dataframe("whole_partition")
-        suite = context.suites.add(
-            gx.ExpectationSuite(
-                name=SUITE_NAME, expectations=spark_expectations(params, data.label)
-            )
-        )
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=SUITE_NAME, data=batch_definition, suite=suite)
-        )
-        point = context.checkpoints.add(
-            gx.Checkpoint(
-                name=SUITE_NAME, validation_definitions=[definition], result_format="SUMMARY"
-            )
-        )
+        expectations = spark_expectations(params, data.label)
+        point, _ = add_checkpoint(context, batch_definition, SUITE_NAME, expectations, "SUMMARY")
         fresh: dict[str, tuple[list[ExpectationOutcome], Any]] = {}
         for partition, frame in frames:
             name = partition.name
