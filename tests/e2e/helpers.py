@@ -4,6 +4,7 @@ to serve. Fixtures live in conftest.py."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -171,15 +172,23 @@ def wait_for_line(process: Process, text: str, timeout: float = 60, after: int =
 
 
 class Load:
-    """One client thread posting `FLIGHT` to `endpoint`/predict until stopped, counting each
-    outcome: the version that answered, `http <status>`, or the transport error's name. Any
-    other exception ends the loop and is raised again by `stop()`: a dead load thread fails
-    the test instead of leaving an empty count that passes it."""
+    """One client thread posting `FLIGHT` to `endpoint`/predict until stopped (or, given
+    `records`, requests of `per_request` of them in turn), counting each outcome: the version
+    that answered, `http <status>`, or the transport error's name. Any other exception ends
+    the loop and is raised again by `stop()`: a dead load thread fails the test instead of
+    leaving an empty count that passes it."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(
+        self, endpoint: str, records: list[dict] | None = None, per_request: int = 10
+    ) -> None:
         from collections import Counter
 
         self.url = f"{endpoint}/predict"
+        records = records or [FLIGHT]
+        step = per_request if len(records) > 1 else 1
+        self.bodies = [
+            {"flights": records[start : start + step]} for start in range(0, len(records), step)
+        ]
         self.outcomes: Counter[str] = Counter()
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -196,9 +205,11 @@ class Load:
     def _run(self) -> None:
         try:
             with httpx.Client(timeout=5) as http:
-                while not self._stop.is_set():
+                for sent in itertools.count():
+                    if self._stop.is_set():
+                        break
                     try:
-                        response = http.post(self.url, json={"flights": [FLIGHT]})
+                        response = http.post(self.url, json=self.bodies[sent % len(self.bodies)])
                     except httpx.HTTPError as error:
                         self.outcomes[type(error).__name__] += 1
                         continue
@@ -254,3 +265,35 @@ def register_again(overrides: list[str], *, passed: bool, promoted: bool, why: s
             verdict_key_file=params.promotion.verdict_key_file,
         )
     return registered.version
+
+
+def register_inverted(overrides: list[str], *, why: str) -> str:
+    """A real version of worse quality, without training again: the project's trained MLP with
+    its output layer negated, so it ranks flights backwards (ROC AUC 1 - the trained one's),
+    its ONNX graph exported again, registered signed with a passed verdict (as a gate judged
+    on stale data, or a person, might let through). It answers as fast as the trained model
+    and never with an error: only its quality tells it apart. Returns its number."""
+    import numpy as np
+    import torch
+
+    from maas.config import load_params
+    from maas.pipeline.training.export import export_onnx, load_weights, save_weights
+    from maas.pipeline.training.model import ModelConfig, TabularNet
+    from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
+
+    source = load_params(PARAMS, overrides).train.models_dir
+    models = source.parent / f"{source.name}-inverted"
+    shutil.rmtree(models, ignore_errors=True)
+    shutil.copytree(source, models)
+    config = ModelConfig.load(models / MODEL_CONFIG_FILE)
+    network = load_weights(config, models / WEIGHTS_FILE)
+    assert isinstance(network, TabularNet) and config.head == "binary", config
+    output = network.mlp[-1]
+    with torch.no_grad():
+        output.weight.neg_()
+        output.bias.neg_()
+    save_weights(network, models / WEIGHTS_FILE)
+    categorical = np.zeros((4, len(config.cardinalities)), dtype=np.int64)
+    export_onnx(network, models / ONNX_FILE, categorical, np.zeros((4, config.numeric_dim)))
+    inverted = [*overrides, f"train.models_dir={models}"]
+    return register_again(inverted, passed=True, promoted=False, why=why)

@@ -3,7 +3,9 @@ progressive, the real registry, podman containers and the HAProxy gateway, a cli
 requests the whole time.
 
 Short steps (25%, 50%, 100%; 3 s and 20 requests each) keep the module small: two versions
-registered (the trained model registered again, as test_promotion does) and packaged once.
+registered (the trained model registered again, as test_promotion does) and packaged once, and
+a third of worse quality (the trained network with its output layer negated: no training)
+rolled back on quality by a shadow step, before any client reaches it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from tests.e2e.helpers import (
     Load,
     container_runtime_or_skip,
     register_again,
+    register_inverted,
     wait_for_version,
 )
+from tests.unit.operate.served_logs import records_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = TRAINED_MODEL
@@ -73,21 +77,23 @@ def project(trained_project, tmp_path_factory):
         *overrides,
         f"deploy.state_dir={own / 'deploy'}",
         f"deploy.audit_log={own / 'audit.jsonl'}",
+        f"monitoring.log_dir={own / 'predictions'}",
         f"deploy.address=127.0.0.1:{free_port()}",
         "deploy.webhook_listen=null",
         *STEPS,
     ]
     good = register_again(overrides, passed=True, promoted=False, why="test: rollout good")
     bad = register_again(overrides, passed=True, promoted=False, why="test: rollout bad")
+    worse = register_inverted(overrides, why="test: rollout worse quality")
     params = load_params(PARAMS, overrides)
     client = MlflowClient(params.registry.tracking_uri)
     target = LocalTarget(params.deploy.state_dir, params.deploy.address, runtime)
-    yield root, overrides, params, client, good, bad, runtime
+    yield root, overrides, params, client, (good, bad, worse), runtime
     target.stop_all()
 
 
 def test_a_good_version_rolls_out_through_a_restart_and_a_bad_one_rolls_back(project) -> None:
-    root, overrides, params, client, good, bad, runtime = project
+    root, overrides, params, client, (good, bad, _), runtime = project
     endpoint = f"http://{params.deploy.address}"
     first = str(client.get_model_version_by_alias(MODEL, "champion").version)
     started = time.monotonic()
@@ -146,3 +152,40 @@ def test_a_good_version_rolls_out_through_a_restart_and_a_bad_one_rolls_back(pro
     assert ("rollout_rolled_back", bad) in events
     body = json.loads(cli(overrides, "status", "--json").stdout)
     assert body["deployed"]["version"] == good and body["rollout"] is None
+
+
+def test_a_version_of_worse_quality_is_rolled_back_at_shadow_before_any_client_reaches_it(
+    project,
+) -> None:
+    """Issue 30: a version that answers fast and without errors but ranks flights backwards.
+    December's flights, whose labels are in the raw folder, are served by the champion; the
+    candidate replays them (the shadow step, before any live share), is judged worse on
+    realized quality and rolled back: champion back, no client answered by it."""
+    import pandas as pd
+
+    root, overrides, params, client, (_, _, worse), _ = project
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    endpoint = f"http://{params.deploy.address}"
+    shadowed = [*overrides, "deploy.rollout.steps=[shadow, 25, 100]"]
+    labeled = pd.read_parquet(params.data.raw_dir / "2013-12.parquet").sample(500, random_state=3)
+    controller = Controller(root, shadowed, name="watch-rollout-shadow")
+    try:
+        wait_for_version(endpoint, champion)
+        # December's flights, in requests of 10, the whole time: the champion's answers are
+        # what the shadow step replays (the newest 2,000 requests), their labels have arrived
+        with Load(endpoint, records_of(labeled, params)) as load:
+            cli(shadowed, "promote", worse)
+            wait_for_tag(client, worse, "rollout_state", lambda v: v == "rolled_back", 300)
+            seen = load.stop()
+    finally:
+        controller.stop()
+    assert set(seen) == {champion} and seen[champion] > 0, seen  # none failed, none reached it
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == champion
+    reason = client.get_model_version(MODEL, worse).tags["rollout_reason"]
+    assert reason.startswith("shadow failed") and "shadow_quality" in reason, reason
+    print(f"rolled back v{worse} at shadow: {reason}; the clients: {seen}")
+    steps = [e for e in AuditTrail.of(params).read() if e["version"] == worse]
+    assert [e["event"] for e in steps if e["event"].startswith("rollout_")] == [
+        "rollout_started",
+        "rollout_rolled_back",
+    ], steps
