@@ -8,7 +8,9 @@ the champion and the candidate. So that only the routing differs, both cases spr
 requests over both instances: `slot` routes the model to its live slot holding both as
 replicas (round-robin), `canary` routes it to the canary backend with the second instance
 as the candidate at 50%. wrk drives single-record requests through the gateway at
-`--concurrency`; the cases alternate within each round (medians of the rounds).
+`--concurrency`; the cases alternate within each round, and the cost is the median of the
+rounds' canary/slot ratios (each pair ran back to back, so the machine's load between rounds
+cancels).
 
     python benchmarks/rollout.py --model-tag flight-delay:v1 [--seconds 5] [--rounds 3]
 """
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return statistics.median(run[key] for run in runs[case])
 
     slot_rps, canary_rps = median("slot", "rps"), median("canary", "rps")
+    # each round's two cases ran back to back: their ratio cancels what the machine's load did
+    # between rounds (on 2 shared cores the rounds' own req/s differed by up to 60%)
+    paired = [c["rps"] / s["rps"] for c, s in zip(runs["canary"], runs["slot"], strict=True)]
     result = {
         "concurrency": args.concurrency,
         "seconds": args.seconds,
@@ -100,12 +105,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
             for case in CASES
         },
-        "rps_cost": 1 - canary_rps / slot_rps,  # the share of req/s weighted routing costs
+        # the share of req/s weighted routing costs: the median of the rounds' paired ratios
+        "rps_cost": 1 - statistics.median(paired),
+        "paired_ratios": paired,
         "p99_cost": median("canary", "p99_ms") / median("slot", "p99_ms") - 1,
         "runs": runs,
     }
     print(
-        f"weighted routing: {canary_rps:.0f} req/s vs {slot_rps:.0f} on the live slot "
+        f"weighted routing: {canary_rps:.0f} req/s vs {slot_rps:.0f} on the live slot, paired "
         f"(cost {100 * result['rps_cost']:+.1f}%), p99 {median('canary', 'p99_ms'):.2f} ms vs "
         f"{median('slot', 'p99_ms'):.2f} ms ({100 * result['p99_cost']:+.1f}%)"
     )
