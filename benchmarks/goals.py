@@ -224,6 +224,17 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             r["rps_cost"] <= 0.02 and canary["non_2xx"] == 0,
             "share",
         )
+        if "stub" in r:  # the gateway alone: instant backends, so only the routing works
+            s = r["stub"]
+            add(
+                f"rollout: req/s lost to weighted routing at the gateway alone (instant "
+                f"backends; the gateway's CPU per request {s['gateway_cpu_cost']:+.1%}; "
+                f"p99 {100 * s['p99_cost']:+.1f}%)",
+                s["rps_cost"],
+                "<= 2%",
+                s["rps_cost"] <= 0.02 and s["cases"]["canary"]["non_2xx"] == 0,
+                "share",
+            )
     if "scoring" in results:
         b = results["scoring"]
         add(

@@ -20,7 +20,8 @@ reports). It covers every step but promotion, which builds and packages containe
 - kinds: the MLP's and TabM's untrained one-record ONNX latency, 200 calls each;
 - serving: every server and case once, 1 s of wrk each (c=8 for the single-record cases);
 - gateway: maas's gateway and the old forwarder, 1 s of wrk at c=8, 2 s of switching;
-- rollout: a canary's weighted routing vs the live slot's, 1 s of wrk at c=8, one round;
+- rollout: a canary's weighted routing vs the live slot's, 1 s of wrk at c=8, one round,
+  behind the services and behind instant backends (the gateway alone);
 - scoring: `maas score` on 20,000 rows (local backend, the raw ONNX limit, Spark local[2]);
 - scale: `maas run` on a 5% and a 10% sample of the partitions, one epoch (the full run: the
   data at 1x and 3x, 2 epochs; 10x on demand: `python benchmarks/scale.py --sizes 1,3,10`).
