@@ -120,18 +120,19 @@ def measure(args: argparse.Namespace, model_tag: str | None) -> dict[str, Any]:
     pairs = list(zip(runs["canary"], runs["slot"], strict=True))
     rps = [c["rps"] / s["rps"] for c, s in pairs]
     cpu = [c["cpu_ms_per_req"] / s["cpu_ms_per_req"] for c, s in pairs]
-    result = {
+    cases = {
+        case: {
+            "rps": median(case, "rps"),
+            "p50_ms": median(case, "p50_ms"),
+            "p99_ms": median(case, "p99_ms"),
+            "gateway_cpu_us_per_req": 1000 * median(case, "cpu_ms_per_req"),
+            "non_2xx": sum(run["non_2xx"] for run in runs[case]),
+        }
+        for case in CASES
+    }
+    result: dict[str, Any] = {
         "backends": model_tag or "stub",
-        "cases": {
-            case: {
-                "rps": median(case, "rps"),
-                "p50_ms": median(case, "p50_ms"),
-                "p99_ms": median(case, "p99_ms"),
-                "gateway_cpu_us_per_req": 1000 * median(case, "cpu_ms_per_req"),
-                "non_2xx": sum(run["non_2xx"] for run in runs[case]),
-            }
-            for case in CASES
-        },
+        "cases": cases,
         # the share of req/s weighted routing costs: the median of the rounds' paired ratios
         "rps_cost": 1 - statistics.median(rps),
         "paired_ratios": rps,
@@ -140,7 +141,6 @@ def measure(args: argparse.Namespace, model_tag: str | None) -> dict[str, Any]:
         "p99_cost": median("canary", "p99_ms") / median("slot", "p99_ms") - 1,
         "runs": runs,
     }
-    cases = result["cases"]
     print(
         f"weighted routing ({result['backends']}): {cases['canary']['rps']:.0f} req/s vs "
         f"{cases['slot']['rps']:.0f} on the live slot (paired cost "
