@@ -37,6 +37,7 @@ E2E_GROUPS = {
     "test_hotel_rates.py": "e2e-tasks",
     "test_monitoring.py": "e2e-tasks",  # (e2e-pipeline is the longest group)
     "test_corpus.py": "e2e-tasks",  # real public tables, each a project of its own
+    "test_multi_host.py": "e2e-tasks",  # hosts of its own (network namespaces)
 }
 # Whole-project runs of minutes outside tests/e2e, scheduled with a group's modules
 SLOW_GROUPS = {

@@ -16,8 +16,8 @@ from maas.config import Params, RegistryParams
 ROOT = Path(__file__).resolve().parents[1]
 # The parts of the machine some tests need; a missing one fails those tests, naming it, unless
 # the user opts out of it by name: MAAS_TEST_WITHOUT=containers,postgres,haproxy,tmpfs,wrk,
-# prometheus.
-PARTS = ("containers", "postgres", "haproxy", "tmpfs", "wrk", "prometheus")
+# prometheus,netns.
+PARTS = ("containers", "postgres", "haproxy", "tmpfs", "wrk", "prometheus", "netns")
 
 
 def missing(part: str, problem: str) -> NoReturn:

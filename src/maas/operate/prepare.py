@@ -20,6 +20,7 @@ from maas.config import Params
 from maas.errors import LockBusy
 from maas.operate.controller import controller_lock
 from maas.tracking.registry import CHAMPION
+from maas.tracking.verdict import SIGNATURE_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,7 +40,10 @@ class Candidate:
 def candidates(versions: Iterable[Candidate], newest: int, tried: set[str]) -> list[str]:
     """The versions to package now: of the `newest` newest versions that passed the gate and
     whose data validation did not fail, those not packaged yet (no `infra_validation` tag), not
-    champion (the release packages that one) and not tried by this controller before."""
+    champion (the release packages that one), not tried by this controller before, and whose
+    registration is done: the verdict's signature is the last tag it sets, so a version seen
+    between its creation and that tag (a registration on another host, mid-way) waits for a
+    later pass instead of being tried, refused as unsigned, and never packaged ahead."""
     passed = [
         c
         for c in sorted(versions, key=lambda c: int(c.version), reverse=True)
@@ -48,7 +52,10 @@ def candidates(versions: Iterable[Candidate], newest: int, tried: set[str]) -> l
     return [
         c.version
         for c in passed
-        if "infra_validation" not in c.tags and CHAMPION not in c.aliases and c.version not in tried
+        if "infra_validation" not in c.tags
+        and CHAMPION not in c.aliases
+        and c.version not in tried
+        and SIGNATURE_TAG in c.tags
     ]
 
 

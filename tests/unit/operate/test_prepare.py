@@ -11,7 +11,7 @@ from maas.operate.controller import controller_lock
 from maas.operate.prepare import Candidate, candidates, prepare_once
 from tests.unit.operate.test_controller import kubernetes_params
 
-PASSED = {"validation_status": "passed", "gate_passed": "true"}
+PASSED = {"validation_status": "passed", "gate_passed": "true", "gate_signature": "0f"}
 
 
 def test_the_newest_gate_passed_versions_not_packaged_yet_are_chosen() -> None:
@@ -29,11 +29,17 @@ def test_the_newest_gate_passed_versions_not_packaged_yet_are_chosen() -> None:
     assert candidates(versions, 0, set()) == []
     done = [Candidate("11", {**PASSED, "infra_validation": "failed: not ready"}), *versions]
     assert candidates(done, 1, set()) == []  # the newest passed one was packaged (and failed)
+    # registered on another host and seen mid-way, before its verdict's signature (the last
+    # tag registration sets): not tried now, so it is packaged ahead once it is signed
+    unsigned = {k: v for k, v in PASSED.items() if k != "gate_signature"}
+    assert candidates([Candidate("12", unsigned), *versions], 1, set()) == []
+    assert candidates([Candidate("12", PASSED), *versions], 1, set()) == ["12"]
 
 
 def test_a_version_tagged_as_passed_outside_the_pipeline_is_never_packaged(tmp_path: Path):
-    """The attack: a registry writer registers a version with the gate's tags but no signed
-    verdict. Packaging ahead refuses it before its recorded code is downloaded or run."""
+    """The attack: a registry writer registers a version with the gate's tags and a signature
+    of its own making. Packaging ahead refuses it before its recorded code is downloaded or
+    run."""
     params = kubernetes_params(tmp_path, "registry.model_name=m")
     uri = str(params.registry.tracking_uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -61,4 +67,4 @@ def test_a_busy_controller_lock_skips_the_turn(tmp_path: Path) -> None:
         assert prepare_once(params, client, tried) == []
     assert tried == set()  # nothing was tried: the next idle turn packages it
     assert prepare_once(params.model_copy(deep=True), client, tried) == []
-    assert tried == {"1"}  # tried then (and refused: it has no signed verdict)
+    assert tried == {"1"}  # tried then (and refused: its signature is not the gate's)
