@@ -253,6 +253,17 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "<= 2.0x, identical",
                 b["local_over_spark"] <= 2.0 and b["spark_output_identical"],
             )
+        if "memory" in b:
+            m = b["memory"]
+            one, big = m["sizes"]["1x"], m["sizes"][f"{m['factor']}x"]
+            add(
+                f"scoring: peak RSS of `maas score`'s process tree at {big['rows']:,} rows / at "
+                f"{one['rows']:,} ({big['peak_rss_mib']:,.0f} vs {one['peak_rss_mib']:,.0f} MiB; "
+                f"largest process {big['largest_process_peak_rss_mib']:,.0f} MiB)",
+                m["ratio"],
+                "<= 1.5x (memory flat in the rows)",
+                m["ratio"] <= 1.5,
+            )
     if "scale" in results:
         scale_goals(results["scale"], add)
     if "promotion" in results:

@@ -22,7 +22,8 @@ reports). It covers every step but promotion, which builds and packages containe
 - gateway: maas's gateway and the old forwarder, 1 s of wrk at c=8, 2 s of switching;
 - rollout: a canary's weighted routing vs the live slot's, 1 s of wrk at c=8, one round,
   behind the services and behind instant backends (the gateway alone);
-- scoring: `maas score` on 20,000 rows (local backend, the raw ONNX limit, Spark local[2]);
+- scoring: `maas score` on 20,000 rows (local backend, the raw ONNX limit, Spark local[2]),
+  its peak RSS at 20,000 and 200,000 rows;
 - scale: `maas run` on a 5% and a 10% sample of the partitions, one epoch (the full run: the
   data at 1x and 3x, 2 epochs; 10x on demand: `python benchmarks/scale.py --sizes 1,3,10`).
 
@@ -90,7 +91,7 @@ SMOKE_ARGS = {
     "serving": ["--seconds", "1", "--rounds", "1", "--concurrency", "8", "--pause", "0.2"],
     "gateway": ["--seconds", "1", "--switch-seconds", "2", "--concurrency", "8", "--pause", "0.2"],
     "rollout": ["--seconds", "1", "--rounds", "1", "--concurrency", "8", "--pause", "0.2"],
-    "scoring": ["--rows", "20000", "--group-rows", "5000"],
+    "scoring": ["--rows", "20000", "--group-rows", "5000", "--memory-rows", "20000"],
     "scale": ["--sizes", "0.05,0.1", "--epochs", "1"],
 }
 TASK_STEPS = {

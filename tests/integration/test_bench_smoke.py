@@ -98,6 +98,9 @@ def test_every_benchmark_step_runs_in_the_smoke_mode(raw_months: Path, tmp_path:
     scoring = results["scoring"]
     assert scoring["local_records_per_s"] > 0 and scoring["raw_records_per_s"] > 0
     assert scoring["spark_output_identical"] is True  # Spark's output is the local backend's
+    sizes = scoring["memory"]["sizes"]  # maas score's peak RSS at 1x and 10x the rows
+    assert [size["rows"] for size in sizes.values()] == [20_000, 200_000]
+    assert all(size["peak_rss_mib"] > 0 for size in sizes.values())
 
     assert_scale_result(results["scale"], [0.05, 0.1])
 

@@ -107,7 +107,8 @@ class Scorer:
         through = table.select(passed)
         scored = refused = None
         if len(kept):
-            scored = through.take(pa.array(kept, type=pa.int64()))
+            everyone = len(kept) == table.num_rows  # kept is in order: every row, as it is
+            scored = through if everyone else through.take(pa.array(kept, type=pa.int64()))
             for name, column in outputs.items():
                 scored = scored.append_column(name, _arrow(column))
             if isinstance(unknown, list):  # the record path's

@@ -44,8 +44,16 @@ class CheckedRecords:
         for name, values in self.values.items():
             value = record.__dict__[name]
             self.nulls[name][row] = value is None
-            if value is not None:
-                values[row] = value
+            if value is None:
+                continue
+            if values.dtype.kind == "U" and not _fits(value, values):  # hold it as it is
+                self.values[name] = values = values.astype(object)
+            values[row] = value
+
+
+def _fits(value: Any, strings: np.ndarray) -> bool:
+    """Whether a str array holds `value` unchanged (a str no wider than its width)."""
+    return isinstance(value, str) and len(value) <= strings.dtype.itemsize // 4
 
 
 def check_table(schema: Schema, table: Any) -> CheckedRecords:
@@ -85,13 +93,17 @@ def _check_column(spec: FieldSpec, clock: bool, column: Any) -> tuple[Any, Any, 
     if spec.type in ("str", "datetime") and (
         pa.types.is_string(kind) or pa.types.is_large_string(kind)
     ):
-        text = column.fill_null("")
-        length = _numpy(pc.utf8_length(text)).astype(np.int64)
+        # each distinct value checked and converted once (Arrow's dictionary encoding), then
+        # spread back to the rows: not a Python string per row (profiled)
+        coded = pc.dictionary_encode(column.fill_null("").combine_chunks())
+        distinct, where = coded.dictionary, _numpy(coded.indices).astype(np.intp)
+        length = _numpy(pc.utf8_length(distinct)).astype(np.int64)
         if spec.type == "str":
-            ok = (length >= 1) & (length <= MAX_TEXT)
+            fits = (length >= 1) & (length <= MAX_TEXT)
         else:
-            ok = (length <= 40) & _numpy(pc.match_substring_regex(text, ISO_DATETIME))
-        return _numpy(text).astype(object), null, ok & ~null
+            fits = (length <= 40) & _numpy(pc.match_substring_regex(distinct, ISO_DATETIME))
+        # a str array: what `numpy.asarray` makes of the values
+        return np.asarray(_numpy(distinct), dtype=str)[where], null, fits[where] & ~null
     if spec.type == "bool" and pa.types.is_boolean(kind):
         return _numpy(column.fill_null(False)).astype(bool), null, ~null
     if spec.type in ("int", "float") and (floating or integer):
@@ -141,9 +153,17 @@ def batch_columns(spec: RequestSpec, records: CheckedRecords, rows: np.ndarray) 
             values = values.astype(object)
             values[null] = None
         elif field.type in ("str", "datetime"):
-            values = values.astype(str)
+            values = _as_str(values)
         columns[field.name] = values
     return columns
+
+
+def _as_str(values: np.ndarray) -> np.ndarray:
+    """What `numpy.asarray` makes of these strings: a str array as wide as the longest."""
+    if values.dtype.kind != "U":
+        return values.astype(str)
+    longest = int(np.strings.str_len(values).max())
+    return values.astype(f"<U{max(longest, 1)}", copy=False)
 
 
 def score(model: Any, columns: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:

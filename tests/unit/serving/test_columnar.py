@@ -162,3 +162,15 @@ def test_outputs_built_column_wise_are_the_per_record_ones(kind) -> None:
             assert str(got) == str([row[name] for row in rows])  # NaN compares as text
         else:
             assert np.asarray(column).tolist() == [row[name] for row in rows]
+
+
+def test_a_value_the_record_model_gives_wider_than_the_strings_is_kept_whole() -> None:
+    """String columns are fixed-width str arrays (converted per distinct value); a row the
+    record model accepts (`fill`) may hold a longer value: it is not cut to the width."""
+    from types import SimpleNamespace
+
+    checked = columnar.check_table(SCHEMA, pa.table({**COLUMNS, "s": pa.array(["ab"] * 12)}))
+    assert checked.values["s"].dtype == np.dtype("<U2")
+    record = {name: checked.values[name][0] for name in checked.values}
+    checked.fill(3, SimpleNamespace(**{**record, "s": "longer"}))
+    assert checked.values["s"].tolist() == ["ab"] * 3 + ["longer"] + ["ab"] * 8

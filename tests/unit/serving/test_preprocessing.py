@@ -120,3 +120,28 @@ def test_a_value_too_far_for_float32_arithmetic_counts_as_missing() -> None:
     _, far = pre.transform({"air_time": [5e64, -2.6e156]})
     assert near[0].tolist()[1] == 0.0  # far out, yet a reading
     assert far[:, 1].tolist() == [1.0, 1.0] and far[:, 0].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([7.0, 2.5, np.nan, -0.0, 0.0, 1e20, 2.5, np.nan, 7.0, -3.0, 2**53 + 2.0]),
+        np.array([5, 23, 5, 0, -1, 23]),
+        np.array([True, False, True]),
+        np.array(["7", "2.5", "", "BOS", "7"]),
+        np.array([7.0, "2.5", None, "BOS", float("nan")], dtype=object),
+    ],
+    ids=["floats", "ints", "bools", "strings", "objects"],
+)
+def test_categories_looked_up_per_distinct_value_are_those_value_by_value(values) -> None:
+    """`encode` turns numbers into category strings once per distinct value (NaNs one value,
+    -0.0 and 0.0 one): the codes and missing marks of converting every row."""
+    from maas.serving.preprocessing import as_category_strings
+
+    vocabulary = ["", "-3", "0", "1e+20", "2.5", "7", "9007199254740994", "BOS", "True", "23"]
+    pre = Preprocessor(categorical={"c": sorted(vocabulary[1:])}, numeric={})
+    cat, _, absent = pre.encode({"c": values})
+    strings = as_category_strings(values)
+    assert cat[:, 0].tolist() == pre._encode_categorical("c", strings).tolist()
+    assert absent[:, 0].tolist() == (strings == "").tolist()
+    assert (cat[:, 0] != UNKNOWN_INDEX).sum() >= 2  # the vocabulary is hit, not only missed
