@@ -7,10 +7,10 @@ fresh process. That process marks when each stage starts and ends (maas.clock.ti
 flow times its stages with, and a few stage functions wrapped to time themselves: the GX
 suite, drift, the network's fit, the baselines); this one samples the RSS of its process tree
 (every process summed, children included: Prefect's temporary server) every 0.1 s. Per stage:
-wall time and the peak RSS of the tree while it ran; per size: the whole run and the exact peak
-RSS of the largest single process (the kernel's, from wait4). Growth: each stage's time and
-peak RSS at every size against the smallest, next to the growth of the rows. Goal: at most
-linear, and the 10x run within 8 GiB.
+wall time and the peak RSS of the tree while it ran; per size: the whole run and the exact
+peak RSS of the largest single process (the kernel's high-water mark, VmHWM). Growth: each
+stage's time and peak RSS at every size against the smallest, next to the growth of the rows.
+Goal: at most linear, and the 10x run within 8 GiB.
 
 On cores other work shares, the libraries' default thread pools (one thread per core) spin
 against each other and training and the baselines slow down ten-fold: `--threads 1` runs
@@ -136,11 +136,15 @@ def child(project: Path, marks_file: Path, flags: list[str]) -> None:
 
 
 class TreeSampler:
-    """RSS of a process and all its descendants, summed, every SAMPLE_S seconds."""
+    """RSS of a process and all its descendants, summed, every SAMPLE_S seconds; and the
+    largest high-water mark of any one of them (`largest`, bytes: the kernel's VmHWM, read
+    while each process runs. wait4's ru_maxrss would count what a child shared with its
+    parent until it exec'd: 1,234 MiB reported for a 327 MiB worker)."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.samples: list[tuple[float, int]] = []
+        self.largest = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -162,6 +166,7 @@ class TreeSampler:
             for process in processes:
                 with contextlib.suppress(psutil.Error):  # a child that just exited
                     total += process.memory_info().rss
+                self.largest = max(self.largest, high_water(process.pid))
             self.samples.append((time.monotonic(), total))
             self._stop.wait(SAMPLE_S)
 
@@ -173,6 +178,15 @@ class TreeSampler:
         if not self.samples:
             return 0
         return min(self.samples, key=lambda s: abs(s[0] - (start + end) / 2))[1]
+
+
+def high_water(pid: int) -> int:
+    """A process's peak RSS so far, bytes (0 once it has gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return 0
 
 
 def measure_run(
@@ -194,8 +208,7 @@ def measure_run(
             with TreeSampler(process.pid) as sampler:
                 assert process.stdout is not None
                 stdout = process.stdout.read().decode()
-                _, status, usage = os.wait4(process.pid, 0)
-                process.returncode = os.waitstatus_to_exitcode(status)
+                process.wait()
         except BaseException:  # interrupted: no maas run (nor its Prefect server) left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -226,7 +239,7 @@ def measure_run(
         "stages": stages,
         "epochs": epochs,
         "samples_per_second": result["training"]["samples_per_second"],
-        "largest_process_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "largest_process_peak_rss_mib": round(sampler.largest / MIB, 1),
         "rss_samples": len(sampler.samples),
         "test_score": result["metrics"]["test"],
     }

@@ -24,7 +24,6 @@ of `--group-rows` (the local backend's units). Measured on it, one after the oth
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -93,10 +92,7 @@ def raw_limit(models: Path, table: Path, rows: int, cores: int) -> float:
 def peak_rss(project: Path, task: str | None, table: Path, output: Path) -> dict[str, float]:
     """`maas score` of `table` in a fresh process (the project's own registry, one worker per
     core): the peak RSS of its process tree (sampled) and of its largest process (the kernel's
-    high-water mark, VmHWM, read while each process runs: wait4's ru_maxrss would count this
-    process's own memory, which the child had until it exec'd), MiB, and its seconds."""
-    import psutil
-
+    high-water mark: `benchmarks.scale.TreeSampler`), MiB, and its seconds."""
     from benchmarks.scale import TreeSampler
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -104,37 +100,22 @@ def peak_rss(project: Path, task: str | None, table: Path, output: Path) -> dict
     command += [*(["--task", task] if task else []), "--input", str(table)]
     command += ["--output", str(output), "--workers", str(os.cpu_count() or 1)]
     log = output.with_suffix(".log")
-    largest = 0
     with log.open("w") as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(
             command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=stderr
         )
         with TreeSampler(process.pid) as sampler:
-            root = psutil.Process(process.pid)
-            while process.poll() is None:
-                with contextlib.suppress(psutil.Error):  # exited meanwhile
-                    for each in [root, *root.children(recursive=True)]:
-                        largest = max(largest, _high_water(each.pid))
-                time.sleep(0.05)
+            process.wait()
         seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"maas score failed on {table}:\n{log.read_text()[-3000:]}")
     return {
         "peak_rss_mib": round(max(rss for _, rss in sampler.samples) / MIB, 1),
-        "largest_process_peak_rss_mib": round(largest / MIB, 1),
+        "largest_process_peak_rss_mib": round(sampler.largest / MIB, 1),
         "seconds": round(seconds, 2),
         "rss_samples": len(sampler.samples),
     }
-
-
-def _high_water(pid: int) -> int:
-    """A process's peak RSS so far, bytes (0 once it has gone)."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024  # kB
-    return 0
 
 
 def memory(
