@@ -5,8 +5,9 @@ version's signed verdict verified, its serving files and recorded serving code d
 digest-checked, the input planned into units). Then `spark-submit` runs the driver script
 (`maas.scoring.spark_job`) with an allowlisted environment: no gate key reaches the driver,
 its JVM or the executors, which inherit theirs. The driver ships the verified folders to the
-executors (`SparkContext.addFile`) and scores one task per unit with `mapInArrow`, one ONNX
-session per partition, by `maas.scoring.worker` — the function the local workers run.
+executors (`SparkContext.addFile`) and scores with `mapInArrow`, one task per core (a
+contiguous run of units each) and one ONNX session per partition, by `maas.scoring.worker` —
+the function the local workers run.
 
 Its inputs are local or shared-filesystem paths: a URI input (`s3://...`) is refused before
 anything is downloaded (`maas.scoring.local`). Imported only when the Spark backend is

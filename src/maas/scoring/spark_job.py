@@ -5,10 +5,12 @@ It imports nothing of the installed maas: `maas.scoring.worker` is loaded from i
 shipped to the executors by value (cloudpickle), so they run it without any maas of their own
 and import `maas.serving` only from the verified serving code this driver ships them with the
 serving files (`SparkContext.addFile`), each checked against the digests in the job. One Spark
-task per unit (row group or CSV file), in input order; `mapInArrow` hands Arrow batches to the
+task per core, each a contiguous run of units (row groups or CSV files) in input order, scored
+once into a persisted frame that both writes read; `mapInArrow` hands Arrow batches to the
 worker and takes Arrow batches back, so no pandas conversion touches a value. The scored rows
 and the refused ones are written as two Parquet folders beside the output (`.<name>.partial`),
-which `maas.scoring.local` then renames into place; the result file gives their row counts.
+which `maas.scoring.local` then renames into place; the result file gives their row counts,
+read from the part files' footers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +43,13 @@ def load_worker(path: str) -> ModuleType:
 def partial_path(target: str) -> Path:
     path = Path(target)
     return path.with_name(f".{path.name}.partial")
+
+
+def written_rows(folder: Path) -> int:
+    """The rows of a Parquet folder Spark wrote, from its part files' footers (no Spark job)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(part).num_rows for part in sorted(folder.glob("part-*")))
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
@@ -78,22 +88,26 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "union": expected.serialize().to_pybytes().hex(),
     }
     units = [(json.dumps(unit),) for unit in job["units"]]
-    slices = min(len(units), max(1, context.defaultParallelism * 4))  # contiguous, in order
+    # one task per core (spark.default.parallelism when set), each a contiguous run of units in
+    # input order: a task's fixed cost (its Python worker's first use, the ONNX session) paid
+    # once per core, not once per unit (docs/scoring.md, "Where the time goes")
+    slices = min(len(units), max(1, context.defaultParallelism))
     tasks = spark.createDataFrame(context.parallelize(units, slices), "unit string")
     scored = tasks.mapInArrow(
         functools.partial(worker.score_partition, job=shipped), spark_schema
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    counts = {ok: n for ok, n in scored.groupBy(F.col(worker.ERROR).isNull()).count().collect()}
-    rows, errors = counts.get(True, 0), counts.get(False, 0)
-    if errors:
-        refused = scored.filter(F.col(worker.ERROR).isNotNull()).select(
-            *passed, F.col(worker.ROW).alias("row"), F.col(worker.ERROR).alias("error")
-        )
-        refused.write.mode("overwrite").parquet(partial_path(job["errors"]).as_uri())
-    if rows:
-        kept = scored.filter(F.col(worker.ERROR).isNull()).drop(worker.ROW, worker.ERROR)
-        kept.write.mode("overwrite").parquet(partial_path(job["output"]).as_uri())
+    ).persist(StorageLevel.MEMORY_AND_DISK)  # scored once: both writes read it
+    output, errors_out = partial_path(job["output"]), partial_path(job["errors"])
+    kept = scored.filter(F.col(worker.ERROR).isNull()).drop(worker.ROW, worker.ERROR)
+    kept.write.mode("overwrite").parquet(output.as_uri())  # the job that scores
+    refused = scored.filter(F.col(worker.ERROR).isNotNull()).select(
+        *passed, F.col(worker.ROW).alias("row"), F.col(worker.ERROR).alias("error")
+    )
+    refused.write.mode("overwrite").parquet(errors_out.as_uri())  # cached batches, mostly skipped
     spark.stop()
+    rows, errors = written_rows(output), written_rows(errors_out)
+    for folder, count in ((output, rows), (errors_out, errors)):
+        if not count:  # as if never written: the caller places only a side with rows
+            shutil.rmtree(folder)
     return {"rows": rows, "errors": errors}
 
 
