@@ -63,6 +63,7 @@ def init(
 
     from maas.config.task_spec import TASK_NAME
     from maas.pipeline.data.profile import TaskRequest, profile
+    from maas.pipeline.data.test_window import MAX_TEST_SHARE
 
     if not re.match(TASK_NAME, name):
         raise ConfigError(f"task name {name!r}: use lower-case letters, digits, '.', '_', '-'")
@@ -80,7 +81,8 @@ def init(
         raise ConfigError(f"task {name!r} exists ({existing[name]}); --force overwrites it")
     from maas.config.task_files import read_yaml
 
-    shared_train = read_yaml(params_file, "parameters file").get("train") or {}
+    shared = read_yaml(params_file, "parameters file")
+    shared_train = shared.get("train") or {}
     request = TaskRequest(
         name=name,
         data=data,
@@ -97,6 +99,15 @@ def init(
         transform=transform,
         validation_fraction=float(shared_train.get("validation_fraction", 0.1)),
         seed=int(shared_train.get("seed", 42)),
+        max_test_share=float((shared.get("data") or {}).get("max_test_share", MAX_TEST_SHARE)),
+        shared_steps=(
+            int(shared_train.get("batch_size", 1024)),
+            int(shared_train.get("max_epochs", 8)),
+            int(shared_train.get("patience", 4)),
+        ),
+        shared_embedding=str(
+            ((shared.get("model") or {}).get("numeric_embeddings") or {}).get("kind", "none")
+        ),
     )
     made = profile(request)
     header = (

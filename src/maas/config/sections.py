@@ -35,6 +35,9 @@ class DataParams(Strict):
     # taken until they hold them (maas.pipeline.data.test_window)
     min_test_rows: int = Field(100, ge=1)
     min_test_class_rows: int = Field(5, ge=0)
+    # a class minimum is sought within this share of the rows; a class that cannot reach it
+    # there is named too rare, and the older rows train (the row minimum still holds)
+    max_test_share: float = Field(0.3, gt=0, le=1)
     max_train_partitions: int | None = Field(None, ge=1)
     source: SourceSpec = Field(default_factory=lambda: SourceSpec.model_validate({}))
     time: TimeSpec | None = None  # none: a table without a time column (split: key_hash)

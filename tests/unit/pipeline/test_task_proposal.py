@@ -16,6 +16,7 @@ from maas.cli.common import Project
 from maas.config import DataParams
 from maas.errors import DataError
 from maas.pipeline.data.profile import TaskRequest, profile
+from maas.pipeline.data.proposal import propose_model, propose_steps, propose_window
 from maas.pipeline.data.sources import read_table, split_by_period
 from maas.pipeline.data.test_window import choose_test_window, rule_of
 
@@ -91,10 +92,39 @@ def test_a_small_table_is_proposed_a_batch_size_that_leaves_steps_to_learn(tmp_p
     small = profile(TaskRequest("small", path, "cancelled", "booked"))
     size = small.task["train"]["batch_size"]
     assert size == 32 and "train.batch_size 32 proposed" in " ".join(small.notes)
+    assert small.task["train"]["num_threads"] == 1
+    # and epochs enough for 2,000 steps in all (8 epochs of 56 steps trained 448: underfit)
+    assert small.task["train"]["max_epochs"] == 36 and small.task["train"]["patience"] == 9
+    assert "(56 steps an epoch: 8 epochs would train 448 steps" in " ".join(small.notes)
     big = path.with_name("big.csv")
     bookings(200_000, seed=1).to_csv(big, index=False)
     large = profile(TaskRequest("large", big, "cancelled", "booked"))
     assert "batch_size" not in large.task["train"]  # 1,024 leaves ~160 steps an epoch
+    assert "num_threads" not in large.task["train"]
+    assert large.task["train"]["max_epochs"] == 12  # 8 epochs of ~170 steps: under 2,000
+    # params.yaml's own settings are the ones compared: 8 epochs of 352 steps are enough
+    assert propose_steps(180_000, [], 512, 8, 4) == {}
+    # numeric inputs enter the network as piecewise-linear embeddings, unless params.yaml
+    # already chose an embedding, or there is no numeric input
+    assert small.task["model"] == {"numeric_embeddings": {"kind": "piecewise_linear"}}
+    assert "piecewise_linear proposed" in " ".join(small.notes)
+    assert propose_model(["nights"], [], "periodic") == {} and propose_model([], []) == {}
+
+
+def test_task_init_names_classes_too_rare_for_the_test_window_share() -> None:
+    """rodent-species: 26 years, species seen a few times each. The window stays within 30%
+    of the rows (data.max_test_share); the classes it cannot hold 5 of are named."""
+    each = [[0.0] * 100 + [1.0] * (i % 4 == 0) for i in range(26)]  # thin: every 4th year
+    years = pd.Series([str(1977 + i) for i, rows in enumerate(each) for _ in rows])
+    labels = np.concatenate(each)
+    labels[1] = 2.0  # one row of the third class, in the oldest year
+    notes: list[str] = []
+    label = {"kind": "multiclass", "classes": ["common", "thin", "once"]}
+    asked = {"min_test_class_rows": 5}
+    settings, window = propose_window(labels, years, label, notes, asked, "year", 0.3)
+    assert window is not None and settings["min_test_class_rows"] == 5
+    assert window.too_rare == ["thin", "once"] and window.rows <= 0.3 * len(labels)
+    assert any("thin, once: too rare to hold 5 test rows each within 30%" in n for n in notes)
 
 
 def test_the_flags_override_the_proposals(tmp_path: Path) -> None:

@@ -31,9 +31,32 @@ def test_a_29_row_trailing_partition_is_merged_and_named() -> None:
 
 
 def test_a_rare_class_pulls_in_older_partitions() -> None:
-    labels = {f"2024-0{m}": binary(500, 4) for m in range(1, 7)}
-    window = choose_test_window(list(labels), labels.__getitem__, WindowRule(1, 100, 10, BINARY))
-    assert len(window.test) == 3 and window.class_rows["positive"] == 12
+    labels = {f"2024-{m:02d}": binary(500, 4) for m in range(1, 11)}
+    rule = WindowRule(1, 100, 10, BINARY, max_share=0.3)
+    window = choose_test_window(list(labels), labels.__getitem__, rule)
+    assert len(window.test) == 3 and window.class_rows["positive"] == 12 and not window.too_rare
+
+
+def test_classes_that_cannot_reach_the_minimum_within_the_share_are_too_rare() -> None:
+    """rodent-species (issue 28): 26 years, species seen a handful of times each; the window
+    grew to 23 years (2,823 of 3,000 rows) to hold 5 of each, leaving 159 rows to train on.
+    Within 30% of the rows the common classes reach the minimum; the others are named."""
+    classes = ("common", "thin", "once")
+    years = {str(1977 + i): np.array([0.0] * 100 + [1.0] * (i % 4 == 0)) for i in range(26)}
+    years["1977"] = np.append(years["1977"], 2.0)  # in the oldest year only
+    rule = WindowRule(1, 100, 5, classes, max_share=0.3)
+    window = choose_test_window(list(years), years.__getitem__, rule)
+    assert window.test == ["2002"] and window.too_rare == ["thin", "once"]
+    assert len(window.train) == 25
+    # without the cap the window still grows as far as the data allows
+    whole = choose_test_window(list(years), years.__getitem__, WindowRule(1, 100, 5, classes))
+    assert len(whole.test) == 18 and whole.too_rare == ["once"]
+    # the row minimum holds beyond the share: 2,000 rows are 77% of them
+    wide = choose_test_window(
+        list(years), years.__getitem__, WindowRule(1, 2000, 5, classes, max_share=0.3)
+    )
+    assert len(wide.test) == 20 and wide.too_rare == ["once"]
+    assert "thin" not in wide.too_rare and wide.class_rows["thin"] == 5
 
 
 def test_a_window_that_leaves_nothing_to_train_is_an_error_naming_the_settings() -> None:

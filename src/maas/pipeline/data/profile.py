@@ -27,11 +27,14 @@ from maas.pipeline.data.profile_time import order_rows
 from maas.pipeline.data.proposal import (
     label_transform,
     one_class,
-    propose_batch_size,
     propose_floors,
+    propose_model,
+    propose_steps,
     propose_window,
+    training_rows,
 )
 from maas.pipeline.data.sources import read_table
+from maas.pipeline.data.test_window import MAX_TEST_SHARE
 
 DOMAIN_MAX = 12  # a text column with at most this many values gets a closed domain (block)
 CATEGORY_MAX = 200  # more distinct values than this (and most rows unique): an identifier
@@ -55,9 +58,11 @@ class TaskRequest:
     min_test_rows: int | None = None  # None: proposed from the data (proposal.py)
     min_test_class_rows: int | None = None
     transform: str | None = None  # regression: none | log1p (None: proposed)
-    # the run's settings the floor proposal repeats (params.yaml's train section)
-    validation_fraction: float = 0.1
+    validation_fraction: float = 0.1  # from here: params.yaml's settings the proposals follow
     seed: int = 42
+    max_test_share: float = MAX_TEST_SHARE  # params.yaml's data section
+    shared_steps: tuple[int, int, int] = (1024, 8, 4)  # train.batch_size, max_epochs, patience
+    shared_embedding: str = "none"  # model.numeric_embeddings.kind
 
 
 @dataclass
@@ -151,14 +156,15 @@ def profile(request: TaskRequest) -> Profile:
         )
     asked = {"min_test_rows": request.min_test_rows}
     asked["min_test_class_rows"] = request.min_test_class_rows
-    window_settings, window = propose_window(labels, periods, label, notes, asked, frequency)
+    share = request.max_test_share
+    window_settings, window = propose_window(labels, periods, label, notes, asked, frequency, share)
     run = (request.validation_fraction, request.seed)  # as the run splits and seeds
     floors = (
         propose_floors(frame, labels, periods, window, features, label, notes, order.time, *run)
         if window
         else {}
     )
-    batch_size = propose_batch_size(labels, periods, window, notes)
+    steps = propose_steps(training_rows(labels, periods, window), notes, *request.shared_steps)
     name = request.name
     task = {
         "name": name,
@@ -178,16 +184,16 @@ def profile(request: TaskRequest) -> Profile:
         "train": {
             "models_dir": f"models/{name}",
             "checkpoint_dir": f".maas/checkpoints/{name}",
-            **({"batch_size": batch_size} if batch_size != 1024 else {}),
+            **steps,
         },
         "evaluate": {
             "metrics_path": f"reports/{name}/metrics.json",
             "plots_dir": f"reports/{name}/plots",
         },
         "tune": {"output": f"params.tuned.{name}.yaml"},
+        **propose_model(list(features["numeric"]), notes, request.shared_embedding),
+        **({"promotion": {"floors": floors}} if floors else {}),
     }
-    if floors:
-        task["promotion"] = {"floors": floors}
     return Profile(task, notes)
 
 

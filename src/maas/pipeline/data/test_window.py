@@ -1,6 +1,7 @@
 """The test window, chosen by size and not by calendar alone: the newest partitions that
 together hold at least `data.min_test_rows` rows and, for a classification task, at least
-`data.min_test_class_rows` rows of each class (at least `data.test_partitions` partitions).
+`data.min_test_class_rows` rows of each class (at least `data.test_partitions` partitions),
+within `data.max_test_share` of the rows.
 
 A real table whose newest partition held 29 rows (the data spilled a few days into the next
 month) had that partition as its whole test set: ROC AUC on 3 positives (issue 28). Now a
@@ -8,6 +9,11 @@ small trailing partition is merged with the ones before it, and named (`partial`
 that cannot be formed while leaving partitions to train on is an error naming the settings.
 `maas task init` (maas.pipeline.data.profile) proposes the settings and shows the window the
 same function chooses.
+
+A class that cannot reach its minimum within that share is not required (`too_rare`): a real
+table with 31 species, some seen twice, grew its window to 23 of 26 years (2,823 of 3,000
+rows) to hold them, leaving 159 rows to train on. The row and partition minimums, and one
+row of each binary class, still hold beyond the share.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from maas.pipeline.data.partitions import Partition, counted_labels, read_partit
 log = logging.getLogger(__name__)
 
 PARTIAL = 0.25  # a partition under this share of the median partition's rows is partial
+MAX_TEST_SHARE: float = DataParams.model_fields["max_test_share"].default  # params.yaml's
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class WindowRule:
     min_class_rows: int = 0
     classes: tuple[str, ...] = ()
     min_each: int = 0  # rows of every class, even one too rare for min_class_rows (binary: 1)
+    max_share: float = 1.0  # the class minimums are sought within this share of all rows
 
 
 @dataclass(frozen=True)
@@ -71,12 +79,17 @@ def class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
 
 
 def choose_test_window(
-    names: Sequence[str], labels_of: Callable[[str], np.ndarray], rule: WindowRule
+    names: Sequence[str],
+    labels_of: Callable[[str], np.ndarray],
+    rule: WindowRule,
+    total_rows: int | None = None,
 ) -> TestWindow:
     """The newest partitions of `names` (oldest first) that satisfy `rule`, read newest first
     with `labels_of` (a partition's label values; NaN where unlabeled); the older ones train.
-    A class whose rows over every partition stay below the minimum cannot be required: it is
-    listed in `too_rare`. Raises DataError when no window leaves a partition to train on."""
+    A class whose rows stay below the minimum in the widest window within `rule.max_share`
+    of the rows (`total_rows`, labeled or not; default: counted with `labels_of`) cannot be
+    required: it is listed in `too_rare`. Raises DataError when no window leaves a partition
+    to train on."""
     cache: dict[str, np.ndarray] = {}
 
     def labels(name: str) -> np.ndarray:
@@ -86,13 +99,17 @@ def choose_test_window(
 
     classes = list(rule.classes)
     required = classes if rule.min_class_rows > rule.min_each else []
-    taken = _newest(names, labels, rule, required)
+    cap = float("inf")  # no share: no partition needs reading to count the rows
+    if rule.max_share < 1:
+        cap = rule.max_share * (total_rows or sum(len(labels(n)) for n in names))
+    taken = _newest(names, labels, rule, required, cap)
     too_rare: list[str] = []
-    if taken is None and required:  # a class too rare over all the data is not required
-        total = class_counts(np.concatenate([labels(n) for n in names]), classes)
-        too_rare = [c for c in classes if total[c] < rule.min_class_rows]
+    if taken is None and required:  # a class too rare within the cap is not required
+        reach = _newest(names, labels, rule, [], cap, widest=True) or list(names)
+        held = class_counts(np.concatenate([labels(n) for n in reach]), classes)
+        too_rare = [c for c in classes if held[c] < rule.min_class_rows]
         required = [c for c in classes if c not in too_rare]
-        taken = _newest(names, labels, rule, required) if too_rare else None
+        taken = _newest(names, labels, rule, required, cap) if too_rare else None
     rows = {n: int((~np.isnan(labels(n))).sum()) for n in cache}
     if taken is None:
         raise DataError(window_error(names, rows, labels, rule, required))
@@ -113,22 +130,31 @@ def _newest(
     labels: Callable[[str], np.ndarray],
     rule: WindowRule,
     required: list[str],
+    cap: float,
+    widest: bool = False,
 ) -> list[str] | None:
-    """The fewest newest partitions meeting the rule that leave one to train on, or None."""
+    """The fewest newest partitions meeting the rule that leave one to train on, or None;
+    no partition is added past `cap` rows once the row, partition and min_each minimums
+    hold. `widest`: the most newest partitions that meet those minimums within `cap`."""
     taken: list[str] = []
     held = np.zeros(0)
+    found = None
     for name in list(reversed(names))[: max(len(names) - 1, 0)]:
+        more = np.concatenate([labels(name), held])
+        if found is not None and len(more) > cap:
+            break
         taken.insert(0, name)
-        held = np.concatenate([labels(name), held])
+        held = more
         counts = class_counts(held, rule.classes) if rule.classes else {}
         if (
             len(taken) >= rule.min_partitions
             and int((~np.isnan(held)).sum()) >= rule.min_rows
-            and all(counts[c] >= rule.min_class_rows for c in required)
             and all(n >= rule.min_each for n in counts.values())
         ):
-            return taken
-    return None
+            found = list(taken)
+            if not widest and all(counts[c] >= rule.min_class_rows for c in required):
+                return found
+    return found if widest else None
 
 
 def window_error(
@@ -195,7 +221,17 @@ def rule_of(data: DataParams) -> WindowRule:
         data.min_test_class_rows,
         classes,
         min_each=1 if label.kind == "binary" else 0,  # ROC AUC needs both classes
+        max_share=data.max_test_share,
     )
+
+
+def row_count(partition: Partition) -> int:
+    """A partition's rows, labeled or not: a parquet file's metadata, else the file read."""
+    if partition.path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(partition.path).metadata.num_rows)
+    return len(read_partition(partition))
 
 
 def split_by_size(partitions: list[Partition], data: DataParams) -> SizedSplit:
@@ -210,16 +246,19 @@ def split_by_size(partitions: list[Partition], data: DataParams) -> SizedSplit:
             return np.full(len(frame), np.nan)  # names the missing column (a blocking rule)
         return counted_labels(frame, data.label)  # as training and the gate count them
 
-    window = choose_test_window(list(by_name), labels_of, rule_of(data))
+    rule = rule_of(data)
+    total = sum(row_count(p) for p in partitions) if rule.max_share < 1 else None
+    window = choose_test_window(list(by_name), labels_of, rule, total)
     if data.time is None:
         log.info("data.split: %s", key_hash.describe(data.split))
     log.info("%s", window.describe())
     if window.too_rare:
         log.warning(
-            "classes %s are too rare to hold data.min_test_class_rows=%d test rows anywhere: "
-            "they are scored on what the window holds",
+            "classes %s are too rare to hold data.min_test_class_rows=%d test rows within "
+            "data.max_test_share=%g of the rows: they are scored on what the window holds",
             window.too_rare,
             data.min_test_class_rows,
+            data.max_test_share,
         )
     train = [by_name[n] for n in window.train]
     if data.max_train_partitions is not None:
