@@ -121,12 +121,16 @@ def read_run(outcome: Outcome, stdout: str) -> dict[str, Any]:
     return result
 
 
-def request_rows(frame: Any, task_file: Path, label: str) -> list[dict[str, Any]]:
-    """The first rows of the table as a client sends them: the inputs the task's request
-    declares (its validated columns, less the label)."""
+def request_rows(root: Path, task_file: Path, label: str) -> list[dict[str, Any]]:
+    """The first rows of the newest partition as a client sends them: the inputs the task's
+    request declares (its validated columns, less the label), in the form the partitions
+    hold (dates in ISO 8601, as the request takes them, whatever the file wrote)."""
+    import pandas as pd
     import yaml
 
     task = yaml.safe_load(task_file.read_text())
+    raw_dir = root / task["data"]["raw_dir"]
+    frame = pd.read_parquet(sorted(raw_dir.glob("*.parquet"))[-1])
     columns = [c for c in (task.get("validation") or {}).get("columns") or {} if c != label]
     excluded = set(task.get("data", {}).get("exclude") or [])
     keep = [c for c in columns if c in frame.columns and c not in excluded]
@@ -251,7 +255,7 @@ def run_dataset(
     with served(outcome, root, version, package=package, env=env) as base:
         if base is not None:
             predict(
-                outcome, base, body_key or "records", request_rows(frame, task_file, dataset.label)
+                outcome, base, body_key or "records", request_rows(root, task_file, dataset.label)
             )
     return outcome
 

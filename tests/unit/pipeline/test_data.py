@@ -161,6 +161,30 @@ def test_one_csv_file_is_split_into_weekly_partitions(tmp_path: Path) -> None:
         add_next_partition(data)
 
 
+def test_dates_written_otherwise_than_iso_are_ingested_as_requests_send_them(tmp_path) -> None:
+    """A real table's dates as "M/D/YYYY H:MM:SS" text (issue 28's bird strikes): partitioned
+    by them, but the date features read ISO 8601 only, and a request must send ISO (its example
+    failed the service's start). The partitions hold them in ISO 8601, as parsed; an ISO value,
+    a missing one and one that is no date are kept as written."""
+    from maas.serving.derive import as_datetime
+
+    source = tmp_path / "strikes.csv"
+    when = ["5/31/1990 0:00:00", "1990-06-01", "", "6/13/1990 13:45:00", "12/2/1991 7:05:00"]
+    pd.DataFrame({"when": when, "y": ["yes", "no", "no", "yes", "no"]}).to_csv(source, index=False)
+    data = data_params(tmp_path / "raw", source={"kind": "file", "path": str(source)})
+    data = data.model_copy(
+        update={"time": TimeSpec.model_validate({"column": "when", "partition": "year"})}
+    )
+    written = ingest_partitions(data)
+    assert [p.stem for p in written] == ["1990", "1991"]
+    held = [pd.read_parquet(p)["when"].tolist() for p in written]
+    assert held == [
+        ["1990-05-31T00:00:00", "1990-06-01", "1990-06-13T13:45:00"],
+        ["1991-12-02T07:05:00"],
+    ]
+    assert not np.isnat(as_datetime(np.array(held[0] + held[1], dtype=object))).any()
+
+
 def test_a_folder_source_names_what_to_put_where(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"files in .*raw, named by their week \(YYYY-Www"):
         ingest_partitions(data_params(tmp_path / "raw"))

@@ -214,6 +214,31 @@ def row_times(frame: pd.DataFrame, time: TimeSpec) -> pd.Series:
     return times.astype("datetime64[ns]")
 
 
+def iso_time_text(frame: pd.DataFrame, time: TimeSpec | None) -> pd.DataFrame:
+    """`frame` with the values of a text time column that are no ISO 8601 date ("5/31/1990
+    0:00:00", "31 May 1990") rewritten in ISO 8601 as `row_times` read them (UTC): requests
+    send dates in ISO 8601, and the date features read that form only
+    (`maas.serving.derive.as_datetime`), so the partitions hold what a client sends and the
+    features see the dates. ISO values, datetime columns, digit dates and numbers are kept."""
+    if time is None or time.column is None or time.format is not None:
+        return frame
+    values = frame[time.column]
+    if time.partition == "number" or not (
+        pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+    ):
+        return frame
+    from maas.serving.derive import as_datetime
+
+    unread = np.isnat(as_datetime(values.to_numpy(dtype=object)))
+    parsed = row_times(frame, time)
+    rewrite = unread & parsed.notna().to_numpy()
+    if not rewrite.any():
+        return frame
+    column = values.astype(object).copy()
+    column[rewrite] = parsed[rewrite].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return frame.assign(**{time.column: column})
+
+
 def label_values(frame: pd.DataFrame, label: LabelSpec) -> np.ndarray:
     """The label of each row as float (binary: 1/0; multiclass: the index of its class in
     `classes`; regression: the value), NaN where the row has none or (multiclass) a value

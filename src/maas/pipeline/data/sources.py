@@ -20,6 +20,7 @@ from maas.files import replacing
 from maas.pipeline.data import key_hash
 from maas.pipeline.data.partitions import (
     NAME_PATTERNS,
+    iso_time_text,
     name_order,
     period_bounds,
     row_periods,
@@ -160,6 +161,7 @@ def split_by_period(data: DataParams, frame: pd.DataFrame) -> dict[str, pd.DataF
     column: their key's bucket), in the task's order."""
     if data.time is None:
         key_hash.require_keys(frame, data.split, "the source")
+    frame = iso_time_text(frame, data.time)
     names = row_periods(frame, data)
     untimed = int(names.isna().sum())
     if untimed == len(frame):
