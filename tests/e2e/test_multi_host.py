@@ -64,6 +64,10 @@ from tests.e2e.helpers import (
     wait_for_line,
 )
 from tests.e2e.hosts import NETWORK, Hosts
+
+# team mode's users: the MLflow admin (the client moves `champion` as it), the pipeline's user
+# (the workers and the controller), the Prefect server's auth string
+from tests.e2e.test_team import OWNER, PIPELINE, PREFECT_AUTH
 from tests.helpers import make_flights, missing
 from tests.integration.test_work_pools import SMALL, Api, wait_until
 
@@ -72,9 +76,6 @@ MODEL = "delay-hosts"
 POOL = "maas-hosts"
 HOSTS = ("db", "registry", "orchestrator", "worker1", "worker2", "client")
 NIGHTLY = ("training", "nightly-flight-delay")
-OWNER = ("owner", "owner-password-5521")  # the MLflow admin; the client moves `champion` as it
-PIPELINE = ("pipeline", "pipeline-password-7730")  # the workers and the controller
-PREFECT_AUTH = ("team", "prefect-password-9921")
 
 
 def mlflow_user(user: tuple[str, str]) -> dict[str, str]:
