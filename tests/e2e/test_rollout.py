@@ -2,7 +2,7 @@
 progressive, the real registry, podman containers and the HAProxy gateway, a client sending
 requests the whole time.
 
-Short steps (25%, 50%, 100%; 3 s and 20 requests each) keep the module small: two versions
+Short steps (shadow, 25%, 50%, 100%; 3 s and 20 requests each) keep the module small: two versions
 registered (the trained model registered again, as test_promotion does) and packaged once, and
 a third of worse quality (the trained network with its output layer negated: no training)
 rolled back on quality by a shadow step, before any client reaches it.
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = TRAINED_MODEL
 STEPS = [
     "deploy.rollout.strategy=progressive",
-    "deploy.rollout.steps=[25, 50, 100]",
+    "deploy.rollout.steps=[shadow, 25, 50, 100]",
     "deploy.rollout.min_seconds=3",
     "deploy.rollout.min_requests=20",
 ]
@@ -101,10 +101,12 @@ def test_a_good_version_rolls_out_through_a_restart_and_a_bad_one_rolls_back(pro
     try:
         wait_for_version(endpoint, first)  # nothing served: the first deploy is immediate
 
-        # the good version: canary 25% -> 50% (the controller killed and restarted there)
-        # -> 100% -> the only serving version, no failed request
+        # the good version: shadow (a replay of the champion's requests) -> canary 25% -> 50%
+        # (the controller killed and restarted there) -> 100% -> the only serving version, no
+        # failed request
         with Load(endpoint) as load:
             cli(overrides, "promote", good)
+            wait_for_tag(client, good, "rollout_state", lambda v: v == "shadow")
             wait_for_tag(client, good, "rollout_state", lambda v: v.startswith("canary"))
             shown = json.loads(cli(overrides, "rollout", "status", "--json").stdout)
             assert shown["rollout"]["candidate"] == good and shown["rollout"]["previous"] == first
@@ -183,6 +185,13 @@ def test_a_version_of_worse_quality_is_rolled_back_at_shadow_before_any_client_r
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == champion
     reason = client.get_model_version(MODEL, worse).tags["rollout_reason"]
     assert reason.startswith("shadow failed") and "shadow_quality" in reason, reason
+    rolled = next(
+        e
+        for e in AuditTrail.of(params).read()
+        if e["event"] == "rollout_rolled_back" and e["version"] == worse
+    )
+    quality = rolled["checks"]["shadow_quality"]  # the numbers, in the audit event
+    assert quality["drop_low"] > 0.02 and quality["champion_rows"] >= 200, quality
     print(f"rolled back v{worse} at shadow: {reason}; the clients: {seen}")
     steps = [e for e in AuditTrail.of(params).read() if e["version"] == worse]
     assert [e["event"] for e in steps if e["event"].startswith("rollout_")] == [

@@ -69,7 +69,8 @@ class Disagreement:
     """How differently the two versions answered the same records. Binary: mean |Δ| of the
     probability; regression: mean |Δ| of the value over the champion's standard deviation
     (scale-free: one threshold fits every task); multiclass: the share of class flips.
-    `rank_correlation`: Spearman's, of the probability or value (None for multiclass)."""
+    `rank_correlation`: Spearman's, of the probability or value (None for multiclass, and
+    where the champion answered every record alike: nothing to rank, mean |Δ| judges)."""
 
     records: int
     mean_abs_delta: float
@@ -107,12 +108,15 @@ def disagreement(kind: str, champion: np.ndarray, candidate: np.ndarray) -> Disa
     if kind == "regression":
         spread = float(np.std(champion))
         delta = delta / spread if spread > 0 else (0.0 if delta == 0 else math.inf)
+    rho: float | None
     if delta == 0:
         rho = 1.0  # the same answers (also where they are constant: no ranks to compare)
     elif len(champion) > 1 and np.ptp(champion) > 0 and np.ptp(candidate) > 0:
         rho = float(spearmanr(champion, candidate).statistic)
+    elif len(champion) > 1 and np.ptp(champion) == 0:
+        rho = None  # the champion answered one value (the same record replayed): no ranks
     else:
-        rho = 0.0  # one of them answers a constant: it ranks nothing
+        rho = 0.0  # the candidate answers a constant where the champion ranks: it ranks nothing
     return Disagreement(len(champion), delta, rho)
 
 

@@ -13,7 +13,13 @@ import pytest
 
 from maas.config.kinds import METRICS
 from maas.operate.rollout_quality import Difference, quality_drop
-from maas.operate.shadow import Disagreement, ShadowReport, checks_of, disagreement
+from maas.operate.shadow import (
+    Disagreement,
+    ShadowReport,
+    _disagreement_check,
+    checks_of,
+    disagreement,
+)
 from maas.operate.shadow import replayed_requests as replayed
 from tests.helpers import make_flights
 from tests.unit.operate.served_logs import (
@@ -77,6 +83,14 @@ def test_disagreement_of_each_kind() -> None:
     assert reversed_.rank_correlation == pytest.approx(-1.0)
     flat = disagreement("binary", p, np.full(9, 0.5))  # a constant ranks nothing
     assert flat.rank_correlation == 0.0
+    # one record replayed over and over: the champion ranks nothing either, so only mean |Δ|
+    # judges (a float's last digit apart is no disagreement; 0.3 apart is)
+    replayed = disagreement("binary", np.full(9, 0.25), np.full(9, 0.25 + 1e-9))
+    assert replayed.rank_correlation is None
+    check = _disagreement_check("d", replayed, max_delta=0.1, min_rho=0.5)
+    assert check.passed is True, check
+    far = disagreement("binary", np.full(9, 0.25), np.full(9, 0.55))
+    assert _disagreement_check("d", far, max_delta=0.1, min_rho=0.5).passed is False
     values = np.array([10.0, 20.0, 30.0, 40.0])
     scaled = disagreement("regression", values, values + np.std(values))  # off by one std
     assert scaled.mean_abs_delta == pytest.approx(1.0)
