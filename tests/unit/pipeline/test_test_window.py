@@ -103,6 +103,28 @@ def test_regression_counts_rows_and_the_run_reads_each_partition_once(tmp_path) 
     assert set(sized.frames) == {"2024-02", "2024-03"}  # the training one is read later
 
 
+@pytest.mark.parametrize("damage", [b"", b"PAR1 half a file"], ids=["empty", "truncated"])
+def test_an_unreadable_partition_is_named_while_the_rows_are_counted(tmp_path, damage) -> None:
+    """The share's row count reads each partition's metadata: an empty or truncated file is the
+    DataError naming it that reading it gives, not pyarrow's own exception."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for month in ("2024-01", "2024-02"):
+        pd.DataFrame({"y": ["yes", "no"] * 60, "t": f"{month}-05"}).to_parquet(
+            raw / f"{month}.parquet"
+        )
+    (raw / "2024-03.parquet").write_bytes(damage)
+    data = DataParams.model_validate(
+        {
+            "raw_dir": raw,
+            "time": {"column": "t", "partition": "month"},
+            "label": {"column": "y", "kind": "binary", "positive": "yes"},
+        }
+    )
+    with pytest.raises(DataError, match=r"partition 2024-03 .* is unreadable"):
+        split_by_size(list_partitions(raw, "month"), data)
+
+
 def test_a_run_without_a_scoreable_window_stops_at_validate_and_leaves_no_windows(
     small_params, tmp_path
 ) -> None:

@@ -226,11 +226,15 @@ def rule_of(data: DataParams) -> WindowRule:
 
 
 def row_count(partition: Partition) -> int:
-    """A partition's rows, labeled or not: a parquet file's metadata, else the file read."""
+    """A partition's rows, labeled or not: a parquet file's metadata, else the file read (an
+    unreadable file: `read_partition`'s DataError naming it)."""
     if partition.path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(partition.path).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(partition.path).metadata.num_rows)
+        except Exception:  # empty, truncated, not parquet: reading it names the problem
+            pass
     return len(read_partition(partition))
 
 
