@@ -107,9 +107,9 @@ def fit_baselines(
                 train_x, test_x = sparse.csr_matrix(train_num), sparse.csr_matrix(test_num)
             model = LinearRegression() if regression else LogisticRegression(max_iter=1000)
         elif name == "hist_gradient_boosting":
-            train_x = np.hstack([train_cat, train_num])
-            test_x = np.hstack([test_cat, test_num])
-            categorical = [True] * train_cat.shape[1] + [False] * train_num.shape[1]
+            train_x, test_x, categorical = _boosting_inputs(
+                train_cat, train_num, train_y, test_cat, test_num, regression, seed
+            )
             estimator = (
                 HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
             )
@@ -119,6 +119,48 @@ def fit_baselines(
         model.fit(train_x, train_y)
         preds[name] = _predictions(model, test_x, kind, n_classes)
     return preds
+
+
+HGB_MAX_CATEGORIES = 255  # HistGradientBoosting's native categories per column (its max_bins)
+
+
+def _boosting_inputs(
+    train_cat: np.ndarray,
+    train_num: np.ndarray,
+    train_y: np.ndarray,
+    test_cat: np.ndarray,
+    test_num: np.ndarray,
+    regression: bool,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    """HistGradientBoosting's inputs: a category column with at most HGB_MAX_CATEGORIES values
+    in the training rows stays a native categorical; one with more (a tail number, a zip
+    code: HGB refuses it) enters as its cross-fitted target encoding (scikit-learn's
+    TargetEncoder, one column per class for multiclass), as a practitioner would feed it."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.preprocessing import TargetEncoder
+
+    wide = [
+        j for j in range(train_cat.shape[1]) if np.unique(train_cat[:, j]).size > HGB_MAX_CATEGORIES
+    ]
+    native = [j for j in range(train_cat.shape[1]) if j not in wide]
+    train_parts, test_parts = [train_cat[:, native]], [test_cat[:, native]]
+    categorical = [True] * len(native)
+    if wide:
+        folds = KFold if regression else StratifiedKFold
+        encoder = TargetEncoder(
+            target_type="continuous" if regression else "auto",
+            cv=folds(5, shuffle=True, random_state=seed),
+        )
+        train_parts.append(encoder.fit_transform(train_cat[:, wide], train_y))
+        test_parts.append(encoder.transform(test_cat[:, wide]))
+        categorical += [False] * train_parts[-1].shape[1]
+    categorical += [False] * train_num.shape[1]
+    return (
+        np.hstack([*train_parts, train_num]),
+        np.hstack([*test_parts, test_num]),
+        categorical,
+    )
 
 
 def _prior(train_y: np.ndarray, rows: int, kind: str, n_classes: int) -> np.ndarray:
