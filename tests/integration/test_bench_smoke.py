@@ -107,6 +107,8 @@ def test_every_benchmark_step_runs_in_the_smoke_mode(raw_months: Path, tmp_path:
     written = json.loads(summary.read_text())
     assert written["smoke"] and set(written["step_seconds"]) == set(STEP_FILES)
     assert written["goals"] and all(math.isfinite(goal["measured"]) for goal in written["goals"])
+    said = [goal["what"] for goal in written["goals"]]  # issue 31: batch against the service
+    assert any(what.startswith("scoring: local backend / the service") for what in said), said
 
 
 SCALE_STAGES = {"ingest", "validate", "validation_suite", "drift", "train_epoch", "evaluate"}
