@@ -281,9 +281,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from maas.pipeline.training.prepare import prepare_training
 
     def params_for(overrides: list[str]) -> Any:
-        return load_params(
+        return load_params(  # each kind as named, on any host (no model.cpu_kind)
             args.params,
-            [*overrides, f"train.device={args.device}", *args.set],
+            ["model.cpu_kind=null", *overrides, f"train.device={args.device}", *args.set],
             task=args.task,
         )
 

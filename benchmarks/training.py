@@ -2,7 +2,7 @@
 
 Same model (the MLP params.yaml shapes), same tensors (the pipeline's own training window
 and preprocessing from data/processed), same batch size, optimizer, loss (the task kind's:
-`maas.pipeline.training.fit.head_loss`) and epochs. Variants run
+`maas.pipeline.training.loss.head_loss`) and epochs. Variants run
 interleaved round by round (minimal, fit, fit + MLflow, minimal, ...) so machine drift hits
 all of them alike; the medians are compared.
 
@@ -36,7 +36,7 @@ Loss = Callable[[Any, Any], Any]  # (the network's output, the labels) -> the lo
 
 def task_loss(config: Any, train: Any) -> Loss:
     """The task kind's loss, as `fit` computes it (BCE on the logit for a binary label)."""
-    from maas.pipeline.training.fit import head_loss
+    from maas.pipeline.training.loss import head_loss
 
     return lambda out, labels: head_loss(config.head, out, labels, train.regression_loss)
 

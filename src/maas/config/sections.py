@@ -103,6 +103,9 @@ class NumericEmbeddingParams(Strict):
 
 class ModelParams(Strict):
     kind: Literal["mlp", "tabm"] = "mlp"
+    # the kind trained where no CUDA device is present (None: `kind` everywhere); the version
+    # records the kind it was trained as (maas.pipeline.training.budget)
+    cpu_kind: Literal["mlp", "tabm"] | None = None
     embedding_dim_max: int = Field(16, ge=1, le=512)  # mlp: categorical embedding widths
     hidden_sizes: list[int] = [128, 64]  # mlp
     dropout: float = Field(0.1, ge=0, lt=1)

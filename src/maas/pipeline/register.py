@@ -15,7 +15,7 @@ import pandas as pd
 from maas.config import DataParams, RegistryParams
 from maas.pipeline.data.windows import TEST_FILE, read_lineage, read_window
 from maas.pipeline.evaluation.result import Evaluation
-from maas.serving.inference import PREPROCESSING_FILE
+from maas.serving.inference import MODEL_CONFIG_FILE, PREPROCESSING_FILE
 from maas.serving.preprocessing import Preprocessor
 from maas.tracking.alias_lock import champion_lock
 from maas.tracking.keyring import load_key
@@ -102,6 +102,13 @@ class Registration:
         return asdict(self)
 
 
+def trained_tags(models_dir: Path) -> dict[str, str]:
+    """The network as trained (`model_kind`: a task's model.cpu_kind may have replaced
+    model.kind on a host without a GPU) and its numeric embeddings."""
+    config = json.loads((models_dir / MODEL_CONFIG_FILE).read_text())
+    return {"model_kind": config["kind"], "numeric_embedding": config["numeric_embedding"]}
+
+
 def register_model(
     *,
     data: DataParams,
@@ -124,7 +131,7 @@ def register_model(
         registry,
         tracking.run_id,
         models_dir,
-        lineage_tags(metrics, lineage, params_digest),
+        lineage_tags(metrics, lineage, params_digest) | trained_tags(models_dir),
         input_example(data, preprocessor),
         serving_requirements(),
     )

@@ -164,6 +164,7 @@ class TrainSummary:
     validation_metric: str  # the gate's metric (promotion.metric, else the kind's score)
     validation_score: float
     history: list[dict[str, float]]
+    estimated_seconds: float | None = None  # said before the first epoch (training.budget)
     # multiclass: the decision rule's offsets on the class logits (empty: the plain argmax)
     class_bias: list[float] = field(default_factory=list)
 
@@ -183,6 +184,7 @@ def train_model(
     are chosen on the gate's metric (`promotion.metric`, else the kind's score), and so is a
     multiclass decision rule (maas.pipeline.training.imbalance)."""
     from maas.pipeline.training import distributed
+    from maas.pipeline.training.budget import say
     from maas.pipeline.training.fit import fit, predict
     from maas.pipeline.training.imbalance import decide_on_validation
     from maas.pipeline.training.prepare import prepare_training, training_fingerprint
@@ -209,6 +211,9 @@ def train_model(
             on_epoch_end=on_epoch_end,
             augment=prepared.augment,
             metric=metric,
+            on_estimate=lambda estimate, device: log.info(
+                say(estimate, prepared.config.kind, device, model.cpu_kind)
+            ),
         )
     if epoch_logger is not None:
         epoch_logger.flush()
@@ -224,6 +229,7 @@ def train_model(
         validation_metric=metric,
         validation_score=float(best.get(f"val_{metric}", float("nan"))),
         history=result.history,
+        estimated_seconds=result.estimated_seconds,
         class_bias=decide_on_validation(
             result.model,
             predict(result.model, prepared.validation, mixed_precision=False).numpy(),

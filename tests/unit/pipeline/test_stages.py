@@ -105,6 +105,7 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
     own version champion. Registering must not overwrite that without a comparison."""
     from maas.config import RegistryParams
     from maas.pipeline.register import register_model
+    from maas.serving.inference import MODEL_CONFIG_FILE
     from maas.tracking.registry import CHAMPION, get_alias_version
     from maas.tracking.runs import start_pipeline_run
     from maas.tracking.store import connect
@@ -147,6 +148,12 @@ def test_the_alias_move_is_a_compare_and_set_against_the_champion_the_gate_saw(
     assert "champion moved" in second.note
     client = connect(registry)
     assert str(get_alias_version(client, "cas", CHAMPION).version) == first.version
+    trained = json.loads((models / MODEL_CONFIG_FILE).read_text())  # the kind as trained
+    tags = client.get_model_version("cas", first.version).tags
+    assert (tags["model_kind"], tags["numeric_embedding"]) == (
+        trained["kind"],
+        trained["numeric_embedding"],
+    )
     assert (
         "champion moved"
         in client.get_model_version("cas", second.version).tags["promotion_skipped"]

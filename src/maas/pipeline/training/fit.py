@@ -26,10 +26,12 @@ from maas.config.kinds import SCORE
 from maas.errors import TrainingError
 from maas.pipeline.training import distributed
 from maas.pipeline.training.augment import Augmentation
+from maas.pipeline.training.budget import Estimate, batch_step, probe
 from maas.pipeline.training.checkpoints import checkpoint_state, restore_checkpoint, save_checkpoint
 from maas.pipeline.training.device import autocast, set_seed, training_device
 from maas.pipeline.training.device import select_device as select_device
 from maas.pipeline.training.imbalance import class_weights
+from maas.pipeline.training.loss import head_loss
 from maas.pipeline.training.model import Head, ModelConfig, build_network, serving_output
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class TrainResult:
     samples_per_second: float
     resumed_from_epoch: int | None = None
     stopped_early: bool = False
+    estimated_seconds: float | None = None  # before the first epoch (training.budget)
 
 
 def iterate_batches(
@@ -141,35 +144,6 @@ def train_one_epoch(
         distributed.all_reduce_sum(total)
     # One device sync per epoch, not per batch.
     return float(total.item()) / (len(data) - len(data) % world)
-
-
-def head_loss(
-    head: str,
-    out: torch.Tensor,
-    labels: torch.Tensor,
-    regression_loss: str = "mse",
-    class_weight: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The task's loss: BCE on the logit (binary), cross-entropy on the class logits
-    (multiclass, weighted by `class_weight`: maas.pipeline.training.imbalance), MSE or Huber on
-    the standardized value (regression). An ensemble's output (tabm: a member axis after the
-    batch) fits every member to the labels."""
-    out = out.float()
-    if head == "multiclass":
-        targets = labels.long()
-        if out.dim() == 3:  # (batch, k, classes)
-            targets = targets[:, None].expand(out.shape[:2])
-        weight = class_weight.to(out.device) if class_weight is not None else None
-        return nn.functional.cross_entropy(
-            out.reshape(-1, out.shape[-1]), targets.reshape(-1), weight=weight
-        )
-    if out.dim() == 2:  # (batch, k)
-        labels = labels[:, None].expand_as(out)
-    if head == "regression":
-        if regression_loss == "huber":
-            return nn.functional.huber_loss(out, labels)
-        return nn.functional.mse_loss(out, labels)
-    return nn.functional.binary_cross_entropy_with_logits(out, labels)
 
 
 @torch.no_grad()
@@ -299,6 +273,7 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
     augment: Augmentation | None = None,
     metric: str | None = None,
+    on_estimate: Callable[[Estimate, str], None] | None = None,
 ) -> TrainResult:
     """Train with early stopping on the validation metric `selection_metric` names (`metric`,
     the gate's; default the kind's score) and keep its best epoch; resume from
@@ -339,6 +314,13 @@ def fit(
         )
 
     start_epoch = (progress.resumed_from or 0) + 1
+    estimate = None
+    if rank == 0 and start_epoch <= params.max_epochs:  # said before the first epoch
+        step = batch_step(config.head, train_d, params, weight)
+        per_epoch = steps_per_epoch(len(train_d), params.batch_size, world)
+        estimate = Estimate(probe(model, step), per_epoch, params.max_epochs - start_epoch + 1)
+        if on_estimate is not None:
+            on_estimate(estimate, device.type)
     trained_samples, train_seconds = 0, 0.0
     for epoch in range(start_epoch, params.max_epochs + 1):
         if progress.bad_epochs >= params.patience:
@@ -381,4 +363,5 @@ def fit(
         samples_per_second=trained_samples / train_seconds if train_seconds else 0.0,
         resumed_from_epoch=progress.resumed_from,
         stopped_early=progress.bad_epochs >= params.patience,
+        estimated_seconds=estimate.seconds if estimate is not None else None,
     )

@@ -15,6 +15,7 @@ from maas.config import DataParams, FeatureParams, ModelParams, RequestParams, T
 from maas.pipeline.data.partitions import split_latest
 from maas.pipeline.data.windows import TRAIN_FILE, read_window
 from maas.pipeline.training.augment import Augmentation
+from maas.pipeline.training.budget import announced_model, model_for_host
 from maas.pipeline.training.fit import TensorSet
 from maas.pipeline.training.model import Head, ModelConfig, model_config_for
 from maas.pipeline.training.request_spec import build_request_spec
@@ -58,6 +59,7 @@ def prepare_training(
     train: TrainParams,
     request: RequestParams | None = None,
 ) -> PreparedTraining:
+    model = announced_model(model, train)  # model.cpu_kind where training runs on the CPU
     window = read_window(data, TRAIN_FILE)
     fit_part, val_part = split_latest(window, train.validation_fraction, data.time)
     preprocessor = fit_features(fit_part, features, request)
@@ -110,7 +112,7 @@ def training_fingerprint(
     (`code`: default, the digest of this maas) on the same data."""
     payload = {
         "features": features.model_dump(mode="json"),
-        "model": model.model_dump(mode="json"),
+        "model": model_for_host(model, train).model_dump(mode="json"),  # the kind trained
         "train": train.model_dump(mode="json", exclude={"device", "num_threads"}),
         "labels": data.label.model_dump(mode="json"),
         "time": data.time.model_dump(mode="json") if data.time else data.split.model_dump(),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from maas.config import Params, SearchRange, apply_overrides, parse_params
 from maas.config.kinds import SCORE
+from maas.pipeline.training.budget import model_for_host
 from maas.pipeline.training.fit import TrainResult, fit
 from maas.pipeline.training.model import Head, model_config_for
 from maas.pipeline.training.prepare import PreparedTraining, augmentation
@@ -60,24 +61,27 @@ class TuneResult:
 
 
 def search_space(params: Params) -> dict[str, SearchRange]:
-    """`tune.space`, or the default space of `model.kind` when it is empty."""
+    """`tune.space`, or the default space of the kind this host trains (`model.kind`, or
+    `model.cpu_kind` without a GPU) when it is empty."""
     if params.tune.space:
         return dict(params.tune.space)
-    return {k: SearchRange.model_validate(v) for k, v in DEFAULT_SPACES[params.model.kind].items()}
+    kind = model_for_host(params.model, params.train).kind
+    return {k: SearchRange.model_validate(v) for k, v in DEFAULT_SPACES[kind].items()}
 
 
 def study_name(params: Params, space: dict[str, SearchRange], train_partitions: Any) -> str:
     """The same search on the same data resumes one study; another space or data starts anew."""
+    kind = model_for_host(params.model, params.train).kind
     payload = {
         "space": {k: v.model_dump() for k, v in sorted(space.items())},
-        "kind": params.model.kind,
+        "kind": kind,
         "data": train_partitions,
         "features": params.features.model_dump(mode="json"),
         "label": params.data.label.model_dump(mode="json"),
         "regression_loss": params.train.regression_loss,
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{params.registry.model_name}-{params.model.kind}-{digest}"
+    return f"{params.registry.model_name}-{kind}-{digest}"
 
 
 def storage_url(storage: str) -> str:
