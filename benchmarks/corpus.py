@@ -11,7 +11,8 @@ exact message. Failures are results: the report shows them as they came.
 
 Each table runs in a project folder of its own (its own MLflow store) under --workdir, with
 params.yaml as it ships; one temporary Prefect server serves every run. `--max-rows` keeps a
-seeded random sample (every period keeps its share of rows).
+seeded random sample (every period keeps its share of rows; a table's `min_rows` raises it:
+the rare positive's 30,000, so that its test window holds ~100 positives, not 10).
 """
 
 from __future__ import annotations
@@ -228,7 +229,8 @@ def run_dataset(
     root.mkdir(parents=True)
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     started = time.monotonic()
-    frame = sample(dataset.load(), max_rows)
+    at_least = dataset.min_rows or 0
+    frame = sample(dataset.load(), max_rows if max_rows is None else max(max_rows, at_least))
     outcome.rows, outcome.columns = frame.shape
     data_file = root / f"{dataset.name}.parquet"
     frame.to_parquet(data_file, index=False)

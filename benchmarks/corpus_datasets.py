@@ -32,6 +32,9 @@ class Dataset:
     load: Callable[[], pd.DataFrame]
     flags: tuple[str, ...] = ()  # further `task init` flags (--exclude, --key, --positive ...)
     prepared: str = "as shipped"
+    # a --max-rows sample keeps at least this many rows: a rare positive needs them for a
+    # scoreable test window (flight-cancelled at 3,000 rows: 10 positives in it)
+    min_rows: int | None = None
 
 
 def rdataset(package: str, item: str) -> Callable[[], pd.DataFrame]:
@@ -112,6 +115,7 @@ CORPUS: tuple[Dataset, ...] = (
         load=flights_cancelled,
         flags=("--positive", "yes"),
         prepared="label `cancelled` = no dep_time; post-departure columns dropped",
+        min_rows=30_000,
     ),
     Dataset(
         name="flight-origin",

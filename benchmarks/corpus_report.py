@@ -53,7 +53,9 @@ def report_markdown(
         "# The corpus: real public tables from file to served prediction",
         "",
         f"Written by `python benchmarks/corpus.py` ({time.strftime('%Y-%m-%d %H:%M UTC')}"
-        f"; rows per table: {max_rows or 'all'}; serving: "
+        f"; rows per table: {max_rows or 'all'}"
+        + (" or a table's own minimum (its rows column)" if max_rows else "")
+        + "; serving: "
         f"{'packaged image in a container' if package else '`maas serve` (BentoML, no container)'}"
         "). Only `maas task init` flags, params.yaml as it ships, the CPU default model"
         + (f"; `maas run --set {' --set '.join(run_sets)}`" if run_sets else "")
