@@ -111,6 +111,7 @@ def test_the_estimate_names_cpu_kind_when_a_cpu_run_would_be_long() -> None:
     assert hours.seconds > SLOW_S and "about 2.9 h" in text and "model.cpu_kind" in text
     assert "model.cpu_kind" not in say(hours, "tabm", "cpu", "mlp")
     assert "model.cpu_kind" not in say(hours, "tabm", "cuda", None)
+    assert "model.cpu_kind" not in say(hours, "mlp", "cpu", None)  # already the quick one
     minute = Estimate(step_seconds=0.01, steps_per_epoch=330, epochs=16)
     assert "about 53 s" in say(minute, "mlp", "cpu", None)
 

@@ -99,7 +99,7 @@ def say(estimate: Estimate, kind: str, device: str, cpu_kind: str | None) -> str
         f"({estimate.step_seconds * 1000:.1f} ms a step, {PROBE_STEPS} measured; early "
         "stopping may end it sooner)"
     )
-    if device == "cpu" and estimate.seconds > SLOW_S and cpu_kind is None:
+    if device == "cpu" and estimate.seconds > SLOW_S and cpu_kind is None and kind != "mlp":
         text += (
             "; on hosts without a GPU, model.cpu_kind names a quicker model for the task (e.g. mlp)"
         )
