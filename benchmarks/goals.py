@@ -256,7 +256,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "share",
             )
         bulk_case = (results.get("serving") or {}).get("maas", {}).get("1000 records, c=4")
-        if bulk_case:  # the same service and model, measured by the serving step of this run
+        if bulk_case and bulk_case["rps"]:  # the same service and model, this run's serving step
             served = bulk_case["rps"] * 1000
             add(
                 "scoring: local backend / the service answering 1000-record requests (c=4), "

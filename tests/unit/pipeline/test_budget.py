@@ -79,7 +79,7 @@ def test_the_probe_leaves_the_network_and_the_random_streams_as_they_were(
     torch.manual_seed(7)
     expected = torch.rand(4)
     torch.manual_seed(7)
-    seconds = probe(network, batch_step("binary", train, small_params.train, None))
+    seconds = probe(network, batch_step("binary", train, 64, small_params.train, None))
     assert seconds > 0
     torch.testing.assert_close(torch.rand(4), expected)  # dropout drew from a saved state
     for key, tensor in network.state_dict().items():

@@ -119,3 +119,26 @@ def test_a_tuned_file_that_sets_other_things_is_refused(tmp_path) -> None:
     tuned.write_text("- 1\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_params(ROOT / "params.yaml", [f"tune.output={tuned}"])
+
+
+def test_a_cpu_host_tunes_the_kind_it_trains(project) -> None:
+    """flight-delay names `model.cpu_kind: mlp`: on a CPU host its search space, its study and
+    every trial are the MLP's, not TabM's (a trial of ~3 hours training a space it ignores)."""
+    import optuna
+
+    from maas.pipeline.training.fit import net_config
+    from maas.pipeline.training.prepare import prepare_training
+    from maas.pipeline.training.tune import fit_trial
+
+    _, overrides = project
+    host = load_params(
+        ROOT / "params.yaml",
+        [*overrides, "model.kind=tabm", "model.cpu_kind=mlp", "train.max_epochs=1"],
+    )
+    default = host.model_copy(update={"tune": host.tune.model_copy(update={"space": {}})})
+    assert "model.hidden_sizes" in search_space(default)  # the MLP's default space
+    name = study_name(host, search_space(host), read_lineage(host.data)["train_partitions"])
+    assert "-mlp-" in name
+    prepared = prepare_training(host.data, host.features, host.model, host.train)
+    result, _, _ = fit_trial(optuna.trial.FixedTrial({}), host, prepared)
+    assert net_config(result.model).kind == "mlp"

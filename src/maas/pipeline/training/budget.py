@@ -107,12 +107,13 @@ def say(estimate: Estimate, kind: str, device: str, cpu_kind: str | None) -> str
 
 
 def batch_step(
-    head: str, data: Any, params: TrainParams, weight: torch.Tensor | None
+    head: str, data: Any, batch: int, params: TrainParams, weight: torch.Tensor | None
 ) -> Callable[[torch.nn.Module, torch.optim.Optimizer], None]:
-    """One training step on the first batch of `data` (fit's TensorSet), as `fit`'s epochs
-    take them: the step `probe` times."""
+    """One training step on the first `batch` rows of `data` (fit's TensorSet; a process's
+    share of train.batch_size under torchrun), as `fit`'s epochs take them: what `probe`
+    times."""
     device = data.labels.device
-    rows = torch.arange(min(len(data), params.batch_size), device=device)
+    rows = torch.arange(min(len(data), batch), device=device)
 
     def step(network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         with autocast(device, params.mixed_precision):

@@ -315,8 +315,9 @@ def fit(
 
     start_epoch = (progress.resumed_from or 0) + 1
     estimate = None
-    if rank == 0 and start_epoch <= params.max_epochs:  # said before the first epoch
-        step = batch_step(config.head, train_d, params, weight)
+    trains = start_epoch <= params.max_epochs and progress.bad_epochs < params.patience
+    if on_estimate is not None and rank == 0 and trains:  # said before the first epoch
+        step = batch_step(config.head, train_d, -(-params.batch_size // world), params, weight)
         per_epoch = steps_per_epoch(len(train_d), params.batch_size, world)
         estimate = Estimate(probe(model, step), per_epoch, params.max_epochs - start_epoch + 1)
         if on_estimate is not None:

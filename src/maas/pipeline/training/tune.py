@@ -165,8 +165,11 @@ def fit_trial(
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     fit_numeric = prepared.train.numeric.cpu().numpy()
-    config = model_config_for(
-        chosen.model, prepared.preprocessor.cardinalities, fit_numeric, Head.of(prepared.config)
+    config = model_config_for(  # the kind this host trains, as prepare_training's
+        model_for_host(chosen.model, chosen.train),
+        prepared.preprocessor.cardinalities,
+        fit_numeric,
+        Head.of(prepared.config),
     )
     augment = augmentation(prepared.preprocessor, chosen.train)
     result = fit(
