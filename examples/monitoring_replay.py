@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "deploy.webhook_listen=null",
         "monitoring.retrain=true",
         "monitoring.cooldown_h=0",
-        "model.kind=mlp",  # each retrain in minutes on a CPU (--set model.kind=tabm wins)
+        "model.kind=mlp",  # retrains in minutes (--set model.kind=tabm model.cpu_kind=tabm wins)
         *args.overrides,
     ]
     sets = [a for s in settings for a in ("--set", s)]
