@@ -35,16 +35,14 @@ from maas.monitor import evidence
 from maas.monitor.predictions import LogColumns, read_predictions
 from maas.operate.rollout_quality import (
     LABEL,
-    RESAMPLES,
-    Difference,
     labels_for,
     outputs_of,
     quality_check,
-    quality_drop,
     utc,
     with_labels,
 )
 from maas.operate.rollout_types import Check
+from maas.pipeline.evaluation.difference import RESAMPLES, Difference, quality_drop
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -12,14 +12,8 @@ import pandas as pd
 import pytest
 
 from maas.config.kinds import METRICS, metric_names
-from maas.operate.rollout_quality import (
-    Difference,
-    live_quality_checks,
-    metric_value,
-    prediction_shift,
-    quality_check,
-    quality_drop,
-)
+from maas.operate.rollout_quality import live_quality_checks, prediction_shift, quality_check
+from maas.pipeline.evaluation.difference import Difference, metric_value, quality_drop
 from maas.pipeline.evaluation.metrics import compute_metrics
 from tests.helpers import make_flights
 from tests.unit.operate.served_logs import (
