@@ -6,14 +6,18 @@ maas's lines, no library warnings or Prefect/MLflow bookkeeping (the log file ho
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from benchmarks import embedding_choice
 from benchmarks.corpus import run_corpus
 from benchmarks.corpus_datasets import BY_NAME
 from benchmarks.corpus_report import report_markdown
 
+from maas.pipeline.stages import TRAIN_SUMMARY_FILE
+from maas.serving.inference import MODEL_CONFIG_FILE
 from tests.e2e.helpers import session_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -57,3 +61,14 @@ def test_a_sample_of_the_corpus_goes_from_file_to_a_served_prediction(
                 if not MAAS_LINE.match(line)
             ]
             assert not noise, f"{outcome.name} {step}: {noise[:5]}"
+    # task init proposed `auto` numeric embeddings: each run trained both and said its choice
+    for outcome in outcomes:
+        summary = json.loads(next((tmp_path / outcome.name).rglob(TRAIN_SUMMARY_FILE)).read_text())
+        embeddings = [c["numeric_embedding"] for c in summary["candidates"]]
+        assert embeddings == ["none", "piecewise_linear"], outcome.name
+        assert "train: kept numeric_embeddings" in (tmp_path / outcome.name / "run.log").read_text()
+    # benchmarks/embedding_choice.py retrains both candidates of a run and makes its choice
+    rows = embedding_choice.main(["--workdir", str(tmp_path), "--datasets", "airport-weather"])
+    config = next((tmp_path / "airport-weather").rglob(MODEL_CONFIG_FILE))
+    assert rows[0]["picks"]["validation"] == json.loads(config.read_text())["numeric_embedding"]
+    assert set(rows[0]["test"]) == {"none", "piecewise_linear"}

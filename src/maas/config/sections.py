@@ -96,7 +96,8 @@ class TabMParams(Strict):
 class NumericEmbeddingParams(Strict):
     """Embeddings of the numeric inputs (the `rtdl-num-embeddings` package), for either kind."""
 
-    kind: Literal["none", "piecewise_linear", "periodic"] = "none"
+    # auto: none and piecewise_linear both trained, the better on validation kept
+    kind: Literal["none", "piecewise_linear", "periodic", "auto"] = "none"
     n_bins: int = Field(48, ge=2, le=1024)  # piecewise_linear: quantile bins per column
     d_embedding: int = Field(16, ge=1, le=512)
 

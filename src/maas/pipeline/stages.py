@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,9 @@ from maas.pipeline.data.windows import (
     write_windows,
 )
 from maas.pipeline.evaluation.result import Evaluation, log_evaluation
-from maas.pipeline.training.progress import epoch_progress
 from maas.serving.inference import (
     MODEL_CONFIG_FILE,
     ONNX_FILE,
-    PREPROCESSING_FILE,
     WEIGHTS_FILE,
     OnnxModel,
     sha256_file,
@@ -165,6 +162,8 @@ class TrainSummary:
     validation_score: float
     history: list[dict[str, float]]
     estimated_seconds: float | None = None  # said before the first epoch (training.budget)
+    # numeric_embeddings auto: each candidate's record (training.candidates); else empty
+    candidates: list[dict[str, Any]] = field(default_factory=list)
     # multiclass: the decision rule's offsets on the class logits (empty: the plain argmax)
     class_bias: list[float] = field(default_factory=list)
 
@@ -181,43 +180,48 @@ def train_model(
 ) -> TrainSummary:
     """Fit preprocessing on the training window, train, save weights/config/ONNX to models_dir
     (the preprocessing JSON carries the request spec the service is generated from). Epochs
-    are chosen on the gate's metric (`promotion.metric`, else the kind's score), and so is a
-    multiclass decision rule (maas.pipeline.training.imbalance)."""
+    are chosen on the gate's metric (`promotion.metric`, else the kind's score), and so are a
+    multiclass decision rule (training.imbalance) and `auto` embeddings (training.candidates)."""
     from maas.pipeline.training import distributed
-    from maas.pipeline.training.budget import say
-    from maas.pipeline.training.fit import fit, predict
+    from maas.pipeline.training.candidates import candidate_metrics, candidate_models, choose
+    from maas.pipeline.training.export import save_model
     from maas.pipeline.training.imbalance import decide_on_validation
+    from maas.pipeline.training.job import train_candidate, validation_labels
     from maas.pipeline.training.prepare import prepare_training, training_fingerprint
 
     prepared = prepare_training(data, features, model, train, request)
     metric = gate_metric(data.label.kind, promotion.metric if promotion else None).name
-    fingerprint = training_fingerprint(features, model, train, data, read_lineage(data))
-    checkpoint = train.checkpoint_dir / f"{fingerprint}.pt"
+    lineage, models = read_lineage(data), candidate_models(model)
+
+    def checkpoint(m: ModelParams) -> Path:  # a training job's, by its fingerprint
+        return (
+            train.checkpoint_dir / f"{training_fingerprint(features, m, train, data, lineage)}.pt"
+        )
+
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
     # Under `torchrun --nproc_per_node N`: N data-parallel processes (training.distributed).
-    with distributed.session() as main, epoch_progress(train.max_epochs, main) as advance:
-
-        def on_epoch_end(metrics: dict[str, float]) -> None:
-            if epoch_logger is not None:
-                epoch_logger(metrics)
-            advance(metrics)
-
-        result = fit(
-            prepared.config,
-            train,
-            prepared.train,
-            prepared.validation,
-            checkpoint_path=checkpoint,
-            on_epoch_end=on_epoch_end,
-            augment=prepared.augment,
-            metric=metric,
-            on_estimate=lambda estimate, device: log.info(
-                say(estimate, prepared.config.kind, device, model.cpu_kind)
+    with distributed.session() as main:
+        trained, candidates = choose(
+            models,
+            lambda m: train_candidate(
+                prepared,
+                m,
+                train,
+                checkpoint(m),
+                metric=metric,
+                epoch_logger=epoch_logger,
+                show=main,
+                # auto embeddings: each candidate's epochs under its own metric names
+                prefix=f"{m.numeric_embeddings.kind}." if len(models) > 1 else "",
             ),
+            validation_labels(prepared),
+            metric,
+            data.label.kind,
+            log.info,
         )
     if epoch_logger is not None:
         epoch_logger.flush()
-    best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
+    result, prepared = trained.result, replace(prepared, config=trained.config)
     summary = TrainSummary(
         best_epoch=result.best_epoch,
         epochs_run=len(result.history),
@@ -227,52 +231,34 @@ def train_model(
         train_rows=len(prepared.fit_rows),
         validation_rows=len(prepared.val_rows),
         validation_metric=metric,
-        validation_score=float(best.get(f"val_{metric}", float("nan"))),
+        validation_score=trained.candidate.validation_score,
         history=result.history,
         estimated_seconds=result.estimated_seconds,
+        candidates=[c.to_dict() for c in candidates] if len(candidates) > 1 else [],
         class_bias=decide_on_validation(
-            result.model,
-            predict(result.model, prepared.validation, mixed_precision=False).numpy(),
-            prepared.validation.labels.numpy(),
-            metric,
+            result.model, trained.predictions, prepared.validation.labels.numpy(), metric
         ),
     )
     if not main:  # another torchrun rank: it only trained; rank 0 writes, exports and logs
         return summary
-    save_model(train.models_dir, result.model, prepared, summary)
+    save_model(train.models_dir, result.model, prepared)
+    (train.models_dir / TRAIN_SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1))
     if tracking is not None:
         tracking.log_metrics(
             {
                 "best_epoch": summary.best_epoch,
                 "train_samples_per_second": summary.samples_per_second,
                 f"best_val_{metric}": summary.validation_score,
+                **candidate_metrics(candidates, metric),
             }
         )
         tracking.log_artifact(train.models_dir / TRAIN_SUMMARY_FILE, "training")
-    checkpoint.unlink(missing_ok=True)  # finished: the next run trains afresh
+    for m in models:  # finished: the next run trains afresh
+        checkpoint(m).unlink(missing_ok=True)
     log.info(
         "train: best epoch %d of %d on %s", result.best_epoch, len(result.history), result.device
     )
     return summary
-
-
-def save_model(out: Path, network: Any, prepared: Any, summary: TrainSummary) -> None:
-    """models_dir afresh: safetensors weights, preprocessing and the network's model config
-    JSON, the ONNX
-    graph (exported on validation rows), and the training summary."""
-    from maas.pipeline.training.export import export_onnx, save_weights
-
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    save_weights(network, out / WEIGHTS_FILE)
-    prepared.preprocessor.save(out / PREPROCESSING_FILE)
-    network.config.save(out / MODEL_CONFIG_FILE)  # with the decision rule chosen after fit
-    validation = prepared.validation
-    export_onnx(
-        network, out / ONNX_FILE, validation.categorical.numpy(), validation.numeric.numpy()
-    )
-    (out / TRAIN_SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1))
 
 
 def evaluate_model(

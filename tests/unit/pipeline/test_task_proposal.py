@@ -104,10 +104,10 @@ def test_a_small_table_is_proposed_a_batch_size_that_leaves_steps_to_learn(tmp_p
     assert large.task["train"]["max_epochs"] == 12  # 8 epochs of ~170 steps: under 2,000
     # params.yaml's own settings are the ones compared: 8 epochs of 352 steps are enough
     assert propose_steps(180_000, [], 512, 8, 4) == {}
-    # numeric inputs enter the network as piecewise-linear embeddings, unless params.yaml
-    # already chose an embedding, or there is no numeric input
-    assert small.task["model"] == {"numeric_embeddings": {"kind": "piecewise_linear"}}
-    assert "piecewise_linear proposed" in " ".join(small.notes)
+    # numeric inputs: plain and as piecewise-linear embeddings, the better on validation
+    # kept, unless params.yaml already chose an embedding, or there is no numeric input
+    assert small.task["model"] == {"numeric_embeddings": {"kind": "auto"}}
+    assert "numeric_embeddings.kind auto proposed" in " ".join(small.notes)
     assert propose_model(["nights"], [], "periodic") == {} and propose_model([], []) == {}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -12,6 +14,10 @@ from torch import nn
 
 from maas.errors import ExportError
 from maas.pipeline.training.model import ModelConfig, ServingNet, build_network
+from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE, PREPROCESSING_FILE, WEIGHTS_FILE
+
+if TYPE_CHECKING:
+    from maas.pipeline.training.prepare import PreparedTraining
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +95,19 @@ def check_onnx_parity(
             f"|torch|) = {max_diff:.3g} > {tolerance:g}"
         )
     return max_diff
+
+
+def save_model(out: Path, network: nn.Module, prepared: PreparedTraining) -> None:
+    """models_dir afresh: safetensors weights, preprocessing and the network's model config
+    JSON (with the decision rule chosen after fit), the ONNX graph (exported on validation
+    rows and checked against torch)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    save_weights(network, out / WEIGHTS_FILE)
+    prepared.preprocessor.save(out / PREPROCESSING_FILE)
+    cast(ModelConfig, network.config).save(out / MODEL_CONFIG_FILE)
+    validation = prepared.validation
+    export_onnx(
+        network, out / ONNX_FILE, validation.categorical.numpy(), validation.numeric.numpy()
+    )

@@ -97,6 +97,8 @@ def model_config_for(
             target_transform=head.transform,
         )
     embedding = model.numeric_embeddings
+    if embedding.kind == "auto":  # a choice between models, not one (training.candidates)
+        raise ValueError("model.numeric_embeddings.kind auto: configure each candidate model")
     if embedding.kind == "piecewise_linear":
         config = replace(config, bins=numeric_bins(fit_numeric, embedding.n_bins))
     if embedding.kind != "none":

@@ -16,6 +16,7 @@ from maas.pipeline.data.partitions import split_latest
 from maas.pipeline.data.windows import TRAIN_FILE, read_window
 from maas.pipeline.training.augment import Augmentation
 from maas.pipeline.training.budget import announced_model, model_for_host
+from maas.pipeline.training.candidates import candidate_models
 from maas.pipeline.training.fit import TensorSet
 from maas.pipeline.training.model import Head, ModelConfig, model_config_for
 from maas.pipeline.training.request_spec import build_request_spec
@@ -69,7 +70,8 @@ def prepare_training(
     head = Head.for_labels(
         label.kind, fit_part["label"].to_numpy(), len(label.classes), label.transform
     )
-    config = model_config_for(model, preprocessor.cardinalities, fit_num, head)
+    # `auto` embeddings: prepared as the first candidate; `configure` gives the others
+    config = model_config_for(candidate_models(model)[0], preprocessor.cardinalities, fit_num, head)
     return PreparedTraining(
         fit_part,
         val_part,
@@ -78,6 +80,17 @@ def prepare_training(
         TensorSet.from_numpy(fit_cat, fit_num, head.scale(fit_part["label"].to_numpy())),
         TensorSet.from_numpy(val_cat, val_num, head.scale(val_part["label"].to_numpy())),
         augmentation(preprocessor, train),
+    )
+
+
+def configure(prepared: PreparedTraining, model: ModelParams, train: TrainParams) -> ModelConfig:
+    """The network config of `model` (as this host trains it) over the prepared window: its
+    numeric embedding's bins from the same rows, the same head (tune's trials, candidates)."""
+    return model_config_for(
+        model_for_host(model, train),
+        prepared.preprocessor.cardinalities,
+        prepared.train.numeric.cpu().numpy(),
+        Head.of(prepared.config),
     )
 
 

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from maas.config import Params, SearchRange, apply_overrides, parse_params
 from maas.config.kinds import SCORE
 from maas.pipeline.training.budget import model_for_host
+from maas.pipeline.training.candidates import AUTO_EMBEDDINGS
 from maas.pipeline.training.fit import TrainResult, fit
-from maas.pipeline.training.model import Head, model_config_for
-from maas.pipeline.training.prepare import PreparedTraining, augmentation
+from maas.pipeline.training.model import Head
+from maas.pipeline.training.prepare import PreparedTraining, augmentation, configure
 from maas.tracking.runs import EpochLogger, log_metrics, start_run
 
 if TYPE_CHECKING:
@@ -62,11 +63,16 @@ class TuneResult:
 
 def search_space(params: Params) -> dict[str, SearchRange]:
     """`tune.space`, or the default space of the kind this host trains (`model.kind`, or
-    `model.cpu_kind` without a GPU) when it is empty."""
-    if params.tune.space:
-        return dict(params.tune.space)
+    `model.cpu_kind` without a GPU) when it is empty; `auto` numeric embeddings become a
+    choice among the candidates (training.candidates) where the space does not name them."""
     kind = model_for_host(params.model, params.train).kind
-    return {k: SearchRange.model_validate(v) for k, v in DEFAULT_SPACES[kind].items()}
+    space = dict(params.tune.space) or {
+        k: SearchRange.model_validate(v) for k, v in DEFAULT_SPACES[kind].items()
+    }
+    if params.model.numeric_embeddings.kind == "auto":
+        choices = SearchRange.model_validate({"choices": list(AUTO_EMBEDDINGS)})
+        space.setdefault("model.numeric_embeddings.kind", choices)
+    return space
 
 
 def study_name(params: Params, space: dict[str, SearchRange], train_partitions: Any) -> str:
@@ -164,13 +170,7 @@ def fit_trial(
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-    fit_numeric = prepared.train.numeric.cpu().numpy()
-    config = model_config_for(  # the kind this host trains, as prepare_training's
-        model_for_host(chosen.model, chosen.train),
-        prepared.preprocessor.cardinalities,
-        fit_numeric,
-        Head.of(prepared.config),
-    )
+    config = configure(prepared, chosen.model, chosen.train)  # the kind this host trains
     augment = augmentation(prepared.preprocessor, chosen.train)
     result = fit(
         config,
