@@ -43,6 +43,9 @@ def test_spark_gives_the_local_backends_output_row_for_row(tmp_path, small_param
     refused_local = pq.read_table(errors_path(local_out))
     refused_spark = pq.read_table(errors_path(spark_out))
     assert refused_spark.to_pylist() == refused_local.to_pylist()
+    assert refused_spark.schema == refused_local.schema  # each task wrote its own, as local's
+    # the task that refused row 7 wrote the part named by its unit's first row (60-row groups)
+    assert [p.name for p in errors_path(spark_out).glob("part-*")] == [f"part-{0:015d}.parquet"]
     assert refused_spark["row"].to_pylist() == [7]
     from maas.scoring.lineage import recent_jobs
     from maas.tracking.store import connect

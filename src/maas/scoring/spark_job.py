@@ -5,12 +5,12 @@ It imports nothing of the installed maas: `maas.scoring.worker` is loaded from i
 shipped to the executors by value (cloudpickle), so they run it without any maas of their own
 and import `maas.serving` only from the verified serving code this driver ships them with the
 serving files (`SparkContext.addFile`), each checked against the digests in the job. One Spark
-task per core, each a contiguous run of units (row groups or CSV files) in input order, scored
-once into a persisted frame that both writes read; `mapInArrow` hands Arrow batches to the
-worker and takes Arrow batches back, so no pandas conversion touches a value. The scored rows
-and the refused ones are written as two Parquet folders beside the output (`.<name>.partial`),
-which `maas.scoring.local` then renames into place; the result file gives their row counts,
-read from the part files' footers.
+task per core, each a contiguous run of units (row groups or CSV files) in input order;
+`mapInArrow` hands Arrow batches to the worker and takes Arrow batches back, so no pandas
+conversion touches a value. Spark writes the scored rows and each task its own refused ones
+(one Spark write: the scored frame is neither persisted nor read twice), as two Parquet folders
+beside the output (`.<name>.partial`), which `maas.scoring.local` then renames into place; the
+result file gives their row counts, read from the part files' footers.
 """
 
 from __future__ import annotations
@@ -54,9 +54,7 @@ def written_rows(folder: Path) -> int:
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     import pyarrow as pa
-    from pyspark import StorageLevel
     from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
     worker = load_worker(job["worker"])
@@ -67,16 +65,19 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     first = job["units"][0]
     passed = job["pass_through"]
     through = worker.read_unit(first["source"], first["unit"], first["kind"]).select(passed)
-    output = scorer.output_schema(through.schema)
-    union = pa.schema([*output, pa.field(worker.ROW, pa.int64()), (worker.ERROR, pa.string())])
-    spark_schema = from_arrow_schema(union)
+    spark_schema = from_arrow_schema(scorer.output_schema(through.schema))
+    refused = pa.schema(  # as the local backend writes its refused rows
+        [*map(worker.plain_field, through.schema), ("row", pa.int64()), ("error", pa.string())]
+    )
 
     spark = SparkSession.builder.appName(f"maas score v{job['version']}").getOrCreate()
     context = spark.sparkContext
     context.setLogLevel("ERROR")
     context.addFile(str(code_dir), recursive=True)
     context.addFile(str(model_dir), recursive=True)
-    expected = to_arrow_schema(spark_schema)  # exactly what Spark takes back
+    output, errors_out = partial_path(job["output"]), partial_path(job["errors"])
+    shutil.rmtree(errors_out, ignore_errors=True)  # an earlier attempt's parts
+    errors_out.mkdir(parents=True)
     shipped = {
         "version": job["version"],
         "pass_through": passed,
@@ -85,7 +86,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "code_digests": job["code_digests"],
         "model_name": model_dir.name,
         "model_digests": job["model_digests"],
-        "union": expected.serialize().to_pybytes().hex(),
+        "output": to_arrow_schema(spark_schema).serialize().to_pybytes().hex(),  # Spark's own
+        "refused": refused.serialize().to_pybytes().hex(),
+        "errors_dir": str(errors_out),
     }
     units = [(json.dumps(unit),) for unit in job["units"]]
     # one task per core (spark.default.parallelism when set), each a contiguous run of units in
@@ -93,16 +96,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     # once per core, not once per unit (docs/scoring.md, "Where the time goes")
     slices = min(len(units), max(1, context.defaultParallelism))
     tasks = spark.createDataFrame(context.parallelize(units, slices), "unit string")
-    scored = tasks.mapInArrow(
-        functools.partial(worker.score_partition, job=shipped), spark_schema
-    ).persist(StorageLevel.MEMORY_AND_DISK)  # scored once: both writes read it
-    output, errors_out = partial_path(job["output"]), partial_path(job["errors"])
-    kept = scored.filter(F.col(worker.ERROR).isNull()).drop(worker.ROW, worker.ERROR)
-    kept.write.mode("overwrite").parquet(output.as_uri())  # the job that scores
-    refused = scored.filter(F.col(worker.ERROR).isNotNull()).select(
-        *passed, F.col(worker.ROW).alias("row"), F.col(worker.ERROR).alias("error")
-    )
-    refused.write.mode("overwrite").parquet(errors_out.as_uri())  # cached batches, mostly skipped
+    scored = tasks.mapInArrow(functools.partial(worker.score_partition, job=shipped), spark_schema)
+    scored.write.mode("overwrite").parquet(output.as_uri())  # the one job: scores and refuses
     spark.stop()
     rows, errors = written_rows(output), written_rows(errors_out)
     for folder, count in ((output, rows), (errors_out, errors)):

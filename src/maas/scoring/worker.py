@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 # the Spark backend's union of scored rows and refused ones (dropped from the output)
-ROW, ERROR = "__maas_row", "__maas_error"
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -88,7 +87,7 @@ class Scorer:
         example = self.schema.record.model_validate(self.spec.example)
         outputs, _ = self.model.score(self.schema.to_columns([example]))
         row = self.schema.output_values(outputs.astype(float).tolist()[0])
-        fields = [*(_plain(f) for f in passed), *pa.Table.from_pylist([row]).schema]
+        fields = [*(plain_field(f) for f in passed), *pa.Table.from_pylist([row]).schema]
         fields += [pa.field("unknown_inputs", pa.list_(pa.string()))]
         self._schemas[passed] = pa.schema([*fields, pa.field("model_version", pa.string())])
         return self._schemas[passed]
@@ -120,7 +119,7 @@ class Scorer:
         if errors:
             rows = pa.array([e["row"] for e in errors], type=pa.int64())
             refused = _beside(through.take(rows), [{**e, "row": offset + e["row"]} for e in errors])
-            refused = refused.cast(pa.schema([_plain(f) for f in refused.schema]))
+            refused = refused.cast(pa.schema([plain_field(f) for f in refused.schema]))
         return scored, refused
 
     def _validate(self, table: Any, rows: list[int]) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -201,7 +200,7 @@ def _arrow(column: Any) -> Any:
     return pa.array(column)
 
 
-def _plain(field: Any) -> Any:
+def plain_field(field: Any) -> Any:
     """`field` with a 32-bit-offset string, binary or list type for a large one (what pandas
     writes for strings): both backends write the same types, and Spark has no large ones."""
     import pyarrow as pa
@@ -211,7 +210,7 @@ def _plain(field: Any) -> Any:
     if kind in large:
         return field.with_type(large[kind])
     if pa.types.is_large_list(kind):
-        return field.with_type(pa.list_(_plain(kind.value_field)))
+        return field.with_type(pa.list_(plain_field(kind.value_field)))
     return field
 
 
@@ -271,10 +270,12 @@ def score(scorer: Scorer, task: dict[str, Any]) -> dict[str, int]:
 
 def score_partition(batches: Iterator[Any], job: dict[str, Any]) -> Iterator[Any]:
     """Spark backend (`mapInArrow`): each unit named in `batches` (a `unit` column of JSON
-    tasks) scored into one Arrow batch of `job["union"]`'s schema — the output's columns, then
-    ROW and ERROR, set for a refused row only. One Scorer (one ONNX session) per partition,
-    from the serving files and code Spark shipped to this executor, checked against the
-    digests the driver verified."""
+    tasks) scored into one Arrow batch of `job["output"]`'s schema; its refused rows are
+    written by this task itself, as `part-<first row>.parquet` of `job["errors_dir"]` in
+    `job["refused"]`'s schema (atomically: a retried or speculative task rewrites the same
+    file), so Spark never holds the scored rows twice. One Scorer (one ONNX session) per
+    partition, from the serving files and code Spark shipped to this executor, checked
+    against the digests the driver verified."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
     from pyspark import SparkFiles
@@ -282,30 +283,29 @@ def score_partition(batches: Iterator[Any], job: dict[str, Any]) -> Iterator[Any
     load_recorded(Path(SparkFiles.get(job["code_name"])), job["code_digests"])
     model_dir = Path(SparkFiles.get(job["model_name"]))
     scorer = Scorer(model_dir, job["version"], job["model_digests"])
-    union = ipc.read_schema(pa.py_buffer(bytes.fromhex(job["union"])))
+    output, refused_schema = (
+        ipc.read_schema(pa.py_buffer(bytes.fromhex(job[name]))) for name in ("output", "refused")
+    )
+    passed = job["pass_through"]
     for batch in batches:
         for text in batch.column("unit").to_pylist():
             task = json.loads(text)
             table = read_unit(task["source"], task["unit"], task["kind"])
-            passed = job["pass_through"]
             scored, refused = scorer.score(table, task["offset"], passed, job["batch_rows"])
-            for part in (scored, refused):
-                if part is not None:
-                    if part is refused:
-                        part = part.rename_columns([*passed, ROW, ERROR])
-                    columns = {
-                        f.name: part[f.name] if f.name in part.column_names else None for f in union
-                    }
-                    yield from _conform(columns, union, part.num_rows).to_batches()
+            if refused is not None:
+                part = Path(job["errors_dir"]) / f"part-{task['offset']:015d}.parquet"
+                _atomic(_conform(refused, refused_schema), part)
+            if scored is not None:
+                yield from _conform(scored, output).to_batches()
 
 
-def _conform(columns: dict[str, Any], schema: Any, rows: int) -> Any:
-    """A table of `schema` from `columns` (None: a column of nulls)."""
+def _conform(table: Any, schema: Any) -> Any:
+    """`table` with `schema`'s columns and types (a column it lacks: nulls)."""
     import pyarrow as pa
 
+    names, rows = table.column_names, table.num_rows
     arrays = [
-        pa.nulls(rows, f.type) if columns[f.name] is None else columns[f.name].cast(f.type)
-        for f in schema
+        table[f.name].cast(f.type) if f.name in names else pa.nulls(rows, f.type) for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
