@@ -46,7 +46,12 @@ def _measure(task: str, checkpoints: Path) -> dict[str, Any]:
     from maas.config.kinds import METRICS, better, gate_metric
     from maas.pipeline.data.windows import TEST_FILE, read_window
     from maas.pipeline.evaluation.difference import metric_value
-    from maas.pipeline.training.candidates import AUTO_EMBEDDINGS, chosen, with_lead
+    from maas.pipeline.training.candidates import (
+        AUTO_EMBEDDINGS,
+        candidate_models,
+        chosen,
+        with_lead,
+    )
     from maas.pipeline.training.fit import TensorSet, predict
     from maas.pipeline.training.imbalance import decide_on_validation
     from maas.pipeline.training.job import train_candidate, validation_labels
@@ -63,15 +68,10 @@ def _measure(task: str, checkpoints: Path) -> dict[str, Any]:
     head = Head.of(prepared.config)
     test_set = TensorSet.from_numpy(cat, num, head.scale(test["label"].to_numpy()))
     test_labels = head.unscale(test_set.labels.numpy())
-    trained, test_scores = [], {}
-    for embedding in AUTO_EMBEDDINGS:
-        model = params.model.model_copy(
-            update={
-                "numeric_embeddings": params.model.numeric_embeddings.model_copy(
-                    update={"kind": embedding}
-                )
-            }
-        )
+    trained, test_scores = [], dict[str, float]()
+    auto = params.model.numeric_embeddings.model_copy(update={"kind": "auto"})
+    for model in candidate_models(params.model.model_copy(update={"numeric_embeddings": auto})):
+        embedding = model.numeric_embeddings.kind
         one = train_candidate(
             prepared, model, params.train, checkpoints / f"{task}-{embedding}.pt", metric=metric
         )

@@ -192,11 +192,11 @@ def train_model(
     prepared = prepare_training(data, features, model, train, request)
     metric = gate_metric(data.label.kind, promotion.metric if promotion else None).name
     lineage, models = read_lineage(data), candidate_models(model)
-
-    def checkpoint(m: ModelParams) -> Path:  # a training job's, by its fingerprint
-        return (
-            train.checkpoint_dir / f"{training_fingerprint(features, m, train, data, lineage)}.pt"
-        )
+    checkpoints = {  # each training job's, by its fingerprint
+        m.numeric_embeddings.kind: train.checkpoint_dir
+        / f"{training_fingerprint(features, m, train, data, lineage)}.pt"
+        for m in models
+    }
 
     epoch_logger = tracking.epoch_logger() if tracking is not None else None
     # Under `torchrun --nproc_per_node N`: N data-parallel processes (training.distributed).
@@ -207,7 +207,7 @@ def train_model(
                 prepared,
                 m,
                 train,
-                checkpoint(m),
+                checkpoints[m.numeric_embeddings.kind],
                 metric=metric,
                 epoch_logger=epoch_logger,
                 show=main,
@@ -217,7 +217,7 @@ def train_model(
             validation_labels(prepared),
             metric,
             data.label.kind,
-            log.info,
+            log.info if main else lambda _: None,  # said once under torchrun
         )
     if epoch_logger is not None:
         epoch_logger.flush()
@@ -253,8 +253,8 @@ def train_model(
             }
         )
         tracking.log_artifact(train.models_dir / TRAIN_SUMMARY_FILE, "training")
-    for m in models:  # finished: the next run trains afresh
-        checkpoint(m).unlink(missing_ok=True)
+    for checkpoint in checkpoints.values():  # finished: the next run trains afresh
+        checkpoint.unlink(missing_ok=True)
     log.info(
         "train: best epoch %d of %d on %s", result.best_epoch, len(result.history), result.device
     )

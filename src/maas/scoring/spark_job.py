@@ -97,8 +97,14 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     slices = min(len(units), max(1, context.defaultParallelism))
     tasks = spark.createDataFrame(context.parallelize(units, slices), "unit string")
     scored = tasks.mapInArrow(functools.partial(worker.score_partition, job=shipped), spark_schema)
-    scored.write.mode("overwrite").parquet(output.as_uri())  # the one job: scores and refuses
-    spark.stop()
+    try:
+        scored.write.mode("overwrite").parquet(output.as_uri())  # the one job: scores, refuses
+    except BaseException:  # a failed job leaves nothing beside the output either
+        for folder in (output, errors_out):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        spark.stop()
     rows, errors = written_rows(output), written_rows(errors_out)
     for folder, count in ((output, rows), (errors_out, errors)):
         if not count:  # as if never written: the caller places only a side with rows

@@ -18,11 +18,10 @@ import json
 import os
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-# the Spark backend's union of scored rows and refused ones (dropped from the output)
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -243,11 +242,16 @@ def read_unit(source: str, unit: int, kind: str) -> Any:
 
 
 def _atomic(table: Any, path: Path) -> None:
+    """`table` written to `path` whole or not at all: through a temporary file of this
+    attempt's own (two attempts of one Spark task may write the same part at once)."""
     import pyarrow.parquet as pq
 
-    partial = path.with_name(f".{path.name}.partial")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        pq.write_table(table, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def score(scorer: Scorer, task: dict[str, Any]) -> dict[str, int]:
@@ -272,8 +276,9 @@ def score_partition(batches: Iterator[Any], job: dict[str, Any]) -> Iterator[Any
     """Spark backend (`mapInArrow`): each unit named in `batches` (a `unit` column of JSON
     tasks) scored into one Arrow batch of `job["output"]`'s schema; its refused rows are
     written by this task itself, as `part-<first row>.parquet` of `job["errors_dir"]` in
-    `job["refused"]`'s schema (atomically: a retried or speculative task rewrites the same
-    file), so Spark never holds the scored rows twice. One Scorer (one ONNX session) per
+    `job["refused"]`'s schema (atomically, by way of a temporary file of its own: a retried
+    or speculative attempt replaces the same part whole), so Spark never holds the scored rows
+    twice. One Scorer (one ONNX session) per
     partition, from the serving files and code Spark shipped to this executor, checked
     against the digests the driver verified."""
     import pyarrow as pa

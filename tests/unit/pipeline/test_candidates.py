@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maas.config import load_params
+from maas.config import ConfigError, load_params
 from maas.config.kinds import METRICS, better, gate_metric
 from maas.pipeline.data.partitions import add_label
 from maas.pipeline.data.windows import write_windows
@@ -178,3 +178,7 @@ def test_tune_searches_the_candidates_when_the_task_says_auto(small_params) -> N
     space = search_space(auto)
     assert space["model.numeric_embeddings.kind"].choices == ["none", "piecewise_linear"]
     assert "model.numeric_embeddings.kind" not in search_space(small_params)
+    # a trial trains one model: `auto` among a space's choices is refused, naming the fix
+    space = 'tune.space={"model.numeric_embeddings.kind": {"choices": ["auto", "periodic"]}}'
+    with pytest.raises(ConfigError, match="cannot choose auto .* list the kinds"):
+        search_space(load_params(ROOT / "params.yaml", [space]))

@@ -35,6 +35,7 @@ TRAIN = [
     "training/budget.py",
     "training/candidates.py",
     "training/job.py",
+    "training/progress.py",
     "training/imbalance.py",
     "evaluation/difference.py",
     "training/augment.py",

@@ -289,12 +289,9 @@ def propose_epochs(
 
 def propose_model(numeric: list[str], notes: list[str], shared: str = "none") -> dict[str, Any]:
     """`{"model": {"numeric_embeddings": {"kind": "auto"}}}` for a table with numeric inputs
-    where params.yaml's `shared` model.numeric_embeddings.kind is none: the run trains the
-    network with plain numbers and with piecewise-linear embeddings of their quantile bins
-    and keeps the better on the validation slice (maas.pipeline.training.candidates). Neither
-    wins everywhere on the corpus: the embeddings lifted bird-strikes' macro F1 from 0.32 to
-    0.47 and flight-origin's from 0.76 to 0.87, plain numbers kept the digits and the
-    rare-positive flights above logistic regression."""
+    where params.yaml's `shared` model.numeric_embeddings.kind is none: the run trains plain
+    numbers and piecewise-linear embeddings and keeps the better on the validation slice
+    (maas.pipeline.training.candidates says why and how well that chooses)."""
     if not numeric or shared != "none":
         return {}
     notes.append(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from maas.config import ModelParams, TrainParams
+from maas.pipeline.evaluation.difference import metric_value
 from maas.pipeline.training.budget import say
 from maas.pipeline.training.candidates import Candidate
 from maas.pipeline.training.fit import TrainResult, fit, predict
@@ -70,9 +71,11 @@ def train_candidate(
                 say(estimate, config.kind, device, model.cpu_kind)
             ),
         )
-    best = next((h for h in result.history if int(h["epoch"]) == result.best_epoch), {})
-    score = float(best.get(f"val_{metric}", float("nan")))
     seconds = time.perf_counter() - started
     predictions = predict(result.model, prepared.validation, mixed_precision=False).numpy()
+    try:  # in full precision, as the lead's bootstrap (the epoch's may be bf16 on CUDA)
+        score = metric_value(metric, config.head, validation_labels(prepared), predictions)
+    except ValueError:  # undefined on this slice (one class), or a diverged network's NaN
+        score = float("nan")
     record = Candidate(config.numeric_embedding, result.best_epoch, score, seconds)
     return Trained(result, config, record, predictions)

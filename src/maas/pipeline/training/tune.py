@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from maas.config import Params, SearchRange, apply_overrides, parse_params
+from maas.config import ConfigError, Params, SearchRange, apply_overrides, parse_params
 from maas.config.kinds import SCORE
 from maas.pipeline.training.budget import model_for_host
 from maas.pipeline.training.candidates import AUTO_EMBEDDINGS
@@ -69,9 +69,14 @@ def search_space(params: Params) -> dict[str, SearchRange]:
     space = dict(params.tune.space) or {
         k: SearchRange.model_validate(v) for k, v in DEFAULT_SPACES[kind].items()
     }
+    key = "model.numeric_embeddings.kind"
     if params.model.numeric_embeddings.kind == "auto":
-        choices = SearchRange.model_validate({"choices": list(AUTO_EMBEDDINGS)})
-        space.setdefault("model.numeric_embeddings.kind", choices)
+        space.setdefault(key, SearchRange.model_validate({"choices": list(AUTO_EMBEDDINGS)}))
+    if key in space and "auto" in (space[key].choices or []):
+        raise ConfigError(
+            f"tune.space: {key} cannot choose auto (it trains several models and keeps one; "
+            f"a trial trains one): list the kinds, e.g. {list(AUTO_EMBEDDINGS)}"
+        )
     return space
 
 
