@@ -25,6 +25,7 @@ import contextlib
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,15 @@ def _measure(task: str, checkpoints: Path) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
+        "# How `auto` numeric embeddings choose, against test windows it never sees",
+        "",
+        "Written by `python benchmarks/embedding_choice.py` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}) "
+        "over a `benchmarks/corpus.py` run's projects: both candidates trained as the train stage "
+        "trains them, scored on the validation slice (which chooses) and on the test window "
+        "(which judges). `validation` is maas's rule (the better validation score); `one_se` keeps "
+        "the embeddings only where their paired-bootstrap lead's 16th percentile is above zero.",
+        "",
         "| table | metric | validation rows | validation none / PLE | PLE's lead [16%, 84%] "
         "| test none / PLE | kept (validation) | kept (one SE) |",
         "|---|---|---|---|---|---|---|---|",
