@@ -117,6 +117,32 @@ def make_flights(n: int = 300, year: int = 2013, month: int = 1, seed: int = 0) 
     return frame
 
 
+def write_flight_windows(
+    data: Any, train_rows: int = 400, test_rows: int = 200
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Windows as the validate stage writes them into `data.processed_dir`: synthetic flights
+    of 2013-10 and 2013-11 (`train_rows` each) for training, 2013-12 (`test_rows`) for test,
+    labeled by `data.label`; returns (train, test)."""
+    from maas.pipeline.data.partitions import add_label
+    from maas.pipeline.data.windows import write_windows
+
+    months = [
+        make_flights(train_rows, month=m, seed=m).assign(partition=f"2013-{m:02d}")
+        for m in (10, 11)
+    ]
+    train = add_label(pd.concat(months, ignore_index=True), data.label)
+    test = add_label(
+        make_flights(test_rows, month=12, seed=12).assign(partition="2013-12"), data.label
+    )
+    lineage = {
+        "train_partitions": {"2013-10": "a", "2013-11": "b"},
+        "test_partitions": {"2013-12": "c"},
+        "validation_status": "passed",
+    }
+    write_windows(data, train, test, lineage)
+    return train, test
+
+
 def fit_flights(
     frame: pd.DataFrame, params: Params, min_frequency: int = 1, request: bool = False
 ) -> Any:

@@ -9,19 +9,16 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from maas.config import ConfigError, load_params
 from maas.config.kinds import METRICS, better, gate_metric
-from maas.pipeline.data.partitions import add_label
-from maas.pipeline.data.windows import write_windows
 from maas.pipeline.evaluation.difference import metric_value
 from maas.pipeline.stages import TRAIN_SUMMARY_FILE, train_model
 from maas.pipeline.training.candidates import Candidate, candidate_models, chosen, with_lead
 from maas.pipeline.training.tune import search_space
 from maas.serving.inference import MODEL_CONFIG_FILE, ONNX_FILE
-from tests.helpers import ROOT, make_flights
+from tests.helpers import ROOT, write_flight_windows
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,6 @@ def test_auto_stands_for_both_embeddings_and_any_other_kind_for_itself(small_par
 
 @pytest.fixture
 def project(tmp_path):
-    months = [
-        make_flights(500, month=m, seed=m).assign(partition=f"2013-{m:02d}") for m in (10, 11)
-    ]
-
     def params(embedding: str, name: str):
         return load_params(
             ROOT / "params.yaml",
@@ -112,17 +105,7 @@ def project(tmp_path):
             ],
         )
 
-    first = params("none", "unused")
-    train = add_label(pd.concat(months, ignore_index=True), first.data.label)
-    test = add_label(
-        make_flights(200, month=12, seed=12).assign(partition="2013-12"), first.data.label
-    )
-    lineage = {
-        "train_partitions": {"2013-10": "a", "2013-11": "b"},
-        "test_partitions": {"2013-12": "c"},
-        "validation_status": "passed",
-    }
-    write_windows(first.data, train, test, lineage)
+    write_flight_windows(params("none", "unused").data, train_rows=500)
     return params, tmp_path
 
 

@@ -6,34 +6,20 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pandas as pd
 import pytest
 
-from maas.pipeline.data.partitions import add_label, split_latest
-from maas.pipeline.data.windows import write_windows
+from maas.pipeline.data.partitions import split_latest
 from maas.pipeline.evaluation.gate import GateDecision
 from maas.pipeline.evaluation.metrics import compute_metrics, fit_baselines
 from maas.pipeline.stages import evaluate_model
 from maas.serving.inference import OnnxModel
-from tests.helpers import make_flights, write_tiny_model
+from tests.helpers import write_flight_windows, write_tiny_model
 
 
 @pytest.fixture
 def project(tmp_path, small_params):
     data = small_params.data.model_copy(update={"processed_dir": tmp_path / "processed"})
-    months = [
-        make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}") for m in (10, 11)
-    ]
-    train = add_label(pd.concat(months, ignore_index=True), small_params.data.label)
-    test = add_label(
-        make_flights(300, month=12, seed=12).assign(partition="2013-12"), small_params.data.label
-    )
-    lineage = {
-        "train_partitions": {"2013-10": "a", "2013-11": "b"},
-        "test_partitions": {"2013-12": "c"},
-        "validation_status": "passed",
-    }
-    write_windows(data, train, test, lineage)
+    train, test = write_flight_windows(data, test_rows=300)
     models = write_tiny_model(tmp_path / "models", small_params, train)
     evaluate = small_params.evaluate.model_copy(
         update={"metrics_path": tmp_path / "metrics.json", "plots_dir": tmp_path / "plots"}

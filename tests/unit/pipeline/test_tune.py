@@ -4,15 +4,13 @@ MLflow runs, and a study that resumes instead of starting over."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from maas.config import ConfigError, load_params
-from maas.pipeline.data.partitions import add_label
-from maas.pipeline.data.windows import read_lineage, write_windows
+from maas.pipeline.data.windows import read_lineage
 from maas.pipeline.training.tune import open_study, search_space, study_name, tune_model
-from tests.helpers import ROOT, make_flights
+from tests.helpers import ROOT, write_flight_windows
 
 SPACE = (
     'tune.space={"train.learning_rate": {"low": 0.001, "high": 0.01, "log": true}, '
@@ -37,19 +35,7 @@ def project(tmp_path):
         SPACE,
     ]
     params = load_params(ROOT / "params.yaml", overrides)
-    months = [
-        make_flights(400, month=m, seed=m).assign(partition=f"2013-{m:02d}") for m in (10, 11)
-    ]
-    train = add_label(pd.concat(months, ignore_index=True), params.data.label)
-    test = add_label(
-        make_flights(200, month=12, seed=12).assign(partition="2013-12"), params.data.label
-    )
-    lineage = {
-        "train_partitions": {"2013-10": "a", "2013-11": "b"},
-        "test_partitions": {"2013-12": "c"},
-        "validation_status": "passed",
-    }
-    write_windows(params.data, train, test, lineage)
+    write_flight_windows(params.data)
     return params, overrides
 
 
